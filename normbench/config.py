@@ -1,0 +1,356 @@
+"""YAML config -> frozen dataclasses, validated. Raw dicts stop here.
+
+A config file has the sections `data`, `model`, `train`, `output` (and optional
+`sweep`), plus `name` and `seed`. Every problem raises one NormbenchError naming the
+file (or the `--set` that caused it), the key path, and what to write instead.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+from normbench import NormbenchError
+from normbench.data import DATASETS
+from normbench.models import MODELS
+from normbench.norms import NORMS
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+JIT_CHOICES = ("auto", True, False)
+SMOKE_SUBSET = {"train": 512, "test": 256}  # what --smoke shrinks any data set to
+
+
+@dataclass(frozen=True)
+class Subset:
+    train: int  # training examples (validation_split is taken from these)
+    test: int  # test examples
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str  # imdb | cifar10 | synthetic_imdb | synthetic_cifar10
+    path: Optional[str] = None  # local file/folder; None = Keras download (or $NORMBENCH_DATA_DIR)
+    subset: Optional[Subset] = None  # class-balanced subset; None = everything
+    num_words: int = 10000  # IMDB vocabulary (Embedding input size)
+    maxlen: int = 200  # IMDB reviews padded/truncated to this many tokens
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str  # a registered builder: imdb_rnn | cifar10_cnn
+    norm: str  # batch | layer | group | rms | none
+    norm_groups: int = 8  # groups for norm=group; must divide every normalized channel count
+    unroll: bool = False  # unroll SimpleRNN loops (faster on CPU, slower first epoch)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 5
+    batch_size: int = 64
+    optimizer: str = "adam"
+    learning_rate: float = 0.001
+    validation_split: float = 0.2
+    jit_compile: Union[bool, str] = "auto"  # XLA: "auto" lets Keras decide (off on CPU)
+    deterministic: bool = False  # TensorFlow op determinism: identical reruns, slower
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    dir: str = "results"  # runs go to <dir>/<name>/<run-id>/
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    data: DataConfig
+    model: ModelConfig
+    seed: int = 0
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    sweep: dict = field(default_factory=dict)  # key.path -> list of values (normbench sweep)
+
+    def to_dict(self) -> dict:
+        """The resolved config as plain data (what config.yaml in a run folder holds)."""
+        return dataclasses.asdict(self)
+
+    def get(self, dotted: str):
+        node = self
+        for part in dotted.split("."):
+            node = getattr(node, part)
+        return node
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+class _Where:
+    """Names the source of a key: the file, or the --set that overrode it."""
+
+    def __init__(self, file: str, overrides: dict[str, str]):
+        self.file = file
+        self.overrides = overrides
+
+    def __call__(self, key: str) -> str:
+        for k, text in self.overrides.items():
+            if key == k or key.startswith(k + "."):
+                return f"--set {text}"
+        return self.file
+
+    def error(self, key: str, problem: str) -> NormbenchError:
+        return NormbenchError(f"{self(key)}: {key}: {problem}")
+
+
+# ----------------------------------------------------------------------------- typing
+
+
+def _type_name(tp) -> str:
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if tp is str:
+        return "a string"
+    if tp is bool:
+        return "true or false"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping with keys " + ", ".join(f.name for f in dataclasses.fields(tp))
+    if tp is dict:
+        return "a mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _describe(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _convert(value, tp, key: str, where: _Where):
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, key, where)
+            except NormbenchError:
+                continue
+        names = " or ".join("null" if a is type(None) else _type_name(a) for a in args)
+        raise where.error(key, f"expected {names}, got {_describe(value)}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise where.error(key, f"expected {_type_name(tp)}, got {_describe(value)}")
+        return _build(tp, value, key, where)
+    if tp is dict:
+        if not isinstance(value, dict):
+            raise where.error(key, f"expected a mapping, got {_describe(value)}")
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise where.error(key, f"expected {_type_name(tp)}, got {_describe(value)}")
+
+
+def _build(cls, raw: dict, prefix: str, where: _Where):
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for k in raw:
+        if k not in fields:
+            key = f"{prefix}.{k}" if prefix else str(k)
+            raise where.error(key, f"unknown key; allowed keys here: {', '.join(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name in raw:
+            kwargs[name] = _convert(raw[name], hints[name], key, where)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            if dataclasses.is_dataclass(hints[name]):
+                kwargs[name] = _convert({}, hints[name], key, where)
+            else:
+                raise where.error(key, f"missing; add it ({_type_name(hints[name])})")
+    return cls(**kwargs)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _choice(where, key, value, choices, what):
+    if value not in choices:
+        names = ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in choices)
+        raise where.error(key, f"unknown {what} {value!r}; choose one of: {names}")
+
+
+def _at_least(where, key, value, low):
+    if value < low:
+        raise where.error(key, f"must be >= {low}, got {value}")
+
+
+def _check(cfg: Config, where: _Where) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=-]*", cfg.name):
+        raise where.error("name", f"{cfg.name!r} is not a folder-safe name; use letters, digits, _ . - =")
+    _at_least(where, "seed", cfg.seed, 0)
+    d, m, t = cfg.data, cfg.model, cfg.train
+    _choice(where, "data.name", d.name, DATASETS, "dataset")
+    _at_least(where, "data.num_words", d.num_words, 4)  # 0 pad, 1 start, 2 oov, 3 unused
+    _at_least(where, "data.maxlen", d.maxlen, 1)
+    if d.subset is not None:
+        _at_least(where, "data.subset.train", d.subset.train, 2)
+        _at_least(where, "data.subset.test", d.subset.test, 1)
+    _choice(where, "model.arch", m.arch, MODELS, "model")
+    _choice(where, "model.norm", m.norm, NORMS, "norm")
+    spec, kind = MODELS[m.arch], DATASETS[d.name].kind
+    if spec.data_kind != kind:
+        fits = ", ".join(n for n, s in DATASETS.items() if s.kind == spec.data_kind)
+        raise where.error("data.name", f"model {m.arch} needs {spec.data_kind} data, {d.name!r} is {kind} data; use one of: {fits}")
+    _at_least(where, "model.norm_groups", m.norm_groups, 1)
+    if m.norm == "group":
+        bad = sorted({c for c in spec.norm_channels if c % m.norm_groups})
+        if bad:
+            ok = [g for g in range(1, max(spec.norm_channels) + 1) if all(c % g == 0 for c in spec.norm_channels)]
+            raise where.error(
+                "model.norm_groups",
+                f"{m.norm_groups} groups do not divide the {'/'.join(map(str, bad))} channels that {m.arch} normalizes; "
+                f"use one of: {', '.join(map(str, ok))}",
+            )
+    _at_least(where, "train.epochs", t.epochs, 1)
+    _at_least(where, "train.batch_size", t.batch_size, 1)
+    _choice(where, "train.optimizer", t.optimizer, OPTIMIZERS, "optimizer")
+    if not t.learning_rate > 0:
+        raise where.error("train.learning_rate", f"must be > 0, got {t.learning_rate}")
+    if not 0 < t.validation_split < 1:
+        raise where.error("train.validation_split", f"must be between 0 and 1 (exclusive), got {t.validation_split}")
+    if t.jit_compile not in JIT_CHOICES or (isinstance(t.jit_compile, str) and t.jit_compile != "auto"):
+        raise where.error("train.jit_compile", f"unknown setting {t.jit_compile!r}; choose one of: auto, true, false")
+    if d.subset is not None:
+        n_train = int(d.subset.train * (1 - t.validation_split))
+        if n_train < 1 or d.subset.train - n_train < 1:
+            raise where.error("data.subset.train", f"{d.subset.train} examples leave no training or validation data at validation_split {t.validation_split}; use more")
+    if not cfg.output.dir:
+        raise where.error("output.dir", "must not be empty; e.g. results")
+    for key, values in cfg.sweep.items():
+        if not isinstance(values, list) or not values:
+            raise where.error(f"sweep.{key}", f"expected a non-empty list of values, got {_describe(values)}")
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key.path=value` -> (key.path, YAML-typed value): `3` is an int, `null` is None."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
+        raise NormbenchError(f"--set {text}: expected key.path=value, e.g. --set train.epochs=3")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key, parsed
+
+
+def _apply(raw: dict, key: str, value, where: _Where) -> None:
+    parts = key.split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict):
+            raise where.error(".".join(parts[: i + 1]), f"is {_describe(nxt)}, not a section; cannot set {key}")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise NormbenchError(f"{path}: no such config file; check the path (configs live in configs/)")
+    if path.is_dir():
+        raise NormbenchError(f"{path}: is a folder, not a config file; pass a .yaml file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise NormbenchError(f"{path}: cannot read ({e.__class__.__name__}); pass a readable UTF-8 YAML file") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise NormbenchError(f"{path}: malformed YAML{at}: {problem}; fix the syntax") from None
+    if raw is None:
+        raise NormbenchError(f"{path}: the file is empty; see configs/imdb_ln.yaml for an example")
+    if not isinstance(raw, dict):
+        raise NormbenchError(f"{path}: expected a mapping of sections (name, data, model, ...), got {type(raw).__name__}")
+    return raw
+
+
+def from_dict(raw: dict, source: str = "<config>", overrides: dict[str, str] | None = None) -> Config:
+    where = _Where(source, overrides or {})
+    cfg = _build(Config, raw, "", where)
+    _check(cfg, where)
+    return cfg
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), smoke: bool = False) -> Config:
+    """Read, override (`key.path=value` strings), shrink for --smoke, and validate."""
+    raw = copy.deepcopy(read_yaml(path))
+    texts = {}
+    for text in overrides:
+        key, value = parse_override(text)
+        texts[key] = text
+        _apply(raw, key, value, _Where(str(path), texts))
+    if smoke:
+        raw = smoke_dict(raw)
+    return from_dict(raw, str(path), texts)
+
+
+def smoke_dict(raw: dict) -> dict:
+    """Shrink any raw config to a tiny subset and one epoch (the --smoke switch)."""
+    raw = copy.deepcopy(raw)
+    raw.setdefault("train", {})
+    raw.setdefault("data", {})
+    if isinstance(raw["train"], dict):
+        raw["train"]["epochs"] = 1
+    if isinstance(raw["data"], dict):
+        subset = raw["data"].get("subset")
+        if isinstance(subset, dict):
+            raw["data"]["subset"] = {k: min(v, SMOKE_SUBSET[k]) if isinstance(v, int) else v for k, v in subset.items()}
+        else:
+            raw["data"]["subset"] = dict(SMOKE_SUBSET)
+    if isinstance(raw.get("name"), str) and not raw["name"].endswith("-smoke"):
+        raw["name"] = raw["name"] + "-smoke"
+    return raw
+
+
+def with_values(cfg: Config, values: dict[str, Any], source: str = "<sweep>") -> Config:
+    """A copy of cfg with dotted keys replaced, validated again (used by sweeps)."""
+    raw = cfg.to_dict()
+    texts = {}
+    for key, value in values.items():
+        texts[key] = f"{key}={value}"
+        _apply(raw, key, value, _Where(source, texts))
+    return from_dict(raw, source, texts)
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

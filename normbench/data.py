@@ -1,0 +1,345 @@
+"""Data sets: Keras' real loaders by default, local files for offline use, synthetic data.
+
+Where the data comes from, in order:
+1. `data.path` (a file, or a folder holding the file under its usual name);
+2. the folder in $NORMBENCH_DATA_DIR, if set;
+3. Keras' own download (`keras.datasets.imdb` / `keras.datasets.cifar10`).
+
+Local files are read by normbench itself (Keras >= 3.6 rejects absolute paths in
+`imdb.load_data(path=...)`), applying exactly Keras' steps, so both paths give the same
+arrays. Accepted formats:
+- imdb:    Keras' imdb.npz (object arrays of word-rank lists), or a plain .npz whose
+           x_* are already int sequences;
+- cifar10: cifar-10-python.tar.gz, its extracted cifar-10-batches-py folder, or a plain
+           .npz with x_train (N, 32, 32, 3) uint8, y_train, x_test, y_test.
+
+NumPy and Keras are imported inside functions so that `normbench --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from normbench import NormbenchError
+
+ENV_DIR = "NORMBENCH_DATA_DIR"
+SUBSET_SEED = 0  # subsets do not depend on the run seed: every seed sees the same examples
+IMDB_FILES = ("imdb.npz",)
+CIFAR_FILES = ("cifar-10-batches-py", "cifar-10-python.tar.gz", "cifar10.npz", "cifar10_jpeg.npz")
+SYNTHETIC_SIZE = {"train": 5000, "test": 1000}  # synthetic sets without data.subset
+
+
+@dataclass
+class Data:
+    x_train: object
+    y_train: object
+    x_test: object
+    y_test: object
+    num_classes: int
+    source: str  # where it came from, recorded in summary.json
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    kind: str  # "sequence" or "image"
+    num_classes: int
+    load: Callable  # (DataConfig, seed) -> (x_train, y_train, x_test, y_test, source)
+    filenames: tuple[str, ...] = ()  # what a data folder may hold for it
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _np():
+    import numpy as np
+
+    return np
+
+
+def _find_local(cfg, filenames) -> Path | None:
+    """The local file for this data set, or None to use Keras' download."""
+    if cfg.path:
+        p = Path(cfg.path).expanduser()
+        if p.is_dir():
+            for name in filenames:
+                if (p / name).exists():
+                    return p / name
+            raise NormbenchError(
+                f"data.path: folder {p} holds none of {', '.join(filenames)}; "
+                f"put the {cfg.name} data there or point data.path at the file"
+            )
+        if not p.exists():
+            raise NormbenchError(
+                f"data.path: no such file {p}; point it at a local {' or '.join(filenames)}, or set it to null to download"
+            )
+        return p
+    env = os.environ.get(ENV_DIR)
+    if env:
+        p = Path(env).expanduser()
+        for name in filenames:
+            if (p / name).exists():
+                return p / name
+        raise NormbenchError(
+            f"${ENV_DIR}={env} holds none of {', '.join(filenames)}; put the {cfg.name} data there or unset it to download"
+        )
+    return None
+
+
+def _download(what: str, fn):
+    """Run a keras.datasets loader, turning network failures into one clear line."""
+    try:
+        return fn()
+    except Exception as e:  # urllib, SSL, Keras' "URL fetch failure", corrupt cache ...
+        reason = str(e).splitlines()[0][:160] if str(e) else e.__class__.__name__
+        raise NormbenchError(
+            f"could not download {what} through keras.datasets ({reason}); "
+            f"without internet, set data.path (or ${ENV_DIR}) to a local copy"
+        ) from None
+
+
+def _read_npz(path: Path, required=("x_train", "y_train", "x_test", "y_test"), allow_pickle=False) -> dict:
+    np = _np()
+    try:
+        with np.load(path, allow_pickle=allow_pickle) as f:
+            missing = [k for k in required if k not in f.files]
+            if missing:
+                raise NormbenchError(
+                    f"data.path: {path} lacks the arrays {', '.join(missing)}; "
+                    f"a data .npz needs {', '.join(required)}"
+                )
+            return {k: f[k] for k in required}
+    except NormbenchError:
+        raise
+    except ValueError as e:
+        if "allow_pickle" in str(e) and not allow_pickle:
+            raise _PickleNeeded() from None
+        raise _unreadable(path, e) from None
+    except Exception as e:
+        raise _unreadable(path, e) from None
+
+
+class _PickleNeeded(Exception):
+    pass
+
+
+def _unreadable(path, e) -> NormbenchError:
+    return NormbenchError(
+        f"data.path: cannot read {path} as a .npz data file ({e.__class__.__name__}: {str(e)[:100]}); "
+        "check the file is complete (re-download or re-copy it)"
+    )
+
+
+def balanced_subset(y, n: int, key: str, seed: int = SUBSET_SEED):
+    """Indices of n examples, as equal per class as possible, shuffled; deterministic."""
+    np = _np()
+    y = np.asarray(y).reshape(-1)
+    if n > len(y):
+        raise NormbenchError(f"{key}={n} is larger than the {len(y)} examples available; use at most {len(y)}")
+    rng = np.random.default_rng(seed)
+    classes = np.unique(y)
+    base, extra = divmod(n, len(classes))
+    picks = []
+    for i, c in enumerate(classes):
+        want = base + (1 if i < extra else 0)
+        idx = np.flatnonzero(y == c)
+        if want > len(idx):
+            raise NormbenchError(
+                f"{key}={n} needs {want} examples of class {c}, only {len(idx)} exist; use a smaller subset"
+            )
+        picks.append(rng.permutation(idx)[:want])
+    out = np.concatenate(picks)
+    rng.shuffle(out)
+    return out
+
+
+# ----------------------------------------------------------------------------- IMDB
+
+
+def keras_imdb_steps(x_train, y_train, x_test, y_test, num_words, seed=113, start_char=1, oov_char=2, index_from=3):
+    """Exactly what keras.datasets.imdb.load_data does to its source file (maxlen=None)."""
+    np = _np()
+    rng = np.random.RandomState(seed)
+    idx = np.arange(len(x_train))
+    rng.shuffle(idx)
+    x_train, y_train = x_train[idx], y_train[idx]
+    idx = np.arange(len(x_test))
+    rng.shuffle(idx)
+    x_test, y_test = x_test[idx], y_test[idx]
+
+    def encode(x):
+        ids = [start_char] + [w + index_from for w in x]
+        return [w if w < num_words else oov_char for w in ids]
+
+    x_train = [encode(x) for x in x_train]
+    x_test = [encode(x) for x in x_test]
+    return x_train, np.asarray(y_train), x_test, np.asarray(y_test)
+
+
+def _load_imdb(cfg, seed):
+    np = _np()
+    local = _find_local(cfg, IMDB_FILES)
+    if local is None:
+        import keras
+
+        (xtr, ytr), (xte, yte) = _download(
+            "IMDB", lambda: keras.datasets.imdb.load_data(num_words=cfg.num_words)
+        )
+        source = "keras.datasets.imdb"
+    else:
+        try:
+            arrays = _read_npz(local)
+            xtr, ytr, xte, yte = (arrays[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+            if xtr.ndim != 2:
+                raise _unreadable(local, ValueError(f"x_train has shape {xtr.shape}, expected (N, length)"))
+            # plain, already-encoded sequences: clip the vocabulary as Keras would
+            xtr = np.where(xtr >= cfg.num_words, 2, xtr)
+            xte = np.where(xte >= cfg.num_words, 2, xte)
+        except _PickleNeeded:
+            # Keras' source format stores lists of word ranks: object arrays need pickle
+            arrays = _read_npz(local, allow_pickle=True)
+            xtr, ytr, xte, yte = keras_imdb_steps(
+                arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], cfg.num_words
+            )
+        source = str(local)
+    from keras.utils import pad_sequences
+
+    xtr = pad_sequences(xtr, maxlen=cfg.maxlen)
+    xte = pad_sequences(xte, maxlen=cfg.maxlen)
+    return xtr, np.asarray(ytr).reshape(-1), xte, np.asarray(yte).reshape(-1), source
+
+
+# ----------------------------------------------------------------------------- CIFAR-10
+
+
+def _cifar_from_batches(read_member):
+    """Keras' cifar10 layout: data_batch_1..5 and test_batch pickles."""
+    import pickle
+
+    np = _np()
+
+    def batch(name):
+        d = pickle.loads(read_member(name), encoding="bytes")
+        x = np.asarray(d[b"data"], dtype="uint8").reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        return x, np.asarray(d[b"labels"], dtype="uint8")
+
+    parts = [batch(f"data_batch_{i}") for i in range(1, 6)]
+    xte, yte = batch("test_batch")
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), xte, yte
+
+
+def _load_cifar10(cfg, seed):
+    np = _np()
+    local = _find_local(cfg, CIFAR_FILES)
+    if local is None:
+        import keras
+
+        (xtr, ytr), (xte, yte) = _download("CIFAR-10", keras.datasets.cifar10.load_data)
+        source = "keras.datasets.cifar10"
+    else:
+        try:
+            if local.is_dir():
+                xtr, ytr, xte, yte = _cifar_from_batches(lambda n: (local / n).read_bytes())
+            elif local.name.endswith((".tar.gz", ".tgz")):
+                import tarfile
+
+                with tarfile.open(local, "r:gz") as tar:
+                    xtr, ytr, xte, yte = _cifar_from_batches(
+                        lambda n: tar.extractfile(f"cifar-10-batches-py/{n}").read()
+                    )
+            else:
+                a = _read_npz(local)
+                xtr, ytr, xte, yte = a["x_train"], a["y_train"], a["x_test"], a["y_test"]
+        except (NormbenchError, _PickleNeeded) as e:
+            if isinstance(e, NormbenchError):
+                raise
+            raise _unreadable(local, ValueError("holds object arrays; expected uint8 images")) from None
+        except Exception as e:
+            raise _unreadable(local, e) from None
+        if xtr.ndim != 4 or xtr.shape[1:] != (32, 32, 3):
+            raise _unreadable(local, ValueError(f"x_train has shape {xtr.shape}, expected (N, 32, 32, 3)"))
+        source = str(local)
+    # the tutorial's scaling: pixels to [0, 1]
+    return xtr.astype("float32") / 255.0, np.asarray(ytr).reshape(-1), xte.astype("float32") / 255.0, np.asarray(yte).reshape(-1), source
+
+
+# ----------------------------------------------------------------------------- synthetic
+
+
+def _sizes(cfg):
+    s = cfg.subset
+    return (s.train, s.test) if s else (SYNTHETIC_SIZE["train"], SYNTHETIC_SIZE["test"])
+
+
+def _synthetic_imdb(cfg, seed):
+    """Token sequences shaped like padded IMDB reviews. Hidden rule: the label is which of
+    two marker-word sets (ranks 10-19 "positive", 20-29 "negative") occurs more often."""
+    np = _np()
+    n_train, n_test = _sizes(cfg)
+    n = n_train + n_test
+    rng = np.random.default_rng(seed)
+    top = max(cfg.num_words, 31)
+    x = np.zeros((n, cfg.maxlen), dtype="int32")
+    y = rng.integers(0, 2, n)
+    vocab = np.arange(30, top)
+    weights = 1.0 / (vocab - 29)  # Zipf-like word frequencies, as in real text
+    weights /= weights.sum()
+    for i in range(n):
+        length = int(rng.integers(max(cfg.maxlen // 4, 1), cfg.maxlen + 1))
+        seq = rng.choice(vocab, size=length, p=weights)
+        k = max(length // 3, 2)
+        own = rng.integers(10, 20, k) + (0 if y[i] else 10)
+        other = rng.integers(10, 20, k // 4) + (10 if y[i] else 0)
+        marks = np.concatenate([own, other])
+        pos = rng.choice(length, size=min(len(marks), length), replace=False)
+        seq[pos] = marks[: len(pos)]
+        seq[0] = 1  # start character, as in Keras' IMDB
+        x[i, cfg.maxlen - length :] = np.minimum(seq, cfg.num_words - 1)
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:], f"synthetic_imdb(seed={seed})"
+
+
+def _synthetic_cifar10(cfg, seed):
+    """32x32x3 images: a per-class smooth template plus noise. Hidden rule: the label is
+    the template's class."""
+    np = _np()
+    n_train, n_test = _sizes(cfg)
+    n = n_train + n_test
+    rng = np.random.default_rng(seed)
+    coarse = rng.normal(size=(10, 4, 4, 3))
+    templates = np.repeat(np.repeat(coarse, 8, axis=1), 8, axis=2)  # 10 x 32 x 32 x 3
+    y = rng.integers(0, 10, n)
+    x = 0.5 + 0.2 * templates[y] + 0.25 * rng.normal(size=(n, 32, 32, 3))
+    x = (np.clip(x, 0, 1) * 255).astype("uint8")  # stored like real images, scaled below
+    x = x.astype("float32") / 255.0
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:], f"synthetic_cifar10(seed={seed})"
+
+
+DATASETS = {
+    "imdb": DatasetSpec("sequence", 2, _load_imdb, IMDB_FILES),
+    "cifar10": DatasetSpec("image", 10, _load_cifar10, CIFAR_FILES),
+    "synthetic_imdb": DatasetSpec("sequence", 2, _synthetic_imdb),
+    "synthetic_cifar10": DatasetSpec("image", 10, _synthetic_cifar10),
+}
+
+
+def load_data(cfg, seed: int = 0) -> Data:
+    """Load data set `cfg.name` (a DataConfig), then take `cfg.subset` if set."""
+    spec = DATASETS[cfg.name]
+    xtr, ytr, xte, yte, source = spec.load(cfg, seed)
+    if cfg.subset is not None and not cfg.name.startswith("synthetic_"):
+        tr = balanced_subset(ytr, cfg.subset.train, "data.subset.train")
+        te = balanced_subset(yte, cfg.subset.test, "data.subset.test")
+        xtr, ytr, xte, yte = xtr[tr], ytr[tr], xte[te], yte[te]
+    return Data(xtr, ytr, xte, yte, spec.num_classes, source)
+
+
+def describe_source(cfg) -> str:
+    """Where `load_data` would read this DataConfig from; raises if a local path is wrong.
+    Cheap: reads no data (used by `normbench validate`)."""
+    spec = DATASETS[cfg.name]
+    if cfg.name.startswith("synthetic_"):
+        return f"{cfg.name}: generated from the seed"
+    local = _find_local(cfg, spec.filenames)
+    return f"local file {local}" if local else f"download through keras.datasets.{cfg.name}"

@@ -1,0 +1,100 @@
+"""Model builders, registered by name. Keras is imported inside the builders only.
+
+Each builder reproduces one of the tutorial's architectures; every norm slot is a
+`make_norm(...)` call, so `model.norm: none` gives an Identity layer, not a branch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from normbench import NormbenchError
+from normbench.norms import make_norm
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    build: Callable  # (model_config, data_config, num_classes) -> keras.Model
+    data_kind: str  # "sequence" (token ids) or "image"
+    loss: str
+    norm_channels: tuple[int, ...]  # channel count at each norm slot, for group checks
+    description: str
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register(name, *, data_kind, loss, norm_channels, description):
+    def wrap(fn):
+        MODELS[name] = ModelSpec(name, fn, data_kind, loss, tuple(norm_channels), description)
+        return fn
+
+    return wrap
+
+
+@register(
+    "imdb_rnn",
+    data_kind="sequence",
+    loss="binary_crossentropy",
+    norm_channels=(32, 32),
+    description="Embedding(10000,128) > SimpleRNN(32, seq) > norm > SimpleRNN(32) > norm > Dense(1, sigmoid)",
+)
+def imdb_rnn(model, data, num_classes):
+    import keras
+    from keras import layers
+
+    norm = lambda where: make_norm(model.norm, where, model.norm_groups)  # noqa: E731
+    return keras.Sequential(
+        [
+            keras.Input(shape=(data.maxlen,), dtype="int32"),
+            layers.Embedding(data.num_words, 128),
+            layers.SimpleRNN(32, return_sequences=True, unroll=model.unroll),
+            norm("sequence"),
+            layers.SimpleRNN(32, unroll=model.unroll),
+            norm("vector"),
+            layers.Dense(1, activation="sigmoid"),
+        ],
+        name=f"imdb_rnn_{model.norm}",
+    )
+
+
+@register(
+    "cifar10_cnn",
+    data_kind="image",
+    loss="sparse_categorical_crossentropy",
+    norm_channels=(32, 64, 128, 128),
+    description="3 x [Conv2D(32/64/128, 3x3, relu) > norm > MaxPool] > Flatten > Dense(128, relu) > norm > Dense(10, softmax)",
+)
+def cifar10_cnn(model, data, num_classes):
+    import keras
+    from keras import layers
+
+    norm = lambda where: make_norm(model.norm, where, model.norm_groups)  # noqa: E731
+    blocks = []
+    for filters in (32, 64, 128):
+        blocks += [
+            layers.Conv2D(filters, (3, 3), activation="relu"),
+            norm("conv"),
+            layers.MaxPooling2D((2, 2)),
+        ]
+    return keras.Sequential(
+        [
+            keras.Input(shape=(32, 32, 3)),
+            *blocks,
+            layers.Flatten(),
+            layers.Dense(128, activation="relu"),
+            norm("vector"),
+            layers.Dense(num_classes, activation="softmax"),
+        ],
+        name=f"cifar10_cnn_{model.norm}",
+    )
+
+
+def build_model(config, num_classes: int):
+    """The Keras model for a validated Config (not compiled)."""
+    spec = MODELS.get(config.model.arch)
+    if spec is None:
+        raise NormbenchError(f"unknown model {config.model.arch!r}; choose one of: {', '.join(MODELS)}")
+    return spec.build(config.model, config.data, num_classes)

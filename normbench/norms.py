@@ -1,0 +1,84 @@
+"""Normalization layers by name: one table, no `if norm:` anywhere in model code.
+
+Every norm slot in a model calls `make_norm(name, where, groups)`, where `where` says
+what the slot normalizes:
+
+- "conv":     a feature map (batch, height, width, channels)
+- "sequence": a sequence-returning RNN's output (batch, time, units)
+- "vector":   a flat feature vector (batch, units)
+
+Axes, exactly:
+
+| name  | layer                       | conv                          | sequence                       | vector       |
+|-------|-----------------------------|-------------------------------|--------------------------------|--------------|
+| batch | BatchNormalization()        | per channel, over N, H, W     | per unit, over N and time      | per unit, over N |
+| layer | LayerNormalization(axis=..) | per sample over H, W, C: [1,2,3] | per sample and time step over units: -1 | per sample over units: -1 |
+| group | GroupNormalization(groups)  | per sample and group over H, W, C/g | per sample and group over time, units/g | per sample and group |
+| rms   | RMSNormalization(axis=..)   | like layer, no centering: [1,2,3] | like layer: -1             | like layer: -1 |
+| none  | Identity()                  | -                             | -                              | -            |
+
+`layer` on a conv map uses axis [1, 2, 3] because layer normalization (Ba et al. 2016)
+normalizes each sample over *all* its features; Keras' default axis=-1 would normalize
+each pixel over its channels only. Its gain and bias then have one value per (h, w, c)
+unit, as in Ba et al.'s per-neuron gain. `rms` is `keras.layers.RMSNormalization`, not
+`LayerNormalization(rms_scaling=True)`, which Keras itself warns scales wrongly.
+"""
+
+from __future__ import annotations
+
+from normbench import NormbenchError
+
+SLOTS = ("conv", "sequence", "vector")
+
+
+def _batch(where, groups):
+    from keras import layers
+
+    return layers.BatchNormalization()
+
+
+def _layer(where, groups):
+    from keras import layers
+
+    return layers.LayerNormalization(axis=[1, 2, 3] if where == "conv" else -1)
+
+
+def _group(where, groups):
+    from keras import layers
+
+    return layers.GroupNormalization(groups=groups, axis=-1)
+
+
+def _rms(where, groups):
+    from keras import layers
+
+    return layers.RMSNormalization(axis=[1, 2, 3] if where == "conv" else -1)
+
+
+def _none(where, groups):
+    from keras import layers
+
+    return layers.Identity()
+
+
+# name -> (factory, Keras class name it builds, one-line description)
+NORMS = {
+    "batch": (_batch, "BatchNormalization", "BatchNormalization: per channel over the batch"),
+    "layer": (_layer, "LayerNormalization", "LayerNormalization: per sample over all features"),
+    "group": (_group, "GroupNormalization", "GroupNormalization: per sample over channel groups"),
+    "rms": (_rms, "RMSNormalization", "RMSNormalization: layer norm without centering"),
+    "none": (_none, "Identity", "no normalization (an Identity layer)"),
+}
+
+
+def norm_names() -> list[str]:
+    return list(NORMS)
+
+
+def make_norm(name: str, where: str, groups: int = 8):
+    """Build the norm layer `name` for a slot of kind `where` (see the module docstring)."""
+    if name not in NORMS:
+        raise NormbenchError(f"unknown norm {name!r}; choose one of: {', '.join(NORMS)}")
+    if where not in SLOTS:
+        raise ValueError(f"unknown norm slot {where!r}; one of {SLOTS}")
+    return NORMS[name][0](where, groups)

@@ -1,0 +1,388 @@
+"""One training run: validated Config -> run folder. The whole training path is here.
+
+A run folder `<output.dir>/<name>/<run-id>/` holds:
+- config.yaml   the fully resolved config (written first);
+- history.csv   one row per finished epoch, appended as each epoch ends;
+- summary.json  written atomically at the end: status, test metrics, timing, versions;
+- backup/       Keras BackupAndRestore state while the run is unfinished (deleted at
+                the end), so `normbench run --resume DIR` continues where it stopped.
+A folder without summary.json, or whose summary.json status is not "completed", is
+not a finished run.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import signal
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from normbench import NormbenchError, __version__
+from normbench.config import Config, dump_yaml, from_dict, read_yaml
+
+HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds"]
+INDEX_COLUMNS = ["run_id", "name", "model", "norm", "seed", "batch_size", "status", "test_accuracy", "test_loss", "path"]
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _finite(x):
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def read_history(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _write_history(path: Path, rows: list[dict]) -> None:
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, HISTORY_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    write_atomic(path, buf.getvalue())
+
+
+def append_index(output_dir: Path, summary: dict, run_dir: Path) -> None:
+    """Append one line to <output.dir>/runs.csv, under an exclusive lock so that two runs
+    finishing at once never interleave or both write the header."""
+    import fcntl
+    import io
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    index = output_dir / "runs.csv"
+    row = {k: summary.get(k) for k in INDEX_COLUMNS}
+    row["path"] = os.path.relpath(run_dir, output_dir)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, INDEX_COLUMNS, lineterminator="\n")
+    fd = os.open(index, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_size == 0:
+            w.writeheader()
+        w.writerow(row)
+        os.write(fd, buf.getvalue().encode())
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def new_run_dir(cfg: Config, run_id: str | None = None) -> Path:
+    """Create and return a run folder that no other run uses."""
+    parent = Path(cfg.output.dir) / cfg.name
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NormbenchError(f"output.dir: cannot create {parent} ({e.strerror}); choose a writable folder") from None
+    base = run_id or f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-seed{cfg.seed}"
+    for i in range(1000):
+        d = parent / (base if i == 0 else f"{base}-{i}")
+        try:
+            d.mkdir()
+            return d
+        except FileExistsError:
+            continue
+    raise NormbenchError(f"output.dir: more than 1000 runs named {base} in {parent}; clean it up")
+
+
+# ----------------------------------------------------------------------------- host
+
+
+def host_info() -> dict:
+    import tensorflow as tf
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpus = []
+    for dev in tf.config.list_physical_devices("GPU"):
+        try:
+            gpus.append(tf.config.experimental.get_device_details(dev).get("device_name", dev.name))
+        except Exception:
+            gpus.append(dev.name)
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "gpus": gpus, "platform": platform.platform()}
+
+
+def versions() -> dict:
+    import keras
+    import numpy
+    import tensorflow as tf
+
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": numpy.__version__,
+        "normbench": __version__,
+        "backend": keras.backend.backend(),
+    }
+
+
+def configure_threads(threads: int | None) -> None:
+    """Limit TensorFlow's CPU threads (parallel sweeps divide the cores). Must run
+    before TensorFlow executes anything."""
+    if not threads:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
+    except RuntimeError:
+        pass  # already initialised in this process: keep its settings
+
+
+# ----------------------------------------------------------------------------- callbacks
+
+
+def _callbacks(run_dir: Path):
+    import keras
+
+    class EpochLog(keras.callbacks.Callback):
+        """history.csv with CSVLogger's semantics (append + flush each epoch) but fixed
+        columns, epochs from 1, learning rate and epoch time; no per-batch work. On a
+        resumed run it first drops rows past the epoch Keras restored, so every epoch
+        appears exactly once (the row is written before the backup, so a crash between
+        them leaves one extra row, never a missing one)."""
+
+        def __init__(self):
+            super().__init__()
+            self.path = run_dir / "history.csv"
+            self.reconciled = False
+            self.train_seconds = []  # epoch time minus validation time, this process only
+            self.diverged = False
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if not self.reconciled:
+                rows = [r for r in read_history(self.path) if int(r["epoch"]) <= epoch]
+                _write_history(self.path, rows)
+                self.reconciled = True
+            self.t0 = time.perf_counter()
+            self.val_seconds = 0.0
+
+        def on_test_begin(self, logs=None):
+            self.t_val = time.perf_counter()
+
+        def on_test_end(self, logs=None):
+            if hasattr(self, "t0"):
+                self.val_seconds += time.perf_counter() - self.t_val
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            seconds = time.perf_counter() - self.t0
+            self.train_seconds.append(seconds - self.val_seconds)
+            lr = self.model.optimizer.learning_rate
+            row = {
+                "epoch": epoch + 1,
+                "loss": logs.get("loss"),
+                "accuracy": logs.get("accuracy"),
+                "val_loss": logs.get("val_loss"),
+                "val_accuracy": logs.get("val_accuracy"),
+                "learning_rate": float(keras.ops.convert_to_numpy(lr)),
+                "epoch_seconds": round(seconds, 3),
+            }
+            if row["loss"] is None or not math.isfinite(float(row["loss"])):
+                self.diverged = True
+            with open(self.path, "a", newline="", encoding="utf-8") as f:
+                csv.DictWriter(f, HISTORY_COLUMNS, lineterminator="\n").writerow(row)
+
+    log = EpochLog()
+    backup = keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True)
+    # order matters: the history row is written before the backup is saved
+    return log, [log, keras.callbacks.TerminateOnNaN(), backup]
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def _optimizer(name: str, lr: float):
+    import keras
+
+    return {
+        "adam": keras.optimizers.Adam,
+        "adamw": keras.optimizers.AdamW,
+        "sgd": keras.optimizers.SGD,
+        "rmsprop": keras.optimizers.RMSprop,
+    }[name](learning_rate=lr)
+
+
+def prepare(cfg: Config, threads: int | None = None):
+    """Data and compiled model for a config: everything that can fail before a run folder
+    exists. Returns (data, model)."""
+    configure_threads(threads)
+    import keras
+
+    from normbench.data import load_data
+    from normbench.models import MODELS, build_model
+
+    if cfg.train.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    data = load_data(cfg.data, cfg.seed)
+    keras.utils.set_random_seed(cfg.seed)
+    model = build_model(cfg, data.num_classes)
+    model.compile(
+        optimizer=_optimizer(cfg.train.optimizer, cfg.train.learning_rate),
+        loss=MODELS[cfg.model.arch].loss,
+        metrics=["accuracy"],
+        jit_compile=cfg.train.jit_compile,
+    )
+    return data, model
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the run is marked interrupted and can resume."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
+def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, verbose="auto", threads=None, resume=False) -> tuple[Path, dict]:
+    """Train one config. Returns (run folder, summary). With resume=True, `run_dir` is an
+    existing run folder that continues from its last finished epoch."""
+    started = time.time()
+    t_start = time.perf_counter()
+    data, model = prepare(cfg, threads)
+    if run_dir is None:
+        run_dir = new_run_dir(cfg, run_id)
+    run_dir = Path(run_dir)
+    (run_dir / "summary.json").unlink(missing_ok=True)  # nothing stale looks finished
+    if not resume:
+        write_atomic(run_dir / "config.yaml", dump_yaml(cfg))
+
+    n_fit = len(data.x_train) - int(len(data.x_train) * cfg.train.validation_split)
+    steps = math.ceil(n_fit / cfg.train.batch_size)
+    log, callbacks = _callbacks(run_dir)
+    summary = {
+        "status": "running",
+        "run_id": run_dir.name,
+        "name": cfg.name,
+        "model": cfg.model.arch,
+        "norm": cfg.model.norm,
+        "seed": cfg.seed,
+        "batch_size": cfg.train.batch_size,
+        "data_source": data.source,
+        "n_train": n_fit,
+        "n_val": len(data.x_train) - n_fit,
+        "n_test": len(data.x_test),
+        "params": int(model.count_params()),
+        "steps_per_epoch": steps,
+        "jit_compile": bool(model.jit_compile),
+        "deterministic": cfg.train.deterministic,
+        "started_at": _dt.datetime.fromtimestamp(started).isoformat(timespec="seconds"),
+        "versions": versions(),
+        "host": host_info(),
+    }
+    old_handler = None
+    try:
+        old_handler = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:
+        pass  # not the main thread (e.g. inside Ray): no SIGTERM handling
+    test = None
+    try:
+        model.fit(
+            data.x_train,
+            data.y_train,
+            epochs=cfg.train.epochs,
+            batch_size=cfg.train.batch_size,
+            validation_split=cfg.train.validation_split,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+        status = "diverged" if log.diverged else "completed"
+        test = model.evaluate(data.x_test, data.y_test, batch_size=max(cfg.train.batch_size, 256), verbose=0, return_dict=True)
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    except Exception as e:
+        status = "failed"
+        summary["error"] = f"{e.__class__.__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+        raise
+    finally:
+        if old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
+        summary.update(_finish(run_dir, cfg, log, status, test, t_start, steps))
+        write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        if status != "interrupted":
+            append_index(Path(cfg.output.dir), summary, run_dir)
+    return run_dir, summary
+
+
+def _finish(run_dir, cfg, log, status, test, t_start, steps) -> dict:
+    rows = read_history(run_dir / "history.csv")
+    # drop duplicate epochs defensively (keep the last), so summaries read clean data
+    by_epoch = {int(r["epoch"]): r for r in rows}
+    if len(by_epoch) != len(rows):
+        rows = [by_epoch[e] for e in sorted(by_epoch)]
+        _write_history(run_dir / "history.csv", rows)
+    val = [(float(r["val_accuracy"]), int(r["epoch"])) for r in rows if r.get("val_accuracy") not in (None, "")]
+    best = max(val, key=lambda v: (v[0], -v[1])) if val else (None, None)
+    timed = log.train_seconds[1:] if len(log.train_seconds) > 1 else log.train_seconds  # skip compile epoch
+    last = rows[-1] if rows else {}
+    out = {
+        "status": status,
+        "epochs_completed": len(rows),
+        "epochs": cfg.train.epochs,
+        "test_loss": _finite(test["loss"]) if test else None,
+        "test_accuracy": _finite(test["accuracy"]) if test else None,
+        "best_val_accuracy": _finite(best[0]),
+        "best_epoch": best[1],
+        "last_val_accuracy": _finite(last.get("val_accuracy")) if last.get("val_accuracy") else None,
+        "final_train_loss": _finite(last.get("loss")) if last.get("loss") else None,
+        "wall_seconds": round(time.perf_counter() - t_start, 2),
+        "first_epoch_seconds": float(rows[0]["epoch_seconds"]) if rows else None,
+        "mean_epoch_seconds": round(statistics.mean(float(r["epoch_seconds"]) for r in rows), 3) if rows else None,
+        "finished_at": _dt.datetime.now().isoformat(timespec="seconds"),
+    }
+    # median train-only time per epoch (validation excluded) over the steps per epoch
+    out["ms_per_step"] = round(statistics.median(timed) * 1000 / steps, 3) if timed else None
+    return out
+
+
+def resume_run(run_dir: str | Path, **kwargs) -> tuple[Path, dict]:
+    """Continue an unfinished run folder from its last finished epoch."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.exists():
+        raise NormbenchError(f"{run_dir}: not a run folder (no config.yaml); pass a folder that normbench run created")
+    summary_path = run_dir / "summary.json"
+    if summary_path.exists():
+        try:
+            status = json.loads(summary_path.read_text()).get("status")
+        except (OSError, ValueError):
+            status = None
+        if status == "completed":
+            return run_dir, json.loads(summary_path.read_text())
+    cfg = from_dict(read_yaml(cfg_path), str(cfg_path))
+    return run(cfg, run_dir=run_dir, resume=True, **kwargs)
