@@ -69,7 +69,8 @@ def run(config, overrides, smoke, resume_dir, quiet, threads):
         raise click.UsageError("give either CONFIG or --resume RUN_DIR")
     if resume_dir and (overrides or smoke):
         raise click.UsageError("--resume continues a run as it was configured; drop --set/--smoke")
-    verbose = 0 if quiet else "auto"
+    # a progress bar on a terminal; one line per epoch in logs and pipes
+    verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
     run_dir = resume_dir
     try:
         if resume_dir:
@@ -114,6 +115,116 @@ def validate(config, overrides, smoke, no_model):
         model = build_model(cfg, DATASETS[cfg.data.name].num_classes)
         model.summary(print_fn=lambda line, **kw: click.echo(line))
     click.echo(f"{config}: OK")
+
+
+
+# ----------------------------------------------------------------------------- results
+# compare / plot / explain: thin wrappers over normbench.results (pandas, matplotlib and
+# Keras are imported there, inside functions).
+
+_paths = click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+_METRIC_HELP = (
+    "test_accuracy, test_loss, best_val_accuracy, last_val_accuracy, final_train_loss, "
+    "mean_epoch_seconds, ms_per_step, wall_seconds"
+)
+
+
+def _note_excluded(excluded) -> None:
+    for r in excluded:
+        click.echo(f"note: not averaged: {r.status} run {r.path}", err=True)
+
+
+@main.command()
+@_paths
+@click.option("--metric", default="test_accuracy", show_default=True, help=f"Rank groups by this summary metric: {_METRIC_HELP}.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "markdown", "json"]), default="table", show_default=True,
+              help="csv holds the groups only, one numeric column per statistic; json also lists the excluded runs.")
+@click.option("--output", "-o", "output", metavar="FILE", help="Write the result to FILE instead of the terminal.")
+@click.option("--plot", "plot_file", metavar="FILE", help="Also write the groups' training curves to FILE (e.g. curves.png).")
+def compare(paths, metric, fmt, output, plot_file):
+    """Compare groups of runs: runs whose configs differ only in seed form a group.
+
+    PATH is a run folder, or a folder searched recursively for run folders.
+    Each group shows n, mean ± sample std (ddof=1) of its metrics, and the difference
+    from the best group with a Welch's t-test p-value. Runs that did not complete
+    (diverged, interrupted, failed, unfinished) are listed apart, never averaged.
+
+    \b
+    Example:  normbench compare results/ --metric test_loss --format markdown
+    """
+    from normbench import results
+
+    results.check_metric(metric)
+    runs = results.load_runs(paths)
+    comp = results.compare(runs, metric)
+    if len(comp.groups) == 0:
+        click.echo(results.format_comparison(comp, "table"), nl=False, err=True)
+        raise NormbenchError(f"{', '.join(paths)}: none of the {len(runs)} runs completed; finish them with normbench run --resume RUN_DIR")
+    text = results.format_comparison(comp, fmt)
+    if output:
+        try:
+            with open(os.path.expanduser(output), "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:
+            raise NormbenchError(f"--output {output}: cannot write ({e.strerror}); choose a writable path") from None
+        click.echo(f"wrote {output} ({len(comp.groups)} groups, {len(comp.runs)} runs)", err=True)
+    else:
+        click.echo(text, nl=False)
+    if fmt == "csv" or output:
+        _note_excluded(comp.excluded)
+    if plot_file:
+        res = results.plot_curves(runs, plot_file)
+        click.echo(f"wrote {res.path}", err=True)
+
+
+@main.command()
+@_paths
+@click.option("--output", "-o", "output", required=True, metavar="FILE", help="Image to write: .png, .pdf or .svg.")
+@click.option("--vs", "param", metavar="KEY.PATH", help="Plot a final metric against this config key, one line per norm (e.g. train.batch_size).")
+@click.option("--metric", default=None, help=f"With --vs: the metric on the y axis (default test_accuracy): {_METRIC_HELP}.")
+def plot(paths, output, param, metric):
+    """Plot runs: training curves per group, or a metric against a config key.
+
+    \b
+    Without --vs: accuracy and loss per epoch, one colour per group (runs that differ
+    only in seed), train dashed, validation solid, mean with a ± 1 sample std band.
+    With --vs KEY: the final metric against KEY, one line per norm, mean ± std error
+    bars; log x axis for batch sizes or values spanning 8x or more.
+
+    \b
+    Examples: normbench plot results/ -o curves.png
+              normbench plot results/ --vs train.batch_size -o bs.png
+    """
+    from normbench import results
+
+    if metric is not None and not param:
+        raise click.UsageError("--metric applies to --vs plots; add --vs KEY.PATH or drop --metric")
+    if param:
+        results.check_metric(metric or "test_accuracy")
+    runs = results.load_runs(paths)
+    if param:
+        res = results.plot_vs(runs, param, output, metric or "test_accuracy")
+        what = f"{res.lines} line{'s' * (res.lines != 1)}"
+    else:
+        res = results.plot_curves(runs, output)
+        what = f"{res.lines} group{'s' * (res.lines != 1)}"
+    _note_excluded(res.excluded)
+    click.echo(f"wrote {res.path} ({what}, {res.runs} runs)")
+
+
+@main.command()
+@click.option("--matrix", metavar="ROWS", help='Your own small matrix: "1,2,3;4,5,6" (rows split by ";" or newlines), or a CSV file.')
+def explain(matrix):
+    """Show what batch and layer normalization compute, on the tutorial's 3x5 matrix.
+
+    Rows are samples, columns are features. Batch normalization normalizes each column
+    across the rows; layer normalization each row across the columns. The numbers come
+    from the real Keras layers and are checked against (x - mean) / sqrt(var + epsilon).
+    """
+    from normbench import results
+
+    rows = results.parse_matrix(matrix) if matrix is not None else None
+    click.echo(results.format_explanation(results.explain(rows)), nl=False)
 
 
 if __name__ == "__main__":

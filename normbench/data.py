@@ -291,7 +291,7 @@ def _synthetic_imdb(cfg, seed):
         seq = rng.choice(vocab, size=length, p=weights)
         k = max(length // 3, 2)
         own = rng.integers(10, 20, k) + (0 if y[i] else 10)
-        other = rng.integers(10, 20, k // 4) + (10 if y[i] else 0)
+        other = rng.integers(10, 20, k // 6) + (10 if y[i] else 0)
         marks = np.concatenate([own, other])
         pos = rng.choice(length, size=min(len(marks), length), replace=False)
         seq[pos] = marks[: len(pos)]
