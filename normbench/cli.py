@@ -227,5 +227,63 @@ def explain(matrix):
     click.echo(results.format_explanation(results.explain(rows)), nl=False)
 
 
+@main.command()
+@click.argument("config")
+@click.option("--grid", "grid", multiple=True, metavar="KEY.PATH=A,B,C",
+              help="Values to sweep (repeatable; the product is run): --grid model.norm=batch,layer,none")
+@_set
+@_smoke
+@click.option("--output", "output", metavar="DIR", help="Results folder (overrides output.dir; shared storage for Ray).")
+@click.option("--jobs", "-j", type=click.IntRange(1), default=1, show_default=True,
+              help="Members trained at once, each with cores/jobs TensorFlow threads.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: subprocesses here; ray: one Ray task per member.")
+@click.option("--address", metavar="ADDR", help="Ray cluster address (default: start a local Ray).")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first failing member.")
+@click.option("--dry-run", is_flag=True, help="List the members and their status; train nothing.")
+def sweep(config, grid, overrides, smoke, output, jobs, executor, address, fail_fast, dry_run):
+    """Train the grid of CONFIG x --grid values; re-running skips finished members
+    and resumes unfinished ones from their last epoch.
+
+    \b
+    Example:  normbench sweep configs/cifar10_bn.yaml --grid model.norm=batch,layer,none --grid seed=0,1,2
+    Members:  <output.dir>/<name>/<arch>-norm=..-bs=..-seed=../
+    """
+    from normbench import sweep as sw
+
+    members = sw.load_sweep(config, overrides, grid, smoke, output)
+    if dry_run:
+        for m in members:
+            click.echo(f"{m.status() or 'todo':>11}  {m.run_dir}")
+        return
+    ex = sw.RayExecutor(address) if executor == "ray" else sw.LocalExecutor()
+    try:
+        failures = sw.run_sweep(members, jobs=jobs, executor=ex, fail_fast=fail_fast, echo=click.echo)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted; run the same command again to resume", err=True)
+        sys.exit(130)
+    _sweep_report(members)
+    if failures:
+        click.echo(f"{len(failures)} member(s) failed:", err=True)
+        for m, err in failures:
+            click.echo(f"  {m.run_dir}: {err}", err=True)
+        sys.exit(1)
+
+
+def _sweep_report(members) -> None:
+    """The compare table of what the sweep ran, when the results module offers one."""
+    try:
+        from normbench import results
+    except ImportError:
+        return
+    render = getattr(results, "compare_text", None)
+    if render is None:
+        return
+    try:
+        click.echo(render([str(m.run_dir) for m in members]))
+    except NormbenchError as e:
+        click.echo(f"(no comparison: {e})")
+
+
 if __name__ == "__main__":
     main()

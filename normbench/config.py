@@ -94,14 +94,15 @@ class Config:
 class _Where:
     """Names the source of a key: the file, or the --set that overrode it."""
 
-    def __init__(self, file: str, overrides: dict[str, str]):
+    def __init__(self, file: str, overrides: dict[str, str], flag: str = "--set"):
         self.file = file
         self.overrides = overrides
+        self.flag = flag
 
     def __call__(self, key: str) -> str:
         for k, text in self.overrides.items():
             if key == k or key.startswith(k + "."):
-                return f"--set {text}"
+                return f"{self.flag} {text}"
         return self.file
 
     def error(self, key: str, problem: str) -> NormbenchError:
@@ -304,8 +305,8 @@ def read_yaml(path: str | Path) -> dict:
     return raw
 
 
-def from_dict(raw: dict, source: str = "<config>", overrides: dict[str, str] | None = None) -> Config:
-    where = _Where(source, overrides or {})
+def from_dict(raw: dict, source: str = "<config>", overrides: dict[str, str] | None = None, flag: str = "--set") -> Config:
+    where = _Where(source, overrides or {}, flag)
     cfg = _build(Config, raw, "", where)
     _check(cfg, where)
     return cfg
@@ -348,8 +349,8 @@ def with_values(cfg: Config, values: dict[str, Any], source: str = "<sweep>") ->
     texts = {}
     for key, value in values.items():
         texts[key] = f"{key}={value}"
-        _apply(raw, key, value, _Where(source, texts))
-    return from_dict(raw, source, texts)
+        _apply(raw, key, value, _Where(source, texts, "grid"))
+    return from_dict(raw, source, texts, "grid")
 
 
 def dump_yaml(cfg: Config) -> str:

@@ -426,6 +426,7 @@ class PlotResult:
     lines: int  # groups (curves) or lines (--vs)
     runs: int  # completed runs plotted
     excluded: list[Run]
+    log_x: bool = False  # --vs: the x axis is log-scaled
 
 
 def _history(run: Run):
@@ -590,7 +591,7 @@ def plot_vs(runs: list[Run], param: str, out, metric: str = "test_accuracy") -> 
     ax.legend(fontsize=9, loc="best")
     if np.isfinite(df["y"]).sum() == 0:
         raise NormbenchError(f"--metric {metric}: no run has a value for it; pick another metric")
-    return PlotResult(_save(fig, out), len(lines), len(done), [r for r in runs if not r.completed])
+    return PlotResult(_save(fig, out), len(lines), len(done), [r for r in runs if not r.completed], log)
 
 
 # ----------------------------------------------------------------------------- explain

@@ -1,0 +1,448 @@
+"""normbench compare / plot (normbench.results + the CLI commands).
+
+Numbers are checked on hand-written run folders (exact, fast) against values computed
+independently from their summary.json files with `statistics`; one module-scoped
+fixture trains a few tiny real runs for an end-to-end check (tests named test_e2e_*,
+deselect with -k "not e2e").
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from normbench import NormbenchError
+from normbench.cli import main
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def config_dict(*, name="exp", seed=0, norm="batch", arch="cifar10_cnn", batch_size=64, epochs=3, out="results", sweep=None):
+    data = "synthetic_cifar10" if arch == "cifar10_cnn" else "synthetic_imdb"
+    return {
+        "name": name,
+        "data": {"name": data, "path": None, "subset": {"train": 256, "test": 64}, "num_words": 10000, "maxlen": 200},
+        "model": {"arch": arch, "norm": norm, "norm_groups": 8, "unroll": False},
+        "seed": seed,
+        "train": {"epochs": epochs, "batch_size": batch_size, "optimizer": "adam", "learning_rate": 0.001,
+                  "validation_split": 0.2, "jit_compile": "auto", "deterministic": False},
+        "output": {"dir": out},
+        "sweep": sweep or {},
+    }
+
+
+def write_run(root: Path, *, seed, norm="batch", test_accuracy=0.5, test_loss=1.0, status="completed", epochs=3,
+              batch_size=64, name=None, out="results", summary=True, curve_shift=0.0, sweep=None, run_id=None, **kw) -> Path:
+    """A run folder as normbench.train writes it, with chosen numbers."""
+    name = name or f"exp_{norm}"
+    d = root / name / (run_id or f"20260101-000000-seed{seed}-bs{batch_size}")
+    d.mkdir(parents=True)
+    cfg = config_dict(name=name, seed=seed, norm=norm, batch_size=batch_size, epochs=epochs, out=out, sweep=sweep, **kw)
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    done = epochs if status == "completed" else 1
+    rows = []
+    for e in range(1, done + 1):
+        acc = min(0.99, 0.3 + 0.15 * e + curve_shift + 0.01 * seed)
+        rows.append({"epoch": e, "loss": 2.0 / e - curve_shift, "accuracy": acc, "val_loss": 2.2 / e,
+                     "val_accuracy": acc - 0.05, "learning_rate": 0.001, "epoch_seconds": 1.0 + 0.1 * seed})
+    with open(d / "history.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    if summary:
+        last = rows[-1]
+        s = {
+            "status": status, "run_id": d.name, "name": name, "model": cfg["model"]["arch"], "norm": norm, "seed": seed,
+            "batch_size": batch_size, "test_loss": test_loss if status == "completed" else None,
+            "test_accuracy": test_accuracy if status == "completed" else None,
+            "best_val_accuracy": max(r["val_accuracy"] for r in rows), "best_epoch": len(rows),
+            "last_val_accuracy": last["val_accuracy"], "final_train_loss": last["loss"] if status != "diverged" else None,
+            "epochs_completed": len(rows), "epochs": epochs, "wall_seconds": 5.0 + seed, "first_epoch_seconds": 2.0,
+            "mean_epoch_seconds": statistics.mean(r["epoch_seconds"] for r in rows), "ms_per_step": 10.0 + seed,
+            "params": 1000, "steps_per_epoch": 4, "jit_compile": False, "versions": {}, "host": {},
+        }
+        (d / "summary.json").write_text(json.dumps(s, indent=2))
+    return d
+
+
+ACC = {"batch": [0.80, 0.82, 0.85], "layer": [0.70, 0.74, 0.71]}
+LOSS = {"batch": [0.60, 0.55, 0.50], "layer": [0.80, 0.75, 0.79]}
+
+
+@pytest.fixture
+def two_groups(tmp_path) -> Path:
+    """Two configs (norm batch / layer) x three seeds, all completed."""
+    root = tmp_path / "results"
+    for norm in ("batch", "layer"):
+        for i, seed in enumerate((1, 2, 3)):
+            write_run(root, seed=seed, norm=norm, test_accuracy=ACC[norm][i], test_loss=LOSS[norm][i],
+                      curve_shift=0.1 if norm == "batch" else 0.0)
+    return root
+
+
+def summaries(root: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(root.rglob("summary.json"))]
+
+
+def expected(root: Path, key: str) -> dict:
+    """norm -> (n, mean, sample std) of a summary key over completed runs, independently."""
+    by = {}
+    for s in summaries(root):
+        if s["status"] == "completed":
+            by.setdefault(s["norm"], []).append(s[key])
+    return {k: (len(v), statistics.mean(v), statistics.stdev(v) if len(v) > 1 else None) for k, v in by.items()}
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_clean_error(result, *fragments):
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1, result.output
+    for frag in fragments:
+        assert frag in lines[0], lines[0]
+
+
+def cells(line: str) -> list[str]:
+    return [c.strip() for c in line.split("  ") if c.strip()]
+
+
+def parse_table(text: str) -> list[dict]:
+    """The main table of `compare` (format table) as dicts keyed by header."""
+    lines = text.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("#"))
+    header = cells(lines[start])
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.strip():
+            break
+        rows.append(dict(zip(header, cells(line))))
+    return rows
+
+
+def png_shape(path: Path):
+    import matplotlib.image
+
+    assert path.stat().st_size > 0
+    return matplotlib.image.imread(str(path)).shape
+
+
+# ----------------------------------------------------------------------------- compare: numbers
+
+
+def test_compare_table_n_mean_std(two_groups):
+    r = cli("compare", two_groups)
+    assert r.exit_code == 0, r.output
+    exp_acc = expected(two_groups, "test_accuracy")
+    exp_last = expected(two_groups, "last_val_accuracy")
+    exp_loss = expected(two_groups, "final_train_loss")
+    rows = parse_table(r.stdout)
+    assert [row["model.norm"] for row in rows] == ["batch", "layer"]  # best (higher mean test accuracy) first
+    for row in rows:
+        norm = row["model.norm"]
+        n, mean, std = exp_acc[norm]
+        assert row["n"] == str(n) == "3"
+        assert row["test acc"] == f"{mean:.4f} ± {std:.4f}"
+        assert row["last val acc"] == f"{exp_last[norm][1]:.4f} ± {exp_last[norm][2]:.4f}"
+        assert row["final train loss"] == f"{exp_loss[norm][1]:.4f} ± {exp_loss[norm][2]:.4f}"
+    assert rows[0]["test_accuracy vs best"] == "best"
+    assert rows[1]["test_accuracy vs best"] == f"{exp_acc['layer'][1] - exp_acc['batch'][1]:+.4f}"
+    assert "sample std (ddof=1)" in r.stdout and "Welch" in r.stdout
+
+
+def test_compare_csv_reads_back(two_groups):
+    import pandas as pd
+    from scipy import stats
+
+    r = cli("compare", two_groups, "--format", "csv")
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(io.StringIO(r.stdout)).set_index("model.norm")
+    for key in ("test_accuracy", "test_loss", "best_val_accuracy", "last_val_accuracy", "final_train_loss", "ms_per_step"):
+        for norm, (n, mean, std) in expected(two_groups, key).items():
+            assert df.loc[norm, "n"] == n
+            assert df.loc[norm, f"{key}_mean"] == pytest.approx(mean, rel=1e-12)
+            assert df.loc[norm, f"{key}_std"] == pytest.approx(std, rel=1e-12)
+    assert list(df["rank"]) == [1, 2]
+    diff = statistics.mean(ACC["layer"]) - statistics.mean(ACC["batch"])
+    assert df.loc["layer", "test_accuracy_diff_vs_best"] == pytest.approx(diff)
+    p = stats.ttest_ind(ACC["layer"], ACC["batch"], equal_var=False).pvalue
+    assert df.loc["layer", "test_accuracy_p_welch"] == pytest.approx(p)
+    assert math.isnan(df.loc["batch", "test_accuracy_p_welch"])
+
+
+def test_compare_metric_lower_is_better(two_groups):
+    r = cli("compare", two_groups, "--metric", "test_loss", "--format", "csv")
+    assert r.exit_code == 0, r.output
+    import pandas as pd
+
+    df = pd.read_csv(io.StringIO(r.stdout))
+    assert list(df["model.norm"]) == ["batch", "layer"]  # batch has the lower test loss
+    r = cli("compare", two_groups, "--metric", "final_train_loss")
+    assert "ranked by final_train_loss (lower is better)" in r.stdout
+    r = cli("compare", two_groups, "--metric", "wall_seconds")  # not a default column: added
+    assert r.exit_code == 0
+    rows = parse_table(r.stdout)
+    assert rows[0]["wall seconds"] == f"{statistics.mean([6.0, 7.0, 8.0]):.4f} ± 1.0000"
+    assert "wall_seconds vs best" in rows[0]
+
+
+def test_compare_single_run_group_gives_na(two_groups):
+    write_run(two_groups, seed=1, norm="none", test_accuracy=0.95)
+    r = cli("compare", two_groups, "--format", "csv")
+    import pandas as pd
+
+    df = pd.read_csv(io.StringIO(r.stdout)).set_index("model.norm")
+    assert df.index[0] == "none" and df.loc["none", "n"] == 1
+    assert math.isnan(df.loc["none", "test_accuracy_std"])
+    assert df.loc[["batch", "layer"], "test_accuracy_p_welch"].isna().all()  # the best group has one run
+    rows = {row["model.norm"]: row for row in parse_table(cli("compare", two_groups).stdout)}
+    assert rows["batch"]["p (Welch)"] == "n/a"
+    assert rows["batch"]["test_accuracy vs best"] == f"{statistics.mean(ACC['batch']) - 0.95:+.4f}"
+    assert rows["none"]["test acc"] == "0.9500 ± n/a"
+
+
+def test_compare_excludes_unfinished_runs(two_groups):
+    before = cli("compare", two_groups, "--format", "csv").stdout
+    diverged = write_run(two_groups, seed=4, norm="batch", status="diverged")
+    interrupted = write_run(two_groups, seed=5, norm="layer", status="interrupted")
+    unfinished = write_run(two_groups, seed=6, norm="layer", summary=False)
+    r = cli("compare", two_groups, "--format", "csv")
+    assert r.stdout == before  # never averaged in
+    assert str(diverged) in r.stderr and "diverged" in r.stderr
+    table = cli("compare", two_groups).stdout
+    assert "not averaged: 3 runs" in table
+    for d, status in ((diverged, "diverged"), (interrupted, "interrupted"), (unfinished, "unfinished")):
+        line = next(l for l in table.splitlines() if str(d) in l)
+        assert line.startswith(status)
+    assert "normbench run --resume" in table
+    js = json.loads(cli("compare", two_groups, "--format", "json").stdout)
+    assert sorted(x["status"] for x in js["excluded"]) == ["diverged", "interrupted", "unfinished"]
+    assert [g["n"] for g in js["groups"]] == [3, 3]
+
+
+def test_compare_groups_ignore_seed_name_output_sweep(tmp_path):
+    root = tmp_path / "r"
+    # same training config under different names, output dirs and sweep recipes: one group
+    write_run(root, seed=1, name="a", out="x", test_accuracy=0.5)
+    write_run(root, seed=2, name="b", out="y", test_accuracy=0.6, sweep={"train.batch_size": [64, 128]})
+    write_run(root, seed=1, name="c", batch_size=128, test_accuracy=0.7)
+    write_run(root, seed=2, name="c", batch_size=128, test_accuracy=0.9)
+    import pandas as pd
+
+    r = cli("compare", root, "--format", "csv")
+    df = pd.read_csv(io.StringIO(r.stdout))
+    assert list(df["train.batch_size"]) == [128, 64]
+    assert list(df["n"]) == [2, 2]
+    assert list(df["label"]) == ["batch_size=128", "batch_size=64"]
+    assert df["test_accuracy_mean"].tolist() == pytest.approx([0.8, 0.55])
+    table = cli("compare", root).stdout
+    assert "train.batch_size" in table and "model.norm" in table
+
+
+def test_compare_formats_and_output_file(two_groups, tmp_path):
+    md = cli("compare", two_groups, "--format", "markdown").stdout
+    assert "| # | model.arch | model.norm | n |" in md
+    js = json.loads(cli("compare", two_groups, "--format", "json").stdout)
+    assert js["metric"] == "test_accuracy" and js["std"] == "sample std, ddof=1"
+    n, mean, std = expected(two_groups, "test_accuracy")["batch"]
+    assert js["groups"][0]["test_accuracy_mean"] == pytest.approx(mean)
+    assert js["groups"][0]["runs"] and js["groups"][0]["test_accuracy_p_welch"] is None
+    out = tmp_path / "cmp.md"
+    r = cli("compare", two_groups, "--format", "markdown", "--output", out)
+    assert r.exit_code == 0 and r.stdout == ""
+    assert out.read_text() == md
+
+
+def test_compare_accepts_run_folders_and_dedupes(two_groups):
+    dirs = sorted(p.parent for p in two_groups.rglob("summary.json"))
+    r = cli("compare", dirs[0], dirs[1], dirs[0] / "summary.json", two_groups / "exp_batch", "--format", "csv")
+    import pandas as pd
+
+    df = pd.read_csv(io.StringIO(r.stdout))
+    assert df["n"].tolist() == [3]
+
+
+# ----------------------------------------------------------------------------- compare: errors
+
+
+def test_compare_unknown_metric(two_groups):
+    r = cli("compare", two_groups, "--metric", "accuracyy")
+    assert_clean_error(r, "--metric accuracyy: unknown metric; choose one of: test_accuracy, test_loss")
+
+
+def test_compare_missing_path(tmp_path):
+    assert_clean_error(cli("compare", tmp_path / "nope"), str(tmp_path / "nope"), "no such file or folder")
+
+
+def test_compare_path_without_runs(tmp_path):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    assert_clean_error(cli("compare", tmp_path / "empty"), "no runs found", "output.dir")
+    f = tmp_path / "notes.txt"
+    f.write_text("x")
+    assert_clean_error(cli("compare", f), "is a file, not a run folder")
+
+
+def test_compare_corrupt_files(two_groups):
+    d = next(two_groups.rglob("summary.json")).parent
+    (d / "summary.json").write_text('{"status": "completed", "test_acc')
+    assert_clean_error(cli("compare", two_groups), str(d / "summary.json"), "corrupt summary.json", "delete its folder")
+    (d / "summary.json").write_text('{"status": "completed", "test_accuracy": "high"}')
+    assert_clean_error(cli("compare", two_groups), "test_accuracy is 'high', not a number")
+    (d / "summary.json").write_text("[]")
+    assert_clean_error(cli("compare", two_groups), "corrupt summary.json")
+    (d / "summary.json").write_text('{"status": "completed"}')
+    (d / "config.yaml").write_text("model: [unclosed")
+    assert_clean_error(cli("compare", two_groups), str(d / "config.yaml"), "corrupt config.yaml")
+    (d / "config.yaml").unlink()
+    assert_clean_error(cli("compare", two_groups), "without config.yaml")
+
+
+def test_compare_no_completed_runs(tmp_path):
+    write_run(tmp_path, seed=1, status="diverged")
+    r = cli("compare", tmp_path)
+    assert_clean_error(r, "none of the 1 runs completed")
+    assert "diverged" in r.stderr
+
+
+def test_library_errors_are_normbench_errors(tmp_path):
+    from normbench import results
+
+    with pytest.raises(NormbenchError, match="no such file"):
+        results.load_runs([tmp_path / "missing"])
+    with pytest.raises(NormbenchError, match="unknown metric"):
+        results.compare([], "nope")
+
+
+# ----------------------------------------------------------------------------- plot
+
+
+def test_plot_curves_png(two_groups, tmp_path):
+    out = tmp_path / "plots" / "curves.png"
+    write_run(two_groups, seed=9, norm="batch", status="diverged")
+    r = cli("plot", two_groups, "-o", out)
+    assert r.exit_code == 0, r.output
+    assert f"wrote {out} (2 groups, 6 runs)" in r.stdout
+    assert "not averaged: diverged" in r.stderr
+    assert png_shape(out)[:2] == (500, 1300)
+
+
+def test_compare_plot_option(two_groups, tmp_path):
+    out = tmp_path / "c.png"
+    r = cli("compare", two_groups, "--plot", out, "--format", "csv")
+    assert r.exit_code == 0, r.output
+    assert png_shape(out)[:2] == (500, 1300)
+    assert "wrote" not in r.stdout  # stdout stays pure CSV
+
+
+@pytest.fixture
+def batch_sweep(tmp_path) -> Path:
+    root = tmp_path / "sweep"
+    for norm, base in (("batch", 0.8), ("layer", 0.7)):
+        for bs in (16, 64, 256):
+            for seed in (1, 2):
+                write_run(root, seed=seed, norm=norm, batch_size=bs, test_accuracy=base - bs / 1000 + seed / 100)
+    return root
+
+
+def test_plot_vs_png(batch_sweep, tmp_path):
+    from normbench import results
+
+    out = tmp_path / "bs.png"
+    r = cli("plot", batch_sweep, "--vs", "train.batch_size", "-o", out)
+    assert r.exit_code == 0, r.output
+    assert "(2 lines, 12 runs)" in r.stdout
+    assert png_shape(out)[:2] == (500, 800)
+    res = results.plot_vs(results.load_runs([batch_sweep]), "train.batch_size", tmp_path / "bs2.png", "test_loss")
+    assert res.log_x and res.lines == 2
+    # a numeric key spanning less than 8x gets a linear axis; a text key a categorical one
+    res = results.plot_vs(results.load_runs([batch_sweep]), "train.learning_rate", tmp_path / "lr.png")
+    assert not res.log_x
+    res = results.plot_vs(results.load_runs([batch_sweep]), "train.optimizer", tmp_path / "opt.svg")
+    assert not res.log_x and (tmp_path / "opt.svg").stat().st_size > 0
+
+
+def test_plot_errors(batch_sweep, tmp_path):
+    r = cli("plot", batch_sweep, "--vs", "train.batchsize", "-o", tmp_path / "x.png")
+    assert_clean_error(r, "--vs train.batchsize: no such config key", "train.batch_size")
+    r = cli("plot", batch_sweep, "--vs", "train.batch_size", "--metric", "acc", "-o", tmp_path / "x.png")
+    assert_clean_error(r, "unknown metric")
+    assert_clean_error(cli("plot", batch_sweep, "-o", tmp_path / "x.bmpx"), "end the name in .png")
+    assert_clean_error(cli("plot", batch_sweep, "--metric", "test_loss", "-o", tmp_path / "x.png"), "--metric applies to --vs")
+    assert_clean_error(cli("plot", tmp_path / "nope", "-o", tmp_path / "x.png"), "no such file or folder")
+    assert_clean_error(cli("plot", batch_sweep), "Missing option '--output'")
+    h = next(batch_sweep.rglob("history.csv"))
+    h.write_text("epoch,loss\n1,0.5\n")
+    assert_clean_error(cli("plot", batch_sweep, "-o", tmp_path / "x.png"), str(h), "corrupt history.csv")
+    assert not (tmp_path / "x.png").exists()
+
+
+# ----------------------------------------------------------------------------- CLI hygiene
+
+
+@pytest.mark.parametrize("command", ["compare", "plot", "explain"])
+def test_help(command):
+    r = cli(command, "--help")
+    assert r.exit_code == 0 and f"Usage: main {command}" in r.output
+
+
+def test_cli_import_stays_light():
+    code = (
+        "import sys, normbench.cli; "
+        "heavy = [m for m in ('tensorflow', 'keras', 'pandas', 'matplotlib', 'scipy', 'numpy') if m in sys.modules]; "
+        "print(heavy); sys.exit(bool(heavy))"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+# ----------------------------------------------------------------------------- end to end (real trainings)
+
+
+@pytest.fixture(scope="module")
+def real_runs(tmp_path_factory) -> Path:
+    """Two configs (BN, LN CNN on synthetic CIFAR-10) x two seeds, one epoch on tiny subsets."""
+    from normbench import train
+    from normbench.config import load_config
+
+    out = tmp_path_factory.mktemp("real")
+    root = Path(__file__).resolve().parents[1] / "configs" / "smoke"
+    for name in ("cifar10_bn", "cifar10_ln"):
+        for seed in (1, 2):
+            sets = [f"output.dir={out}", f"seed={seed}", "train.epochs=2", "data.subset.train=160", "data.subset.test=32"]
+            train.run(load_config(root / f"{name}.yaml", sets), verbose=0)
+    return out
+
+
+def test_e2e_compare_real_runs(real_runs):
+    import pandas as pd
+
+    r = cli("compare", real_runs, "--format", "csv")
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(io.StringIO(r.stdout)).set_index("model.norm")
+    assert sorted(df.index) == ["batch", "layer"]
+    for norm, (n, mean, std) in expected(real_runs, "test_accuracy").items():
+        assert df.loc[norm, "n"] == n == 2
+        assert df.loc[norm, "test_accuracy_mean"] == pytest.approx(mean)
+        assert df.loc[norm, "test_accuracy_std"] == pytest.approx(std)
+    assert "not averaged" not in cli("compare", real_runs).stdout
+
+
+def test_e2e_plot_real_runs(real_runs, tmp_path):
+    out = tmp_path / "curves.png"
+    r = cli("plot", real_runs, "-o", out)
+    assert r.exit_code == 0, r.output
+    assert png_shape(out)[:2] == (500, 1300)
