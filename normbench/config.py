@@ -8,6 +8,7 @@ file (or the `--set` that caused it), the key path, and what to write instead.
 from __future__ import annotations
 
 import copy
+import math
 import dataclasses
 import re
 import types
@@ -242,7 +243,7 @@ def _check(cfg: Config, where: _Where) -> None:
     if t.jit_compile not in JIT_CHOICES or (isinstance(t.jit_compile, str) and t.jit_compile != "auto"):
         raise where.error("train.jit_compile", f"unknown setting {t.jit_compile!r}; choose one of: auto, true, false")
     if d.subset is not None:
-        n_train = int(d.subset.train * (1 - t.validation_split))
+        n_train = math.ceil(d.subset.train * (1 - t.validation_split))  # Keras' split
         if n_train < 1 or d.subset.train - n_train < 1:
             raise where.error("data.subset.train", f"{d.subset.train} examples leave no training or validation data at validation_split {t.validation_split}; use more")
     if not cfg.output.dir:

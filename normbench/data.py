@@ -101,7 +101,14 @@ def _download(what: str, fn):
 
 
 def _read_npz(path: Path, required=("x_train", "y_train", "x_test", "y_test"), allow_pickle=False) -> dict:
+    import zipfile
+
     np = _np()
+    if not zipfile.is_zipfile(path):
+        raise NormbenchError(
+            f"data.path: {path} is not a .npz file (no zip archive inside); "
+            "check the file is complete (re-download or re-copy it)"
+        )
     try:
         with np.load(path, allow_pickle=allow_pickle) as f:
             missing = [k for k in required if k not in f.files]

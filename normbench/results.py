@@ -382,7 +382,7 @@ def format_comparison(comp: Comparison, fmt: str = "table") -> str:
     headers, rows = _cells(comp)
     xh, xrows = _excluded_cells(comp)
     if fmt == "markdown":
-        parts = [" ".join(f"_{line}_" for line in _legend(comp)), "", _md_table(headers, rows)]
+        parts = [*(f"_{line}_  " for line in _legend(comp)), "", _md_table(headers, rows)]
         if xrows:
             parts += ["", f"Not averaged ({len(xrows)} run{'s' * (len(xrows) != 1)} did not complete):", "", _md_table(xh, xrows)]
         return "\n".join(parts) + "\n"
@@ -482,6 +482,12 @@ def _completed(runs: list[Run], what: str) -> list[Run]:
     return done
 
 
+def _sort_key(v):
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return (0, float(v), "")
+    return (1, 0.0, _show(v))
+
+
 def _colors(n):
     import matplotlib
 
@@ -499,8 +505,11 @@ def plot_curves(runs: list[Run], out, title: str | None = None) -> PlotResult:
 
     done = _completed(runs, "plot")
     comp = compare(done, "test_accuracy")
-    path_group = {p: i for i, paths in enumerate(comp.groups["runs"]) for p in paths}
     by_path = {str(r.path): r for r in done}
+    # legend in config order (norm=batch, layer, ...; batch sizes numerically), not by rank
+    order = sorted(comp.groups.index, key=lambda i: [_sort_key(by_path[comp.groups.loc[i, "runs"][0]].config.get(k))
+                                                     for k in comp.varying])
+    comp.groups = comp.groups.loc[order].reset_index(drop=True)
     fig = _figure(13, 5)
     ax_acc, ax_loss = fig.subplots(1, 2)
     colors = _colors(len(comp.groups))
@@ -510,8 +519,8 @@ def plot_curves(runs: list[Run], out, title: str | None = None) -> PlotResult:
         stats = hist.groupby("epoch").agg(["mean", "std"])
         ep = stats.index.to_numpy()
         c = colors[gi]
-        for col, ax, style, alpha in (("accuracy", ax_acc, "--", 0.10), ("val_accuracy", ax_acc, "-", 0.20),
-                                      ("loss", ax_loss, "--", 0.10), ("val_loss", ax_loss, "-", 0.20)):
+        for col, ax, style, alpha in (("accuracy", ax_acc, "--", 0.08), ("val_accuracy", ax_acc, "-", 0.18),
+                                      ("loss", ax_loss, "--", 0.08), ("val_loss", ax_loss, "-", 0.18)):
             m, s = stats[(col, "mean")].to_numpy(), stats[(col, "std")].to_numpy()
             ax.plot(ep, m, style, color=c, marker="o", markersize=3.5, linewidth=1.8)
             if len(g["runs"]) > 1:
@@ -529,7 +538,8 @@ def plot_curves(runs: list[Run], out, title: str | None = None) -> PlotResult:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     fig.legend(handles=handles, loc="outside right upper", fontsize=9, frameon=False)
-    fig.suptitle(title or f"Training curves: mean over seeds, band = ± 1 sample std ({len(done)} runs, {len(comp.groups)} groups)")
+    fig.suptitle(title or f"Training curves: mean over seeds, band = ± 1 sample std ({len(done)} runs, {len(comp.groups)} groups)",
+                 x=0.02, ha="left")  # left: a wide legend on the right must not run into it
     return PlotResult(_save(fig, out), len(comp.groups), len(done), [r for r in runs if not r.completed])
 
 

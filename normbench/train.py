@@ -281,7 +281,7 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
     if not resume:
         write_atomic(run_dir / "config.yaml", dump_yaml(cfg))
 
-    n_fit = len(data.x_train) - int(len(data.x_train) * cfg.train.validation_split)
+    n_fit = math.ceil(len(data.x_train) * (1 - cfg.train.validation_split))  # as Keras splits
     steps = math.ceil(n_fit / cfg.train.batch_size)
     log, callbacks = _callbacks(run_dir)
     summary = {

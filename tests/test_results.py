@@ -399,6 +399,13 @@ def test_help(command):
     assert r.exit_code == 0 and f"Usage: main {command}" in r.output
 
 
+def test_metric_help_lists_every_metric():
+    from normbench import cli
+    from normbench.results import METRICS
+
+    assert cli._METRIC_HELP == ", ".join(METRICS)
+
+
 def test_cli_import_stays_light():
     code = (
         "import sys, normbench.cli; "

@@ -1,0 +1,162 @@
+"""Every failure a user can cause: one line naming the file and the fix, non-zero exit,
+no traceback, and no run folder left looking complete."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import cli, write_config
+
+
+def _imdb_npz(path, n=20):
+    """A tiny file in Keras' IMDB source format (object arrays of word-rank lists)."""
+    rng = np.random.default_rng(0)
+    seqs = np.empty(n, dtype=object)
+    for i in range(n):
+        seqs[i] = list(rng.integers(1, 50, rng.integers(5, 30)))
+    y = np.array([0, 1] * (n // 2))
+    np.savez(path, x_train=seqs, y_train=y, x_test=seqs, y_test=y)
+    return path
+
+
+def _case_files(tmp_path):
+    """Set-up for each case: returns CLI args; `cfg` is a valid config to start from."""
+    good = write_config(tmp_path / "good.yaml")
+    imdb = _imdb_npz(tmp_path / "imdb.npz")
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"this is not a zip file at all")
+    partial = tmp_path / "partial.npz"
+    np.savez(partial, x_train=np.zeros((4, 3)), y_train=np.zeros(4))
+    return good, imdb, garbage, partial
+
+
+# (case id, how to make the config (kwargs to write_config, or raw text), extra args, expected text)
+CASES = [
+    ("malformed-yaml", "name: [unclosed\nseed: 0\n", [], "malformed YAML at line 2, column 5: expected ',' or ']', but got ':'; fix the syntax"),
+    ("empty-file", "", [], "the file is empty"),
+    ("not-a-mapping", "- a\n- b\n", [], "expected a mapping of sections"),
+    ("unknown-top-key", {"nmae": "x"}, [], "nmae: unknown key; allowed keys here: name, data, model, seed, train, output, sweep"),
+    ("unknown-nested-key", {"train__epoch": 3}, [], "train.epoch: unknown key; allowed keys here: epochs,"),
+    ("wrong-type-str", {"train__epochs": "five"}, [], "train.epochs: expected an integer, got 'five'"),
+    ("wrong-type-float", {"train__batch_size": 64.5}, [], "train.batch_size: expected an integer, got 64.5"),
+    ("bool-for-int", {"train__epochs": True}, [], "train.epochs: expected an integer, got True"),
+    ("section-not-mapping", {"data": 3}, [], "data: expected a mapping with keys name, path, subset"),
+    ("missing-required", {"model__norm": None}, [], "model.norm: missing; add it (a string)"),
+    ("unknown-norm", {"model__norm": "batchnorm"}, [], "model.norm: unknown norm 'batchnorm'; choose one of: batch, layer, group, rms, none"),
+    ("unknown-model", {"model__arch": "resnet"}, [], "model.arch: unknown model 'resnet'; choose one of: imdb_rnn, cifar10_cnn"),
+    ("unknown-dataset", {"data__name": "mnist"}, [], "data.name: unknown dataset 'mnist'; choose one of: imdb, cifar10, synthetic_imdb, synthetic_cifar10"),
+    ("unknown-optimizer", {"train__optimizer": "adagrad"}, [], "train.optimizer: unknown optimizer 'adagrad'; choose one of: adam, adamw, sgd, rmsprop"),
+    ("negative-epochs", {"train__epochs": -1}, [], "train.epochs: must be >= 1, got -1"),
+    ("zero-batch", {"train__batch_size": 0}, [], "train.batch_size: must be >= 1, got 0"),
+    ("split-too-big", {"train__validation_split": 1.5}, [], "train.validation_split: must be between 0 and 1 (exclusive), got 1.5"),
+    ("zero-lr", {"train__learning_rate": 0}, [], "train.learning_rate: must be > 0, got 0.0"),
+    ("bad-jit", {"train__jit_compile": "yes"}, [], "train.jit_compile: unknown setting 'yes'; choose one of: auto, true, false"),
+    ("groups-dont-divide", {"model__norm": "group", "model__norm_groups": 5}, [], "model.norm_groups: 5 groups do not divide the 32 channels that imdb_rnn normalizes; use one of: 1, 2, 4, 8, 16, 32"),
+    ("model-data-mismatch", {"model__arch": "cifar10_cnn"}, [], "data.name: model cifar10_cnn needs image data, 'synthetic_imdb' is sequence data; use one of: cifar10, synthetic_cifar10"),
+    ("bad-name", {"name": "a/b"}, [], "name: 'a/b' is not a folder-safe name"),
+    ("subset-leaves-no-val", {"data__subset": {"train": 2, "test": 1}, "train__validation_split": 0.1}, [], "data.subset.train: 2 examples leave no training or validation data"),
+    ("set-no-equals", {}, ["--set", "train.epochs"], "--set train.epochs: expected key.path=value, e.g. --set train.epochs=3"),
+    ("set-unknown-key", {}, ["--set", "train.foo=1"], "--set train.foo=1: train.foo: unknown key; allowed keys here: epochs,"),
+    ("set-wrong-type", {}, ["--set", "train.epochs=abc"], "--set train.epochs=abc: train.epochs: expected an integer, got 'abc'"),
+    ("set-out-of-range", {}, ["--set", "seed=-3"], "--set seed=-3: seed: must be >= 0, got -3"),
+]
+
+
+@pytest.mark.parametrize("case,config,extra,expected", CASES, ids=[c[0] for c in CASES])
+def test_config_errors(tmp_path, out, case, config, extra, expected):
+    path = tmp_path / "bad.yaml"
+    if isinstance(config, str):
+        path.write_text(config)
+    else:
+        write_config(path, **config)
+    r = cli("run", path, "--set", f"output.dir={out}", *extra)
+    _assert_one_line_error(r, expected, out)
+    where = str(path) if not any(e.startswith("train.") or e.startswith("seed") for e in extra) else "--set"
+    assert where in r.output
+
+
+def _assert_one_line_error(r, expected, out):
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert r.exit_code == 1, r.output
+    assert "Traceback" not in r.output
+    assert len(lines) == 1, r.output
+    assert lines[0].startswith("Error: ")
+    assert expected in lines[0], lines[0]
+    # nothing half-written looks complete
+    for summary in out.rglob("summary.json") if out.exists() else []:
+        assert json.loads(summary.read_text())["status"] != "completed"
+
+
+def test_missing_config_file(tmp_path, out):
+    r = cli("run", tmp_path / "nope.yaml")
+    _assert_one_line_error(r, f"{tmp_path / 'nope.yaml'}: no such config file; check the path", out)
+
+
+def test_config_is_a_folder(tmp_path, out):
+    r = cli("validate", tmp_path)
+    _assert_one_line_error(r, f"{tmp_path}: is a folder, not a config file; pass a .yaml file", out)
+
+
+def test_unreadable_config(tmp_path, out):
+    p = tmp_path / "binary.yaml"
+    p.write_bytes(b"\xff\xfe\x00bad")
+    r = cli("validate", p)
+    _assert_one_line_error(r, f"{p}: cannot read (UnicodeDecodeError); pass a readable UTF-8 YAML file", out)
+
+
+DATA_CASES = [
+    ("missing-data-file", lambda f: ["--set", f"data.path={f[0].parent / 'nope.npz'}"],
+     "data.path: no such file {d}/nope.npz; point it at a local imdb.npz, or set it to null to download"),
+    ("data-folder-without-file", lambda f: ["--set", f"data.path={f[0].parent / 'empty'}"],
+     "data.path: folder {d}/empty holds none of imdb.npz; put the imdb data there or point data.path at the file"),
+    ("unreadable-data-file", lambda f: ["--set", f"data.path={f[2]}"],
+     "data.path: {d}/garbage.npz is not a .npz file (no zip archive inside); check the file is complete (re-download or re-copy it)"),
+    ("npz-missing-arrays", lambda f: ["--set", f"data.path={f[3]}"],
+     "data.path: {d}/partial.npz lacks the arrays x_test, y_test; a data .npz needs x_train, y_train, x_test, y_test"),
+    ("subset-larger-than-data", lambda f: ["--set", f"data.path={f[1]}", "--set", "data.subset={train: 100, test: 10}"],
+     "data.subset.train=100 is larger than the 20 examples available; use at most 20"),
+]
+
+
+@pytest.mark.parametrize("case,args,expected", DATA_CASES, ids=[c[0] for c in DATA_CASES])
+def test_data_errors(tmp_path, out, case, args, expected):
+    files = _case_files(tmp_path)
+    (tmp_path / "empty").mkdir()
+    cfg = write_config(tmp_path / "real.yaml", data__name="imdb", data__subset=None)
+    r = cli("run", cfg, "--set", f"output.dir={out}", *args(files))
+    _assert_one_line_error(r, expected.format(d=tmp_path), out)
+    assert not out.exists() or not list(out.rglob("config.yaml")), "no run folder before the data loads"
+
+
+def test_env_data_dir_without_file(tmp_path, out, monkeypatch):
+    monkeypatch.setenv("NORMBENCH_DATA_DIR", str(tmp_path))
+    cfg = write_config(tmp_path / "real.yaml", data__name="imdb", data__subset=None)
+    r = cli("run", cfg, "--set", f"output.dir={out}")
+    _assert_one_line_error(r, f"$NORMBENCH_DATA_DIR={tmp_path} holds none of imdb.npz; put the imdb data there or unset it to download", out)
+
+
+def test_unreachable_download(tmp_path, out, monkeypatch):
+    """No internet: Keras' loader raises deep inside urllib; the user sees one line."""
+    import keras
+
+    def offline(*a, **k):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/tensorflow/tf-keras-datasets/imdb.npz: None -- [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.delenv("NORMBENCH_DATA_DIR", raising=False)
+    monkeypatch.setattr(keras.datasets.imdb, "load_data", offline)
+    cfg = write_config(tmp_path / "real.yaml", data__name="imdb", data__subset=None)
+    r = cli("run", cfg, "--set", f"output.dir={out}")
+    _assert_one_line_error(r, "could not download IMDB through keras.datasets (URL fetch failure on https://storage.googleapis.com/tensorflow/tf-keras-datasets/imdb.npz: None -- [Errno -3] Temporary failure in name resolution); without internet, set data.path (or $NORMBENCH_DATA_DIR) to a local copy", out)
+
+
+def test_resume_not_a_run_folder(tmp_path, out):
+    r = cli("run", "--resume", tmp_path)
+    _assert_one_line_error(r, f"{tmp_path}: not a run folder (no config.yaml); pass a folder that normbench run created", out)
+
+
+def test_run_needs_config_or_resume():
+    r = cli("run")
+    assert r.exit_code == 2 and "give either CONFIG or --resume RUN_DIR" in r.output

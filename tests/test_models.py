@@ -1,0 +1,117 @@
+"""The model factory: the tutorial's layer lists, norms by name, exact axes."""
+
+from __future__ import annotations
+
+import pytest
+
+from normbench.config import from_dict
+from normbench.models import MODELS, build_model
+from normbench.norms import NORMS, make_norm
+from normbench import NormbenchError
+
+NORM_CLASSES = {"BatchNormalization", "LayerNormalization", "GroupNormalization", "RMSNormalization"}
+
+
+def _config(arch, norm, **model):
+    data = "synthetic_imdb" if arch == "imdb_rnn" else "synthetic_cifar10"
+    return from_dict({"name": "t", "data": {"name": data}, "model": {"arch": arch, "norm": norm, **model}})
+
+
+def _model(arch, norm, **kw):
+    return build_model(_config(arch, norm, **kw), 2 if arch == "imdb_rnn" else 10)
+
+
+def _kinds(model):
+    return [layer.__class__.__name__ for layer in model.layers]
+
+
+def test_imdb_rnn_is_the_tutorial_model():
+    m = _model("imdb_rnn", "layer")
+    assert _kinds(m) == ["Embedding", "SimpleRNN", "LayerNormalization", "SimpleRNN", "LayerNormalization", "Dense"]
+    emb, rnn1, _, rnn2, _, head = m.layers
+    assert (emb.input_dim, emb.output_dim) == (10000, 128)
+    assert rnn1.units == 32 and rnn1.return_sequences and rnn2.units == 32 and not rnn2.return_sequences
+    assert head.units == 1 and head.activation.__name__ == "sigmoid"
+    assert m.input_shape == (None, 200) and m.output_shape == (None, 1)
+    assert MODELS["imdb_rnn"].loss == "binary_crossentropy"
+
+
+def test_cifar10_cnn_is_the_tutorial_model():
+    m = _model("cifar10_cnn", "batch")
+    assert _kinds(m) == [
+        "Conv2D", "BatchNormalization", "MaxPooling2D",
+        "Conv2D", "BatchNormalization", "MaxPooling2D",
+        "Conv2D", "BatchNormalization", "MaxPooling2D",
+        "Flatten", "Dense", "BatchNormalization", "Dense",
+    ]
+    convs = [layer for layer in m.layers if layer.__class__.__name__ == "Conv2D"]
+    assert [c.filters for c in convs] == [32, 64, 128]
+    assert all(c.kernel_size == (3, 3) and c.activation.__name__ == "relu" for c in convs)
+    dense = [layer for layer in m.layers if layer.__class__.__name__ == "Dense"]
+    assert dense[0].units == 128 and dense[0].activation.__name__ == "relu"
+    assert dense[1].units == 10 and dense[1].activation.__name__ == "softmax"
+    assert m.input_shape == (None, 32, 32, 3) and m.output_shape == (None, 10)
+
+
+@pytest.mark.parametrize("arch,slots", [("imdb_rnn", 2), ("cifar10_cnn", 4)])
+def test_none_has_no_normalization_and_batch_has_exactly_the_slots(arch, slots):
+    none = _kinds(_model(arch, "none"))
+    assert not NORM_CLASSES & set(none)
+    assert none.count("Identity") == slots
+    batch = _kinds(_model(arch, "batch"))
+    assert batch.count("BatchNormalization") == slots
+    assert not (NORM_CLASSES - {"BatchNormalization"}) & set(batch)
+    # same layers otherwise: the norm slot is the only difference
+    assert [k for k in batch if k != "BatchNormalization"] == [k for k in none if k != "Identity"]
+
+
+def _norms(model):
+    return [layer for layer in model.layers if layer.__class__.__name__ in NORM_CLASSES]
+
+
+def test_axes_conv():
+    ln = _norms(_model("cifar10_cnn", "layer"))
+    # per sample over all features of a feature map (Ba et al.), not per pixel over channels
+    assert [list(layer.axis) for layer in ln] == [[1, 2, 3]] * 3 + [[-1]]
+    assert ln[0].gamma.shape == (30, 30, 32)
+    bn = _norms(_model("cifar10_cnn", "batch"))
+    assert [layer.axis for layer in bn] == [-1] * 4
+    assert [tuple(layer.gamma.shape) for layer in bn] == [(32,), (64,), (128,), (128,)]  # per channel
+    rms = _norms(_model("cifar10_cnn", "rms"))
+    assert [r.__class__.__name__ for r in rms] == ["RMSNormalization"] * 4
+    assert list(rms[0].axis) == [1, 2, 3]
+    gn = _norms(_model("cifar10_cnn", "group", norm_groups=8))
+    assert all(layer.groups == 8 for layer in gn)
+
+
+def test_axes_sequence():
+    m = _model("imdb_rnn", "layer")
+    ln = _norms(m)
+    # after the sequence-returning RNN: per sample and time step, over the 32 units
+    assert ln[0].input.shape == (None, 200, 32)
+    assert [list(layer.axis) for layer in ln] == [[-1], [-1]]
+    assert tuple(ln[0].gamma.shape) == (32,)
+    assert [b.axis for b in _norms(_model("imdb_rnn", "batch"))] == [-1, -1]  # per unit, over N and time
+
+
+def test_layer_norm_statistics_are_per_sample_over_all_features():
+    """Numerically: each sample of a conv map gets mean 0, std 1 over H x W x C."""
+    import numpy as np
+
+    x = np.random.default_rng(0).normal(3, 2, (4, 6, 6, 8)).astype("float32")
+    y = np.asarray(make_norm("layer", "conv")(x))
+    assert np.allclose(y.mean(axis=(1, 2, 3)), 0, atol=1e-4)
+    assert np.allclose(y.std(axis=(1, 2, 3)), 1, atol=1e-2)
+    assert not np.allclose(y.mean(axis=-1), 0, atol=1e-2)  # not per pixel
+
+
+def test_unknown_norm_lists_choices():
+    with pytest.raises(NormbenchError, match="unknown norm 'batchnorm'; choose one of: batch, layer, group, rms, none"):
+        make_norm("batchnorm", "conv")
+    assert list(NORMS) == ["batch", "layer", "group", "rms", "none"]
+
+
+def test_group_norm_groups_must_divide_every_channel_count():
+    with pytest.raises(NormbenchError, match="12 groups do not divide the 32/64/128 channels that cifar10_cnn normalizes; use one of: 1, 2, 4, 8, 16, 32"):
+        _config("cifar10_cnn", "group", norm_groups=12)
+    _config("cifar10_cnn", "group", norm_groups=32)  # divides 32, 64, 128
