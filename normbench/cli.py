@@ -78,7 +78,8 @@ def run(config, overrides, smoke, resume_dir, quiet, threads):
         else:
             cfg = load_config(config, overrides, smoke)
             run_dir, summary = train.run(cfg, verbose=verbose, threads=threads)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        run_dir = getattr(e, "run_dir", run_dir)
         where = f" normbench run --resume {run_dir}" if run_dir else ""
         click.echo(f"\ninterrupted; finished epochs are kept.{' Resume with:' + where if where else ''}", err=True)
         sys.exit(130)

@@ -166,6 +166,9 @@ def _convert(value, tp, key: str, where: _Where):
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        # PyYAML reads 1e-3 (no dot) as a string; users mean a number
+        if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
+            return float(value)
     elif tp is str:
         if isinstance(value, str):
             return value

@@ -9,7 +9,9 @@
 
 Runs are grouped by their whole resolved config except `seed`, `name`, `output.*` and
 `sweep.*` (the sweep recipe, not what was trained). Only runs whose summary.json says
-"completed" are averaged; every other run is listed apart with its status and folder.
+"completed" are averaged; every other run is listed apart with its status and folder:
+its summary.json status, "unfinished" (history.csv but no summary.json: running or
+killed) or "not started" (config.yaml only: a queued sweep member).
 Std is always the sample std (ddof=1).
 
 pandas, scipy, matplotlib and Keras are imported inside functions, so importing this
@@ -73,11 +75,24 @@ class Run:
         return _number(self.summary.get(key), key, self.path / "summary.json")
 
     @property
+    def epochs_completed(self):
+        if "epochs_completed" in self.summary:
+            return self.summary["epochs_completed"]
+        try:  # no summary.json: count the finished epochs in history.csv
+            with open(self.path / "history.csv", encoding="utf-8") as f:
+                return max(sum(1 for line in f if line.strip()) - 1, 0)
+        except OSError:
+            return 0
+
+    @property
     def note(self) -> str:
+        if self.status == "not started":
+            log = " (see log.txt)" if (self.path / "log.txt").exists() else ""
+            return f"config.yaml only: queued, or failed before training{log}"
         if not self.summary:
-            return f"no summary.json: still running or killed; resume with: normbench run --resume {self.path}"
+            return "no summary.json: still running, or killed (resume it with normbench run --resume)"
         if self.status == "interrupted":
-            return f"resume with: normbench run --resume {self.path}"
+            return "resume it with normbench run --resume"
         if self.status == "diverged":
             return "loss became NaN/inf"
         return str(self.summary.get("error") or "")
@@ -103,7 +118,8 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def _is_run_dir(files) -> bool:
-    return "summary.json" in files or ("config.yaml" in files and "history.csv" in files)
+    # config.yaml alone: a run (or sweep member) created but not started yet
+    return "summary.json" in files or "config.yaml" in files
 
 
 def load_run(run_dir: str | Path) -> Run:
@@ -129,7 +145,8 @@ def load_run(run_dir: str | Path) -> Run:
         raise NormbenchError(f"{cp}: corrupt config.yaml ({e.__class__.__name__}); rerun that run or delete its folder") from None
     if not isinstance(raw, dict):
         raise NormbenchError(f"{cp}: corrupt config.yaml (not a mapping); rerun that run or delete its folder")
-    run = Run(d, summary.get("status", "unfinished"), _flatten(raw), summary)
+    status = summary.get("status") or ("unfinished" if (d / "history.csv").exists() else "not started")
+    run = Run(d, status, _flatten(raw), summary)
     for key in STATS:  # fail here, on the file, rather than later in the statistics
         run.value(key)
     return run
@@ -141,7 +158,7 @@ def find_run_dirs(path: str | Path) -> list[Path]:
     if not p.exists():
         raise NormbenchError(f"{path}: no such file or folder; pass a run folder or a folder that holds runs (e.g. results/)")
     if p.is_file():
-        if p.name in ("summary.json", "config.yaml", "history.csv"):
+        if p.name in ("summary.json", "config.yaml", "history.csv", "log.txt"):
             return [p.parent]
         raise NormbenchError(f"{path}: is a file, not a run folder; pass a run folder or a folder that holds runs (e.g. results/)")
     found = []
@@ -183,8 +200,8 @@ def _show(v) -> str:
         return "null"
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
-        return str(v) if abs(v) < 1e-3 or abs(v) >= 1e5 else format(v, "g")
+    if isinstance(v, float):
+        return format(v, "g") if v.is_integer() else repr(v)  # 64.0 -> 64, 0.001 -> 0.001
     return str(v)
 
 
@@ -347,11 +364,9 @@ def _excluded_cells(comp: Comparison) -> tuple[list[str], list[list[str]]]:
     headers = ["status", "model.norm", "seed", "epochs", "path", "note"]
     rows = []
     for r in comp.excluded:
-        s = r.summary
-        done = s.get("epochs_completed")
-        epochs = r.config.get("train.epochs", s.get("epochs"))
+        epochs = r.config.get("train.epochs", r.summary.get("epochs"))
         rows.append([r.status, _show(r.config.get("model.norm")), _show(r.config.get("seed")),
-                     f"{'?' if done is None else done}/{_show(epochs)}", str(r.path), r.note])
+                     f"{r.epochs_completed}/{_show(epochs)}", str(r.path), r.note])
     return headers, rows
 
 
@@ -411,7 +426,7 @@ def _json(comp: Comparison) -> dict:
         "groups": [{k: _clean(v) for k, v in g.items()} for g in comp.groups.to_dict("records")],
         "excluded": [
             {"status": r.status, "path": str(r.path), "model.norm": r.config.get("model.norm"), "seed": r.config.get("seed"),
-             "epochs_completed": r.summary.get("epochs_completed"), "note": r.note}
+             "epochs_completed": r.epochs_completed, "note": r.note}
             for r in comp.excluded
         ],
     }
@@ -576,6 +591,8 @@ def plot_vs(runs: list[Run], param: str, out, metric: str = "test_accuracy") -> 
         pos = {_canon(v): float(i) for i, v in enumerate(order)}
         log = False
     df = pd.DataFrame([{"line": r["line"], "x": pos[_canon(r["x"])], "y": r["y"]} for r in rows])
+    if not np.isfinite(df["y"]).any():
+        raise NormbenchError(f"--metric {metric}: no completed run has a value for it; pick another metric")
     lines = sorted(df["line"].unique())
     fig = _figure(8, 5)
     ax = fig.subplots()
@@ -599,8 +616,6 @@ def plot_vs(runs: list[Run], param: str, out, metric: str = "test_accuracy") -> 
     ax.set_title(f"{metric} vs {param}\nmean ± 1 sample std over seeds ({len(done)} completed runs)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9, loc="best")
-    if np.isfinite(df["y"]).sum() == 0:
-        raise NormbenchError(f"--metric {metric}: no run has a value for it; pick another metric")
     return PlotResult(_save(fig, out), len(lines), len(done), [r for r in runs if not r.completed], log)
 
 

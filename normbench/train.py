@@ -264,6 +264,14 @@ class _Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C: the run is marked interrupted and can resume."""
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during training; `run_dir` is the folder to resume."""
+
+    def __init__(self, run_dir):
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+
+
 def _on_sigterm(signum, frame):
     raise _Terminated()
 
@@ -324,7 +332,7 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
         test = model.evaluate(data.x_test, data.y_test, batch_size=max(cfg.train.batch_size, 256), verbose=0, return_dict=True)
     except KeyboardInterrupt:
         status = "interrupted"
-        raise
+        raise RunInterrupted(run_dir) from None
     except Exception as e:
         status = "failed"
         summary["error"] = f"{e.__class__.__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"

@@ -219,18 +219,21 @@ def test_compare_excludes_unfinished_runs(two_groups):
     before = cli("compare", two_groups, "--format", "csv").stdout
     diverged = write_run(two_groups, seed=4, norm="batch", status="diverged")
     interrupted = write_run(two_groups, seed=5, norm="layer", status="interrupted")
-    unfinished = write_run(two_groups, seed=6, norm="layer", summary=False)
+    unfinished = write_run(two_groups, seed=6, norm="layer", summary=False)  # running, or killed
+    queued = write_run(two_groups, seed=7, norm="layer", summary=False)  # a sweep member not started yet
+    (queued / "history.csv").unlink()
     r = cli("compare", two_groups, "--format", "csv")
     assert r.stdout == before  # never averaged in
     assert str(diverged) in r.stderr and "diverged" in r.stderr
     table = cli("compare", two_groups).stdout
-    assert "not averaged: 3 runs" in table
-    for d, status in ((diverged, "diverged"), (interrupted, "interrupted"), (unfinished, "unfinished")):
+    assert "not averaged: 4 runs" in table
+    for d, status, epochs in ((diverged, "diverged", "1/3"), (interrupted, "interrupted", "1/3"),
+                              (unfinished, "unfinished", "3/3"), (queued, "not started", "0/3")):
         line = next(l for l in table.splitlines() if str(d) in l)
-        assert line.startswith(status)
+        assert line.startswith(status) and f" {epochs} " in line
     assert "normbench run --resume" in table
     js = json.loads(cli("compare", two_groups, "--format", "json").stdout)
-    assert sorted(x["status"] for x in js["excluded"]) == ["diverged", "interrupted", "unfinished"]
+    assert sorted(x["status"] for x in js["excluded"]) == ["diverged", "interrupted", "not started", "unfinished"]
     assert [g["n"] for g in js["groups"]] == [3, 3]
 
 

@@ -1,0 +1,170 @@
+"""normbench run end to end on the synthetic smoke configs: learning happens, and the run
+folder has the right files, columns and rows."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, TINY, cli
+
+HISTORY = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds"]
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    """The two smoke configs named in the docs, run as shipped (about 25 s together)."""
+    out = tmp_path_factory.mktemp("smoke")
+    runs = {}
+    for name in ("imdb_ln", "cifar10_bn"):
+        r = cli("run", REPO / f"configs/smoke/{name}.yaml", "--set", f"output.dir={out}", "-q")
+        assert r.exit_code == 0, r.output
+        runs[name] = (r, out)
+    return runs
+
+
+def _run_dir(result):
+    line = result.output.strip().splitlines()[-1]
+    from pathlib import Path
+
+    return Path(line.rsplit(" -> ", 1)[1])
+
+
+@pytest.mark.parametrize("name", ["imdb_ln", "cifar10_bn"])
+def test_smoke_config_learns(smoke_runs, name):
+    """Chance is 0.5 (IMDB, 2 balanced classes) and 0.1 (CIFAR, 10 classes). The synthetic
+    rules are simple enough that these models reach > 0.95 in a few epochs (measured:
+    ~1.0 for both); 0.8 leaves room for seed and platform noise while still failing
+    loudly if training, the labels or the inference path (e.g. BN moving averages) break."""
+    result, _ = smoke_runs[name]
+    run_dir = _run_dir(result)
+    h = pd.read_csv(run_dir / "history.csv")
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert h["val_accuracy"].iloc[-1] > 0.8
+    assert s["test_accuracy"] > 0.8
+    assert h["loss"].iloc[-1] < h["loss"].iloc[0]  # training loss went down
+
+
+@pytest.mark.parametrize("name", ["imdb_ln", "cifar10_bn"])
+def test_run_folder_layout(smoke_runs, name):
+    result, out = smoke_runs[name]
+    run_dir = _run_dir(result)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml", "history.csv", "summary.json"]
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    shipped = yaml.safe_load((REPO / f"configs/smoke/{name}.yaml").read_text())
+    assert cfg["model"] == {**cfg["model"], **shipped["model"]}
+    assert cfg["output"]["dir"] == str(out)
+    assert cfg["train"]["jit_compile"] == "auto"  # defaults are resolved into the file
+
+    with open(run_dir / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == HISTORY
+    assert [int(r["epoch"]) for r in rows] == list(range(1, shipped["train"]["epochs"] + 1))
+    assert all(float(r["learning_rate"]) == pytest.approx(0.001) for r in rows)
+    assert all(float(r["epoch_seconds"]) > 0 for r in rows)
+
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert s["status"] == "completed"
+    assert s["epochs_completed"] == shipped["train"]["epochs"]
+    for key in ("test_loss", "test_accuracy", "best_val_accuracy", "best_epoch", "params",
+                "wall_seconds", "ms_per_step", "jit_compile", "seed", "versions", "host"):
+        assert s[key] is not None, key
+    assert s["best_val_accuracy"] == pytest.approx(max(float(r["val_accuracy"]) for r in rows))
+    assert set(s["versions"]) >= {"python", "tensorflow", "keras", "normbench"}
+    assert s["jit_compile"] is False  # "auto" resolves to off on a CPU-only machine
+    # imdb: Embedding 1,280,000 + RNNs 5,152 + 2,080 + LN 2 x 64 + Dense 33
+    # cifar: convs 896 + 18,496 + 73,856 + Dense 65,664 + 1,290 + BN 4 x (32/64/128/128)
+    #        (gamma, beta, moving mean and variance count)
+    assert s["params"] == (1_287_393 if name == "imdb_ln" else 161_610)
+    assert f"completed: test_accuracy {s['test_accuracy']:.4f}" in result.output
+
+
+def test_results_index(smoke_runs):
+    _, out = smoke_runs["imdb_ln"]
+    index = pd.read_csv(out / "runs.csv")
+    assert list(index.columns) == ["run_id", "name", "model", "norm", "seed", "batch_size", "status", "test_accuracy", "test_loss", "path"]
+    assert sorted(index["name"]) == ["smoke_cifar10_bn", "smoke_imdb_ln"]
+    for _, row in index.iterrows():
+        assert (out / row["path"] / "summary.json").exists()
+
+
+def test_two_runs_of_one_config_never_clobber(tmp_path, out):
+    args = ["run", REPO / "configs/smoke/imdb_none.yaml", "--set", f"output.dir={out}", "-q", *sum((["--set", t] for t in TINY), [])]
+    a, b = cli(*args), cli(*args)
+    assert a.exit_code == 0 and b.exit_code == 0
+    assert _run_dir(a) != _run_dir(b)
+    assert len(list((out / "smoke_imdb_none").iterdir())) == 2
+
+
+def test_smoke_flag_shrinks_any_config(tmp_path, out):
+    """--smoke goes through the same path: subset and 1 epoch, separate name."""
+    r = cli("validate", REPO / "configs/cifar10_bn.yaml", "--smoke", "--no-model")
+    assert r.exit_code == 0, r.output
+    cfg = yaml.safe_load(r.output.split("# data:")[0])
+    assert cfg["train"]["epochs"] == 1
+    assert cfg["data"]["subset"] == {"train": 512, "test": 256}
+    assert cfg["name"] == "cifar10_bn-smoke"
+    assert cfg["model"]["norm"] == "batch"
+
+
+def test_set_overrides_are_typed(tmp_path):
+    r = cli("validate", REPO / "configs/imdb_ln.yaml", "--no-model",
+            "--set", "train.learning_rate=3e-4", "--set", "model.norm=none", "--set", "data.subset={train: 100, test: 20}",
+            "--set", "train.deterministic=true")
+    assert r.exit_code == 0, r.output
+    cfg = yaml.safe_load(r.output.split("# data:")[0])
+    assert cfg["train"]["learning_rate"] == 3e-4 and cfg["model"]["norm"] == "none"
+    assert cfg["data"]["subset"] == {"train": 100, "test": 20} and cfg["train"]["deterministic"] is True
+
+
+def test_validate_prints_model_summary():
+    r = cli("validate", REPO / "configs/imdb_ln.yaml")
+    assert r.exit_code == 0, r.output
+    assert "layer_normalization" in r.output and "Total params: 1,287,393" in r.output
+    assert "# data: download through keras.datasets.imdb" in r.output
+    assert r.output.strip().endswith("configs/imdb_ln.yaml: OK")
+
+
+def test_divergence_is_reported(tmp_path, out):
+    """A learning rate that blows up: status diverged, exit 2, the epochs kept."""
+    r = cli("run", REPO / "configs/smoke/cifar10_none.yaml", "-q", "--set", f"output.dir={out}",
+            "--set", "train.optimizer=sgd", "--set", "train.learning_rate=1e12", *sum((["--set", t] for t in TINY), []))
+    assert r.exit_code == 2, r.output
+    run_dir = _run_dir(r)
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert s["status"] == "diverged"
+    assert r.output.strip().splitlines()[-1].startswith("diverged: ")
+
+
+def test_every_command_has_help():
+    from normbench.cli import main
+
+    for name, cmd in main.commands.items():
+        r = cli(name, "--help")
+        assert r.exit_code == 0 and "Usage: main " + name in r.output.replace("normbench", "main"), name
+        assert cmd.help, f"{name} has no help text"
+
+
+def test_help_does_not_import_tensorflow():
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from normbench.cli import main\n"
+        "for args in (['--help'], ['run', '--help'], ['sweep', '--help'], ['validate', '--help']):\n"
+        "    assert CliRunner().invoke(main, args).exit_code == 0\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'pandas', 'matplotlib') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_python_dash_m_works():
+    r = subprocess.run([sys.executable, "-m", "normbench", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and "normbench, version" in r.stdout
