@@ -272,18 +272,16 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, fail_
 
 
 def _sweep_report(members) -> None:
-    """The compare table of what the sweep ran, when the results module offers one."""
+    """End a sweep with the compare table of the members it ran."""
+    from normbench import results
+
     try:
-        from normbench import results
-    except ImportError:
-        return
-    render = getattr(results, "compare_text", None)
-    if render is None:
-        return
-    try:
-        click.echo(render([str(m.run_dir) for m in members]))
+        comp = results.compare(results.load_runs([str(m.run_dir) for m in members]))
     except NormbenchError as e:
         click.echo(f"(no comparison: {e})")
+        return
+    if len(comp.groups):
+        click.echo(results.format_comparison(comp, "table"), nl=False)
 
 
 if __name__ == "__main__":

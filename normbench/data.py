@@ -63,7 +63,7 @@ def _find_local(cfg, filenames) -> Path | None:
     """The local file for this data set, or None to use Keras' download."""
     if cfg.path:
         p = Path(cfg.path).expanduser()
-        if p.is_dir():
+        if p.is_dir() and p.name not in filenames:  # a folder holding the data
             for name in filenames:
                 if (p / name).exists():
                     return p / name

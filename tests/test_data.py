@@ -1,0 +1,178 @@
+"""Data: local files give exactly what Keras' loaders give; subsets are balanced and
+deterministic; synthetic sets are learnable-shaped and seeded. Real-data checks skip
+when ../shared/data is absent."""
+
+from __future__ import annotations
+
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+
+from conftest import shared_file
+from normbench import NormbenchError
+from normbench.config import from_dict
+from normbench.data import _cifar_from_batches, balanced_subset, load_data
+
+
+def _data_cfg(**data):
+    arch = "cifar10_cnn" if "cifar" in data["name"] else "imdb_rnn"
+    return from_dict({"name": "t", "data": data, "model": {"arch": arch, "norm": "none"}}).data
+
+
+def _keras_format_imdb(path, n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.empty(n, dtype=object)
+    for i in range(n):
+        x[i] = [int(w) for w in rng.integers(1, 120, rng.integers(3, 40))]
+    y = np.array([0, 1] * (n // 2))
+    np.savez(path, x_train=x, y_train=y, x_test=x[::-1].copy(), y_test=y[::-1].copy())
+    return path
+
+
+def test_local_imdb_equals_keras_load_data(tmp_path, monkeypatch):
+    """Same file through Keras' own loader and through normbench's: identical arrays."""
+    import keras
+    import keras.src.datasets.imdb as kimdb
+
+    path = _keras_format_imdb(tmp_path / "imdb.npz")
+    monkeypatch.setattr(kimdb, "get_file", lambda *a, **k: str(path))
+    (kx, ky), (kxt, kyt) = keras.datasets.imdb.load_data(num_words=50)
+    ours = load_data(_data_cfg(name="imdb", path=str(path), num_words=50, maxlen=30))
+    pad = keras.utils.pad_sequences
+    assert np.array_equal(ours.x_train, pad(kx, maxlen=30)) and np.array_equal(ours.y_train, ky)
+    assert np.array_equal(ours.x_test, pad(kxt, maxlen=30)) and np.array_equal(ours.y_test, kyt)
+    assert ours.x_train.max() < 50 and (ours.x_train == 2).any()  # oov applied
+    assert ours.source == str(path)
+
+
+def test_keras_download_path_is_used_when_no_local_copy(monkeypatch):
+    import keras
+
+    calls = []
+
+    def fake_load_data(num_words=None):
+        calls.append(num_words)
+        x = np.array([[1, 5, 9], [1, 7]] * 2, dtype=object)
+        return (x, np.array([0, 1, 0, 1])), (x, np.array([0, 1, 0, 1]))
+
+    monkeypatch.delenv("NORMBENCH_DATA_DIR", raising=False)
+    monkeypatch.setattr(keras.datasets.imdb, "load_data", fake_load_data)
+    d = load_data(_data_cfg(name="imdb", num_words=123, maxlen=4))
+    assert calls == [123] and d.source == "keras.datasets.imdb"
+    assert d.x_train.tolist()[0] == [0, 1, 5, 9]  # pre-padded, as the tutorial's pad_sequences
+
+
+def test_data_dir_env_var(tmp_path, monkeypatch):
+    _keras_format_imdb(tmp_path / "imdb.npz")
+    monkeypatch.setenv("NORMBENCH_DATA_DIR", str(tmp_path))
+    d = load_data(_data_cfg(name="imdb", num_words=50, maxlen=10))
+    assert d.source == str(tmp_path / "imdb.npz") and d.x_train.shape == (40, 10)
+
+
+def test_plain_npz_imdb_sequences(tmp_path):
+    x = np.arange(60).reshape(6, 10) % 70
+    np.savez(tmp_path / "plain.npz", x_train=x, y_train=np.array([0, 1] * 3), x_test=x, y_test=np.array([0, 1] * 3))
+    d = load_data(_data_cfg(name="imdb", path=str(tmp_path / "plain.npz"), num_words=50, maxlen=10))
+    assert d.x_train.max() < 50 and d.x_train.shape == (6, 10)
+
+
+def _cifar_batch(n, seed):
+    rng = np.random.default_rng(seed)
+    return {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": [int(v) for v in rng.integers(0, 10, n)]}
+
+
+def _write_cifar_dir(root, n=20):
+    d = root / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    for i, name in enumerate([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]):
+        (d / name).write_bytes(pickle.dumps(_cifar_batch(n, i)))
+    return d
+
+
+def test_cifar_batches_match_keras_load_batch(tmp_path):
+    from keras.src.datasets.cifar import load_batch
+
+    d = _write_cifar_dir(tmp_path)
+    xtr, ytr, xte, yte = _cifar_from_batches(lambda n: (d / n).read_bytes())
+    kx, ky = load_batch(str(d / "data_batch_2"))  # Keras' reader: (n, 3, 32, 32)
+    assert np.array_equal(xtr[20:40], kx.transpose(0, 2, 3, 1)) and np.array_equal(ytr[20:40], ky)
+    assert xtr.shape == (100, 32, 32, 3) and xte.shape == (20, 32, 32, 3)
+
+
+def test_cifar_folder_tarball_and_npz_agree(tmp_path):
+    d = _write_cifar_dir(tmp_path / "extracted")
+    with tarfile.open(tmp_path / "cifar-10-python.tar.gz", "w:gz") as tar:
+        tar.add(d, arcname="cifar-10-batches-py")
+    a = load_data(_data_cfg(name="cifar10", path=str(d)))
+    b = load_data(_data_cfg(name="cifar10", path=str(tmp_path / "cifar-10-python.tar.gz")))
+    raw = (a.x_train * 255).round().astype(np.uint8)
+    np.savez(tmp_path / "c.npz", x_train=raw, y_train=a.y_train, x_test=(a.x_test * 255).round().astype(np.uint8), y_test=a.y_test)
+    c = load_data(_data_cfg(name="cifar10", path=str(tmp_path / "c.npz")))
+    for other in (b, c):
+        assert np.array_equal(a.x_train, other.x_train) and np.array_equal(a.y_test, other.y_test)
+    assert a.x_train.dtype == np.float32 and 0 <= a.x_train.min() and a.x_train.max() <= 1  # scaled to [0, 1]
+
+
+def test_cifar_npz_with_wrong_shape(tmp_path):
+    np.savez(tmp_path / "c.npz", x_train=np.zeros((4, 28, 28), np.uint8), y_train=np.zeros(4), x_test=np.zeros((4, 28, 28), np.uint8), y_test=np.zeros(4))
+    with pytest.raises(NormbenchError, match=r"x_train has shape \(4, 28, 28\), expected \(N, 32, 32, 3\)"):
+        load_data(_data_cfg(name="cifar10", path=str(tmp_path / "c.npz")))
+
+
+def test_balanced_subset_is_deterministic_and_balanced():
+    y = np.repeat(np.arange(10), 100)
+    a, b = balanced_subset(y, 95, "k"), balanced_subset(y, 95, "k")
+    assert np.array_equal(a, b) and len(set(a)) == 95
+    counts = np.bincount(y[a], minlength=10)
+    assert counts.max() - counts.min() <= 1
+    assert not np.array_equal(np.sort(a), a)  # shuffled: validation_split sees every class
+    with pytest.raises(NormbenchError, match="k=2000 is larger than the 1000 examples available; use at most 1000"):
+        balanced_subset(y, 2000, "k")
+
+
+def test_subset_applies_to_train_and_test(tmp_path):
+    _keras_format_imdb(tmp_path / "imdb.npz")
+    d = load_data(_data_cfg(name="imdb", path=str(tmp_path), num_words=50, maxlen=10, subset={"train": 10, "test": 6}))
+    assert d.x_train.shape == (10, 10) and d.x_test.shape == (6, 10)
+    assert np.bincount(d.y_train).tolist() == [5, 5]
+
+
+@pytest.mark.parametrize("name,shape,classes", [("synthetic_imdb", (200,), 2), ("synthetic_cifar10", (32, 32, 3), 10)])
+def test_synthetic_sets_have_real_shapes_and_follow_the_seed(name, shape, classes):
+    cfg = _data_cfg(name=name, subset={"train": 300, "test": 50})
+    a, b, c = load_data(cfg, seed=1), load_data(cfg, seed=1), load_data(cfg, seed=2)
+    assert a.x_train.shape == (300, *shape) and a.x_test.shape == (50, *shape)
+    assert np.array_equal(a.x_train, b.x_train) and not np.array_equal(a.x_train, c.x_train)
+    assert set(np.unique(a.y_train)) == set(range(classes))
+
+
+def test_synthetic_imdb_rule_is_in_the_inputs():
+    """The hidden rule: label 1 iff markers 10-19 outnumber markers 20-29."""
+    d = load_data(_data_cfg(name="synthetic_imdb", subset={"train": 500, "test": 10}))
+    pos = ((d.x_train >= 10) & (d.x_train < 20)).sum(1)
+    neg = ((d.x_train >= 20) & (d.x_train < 30)).sum(1)
+    assert np.array_equal(d.y_train, (pos > neg).astype(int))
+
+
+# ----------------------------------------------------------------------------- real data
+
+
+def test_real_imdb_matches_keras_statistics():
+    path = shared_file("imdb.npz")
+    d = load_data(_data_cfg(name="imdb", path=str(path), num_words=10000, maxlen=200))
+    assert d.x_train.shape == (25000, 200) and d.x_test.shape == (25000, 200)
+    assert np.bincount(d.y_train).tolist() == [12500, 12500]
+    assert d.x_train.max() == 9999 and d.x_train.min() == 0
+    # every review starts with the start character 1 after its padding
+    first = np.array([row[row > 0][0] if (row > 0).any() else 1 for row in d.x_train[:500]])
+    short = (d.x_train[:500] == 0).any(axis=1)
+    assert (first[short] == 1).all()
+
+
+def test_real_cifar10_shapes_and_balance():
+    path = shared_file("cifar10_jpeg.npz")
+    d = load_data(_data_cfg(name="cifar10", path=str(path), subset={"train": 1000, "test": 200}))
+    assert d.x_train.shape == (1000, 32, 32, 3) and d.x_train.dtype == np.float32
+    assert np.bincount(d.y_train).tolist() == [100] * 10
