@@ -34,6 +34,10 @@ def register(name, *, data_kind, loss, norm_channels, description):
     return wrap
 
 
+# Layers carry fixed names: Keras' default names count up per process (embedding_10 ...),
+# and a resume backup must load into a model built in another process.
+
+
 @register(
     "imdb_rnn",
     data_kind="sequence",
@@ -45,16 +49,16 @@ def imdb_rnn(model, data, num_classes):
     import keras
     from keras import layers
 
-    norm = lambda where: make_norm(model.norm, where, model.norm_groups)  # noqa: E731
+    norm = lambda where, name: make_norm(model.norm, where, model.norm_groups, name)  # noqa: E731
     return keras.Sequential(
         [
             keras.Input(shape=(data.maxlen,), dtype="int32"),
-            layers.Embedding(data.num_words, 128),
-            layers.SimpleRNN(32, return_sequences=True, unroll=model.unroll),
-            norm("sequence"),
-            layers.SimpleRNN(32, unroll=model.unroll),
-            norm("vector"),
-            layers.Dense(1, activation="sigmoid"),
+            layers.Embedding(data.num_words, 128, name="embedding"),
+            layers.SimpleRNN(32, return_sequences=True, unroll=model.unroll, name="rnn_1"),
+            norm("sequence", "norm_1"),
+            layers.SimpleRNN(32, unroll=model.unroll, name="rnn_2"),
+            norm("vector", "norm_2"),
+            layers.Dense(1, activation="sigmoid", name="head"),
         ],
         name=f"imdb_rnn_{model.norm}",
     )
@@ -71,22 +75,22 @@ def cifar10_cnn(model, data, num_classes):
     import keras
     from keras import layers
 
-    norm = lambda where: make_norm(model.norm, where, model.norm_groups)  # noqa: E731
+    norm = lambda where, name: make_norm(model.norm, where, model.norm_groups, name)  # noqa: E731
     blocks = []
-    for filters in (32, 64, 128):
+    for i, filters in enumerate((32, 64, 128), start=1):
         blocks += [
-            layers.Conv2D(filters, (3, 3), activation="relu"),
-            norm("conv"),
-            layers.MaxPooling2D((2, 2)),
+            layers.Conv2D(filters, (3, 3), activation="relu", name=f"conv_{i}"),
+            norm("conv", f"norm_{i}"),
+            layers.MaxPooling2D((2, 2), name=f"pool_{i}"),
         ]
     return keras.Sequential(
         [
             keras.Input(shape=(32, 32, 3)),
             *blocks,
-            layers.Flatten(),
-            layers.Dense(128, activation="relu"),
-            norm("vector"),
-            layers.Dense(num_classes, activation="softmax"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(128, activation="relu", name="dense"),
+            norm("vector", "norm_4"),
+            layers.Dense(num_classes, activation="softmax", name="head"),
         ],
         name=f"cifar10_cnn_{model.norm}",
     )

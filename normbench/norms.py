@@ -31,34 +31,34 @@ from normbench import NormbenchError
 SLOTS = ("conv", "sequence", "vector")
 
 
-def _batch(where, groups):
+def _batch(where, groups, **kw):
     from keras import layers
 
-    return layers.BatchNormalization()
+    return layers.BatchNormalization(**kw)
 
 
-def _layer(where, groups):
+def _layer(where, groups, **kw):
     from keras import layers
 
-    return layers.LayerNormalization(axis=[1, 2, 3] if where == "conv" else -1)
+    return layers.LayerNormalization(axis=[1, 2, 3] if where == "conv" else -1, **kw)
 
 
-def _group(where, groups):
+def _group(where, groups, **kw):
     from keras import layers
 
-    return layers.GroupNormalization(groups=groups, axis=-1)
+    return layers.GroupNormalization(groups=groups, axis=-1, **kw)
 
 
-def _rms(where, groups):
+def _rms(where, groups, **kw):
     from keras import layers
 
-    return layers.RMSNormalization(axis=[1, 2, 3] if where == "conv" else -1)
+    return layers.RMSNormalization(axis=[1, 2, 3] if where == "conv" else -1, **kw)
 
 
-def _none(where, groups):
+def _none(where, groups, **kw):
     from keras import layers
 
-    return layers.Identity()
+    return layers.Identity(**kw)
 
 
 # name -> (factory, Keras class name it builds, one-line description)
@@ -75,10 +75,11 @@ def norm_names() -> list[str]:
     return list(NORMS)
 
 
-def make_norm(name: str, where: str, groups: int = 8):
-    """Build the norm layer `name` for a slot of kind `where` (see the module docstring)."""
+def make_norm(name: str, where: str, groups: int = 8, layer_name: str | None = None):
+    """Build the norm layer `name` for a slot of kind `where` (see the module docstring).
+    `layer_name` names the Keras layer (stable names keep resume backups loadable)."""
     if name not in NORMS:
         raise NormbenchError(f"unknown norm {name!r}; choose one of: {', '.join(NORMS)}")
     if where not in SLOTS:
         raise ValueError(f"unknown norm slot {where!r}; one of {SLOTS}")
-    return NORMS[name][0](where, groups)
+    return NORMS[name][0](where, groups, **({"name": layer_name} if layer_name else {}))

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from normbench import NormbenchError
+from normbench.config import flatten
 
 # ranking metrics: name -> higher is better
 METRICS = {
@@ -106,17 +107,6 @@ def _number(v, key, where) -> float:
     return float(v)
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def _is_run_dir(files) -> bool:
     # config.yaml alone: a run (or sweep member) created but not started yet
     return "summary.json" in files or "config.yaml" in files
@@ -146,7 +136,7 @@ def load_run(run_dir: str | Path) -> Run:
     if not isinstance(raw, dict):
         raise NormbenchError(f"{cp}: corrupt config.yaml (not a mapping); rerun that run or delete its folder")
     status = summary.get("status") or ("unfinished" if (d / "history.csv").exists() else "not started")
-    run = Run(d, status, _flatten(raw), summary)
+    run = Run(d, status, flatten(raw), summary)
     for key in STATS:  # fail here, on the file, rather than later in the statistics
         run.value(key)
     return run

@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from normbench import NormbenchError
-from normbench.config import Config, dump_yaml, from_dict, parse_override, read_yaml, with_values
+from normbench.config import Config, dump_yaml, flatten, from_dict, parse_override, read_yaml, with_values
 
 ABBREV = {"model.norm": "norm", "train.batch_size": "bs", "seed": "seed"}
 
@@ -110,7 +110,8 @@ def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = Non
         if cfg_path.exists():
             old = from_dict(read_yaml(cfg_path), str(cfg_path))
             if _comparable(old.to_dict()) != _comparable(c.to_dict()):
-                diff = [k for k in _flat(c.to_dict()) if _flat(old.to_dict()).get(k) != _flat(c.to_dict())[k] and not k.startswith(("output.", "sweep"))]
+                new, was = flatten(c.to_dict()), flatten(old.to_dict())
+                diff = [k for k in new if was.get(k) != new[k] and not k.startswith(("output.", "sweep"))]
                 raise NormbenchError(
                     f"{run_dir}: made with a different config ({', '.join(diff[:3])} differ); "
                     "delete that folder or sweep into another --output"
@@ -123,17 +124,6 @@ def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = Non
             _write(cfg_path, dump_yaml(c))
         members.append(Member(rid, c, run_dir, {k: c.get(k) for k in keys}))
     return members
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def _write(path: Path, text: str) -> None:

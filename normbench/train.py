@@ -318,7 +318,8 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
     except ValueError:
         pass  # not the main thread (e.g. inside Ray): no SIGTERM handling
     test = None
-    try:
+
+    def fit(model, callbacks):
         model.fit(
             data.x_train,
             data.y_train,
@@ -328,6 +329,24 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
             callbacks=callbacks,
             verbose=verbose,
         )
+
+    try:
+        try:
+            fit(model, callbacks)
+        except ValueError as e:
+            # a backup that no longer loads (e.g. written by another normbench version):
+            # say so, and train this run again from epoch 1 rather than fail forever
+            if not (resume and not log.reconciled and (run_dir / "backup").exists()):
+                raise
+            import shutil
+
+            print(f"normbench: the backup in {run_dir / 'backup'} does not load ({str(e)[:120]}); "
+                  "training this run again from epoch 1", file=sys.stderr)
+            shutil.rmtree(run_dir / "backup")
+            (run_dir / "history.csv").unlink(missing_ok=True)
+            model = prepare(cfg, threads)[1]
+            log, callbacks = _callbacks(run_dir)
+            fit(model, callbacks)
         status = "diverged" if log.diverged else "completed"
         test = model.evaluate(data.x_test, data.y_test, batch_size=max(cfg.train.batch_size, 256), verbose=0, return_dict=True)
     except KeyboardInterrupt:

@@ -126,7 +126,7 @@ def test_set_overrides_are_typed(tmp_path):
 def test_validate_prints_model_summary():
     r = cli("validate", REPO / "configs/imdb_ln.yaml")
     assert r.exit_code == 0, r.output
-    assert "layer_normalization" in r.output and "Total params: 1,287,393" in r.output
+    assert "norm_1 (LayerNormalization)" in r.output and "Total params: 1,287,393" in r.output
     assert "# data: download through keras.datasets.imdb" in r.output
     assert r.output.strip().endswith("configs/imdb_ln.yaml: OK")
 

@@ -207,6 +207,24 @@ def test_sigterm_marks_interrupted_and_resume_completes(tmp_path):
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
 
 
+def test_backup_that_does_not_load_restarts_the_run(tmp_path):
+    """A backup from another model (here: other layer names) must not wedge the run."""
+    import keras
+
+    out = tmp_path / "r"
+    cfg = write_config(tmp_path / "c.yaml", train__epochs=2, data__subset={"train": 64, "test": 32})
+    members = sw.load_sweep(str(cfg), grid_items=["seed=0"], output=str(out))
+    run_dir = members[0].run_dir
+    other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="not_ours")])
+    other.compile("adam", "mse")
+    (run_dir / "backup").mkdir()
+    other.save_weights(str(run_dir / "backup" / "latest.weights.h5"))
+    (run_dir / "backup" / "training_metadata.json").write_text('{"epoch": 1, "batch": 0}')
+    r = cli("run", "--resume", run_dir, "-q")
+    assert r.exit_code == 0, r.output
+    assert [int(row["epoch"]) for row in _rows(run_dir)] == [1, 2]
+
+
 def test_resuming_a_completed_run_does_nothing(tmp_path):
     out = tmp_path / "r"
     r = cli("run", REPO / "configs/smoke/imdb_none.yaml", "-q", "--set", f"output.dir={out}", *sum((["--set", t] for t in TINY), []))
