@@ -72,12 +72,17 @@ def run(config, overrides, smoke, resume_dir, quiet, threads):
     # a progress bar on a terminal; one line per epoch in logs and pipes
     verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
     run_dir = resume_dir
+
+    def announce(d):
+        if not quiet:
+            click.echo(f"normbench: {'resuming' if resume_dir else 'writing'} {d}", err=True)
+
     try:
         if resume_dir:
-            run_dir, summary = train.resume_run(resume_dir, verbose=verbose, threads=threads)
+            run_dir, summary = train.resume_run(resume_dir, verbose=verbose, threads=threads, announce=announce)
         else:
             cfg = load_config(config, overrides, smoke)
-            run_dir, summary = train.run(cfg, verbose=verbose, threads=threads)
+            run_dir, summary = train.run(cfg, verbose=verbose, threads=threads, announce=announce)
     except KeyboardInterrupt as e:
         run_dir = getattr(e, "run_dir", run_dir)
         where = f" normbench run --resume {run_dir}" if run_dir else ""

@@ -276,9 +276,10 @@ def _on_sigterm(signum, frame):
     raise _Terminated()
 
 
-def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, verbose="auto", threads=None, resume=False) -> tuple[Path, dict]:
+def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, verbose="auto", threads=None, resume=False, announce=None) -> tuple[Path, dict]:
     """Train one config. Returns (run folder, summary). With resume=True, `run_dir` is an
-    existing run folder that continues from its last finished epoch."""
+    existing run folder that continues from its last finished epoch. `announce(run_dir)`
+    is called once the folder exists, before training."""
     started = time.time()
     t_start = time.perf_counter()
     data, model = prepare(cfg, threads)
@@ -288,6 +289,8 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
     (run_dir / "summary.json").unlink(missing_ok=True)  # nothing stale looks finished
     if not resume:
         write_atomic(run_dir / "config.yaml", dump_yaml(cfg))
+    if announce:
+        announce(run_dir)
 
     n_fit = math.ceil(len(data.x_train) * (1 - cfg.train.validation_split))  # as Keras splits
     steps = math.ceil(n_fit / cfg.train.batch_size)
