@@ -4,7 +4,7 @@ For each model x norm it times, alternately and each in a fresh subprocess,
   plain      the tutorial's script: a keras.Sequential built inline, compile("adam"),
              model.fit(x, y, validation_split=0.2, verbose=0) on NumPy arrays;
   normbench  normbench.train.run(cfg, verbose=0): the real fit path with its callbacks
-             (EpochLog, divergence detection, BackupAndRestore), output to a temp dir;
+             (EpochLog, TerminateOnNaN, BackupAndRestore), output to a temp dir;
 on the same synthetic arrays (normbench's synthetic_imdb / synthetic_cifar10: IMDB-shaped
 int token ids, 200 tokens, vocabulary 10,000, 2 classes; CIFAR-shaped 32x32x3 float32 in
 [0, 1], 10 classes), the same seed and batch size 64.
@@ -12,6 +12,12 @@ int token ids, 200 tokens, vocabulary 10,000, 2 classes; CIFAR-shaped 32x32x3 fl
 ms/step is the median over epochs 2..E of (epoch time - validation time) / steps, the
 first (tracing/compile) epoch excluded: exactly normbench's summary `ms_per_step`, and
 for the plain script a callback that does the same with no per-batch work.
+
+Also printed: peak RSS of each child, time from process start to the end of epoch 1,
+an estimate of a realistic run's time to the end of training (REALISTIC below) from the
+measured setup, compile overhead, ms/step and validation ms/step, `normbench --help`
+start-up, and the cost of normbench's callbacks measured directly (per batch and per
+epoch, including the BackupAndRestore save, which falls outside ms/step's window).
 
 Speed options are variants too: normbench+unroll (model.unroll: true), normbench+jit
 (train.jit_compile: true), plain+tfdata (an explicit tf.data pipeline), plain+jax and
@@ -108,22 +114,15 @@ def _peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def _child_plain(spec, spawn_t):
-    opts = spec["options"]
-    data = _data(spec)
-    if spec["threads"]:
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(spec["threads"])
-        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, spec["threads"])))
+def _step_timer(spawn_t):
+    """The plain script's timing callback: epoch time minus validation time, from
+    epoch/test hooks only (no per-batch work, so Keras' batch dispatch is untouched)."""
     import keras
 
     class StepTimer(keras.callbacks.Callback):
-        """Epoch time minus validation time; epoch/test hooks only, no per-batch work."""
-
         def __init__(self):
             super().__init__()
-            self.epoch_s, self.train_s, self.first_end = [], [], None
+            self.epoch_s, self.train_s, self.first_end, self.logs = [], [], None, {}
 
         def on_epoch_begin(self, epoch, logs=None):
             self.t0, self.val = time.perf_counter(), 0.0
@@ -149,11 +148,24 @@ def _child_plain(spec, spawn_t):
                 self.first_end = time.time() - spawn_t
             self.logs = dict(logs or {})
 
+    return StepTimer()
+
+
+def _child_plain(spec, spawn_t):
+    opts = spec["options"]
+    data = _data(spec)
+    if spec["threads"]:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(spec["threads"])
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, spec["threads"])))
+    import keras
+
     keras.utils.set_random_seed(spec["seed"])
     model = _plain_model(spec["model"], spec["norm"], unroll="unroll" in opts)
     loss = "binary_crossentropy" if spec["model"] == "imdb_rnn" else "sparse_categorical_crossentropy"
     model.compile(optimizer="adam", loss=loss, metrics=["accuracy"], jit_compile=True if "jit" in opts else "auto")
-    timer = StepTimer()
+    timer = _step_timer(spawn_t)
     bs = spec["batch_size"]
     if "tfdata" in opts:
         import tensorflow as tf
@@ -184,6 +196,7 @@ def _child_plain(spec, spawn_t):
         "first_epoch_s": timer.epoch_s[0],
         "val_s": statistics.median(val_s[1:] or val_s),
         "to_first_epoch_end_s": timer.first_end,
+        "epoch_train_s": ";".join(f"{x:.3f}" for x in timer.train_s),
         "final_loss": timer.logs.get("loss"),
         "val_accuracy": timer.logs.get("val_accuracy"),
         "test_accuracy": test["accuracy"],
@@ -195,7 +208,7 @@ def _child_normbench(spec, spawn_t):
     import threading
 
     from normbench.config import from_dict
-    from normbench.train import run
+    from normbench.train import HISTORY_COLUMNS, run
 
     opts = spec["options"]
     name = "synthetic_imdb" if spec["model"] == "imdb_rnn" else "synthetic_cifar10"
@@ -221,7 +234,7 @@ def _child_normbench(spec, spawn_t):
         # time to the first epoch's end: the moment history.csv gets its first row
         # (a stat every 10 ms during epoch 1 only; epoch 1 is not in ms/step)
         history = Path(tmp) / "bench" / "bench" / "history.csv"
-        header = len(",".join(["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds"])) + 1
+        header = len(",".join(HISTORY_COLUMNS)) + 1
         first_end = {}
 
         def watch():
@@ -240,10 +253,8 @@ def _child_normbench(spec, spawn_t):
             run_dir, s = run(cfg, run_id="bench", verbose=0, threads=spec["threads"])
         finally:
             first_end["stop"] = True
-        import csv as _csv
-
         with open(run_dir / "history.csv", newline="") as f:
-            rows = list(_csv.DictReader(f))
+            rows = list(csv.DictReader(f))
     epoch_s = [float(r["epoch_seconds"]) for r in rows]
     train_s = s["ms_per_step"] * spec["steps"] / 1000  # median train time of epochs 2..E
     val_s = statistics.median(epoch_s[1:] or epoch_s) - train_s  # exact for E = 3 (median of 2 = mean)
@@ -252,6 +263,7 @@ def _child_normbench(spec, spawn_t):
         "first_epoch_s": s["first_epoch_seconds"],
         "val_s": max(val_s, 0.0),
         "to_first_epoch_end_s": first_end.get("t"),
+        "epoch_total_s": ";".join(f"{x:.3f}" for x in epoch_s),
         "final_loss": s["final_train_loss"],
         "val_accuracy": s["last_val_accuracy"],
         "test_accuracy": s["test_accuracy"],
@@ -261,10 +273,71 @@ def _child_normbench(spec, spawn_t):
     }
 
 
+def _child_overhead(spec, spawn_t):
+    """What normbench's callbacks cost, measured directly: Keras' per-batch callback
+    dispatch with normbench's callback list against the plain script's (its timer only),
+    fed real-looking step logs (eager tensors, as the TF trainer passes them), and the
+    per-epoch work (history row, learning-rate read, BackupAndRestore save) that happens
+    outside the timed window."""
+    import keras
+    import tensorflow as tf
+
+    from normbench import train
+    from normbench.config import from_dict
+
+    out = {}
+    n = spec["calls"]
+    for model in spec["models"]:
+        name = "synthetic_imdb" if model == "imdb_rnn" else "synthetic_cifar10"
+        with tempfile.TemporaryDirectory(prefix="normbench-bench-") as tmp:
+            cfg = from_dict(
+                {"name": "overhead", "seed": spec["seed"], "data": {"name": name, "subset": {"train": 160, "test": 64}},
+                 "model": {"arch": model, "norm": "batch"}, "train": {"epochs": 1}, "output": {"dir": tmp}},
+                "<benchmark>",
+            )
+            data, m = train.prepare(cfg)
+            m.fit(data.x_train[:128], data.y_train[:128], batch_size=64, epochs=1, verbose=0)  # optimizer state exists: full-size backups
+            logs = {"accuracy": tf.constant(0.5), "loss": tf.constant(0.5)}
+            epoch_logs = {"loss": 0.5, "accuracy": 0.5, "val_loss": 0.5, "val_accuracy": 0.5}
+            run_dir = Path(tmp) / "run"
+            run_dir.mkdir()
+            _, nb_callbacks = train._callbacks(run_dir)
+            res = {}
+            for label, cbs in (("plain", [_step_timer(spawn_t)]), ("normbench", nb_callbacks)):
+                cl = keras.callbacks.CallbackList(cbs, add_history=True, add_progbar=False, model=m, verbose=0, epochs=1, steps=n)
+                cl.on_train_begin()
+                cl.on_epoch_begin(0)
+                batch = []
+                for _ in range(5):
+                    t = time.perf_counter()
+                    for i in range(n):
+                        cl.on_train_batch_begin(i)
+                        cl.on_train_batch_end(i, logs)
+                    batch.append((time.perf_counter() - t) / n)
+                epoch = []
+                for e in range(5):
+                    t = time.perf_counter()
+                    cl.on_epoch_end(e, epoch_logs)
+                    cl.on_epoch_begin(e + 1)
+                    epoch.append(time.perf_counter() - t)
+                size = sum(f.stat().st_size for f in (run_dir / "backup").rglob("*") if f.is_file()) if label == "normbench" else 0
+                parts = {}
+                for cb in cbs:  # each callback's own end-of-epoch time
+                    t = time.perf_counter()
+                    for e in range(3):
+                        cb.on_epoch_end(5 + e, epoch_logs)
+                    parts[type(cb).__name__] = round((time.perf_counter() - t) / 3 * 1000, 2)
+                cl.on_train_end()
+                res[label] = {"batch_us": min(batch) * 1e6, "epoch_ms": statistics.median(epoch) * 1000, "backup_mb": size / 1e6,
+                              "async_dispatch": bool(cl._async_train), "epoch_ms_by_callback": parts}
+            out[model] = res
+    return {"overhead": out, "status": "completed"}
+
+
 def child_main(spec_json):
     spawn_t = float(os.environ.get("NB_BENCH_SPAWN_T", time.time()))
     spec = json.loads(spec_json)
-    fn = _child_plain if spec["base"] == "plain" else _child_normbench
+    fn = {"plain": _child_plain, "normbench": _child_normbench, "overhead": _child_overhead}[spec["base"]]
     out = fn(spec, spawn_t)
     out["wall_s"] = time.time() - spawn_t
     out["peak_rss_mb"] = _peak_rss_mb()
@@ -341,13 +414,21 @@ def estimate_e2e(model, r):
     return setup + compile_extra + epochs * (steps * r["ms_per_step"] + val_steps * val_ms) / 1000
 
 
+def _ms(rows, model, norm, variant, rep):
+    for r in rows:
+        if (r["model"], r["norm"], r["variant"], r["rep"]) == (model, norm, variant, rep) and r["status"] != "error":
+            return r["ms_per_step"]
+    return None
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=3, help="repetitions of every variant (default 3)")
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated: imdb_rnn,cifar10_cnn")
     ap.add_argument("--norms", default=",".join(NORMS), help="comma-separated: batch,layer (none works too)")
     ap.add_argument("--variants", default="plain,normbench",
-                    help="comma-separated; plain|normbench, optionally +unroll +jit +tfdata +jax (default plain,normbench)")
+                    help="comma-separated; plain|normbench, optionally +unroll +jit +tfdata +jax (default plain,normbench); "
+                    "empty: only the start-up and callback-cost measurements")
     ap.add_argument("--epochs", type=int, default=3, help="epochs per run; epoch 1 (compile) is not timed (default 3)")
     ap.add_argument("--steps", type=int, default=50, help="training steps per epoch (default 50)")
     ap.add_argument("--batch-size", type=int, default=64)
@@ -357,6 +438,8 @@ def main(argv=None):
     ap.add_argument("--startup-reps", type=int, default=5, help="`normbench --help` timings (0: skip)")
     ap.add_argument("--quick", action="store_true", help="1 rep, 2 epochs of at most 8 steps, at most 2 start-up timings")
     ap.add_argument("--jax-path", default=None, help="a folder with jax installed, prepended to PYTHONPATH for +jax")
+    ap.add_argument("--no-overhead", dest="overhead", action="store_false",
+                    help="skip the direct measurement of normbench's callback cost")
     ap.add_argument("--child-timeout", type=int, default=900)
     ap.add_argument("--out", default="benchmarks/step_time.csv", help="summary CSV (per-run rows go to *_runs.csv)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -438,24 +521,33 @@ def main(argv=None):
                 base_ms[name] = s["ms_per_step"]
                 summary.append(s)
             for s in [s for s in summary if (s["model"], s["norm"]) == (model, norm)]:
-                ref = base_ms.get("plain")
-                s["ratio_vs_plain"] = s["ms_per_step"] / ref if ref and s["ms_per_step"] else None
-                ref = base_ms.get("normbench")
-                s["ratio_vs_normbench"] = s["ms_per_step"] / ref if ref and s["ms_per_step"] else None
+                for ref_name in ("plain", "normbench"):
+                    ref = base_ms.get(ref_name)
+                    s[f"ratio_vs_{ref_name}"] = s["ms_per_step"] / ref if ref and s["ms_per_step"] else None
+                    # the same ratio within each repetition (the two ran minutes apart at most),
+                    # then the median over repetitions: less exposed to slow phases of the host
+                    paired = [_ms(rows, model, norm, s["variant"], rep) / _ms(rows, model, norm, ref_name, rep)
+                              for rep in range(args.reps)
+                              if _ms(rows, model, norm, s["variant"], rep) and _ms(rows, model, norm, ref_name, rep)]
+                    s[f"paired_ratios_vs_{ref_name}"] = ";".join(f"{x:.3f}" for x in paired)
+                    s[f"paired_ratio_vs_{ref_name}"] = statistics.median(paired) if paired else None
 
-    print()
+    if summary:
+        print()
     have_ab = any(v == ("plain", ()) for v in variants) and any(v == ("normbench", ()) for v in variants)
     if have_ab:
-        print("model        norm   (a) plain ms/step  (b) normbench ms/step  b/a    peak RSS a / b (MB)")
+        print("model        norm   (a) plain ms/step  (b) normbench ms/step  b/a    b/a per rep (median)     peak RSS a / b (MB)")
         for model in models:
             for norm in norms:
                 a = next(s for s in summary if (s["model"], s["norm"], s["variant"]) == (model, norm, "plain"))
                 b = next(s for s in summary if (s["model"], s["norm"], s["variant"]) == (model, norm, "normbench"))
+                per_rep = f"{b['paired_ratios_vs_plain'].replace(';', ' ')} ({fmt(b['paired_ratio_vs_plain'], '.3f')})"
                 print(f"{model:12s} {norm:6s} {fmt(a['ms_per_step']):>17s}  {fmt(b['ms_per_step']):>21s}  "
-                      f"{fmt(b['ratio_vs_plain'], '.3f'):5s}  {fmt(a['peak_rss_mb'], '.0f')} / {fmt(b['peak_rss_mb'], '.0f')}")
+                      f"{fmt(b['ratio_vs_plain'], '.3f'):5s}  {per_rep:23s}  {fmt(a['peak_rss_mb'], '.0f')} / {fmt(b['peak_rss_mb'], '.0f')}")
         print()
-    print("model        norm   variant           ms/step (min-max)      vs normbench  first epoch s  "
-          "to 1st epoch end s  est. realistic run s  peak RSS MB  test acc")
+    if summary:
+        print("model        norm   variant           ms/step (min-max)      vs normbench  first epoch s  "
+              "to 1st epoch end s  est. realistic run s  peak RSS MB  test acc")
     for s in summary:
         rng = f"{fmt(s['ms_per_step'])} ({fmt(s['ms_per_step_min'])}-{fmt(s['ms_per_step_max'])})"
         print(f"{s['model']:12s} {s['norm']:6s} {s['variant']:17s} {rng:22s} {fmt(s['ratio_vs_normbench'], '.3f'):>12s}  "
@@ -469,6 +561,33 @@ def main(argv=None):
         summary.append({"model": "-", "norm": "-", "variant": "normbench --help", "runs": len(st),
                         "startup_help_s": statistics.median(st)})
 
+    if args.overhead:
+        o = run_child({"base": "overhead", "options": [], "models": models, "seed": args.seed, "calls": 2000}, args)
+        if o["status"] == "error":
+            print(f"\ncallback overhead: ERROR {o['error']}")
+        else:
+            print("\ncallback cost, measured directly (per batch: Keras' dispatch to the callback list; "
+                  "per epoch: end-of-epoch work incl. the backup save, outside ms/step)")
+            print("model        per batch plain / normbench (us)  extra per step  per epoch plain / normbench (ms)  "
+                  "backup MB  extra per realistic epoch")
+            for model, res in o["overhead"].items():
+                pl, nb = res["plain"], res["normbench"]
+                b = [s for s in summary if s["model"] == model and s["variant"] == "normbench" and s.get("ms_per_step")]
+                step_ms = statistics.median(s["ms_per_step"] for s in b) if b else None
+                extra_step = (nb["batch_us"] - pl["batch_us"]) / 1000 / step_ms if step_ms else None
+                epoch_s = REALISTIC[model][1] * step_ms / 1000 if step_ms else None
+                extra_epoch = (nb["epoch_ms"] - pl["epoch_ms"]) / 1000 / epoch_s if epoch_s else None
+                pct = lambda x, f: "n/a" if x is None else format(x * 100, f) + " %"  # noqa: E731
+                print(f"{model:12s} {pl['batch_us']:14.1f} / {nb['batch_us']:<14.1f}  {pct(extra_step, '.3f'):>14s}  "
+                      f"{pl['epoch_ms']:17.1f} / {nb['epoch_ms']:<12.1f}  {nb['backup_mb']:9.1f}  "
+                      f"{pct(extra_epoch, '.2f'):>24s}")
+                print(f"{'':12s} per epoch, by callback (ms): {nb['epoch_ms_by_callback']}")
+                summary.append({"model": model, "norm": "batch", "variant": "callback cost", "runs": 1,
+                                "batch_us_plain": pl["batch_us"], "batch_us_normbench": nb["batch_us"],
+                                "epoch_ms_plain": pl["epoch_ms"], "epoch_ms_normbench": nb["epoch_ms"],
+                                "backup_mb": nb["backup_mb"], "extra_per_step_pct": extra_step and extra_step * 100,
+                                "extra_per_realistic_epoch_pct": extra_epoch and extra_epoch * 100})
+
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     keys = list(dict.fromkeys(k for s in summary for k in s))
@@ -477,12 +596,13 @@ def main(argv=None):
         w.writeheader()
         w.writerows(summary)
     runs_path = out.with_name(out.stem + "_runs.csv")
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(runs_path, "w", newline="") as f:
-        w = csv.DictWriter(f, keys, lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-    print(f"\nwrote {out} and {runs_path} ({time.time() - t_all:.0f} s)")
+    if rows:
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        with open(runs_path, "w", newline="") as f:
+            w = csv.DictWriter(f, keys, lineterminator="\n")
+            w.writeheader()
+            w.writerows(rows)
+    print(f"\nwrote {out}{f' and {runs_path}' if rows else ''} ({time.time() - t_all:.0f} s)")
     return 1 if any(r["status"] == "error" for r in rows) else 0
 
 
