@@ -28,6 +28,7 @@ import yaml
 
 from normbench import NormbenchError
 from normbench.config import Config, dump_yaml, flatten, from_dict, parse_override, read_yaml, with_values
+from normbench.train import write_atomic
 
 ABBREV = {"model.norm": "norm", "train.batch_size": "bs", "seed": "seed"}
 
@@ -87,31 +88,24 @@ def expand(cfg: Config, grid: dict[str, list], source: str = "<sweep>") -> list[
     return configs
 
 
-def _comparable(d: dict) -> dict:
-    d = dict(d)
-    d.pop("output", None)
-    d.pop("sweep", None)
-    return d
-
-
 def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = None, source: str = "<sweep>") -> list[Member]:
     """Validate every member and create its folder (config.yaml) before any training."""
     if output:
         cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, dir=output))
     keys = list({**cfg.sweep, **grid})
-    members, seen = [], {}
+    members, seen = [], set()
     for c in expand(cfg, grid, source):
         rid = run_id_for(c, keys)
         if rid in seen:
             continue
-        seen[rid] = True
+        seen.add(rid)
         run_dir = Path(c.output.dir) / c.name / rid
         cfg_path = run_dir / "config.yaml"
         if cfg_path.exists():
-            old = from_dict(read_yaml(cfg_path), str(cfg_path))
-            if _comparable(old.to_dict()) != _comparable(c.to_dict()):
-                new, was = flatten(c.to_dict()), flatten(old.to_dict())
-                diff = [k for k in new if was.get(k) != new[k] and not k.startswith(("output.", "sweep"))]
+            new = flatten(c.to_dict())
+            was = flatten(from_dict(read_yaml(cfg_path), str(cfg_path)).to_dict())
+            diff = [k for k in {**was, **new} if was.get(k) != new.get(k) and not k.startswith(("output.", "sweep"))]
+            if diff:
                 raise NormbenchError(
                     f"{run_dir}: made with a different config ({', '.join(diff[:3])} differ); "
                     "delete that folder or sweep into another --output"
@@ -121,15 +115,9 @@ def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = Non
                 run_dir.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise NormbenchError(f"output.dir: cannot create {run_dir} ({e.strerror}); choose a writable folder") from None
-            _write(cfg_path, dump_yaml(c))
+            write_atomic(cfg_path, dump_yaml(c))
         members.append(Member(rid, c, run_dir, {k: c.get(k) for k in keys}))
     return members
-
-
-def _write(path: Path, text: str) -> None:
-    from normbench.train import write_atomic
-
-    write_atomic(path, text)
 
 
 # ----------------------------------------------------------------------------- executors
@@ -200,7 +188,6 @@ class RayExecutor:
             except Exception as e:
                 raise NormbenchError(f"--address {address}: cannot connect to Ray ({str(e).splitlines()[0][:120]}); check the address or start the cluster") from None
         self._task = ray.remote(_ray_member)
-        self._pending = {}
 
     def submit(self, member: Member, threads: int):
         return self._task.options(num_cpus=threads).remote(
@@ -218,7 +205,7 @@ class RayExecutor:
             return f"{e.__class__.__name__}: {str(e).splitlines()[0][:200]}"
         if out.get("files"):
             for name, text in out["files"].items():
-                _write(member.run_dir / name, text)
+                write_atomic(member.run_dir / name, text)
         return out.get("error")
 
     def cancel(self, handle) -> None:
@@ -236,7 +223,7 @@ def _ray_member(config: dict, run_dir: str, threads: int, shared: bool) -> dict:
     if not shared:
         target = Path(tempfile.mkdtemp(prefix="normbench-")) / target.name
         target.mkdir(parents=True)
-        _write(target / "config.yaml", dump_yaml(cfg))
+        write_atomic(target / "config.yaml", dump_yaml(cfg))
     try:
         train.run(cfg, run_dir=target, resume=True, verbose=0, threads=threads)
         error = None

@@ -235,29 +235,35 @@ def _optimizer(name: str, lr: float):
     }[name](learning_rate=lr)
 
 
-def prepare(cfg: Config, threads: int | None = None):
-    """Data and compiled model for a config: everything that can fail before a run folder
-    exists. Returns (data, model)."""
-    configure_threads(threads)
+def compiled_model(cfg: Config, num_classes: int):
+    """A freshly seeded, built and compiled model for a config."""
     import keras
 
-    from normbench.data import load_data
     from normbench.models import MODELS, build_model
 
-    if cfg.train.deterministic:
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
-    data = load_data(cfg.data, cfg.seed)
     keras.utils.set_random_seed(cfg.seed)
-    model = build_model(cfg, data.num_classes)
+    model = build_model(cfg, num_classes)
     model.compile(
         optimizer=_optimizer(cfg.train.optimizer, cfg.train.learning_rate),
         loss=MODELS[cfg.model.arch].loss,
         metrics=["accuracy"],
         jit_compile=cfg.train.jit_compile,
     )
-    return data, model
+    return model
+
+
+def prepare(cfg: Config, threads: int | None = None):
+    """Data and compiled model for a config: everything that can fail before a run folder
+    exists. Returns (data, model)."""
+    configure_threads(threads)
+    from normbench.data import load_data
+
+    if cfg.train.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    data = load_data(cfg.data, cfg.seed)
+    return data, compiled_model(cfg, data.num_classes)
 
 
 class _Terminated(KeyboardInterrupt):
@@ -347,7 +353,7 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
                   "training this run again from epoch 1", file=sys.stderr)
             shutil.rmtree(run_dir / "backup")
             (run_dir / "history.csv").unlink(missing_ok=True)
-            model = prepare(cfg, threads)[1]
+            model = compiled_model(cfg, data.num_classes)  # the data are already loaded
             log, callbacks = _callbacks(run_dir)
             fit(model, callbacks)
         status = "diverged" if log.diverged else "completed"
@@ -406,13 +412,11 @@ def resume_run(run_dir: str | Path, **kwargs) -> tuple[Path, dict]:
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.exists():
         raise NormbenchError(f"{run_dir}: not a run folder (no config.yaml); pass a folder that normbench run created")
-    summary_path = run_dir / "summary.json"
-    if summary_path.exists():
-        try:
-            status = json.loads(summary_path.read_text()).get("status")
-        except (OSError, ValueError):
-            status = None
-        if status == "completed":
-            return run_dir, json.loads(summary_path.read_text())
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        summary = {}  # none yet, or unreadable: the run is not finished
+    if isinstance(summary, dict) and summary.get("status") == "completed":
+        return run_dir, summary
     cfg = from_dict(read_yaml(cfg_path), str(cfg_path))
     return run(cfg, run_dir=run_dir, resume=True, **kwargs)
