@@ -38,6 +38,16 @@ _set = click.option(
 _smoke = click.option("--smoke", is_flag=True, help="Shrink the config to a tiny subset and 1 epoch.")
 
 
+def _use_backend(cfg, config, threads=None) -> None:
+    """Select the config's Keras backend before Keras loads; errors name the config file."""
+    from normbench.train import use_backend
+
+    try:
+        use_backend(cfg.train.backend, threads)
+    except NormbenchError as e:
+        raise NormbenchError(f"{config}: {e}") from None
+
+
 def _summary_line(run_dir, s: dict) -> str:
     def num(k, fmt):
         return format(s[k], fmt) if s.get(k) is not None else "n/a"
@@ -82,6 +92,7 @@ def run(config, overrides, smoke, resume_dir, quiet, threads):
             run_dir, summary = train.resume_run(resume_dir, verbose=verbose, threads=threads, announce=announce)
         else:
             cfg = load_config(config, overrides, smoke)
+            _use_backend(cfg, config, threads)
             run_dir, summary = train.run(cfg, verbose=verbose, threads=threads, announce=announce)
     except KeyboardInterrupt as e:
         run_dir = getattr(e, "run_dir", run_dir)
@@ -118,6 +129,7 @@ def validate(config, overrides, smoke, no_model):
     if not no_model:
         from normbench.models import build_model
 
+        _use_backend(cfg, config)
         model = build_model(cfg, DATASETS[cfg.data.name].num_classes)
         model.summary(print_fn=lambda line, **kw: click.echo(line))
     click.echo(f"{config}: OK")

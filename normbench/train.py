@@ -113,7 +113,7 @@ def new_run_dir(cfg: Config, run_id: str | None = None) -> Path:
 
 
 def host_info() -> dict:
-    import tensorflow as tf
+    import keras
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -124,27 +124,82 @@ def host_info() -> dict:
     except OSError:
         pass
     gpus = []
-    for dev in tf.config.list_physical_devices("GPU"):
-        try:
-            gpus.append(tf.config.experimental.get_device_details(dev).get("device_name", dev.name))
-        except Exception:
-            gpus.append(dev.name)
+    if keras.backend.backend() == "jax":
+        import jax
+
+        gpus = [d.device_kind for d in jax.devices() if d.platform == "gpu"]
+    else:
+        import tensorflow as tf
+
+        for dev in tf.config.list_physical_devices("GPU"):
+            try:
+                gpus.append(tf.config.experimental.get_device_details(dev).get("device_name", dev.name))
+            except Exception:
+                gpus.append(dev.name)
     return {"cpu": cpu, "cpu_count": os.cpu_count(), "gpus": gpus, "platform": platform.platform()}
+
+
+def _dist_version(*names: str) -> str | None:
+    from importlib import metadata
+
+    for name in names:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return None
 
 
 def versions() -> dict:
     import keras
     import numpy
-    import tensorflow as tf
 
-    return {
+    out = {
         "python": platform.python_version(),
-        "tensorflow": tf.__version__,
+        # from package metadata: under the JAX backend TensorFlow is never imported
+        "tensorflow": _dist_version("tensorflow-cpu", "tensorflow"),
         "keras": keras.__version__,
         "numpy": numpy.__version__,
         "normbench": __version__,
         "backend": keras.backend.backend(),
     }
+    if out["backend"] == "jax":
+        out["jax"] = _dist_version("jax")
+    return out
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # a module object without a spec
+        return False
+
+
+def use_backend(name: str, threads: int | None = None) -> None:
+    """Make Keras run on backend `name` in this process. Keras reads KERAS_BACKEND once,
+    at its first import, so this must come before anything imports Keras; it does in
+    `normbench run` and in every sweep member (each is its own process)."""
+    if name == "jax" and not _installed("jax"):
+        raise NormbenchError(
+            "train.backend: jax is not installed; install it with `pip install 'normbench[jax]'` "
+            "or use --set train.backend=tensorflow"
+        )
+    if "keras" in sys.modules:
+        import keras
+
+        current = keras.backend.backend()
+        if current != name:
+            raise NormbenchError(
+                f"train.backend: Keras is already running on {current} in this process and cannot switch to {name}; "
+                f"run the config with `normbench run` (a fresh process) or start Python with KERAS_BACKEND={name}"
+            )
+        return
+    if name == "jax" and threads == 1:  # XLA:CPU's own thread pool; TF's settings do not reach it
+        flags = os.environ.get("XLA_FLAGS", "")
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1".strip()
+    os.environ["KERAS_BACKEND"] = name
 
 
 def configure_threads(threads: int | None) -> None:
@@ -255,10 +310,12 @@ def compiled_model(cfg: Config, num_classes: int):
 def prepare(cfg: Config, threads: int | None = None):
     """Data and compiled model for a config: everything that can fail before a run folder
     exists. Returns (data, model)."""
-    configure_threads(threads)
+    use_backend(cfg.train.backend, threads)
     from normbench.data import load_data
 
-    if cfg.train.deterministic:
+    if cfg.train.backend == "tensorflow":  # JAX: XLA sets its own threads (see use_backend)
+        configure_threads(threads)
+    if cfg.train.deterministic and cfg.train.backend == "tensorflow":  # a TensorFlow switch; JAX has none
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
