@@ -464,6 +464,20 @@ def estimate_e2e(model, r):
     return setup + compile_extra + epochs * (steps * r["ms_per_step"] + val_steps * val_ms) / 1000
 
 
+def gmean_ci(ratios):
+    """Geometric mean of paired ratios and its 95 % confidence interval (t on the logs)."""
+    if not ratios:
+        return None, ""
+    logs = [math.log(r) for r in ratios]
+    m = statistics.fmean(logs)
+    if len(logs) < 2:
+        return math.exp(m), ""
+    from scipy.stats import t
+
+    half = t.ppf(0.975, len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
+    return math.exp(m), f"{math.exp(m - half):.3f}-{math.exp(m + half):.3f}"
+
+
 def _ms(rows, model, norm, variant, rep):
     for r in rows:
         if (r["model"], r["norm"], r["variant"], r["rep"]) == (model, norm, variant, rep) and r["status"] != "error":
@@ -616,19 +630,23 @@ def main(argv=None):
                               if _ms(rows, model, norm, s["variant"], rep) and _ms(rows, model, norm, ref_name, rep)]
                     s[f"paired_ratios_vs_{ref_name}"] = ";".join(f"{x:.3f}" for x in paired)
                     s[f"paired_ratio_vs_{ref_name}"] = statistics.median(paired) if paired else None
+                    s[f"paired_gmean_vs_{ref_name}"], s[f"paired_ci95_vs_{ref_name}"] = gmean_ci(paired)
 
     if summary:
         print()
     have_ab = any(v == ("plain", ()) for v in variants) and any(v == ("normbench", ()) for v in variants)
     if have_ab:
-        print("model        norm   (a) plain ms/step  (b) normbench ms/step  b/a    b/a per rep (median)     peak RSS a / b (MB)")
+        print("model        norm   (a) plain ms/step  (b) normbench ms/step  b/a    b/a per rep (median)     "
+              "b/a geo-mean [95% CI]   peak RSS a / b (MB)")
         for model in models:
             for norm in norms:
                 a = next(s for s in summary if (s["model"], s["norm"], s["variant"]) == (model, norm, "plain"))
                 b = next(s for s in summary if (s["model"], s["norm"], s["variant"]) == (model, norm, "normbench"))
                 per_rep = f"{b['paired_ratios_vs_plain'].replace(';', ' ')} ({fmt(b['paired_ratio_vs_plain'], '.3f')})"
                 print(f"{model:12s} {norm:6s} {fmt(a['ms_per_step']):>17s}  {fmt(b['ms_per_step']):>21s}  "
-                      f"{fmt(b['ratio_vs_plain'], '.3f'):5s}  {per_rep:23s}  {fmt(a['peak_rss_mb'], '.0f')} / {fmt(b['peak_rss_mb'], '.0f')}")
+                      f"{fmt(b['ratio_vs_plain'], '.3f'):5s}  {per_rep:23s}  "
+                      f"{fmt(b['paired_gmean_vs_plain'], '.3f')} [{b['paired_ci95_vs_plain'] or 'n/a'}]   "
+                      f"{fmt(a['peak_rss_mb'], '.0f')} / {fmt(b['peak_rss_mb'], '.0f')}")
         print()
     if summary:
         print("model        norm   variant           ms/step (min-max)      vs normbench  first epoch s  "

@@ -135,6 +135,12 @@ def load_run(run_dir: str | Path) -> Run:
         raise NormbenchError(f"{cp}: corrupt config.yaml ({e.__class__.__name__}); rerun that run or delete its folder") from None
     if not isinstance(raw, dict):
         raise NormbenchError(f"{cp}: corrupt config.yaml (not a mapping); rerun that run or delete its folder")
+    try:  # fill in keys added to the config after this run was made (their defaults)
+        from normbench.config import from_dict
+
+        raw = from_dict(raw, str(cp)).to_dict()
+    except NormbenchError:
+        pass  # a config this version no longer accepts: compare it as written
     status = summary.get("status") or ("unfinished" if (d / "history.csv").exists() else "not started")
     run = Run(d, status, flatten(raw), summary)
     for key in STATS:  # fail here, on the file, rather than later in the statistics

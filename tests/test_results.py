@@ -456,3 +456,21 @@ def test_e2e_plot_real_runs(real_runs, tmp_path):
     r = cli("plot", real_runs, "-o", out)
     assert r.exit_code == 0, r.output
     assert png_shape(out)[:2] == (500, 1300)
+
+
+def test_runs_from_before_a_config_key_existed_group_with_its_default(tmp_path):
+    """A run folder written before `train.backend` existed compares as the default
+    (tensorflow), in one group with new runs; a jax run is a group of its own."""
+    from normbench import results
+
+    root = tmp_path / "results"
+    write_run(root, seed=1, test_accuracy=0.80)  # config.yaml without train.backend
+    for seed, backend in ((2, "tensorflow"), (3, "jax")):
+        d = write_run(root, seed=seed, test_accuracy=0.82, name=f"exp_{backend}")
+        cfg = yaml.safe_load((d / "config.yaml").read_text())
+        cfg["train"]["backend"] = backend
+        (d / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    cmp = results.compare(results.load_runs([root]))
+    assert cmp.varying == ["train.backend"]
+    sizes = {row["train.backend"]: row["n"] for _, row in cmp.groups.iterrows()}
+    assert sizes == {"tensorflow": 2, "jax": 1}
