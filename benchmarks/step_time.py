@@ -25,7 +25,8 @@ epoch, including the BackupAndRestore save, which falls outside ms/step's window
 
 Speed options are variants too: normbench+unroll (model.unroll: true), normbench+jit
 (train.jit_compile: true), plain+tfdata (an explicit tf.data pipeline), plain+jax and
-normbench+jax (KERAS_BACKEND=jax; needs jax importable, e.g. via --jax-path).
+normbench+jax (train.backend: jax; plain+jax sets KERAS_BACKEND=jax; both need
+jax: pip install ".[jax]", or a folder given with --jax-path).
 
     python benchmarks/step_time.py                       # the default comparison
     python benchmarks/step_time.py --quick               # a fast, noisy check
@@ -246,6 +247,7 @@ def _child_normbench(spec, spawn_t):
                     "learning_rate": 0.001,
                     "validation_split": VALIDATION_SPLIT,
                     "jit_compile": True if "jit" in opts else "auto",
+                    "backend": "jax" if "jax" in opts else "tensorflow",
                 },
                 "output": {"dir": tmp},
             },
