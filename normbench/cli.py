@@ -64,7 +64,7 @@ def _summary_line(run_dir, s: dict) -> str:
 @_smoke
 @click.option("--resume", "resume_dir", metavar="RUN_DIR", help="Continue an unfinished run folder from its last finished epoch.")
 @click.option("--quiet", "-q", is_flag=True, help="No Keras progress bar.")
-@click.option("--threads", type=click.IntRange(1), help="TensorFlow CPU threads (default: all cores).")
+@click.option("--threads", type=click.IntRange(1), help="CPU threads for training (default: all cores; on jax only 1 is honoured, as single-threaded XLA).")
 def run(config, overrides, smoke, resume_dir, quiet, threads):
     """Train one experiment from CONFIG and write its run folder.
 
@@ -253,7 +253,7 @@ def explain(matrix):
 @_smoke
 @click.option("--output", "output", metavar="DIR", help="Results folder (overrides output.dir; shared storage for Ray).")
 @click.option("--jobs", "-j", type=click.IntRange(1), default=1, show_default=True,
-              help="Members trained at once, each with cores/jobs TensorFlow threads.")
+              help="Members trained at once, each with cores/jobs CPU threads.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: subprocesses here; ray: one Ray task per member.")
 @click.option("--address", metavar="ADDR", help="Ray cluster address (default: start a local Ray).")

@@ -6,6 +6,7 @@ Each builder reproduces one of the tutorial's architectures; every norm slot is 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -101,4 +102,13 @@ def build_model(config, num_classes: int):
     spec = MODELS.get(config.model.arch)
     if spec is None:
         raise NormbenchError(f"unknown model {config.model.arch!r}; choose one of: {', '.join(MODELS)}")
-    return spec.build(config.model, config.data, num_classes)
+    model = dataclasses.replace(config.model, unroll=resolved_unroll(config))
+    return spec.build(model, config.data, num_classes)
+
+
+def resolved_unroll(config) -> bool:
+    """model.unroll with "auto" decided: unrolled RNN loops are 1.4-1.8x faster on
+    TensorFlow's CPU kernels and ~7x slower under JAX/XLA (benchmarks/RESULTS.md)."""
+    if config.model.unroll == "auto":
+        return config.train.backend == "tensorflow"
+    return bool(config.model.unroll)

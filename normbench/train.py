@@ -22,10 +22,12 @@ import signal
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from normbench import NormbenchError, __version__
 from normbench.config import Config, dump_yaml, from_dict, read_yaml
+from normbench.models import resolved_unroll
 
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds"]
 INDEX_COLUMNS = ["run_id", "name", "model", "norm", "seed", "batch_size", "status", "test_accuracy", "test_loss", "path"]
@@ -313,6 +315,12 @@ def prepare(cfg: Config, threads: int | None = None):
     use_backend(cfg.train.backend, threads)
     from normbench.data import load_data
 
+    if cfg.train.backend == "jax" and cfg.model.unroll is True:
+        warnings.warn(
+            "model.unroll: true on the jax backend trains ~7x slower per step (XLA compiles the unrolled loop "
+            "poorly on CPU); use --set model.unroll=auto", stacklevel=2,
+        )
+
     if cfg.train.backend == "tensorflow":  # JAX: XLA sets its own threads (see use_backend)
         configure_threads(threads)
     if cfg.train.deterministic and cfg.train.backend == "tensorflow":  # a TensorFlow switch; JAX has none
@@ -373,6 +381,7 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
         "params": int(model.count_params()),
         "steps_per_epoch": steps,
         "jit_compile": bool(model.jit_compile),
+        "unroll": resolved_unroll(cfg),
         "deterministic": cfg.train.deterministic,
         "started_at": _dt.datetime.fromtimestamp(started).isoformat(timespec="seconds"),
         "versions": versions(),

@@ -58,3 +58,13 @@ def test_jax_run_learns(tmp_path):
     assert s["test_accuracy"] > 0.8  # chance is 0.5
     rows = (summary_path.parent / "history.csv").read_text().splitlines()
     assert len(rows) == 1 + 3  # header + 3 epochs
+
+
+def test_unroll_on_jax_warns(monkeypatch):
+    """Unrolling is the fast choice on TensorFlow and a slow one on JAX: say so."""
+    from normbench.config import load_config
+
+    monkeypatch.setattr(train, "use_backend", lambda name, threads=None: None)  # keep this process on TF
+    cfg = load_config(REPO / "configs/smoke/imdb_ln.yaml", [*TINY, "train.backend=jax", "model.unroll=true"])
+    with pytest.warns(UserWarning, match=r"^model.unroll: true on the jax backend trains ~7x slower per step"):
+        train.prepare(cfg)

@@ -54,6 +54,7 @@ CASES = [
     ("split-too-big", {"train__validation_split": 1.5}, [], "train.validation_split: must be between 0 and 1 (exclusive), got 1.5"),
     ("zero-lr", {"train__learning_rate": 0}, [], "train.learning_rate: must be > 0, got 0.0"),
     ("bad-jit", {"train__jit_compile": "yes"}, [], "train.jit_compile: unknown setting 'yes'; choose one of: auto, true, false"),
+    ("bad-unroll", {"model__unroll": "yes"}, [], "model.unroll: unknown setting 'yes'; choose one of: auto, true, false"),
     ("unknown-backend", {"train__backend": "torch"}, [], "train.backend: unknown backend 'torch'; choose one of: tensorflow, jax"),
     ("groups-dont-divide", {"model__norm": "group", "model__norm_groups": 5}, [], "model.norm_groups: 5 groups do not divide the 32 channels that imdb_rnn normalizes; use one of: 1, 2, 4, 8, 16, 32"),
     ("model-data-mismatch", {"model__arch": "cifar10_cnn"}, [], "data.name: model cifar10_cnn needs image data, 'synthetic_imdb' is sequence data; use one of: cifar10, synthetic_cifar10"),

@@ -115,3 +115,18 @@ def test_group_norm_groups_must_divide_every_channel_count():
     with pytest.raises(NormbenchError, match="12 groups do not divide the 32/64/128 channels that cifar10_cnn normalizes; use one of: 1, 2, 4, 8, 16, 32"):
         _config("cifar10_cnn", "group", norm_groups=12)
     _config("cifar10_cnn", "group", norm_groups=32)  # divides 32, 64, 128
+
+
+@pytest.mark.parametrize(
+    "unroll, backend, expected",
+    [("auto", "tensorflow", True), ("auto", "jax", False), (False, "tensorflow", False), (True, "jax", True)],
+)
+def test_unroll_auto_unrolls_on_tensorflow_only(unroll, backend, expected):
+    from normbench.models import resolved_unroll
+
+    cfg = from_dict({"name": "t", "data": {"name": "synthetic_imdb"}, "model": {"arch": "imdb_rnn", "norm": "layer", "unroll": unroll},
+                     "train": {"backend": backend}})
+    assert resolved_unroll(cfg) is expected
+    if backend == "tensorflow":  # this process runs Keras on TensorFlow: check the built layers too
+        rnns = [layer for layer in build_model(cfg, 2).layers if layer.__class__.__name__ == "SimpleRNN"]
+        assert [r.unroll for r in rnns] == [expected, expected]
