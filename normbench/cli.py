@@ -38,12 +38,12 @@ _set = click.option(
 _smoke = click.option("--smoke", is_flag=True, help="Shrink the config to a tiny subset and 1 epoch.")
 
 
-def _use_backend(cfg, config, threads=None) -> None:
+def _use_backend(cfg, config) -> None:
     """Select the config's Keras backend before Keras loads; errors name the config file."""
     from normbench.train import use_backend
 
     try:
-        use_backend(cfg.train.backend, threads)
+        use_backend(cfg.train.backend)
     except NormbenchError as e:
         raise NormbenchError(f"{config}: {e}") from None
 
@@ -64,7 +64,7 @@ def _summary_line(run_dir, s: dict) -> str:
 @_smoke
 @click.option("--resume", "resume_dir", metavar="RUN_DIR", help="Continue an unfinished run folder from its last finished epoch.")
 @click.option("--quiet", "-q", is_flag=True, help="No Keras progress bar.")
-@click.option("--threads", type=click.IntRange(1), help="CPU threads for training (default: all cores; on jax only 1 is honoured, as single-threaded XLA).")
+@click.option("--threads", type=click.IntRange(1), help="TensorFlow CPU threads (default: all cores; on jax, XLA picks its own).")
 def run(config, overrides, smoke, resume_dir, quiet, threads):
     """Train one experiment from CONFIG and write its run folder.
 
@@ -92,7 +92,7 @@ def run(config, overrides, smoke, resume_dir, quiet, threads):
             run_dir, summary = train.resume_run(resume_dir, verbose=verbose, threads=threads, announce=announce)
         else:
             cfg = load_config(config, overrides, smoke)
-            _use_backend(cfg, config, threads)
+            _use_backend(cfg, config)
             run_dir, summary = train.run(cfg, verbose=verbose, threads=threads, announce=announce)
     except KeyboardInterrupt as e:
         run_dir = getattr(e, "run_dir", run_dir)

@@ -179,7 +179,7 @@ def _installed(module: str) -> bool:
         return False
 
 
-def use_backend(name: str, threads: int | None = None) -> None:
+def use_backend(name: str) -> None:
     """Make Keras run on backend `name` in this process. Keras reads KERAS_BACKEND once,
     at its first import, so this must come before anything imports Keras; it does in
     `normbench run` and in every sweep member (each is its own process)."""
@@ -198,9 +198,6 @@ def use_backend(name: str, threads: int | None = None) -> None:
                 f"run the config with `normbench run` (a fresh process) or start Python with KERAS_BACKEND={name}"
             )
         return
-    if name == "jax" and threads == 1:  # XLA:CPU's own thread pool; TF's settings do not reach it
-        flags = os.environ.get("XLA_FLAGS", "")
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1".strip()
     os.environ["KERAS_BACKEND"] = name
 
 
@@ -312,7 +309,7 @@ def compiled_model(cfg: Config, num_classes: int):
 def prepare(cfg: Config, threads: int | None = None):
     """Data and compiled model for a config: everything that can fail before a run folder
     exists. Returns (data, model)."""
-    use_backend(cfg.train.backend, threads)
+    use_backend(cfg.train.backend)
     from normbench.data import load_data
 
     if cfg.train.backend == "jax" and cfg.model.unroll is True:
@@ -321,7 +318,7 @@ def prepare(cfg: Config, threads: int | None = None):
             "poorly on CPU); use --set model.unroll=auto", stacklevel=2,
         )
 
-    if cfg.train.backend == "tensorflow":  # JAX: XLA sets its own threads (see use_backend)
+    if cfg.train.backend == "tensorflow":  # JAX: XLA:CPU picks its own threads (about one core for these models)
         configure_threads(threads)
     if cfg.train.deterministic and cfg.train.backend == "tensorflow":  # a TensorFlow switch; JAX has none
         import tensorflow as tf

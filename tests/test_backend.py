@@ -47,7 +47,7 @@ def test_jax_run_learns(tmp_path):
     env = dict(os.environ, KERAS_BACKEND="tensorflow")  # the config, not the environment, decides
     r = subprocess.run(
         [sys.executable, "-m", "normbench", "run", str(REPO / "configs/smoke/imdb_ln.yaml"),
-         "--set", "train.backend=jax", "--set", f"output.dir={out}", "--threads", "1"],
+         "--set", "train.backend=jax", "--set", f"output.dir={out}"],
         capture_output=True, text=True, env=env, timeout=600,
     )
     assert r.returncode == 0, r.stderr[-2000:]
@@ -64,7 +64,7 @@ def test_unroll_on_jax_warns(monkeypatch):
     """Unrolling is the fast choice on TensorFlow and a slow one on JAX: say so."""
     from normbench.config import load_config
 
-    monkeypatch.setattr(train, "use_backend", lambda name, threads=None: None)  # keep this process on TF
+    monkeypatch.setattr(train, "use_backend", lambda name: None)  # keep this process on TF
     cfg = load_config(REPO / "configs/smoke/imdb_ln.yaml", [*TINY, "train.backend=jax", "model.unroll=true"])
     with pytest.warns(UserWarning, match=r"^model.unroll: true on the jax backend trains ~7x slower per step"):
         train.prepare(cfg)
