@@ -12,6 +12,7 @@ not a finished run.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
 import json
@@ -269,8 +270,17 @@ def _callbacks(run_dir: Path):
             with open(self.path, "a", newline="", encoding="utf-8") as f:
                 csv.DictWriter(f, HISTORY_COLUMNS, lineterminator="\n").writerow(row)
 
+    class Backup(keras.callbacks.BackupAndRestore):
+        """BackupAndRestore whose save is never cut short by Ctrl-C or SIGTERM: an
+        interrupted save left an h5 file with the weights but no optimizer variables,
+        which Keras then loads with only a warning (Adam's moments silently reset)."""
+
+        def _save_model(self):
+            with signals_deferred():
+                super()._save_model()
+
     log = EpochLog()
-    backup = keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True)
+    backup = Backup(str(run_dir / "backup"), double_checkpoint=True)
     # order matters: the history row is written before the backup is saved
     return log, [log, keras.callbacks.TerminateOnNaN(), backup]
 
@@ -338,6 +348,26 @@ class RunInterrupted(KeyboardInterrupt):
     def __init__(self, run_dir):
         super().__init__(str(run_dir))
         self.run_dir = run_dir
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Ctrl-C and SIGTERM that arrive inside the block take effect when it ends (they are
+    re-raised then, to whatever handler was installed). Outside the main thread, where
+    handlers cannot be set, the block runs unprotected."""
+    pending = []
+    try:
+        old = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        if pending:
+            signal.raise_signal(pending[0])
 
 
 def _on_sigterm(signum, frame):
