@@ -156,6 +156,20 @@ def _step_timer(spawn_t):
     return StepTimer()
 
 
+def _timings(epoch_s, train_s, steps):
+    """The per-run figures, computed alike for both paths from per-epoch seconds (whole
+    epoch, and epoch minus validation); epoch 1 (tracing) is not timed."""
+    timed = train_s[1:] or train_s
+    val_s = [e - t for e, t in zip(epoch_s, train_s)]
+    return {
+        "ms_per_step": min(timed) * 1000 / steps,
+        "ms_per_step_median": statistics.median(timed) * 1000 / steps,
+        "first_epoch_s": epoch_s[0],
+        "val_s": max(statistics.median(val_s[1:] or val_s), 0.0),  # history.csv rounds to ms
+        "epoch_train_s": ";".join(f"{x:.3f}" for x in train_s),
+    }
+
+
 def _child_plain(spec, spawn_t):
     opts = spec["options"]
     data = _data(spec)
@@ -196,16 +210,9 @@ def _child_plain(spec, spawn_t):
             validation_split=VALIDATION_SPLIT, verbose=0, callbacks=[timer],
         )
     test = model.evaluate(data.x_test, data.y_test, batch_size=max(bs, 256), verbose=0, return_dict=True)
-    timed = timer.train_s[1:] or timer.train_s
-    steps = spec["steps"]
-    val_s = [e - t for e, t in zip(timer.epoch_s, timer.train_s)]
     return {
-        "ms_per_step": min(timed) * 1000 / steps,
-        "ms_per_step_median": statistics.median(timed) * 1000 / steps,
-        "first_epoch_s": timer.epoch_s[0],
-        "val_s": statistics.median(val_s[1:] or val_s),
+        **_timings(timer.epoch_s, timer.train_s, spec["steps"]),
         "to_first_epoch_end_s": timer.first_end,
-        "epoch_train_s": ";".join(f"{x:.3f}" for x in timer.train_s),
         "final_loss": timer.logs.get("loss"),
         "val_accuracy": timer.logs.get("val_accuracy"),
         "test_accuracy": test["accuracy"],
@@ -279,15 +286,8 @@ def _child_normbench(spec, spawn_t):
         with open(run_dir / "history.csv", newline="") as f:
             rows = list(csv.DictReader(f))
     epoch_s = [float(r["epoch_seconds"]) for r in rows]
-    train_s = logs[-1].train_seconds
-    timed = train_s[1:] or train_s
-    val_s = [e - t for e, t in zip(epoch_s, train_s)]
     return {
-        "ms_per_step": min(timed) * 1000 / spec["steps"],
-        "ms_per_step_median": s["ms_per_step"],
-        "first_epoch_s": s["first_epoch_seconds"],
-        "val_s": max(statistics.median(val_s[1:] or val_s), 0.0),
-        "epoch_train_s": ";".join(f"{x:.3f}" for x in train_s),
+        **_timings(epoch_s, logs[-1].train_seconds, spec["steps"]),
         "to_first_epoch_end_s": first_end.get("t"),
         "epoch_total_s": ";".join(f"{x:.3f}" for x in epoch_s),
         "final_loss": s["final_train_loss"],
@@ -297,6 +297,9 @@ def _child_normbench(spec, spawn_t):
         "wall_seconds_summary": s["wall_seconds"],
         "backend": s["versions"]["backend"],
     }
+
+
+TRAINING_CHILDREN = {"plain": _child_plain, "normbench": _child_normbench}
 
 
 def _child_overhead(spec, spawn_t):
@@ -362,9 +365,9 @@ def _child_overhead(spec, spawn_t):
 
 def _child_group(spec, spawn_t):
     """--isolation pair: every variant of one model x norm in this one process, in rounds;
-    round 0 is a warm-up (not reported), and the order rotates every round. A process on
-    this VM runs in a 'fast' or a 'slow' mode for its whole life (the same config at 53 or
-    74 ms/step); variants that share a process share its mode, so their ratio is clean."""
+    round 0 is a warm-up (not reported), and the order rotates every round. Variants that
+    share a process share its thread pools and memory state, and each round gives a
+    paired ratio from runs made seconds apart, so slow phases of the host mostly cancel."""
     import gc
 
     import keras
@@ -377,8 +380,7 @@ def _child_group(spec, spawn_t):
             keras.backend.clear_session()  # both paths start from the same empty graph state
             gc.collect()
             one = dict(spec, base=base, options=opts)
-            fn = {"plain": _child_plain, "normbench": _child_normbench}[base]
-            r = fn(one, spawn_t)
+            r = TRAINING_CHILDREN[base](one, spawn_t)
             r["to_first_epoch_end_s"] = None  # only meaningful in a fresh process
             r.update(variant="+".join((base, *opts)), round=rnd, warmup=rnd < spec["warmup"])
             runs.append(r)
@@ -388,8 +390,7 @@ def _child_group(spec, spawn_t):
 def child_main(spec_json):
     spawn_t = float(os.environ.get("NB_BENCH_SPAWN_T", time.time()))
     spec = json.loads(spec_json)
-    fn = {"plain": _child_plain, "normbench": _child_normbench, "overhead": _child_overhead,
-          "group": _child_group}[spec["base"]]
+    fn = {**TRAINING_CHILDREN, "overhead": _child_overhead, "group": _child_group}[spec["base"]]
     out = fn(spec, spawn_t)
     out["wall_s"] = time.time() - spawn_t
     out["peak_rss_mb"] = _peak_rss_mb()

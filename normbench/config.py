@@ -25,7 +25,7 @@ from normbench.models import MODELS
 from normbench.norms import NORMS
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-JIT_CHOICES = ("auto", True, False)
+AUTO_BOOL = ("auto", True, False)  # train.jit_compile, model.unroll
 BACKENDS = ("tensorflow", "jax")
 SMOKE_SUBSET = {"train": 512, "test": 256}  # what --smoke shrinks any data set to
 
@@ -206,6 +206,12 @@ def _choice(where, key, value, choices, what):
         raise where.error(key, f"unknown {what} {value!r}; choose one of: {names}")
 
 
+def _auto_bool(where, key, value):
+    """A setting that is true, false or "auto"."""
+    if value not in AUTO_BOOL or (isinstance(value, str) and value != "auto"):
+        raise where.error(key, f"unknown setting {value!r}; choose one of: auto, true, false")
+
+
 def _at_least(where, key, value, low):
     if value < low:
         raise where.error(key, f"must be >= {low}, got {value}")
@@ -245,10 +251,8 @@ def _check(cfg: Config, where: _Where) -> None:
         raise where.error("train.learning_rate", f"must be > 0, got {t.learning_rate}")
     if not 0 < t.validation_split < 1:
         raise where.error("train.validation_split", f"must be between 0 and 1 (exclusive), got {t.validation_split}")
-    if m.unroll not in JIT_CHOICES or (isinstance(m.unroll, str) and m.unroll != "auto"):
-        raise where.error("model.unroll", f"unknown setting {m.unroll!r}; choose one of: auto, true, false")
-    if t.jit_compile not in JIT_CHOICES or (isinstance(t.jit_compile, str) and t.jit_compile != "auto"):
-        raise where.error("train.jit_compile", f"unknown setting {t.jit_compile!r}; choose one of: auto, true, false")
+    _auto_bool(where, "model.unroll", m.unroll)
+    _auto_bool(where, "train.jit_compile", t.jit_compile)
     _choice(where, "train.backend", t.backend, BACKENDS, "backend")
     if d.subset is not None:
         n_train = math.ceil(d.subset.train * (1 - t.validation_split))  # Keras' split

@@ -328,12 +328,12 @@ def prepare(cfg: Config, threads: int | None = None):
             "poorly on CPU); use --set model.unroll=auto", stacklevel=2,
         )
 
-    if cfg.train.backend == "tensorflow":  # JAX: XLA:CPU picks its own threads (about one core for these models)
+    if cfg.train.backend == "tensorflow":  # TensorFlow settings; on JAX, XLA:CPU picks its own threads
         configure_threads(threads)
-    if cfg.train.deterministic and cfg.train.backend == "tensorflow":  # a TensorFlow switch; JAX has none
-        import tensorflow as tf
+        if cfg.train.deterministic:
+            import tensorflow as tf
 
-        tf.config.experimental.enable_op_determinism()
+            tf.config.experimental.enable_op_determinism()
     data = load_data(cfg.data, cfg.seed)
     return data, compiled_model(cfg, data.num_classes)
 
