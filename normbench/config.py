@@ -27,6 +27,7 @@ from normbench.norms import NORMS
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 AUTO_BOOL = ("auto", True, False)  # train.jit_compile, model.unroll
 BACKENDS = ("tensorflow", "jax")
+EVALS = ("last", "best")  # train.eval: which weights the headline test figures use
 SMOKE_SUBSET = {"train": 512, "test": 256}  # what --smoke shrinks any data set to
 
 
@@ -63,6 +64,7 @@ class TrainConfig:
     jit_compile: Union[bool, str] = "auto"  # XLA: "auto" lets Keras decide (off on CPU)
     deterministic: bool = False  # TensorFlow op determinism: identical reruns, slower
     backend: str = "tensorflow"  # Keras backend; on CPU jax runs the IMDB RNN ~1.8x faster per step, the CNN 1.5-2x slower
+    eval: str = "last"  # test_accuracy from the last epoch's weights (the tutorial) or the best validation epoch's; both are recorded
 
 
 @dataclass(frozen=True)
@@ -254,6 +256,7 @@ def _check(cfg: Config, where: _Where) -> None:
     _auto_bool(where, "model.unroll", m.unroll)
     _auto_bool(where, "train.jit_compile", t.jit_compile)
     _choice(where, "train.backend", t.backend, BACKENDS, "backend")
+    _choice(where, "train.eval", t.eval, EVALS, "evaluation")
     if d.subset is not None:
         n_train = math.ceil(d.subset.train * (1 - t.validation_split))  # Keras' split
         if n_train < 1 or d.subset.train - n_train < 1:

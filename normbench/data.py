@@ -40,6 +40,7 @@ class Data:
     y_test: object
     num_classes: int
     source: str  # where it came from, recorded in summary.json
+    fingerprint: str = ""  # sha256 of the arrays actually used (before scaling), in summary.json
 
 
 @dataclass(frozen=True)
@@ -268,8 +269,8 @@ def _load_cifar10(cfg, seed):
         if xtr.ndim != 4 or xtr.shape[1:] != (32, 32, 3):
             raise _unreadable(local, ValueError(f"x_train has shape {xtr.shape}, expected (N, 32, 32, 3)"))
         source = str(local)
-    # the tutorial's scaling: pixels to [0, 1]
-    return xtr.astype("float32") / 255.0, np.asarray(ytr).reshape(-1), xte.astype("float32") / 255.0, np.asarray(yte).reshape(-1), source
+    # uint8 pixels here; load_data scales them to [0, 1] after the subset and fingerprint
+    return xtr, np.asarray(ytr).reshape(-1), xte, np.asarray(yte).reshape(-1), source
 
 
 # ----------------------------------------------------------------------------- synthetic
@@ -318,8 +319,7 @@ def _synthetic_cifar10(cfg, seed):
     templates = np.repeat(np.repeat(coarse, 8, axis=1), 8, axis=2)  # 10 x 32 x 32 x 3
     y = rng.integers(0, 10, n)
     x = 0.5 + 0.2 * templates[y] + 0.25 * rng.normal(size=(n, 32, 32, 3))
-    x = (np.clip(x, 0, 1) * 255).astype("uint8")  # stored like real images, scaled below
-    x = x.astype("float32") / 255.0
+    x = (np.clip(x, 0, 1) * 255).astype("uint8")  # stored like real images; load_data scales them
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:], f"synthetic_cifar10(seed={seed})"
 
 
@@ -339,7 +339,24 @@ def load_data(cfg, seed: int = 0) -> Data:
         tr = balanced_subset(ytr, cfg.subset.train, "data.subset.train")
         te = balanced_subset(yte, cfg.subset.test, "data.subset.test")
         xtr, ytr, xte, yte = xtr[tr], ytr[tr], xte[te], yte[te]
-    return Data(xtr, ytr, xte, yte, spec.num_classes, source)
+    digest = fingerprint(xtr, ytr, xte, yte)
+    if spec.kind == "image":  # the tutorial's scaling: uint8 pixels to [0, 1]
+        xtr, xte = xtr.astype("float32") / 255.0, xte.astype("float32") / 255.0
+    return Data(xtr, ytr, xte, yte, spec.num_classes, source, digest)
+
+
+def fingerprint(*arrays) -> str:
+    """sha256 over the dtype, shape and bytes of each array: equal only for equal data
+    (same examples, order, preprocessing). Runs are grouped on it by `compare`."""
+    import hashlib
+
+    np = _np()
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape};".encode())
+        h.update(memoryview(a).cast("B"))
+    return "sha256:" + h.hexdigest()
 
 
 def describe_source(cfg) -> str:

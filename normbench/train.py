@@ -4,8 +4,10 @@ A run folder `<output.dir>/<name>/<run-id>/` holds:
 - config.yaml   the fully resolved config (written first);
 - history.csv   one row per finished epoch, appended as each epoch ends;
 - summary.json  written atomically at the end: status, test metrics, timing, versions;
-- backup/       Keras BackupAndRestore state while the run is unfinished (deleted at
-                the end), so `normbench run --resume DIR` continues where it stopped.
+- backup/       Keras BackupAndRestore state (and the best validation epoch's weights)
+                while the run is unfinished, deleted only after summary.json is
+                written, so `normbench run --resume DIR` continues where it stopped
+                (after the last epoch it only evaluates).
 A folder without summary.json, or whose summary.json status is not "completed", is
 not a finished run.
 """
@@ -219,7 +221,7 @@ def configure_threads(threads: int | None) -> None:
 # ----------------------------------------------------------------------------- callbacks
 
 
-def _callbacks(run_dir: Path):
+def _callbacks(run_dir: Path, cfg_epochs: int):
     import keras
 
     class EpochLog(keras.callbacks.Callback):
@@ -279,10 +281,60 @@ def _callbacks(run_dir: Path):
             with signals_deferred():
                 super()._save_model()
 
-    log = EpochLog()
-    backup = Backup(str(run_dir / "backup"), double_checkpoint=True)
-    # order matters: the history row is written before the backup is saved
-    return log, [log, keras.callbacks.TerminateOnNaN(), backup]
+    class BestWeights(keras.callbacks.Callback):
+        """Keeps the weights of the epoch with the highest validation accuracy (the
+        earliest on ties, as summary.json's best_epoch) in memory for `train.eval: best`,
+        mirrored to backup/best.npz so a resumed run still knows them."""
+
+        def __init__(self):
+            super().__init__()
+            self.path = run_dir / "backup" / "best.npz"
+            self.epoch, self.val_accuracy, self.weights = None, -math.inf, None
+            self.last = None  # the last epoch finished in this process
+            self.reconciled = False
+
+        def _load(self, upto):
+            import numpy as np
+
+            try:
+                with np.load(self.path) as f:
+                    epoch, acc = int(f["epoch"]), float(f["val_accuracy"])
+                    weights = [f[f"w{i}"] for i in range(int(f["count"]))]
+            except (OSError, KeyError, ValueError):
+                return
+            if epoch <= upto:  # an epoch that the restored backup has finished
+                self.epoch, self.val_accuracy, self.weights = epoch, acc, weights
+
+        def on_train_begin(self, logs=None):
+            self._load(cfg_epochs)  # a resume after the last epoch: no epoch begins
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if not self.reconciled:
+                self.reconciled = True
+                self.epoch, self.val_accuracy, self.weights = None, -math.inf, None
+                self._load(epoch)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.last = epoch + 1
+            acc = (logs or {}).get("val_accuracy")
+            if acc is None or not math.isfinite(float(acc)) or float(acc) <= self.val_accuracy:
+                return
+            import numpy as np
+
+            self.epoch, self.val_accuracy, self.weights = epoch + 1, float(acc), self.model.get_weights()
+            self.path.parent.mkdir(exist_ok=True)
+            tmp = self.path.with_name(f".best.tmp{os.getpid()}.npz")
+            with signals_deferred():
+                np.savez(tmp, epoch=self.epoch, val_accuracy=self.val_accuracy, count=len(self.weights),
+                         **{f"w{i}": w for i, w in enumerate(self.weights)})
+                os.replace(tmp, self.path)
+
+    log, best = EpochLog(), BestWeights()
+    # the backup is deleted by run() once summary.json is written, not when fit ends, so
+    # an interrupt during the test evaluation keeps every finished epoch
+    backup = Backup(str(run_dir / "backup"), double_checkpoint=True, delete_checkpoint=False)
+    # order matters: the history row and best weights are written before the backup is saved
+    return log, best, [log, keras.callbacks.TerminateOnNaN(), best, backup]
 
 
 # ----------------------------------------------------------------------------- run
@@ -392,7 +444,7 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
 
     n_fit = math.ceil(len(data.x_train) * (1 - cfg.train.validation_split))  # as Keras splits
     steps = math.ceil(n_fit / cfg.train.batch_size)
-    log, callbacks = _callbacks(run_dir)
+    log, best, callbacks = _callbacks(run_dir, cfg.train.epochs)
     summary = {
         "status": "running",
         "run_id": run_dir.name,
@@ -402,6 +454,8 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
         "seed": cfg.seed,
         "batch_size": cfg.train.batch_size,
         "data_source": data.source,
+        "data_fingerprint": data.fingerprint,
+        "eval": cfg.train.eval,
         "n_train": n_fit,
         "n_val": len(data.x_train) - n_fit,
         "n_test": len(data.x_test),
@@ -447,10 +501,10 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
             shutil.rmtree(run_dir / "backup")
             (run_dir / "history.csv").unlink(missing_ok=True)
             model = compiled_model(cfg, data.num_classes)  # the data are already loaded
-            log, callbacks = _callbacks(run_dir)
+            log, best, callbacks = _callbacks(run_dir, cfg.train.epochs)
             fit(model, callbacks)
         status = "diverged" if log.diverged else "completed"
-        test = model.evaluate(data.x_test, data.y_test, batch_size=max(cfg.train.batch_size, 256), verbose=0, return_dict=True)
+        test = _evaluate(model, data, cfg, best)
     except KeyboardInterrupt:
         status = "interrupted"
         raise RunInterrupted(run_dir) from None
@@ -465,7 +519,23 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
         write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         if status != "interrupted":
             append_index(Path(cfg.output.dir), summary, run_dir)
+        if status in ("completed", "diverged"):  # finished: the backup is no longer needed
+            import shutil
+
+            shutil.rmtree(run_dir / "backup", ignore_errors=True)
     return run_dir, summary
+
+
+def _evaluate(model, data, cfg, best) -> dict:
+    """Test metrics of the last epoch's weights and of the best validation epoch's
+    (the same numbers when the last epoch is the best); `test_*` follow train.eval."""
+    bs = max(cfg.train.batch_size, 256)
+    last = model.evaluate(data.x_test, data.y_test, batch_size=bs, verbose=0, return_dict=True)
+    out = {"last": last, "best": last}
+    if best.weights is not None and best.epoch != best.last:
+        model.set_weights(best.weights)  # in memory: no weight file outlives the run
+        out["best"] = model.evaluate(data.x_test, data.y_test, batch_size=bs, verbose=0, return_dict=True)
+    return out
 
 
 def _finish(run_dir, cfg, log, status, test, t_start, steps) -> dict:
@@ -483,8 +553,12 @@ def _finish(run_dir, cfg, log, status, test, t_start, steps) -> dict:
         "status": status,
         "epochs_completed": len(rows),
         "epochs": cfg.train.epochs,
-        "test_loss": _finite(test["loss"]) if test else None,
-        "test_accuracy": _finite(test["accuracy"]) if test else None,
+        "test_loss": _finite(test[cfg.train.eval]["loss"]) if test else None,
+        "test_accuracy": _finite(test[cfg.train.eval]["accuracy"]) if test else None,
+        "test_loss_last": _finite(test["last"]["loss"]) if test else None,
+        "test_accuracy_last": _finite(test["last"]["accuracy"]) if test else None,
+        "test_loss_best": _finite(test["best"]["loss"]) if test else None,
+        "test_accuracy_best": _finite(test["best"]["accuracy"]) if test else None,
         "best_val_accuracy": _finite(best[0]),
         "best_epoch": best[1],
         "last_val_accuracy": _finite(last.get("val_accuracy")) if last.get("val_accuracy") else None,
