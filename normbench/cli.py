@@ -22,6 +22,12 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except NormbenchError as e:
             raise click.ClickException(str(e)) from None
+        except Exception as e:  # MemoryError, TensorFlow's ResourceExhaustedError: one line
+            from normbench.reasons import describe, is_resource_error
+
+            if not is_resource_error(e) or os.environ.get("NORMBENCH_DEBUG"):
+                raise
+            raise click.ClickException(describe(e)) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -104,10 +110,9 @@ def run(config, overrides, smoke, resume_dir, quiet, threads):
     except Exception as e:
         if os.environ.get("NORMBENCH_DEBUG"):
             raise
-        msg = str(e).splitlines()[0][:200] if str(e) else ""
-        raise click.ClickException(
-            f"training failed: {e.__class__.__name__}: {msg} (set NORMBENCH_DEBUG=1 for the traceback)"
-        ) from None
+        from normbench.reasons import describe
+
+        raise click.ClickException(f"training failed: {describe(e)} (set NORMBENCH_DEBUG=1 for the traceback)") from None
     click.echo(_summary_line(run_dir, summary))
     if summary["status"] != "completed":
         sys.exit(2)

@@ -510,7 +510,9 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
         raise RunInterrupted(run_dir) from None
     except Exception as e:
         status = "failed"
-        summary["error"] = f"{e.__class__.__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+        from normbench.reasons import describe
+
+        summary["error"] = describe(e)
         raise
     finally:
         if old_handler is not None:
