@@ -119,7 +119,7 @@ DATA_CASES = [
     ("npz-missing-arrays", lambda f: ["--set", f"data.path={f[3]}"],
      "data.path: {d}/partial.npz lacks the arrays x_test, y_test; a data .npz needs x_train, y_train, x_test, y_test"),
     ("subset-larger-than-data", lambda f: ["--set", f"data.path={f[1]}", "--set", "data.subset={train: 100, test: 10}"],
-     "data.subset.train=100 is larger than the 20 examples available; use at most 20"),
+     "--set data.subset={{train: 100, test: 10}}: data.subset.train: 100 is more than the 20 train examples in {d}/imdb.npz; use at most 20"),
 ]
 
 
