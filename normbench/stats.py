@@ -451,6 +451,8 @@ def _paired_text(paired: PairedDiff | None, num, u: str, pct: str) -> str:
     ratio = paired.width_ratio
     if math.isnan(ratio):
         text += "interval width not comparable with the unpaired one"
+    elif 0.95 <= ratio <= 1.05:
+        text += f"interval {ratio:.2f}x the unpaired width (about the same)"
     elif ratio < 1:
         text += f"interval {ratio:.2f}x the unpaired width (pairing narrowed it)"
     else:

@@ -316,6 +316,16 @@ def test_verdict_appends_the_paired_result_and_whether_it_narrowed():
     assert f"interval {p.width_ratio:.2f}x the unpaired width (pairing narrowed it), excludes 0." in text
 
 
+def test_verdict_says_when_pairing_changed_nothing_or_widened():
+    d = S.welch_diff([0.8, 0.9, 0.85], [0.7, 0.8, 0.75])
+
+    def paired(ratio):
+        return S.PairedDiff(0.1, 0.0, 0.2, 0.04, 3, 0.01, 0.5, 0.2, 0.2 / ratio)
+
+    assert "1.00x the unpaired width (about the same)" in S.verdict("a", "b", d, paired=paired(1.0))
+    assert "1.30x the unpaired width (pairing did not narrow it), includes 0." in S.verdict("a", "b", d, paired=paired(1.3))
+
+
 def test_verdict_zero_spread_says_so():
     text = S.verdict("a", "b", S.welch_diff([0.6] * 3, [0.5] * 3))
     assert "no spread to test against" in text
