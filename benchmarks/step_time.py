@@ -225,7 +225,8 @@ def _child_normbench(spec, spawn_t):
 
     from normbench import train
     from normbench.config import from_dict
-    from normbench.train import HISTORY_COLUMNS, run
+    from normbench.runfolder import HISTORY_COLUMNS
+    from normbench.train import run
 
     # keep a handle on the run's EpochLog for its per-epoch training times (the numbers
     # behind summary.json's median ms_per_step); the callbacks themselves are unchanged

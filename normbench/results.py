@@ -28,7 +28,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from normbench import NormbenchError
+from normbench import NormbenchError, runfolder
 from normbench.config import flatten
 
 # ranking metrics: name -> higher is better
@@ -73,22 +73,18 @@ class Run:
 
     def value(self, key: str) -> float:
         """A summary number as float; NaN when absent or null."""
-        return _number(self.summary.get(key), key, self.path / "summary.json")
+        return _number(self.summary.get(key), key, self.path / runfolder.SUMMARY)
 
     @property
     def epochs_completed(self):
         if "epochs_completed" in self.summary:
             return self.summary["epochs_completed"]
-        try:  # no summary.json: count the finished epochs in history.csv
-            with open(self.path / "history.csv", encoding="utf-8") as f:
-                return max(sum(1 for line in f if line.strip()) - 1, 0)
-        except OSError:
-            return 0
+        return runfolder.count_epochs(self.path)  # no summary.json: the rows in history.csv
 
     @property
     def note(self) -> str:
         if self.status == "not started":
-            log = " (see log.txt)" if (self.path / "log.txt").exists() else ""
+            log = " (see log.txt)" if (self.path / runfolder.LOG).exists() else ""
             return f"config.yaml only: queued, or failed before training{log}"
         if not self.summary:
             return "no summary.json: still running, or killed (resume it with normbench run --resume)"
@@ -107,26 +103,13 @@ def _number(v, key, where) -> float:
     return float(v)
 
 
-def _is_run_dir(files) -> bool:
-    # config.yaml alone: a run (or sweep member) created but not started yet
-    return "summary.json" in files or "config.yaml" in files
-
-
 def load_run(run_dir: str | Path) -> Run:
     """One run folder -> Run. Corrupt files raise NormbenchError naming the file."""
     import yaml
 
     d = Path(run_dir)
-    sp, cp = d / "summary.json", d / "config.yaml"
-    summary: dict = {}
-    if sp.exists():
-        try:
-            summary = json.loads(sp.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as e:
-            why = e.__class__.__name__ if isinstance(e, OSError) else str(e).splitlines()[0][:80]
-            raise NormbenchError(f"{sp}: corrupt summary.json ({why}); rerun that run or delete its folder") from None
-        if not isinstance(summary, dict) or not isinstance(summary.get("status"), str):
-            raise NormbenchError(f"{sp}: corrupt summary.json (no \"status\" field); rerun that run or delete its folder")
+    cp = d / runfolder.CONFIG
+    summary = runfolder.read_summary(d) or {}
     if not cp.exists():
         raise NormbenchError(f"{d}: run folder without config.yaml; restore config.yaml or delete the folder")
     try:
@@ -141,7 +124,7 @@ def load_run(run_dir: str | Path) -> Run:
         raw = from_dict(raw, str(cp)).to_dict()
     except NormbenchError:
         pass  # a config this version no longer accepts: compare it as written
-    status = summary.get("status") or ("unfinished" if (d / "history.csv").exists() else "not started")
+    status = summary.get("status") or ("unfinished" if runfolder.has_history(d) else "not started")
     run = Run(d, status, flatten(raw), summary)
     for key in STATS:  # fail here, on the file, rather than later in the statistics
         run.value(key)
@@ -154,13 +137,13 @@ def find_run_dirs(path: str | Path) -> list[Path]:
     if not p.exists():
         raise NormbenchError(f"{path}: no such file or folder; pass a run folder or a folder that holds runs (e.g. results/)")
     if p.is_file():
-        if p.name in ("summary.json", "config.yaml", "history.csv", "log.txt"):
+        if p.name in (runfolder.SUMMARY, runfolder.CONFIG, runfolder.HISTORY, runfolder.LOG):
             return [p.parent]
         raise NormbenchError(f"{path}: is a file, not a run folder; pass a run folder or a folder that holds runs (e.g. results/)")
     found = []
     for root, dirs, files in os.walk(p):
         dirs.sort()
-        if _is_run_dir(files):
+        if runfolder.is_run_dir(files):
             found.append(Path(root))
             dirs[:] = []  # nothing below a run folder is another run (backup/ is not)
     if not found:
@@ -441,22 +424,7 @@ class PlotResult:
 
 
 def _history(run: Run):
-    import pandas as pd
-
-    hp = run.path / "history.csv"
-    try:
-        df = pd.read_csv(hp)
-    except FileNotFoundError:
-        raise NormbenchError(f"{hp}: missing; the run folder is incomplete, rerun that run or delete its folder") from None
-    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise NormbenchError(f"{hp}: corrupt history.csv ({e.__class__.__name__}); rerun that run or delete its folder") from None
-    missing = [c for c in HISTORY_NEEDED if c not in df.columns]
-    if missing:
-        raise NormbenchError(f"{hp}: corrupt history.csv (no {', '.join(missing)} column); rerun that run or delete its folder")
-    try:
-        return df[list(HISTORY_NEEDED)].astype(float)
-    except ValueError:
-        raise NormbenchError(f"{hp}: corrupt history.csv (a value is not a number); rerun that run or delete its folder") from None
+    return runfolder.history_frame(run.path, HISTORY_NEEDED)
 
 
 def _figure(width, height):

@@ -8,7 +8,6 @@ deselect with -k "not e2e").
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
@@ -21,7 +20,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from normbench import NormbenchError
+from normbench import NormbenchError, runfolder
 from normbench.cli import main
 
 # ----------------------------------------------------------------------------- helpers
@@ -45,23 +44,22 @@ def write_run(root: Path, *, seed, norm="batch", test_accuracy=0.5, test_loss=1.
               batch_size=64, name=None, out="results", summary=True, curve_shift=0.0, sweep=None, run_id=None, **kw) -> Path:
     """A run folder as normbench.train writes it, with chosen numbers."""
     name = name or f"exp_{norm}"
-    d = root / name / (run_id or f"20260101-000000-seed{seed}-bs{batch_size}")
+    d = runfolder.run_path(root, name, run_id or f"20260101-000000-seed{seed}-bs{batch_size}")
     d.mkdir(parents=True)
     cfg = config_dict(name=name, seed=seed, norm=norm, batch_size=batch_size, epochs=epochs, out=out, sweep=sweep, **kw)
-    (d / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    runfolder.write_config(d, yaml.safe_dump(cfg, sort_keys=False))
     done = epochs if status == "completed" else 1
     rows = []
     for e in range(1, done + 1):
         acc = min(0.99, 0.3 + 0.15 * e + curve_shift + 0.01 * seed)
         rows.append({"epoch": e, "loss": 2.0 / e - curve_shift, "accuracy": acc, "val_loss": 2.2 / e,
                      "val_accuracy": acc - 0.05, "learning_rate": 0.001, "epoch_seconds": 1.0 + 0.1 * seed})
-    with open(d / "history.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, list(rows[0]), lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
+    runfolder.write_history(d, rows)
     if summary:
         last = rows[-1]
-        s = {
+        # every key train writes (None unless set below); write_summary refuses unknown keys
+        s = {k: None for k in runfolder.SUMMARY_KEYS if k not in runfolder.OPTIONAL_SUMMARY_KEYS}
+        s |= {
             "status": status, "run_id": d.name, "name": name, "model": cfg["model"]["arch"], "norm": norm, "seed": seed,
             "batch_size": batch_size, "test_loss": test_loss if status == "completed" else None,
             "test_accuracy": test_accuracy if status == "completed" else None,
@@ -71,7 +69,7 @@ def write_run(root: Path, *, seed, norm="batch", test_accuracy=0.5, test_loss=1.
             "mean_epoch_seconds": statistics.mean(r["epoch_seconds"] for r in rows), "ms_per_step": 10.0 + seed,
             "params": 1000, "steps_per_epoch": 4, "jit_compile": False, "versions": {}, "host": {},
         }
-        (d / "summary.json").write_text(json.dumps(s, indent=2))
+        runfolder.write_summary(d, s)
     return d
 
 
