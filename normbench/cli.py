@@ -137,8 +137,8 @@ def validate(config, overrides, smoke, no_model):
 
 
 # ----------------------------------------------------------------------------- results
-# compare / plot / explain: thin wrappers over normbench.results (pandas, matplotlib and
-# Keras are imported there, inside functions).
+# compare / plot / explain: thin wrappers over normbench.results, .tables, .plots and
+# .explain (pandas, matplotlib and Keras are imported there, inside functions).
 
 _paths = click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 _METRIC_HELP = (
@@ -170,15 +170,15 @@ def compare(paths, metric, fmt, output, plot_file):
     \b
     Example:  normbench compare results/ --metric test_loss --format markdown
     """
-    from normbench import results
+    from normbench import results, tables
 
     results.check_metric(metric)
     runs = results.load_runs(paths)
     comp = results.compare(runs, metric)
     if len(comp.groups) == 0:
-        click.echo(results.format_comparison(comp, "table"), nl=False, err=True)
+        click.echo(tables.format_comparison(comp, "table"), nl=False, err=True)
         raise NormbenchError(f"{', '.join(paths)}: none of the {len(runs)} runs completed; finish them with normbench run --resume RUN_DIR")
-    text = results.format_comparison(comp, fmt)
+    text = tables.format_comparison(comp, fmt)
     if output:
         try:
             with open(os.path.expanduser(output), "w", encoding="utf-8") as f:
@@ -191,7 +191,9 @@ def compare(paths, metric, fmt, output, plot_file):
     if fmt == "csv" or output:
         _note_excluded(comp.excluded)
     if plot_file:
-        res = results.plot_curves(runs, plot_file)
+        from normbench import plots
+
+        res = plots.plot_curves(runs, plot_file)
         click.echo(f"wrote {res.path}", err=True)
 
 
@@ -213,7 +215,7 @@ def plot(paths, output, param, metric):
     Examples: normbench plot results/ -o curves.png
               normbench plot results/ --vs train.batch_size -o bs.png
     """
-    from normbench import results
+    from normbench import plots, results
 
     if metric is not None and not param:
         raise click.UsageError("--metric applies to --vs plots; add --vs KEY.PATH or drop --metric")
@@ -221,10 +223,10 @@ def plot(paths, output, param, metric):
         results.check_metric(metric or "test_accuracy")
     runs = results.load_runs(paths)
     if param:
-        res = results.plot_vs(runs, param, output, metric or "test_accuracy")
+        res = plots.plot_vs(runs, param, output, metric or "test_accuracy")
         what = f"{res.lines} line{'s' * (res.lines != 1)}"
     else:
-        res = results.plot_curves(runs, output)
+        res = plots.plot_curves(runs, output)
         what = f"{res.lines} group{'s' * (res.lines != 1)}"
     _note_excluded(res.excluded)
     click.echo(f"wrote {res.path} ({what}, {res.runs} runs)")
@@ -239,10 +241,10 @@ def explain(matrix):
     across the rows; layer normalization each row across the columns. The numbers come
     from the real Keras layers and are checked against (x - mean) / sqrt(var + epsilon).
     """
-    from normbench import results
+    from normbench import explain as ex
 
-    rows = results.parse_matrix(matrix) if matrix is not None else None
-    click.echo(results.format_explanation(results.explain(rows)), nl=False)
+    rows = ex.parse_matrix(matrix) if matrix is not None else None
+    click.echo(ex.format_explanation(ex.explain(rows)), nl=False)
 
 
 @main.command()
@@ -290,7 +292,7 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, fail_
 
 def _sweep_report(members) -> None:
     """End a sweep with the compare table of the members it ran."""
-    from normbench import results
+    from normbench import results, tables
 
     try:
         comp = results.compare(results.load_runs([str(m.run_dir) for m in members]))
@@ -298,7 +300,7 @@ def _sweep_report(members) -> None:
         click.echo(f"(no comparison: {e})")
         return
     if len(comp.groups):
-        click.echo(results.format_comparison(comp, "table"), nl=False)
+        click.echo(tables.format_comparison(comp, "table"), nl=False)
 
 
 if __name__ == "__main__":

@@ -360,19 +360,19 @@ def batch_sweep(tmp_path) -> Path:
 
 
 def test_plot_vs_png(batch_sweep, tmp_path):
-    from normbench import results
+    from normbench import plots, results
 
     out = tmp_path / "bs.png"
     r = cli("plot", batch_sweep, "--vs", "train.batch_size", "-o", out)
     assert r.exit_code == 0, r.output
     assert "(2 lines, 12 runs)" in r.stdout
     assert png_shape(out)[:2] == (500, 800)
-    res = results.plot_vs(results.load_runs([batch_sweep]), "train.batch_size", tmp_path / "bs2.png", "test_loss")
+    res = plots.plot_vs(results.load_runs([batch_sweep]), "train.batch_size", tmp_path / "bs2.png", "test_loss")
     assert res.log_x and res.lines == 2
     # a numeric key spanning less than 8x gets a linear axis; a text key a categorical one
-    res = results.plot_vs(results.load_runs([batch_sweep]), "train.learning_rate", tmp_path / "lr.png")
+    res = plots.plot_vs(results.load_runs([batch_sweep]), "train.learning_rate", tmp_path / "lr.png")
     assert not res.log_x
-    res = results.plot_vs(results.load_runs([batch_sweep]), "train.optimizer", tmp_path / "opt.svg")
+    res = plots.plot_vs(results.load_runs([batch_sweep]), "train.optimizer", tmp_path / "opt.svg")
     assert not res.log_x and (tmp_path / "opt.svg").stat().st_size > 0
 
 
@@ -415,6 +415,23 @@ def test_cli_import_stays_light():
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_compare_and_plot_never_import_tensorflow_or_keras(two_groups, tmp_path):
+    """Reading results needs neither (explain is the only results command that does)."""
+    code = (
+        "import sys; from click.testing import CliRunner; from normbench.cli import main; "
+        f"root = {str(two_groups)!r}; out = {str(tmp_path)!r}; "
+        "runs = [['compare', root], *(['compare', root, '--format', f] for f in ('csv', 'markdown', 'json')), "
+        "        ['compare', root, '--plot', out + '/c.png'], ['plot', root, '-o', out + '/p.png'], "
+        "        ['plot', root, '--vs', 'model.norm', '-o', out + '/v.png']]; "
+        "codes = [CliRunner().invoke(main, a).exit_code for a in runs]; "
+        "heavy = [m for m in ('tensorflow', 'keras') if m in sys.modules]; "
+        "print(codes, heavy); sys.exit(1 if heavy or any(codes) else 0)"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert (tmp_path / "p.png").exists() and (tmp_path / "v.png").exists()
 
 
 # ----------------------------------------------------------------------------- end to end (real trainings)
