@@ -9,6 +9,9 @@ import sys
 import click
 
 from normbench import NormbenchError, __version__
+from normbench.results import METRICS
+from normbench.sweep import EXECUTORS
+from normbench.tables import FORMATS
 
 # TensorFlow's C++ start-up chatter hides the progress bar; users can still raise it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -141,10 +144,12 @@ def validate(config, overrides, smoke, no_model):
 # .explain (pandas, matplotlib and Keras are imported there, inside functions).
 
 _paths = click.argument("paths", nargs=-1, required=True, metavar="PATH...")
-_METRIC_HELP = (
-    "test_accuracy, test_loss, best_val_accuracy, last_val_accuracy, final_train_loss, "
-    "mean_epoch_seconds, ms_per_step, wall_seconds"
-)
+_METRIC_HELP = ", ".join(METRICS)
+
+
+def _registry_help(table) -> str:
+    """`name: first docstring line` of each entry of a name -> function registry."""
+    return "; ".join(f"{name}: {(f.__doc__ or '').strip().splitlines()[0]}" for name, f in table.items())
 
 
 def _note_excluded(excluded) -> None:
@@ -155,8 +160,8 @@ def _note_excluded(excluded) -> None:
 @main.command()
 @_paths
 @click.option("--metric", default="test_accuracy", show_default=True, help=f"Rank groups by this summary metric: {_METRIC_HELP}.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "markdown", "json"]), default="table", show_default=True,
-              help="csv holds the groups only, one numeric column per statistic; json also lists the excluded runs.")
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="table", show_default=True,
+              help=_registry_help(FORMATS) + ".")
 @click.option("--output", "-o", "output", metavar="FILE", help="Write the result to FILE instead of the terminal.")
 @click.option("--plot", "plot_file", metavar="FILE", help="Also write the groups' training curves to FILE (e.g. curves.png).")
 def compare(paths, metric, fmt, output, plot_file):
@@ -175,9 +180,6 @@ def compare(paths, metric, fmt, output, plot_file):
     results.check_metric(metric)
     runs = results.load_runs(paths)
     comp = results.compare(runs, metric)
-    if len(comp.groups) == 0:
-        click.echo(tables.format_comparison(comp, "table"), nl=False, err=True)
-        raise NormbenchError(f"{', '.join(paths)}: none of the {len(runs)} runs completed; finish them with normbench run --resume RUN_DIR")
     text = tables.format_comparison(comp, fmt)
     if output:
         try:
@@ -256,8 +258,8 @@ def explain(matrix):
 @click.option("--output", "output", metavar="DIR", help="Results folder (overrides output.dir; shared storage for Ray).")
 @click.option("--jobs", "-j", type=click.IntRange(1), default=1, show_default=True,
               help="Members trained at once, each with cores/jobs CPU threads.")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: subprocesses here; ray: one Ray task per member.")
+@click.option("--executor", type=click.Choice(list(EXECUTORS)), default="local", show_default=True,
+              help=_registry_help(EXECUTORS) + ".")
 @click.option("--address", metavar="ADDR", help="Ray cluster address (default: start a local Ray).")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failing member.")
 @click.option("--dry-run", is_flag=True, help="List the members and their status; train nothing.")
@@ -276,7 +278,7 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, fail_
         for m in members:
             click.echo(f"{m.status() or 'todo':>11}  {m.run_dir}")
         return
-    ex = sw.RayExecutor(address) if executor == "ray" else sw.LocalExecutor()
+    ex = sw.make_executor(executor, address)
     try:
         failures = sw.run_sweep(members, jobs=jobs, executor=ex, fail_fast=fail_fast, echo=click.echo)
     except KeyboardInterrupt:
@@ -299,8 +301,7 @@ def _sweep_report(members) -> None:
     except NormbenchError as e:
         click.echo(f"(no comparison: {e})")
         return
-    if len(comp.groups):
-        click.echo(tables.format_comparison(comp, "table"), nl=False)
+    click.echo(tables.format_comparison(comp, "table"), nl=False)
 
 
 if __name__ == "__main__":

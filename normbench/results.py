@@ -223,12 +223,13 @@ class Comparison:
 
 
 def compare(runs: list[Run], metric: str = "test_accuracy") -> Comparison:
-    """Group completed runs by config (minus seed/name/output/sweep) and rank the groups."""
+    """Group completed runs by config (minus seed/name/output/sweep) and rank the groups.
+    NormbenchError when no run completed."""
     higher = check_metric(metric)
     import numpy as np
     import pandas as pd
 
-    done = [r for r in runs if r.completed]
+    done = completed(runs, "compare")
     excluded = [r for r in runs if not r.completed]
     varying = varying_keys(done)
     columns = [k for k in ALWAYS_SHOWN if any(k in r.config for r in done) and k not in varying] + varying
@@ -244,9 +245,6 @@ def compare(runs: list[Run], metric: str = "test_accuracy") -> Comparison:
     per_run = pd.DataFrame(rows, columns=["group", "label", "path", "seed", *columns, *STATS])
     out_cols = ["rank", *columns, "label", "n", *[f"{s}_{a}" for s in STATS for a in ("mean", "std")],
                 f"{metric}_diff_vs_best", f"{metric}_p_welch"]
-    if per_run.empty:
-        return Comparison(metric, higher, columns, varying, pd.DataFrame(columns=out_cols), done, excluded)
-
     by = per_run.groupby("group", sort=False)
     stats = by[list(STATS)].agg(["mean", "std"])  # pandas std: sample std, ddof=1
     stats.columns = [f"{s}_{a}" for s, a in stats.columns]
@@ -283,6 +281,6 @@ def completed(runs: list[Run], what: str) -> list[Run]:
         counts = {}
         for r in runs:
             counts[r.status] = counts.get(r.status, 0) + 1
-        states = ", ".join(f"{n} {s}" for s, n in counts.items())
-        raise NormbenchError(f"no completed runs to {what} ({states}); finish them with normbench run --resume RUN_DIR, or pass other folders")
+        states = f" ({', '.join(f'{n} {s}' for s, n in counts.items())})" if counts else ""
+        raise NormbenchError(f"no completed runs to {what}{states}; finish them with normbench run --resume RUN_DIR, or pass other folders")
     return done

@@ -36,7 +36,6 @@ class Member:
     run_id: str
     config: Config
     run_dir: Path
-    values: dict
 
     def status(self) -> str | None:
         """Status in summary.json, or None when the member has not finished."""
@@ -111,7 +110,7 @@ def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = Non
             except OSError as e:
                 raise NormbenchError(f"output.dir: cannot create {run_dir} ({e.strerror}); choose a writable folder") from None
             runfolder.write_config(run_dir, dump_yaml(c))
-        members.append(Member(rid, c, run_dir, {k: c.get(k) for k in keys}))
+        members.append(Member(rid, c, run_dir))
     return members
 
 
@@ -227,7 +226,27 @@ def _ray_member(config: dict, run_dir: str, threads: int, shared: bool) -> dict:
     return {"error": error, "files": files}
 
 
-EXECUTORS = ("local", "ray")
+def _local(address: str | None = None):
+    """subprocesses on this machine"""
+    return LocalExecutor()
+
+
+def _ray(address: str | None = None):
+    """one Ray task per member (a local Ray, or the cluster at --address)"""
+    return RayExecutor(address)
+
+
+# name -> factory(address) -> executor; the CLI's --executor choices, the docstring its help
+EXECUTORS = {
+    "local": _local,
+    "ray": _ray,
+}
+
+
+def make_executor(name: str, address: str | None = None):
+    if name not in EXECUTORS:
+        raise NormbenchError(f"--executor {name}: unknown executor; choose one of: {', '.join(EXECUTORS)}")
+    return EXECUTORS[name](address)
 
 
 # ----------------------------------------------------------------------------- driver

@@ -100,7 +100,7 @@ def format_table(comp: Comparison) -> str:
     """aligned text for a terminal, the runs that did not complete listed below"""
     headers, rows = _cells(comp)
     xh, xrows = _excluded_cells(comp)
-    parts = [*_legend(comp), "", _text_table(headers, rows)] if rows else ["no completed runs"]
+    parts = [*_legend(comp), "", _text_table(headers, rows)]
     if xrows:
         parts += ["", f"not averaged: {len(xrows)} run{'s' * (len(xrows) != 1)} that did not complete", _text_table(xh, xrows)]
     return "\n".join(parts) + "\n"

@@ -253,12 +253,9 @@ def _callbacks(run_dir: Path, cfg_epochs: int):
 def _optimizer(name: str, lr: float):
     import keras
 
-    return {
-        "adam": keras.optimizers.Adam,
-        "adamw": keras.optimizers.AdamW,
-        "sgd": keras.optimizers.SGD,
-        "rmsprop": keras.optimizers.RMSprop,
-    }[name](learning_rate=lr)
+    from normbench.config import OPTIMIZERS
+
+    return getattr(keras.optimizers, OPTIMIZERS[name])(learning_rate=lr)
 
 
 def compiled_model(cfg: Config, num_classes: int):
