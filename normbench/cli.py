@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from normbench import NormbenchError, __version__
+from normbench import NormbenchError, __version__, one_line
 from normbench.results import METRICS
 from normbench.sweep import EXECUTORS
 from normbench.tables import FORMATS
@@ -107,9 +107,8 @@ def run(config, overrides, smoke, resume_dir, quiet, threads):
     except Exception as e:
         if os.environ.get("NORMBENCH_DEBUG"):
             raise
-        msg = str(e).splitlines()[0][:200] if str(e) else ""
         raise click.ClickException(
-            f"training failed: {e.__class__.__name__}: {msg} (set NORMBENCH_DEBUG=1 for the traceback)"
+            f"training failed: {one_line(e, 200, kind=True)} (set NORMBENCH_DEBUG=1 for the traceback)"
         ) from None
     click.echo(_summary_line(run_dir, summary))
     if summary["status"] != "completed":
@@ -149,7 +148,7 @@ _METRIC_HELP = ", ".join(METRICS)
 
 def _registry_help(table) -> str:
     """`name: first docstring line` of each entry of a name -> function registry."""
-    return "; ".join(f"{name}: {(f.__doc__ or '').strip().splitlines()[0]}" for name, f in table.items())
+    return "; ".join(f"{name}: {one_line(f.__doc__ or '', 200)}" for name, f in table.items())
 
 
 def _note_excluded(excluded) -> None:

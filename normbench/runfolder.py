@@ -28,7 +28,7 @@ import json
 import os
 from pathlib import Path
 
-from normbench import NormbenchError
+from normbench import NormbenchError, one_line
 
 CONFIG = "config.yaml"
 HISTORY = "history.csv"
@@ -196,7 +196,7 @@ def read_summary(run_dir) -> dict | None:
     try:
         summary = json.loads(text)
     except ValueError as e:
-        raise _corrupt(sp, str(e).splitlines()[0][:80]) from None
+        raise _corrupt(sp, one_line(e, 80)) from None
     if not isinstance(summary, dict) or not isinstance(summary.get("status"), str):
         raise _corrupt(sp, 'no "status" field')
     return summary

@@ -21,7 +21,7 @@ import time
 import warnings
 from pathlib import Path
 
-from normbench import NormbenchError, __version__, runfolder
+from normbench import NormbenchError, __version__, one_line, runfolder
 from normbench.config import Config, dump_yaml, from_dict, read_yaml
 from normbench.models import resolved_unroll
 
@@ -404,7 +404,7 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
                 raise
             import shutil
 
-            print(f"normbench: the backup in {backup} does not load ({str(e)[:120]}); "
+            print(f"normbench: the backup in {backup} does not load ({one_line(e, 120)}); "
                   "training this run again from epoch 1", file=sys.stderr)
             shutil.rmtree(backup)
             runfolder.remove_history(run_dir)
@@ -418,7 +418,7 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
         raise RunInterrupted(run_dir) from None
     except Exception as e:
         status = "failed"
-        summary["error"] = f"{e.__class__.__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+        summary["error"] = one_line(e, 300, kind=True)
         raise
     finally:
         if old_handler is not None:
