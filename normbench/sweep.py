@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from normbench import NormbenchError, runfolder
+from normbench import NormbenchError, one_line, runfolder
 from normbench.config import Config, dump_yaml, flatten, from_dict, parse_override, read_yaml, with_values
 
 ABBREV = {"model.norm": "norm", "train.batch_size": "bs", "seed": "seed"}
@@ -155,8 +155,8 @@ def _last_error(log: Path) -> str | None:
         return None
     for ln in reversed(lines):
         if ln.startswith("Error:") or "Error" in ln.split(":")[0]:
-            return ln[:300]
-    return lines[-1][:300] if lines else None
+            return one_line(ln, 300)
+    return one_line(lines[-1], 300) if lines else None
 
 
 class RayExecutor:
@@ -180,7 +180,7 @@ class RayExecutor:
                 else:
                     ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
             except Exception as e:
-                raise NormbenchError(f"--address {address}: cannot connect to Ray ({str(e).splitlines()[0][:120]}); check the address or start the cluster") from None
+                raise NormbenchError(f"--address {address}: cannot connect to Ray ({one_line(e, 120)}); check the address or start the cluster") from None
         self._task = ray.remote(_ray_member)
 
     def submit(self, member: Member, threads: int):
@@ -196,7 +196,7 @@ class RayExecutor:
         try:
             out = self.ray.get(handle)
         except Exception as e:
-            return f"{e.__class__.__name__}: {str(e).splitlines()[0][:200]}"
+            return one_line(e, 200, kind=True)
         if out.get("files"):
             runfolder.write_files(member.run_dir, out["files"])
         return out.get("error")
@@ -221,7 +221,7 @@ def _ray_member(config: dict, run_dir: str, threads: int, shared: bool) -> dict:
         train.run(cfg, run_dir=target, resume=True, verbose=0, threads=threads)
         error = None
     except Exception as e:  # reported to the driver as one line
-        error = f"{e.__class__.__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+        error = one_line(e, 200, kind=True)
     files = runfolder.read_files(target) if not shared else {}
     return {"error": error, "files": files}
 
