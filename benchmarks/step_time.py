@@ -233,10 +233,10 @@ def _child_normbench(spec, spawn_t):
     logs = []
     real_callbacks = train._callbacks
 
-    def spy(run_dir):
-        log, callbacks = real_callbacks(run_dir)
+    def spy(run_dir, *args):
+        log, best, callbacks = real_callbacks(run_dir, *args)
         logs.append(log)
-        return log, callbacks
+        return log, best, callbacks
 
     train._callbacks = spy
     opts = spec["options"]
@@ -331,7 +331,7 @@ def _child_overhead(spec, spawn_t):
             epoch_logs = {"loss": 0.5, "accuracy": 0.5, "val_loss": 0.5, "val_accuracy": 0.5}
             run_dir = Path(tmp) / "run"
             run_dir.mkdir()
-            _, nb_callbacks = train._callbacks(run_dir)
+            _, _, nb_callbacks = train._callbacks(run_dir, 1)
             res = {}
             for label, cbs in (("plain", [_step_timer(spawn_t)]), ("normbench", nb_callbacks)):
                 cl = keras.callbacks.CallbackList(cbs, add_history=True, add_progbar=False, model=m, verbose=0, epochs=1, steps=n)
