@@ -11,39 +11,18 @@ by name.
 
 from __future__ import annotations
 
-import re
+from normbench import one_line
 
 LIMIT = 300  # characters of reason kept in the one line
-
-# lines of TensorFlow's error text that are decoration, not the reason
-_NOISE = re.compile(r"^(Graph execution error:?|Detected at node .*|File \".*|\[\[.*|\[Op:.*|Traceback .*)$")
-_TAIL = re.compile(r"\s*(\[\[\{\{.*|\[Op:[^\]]*\])\s*$")  # "[[{{node x}}]] [Op:__inference_...]" at a line's end
 
 RESOURCE_ERRORS = ("ResourceExhaustedError", "OutOfMemoryError", "XlaRuntimeError")
 RESOURCE_FIX = "use a smaller train.batch_size, data.subset, data.maxlen or data.num_words, or free memory"
 
 
-def shorten(text: str, limit: int = LIMIT) -> str:
-    """`text` if short; else cut at the last sentence end (". " "; " ": ") before `limit`,
-    or at the last space with " ..." when no sentence ends early enough."""
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    head = text[:limit]
-    ends = [m.end() for m in re.finditer(r"[.;:](?=\s)", head)]
-    if ends:
-        return head[: ends[-1]].rstrip(";:")
-    return head.rsplit(" ", 1)[0] + " ..."
-
-
 def reason(e: BaseException) -> str:
-    """The first line of `e` that says what went wrong, shortened; the class name when
-    the message is empty."""
-    for line in str(e).splitlines():
-        line = _TAIL.sub("", line.strip())
-        if line and not _NOISE.match(line):
-            return shorten(line)
-    return e.__class__.__name__
+    """The line of `e` that says what went wrong (normbench.one_line), shortened at a
+    sentence end; the class name when the message is empty."""
+    return one_line(e, LIMIT)
 
 
 def is_resource_error(e: BaseException) -> bool:

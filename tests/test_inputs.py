@@ -152,7 +152,8 @@ def test_checks_run_on_the_keras_download_too(monkeypatch):
 
 
 def test_reason_skips_tensorflow_decoration():
-    from normbench.reasons import describe, shorten
+    from normbench import one_line
+    from normbench.reasons import describe
 
     class InvalidArgumentError(Exception):
         pass
@@ -167,7 +168,7 @@ def test_reason_skips_tensorflow_decoration():
         "InvalidArgumentError: Received a label value of 5 which is outside the valid range of [0, 3). Label values: 1 0 5 2"
     )
     long = "The first sentence says what broke. " + "x" * 400
-    assert shorten(long) == "The first sentence says what broke."
+    assert one_line(long, 300) == "The first sentence says what broke."
     assert describe(MemoryError()).startswith("out of memory (MemoryError); use a smaller train.batch_size")
 
 
