@@ -55,6 +55,9 @@ def _use_backend(cfg, config) -> None:
         use_backend(cfg.train.backend)
     except NormbenchError as e:
         raise NormbenchError(f"{config}: {e}") from None
+    from normbench.quiet import import_keras
+
+    import_keras()  # TensorFlow's start-up notices filtered
 
 
 def _summary_line(run_dir, s: dict) -> str:

@@ -83,7 +83,9 @@ def explain(matrix=None) -> Explanation:
     import numpy as np
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    from normbench.quiet import import_keras
+
+    keras = import_keras()
 
     x = np.asarray(TUTORIAL_MATRIX if matrix is None else matrix, dtype="float64")
     if x.ndim != 2 or x.size == 0:

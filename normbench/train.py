@@ -280,6 +280,9 @@ def prepare(cfg: Config, threads: int | None = None):
     exists. Returns (data, model)."""
     use_backend(cfg.train.backend)
     from normbench.data import load_data
+    from normbench.quiet import import_keras
+
+    import_keras()  # before anything else loads TensorFlow: its start-up notices filtered
 
     if cfg.train.backend == "jax" and cfg.model.unroll is True:
         warnings.warn(
