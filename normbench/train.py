@@ -31,6 +31,7 @@ from pathlib import Path
 from normbench import NormbenchError, __version__
 from normbench.config import Config, dump_yaml, from_dict, read_yaml
 from normbench.models import resolved_unroll
+from normbench.runlock import RunLock
 
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds"]
 INDEX_COLUMNS = ["run_id", "name", "model", "norm", "seed", "batch_size", "status", "test_accuracy", "test_loss", "path"]
@@ -73,8 +74,9 @@ def _write_history(path: Path, rows: list[dict]) -> None:
 
 
 def append_index(output_dir: Path, summary: dict, run_dir: Path) -> None:
-    """Append one line to <output.dir>/runs.csv, under an exclusive lock so that two runs
-    finishing at once never interleave or both write the header."""
+    """One line per run folder in <output.dir>/runs.csv: appended, or replaced when the
+    run already has one (a diverged or failed run resumed), under an exclusive lock so
+    that two runs finishing at once never interleave or both write the header."""
     import fcntl
     import io
 
@@ -82,15 +84,29 @@ def append_index(output_dir: Path, summary: dict, run_dir: Path) -> None:
     index = output_dir / "runs.csv"
     row = {k: summary.get(k) for k in INDEX_COLUMNS}
     row["path"] = os.path.relpath(run_dir, output_dir)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, INDEX_COLUMNS, lineterminator="\n")
-    fd = os.open(index, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
+    while True:
+        fd = os.open(index, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
-        if os.fstat(fd).st_size == 0:
+        try:
+            if os.stat(index).st_ino == os.fstat(fd).st_ino:
+                break  # still the index (a replace below swaps the file while others wait)
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        with open(index, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, INDEX_COLUMNS, lineterminator="\n", extrasaction="ignore")
+        if any(r.get("path") == row["path"] for r in rows):
             w.writeheader()
-        w.writerow(row)
-        os.write(fd, buf.getvalue().encode())
+            w.writerows(row if r.get("path") == row["path"] else r for r in rows)
+            write_atomic(index, buf.getvalue())
+        else:
+            if os.fstat(fd).st_size == 0:
+                w.writeheader()
+            w.writerow(row)
+            os.write(fd, buf.getvalue().encode())
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
@@ -426,15 +442,19 @@ def _on_sigterm(signum, frame):
     raise _Terminated()
 
 
-def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, verbose="auto", threads=None, resume=False, announce=None) -> tuple[Path, dict]:
+def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, verbose="auto", threads=None, resume=False, announce=None, lock=None) -> tuple[Path, dict]:
     """Train one config. Returns (run folder, summary). With resume=True, `run_dir` is an
     existing run folder that continues from its last finished epoch. `announce(run_dir)`
-    is called once the folder exists, before training."""
+    is called once the folder exists, before training. The folder's lock (runlock) is
+    held until this returns; `lock` passes one the caller already holds."""
     started = time.time()
     t_start = time.perf_counter()
+    if run_dir is not None and lock is None:
+        lock = RunLock(run_dir)  # a folder busy elsewhere fails before any data loads
     data, model = prepare(cfg, threads)
     if run_dir is None:
         run_dir = new_run_dir(cfg, run_id)
+        lock = RunLock(run_dir)
     run_dir = Path(run_dir)
     (run_dir / "summary.json").unlink(missing_ok=True)  # nothing stale looks finished
     if not resume:
@@ -517,12 +537,13 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
             signal.signal(signal.SIGTERM, old_handler)
         summary.update(_finish(run_dir, cfg, log, status, test, t_start, steps))
         write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-        if status != "interrupted":
-            append_index(Path(cfg.output.dir), summary, run_dir)
+        if status != "interrupted":  # beside the run (output.dir may be relative to another cwd)
+            append_index(run_dir.parent.parent, summary, run_dir)
         if status in ("completed", "diverged"):  # finished: the backup is no longer needed
             import shutil
 
             shutil.rmtree(run_dir / "backup", ignore_errors=True)
+        lock.release()
     return run_dir, summary
 
 
@@ -579,11 +600,13 @@ def resume_run(run_dir: str | Path, **kwargs) -> tuple[Path, dict]:
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.exists():
         raise NormbenchError(f"{run_dir}: not a run folder (no config.yaml); pass a folder that normbench run created")
+    lock = RunLock(run_dir)  # the status is read under the lock: another owner may just have finished
     try:
         summary = json.loads((run_dir / "summary.json").read_text())
     except (OSError, ValueError):
         summary = {}  # none yet, or unreadable: the run is not finished
     if isinstance(summary, dict) and summary.get("status") == "completed":
+        lock.release()
         return run_dir, summary
     cfg = from_dict(read_yaml(cfg_path), str(cfg_path))
-    return run(cfg, run_dir=run_dir, resume=True, **kwargs)
+    return run(cfg, run_dir=run_dir, resume=True, lock=lock, **kwargs)
