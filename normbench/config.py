@@ -24,7 +24,7 @@ from normbench.data import DATASETS
 from normbench.models import MODELS
 from normbench.norms import NORMS
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}  # name -> keras.optimizers class
 AUTO_BOOL = ("auto", True, False)  # train.jit_compile, model.unroll
 BACKENDS = ("tensorflow", "jax")
 EVALS = ("last", "best")  # train.eval: which weights the headline test figures use

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from normbench import NormbenchError
+from normbench import NormbenchError, one_line
 
 ENV_DIR = "NORMBENCH_DATA_DIR"
 SUBSET_SEED = 0  # subsets do not depend on the run seed: every seed sees the same examples
@@ -94,7 +94,7 @@ def _download(what: str, fn):
     try:
         return fn()
     except Exception as e:  # urllib, SSL, Keras' "URL fetch failure", corrupt cache ...
-        reason = str(e).splitlines()[0][:160] if str(e) else e.__class__.__name__
+        reason = one_line(e, 160)
         raise NormbenchError(
             f"could not download {what} through keras.datasets ({reason}); "
             f"without internet, set data.path (or ${ENV_DIR}) to a local copy"
@@ -135,7 +135,7 @@ class _PickleNeeded(Exception):
 
 def _unreadable(path, e) -> NormbenchError:
     return NormbenchError(
-        f"data.path: cannot read {path} as a .npz data file ({e.__class__.__name__}: {str(e)[:100]}); "
+        f"data.path: cannot read {path} as a .npz data file ({one_line(e, 120, kind=True)}); "
         "check the file is complete (re-download or re-copy it)"
     )
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import math
 import os
 import re
@@ -36,10 +35,9 @@ from typing import Any
 
 import yaml
 
-from normbench import NormbenchError
+from normbench import NormbenchError, one_line, runfolder
 from normbench.config import Config, dump_yaml, flatten, from_dict, parse_override, read_yaml, with_values
 from normbench.runlock import BUSY_EXIT, Busy, RunLock, holder
-from normbench.train import write_atomic
 
 ABBREV = {"model.norm": "norm", "train.batch_size": "bs", "seed": "seed"}
 
@@ -49,14 +47,10 @@ class Member:
     run_id: str
     config: Config
     run_dir: Path
-    values: dict
 
     def status(self) -> str | None:
         """Status in summary.json, or None when the member has not finished."""
-        try:
-            return json.loads((self.run_dir / "summary.json").read_text()).get("status")
-        except (OSError, ValueError):
-            return None
+        return runfolder.status(self.run_dir)
 
     def holder(self) -> int | None:
         """The pid of another process training this member, else None."""
@@ -120,8 +114,8 @@ def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = Non
         if rid in seen:
             continue
         seen.add(rid)
-        run_dir = Path(c.output.dir) / c.name / rid
-        cfg_path = run_dir / "config.yaml"
+        run_dir = runfolder.run_path(c.output.dir, c.name, rid)
+        cfg_path = run_dir / runfolder.CONFIG
         if cfg_path.exists():
             new = flatten(c.to_dict())
             was = flatten(from_dict(read_yaml(cfg_path), str(cfg_path)).to_dict())
@@ -136,8 +130,8 @@ def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = Non
                 run_dir.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise NormbenchError(f"output.dir: cannot create {run_dir} ({e.strerror}); choose a writable folder") from None
-            write_atomic(cfg_path, dump_yaml(c))
-        members.append(Member(rid, c, run_dir, {k: c.get(k) for k in keys}))
+            runfolder.write_config(run_dir, dump_yaml(c))
+        members.append(Member(rid, c, run_dir))
     return members
 
 
@@ -210,8 +204,8 @@ def _last_error(log: Path) -> str | None:
         return None
     for ln in reversed(lines):
         if ln.startswith("Error:") or "Error" in ln.split(":")[0]:
-            return ln[:300]
-    return lines[-1][:300] if lines else None
+            return one_line(ln, 300)
+    return one_line(lines[-1], 300) if lines else None
 
 
 class RayExecutor:
@@ -239,7 +233,7 @@ class RayExecutor:
                 else:
                     ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
             except Exception as e:
-                raise NormbenchError(f"--address {address}: cannot connect to Ray ({str(e).splitlines()[0][:120]}); check the address or start the cluster") from None
+                raise NormbenchError(f"--address {address}: cannot connect to Ray ({one_line(e, 120)}); check the address or start the cluster") from None
         self._task = ray.remote(_ray_member)
 
     def submit(self, member: Member, threads: int):
@@ -258,18 +252,15 @@ class RayExecutor:
             try:
                 out = self.ray.get(handle)
             except Exception as e:
-                return f"{e.__class__.__name__}: {str(e).splitlines()[0][:200]}"
+                return one_line(e, 200, kind=True)
             self.nodes[member.run_id] = out.get("node")
             if out.get("busy") is not None:
                 return Elsewhere(f"pid {out['busy'] or 'unknown'}")
             if out.get("files"):
-                from normbench.train import append_index
-
-                for name, text in out["files"].items():
-                    write_atomic(member.run_dir / name, text)
-                summary = json.loads(out["files"].get("summary.json", "{}"))
+                runfolder.write_files(member.run_dir, out["files"])
+                summary = runfolder.read_summary(member.run_dir) or {}
                 if summary.get("status") not in (None, "interrupted"):  # the index line for the real folder
-                    append_index(member.run_dir.parent.parent, summary, member.run_dir)
+                    runfolder.append_index(member.run_dir.parent.parent, summary, member.run_dir)
             return out.get("error")
         finally:
             lock = self._locks.pop(member.run_id, None)
@@ -302,7 +293,7 @@ def _ray_member(config: dict, run_dir: str, threads: int, shared: bool) -> dict:
         scratch = Path(tempfile.mkdtemp(prefix="normbench-"))
         target = scratch / target.parent.name / target.name
         target.mkdir(parents=True)
-        write_atomic(target / "config.yaml", dump_yaml(from_dict(config, run_dir)))
+        runfolder.write_config(target, dump_yaml(from_dict(config, run_dir)))
     try:
         try:
             train.resume_run(target, verbose=0, threads=threads)
@@ -310,19 +301,35 @@ def _ray_member(config: dict, run_dir: str, threads: int, shared: bool) -> dict:
         except Busy as e:
             return {"busy": e.pid or 0, "node": node, "files": {}}
         except Exception as e:  # reported to the driver as one line
-            error = f"{e.__class__.__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
-        files = {}
-        if not shared:
-            for name in ("config.yaml", "history.csv", "summary.json"):
-                if (target / name).exists():
-                    files[name] = (target / name).read_text()
+            error = one_line(e, 200, kind=True)
+        files = runfolder.read_files(target) if not shared else {}
         return {"error": error, "files": files, "node": node}
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-EXECUTORS = ("local", "ray")
+def _local(address: str | None = None):
+    """subprocesses on this machine"""
+    return LocalExecutor()
+
+
+def _ray(address: str | None = None):
+    """one Ray task per member (a local Ray, or the cluster at --address)"""
+    return RayExecutor(address)
+
+
+# name -> factory(address) -> executor; the CLI's --executor choices, the docstring its help
+EXECUTORS = {
+    "local": _local,
+    "ray": _ray,
+}
+
+
+def make_executor(name: str, address: str | None = None):
+    if name not in EXECUTORS:
+        raise NormbenchError(f"--executor {name}: unknown executor; choose one of: {', '.join(EXECUTORS)}")
+    return EXECUTORS[name](address)
 
 
 # ----------------------------------------------------------------------------- driver
@@ -427,8 +434,7 @@ def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast:
                         todo.clear()
                         break
                 else:
-                    s = json.loads((m.run_dir / "summary.json").read_text())
-                    acc = s.get("test_accuracy")
+                    acc = (runfolder.read_summary(m.run_dir) or {}).get("test_accuracy")
                     echo(f"{progress} {status} {m.run_id}: test_accuracy {acc:.4f} in {_duration(durations[-1])}"
                          if acc is not None else f"{progress} {status} {m.run_id}")
     except KeyboardInterrupt:
@@ -473,14 +479,11 @@ FIRST_ROUND = 2  # seeds per group in the first round: the fewest that give an i
 
 
 def half_width(values: list[float]) -> float:
-    """Half-width of the 95 % t-interval of the mean (inf below 2 values).
-    (A private stand-in for normbench.stats.mean_ci, which was not on main yet.)"""
-    from scipy import stats
+    """Half-width of the 95 % t-interval of the mean (stats.mean_ci); inf below 2 values."""
+    from normbench.stats import mean_ci
 
-    n = len(values)
-    if n < 2:
-        return math.inf
-    return float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * stats.tstd(values) / math.sqrt(n))
+    w = mean_ci(values, CONFIDENCE).half_width
+    return math.inf if math.isnan(w) else w
 
 
 def group_of(member: Member) -> str:
@@ -532,10 +535,10 @@ def measure(members: list[Member], metric: str, k: int) -> Round:
     for m in members:
         values.setdefault(group_of(m), [])
         try:
-            s = json.loads((m.run_dir / "summary.json").read_text())
-        except (OSError, ValueError):
-            s = {}
-        status = s.get("status") if isinstance(s, dict) else None
+            s = runfolder.read_summary(m.run_dir) or {}
+        except NormbenchError:
+            s = {}  # unreadable: not finished (a run started again rewrites it)
+        status = s.get("status")
         if status not in FINAL:
             unfinished += 1
         # a diverged (or failed) run is not completed: its group's interval uses the others

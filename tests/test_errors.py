@@ -162,3 +162,18 @@ def test_resume_not_a_run_folder(tmp_path, out):
 def test_run_needs_config_or_resume():
     r = cli("run")
     assert r.exit_code == 2 and "give either CONFIG or --resume RUN_DIR" in r.output
+
+
+def test_one_line_keeps_the_reason_and_marks_a_cut():
+    from normbench import one_line
+
+    e = ValueError("\n  labels must be in [0, 2); found 7 at index 3\nTraceback detail\n")
+    assert one_line(e) == "labels must be in [0, 2); found 7 at index 3"  # first non-blank line only
+    assert one_line(e, kind=True) == "ValueError: labels must be in [0, 2); found 7 at index 3"
+    assert one_line(KeyError()) == one_line(KeyError(), kind=True) == "KeyError"
+    long = "the reason " * 30
+    for limit in (20, 80, 200):
+        cut = one_line(RuntimeError(long), limit, kind=True)
+        assert len(cut) <= limit and cut.endswith("...") and cut.startswith("RuntimeError: the")
+        assert cut[:-3].split()[-1] in ("the", "reason")  # never mid-word
+    assert one_line("short text", 10) == "short text"  # exactly the limit: not cut

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, TINY, cli, write_config
-from normbench import NormbenchError
+from normbench import NormbenchError, runfolder
 from normbench import sweep as sw
 from normbench.config import load_config
 
@@ -62,7 +62,7 @@ class FakeExecutor:
         self.threads.append(threads)
         self.submitted.append(member.run_id)
         if member.run_id not in self.fail:
-            (member.run_dir / "summary.json").write_text(json.dumps({"status": "completed", "test_accuracy": 0.5}))
+            runfolder.write_summary(member.run_dir, {"status": "completed", "test_accuracy": 0.5})
         return member
 
     def poll(self, handle):
@@ -419,7 +419,7 @@ def test_sweep_waits_for_a_member_running_elsewhere(tmp_path, finish):
     def other_owner():
         time.sleep(0.6)
         if finish:
-            (busy.run_dir / "summary.json").write_text(json.dumps({"status": "completed", "test_accuracy": 0.5}))
+            runfolder.write_summary(busy.run_dir, {"status": "completed", "test_accuracy": 0.5})
         lock.release()
 
     threading.Thread(target=other_owner).start()
@@ -492,7 +492,7 @@ def test_sigterm_or_ctrl_c_of_a_local_sweep_ends_every_member(tmp_path, sig):
 
 
 def test_resuming_a_finished_run_replaces_its_index_row(tmp_path):
-    from normbench.train import INDEX_COLUMNS, append_index
+    from normbench.runfolder import INDEX_COLUMNS, append_index
 
     out = tmp_path / "r"
     run_dir = out / "smoke" / "run-1"
