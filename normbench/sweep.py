@@ -38,6 +38,7 @@ import yaml
 from normbench import NormbenchError, one_line, runfolder
 from normbench.config import Config, dump_yaml, flatten, from_dict, parse_override, read_yaml, with_values
 from normbench.runlock import BUSY_EXIT, Busy, RunLock, holder
+from normbench.train import signals_deferred
 
 ABBREV = {"model.norm": "norm", "train.batch_size": "bs", "seed": "seed"}
 
@@ -389,10 +390,13 @@ def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast:
                 if pid is not None:
                     elsewhere(m, f"pid {pid or 'unknown'}")
                     continue
-                try:
-                    running[m.run_id] = (m, executor.submit(m, threads), time.time())
-                except Busy as e:
-                    elsewhere(m, f"pid {e.pid or 'unknown'}")
+                # a Ctrl-C or SIGTERM that lands while a member starts takes effect once it is
+                # registered, so that _stop ends it too
+                with signals_deferred():
+                    try:
+                        running[m.run_id] = (m, executor.submit(m, threads), time.time())
+                    except Busy as e:
+                        elsewhere(m, f"pid {e.pid or 'unknown'}")
             if fail_fast and failures:
                 break
             if not running and not waiting and not todo:

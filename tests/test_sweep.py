@@ -336,25 +336,29 @@ def test_ray_sweep_on_two_nodes(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- one owner per run folder
 
 
-def _alive(pid: int) -> bool:
-    """A process that exists and is not a zombie."""
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (state first), or None."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return False
-    return state != "Z"
+        return None
 
 
-def _children(pid: int) -> list[int]:
-    """Live child processes of `pid` (from /proc)."""
+def _alive(proc) -> bool:
+    """A process, (pid, start time) from _children, that still runs (not a zombie). The
+    start time tells it from a later process or thread given the same (recycled) id."""
+    pid, started = proc if isinstance(proc, tuple) else (proc, None)
+    fields = _stat(pid)
+    return bool(fields) and fields[0] != "Z" and (started is None or fields[19] == started)
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """Live child processes of `pid` (from /proc), as (pid, start time)."""
     out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            out.append(int(stat.parent.name))
+        fields = _stat(int(stat.parent.name))
+        if fields and int(fields[1]) == pid and fields[0] != "Z":
+            out.append((int(stat.parent.name), fields[19]))
     return out
 
 
