@@ -111,7 +111,13 @@ def run(config, overrides, smoke, resume_dir, quiet, threads):
         where = f" normbench run --resume {run_dir}" if run_dir else ""
         click.echo(f"\ninterrupted; finished epochs are kept.{' Resume with:' + where if where else ''}", err=True)
         sys.exit(130)
-    except NormbenchError:
+    except NormbenchError as e:
+        from normbench.runlock import BUSY_EXIT, Busy
+
+        if isinstance(e, Busy):  # its own exit status: a sweep reads it as "running elsewhere"
+            err = click.ClickException(str(e))
+            err.exit_code = BUSY_EXIT
+            raise err from None
         raise
     except Exception as e:
         if os.environ.get("NORMBENCH_DEBUG"):
@@ -270,25 +276,54 @@ def explain(matrix):
               help=_registry_help(EXECUTORS) + ".")
 @click.option("--address", metavar="ADDR", help="Ray cluster address (default: start a local Ray).")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failing member.")
-@click.option("--dry-run", is_flag=True, help="List the members and their status; train nothing.")
-def sweep(config, grid, overrides, smoke, output, jobs, executor, address, fail_fast, dry_run):
+@click.option("--dry-run", is_flag=True, help="List the members and their status; train nothing, create nothing.")
+@click.option("--seeds-until", "seeds_until", type=click.FloatRange(0, min_open=True), metavar="HALF_WIDTH",
+              help="Add one seed per group per round until every group's 95 % interval half-width of --metric is <= HALF_WIDTH.")
+@click.option("--max-seeds", type=click.IntRange(1), metavar="N", help="With --seeds-until: stop at N seeds per group.")
+@click.option("--metric", default=None, help=f"With --seeds-until: the metric (default test_accuracy): {_METRIC_HELP}.")
+def sweep(config, grid, overrides, smoke, output, jobs, executor, address, fail_fast, dry_run, seeds_until, max_seeds, metric):
     """Train the grid of CONFIG x --grid values; re-running skips finished members
     and resumes unfinished ones from their last epoch.
 
     \b
     Example:  normbench sweep configs/cifar10_bn.yaml --grid model.norm=batch,layer,none --grid seed=0,1,2
     Members:  <output.dir>/<name>/<arch>-norm=..-bs=..-seed=../
+    Seeds:    normbench sweep configs/study/imdb.yaml --seeds-until 0.01 --max-seeds 10
+
+    A member folder locked by another process is "running elsewhere": not trained here,
+    waited for. SIGTERM is handled like Ctrl-C: members save their state; run the same
+    command again to resume.
     """
     from normbench import sweep as sw
 
-    members = sw.load_sweep(config, overrides, grid, smoke, output)
-    if dry_run:
-        for m in members:
-            click.echo(f"{m.status() or 'todo':>11}  {m.run_dir}")
-        return
+    if seeds_until is None and (max_seeds is not None or metric is not None):
+        raise click.UsageError("--max-seeds and --metric apply to --seeds-until; add --seeds-until HALF_WIDTH")
+    if seeds_until is not None and max_seeds is None:
+        raise click.UsageError("--seeds-until needs --max-seeds N (the most seeds per group)")
+    if seeds_until is not None:
+        from normbench import results
+
+        metric = metric or "test_accuracy"
+        results.check_metric(metric)
+        plan = sw.plan_seeds(config, max_seeds, overrides, grid, smoke, output)
+        if dry_run:
+            for line in sw.describe_until(plan, seeds_until, metric):
+                click.echo(line)
+            return
+    else:
+        members = sw.load_sweep(config, overrides, grid, smoke, output, create=not dry_run)
+        if dry_run:
+            for m in members:
+                status = m.status() or ("running" if m.holder() is not None else "todo")
+                click.echo(f"{status:>11}  {m.run_dir}")
+            return
     ex = sw.make_executor(executor, address)
     try:
-        failures = sw.run_sweep(members, jobs=jobs, executor=ex, fail_fast=fail_fast, echo=click.echo)
+        if seeds_until is not None:
+            failures, last = sw.sweep_until(plan, seeds_until, metric, jobs=jobs, executor=ex, fail_fast=fail_fast, echo=click.echo)
+            members = plan.members(last.seeds)
+        else:
+            failures = sw.run_sweep(members, jobs=jobs, executor=ex, fail_fast=fail_fast, echo=click.echo)
     except KeyboardInterrupt:
         click.echo("\ninterrupted; run the same command again to resume", err=True)
         sys.exit(130)

@@ -364,15 +364,17 @@ def smoke_dict(raw: dict) -> dict:
     return raw
 
 
-def with_values(cfg: Config, values: dict[str, Any], source: str = "<sweep>") -> Config:
-    """A copy of cfg with dotted keys replaced, validated again (used by sweeps)."""
+def with_values(cfg: Config, values: dict[str, Any], source: str = "<sweep>", flagged=None) -> Config:
+    """A copy of cfg with dotted keys replaced, validated again (used by sweeps). Errors
+    name `--grid KEY=VALUE` for the keys in `flagged` (default: all), else `source`."""
     raw = cfg.to_dict()
     texts = {}
     for key, value in values.items():
-        texts[key] = f"{key}={value}"
-        _apply(raw, key, value, _Where(source, texts, "grid"))
-    cfg = from_dict(raw, source, texts, "grid")
-    _check_limits(cfg, _Where(source, texts, "grid"))
+        if flagged is None or key in flagged:
+            texts[key] = f"{key}={value}"
+        _apply(raw, key, value, _Where(source, texts, "--grid"))
+    cfg = from_dict(raw, source, texts, "--grid")
+    _check_limits(cfg, _Where(source, texts, "--grid"))
     return cfg
 
 

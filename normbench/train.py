@@ -24,6 +24,7 @@ from pathlib import Path
 from normbench import NormbenchError, __version__, one_line, runfolder
 from normbench.config import Config, dump_yaml, from_dict, read_yaml
 from normbench.models import resolved_unroll
+from normbench.runlock import RunLock
 
 
 # ----------------------------------------------------------------------------- host
@@ -336,15 +337,19 @@ def _on_sigterm(signum, frame):
     raise _Terminated()
 
 
-def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, verbose="auto", threads=None, resume=False, announce=None) -> tuple[Path, dict]:
+def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, verbose="auto", threads=None, resume=False, announce=None, lock=None) -> tuple[Path, dict]:
     """Train one config. Returns (run folder, summary). With resume=True, `run_dir` is an
     existing run folder that continues from its last finished epoch. `announce(run_dir)`
-    is called once the folder exists, before training."""
+    is called once the folder exists, before training. The folder's lock (runlock) is
+    held until this returns; `lock` passes one the caller already holds."""
     started = time.time()
     t_start = time.perf_counter()
+    if run_dir is not None and lock is None:
+        lock = RunLock(run_dir)  # a folder busy elsewhere fails before any data loads
     data, model = prepare(cfg, threads)
     if run_dir is None:
         run_dir = runfolder.new_run_dir(cfg.output.dir, cfg.name, cfg.seed, run_id)
+        lock = RunLock(run_dir)
     run_dir = Path(run_dir)
     runfolder.remove_summary(run_dir)  # nothing stale looks finished
     if not resume:
@@ -430,12 +435,13 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
             signal.signal(signal.SIGTERM, old_handler)
         summary.update(_finish(run_dir, cfg, log, status, test, t_start, steps))
         runfolder.write_summary(run_dir, summary)
-        if status != "interrupted":
-            runfolder.append_index(cfg.output.dir, summary, run_dir)
+        if status != "interrupted":  # beside the run (output.dir may be relative to another cwd)
+            runfolder.append_index(run_dir.parent.parent, summary, run_dir)
         if status in ("completed", "diverged"):  # finished: the backup is no longer needed
             import shutil
 
             shutil.rmtree(run_dir / runfolder.BACKUP, ignore_errors=True)
+        lock.release()
     return run_dir, summary
 
 
@@ -499,7 +505,9 @@ def resume_run(run_dir: str | Path, **kwargs) -> tuple[Path, dict]:
     cfg_path = run_dir / runfolder.CONFIG
     if not cfg_path.exists():
         raise NormbenchError(f"{run_dir}: not a run folder (no config.yaml); pass a folder that normbench run created")
+    lock = RunLock(run_dir)  # the status is read under the lock: another owner may just have finished
     if runfolder.status(run_dir) == "completed":
+        lock.release()
         return run_dir, runfolder.read_summary(run_dir)
     cfg = from_dict(read_yaml(cfg_path), str(cfg_path))
-    return run(cfg, run_dir=run_dir, resume=True, **kwargs)
+    return run(cfg, run_dir=run_dir, resume=True, lock=lock, **kwargs)
