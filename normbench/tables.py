@@ -170,7 +170,7 @@ def _wrap(text: str, indent: str = "  ") -> str:
 def format_table(comp: Comparison) -> str:
     """aligned text for a terminal: per section the metric with intervals, the other
     metrics, a verdict per comparison; notes and runs that did not complete below"""
-    parts = [*_legend(comp)]
+    parts = [_wrap(line, "") for line in _legend(comp)]
     for name, sec in _sections(comp):
         h1, r1, h2, r2 = _section_cells(comp, sec)
         parts += ["", f"== {_section_head(comp, name, sec)}", _text_table(h1, r1), "", _text_table(h2, r2)]
