@@ -10,7 +10,8 @@ Text tables of a Comparison are in `normbench.tables`, plots in `normbench.plots
 Grouping. Runs are grouped by their whole resolved config except `seed`, `name`,
 `output.*` and `sweep.*` (the sweep recipe, not what was trained), and by the data they
 trained on (summary.json's `data_fingerprint`): runs whose fingerprints differ never
-share a group. Runs from before fingerprints were recorded join the group of their
+share a group (except on synthetic data sets, generated from each run's seed, whose
+fingerprint differs per seed by design). Runs from before fingerprints were recorded join the group of their
 config when that group's fingerprinted runs all share one fingerprint (a note says so);
 otherwise they form a group of their own (data "unknown"). A group's n counts distinct
 seeds: repeated completed runs of one seed (same config, same data) are collapsed to
@@ -111,6 +112,13 @@ class Run:
         """summary.json's data_fingerprint; None for runs that predate it."""
         fp = self.summary.get("data_fingerprint")
         return fp if isinstance(fp, str) and fp else None
+
+    @property
+    def data_from_seed(self) -> bool:
+        """The data set is generated from the run's seed (the synthetic_* sets, see
+        data.load_data): its fingerprint differs from seed to seed by design, so groups
+        are not split on it."""
+        return str(self.config.get("data.name", "")).startswith("synthetic_")
 
     @property
     def finished(self) -> float:
@@ -369,6 +377,9 @@ def compare(runs: list[Run], metric: str = "test_accuracy") -> Comparison:
     raw_groups: list[tuple[list[Run], str | None, bool]] = []  # (runs, fingerprint, config split by data)
     predate = unknown_apart = split_configs = 0
     for rs in by_config.values():
+        if rs[0].data_from_seed:  # one config, one data name: all synthetic or none
+            raw_groups.append((rs, None, False))
+            continue
         fps = sorted({r.fingerprint for r in rs if r.fingerprint})
         bare = [r for r in rs if not r.fingerprint]
         if len(fps) <= 1:

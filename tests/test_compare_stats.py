@@ -196,12 +196,13 @@ def test_repeated_seeds_are_collapsed_to_the_earliest_finished(three):
 
 
 def test_different_data_never_share_a_group(tmp_path):
+    """The same config on two copies of CIFAR-10 (another NORMBENCH_DATA_DIR): two groups."""
     root = tmp_path / "r"
     other = "sha256:" + "cd" * 32
     for seed in (0, 1):
-        write_run(root, seed=seed, test_accuracy=0.8 + seed / 100)
-        write_run(root, seed=seed, test_accuracy=0.6 + seed / 100, fingerprint=other, run_id=f"other-{seed}")
-    write_run(root, seed=2, test_accuracy=0.7, fingerprint=None, run_id="old")  # data unknown
+        write_run(root, seed=seed, test_accuracy=0.8 + seed / 100, data="cifar10")
+        write_run(root, seed=seed, test_accuracy=0.6 + seed / 100, fingerprint=other, run_id=f"other-{seed}", data="cifar10")
+    write_run(root, seed=2, test_accuracy=0.7, fingerprint=None, run_id="old", data="cifar10")  # data unknown
     js = json.loads(cli("compare", root, "--format", "json").stdout)
     got = sorted((g["data_fingerprint"], g["n"], round(g["test_accuracy_mean"], 4)) for g in js["groups"]
                  if g["data_fingerprint"])
@@ -215,11 +216,21 @@ def test_different_data_never_share_a_group(tmp_path):
     assert sorted(row["data"] for row in rows) == sorted(["abababab", "cdcdcdcd", "unknown"])
 
 
+def test_synthetic_data_differs_per_seed_by_design_and_is_not_split(tmp_path):
+    """synthetic_* sets are generated from the run's seed: every seed has its own
+    fingerprint, and the seeds still form one group (a real training showed this)."""
+    root = tmp_path / "r"
+    for seed in (0, 1, 2):
+        write_run(root, seed=seed, fingerprint=f"sha256:{seed:064d}")
+    js = json.loads(cli("compare", root, "--format", "json").stdout)
+    assert [g["n"] for g in js["groups"]] == [3] and js["notes"] == []
+
+
 def test_runs_without_a_fingerprint_join_with_a_note(tmp_path):
     root = tmp_path / "r"
-    write_run(root, seed=0, test_accuracy=0.80)
-    write_run(root, seed=1, test_accuracy=0.82, fingerprint=None)
-    write_run(root, seed=2, test_accuracy=0.84, fingerprint=None)
+    write_run(root, seed=0, test_accuracy=0.80, data="cifar10")
+    write_run(root, seed=1, test_accuracy=0.82, fingerprint=None, data="cifar10")
+    write_run(root, seed=2, test_accuracy=0.84, fingerprint=None, data="cifar10")
     r = cli("compare", root)
     assert "2 runs predate data fingerprints; grouped by config alone" in r.stdout
     js = json.loads(cli("compare", root, "--format", "json").stdout)

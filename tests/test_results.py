@@ -26,8 +26,9 @@ from normbench.cli import main
 # ----------------------------------------------------------------------------- helpers
 
 
-def config_dict(*, name="exp", seed=0, norm="batch", arch="cifar10_cnn", batch_size=64, epochs=3, out="results", sweep=None):
-    data = "synthetic_cifar10" if arch == "cifar10_cnn" else "synthetic_imdb"
+def config_dict(*, name="exp", seed=0, norm="batch", arch="cifar10_cnn", batch_size=64, epochs=3, out="results", sweep=None,
+                data=None):
+    data = data or ("synthetic_cifar10" if arch == "cifar10_cnn" else "synthetic_imdb")
     return {
         "name": name,
         "data": {"name": data, "path": None, "subset": {"train": 256, "test": 64}, "num_words": 10000, "maxlen": 200},
