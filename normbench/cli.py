@@ -224,7 +224,7 @@ def plot(paths, output, param, metric, band):
     Without --vs: accuracy and loss per epoch, one colour per group (runs that differ
     only in seed), train dashed, validation solid, the mean with a band: the 95 %
     t-interval of the mean (--band ci, default) or ± 1 sample std (--band std);
-    accuracy bands are clipped to [0, 1].
+    bands are clipped to [0, 1] for accuracies and to >= 0 for losses.
     With --vs KEY: the final metric against KEY, one line per norm, the same error bars;
     points from a single seed are hollow, without a bar. KEY must vary between the runs.
     Log x axis for batch sizes or values spanning 8x or more.

@@ -5,11 +5,13 @@
 
 Both group runs as `compare` does (config, data fingerprint, one run per seed). The band
 or error bar is BANDS[band]: "ci", the 95 % t-interval of the mean (normbench.stats.mean_ci),
-or "std", ± 1 sample std (ddof=1). Accuracy bands are clipped to [0, 1].
+or "std", ± 1 sample std (ddof=1). Bands are clipped to what the quantity can be:
+accuracies to [0, 1], losses and times to >= 0.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,11 +33,19 @@ def check_band(band: str) -> None:
         raise NormbenchError(f"--band {band}: unknown band; choose one of: {', '.join(BANDS)}")
 
 
-def _band(values, band: str, clip: bool):
-    """(mean, low, high) of one set of values (NaN dropped); low/high NaN when there is no
-    spread to show (n < 2). clip: bounds clipped to [0, 1] (accuracies)."""
-    import math
+def _bounds(name: str):
+    """The range a quantity cannot leave: accuracies [0, 1], losses and times [0, inf)."""
+    if "accuracy" in name:
+        return (0.0, 1.0)
+    if "loss" in name or "seconds" in name or name.startswith("ms_"):
+        return (0.0, math.inf)
+    return None
 
+
+def _band(values, band: str, clip=None):
+    """(mean, low, high, n) of one set of values (NaN dropped); low/high NaN when there is
+    no spread to show (n < 2). clip: (lowest, highest) the band is clipped to, e.g. (0, 1)
+    for accuracies (a t-interval of three seeds can pass 1)."""
     from normbench import stats
 
     ci = stats.mean_ci(values, LEVEL)
@@ -44,7 +54,7 @@ def _band(values, band: str, clip: bool):
     else:
         low, high = ci.mean - ci.sd, ci.mean + ci.sd
     if clip and not math.isnan(low):
-        low, high = max(0.0, low), min(1.0, high)
+        low, high = max(clip[0], low), min(clip[1], high)
     return ci.mean, low, high, ci.n
 
 
@@ -127,7 +137,7 @@ def plot_curves(runs: list[Run], out, title: str | None = None, band: str = "ci"
         c = colors[gi]
         for col, ax, style, alpha in (("accuracy", ax_acc, "--", 0.08), ("val_accuracy", ax_acc, "-", 0.18),
                                       ("loss", ax_loss, "--", 0.08), ("val_loss", ax_loss, "-", 0.18)):
-            m, lo, hi, _ = np.array([_band(per_epoch.get_group(e)[col], band, "accuracy" in col) for e in ep]).T
+            m, lo, hi, _ = np.array([_band(per_epoch.get_group(e)[col], band, _bounds(col)) for e in ep]).T
             ax.plot(ep, m, style, color=c, marker="o", markersize=3.5, linewidth=1.8)
             if len(g["runs"]) > 1:
                 ax.fill_between(ep, lo, hi, color=c, alpha=alpha, linewidth=0)
@@ -195,7 +205,7 @@ def plot_vs(runs: list[Run], param: str, out, metric: str = "test_accuracy", ban
         log = False
     df = pd.DataFrame([{"line": r["line"], "x": pos[_canon(r["x"])], "y": r["y"]} for r in rows])
     lines = sorted(df["line"].unique())
-    clip = "accuracy" in metric
+    clip = _bounds(metric)
     fig = _figure(8, 5)
     ax = fig.subplots()
     colors = _colors(len(lines))

@@ -303,17 +303,20 @@ def test_a_metric_no_run_has_is_one_line(tmp_path):
 
 
 def test_band_is_the_t_interval_or_the_std_and_accuracy_is_clipped():
-    from normbench.plots import _band
+    from normbench.plots import _band, _bounds
 
     x = [0.91, 0.97, 0.99]
     ref = sps.ttest_1samp(x, 0).confidence_interval(0.95)
-    m, lo, hi, n = _band(x, "ci", clip=False)
+    m, lo, hi, n = _band(x, "ci")
     assert (m, lo, hi, n) == pytest.approx((np.mean(x), ref.low, ref.high, 3))
     assert hi > 1  # so clipping matters here
-    assert _band(x, "ci", clip=True)[1:3] == pytest.approx((ref.low, 1.0))
+    assert _band(x, "ci", _bounds("val_accuracy"))[1:3] == pytest.approx((ref.low, 1.0))
     s = np.std(x, ddof=1)
-    assert _band(x, "std", clip=False)[1:3] == pytest.approx((np.mean(x) - s, np.mean(x) + s))
-    assert all(math.isnan(v) for v in _band([0.5], "ci", clip=True)[1:3])
+    assert _band(x, "std")[1:3] == pytest.approx((np.mean(x) - s, np.mean(x) + s))
+    assert all(math.isnan(v) for v in _band([0.5], "ci", (0, 1))[1:3])
+    losses = [0.1, 0.2, 1.5]  # a t-interval far below 0: a loss cannot be negative
+    assert sps.ttest_1samp(losses, 0).confidence_interval(0.95).low < 0
+    assert _band(losses, "ci", _bounds("val_loss"))[1] == 0.0
 
 
 def test_plot_bands_and_single_seed_points(tmp_path):
