@@ -132,7 +132,14 @@ def build_model(config, num_classes: int):
 
 def resolved_unroll(config) -> bool:
     """model.unroll with "auto" decided: unrolled RNN loops are 1.4-1.8x faster on
-    TensorFlow's CPU kernels and ~7x slower under JAX/XLA (benchmarks/RESULTS.md)."""
+    TensorFlow's CPU kernels and ~4-7x slower under JAX/XLA (benchmarks/RESULTS.md), so auto
+    unrolls on TensorFlow only, and there not with a normalized recurrent cell
+    (norm_placement: recurrent, norm layer/rms): its unrolled graph took ~5x longer to
+    trace and compile (125 s against 24 s under load) for 27 % less per step, a loss for
+    runs shorter than ~3,700 steps (benchmarks/RESULTS.md, "Recurrent layers").
+    true/false apply to keras.layers.SimpleRNN and HoistedSimpleRNN alike."""
     if config.model.unroll == "auto":
-        return config.train.backend == "tensorflow"
+        m = config.model
+        normalized_cell = m.norm_placement == "recurrent" and m.norm != "none"
+        return config.train.backend == "tensorflow" and not normalized_cell
     return bool(config.model.unroll)

@@ -207,3 +207,34 @@ def test_layers_on_jax():
     env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300, cwd=REPO / "tests")
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    "model, backend, expected",
+    [({"rnn": "fast"}, "tensorflow", True), ({"rnn": "fast"}, "jax", False),
+     ({"norm_placement": "recurrent"}, "tensorflow", False),  # a normalized cell compiles too slowly unrolled
+     ({"norm_placement": "recurrent", "norm": "none"}, "tensorflow", True),  # the plain control cell
+     ({"norm_placement": "recurrent", "unroll": True}, "tensorflow", True)],
+)
+def test_unroll_auto_with_rnn_and_placement(model, backend, expected):
+    from normbench.models import resolved_unroll
+
+    cfg = from_dict({"name": "t", "data": {"name": "synthetic_imdb"}, "train": {"backend": backend},
+                     "model": {"arch": "imdb_rnn", "norm": "layer", "unroll": "auto", **model}})
+    assert resolved_unroll(cfg) is expected
+
+
+def test_recurrent_run_completes(tmp_path):
+    """The whole run path (fit, backup, test evaluation) with the normalized cell."""
+    import json
+
+    from conftest import TINY
+
+    cfg = write_config(tmp_path / "c.yaml", output__dir=str(tmp_path / "out"))
+    sets = [a for t in [*TINY, "model.norm_placement=recurrent", "model.rnn=fast"] for a in ("--set", t)]
+    r = cli("run", cfg, *sets)
+    assert r.exit_code == 0, r.output
+    (summary,) = (tmp_path / "out").glob("*/*/summary.json")
+    s = json.loads(summary.read_text())
+    assert s["status"] == "completed" and s["unroll"] is False
+    assert s["params"] == 1287329  # two SimpleRNNs' bias and the two LayerNorm slots replaced by gamma/beta per cell
