@@ -14,8 +14,10 @@ train.compiled_model does):
 Each backend runs in its own child process (Keras picks its backend once per process).
 The child builds every variant, runs one warm-up fit per variant (tracing/compiling; its
 wall time is the `first_fit_s` column), then `--rounds` rounds; each round fits every
-variant for `--steps` steps, in an order that is reversed every other round and rotated
-each round. ms/step is (time of the last batch end - time of the first batch end) /
+variant for `--steps` steps, in an order rotated by one each round and reversed in every
+other full rotation (the CSV's `position` column; the committed CSVs were made when the
+order was reversed every other round, which for their 4 and 6 variants also varied it).
+ms/step is (time of the last batch end - time of the first batch end) /
 (steps - 1): the first batch of each fit, the iterator set-up and fit's own overhead are
 left out. Per round, every variant's ms/step is divided by the baseline's (`keras`) and
 by its pair's (fast / keras, fast_unroll / keras_unroll, recurrent / fast,
@@ -91,8 +93,8 @@ def child(args) -> None:
     for r in range(args.rounds):
         k = r % len(order)
         names = order[k:] + order[:k]
-        if r % 2:
-            names = names[::-1]
+        if (r // len(order)) % 2:  # every other full rotation reversed (for 2 variants, rotating and
+            names = names[::-1]    # reversing each round would cancel out and keep one always first)
         load0 = os.getloadavg()[0]
         ms = {}
         for name in names:
@@ -153,7 +155,7 @@ def main() -> None:
         pair = f"{statistics.median(vp):.3f} ({mine[0]['pair']})" if vp else "-"
         print(f"{backend:<11} {variant:<17} {wr['params']:>7} {wr['first_fit_s']:>11.1f} "
               f"{statistics.median(ms):>8.1f} ({min(ms):.1f}-{max(ms):.1f})".ljust(82)
-              + f" {statistics.median(vk):>9.3f} {pair:>22}   {min(loads):.1f}-{max(loads):.1f}")
+              + f" {statistics.median(vk) if vk else float('nan'):>9.3f} {pair:>22}   {min(loads):.1f}-{max(loads):.1f}")
 
 
 if __name__ == "__main__":
