@@ -13,7 +13,7 @@ train.compiled_model does):
 
 Each backend runs in its own child process (Keras picks its backend once per process).
 The child builds every variant, runs one warm-up fit per variant (tracing/compiling; its
-wall time is the `first_fit_s` column), then `--rounds` rounds; each round fits every
+wall time is printed as `first fit s`, not in the CSV), then `--rounds` rounds; each round fits every
 variant for `--steps` steps, in an order rotated by one each round and reversed in every
 other full rotation (the CSV's `position` column; the committed CSVs were made when the
 order was reversed every other round, which for their 4 and 6 variants also varied it).
