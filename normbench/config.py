@@ -26,6 +26,9 @@ from normbench.norms import NORMS
 
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}  # name -> keras.optimizers class
 AUTO_BOOL = ("auto", True, False)  # train.jit_compile, model.unroll
+RNNS = ("keras", "fast")  # model.rnn: keras.layers.SimpleRNN, or normbench.layers.HoistedSimpleRNN
+PLACEMENTS = ("between", "recurrent")  # model.norm_placement
+RECURRENT_NORMS = ("layer", "rms", "none")  # norms that norm_placement: recurrent implements
 BACKENDS = ("tensorflow", "jax")
 EVALS = ("last", "best")  # train.eval: which weights the headline test figures use
 SMOKE_SUBSET = {"train": 512, "test": 256}  # what --smoke shrinks any data set to
@@ -52,6 +55,8 @@ class ModelConfig:
     norm: str  # batch | layer | group | rms | none
     norm_groups: int = 8  # groups for norm=group; must divide every normalized channel count
     unroll: Union[bool, str] = False  # unroll SimpleRNN loops; "auto" = on TensorFlow only (faster there, slower on jax)
+    rnn: str = "keras"  # keras = keras.layers.SimpleRNN (the committed study's); fast = same maths and weights, x W out of the loop: 0.8x the step (configs/imdb_*.yaml)
+    norm_placement: str = "between"  # between = norm slots after each RNN layer; recurrent = inside the cell (Ba et al. 2016), slots Identity
 
 
 @dataclass(frozen=True)
@@ -254,6 +259,18 @@ def _check(cfg: Config, where: _Where) -> None:
     if not 0 < t.validation_split < 1:
         raise where.error("train.validation_split", f"must be between 0 and 1 (exclusive), got {t.validation_split}")
     _auto_bool(where, "model.unroll", m.unroll)
+    _choice(where, "model.rnn", m.rnn, RNNS, "rnn implementation")
+    _choice(where, "model.norm_placement", m.norm_placement, PLACEMENTS, "norm placement")
+    if m.norm_placement == "recurrent" and m.norm_placement not in spec.placements:
+        fits = ", ".join(n for n, s in MODELS.items() if "recurrent" in s.placements)
+        raise where.error("model.norm_placement", f"model {m.arch} has no recurrence to normalize; use between, or a model with one: {fits}")
+    if m.norm_placement == "recurrent" and m.norm == "batch":
+        raise where.error("model.norm_placement", "recurrent cannot use norm 'batch': batch norm inside the recurrence needs "
+                          "per-time-step batch statistics (Cooijmans et al. 2016), which are not implemented; "
+                          "use norm layer, rms or none, or norm_placement: between")
+    if m.norm_placement == "recurrent" and m.norm not in RECURRENT_NORMS:
+        raise where.error("model.norm_placement", f"recurrent cannot use norm {m.norm!r}: not implemented inside the recurrence; "
+                          f"use norm {', '.join(RECURRENT_NORMS)}, or norm_placement: between")
     _auto_bool(where, "train.jit_compile", t.jit_compile)
     _choice(where, "train.backend", t.backend, BACKENDS, "backend")
     _choice(where, "train.eval", t.eval, EVALS, "evaluation")
