@@ -28,7 +28,7 @@ import time
 import warnings
 from pathlib import Path
 
-from normbench import NormbenchError, __version__
+from normbench import NormbenchError, __version__, optim
 from normbench.config import Config, dump_yaml, from_dict, read_yaml
 from normbench.models import resolved_unroll
 
@@ -257,14 +257,13 @@ def _callbacks(run_dir: Path, cfg_epochs: int):
             logs = logs or {}
             seconds = time.perf_counter() - self.t0
             self.train_seconds.append(seconds - self.val_seconds)
-            lr = self.model.optimizer.learning_rate
             row = {
                 "epoch": epoch + 1,
                 "loss": logs.get("loss"),
                 "accuracy": logs.get("accuracy"),
                 "val_loss": logs.get("val_loss"),
                 "val_accuracy": logs.get("val_accuracy"),
-                "learning_rate": float(keras.ops.convert_to_numpy(lr)),
+                "learning_rate": optim.last_learning_rate(self.model.optimizer),  # the epoch's last step's
                 "epoch_seconds": round(seconds, 3),
             }
             if row["loss"] is None or not math.isfinite(float(row["loss"])):
@@ -340,19 +339,9 @@ def _callbacks(run_dir: Path, cfg_epochs: int):
 # ----------------------------------------------------------------------------- run
 
 
-def _optimizer(name: str, lr: float):
-    import keras
-
-    return {
-        "adam": keras.optimizers.Adam,
-        "adamw": keras.optimizers.AdamW,
-        "sgd": keras.optimizers.SGD,
-        "rmsprop": keras.optimizers.RMSprop,
-    }[name](learning_rate=lr)
-
-
-def compiled_model(cfg: Config, num_classes: int):
-    """A freshly seeded, built and compiled model for a config."""
+def compiled_model(cfg: Config, num_classes: int, n_examples: int):
+    """A freshly seeded, built and compiled model for a config whose training set has
+    `n_examples` examples (before the validation split; the schedule needs the steps)."""
     import keras
 
     from normbench.models import MODELS, build_model
@@ -360,7 +349,7 @@ def compiled_model(cfg: Config, num_classes: int):
     keras.utils.set_random_seed(cfg.seed)
     model = build_model(cfg, num_classes)
     model.compile(
-        optimizer=_optimizer(cfg.train.optimizer, cfg.train.learning_rate),
+        optimizer=optim.build(cfg, optim.plan(cfg, n_examples)),
         loss=MODELS[cfg.model.arch].loss,
         metrics=["accuracy"],
         jit_compile=cfg.train.jit_compile,
@@ -387,7 +376,7 @@ def prepare(cfg: Config, threads: int | None = None):
 
             tf.config.experimental.enable_op_determinism()
     data = load_data(cfg.data, cfg.seed)
-    return data, compiled_model(cfg, data.num_classes)
+    return data, compiled_model(cfg, data.num_classes, len(data.x_train))
 
 
 class _Terminated(KeyboardInterrupt):
@@ -442,9 +431,9 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
     if announce:
         announce(run_dir)
 
-    n_fit = math.ceil(len(data.x_train) * (1 - cfg.train.validation_split))  # as Keras splits
-    steps = math.ceil(n_fit / cfg.train.batch_size)
-    log, best, callbacks = _callbacks(run_dir, cfg.train.epochs)
+    plan = optim.plan(cfg, len(data.x_train))  # epochs and steps under train.budget
+    n_fit, steps = plan.n_fit, plan.steps_per_epoch
+    log, best, callbacks = _callbacks(run_dir, plan.epochs)
     summary = {
         "status": "running",
         "run_id": run_dir.name,
@@ -461,6 +450,8 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
         "n_test": len(data.x_test),
         "params": int(model.count_params()),
         "steps_per_epoch": steps,
+        "optimizer_steps": plan.total_steps,
+        "peak_learning_rate": plan.peak_learning_rate,
         "jit_compile": bool(model.jit_compile),
         "unroll": resolved_unroll(cfg),
         "deterministic": cfg.train.deterministic,
@@ -479,7 +470,7 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
         model.fit(
             data.x_train,
             data.y_train,
-            epochs=cfg.train.epochs,
+            epochs=plan.epochs,
             batch_size=cfg.train.batch_size,
             validation_split=cfg.train.validation_split,
             callbacks=callbacks,
@@ -500,8 +491,8 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
                   "training this run again from epoch 1", file=sys.stderr)
             shutil.rmtree(run_dir / "backup")
             (run_dir / "history.csv").unlink(missing_ok=True)
-            model = compiled_model(cfg, data.num_classes)  # the data are already loaded
-            log, best, callbacks = _callbacks(run_dir, cfg.train.epochs)
+            model = compiled_model(cfg, data.num_classes, len(data.x_train))  # the data are already loaded
+            log, best, callbacks = _callbacks(run_dir, plan.epochs)
             fit(model, callbacks)
         status = "diverged" if log.diverged else "completed"
         test = _evaluate(model, data, cfg, best)
@@ -515,7 +506,7 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
     finally:
         if old_handler is not None:
             signal.signal(signal.SIGTERM, old_handler)
-        summary.update(_finish(run_dir, cfg, log, status, test, t_start, steps))
+        summary.update(_finish(run_dir, cfg, log, status, test, t_start, steps, plan.epochs))
         write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         if status != "interrupted":
             append_index(Path(cfg.output.dir), summary, run_dir)
@@ -538,7 +529,7 @@ def _evaluate(model, data, cfg, best) -> dict:
     return out
 
 
-def _finish(run_dir, cfg, log, status, test, t_start, steps) -> dict:
+def _finish(run_dir, cfg, log, status, test, t_start, steps, epochs) -> dict:
     rows = read_history(run_dir / "history.csv")
     # drop duplicate epochs defensively (keep the last), so summaries read clean data
     by_epoch = {int(r["epoch"]): r for r in rows}
@@ -552,7 +543,7 @@ def _finish(run_dir, cfg, log, status, test, t_start, steps) -> dict:
     out = {
         "status": status,
         "epochs_completed": len(rows),
-        "epochs": cfg.train.epochs,
+        "epochs": epochs,  # trained (train.budget steps resolves it from train.epochs)
         "test_loss": _finite(test[cfg.train.eval]["loss"]) if test else None,
         "test_accuracy": _finite(test[cfg.train.eval]["accuracy"]) if test else None,
         "test_loss_last": _finite(test["last"]["loss"]) if test else None,
