@@ -196,3 +196,25 @@ def test_bad_value_in_a_file_names_the_file(tmp_path, out):
     path = write_config(tmp_path / "bad.yaml", train__optimizer="adam", train__momentum=0.9)
     r = cli("run", path, "--set", f"output.dir={out}")
     _assert_one_line_error(r, f"{path}: train.momentum: applies only to optimizer sgd, not adam", out)
+
+
+def test_resumed_run_continues_the_schedule(tmp_path):
+    """SIGTERM after epoch 2 (so epoch 1's backup exists), then --resume: the backup
+    restores the optimizer's step counter, so the later epochs continue the cosine
+    schedule instead of restarting it (1,600 examples at batch 64: S = 25, T = 125)."""
+    import signal
+
+    from test_sweep import _rows, _start, _wait_rows
+
+    out = tmp_path / "r"
+    proc = _start(REPO / "configs/smoke/imdb_none.yaml", out, "--set", "train.epochs=5",
+                  "--set", "train.schedule=cosine", "--set", "train.optimizer=sgd", "--set", "train.learning_rate=0.01")
+    run_dir = _wait_rows(out, 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    assert (run_dir / "backup" / "latest.weights.h5").exists() and len(_rows(run_dir)) < 5
+    r = cli("run", "--resume", run_dir, "-q")
+    assert r.exit_code == 0, r.output
+    rates = [float(row["learning_rate"]) for row in _rows(run_dir)]
+    assert rates == pytest.approx([0.01 * _cos(k * 25 - 1, 0, 125) for k in range(1, 6)], rel=1e-5, abs=1e-9)
