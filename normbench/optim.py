@@ -127,7 +127,7 @@ def _schedule(cfg: "Config", p: Plan):
                 progress = ops.maximum(0.0, i - self.warmup_steps) / span
                 lr = lr * 0.5 * (1.0 + ops.cos(math.pi * progress))
             elif self.kind == "step":
-                epoch = ops.floor_divide(ops.cast(step, "int64"), self.steps_per_epoch)
+                epoch = ops.floor_divide(ops.cast(step, "int32"), self.steps_per_epoch)
                 k = ops.cast(ops.floor_divide(epoch, self.step_epochs), "float32")
                 lr = lr * ops.power(ops.convert_to_tensor(self.step_factor, "float32"), k)
             return lr

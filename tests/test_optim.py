@@ -65,6 +65,24 @@ def test_history_learning_rate_follows_the_schedule(out, case):
     assert s["steps_per_epoch"] == S and s["optimizer_steps"] == 4 * S
 
 
+@pytest.mark.skipif(not __import__("importlib").util.find_spec("jax"), reason="jax not installed (pip install '.[jax]')")
+def test_schedule_on_jax(tmp_path):
+    """The same schedule object on the JAX backend (its own process, as `normbench run`)."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "r"
+    sets, rate = SCHEDULE_CASES["cosine-warmup"]
+    args = sum((["--set", s] for s in (*BASE, *sets, "train.backend=jax", f"output.dir={out}")), [])
+    r = subprocess.run([sys.executable, "-m", "normbench", "run", str(REPO / "configs/smoke/imdb_none.yaml"), "-q", *args],
+                       capture_output=True, text=True, env=dict(os.environ, KERAS_BACKEND="tensorflow"), timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (history,) = out.glob("*/*/history.csv")
+    h = pd.read_csv(history)
+    assert list(h["learning_rate"]) == pytest.approx([rate(k * S - 1) for k in range(1, 5)], rel=1e-5, abs=1e-9)
+
+
 def test_sqrt_and_linear_peaks():
     """The peak itself, without training: linear b/B, sqrt of it, none 1."""
     from normbench import optim
