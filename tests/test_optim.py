@@ -236,3 +236,20 @@ def test_resumed_run_continues_the_schedule(tmp_path):
     assert r.exit_code == 0, r.output
     rates = [float(row["learning_rate"]) for row in _rows(run_dir)]
     assert rates == pytest.approx([0.01 * _cos(k * 25 - 1, 0, 125) for k in range(1, 6)], rel=1e-5, abs=1e-9)
+
+
+def test_lr_tolerance_study_lists_its_45_members(tmp_path):
+    """configs/study/cifar10_lr_tolerance.yaml: 5 rates x 3 norms x 3 seeds, SGD + momentum 0.9."""
+    import itertools
+    import re
+
+    r = cli("sweep", REPO / "configs/study/cifar10_lr_tolerance.yaml", "--dry-run", "--output", tmp_path / "r")
+    assert r.exit_code == 0, r.output
+    ids = re.findall(r"todo\s+\S+/(cifar10_cnn-\S+)", r.output)
+    expected = {f"cifar10_cnn-norm={n}-bs=64-learning_rate={lr}-seed={s}"
+                for s, lr, n in itertools.product([0, 1, 2], [0.003, 0.01, 0.03, 0.1, 0.3], ["batch", "layer", "none"])}
+    assert len(ids) == 45 and set(ids) == expected
+    from normbench.config import load_config
+
+    t = load_config(REPO / "configs/study/cifar10_lr_tolerance.yaml").train
+    assert (t.optimizer, t.momentum, t.nesterov, t.schedule, t.budget) == ("sgd", 0.9, False, "constant", "samples")
