@@ -398,6 +398,9 @@ def smoke_dict(raw: dict) -> dict:
     raw.setdefault("train", {})
     raw.setdefault("data", {})
     if isinstance(raw["train"], dict):
+        epochs, warmup = raw["train"].get("epochs", TrainConfig.epochs), raw["train"].get("warmup_epochs")
+        if isinstance(warmup, (int, float)) and isinstance(epochs, int) and epochs > 0:
+            raw["train"]["warmup_epochs"] = warmup / epochs  # the same share of the one epoch
         raw["train"]["epochs"] = 1
     if isinstance(raw["data"], dict):
         subset = raw["data"].get("subset")

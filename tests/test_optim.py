@@ -253,3 +253,14 @@ def test_lr_tolerance_study_lists_its_45_members(tmp_path):
 
     t = load_config(REPO / "configs/study/cifar10_lr_tolerance.yaml").train
     assert (t.optimizer, t.momentum, t.nesterov, t.schedule, t.budget) == ("sgd", 0.9, False, "constant", "samples")
+
+
+def test_smoke_keeps_the_warmup_share(tmp_path):
+    """--smoke trains 1 epoch: a 2-of-10-epoch warm-up becomes 0.2 of it (not an error)."""
+    import yaml
+
+    cfg = write_config(tmp_path / "c.yaml", train__epochs=10, train__warmup_epochs=2)
+    r = cli("validate", cfg, "--smoke", "--no-model")
+    assert r.exit_code == 0, r.output
+    train = yaml.safe_load(r.output.split("# data:")[0])["train"]
+    assert (train["epochs"], train["warmup_epochs"]) == (1, 0.2)
