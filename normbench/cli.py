@@ -8,7 +8,10 @@ import sys
 
 import click
 
-from normbench import NormbenchError, __version__
+from normbench import NormbenchError, __version__, one_line
+from normbench.results import METRICS
+from normbench.sweep import EXECUTORS
+from normbench.tables import FORMATS
 
 # TensorFlow's C++ start-up chatter hides the progress bar; users can still raise it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -22,6 +25,12 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except NormbenchError as e:
             raise click.ClickException(str(e)) from None
+        except Exception as e:  # MemoryError, TensorFlow's ResourceExhaustedError: one line
+            from normbench.reasons import describe, is_resource_error
+
+            if not is_resource_error(e) or os.environ.get("NORMBENCH_DEBUG"):
+                raise
+            raise click.ClickException(describe(e)) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,6 +55,9 @@ def _use_backend(cfg, config) -> None:
         use_backend(cfg.train.backend)
     except NormbenchError as e:
         raise NormbenchError(f"{config}: {e}") from None
+    from normbench.quiet import import_keras
+
+    import_keras()  # TensorFlow's start-up notices filtered
 
 
 def _summary_line(run_dir, s: dict) -> str:
@@ -104,10 +116,9 @@ def run(config, overrides, smoke, resume_dir, quiet, threads):
     except Exception as e:
         if os.environ.get("NORMBENCH_DEBUG"):
             raise
-        msg = str(e).splitlines()[0][:200] if str(e) else ""
-        raise click.ClickException(
-            f"training failed: {e.__class__.__name__}: {msg} (set NORMBENCH_DEBUG=1 for the traceback)"
-        ) from None
+        from normbench.reasons import describe
+
+        raise click.ClickException(f"training failed: {describe(e)} (set NORMBENCH_DEBUG=1 for the traceback)") from None
     click.echo(_summary_line(run_dir, summary))
     if summary["status"] != "completed":
         sys.exit(2)
@@ -137,14 +148,16 @@ def validate(config, overrides, smoke, no_model):
 
 
 # ----------------------------------------------------------------------------- results
-# compare / plot / explain: thin wrappers over normbench.results (pandas, matplotlib and
-# Keras are imported there, inside functions).
+# compare / plot / explain: thin wrappers over normbench.results, .tables, .plots and
+# .explain (pandas, matplotlib and Keras are imported there, inside functions).
 
 _paths = click.argument("paths", nargs=-1, required=True, metavar="PATH...")
-_METRIC_HELP = (
-    "test_accuracy, test_loss, best_val_accuracy, last_val_accuracy, final_train_loss, "
-    "mean_epoch_seconds, ms_per_step, wall_seconds"
-)
+_METRIC_HELP = ", ".join(METRICS)
+
+
+def _registry_help(table) -> str:
+    """`name: first docstring line` of each entry of a name -> function registry."""
+    return "; ".join(f"{name}: {one_line(f.__doc__ or '', 200)}" for name, f in table.items())
 
 
 def _note_excluded(excluded) -> None:
@@ -155,8 +168,8 @@ def _note_excluded(excluded) -> None:
 @main.command()
 @_paths
 @click.option("--metric", default="test_accuracy", show_default=True, help=f"Rank groups by this summary metric: {_METRIC_HELP}.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "markdown", "json"]), default="table", show_default=True,
-              help="csv holds the groups only, one numeric column per statistic; json also lists the excluded runs.")
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="table", show_default=True,
+              help=_registry_help(FORMATS) + ".")
 @click.option("--output", "-o", "output", metavar="FILE", help="Write the result to FILE instead of the terminal.")
 @click.option("--plot", "plot_file", metavar="FILE", help="Also write the groups' training curves to FILE (e.g. curves.png).")
 def compare(paths, metric, fmt, output, plot_file):
@@ -170,15 +183,12 @@ def compare(paths, metric, fmt, output, plot_file):
     \b
     Example:  normbench compare results/ --metric test_loss --format markdown
     """
-    from normbench import results
+    from normbench import results, tables
 
     results.check_metric(metric)
     runs = results.load_runs(paths)
     comp = results.compare(runs, metric)
-    if len(comp.groups) == 0:
-        click.echo(results.format_comparison(comp, "table"), nl=False, err=True)
-        raise NormbenchError(f"{', '.join(paths)}: none of the {len(runs)} runs completed; finish them with normbench run --resume RUN_DIR")
-    text = results.format_comparison(comp, fmt)
+    text = tables.format_comparison(comp, fmt)
     if output:
         try:
             with open(os.path.expanduser(output), "w", encoding="utf-8") as f:
@@ -191,7 +201,9 @@ def compare(paths, metric, fmt, output, plot_file):
     if fmt == "csv" or output:
         _note_excluded(comp.excluded)
     if plot_file:
-        res = results.plot_curves(runs, plot_file)
+        from normbench import plots
+
+        res = plots.plot_curves(runs, plot_file)
         click.echo(f"wrote {res.path}", err=True)
 
 
@@ -213,7 +225,7 @@ def plot(paths, output, param, metric):
     Examples: normbench plot results/ -o curves.png
               normbench plot results/ --vs train.batch_size -o bs.png
     """
-    from normbench import results
+    from normbench import plots, results
 
     if metric is not None and not param:
         raise click.UsageError("--metric applies to --vs plots; add --vs KEY.PATH or drop --metric")
@@ -221,10 +233,10 @@ def plot(paths, output, param, metric):
         results.check_metric(metric or "test_accuracy")
     runs = results.load_runs(paths)
     if param:
-        res = results.plot_vs(runs, param, output, metric or "test_accuracy")
+        res = plots.plot_vs(runs, param, output, metric or "test_accuracy")
         what = f"{res.lines} line{'s' * (res.lines != 1)}"
     else:
-        res = results.plot_curves(runs, output)
+        res = plots.plot_curves(runs, output)
         what = f"{res.lines} group{'s' * (res.lines != 1)}"
     _note_excluded(res.excluded)
     click.echo(f"wrote {res.path} ({what}, {res.runs} runs)")
@@ -239,10 +251,10 @@ def explain(matrix):
     across the rows; layer normalization each row across the columns. The numbers come
     from the real Keras layers and are checked against (x - mean) / sqrt(var + epsilon).
     """
-    from normbench import results
+    from normbench import explain as ex
 
-    rows = results.parse_matrix(matrix) if matrix is not None else None
-    click.echo(results.format_explanation(results.explain(rows)), nl=False)
+    rows = ex.parse_matrix(matrix) if matrix is not None else None
+    click.echo(ex.format_explanation(ex.explain(rows)), nl=False)
 
 
 @main.command()
@@ -254,8 +266,8 @@ def explain(matrix):
 @click.option("--output", "output", metavar="DIR", help="Results folder (overrides output.dir; shared storage for Ray).")
 @click.option("--jobs", "-j", type=click.IntRange(1), default=1, show_default=True,
               help="Members trained at once, each with cores/jobs CPU threads.")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: subprocesses here; ray: one Ray task per member.")
+@click.option("--executor", type=click.Choice(list(EXECUTORS)), default="local", show_default=True,
+              help=_registry_help(EXECUTORS) + ".")
 @click.option("--address", metavar="ADDR", help="Ray cluster address (default: start a local Ray).")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failing member.")
 @click.option("--dry-run", is_flag=True, help="List the members and their status; train nothing.")
@@ -274,7 +286,7 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, fail_
         for m in members:
             click.echo(f"{m.status() or 'todo':>11}  {m.run_dir}")
         return
-    ex = sw.RayExecutor(address) if executor == "ray" else sw.LocalExecutor()
+    ex = sw.make_executor(executor, address)
     try:
         failures = sw.run_sweep(members, jobs=jobs, executor=ex, fail_fast=fail_fast, echo=click.echo)
     except KeyboardInterrupt:
@@ -290,15 +302,14 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, fail_
 
 def _sweep_report(members) -> None:
     """End a sweep with the compare table of the members it ran."""
-    from normbench import results
+    from normbench import results, tables
 
     try:
         comp = results.compare(results.load_runs([str(m.run_dir) for m in members]))
     except NormbenchError as e:
         click.echo(f"(no comparison: {e})")
         return
-    if len(comp.groups):
-        click.echo(results.format_comparison(comp, "table"), nl=False)
+    click.echo(tables.format_comparison(comp, "table"), nl=False)
 
 
 if __name__ == "__main__":

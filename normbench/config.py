@@ -284,7 +284,7 @@ def _check(cfg: Config, where: _Where) -> None:
 def _check_optim(t: TrainConfig, where: _Where) -> None:
     """Optimizer options, schedule, lr_scaling and budget (normbench.optim)."""
     for option in OPTIMIZER_OPTIONS:
-        if getattr(t, option) is not None and option not in OPTIMIZERS[t.optimizer]:
+        if getattr(t, option) is not None and option not in OPTIMIZERS[t.optimizer].options:
             raise where.error(f"train.{option}", f"applies only to optimizer {', '.join(takers(option))}, not {t.optimizer}; "
                                                  f"remove it or set train.optimizer: {takers(option)[0]}")
     if t.momentum is not None and not 0 <= t.momentum < 1:
@@ -329,7 +329,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
         raise NormbenchError(f"--set {text}: expected key.path=value, e.g. --set train.epochs=3")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
+        parsed = load_yaml_strict(value) if value.strip() else ""
     except yaml.YAMLError:
         parsed = value
     return key, parsed
@@ -359,7 +359,9 @@ def read_yaml(path: str | Path) -> dict:
     except (OSError, UnicodeDecodeError) as e:
         raise NormbenchError(f"{path}: cannot read ({e.__class__.__name__}); pass a readable UTF-8 YAML file") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml_strict(text)
+    except _Refused as e:
+        raise NormbenchError(f"{path}: line {e.line}: {e.problem}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -389,7 +391,10 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), s
         _apply(raw, key, value, _Where(str(path), texts))
     if smoke:
         raw = smoke_dict(raw)
-    return from_dict(raw, str(path), texts)
+    cfg = from_dict(raw, str(path), texts)
+    _check_limits(cfg, _Where(str(path), texts))  # new configs only: old run folders still read
+    check_can_start(cfg, _Where(str(path), texts))
+    return cfg
 
 
 def smoke_dict(raw: dict) -> dict:
@@ -420,7 +425,9 @@ def with_values(cfg: Config, values: dict[str, Any], source: str = "<sweep>") ->
     for key, value in values.items():
         texts[key] = f"{key}={value}"
         _apply(raw, key, value, _Where(source, texts, "grid"))
-    return from_dict(raw, source, texts, "grid")
+    cfg = from_dict(raw, source, texts, "grid")
+    _check_limits(cfg, _Where(source, texts, "grid"))
+    return cfg
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -437,3 +444,108 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 def dump_yaml(cfg: Config) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+# ----------------------------------------------------------------------------- hostile inputs
+# A few hundred bytes of YAML must not take the machine down, and a config that passes
+# `validate` must start: what can be bounded is bounded here, before any data loads.
+
+MAX_SEED = 2**32 - 1  # keras.utils.set_random_seed (NumPy's legacy seed) takes 0..2**32-1
+MAX_NUM_WORDS = 100_000  # IMDB has 88,584 distinct words: more only enlarges the Embedding
+MAX_MAXLEN = 2_500  # the longest IMDB review has 2,494 tokens: longer only adds padding
+MAX_BATCH_SIZE = 8_192
+
+
+class _Refused(yaml.YAMLError):
+    """YAML that safe_load would accept but normbench refuses (aliases, duplicate keys)."""
+
+    def __init__(self, mark, problem: str):
+        super().__init__(problem)
+        self.line = mark.line + 1
+        self.problem = problem
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load without aliases (a 465-byte "billion laughs" of nested aliases expands
+    exponentially wherever the values are copied or printed) and without duplicate
+    keys (PyYAML lets the last one win silently)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _Refused(event.start_mark, f"YAML aliases (*{event.anchor}) are not supported; write the value out in full")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    continue  # PyYAML reports unhashable keys itself
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise _Refused(
+                        key_node.start_mark,
+                        f"duplicate key {key!r} (first at line {seen[key]}); keep only one",
+                    )
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml_strict(text: str):
+    """yaml.safe_load, refusing aliases and duplicate keys (raises _Refused)."""
+    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _at_most(where, key, value, high, why):
+    if value > high:
+        raise where.error(key, f"must be <= {high}, got {value}; {why}")
+
+
+def _check_limits(cfg: Config, where: _Where) -> None:
+    """Upper bounds: values that would exhaust memory or fail only after data loading."""
+    d = cfg.data
+    _at_most(where, "seed", cfg.seed, MAX_SEED, "Keras seeds NumPy, which takes 0 to 2**32-1")
+    _at_most(where, "data.num_words", d.num_words, MAX_NUM_WORDS,
+             f"IMDB has 88,584 distinct words, so {MAX_NUM_WORDS} already keeps every one")
+    _at_most(where, "data.maxlen", d.maxlen, MAX_MAXLEN,
+             f"the longest IMDB review has 2,494 tokens, so {MAX_MAXLEN} already keeps every one")
+    _at_most(where, "train.batch_size", cfg.train.batch_size, MAX_BATCH_SIZE, "use a smaller batch")
+    if d.subset is not None:
+        size = dict(zip(("train", "test"), DATASETS[d.name].size))
+        for split in ("train", "test"):
+            n = getattr(d.subset, split)
+            if n > size[split]:
+                made = "generates at most" if d.name.startswith("synthetic_") else "has"
+                raise where.error(
+                    f"data.subset.{split}",
+                    f"{n} is more than the {size[split]} {split} examples {d.name} {made}; use at most {size[split]}",
+                )
+
+
+def check_can_start(cfg: Config, where: _Where) -> None:
+    """What `validate` can know about the machine without loading data: the output
+    folder can be created, and a subset fits the local data file (its arrays' headers
+    are read, not the arrays)."""
+    import os
+
+    from normbench.data import local_sizes
+
+    out = Path(cfg.output.dir).expanduser() / cfg.name
+    q = out
+    while not q.exists() and q != q.parent:
+        q = q.parent
+    if q.exists() and not q.is_dir():
+        raise where.error("output.dir", f"{q} is a file, not a folder; choose another output.dir or move the file")
+    if q.is_dir() and not os.access(q, os.W_OK | os.X_OK):
+        raise where.error("output.dir", f"{q} is not writable; choose a folder you can write to")
+    sizes = local_sizes(cfg.data)
+    if sizes and cfg.data.subset is not None:
+        file, available = sizes
+        for split in ("train", "test"):
+            n = getattr(cfg.data.subset, split)
+            if n > available[split]:
+                raise where.error(
+                    f"data.subset.{split}",
+                    f"{n} is more than the {available[split]} {split} examples in {file}; use at most {available[split]}",
+                )

@@ -49,12 +49,17 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     from normbench.config import Config
 
-# optimizer -> the train.* options it takes (any other optimizer option is an error)
+@dataclass(frozen=True)
+class OptimizerSpec:
+    keras_class: str  # the keras.optimizers class
+    options: tuple = ()  # the train.* options it takes (any other optimizer option is an error)
+
+
 OPTIMIZERS = {
-    "adam": (),
-    "adamw": ("weight_decay",),
-    "sgd": ("momentum", "nesterov"),
-    "rmsprop": (),
+    "adam": OptimizerSpec("Adam"),
+    "adamw": OptimizerSpec("AdamW", ("weight_decay",)),
+    "sgd": OptimizerSpec("SGD", ("momentum", "nesterov")),
+    "rmsprop": OptimizerSpec("RMSprop"),
 }
 OPTIMIZER_OPTIONS = ("momentum", "nesterov", "weight_decay")
 # defaults when an optimizer takes an option the config leaves out (Keras' defaults)
@@ -69,7 +74,7 @@ BUDGETS = ("samples", "steps")
 
 def takers(option: str) -> list[str]:
     """The optimizers that take a train.* option."""
-    return [name for name, opts in OPTIMIZERS.items() if option in opts]
+    return [name for name, spec in OPTIMIZERS.items() if option in spec.options]
 
 
 @dataclass(frozen=True)
@@ -146,7 +151,7 @@ def optimizer_options(cfg: "Config") -> dict:
     """The keyword arguments the chosen optimizer gets besides the learning rate."""
     t = cfg.train
     out = {}
-    for option in OPTIMIZERS[t.optimizer]:
+    for option in OPTIMIZERS[t.optimizer].options:
         value = getattr(t, option)
         out[option] = OPTION_DEFAULTS[option] if value is None else value
     return out
@@ -156,12 +161,7 @@ def build(cfg: "Config", p: Plan):
     """The Keras optimizer for a config and its training plan."""
     import keras
 
-    cls = {
-        "adam": keras.optimizers.Adam,
-        "adamw": keras.optimizers.AdamW,
-        "sgd": keras.optimizers.SGD,
-        "rmsprop": keras.optimizers.RMSprop,
-    }[cfg.train.optimizer]
+    cls = getattr(keras.optimizers, OPTIMIZERS[cfg.train.optimizer].keras_class)
     return cls(learning_rate=_schedule(cfg, p), **optimizer_options(cfg))
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import os
 import subprocess
 import sys
@@ -26,9 +25,8 @@ from typing import Any
 
 import yaml
 
-from normbench import NormbenchError
+from normbench import NormbenchError, one_line, runfolder
 from normbench.config import Config, dump_yaml, flatten, from_dict, parse_override, read_yaml, with_values
-from normbench.train import write_atomic
 
 ABBREV = {"model.norm": "norm", "train.batch_size": "bs", "seed": "seed"}
 
@@ -38,14 +36,10 @@ class Member:
     run_id: str
     config: Config
     run_dir: Path
-    values: dict
 
     def status(self) -> str | None:
         """Status in summary.json, or None when the member has not finished."""
-        try:
-            return json.loads((self.run_dir / "summary.json").read_text()).get("status")
-        except (OSError, ValueError):
-            return None
+        return runfolder.status(self.run_dir)
 
 
 def parse_grid(items: list[str] | tuple[str, ...]) -> dict[str, list]:
@@ -99,8 +93,8 @@ def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = Non
         if rid in seen:
             continue
         seen.add(rid)
-        run_dir = Path(c.output.dir) / c.name / rid
-        cfg_path = run_dir / "config.yaml"
+        run_dir = runfolder.run_path(c.output.dir, c.name, rid)
+        cfg_path = run_dir / runfolder.CONFIG
         if cfg_path.exists():
             new = flatten(c.to_dict())
             was = flatten(from_dict(read_yaml(cfg_path), str(cfg_path)).to_dict())
@@ -115,8 +109,8 @@ def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = Non
                 run_dir.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise NormbenchError(f"output.dir: cannot create {run_dir} ({e.strerror}); choose a writable folder") from None
-            write_atomic(cfg_path, dump_yaml(c))
-        members.append(Member(rid, c, run_dir, {k: c.get(k) for k in keys}))
+            runfolder.write_config(run_dir, dump_yaml(c))
+        members.append(Member(rid, c, run_dir))
     return members
 
 
@@ -161,8 +155,8 @@ def _last_error(log: Path) -> str | None:
         return None
     for ln in reversed(lines):
         if ln.startswith("Error:") or "Error" in ln.split(":")[0]:
-            return ln[:300]
-    return lines[-1][:300] if lines else None
+            return one_line(ln, 300)
+    return one_line(lines[-1], 300) if lines else None
 
 
 class RayExecutor:
@@ -186,7 +180,7 @@ class RayExecutor:
                 else:
                     ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
             except Exception as e:
-                raise NormbenchError(f"--address {address}: cannot connect to Ray ({str(e).splitlines()[0][:120]}); check the address or start the cluster") from None
+                raise NormbenchError(f"--address {address}: cannot connect to Ray ({one_line(e, 120)}); check the address or start the cluster") from None
         self._task = ray.remote(_ray_member)
 
     def submit(self, member: Member, threads: int):
@@ -202,10 +196,9 @@ class RayExecutor:
         try:
             out = self.ray.get(handle)
         except Exception as e:
-            return f"{e.__class__.__name__}: {str(e).splitlines()[0][:200]}"
+            return one_line(e, 200, kind=True)
         if out.get("files"):
-            for name, text in out["files"].items():
-                write_atomic(member.run_dir / name, text)
+            runfolder.write_files(member.run_dir, out["files"])
         return out.get("error")
 
     def cancel(self, handle) -> None:
@@ -223,21 +216,37 @@ def _ray_member(config: dict, run_dir: str, threads: int, shared: bool) -> dict:
     if not shared:
         target = Path(tempfile.mkdtemp(prefix="normbench-")) / target.name
         target.mkdir(parents=True)
-        write_atomic(target / "config.yaml", dump_yaml(cfg))
+        runfolder.write_config(target, dump_yaml(cfg))
     try:
         train.run(cfg, run_dir=target, resume=True, verbose=0, threads=threads)
         error = None
     except Exception as e:  # reported to the driver as one line
-        error = f"{e.__class__.__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
-    files = {}
-    if not shared:
-        for name in ("config.yaml", "history.csv", "summary.json"):
-            if (target / name).exists():
-                files[name] = (target / name).read_text()
+        error = one_line(e, 200, kind=True)
+    files = runfolder.read_files(target) if not shared else {}
     return {"error": error, "files": files}
 
 
-EXECUTORS = ("local", "ray")
+def _local(address: str | None = None):
+    """subprocesses on this machine"""
+    return LocalExecutor()
+
+
+def _ray(address: str | None = None):
+    """one Ray task per member (a local Ray, or the cluster at --address)"""
+    return RayExecutor(address)
+
+
+# name -> factory(address) -> executor; the CLI's --executor choices, the docstring its help
+EXECUTORS = {
+    "local": _local,
+    "ray": _ray,
+}
+
+
+def make_executor(name: str, address: str | None = None):
+    if name not in EXECUTORS:
+        raise NormbenchError(f"--executor {name}: unknown executor; choose one of: {', '.join(EXECUTORS)}")
+    return EXECUTORS[name](address)
 
 
 # ----------------------------------------------------------------------------- driver
@@ -291,8 +300,7 @@ def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast:
                         todo.clear()
                         break
                 else:
-                    s = json.loads((m.run_dir / "summary.json").read_text())
-                    acc = s.get("test_accuracy")
+                    acc = (runfolder.read_summary(m.run_dir) or {}).get("test_accuracy")
                     echo(f"{progress} completed {m.run_id}: test_accuracy {acc:.4f} in {_duration(durations[-1])}"
                          if acc is not None else f"{progress} completed {m.run_id}")
     except KeyboardInterrupt:

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from normbench import NormbenchError
 from normbench.cli import main
-from normbench.results import TUTORIAL_MATRIX, explain, parse_matrix
+from normbench.explain import TUTORIAL_MATRIX, explain, parse_matrix
 
 
 def cli(*args):

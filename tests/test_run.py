@@ -85,6 +85,16 @@ def test_run_folder_layout(smoke_runs, name):
     assert f"completed: test_accuracy {s['test_accuracy']:.4f}" in result.output
 
 
+@pytest.mark.parametrize("name", ["imdb_ln", "cifar10_bn"])
+def test_summary_keys_are_the_documented_ones(smoke_runs, name):
+    """train writes every key runfolder.SUMMARY_KEYS documents (and write_summary refuses
+    any other), so the test fixtures that build summaries from that list stay true."""
+    from normbench import runfolder
+
+    s = runfolder.read_summary(_run_dir(smoke_runs[name][0]))
+    assert set(s) == set(runfolder.SUMMARY_KEYS) - set(runfolder.OPTIONAL_SUMMARY_KEYS)
+
+
 def test_results_index(smoke_runs):
     _, out = smoke_runs["imdb_ln"]
     index = pd.read_csv(out / "runs.csv")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, TINY, cli, write_config
-from normbench import NormbenchError
+from normbench import NormbenchError, runfolder
 from normbench import sweep as sw
 from normbench.config import load_config
 
@@ -62,7 +62,7 @@ class FakeExecutor:
         self.threads.append(threads)
         self.submitted.append(member.run_id)
         if member.run_id not in self.fail:
-            (member.run_dir / "summary.json").write_text(json.dumps({"status": "completed", "test_accuracy": 0.5}))
+            runfolder.write_summary(member.run_dir, {"status": "completed", "test_accuracy": 0.5})
         return member
 
     def poll(self, handle):
