@@ -81,7 +81,7 @@ def child(args) -> None:
         model_cfg = {"arch": "imdb_rnn", "norm": args.norm, **VARIANTS[name]}
         cfg = from_dict({"name": "bench", "data": {"name": "synthetic_imdb"}, "model": model_cfg,
                          "train": {"backend": backend}})
-        model = compiled_model(cfg, 2)
+        model = compiled_model(cfg, 2, len(x))  # constant learning rate: the count only sizes the schedule
         timer = Times()
         t0 = time.perf_counter()
         model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, callbacks=[timer])
