@@ -225,17 +225,18 @@ def _child_normbench(spec, spawn_t):
 
     from normbench import train
     from normbench.config import from_dict
-    from normbench.train import HISTORY_COLUMNS, run
+    from normbench.runfolder import HISTORY_COLUMNS
+    from normbench.train import run
 
     # keep a handle on the run's EpochLog for its per-epoch training times (the numbers
     # behind summary.json's median ms_per_step); the callbacks themselves are unchanged
     logs = []
     real_callbacks = train._callbacks
 
-    def spy(run_dir):
-        log, callbacks = real_callbacks(run_dir)
+    def spy(run_dir, *args):
+        log, best, callbacks = real_callbacks(run_dir, *args)
         logs.append(log)
-        return log, callbacks
+        return log, best, callbacks
 
     train._callbacks = spy
     opts = spec["options"]
@@ -330,7 +331,7 @@ def _child_overhead(spec, spawn_t):
             epoch_logs = {"loss": 0.5, "accuracy": 0.5, "val_loss": 0.5, "val_accuracy": 0.5}
             run_dir = Path(tmp) / "run"
             run_dir.mkdir()
-            _, nb_callbacks = train._callbacks(run_dir)
+            _, _, nb_callbacks = train._callbacks(run_dir, 1)
             res = {}
             for label, cbs in (("plain", [_step_timer(spawn_t)]), ("normbench", nb_callbacks)):
                 cl = keras.callbacks.CallbackList(cbs, add_history=True, add_progbar=False, model=m, verbose=0, epochs=1, steps=n)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from normbench import NormbenchError
+from normbench import NormbenchError, one_line
 
 ENV_DIR = "NORMBENCH_DATA_DIR"
 SUBSET_SEED = 0  # subsets do not depend on the run seed: every seed sees the same examples
@@ -49,6 +49,7 @@ class DatasetSpec:
     num_classes: int
     load: Callable  # (DataConfig, seed) -> (x_train, y_train, x_test, y_test, source)
     filenames: tuple[str, ...] = ()  # what a data folder may hold for it
+    size: tuple[int, int] = (0, 0)  # (train, test) examples of the real set; the most a subset may take
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -94,7 +95,7 @@ def _download(what: str, fn):
     try:
         return fn()
     except Exception as e:  # urllib, SSL, Keras' "URL fetch failure", corrupt cache ...
-        reason = str(e).splitlines()[0][:160] if str(e) else e.__class__.__name__
+        reason = one_line(e, 160)
         raise NormbenchError(
             f"could not download {what} through keras.datasets ({reason}); "
             f"without internet, set data.path (or ${ENV_DIR}) to a local copy"
@@ -135,7 +136,7 @@ class _PickleNeeded(Exception):
 
 def _unreadable(path, e) -> NormbenchError:
     return NormbenchError(
-        f"data.path: cannot read {path} as a .npz data file ({e.__class__.__name__}: {str(e)[:100]}); "
+        f"data.path: cannot read {path} as a .npz data file ({one_line(e, 120, kind=True)}); "
         "check the file is complete (re-download or re-copy it)"
     )
 
@@ -203,11 +204,13 @@ def _load_imdb(cfg, seed):
             if xtr.ndim != 2:
                 raise _unreadable(local, ValueError(f"x_train has shape {xtr.shape}, expected (N, length)"))
             # plain, already-encoded sequences: clip the vocabulary as Keras would
+            _check_token_ids(cfg, str(local), arrays)
             xtr = np.where(xtr >= cfg.num_words, 2, xtr)
             xte = np.where(xte >= cfg.num_words, 2, xte)
         except _PickleNeeded:
             # Keras' source format stores lists of word ranks: object arrays need pickle
             arrays = _read_npz(local, allow_pickle=True)
+            _check_word_ranks(cfg, str(local), arrays)
             xtr, ytr, xte, yte = keras_imdb_steps(
                 arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], cfg.num_words
             )
@@ -324,10 +327,12 @@ def _synthetic_cifar10(cfg, seed):
 
 
 DATASETS = {
-    "imdb": DatasetSpec("sequence", 2, _load_imdb, IMDB_FILES),
-    "cifar10": DatasetSpec("image", 10, _load_cifar10, CIFAR_FILES),
-    "synthetic_imdb": DatasetSpec("sequence", 2, _synthetic_imdb),
-    "synthetic_cifar10": DatasetSpec("image", 10, _synthetic_cifar10),
+    "imdb": DatasetSpec("sequence", 2, _load_imdb, IMDB_FILES, (25000, 25000)),
+    "cifar10": DatasetSpec("image", 10, _load_cifar10, CIFAR_FILES, (50000, 10000)),
+    # synthetic sets are generated at the subset's size: at most the real set's, so a
+    # typo cannot ask for a billion examples
+    "synthetic_imdb": DatasetSpec("sequence", 2, _synthetic_imdb, (), (25000, 25000)),
+    "synthetic_cifar10": DatasetSpec("image", 10, _synthetic_cifar10, (), (50000, 10000)),
 }
 
 
@@ -335,13 +340,14 @@ def load_data(cfg, seed: int = 0) -> Data:
     """Load data set `cfg.name` (a DataConfig), then take `cfg.subset` if set."""
     spec = DATASETS[cfg.name]
     xtr, ytr, xte, yte, source = spec.load(cfg, seed)
+    check_arrays(cfg, source, {"x_train": xtr, "y_train": ytr, "x_test": xte, "y_test": yte})
     if cfg.subset is not None and not cfg.name.startswith("synthetic_"):
         tr = balanced_subset(ytr, cfg.subset.train, "data.subset.train")
         te = balanced_subset(yte, cfg.subset.test, "data.subset.test")
         xtr, ytr, xte, yte = xtr[tr], ytr[tr], xte[te], yte[te]
     digest = fingerprint(xtr, ytr, xte, yte)
     if spec.kind == "image":  # the tutorial's scaling: uint8 pixels to [0, 1]
-        xtr, xte = xtr.astype("float32") / 255.0, xte.astype("float32") / 255.0
+        xtr, xte = _scaled(xtr), _scaled(xte)
     return Data(xtr, ytr, xte, yte, spec.num_classes, source, digest)
 
 
@@ -367,3 +373,183 @@ def describe_source(cfg) -> str:
         return f"{cfg.name}: generated from the seed"
     local = _find_local(cfg, spec.filenames)
     return f"local file {local}" if local else f"download through keras.datasets.{cfg.name}"
+
+
+# ----------------------------------------------------------------------------- checks
+# Every array is checked before any compute: a wrong label, a NaN pixel or a token id
+# outside the vocabulary otherwise trains to "completed" with a meaningless loss, or
+# fails deep inside TensorFlow. Checks are vectorised and cheap: min/max first (no
+# allocation; uint8 pixels need nothing), a mask only to name the first bad element.
+
+
+def _origin(cfg, source: str) -> str:
+    """How an error names the data: the setting and the file it came from."""
+    if source.startswith(("keras.datasets", "synthetic_")):
+        return source
+    return f"{'data.path' if cfg.path else '$' + ENV_DIR}: {source}"
+
+
+def _fix(source: str) -> str:
+    if source.startswith("keras.datasets"):
+        return "delete Keras' cached copy in ~/.keras/datasets to download it again"
+    return "fix or replace the file"
+
+
+def _value(v) -> str:
+    np = _np()
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        return str(int(v)) if v.is_integer() else str(v)  # 3.0 -> 3; nan, inf, 0.5 as they are
+    return repr(v.item() if hasattr(v, "item") else v)
+
+
+def _bad_number(a, name: str, noun: str, low, high, outside: str, index=None) -> str | None:
+    """The first element of `a` that is not a finite integer-valued number in
+    [low, high] (high None: no upper bound; noun "pixel" also allows fractions), as
+    `name[i, j] = v is ...`; None when every element is fine. `index(flat)` formats the
+    index (default: the array's own [i, j])."""
+    np = _np()
+    if a.dtype.kind not in "biuf":
+        return f"{name} has dtype {a.dtype}, expected numeric {noun}s"
+    if a.size == 0:
+        return None
+
+    def first(mask) -> str:
+        flat = int(np.argmax(mask.reshape(-1)))
+        at = index(flat) if index else "[" + ", ".join(str(int(i)) for i in np.unravel_index(flat, a.shape)) + "]"
+        return f"{name}{at} = {_value(a.reshape(-1)[flat])}"
+
+    lo, hi = a.min(), a.max()
+    if a.dtype.kind == "f":
+        if not (np.isfinite(lo) and np.isfinite(hi)):  # min and max propagate NaN
+            return f"{first(~np.isfinite(a))} is not a finite number"
+        if noun != "pixel":
+            frac = a != np.floor(a)
+            if frac.any():
+                return f"{first(frac)} is not an integer {noun}"
+    if lo < low or (high is not None and hi > high):
+        return f"{first((a < low) | (a > high) if high is not None else a < low)} {outside}"
+    return None
+
+
+def check_arrays(cfg, source: str, arrays: dict) -> None:
+    """Raise one NormbenchError for the first problem in x_train/y_train/x_test/y_test:
+    an empty set, x and y of different lengths, labels that are not integer classes,
+    pixels that are neither integers 0-255 nor floats already in [0, 1], token ids
+    outside the vocabulary, NaN or inf. Indices are those of the arrays as loaded: for
+    local files the file's own order (Keras' IMDB format is checked before its shuffle,
+    by _check_word_ranks); for token ids, the padded sequences."""
+    np = _np()
+    spec = DATASETS[cfg.name]
+    origin, fix = _origin(cfg, source), _fix(source)
+
+    def fail(problem, how=fix):
+        raise NormbenchError(f"{origin}: {problem}; {how}")
+
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], np.asarray(arrays[f"y_{split}"])
+        if len(x) == 0 or y.size == 0:
+            fail(f"the {split} set is empty (x_{split} has {len(x)} examples, y_{split} {y.size} labels)")
+        if len(x) != len(y):
+            fail(f"x_{split} has {len(x)} examples but y_{split} has {len(y)} labels (one label per example)")
+    k = spec.num_classes
+    for name in ("y_train", "y_test"):
+        bad = _bad_number(np.asarray(arrays[name]), name, "class label", 0, k - 1, f"is not a class of {cfg.name} (0-{k - 1})")
+        if bad:
+            fail(bad)
+    for name in ("x_train", "x_test"):
+        x = np.asarray(arrays[name])
+        if spec.kind == "image":
+            if x.dtype == np.uint8:
+                continue  # 0-255 by construction: nothing to check
+            if x.dtype.kind == "f":  # already scaled: used as they are
+                bad = _bad_number(x, name, "pixel", 0.0, 1.0, "is outside [0, 1], the range of float pixels")
+            else:
+                bad = _bad_number(x, name, "pixel", 0, 255, "is outside 0-255, the range of integer pixels")
+            if bad:
+                fail(bad, "store pixels as uint8 0-255 or as floats already scaled to [0, 1]" if " is outside " in bad else fix)
+        else:
+            top = cfg.num_words - 1
+            bad = _bad_number(x, name, "token id", 0, top, f"is not a token id of the {cfg.num_words}-word vocabulary (0-{top})")
+            if bad:
+                fail(bad)
+
+
+def _check_token_ids(cfg, source: str, arrays: dict) -> None:
+    """A plain .npz's token ids before Keras' clipping (ids >= num_words become the
+    out-of-vocabulary 2, so only negative, fractional, NaN or inf ids are wrong)."""
+    for name in ("x_train", "x_test"):
+        bad = _bad_number(arrays[name], name, "token id", 0, None, "is not a token id (integers >= 0)")
+        if bad:
+            raise NormbenchError(f"{_origin(cfg, source)}: {bad}; {_fix(source)}")
+
+
+def _check_word_ranks(cfg, source: str, arrays: dict) -> None:
+    """Keras' IMDB source format, before its seed-113 shuffle so that indices are the
+    file's: x_* are lists of word ranks (integers >= 0); then labels and lengths."""
+    import itertools
+
+    np = _np()
+    for name in ("x_train", "x_test"):
+        x = arrays[name]
+        try:
+            lengths = np.fromiter(map(len, x), dtype=np.int64, count=len(x))
+            flat = np.fromiter(itertools.chain.from_iterable(x), dtype=np.float64, count=int(lengths.sum()))
+        except (TypeError, ValueError) as e:
+            raise NormbenchError(
+                f"{_origin(cfg, source)}: {name} holds something other than lists of word ranks ({str(e)[:80]}); {_fix(source)}"
+            ) from None
+        ends = np.cumsum(lengths)
+
+        def index(flat_i):  # flat index -> [review][position]
+            r = int(np.searchsorted(ends, flat_i, side="right"))
+            return f"[{r}][{flat_i - int(ends[r] - lengths[r])}]"
+
+        bad = _bad_number(flat, name, "word rank", 0, None, "is not a word rank (integers >= 0)", index)
+        if bad:
+            raise NormbenchError(f"{_origin(cfg, source)}: {bad}; {_fix(source)}")
+    # labels, lengths and empty sets in the file's order (the word lists stand in as ids 0)
+    stand_in = {k: np.zeros((len(arrays[k]), 1), "int32") for k in ("x_train", "x_test")}
+    check_arrays(cfg, source, {**arrays, **stand_in})
+
+
+def _scaled(x):
+    """Pixels as float32 in [0, 1]: integer pixels / 255, the tutorial's scaling; float
+    pixels were checked to be in [0, 1] already and are not divided again."""
+    if x.dtype.kind == "f":
+        return x.astype("float32")
+    return x.astype("float32") / 255.0
+
+
+def _npz_lengths(path: Path) -> dict | None:
+    """{"train": len(y_train), "test": len(y_test)} from a .npz's array headers, without
+    reading the arrays; None when the file cannot be read that way (load_data will say why)."""
+    import zipfile
+
+    np = _np()
+    out = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            for split in ("train", "test"):
+                with z.open(f"y_{split}.npy") as f:
+                    version = np.lib.format.read_magic(f)
+                    read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}[version]
+                    shape, _, _ = read(f)
+                out[split] = int(np.prod(shape))
+    except Exception:
+        return None
+    return out
+
+
+def local_sizes(cfg) -> tuple[str, dict] | None:
+    """(file, {"train": n, "test": m}) for a local .npz data file, read cheaply from its
+    headers; None for downloads, synthetic sets and other formats (their sizes are the
+    real sets', checked by the config). Raises if data.path is wrong, like load_data."""
+    spec = DATASETS[cfg.name]
+    if cfg.name.startswith("synthetic_"):
+        return None
+    local = _find_local(cfg, spec.filenames)
+    if local is None or local.is_dir() or not local.name.endswith(".npz"):
+        return None
+    sizes = _npz_lengths(local)
+    return (str(local), sizes) if sizes else None

@@ -61,18 +61,14 @@ def _none(where, groups, **kw):
     return layers.Identity(**kw)
 
 
-# name -> (factory, Keras class name it builds, one-line description)
+# name -> factory(where, groups, **layer_kwargs); the axes are in the module docstring
 NORMS = {
-    "batch": (_batch, "BatchNormalization", "BatchNormalization: per channel over the batch"),
-    "layer": (_layer, "LayerNormalization", "LayerNormalization: per sample over all features"),
-    "group": (_group, "GroupNormalization", "GroupNormalization: per sample over channel groups"),
-    "rms": (_rms, "RMSNormalization", "RMSNormalization: layer norm without centering"),
-    "none": (_none, "Identity", "no normalization (an Identity layer)"),
+    "batch": _batch,
+    "layer": _layer,
+    "group": _group,
+    "rms": _rms,
+    "none": _none,
 }
-
-
-def norm_names() -> list[str]:
-    return list(NORMS)
 
 
 def make_norm(name: str, where: str, groups: int = 8, layer_name: str | None = None):
@@ -82,4 +78,4 @@ def make_norm(name: str, where: str, groups: int = 8, layer_name: str | None = N
         raise NormbenchError(f"unknown norm {name!r}; choose one of: {', '.join(NORMS)}")
     if where not in SLOTS:
         raise ValueError(f"unknown norm slot {where!r}; one of {SLOTS}")
-    return NORMS[name][0](where, groups, **({"name": layer_name} if layer_name else {}))
+    return NORMS[name](where, groups, **({"name": layer_name} if layer_name else {}))

@@ -1,23 +1,16 @@
 """One training run: validated Config -> run folder. The whole training path is here.
 
-A run folder `<output.dir>/<name>/<run-id>/` holds:
-- config.yaml   the fully resolved config (written first);
-- history.csv   one row per finished epoch, appended as each epoch ends;
-- summary.json  written atomically at the end: status, test metrics, timing, versions;
-- backup/       Keras BackupAndRestore state (and the best validation epoch's weights)
-                while the run is unfinished, deleted only after summary.json is
-                written, so `normbench run --resume DIR` continues where it stopped
-                (after the last epoch it only evaluates).
-A folder without summary.json, or whose summary.json status is not "completed", is
-not a finished run.
+The run folder's files and formats belong to `normbench.runfolder`; this module fills
+them. backup/ holds Keras BackupAndRestore state (and the best validation epoch's
+weights) while the run is unfinished, deleted only after summary.json is written, so
+`normbench run --resume DIR` continues where it stopped (after the last epoch it only
+evaluates).
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import datetime as _dt
-import json
 import math
 import os
 import platform
@@ -28,90 +21,10 @@ import time
 import warnings
 from pathlib import Path
 
-from normbench import NormbenchError, __version__
+from normbench import NormbenchError, __version__, one_line, optim, runfolder
 from normbench.config import Config, dump_yaml, from_dict, read_yaml
 from normbench.models import resolved_unroll
-
-HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds"]
-INDEX_COLUMNS = ["run_id", "name", "model", "norm", "seed", "batch_size", "status", "test_accuracy", "test_loss", "path"]
-
-
-# ----------------------------------------------------------------------------- files
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _finite(x):
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def read_history(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
-def _write_history(path: Path, rows: list[dict]) -> None:
-    import io
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, HISTORY_COLUMNS, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    write_atomic(path, buf.getvalue())
-
-
-def append_index(output_dir: Path, summary: dict, run_dir: Path) -> None:
-    """Append one line to <output.dir>/runs.csv, under an exclusive lock so that two runs
-    finishing at once never interleave or both write the header."""
-    import fcntl
-    import io
-
-    output_dir.mkdir(parents=True, exist_ok=True)
-    index = output_dir / "runs.csv"
-    row = {k: summary.get(k) for k in INDEX_COLUMNS}
-    row["path"] = os.path.relpath(run_dir, output_dir)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, INDEX_COLUMNS, lineterminator="\n")
-    fd = os.open(index, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        if os.fstat(fd).st_size == 0:
-            w.writeheader()
-        w.writerow(row)
-        os.write(fd, buf.getvalue().encode())
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
-def new_run_dir(cfg: Config, run_id: str | None = None) -> Path:
-    """Create and return a run folder that no other run uses."""
-    parent = Path(cfg.output.dir) / cfg.name
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise NormbenchError(f"output.dir: cannot create {parent} ({e.strerror}); choose a writable folder") from None
-    base = run_id or f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-seed{cfg.seed}"
-    for i in range(1000):
-        d = parent / (base if i == 0 else f"{base}-{i}")
-        try:
-            d.mkdir()
-            return d
-        except FileExistsError:
-            continue
-    raise NormbenchError(f"output.dir: more than 1000 runs named {base} in {parent}; clean it up")
+from normbench.runlock import RunLock
 
 
 # ----------------------------------------------------------------------------- host
@@ -233,15 +146,14 @@ def _callbacks(run_dir: Path, cfg_epochs: int):
 
         def __init__(self):
             super().__init__()
-            self.path = run_dir / "history.csv"
             self.reconciled = False
             self.train_seconds = []  # epoch time minus validation time, this process only
             self.diverged = False
 
         def on_epoch_begin(self, epoch, logs=None):
             if not self.reconciled:
-                rows = [r for r in read_history(self.path) if int(r["epoch"]) <= epoch]
-                _write_history(self.path, rows)
+                rows = [r for r in runfolder.read_history(run_dir) if int(r["epoch"]) <= epoch]
+                runfolder.write_history(run_dir, rows)
                 self.reconciled = True
             self.t0 = time.perf_counter()
             self.val_seconds = 0.0
@@ -257,20 +169,18 @@ def _callbacks(run_dir: Path, cfg_epochs: int):
             logs = logs or {}
             seconds = time.perf_counter() - self.t0
             self.train_seconds.append(seconds - self.val_seconds)
-            lr = self.model.optimizer.learning_rate
             row = {
                 "epoch": epoch + 1,
                 "loss": logs.get("loss"),
                 "accuracy": logs.get("accuracy"),
                 "val_loss": logs.get("val_loss"),
                 "val_accuracy": logs.get("val_accuracy"),
-                "learning_rate": float(keras.ops.convert_to_numpy(lr)),
+                "learning_rate": optim.last_learning_rate(self.model.optimizer),  # the epoch's last step's
                 "epoch_seconds": round(seconds, 3),
             }
             if row["loss"] is None or not math.isfinite(float(row["loss"])):
                 self.diverged = True
-            with open(self.path, "a", newline="", encoding="utf-8") as f:
-                csv.DictWriter(f, HISTORY_COLUMNS, lineterminator="\n").writerow(row)
+            runfolder.append_history(run_dir, row)
 
     class Backup(keras.callbacks.BackupAndRestore):
         """BackupAndRestore whose save is never cut short by Ctrl-C or SIGTERM: an
@@ -288,7 +198,7 @@ def _callbacks(run_dir: Path, cfg_epochs: int):
 
         def __init__(self):
             super().__init__()
-            self.path = run_dir / "backup" / "best.npz"
+            self.path = run_dir / runfolder.BACKUP / "best.npz"
             self.epoch, self.val_accuracy, self.weights = None, -math.inf, None
             self.last = None  # the last epoch finished in this process
             self.reconciled = False
@@ -332,7 +242,7 @@ def _callbacks(run_dir: Path, cfg_epochs: int):
     log, best = EpochLog(), BestWeights()
     # the backup is deleted by run() once summary.json is written, not when fit ends, so
     # an interrupt during the test evaluation keeps every finished epoch
-    backup = Backup(str(run_dir / "backup"), double_checkpoint=True, delete_checkpoint=False)
+    backup = Backup(str(run_dir / runfolder.BACKUP), double_checkpoint=True, delete_checkpoint=False)
     # order matters: the history row and best weights are written before the backup is saved
     return log, best, [log, keras.callbacks.TerminateOnNaN(), best, backup]
 
@@ -340,19 +250,9 @@ def _callbacks(run_dir: Path, cfg_epochs: int):
 # ----------------------------------------------------------------------------- run
 
 
-def _optimizer(name: str, lr: float):
-    import keras
-
-    return {
-        "adam": keras.optimizers.Adam,
-        "adamw": keras.optimizers.AdamW,
-        "sgd": keras.optimizers.SGD,
-        "rmsprop": keras.optimizers.RMSprop,
-    }[name](learning_rate=lr)
-
-
-def compiled_model(cfg: Config, num_classes: int):
-    """A freshly seeded, built and compiled model for a config."""
+def compiled_model(cfg: Config, num_classes: int, n_examples: int):
+    """A freshly seeded, built and compiled model for a config whose training set has
+    `n_examples` examples (before the validation split; the schedule needs the steps)."""
     import keras
 
     from normbench.models import MODELS, build_model
@@ -360,7 +260,7 @@ def compiled_model(cfg: Config, num_classes: int):
     keras.utils.set_random_seed(cfg.seed)
     model = build_model(cfg, num_classes)
     model.compile(
-        optimizer=_optimizer(cfg.train.optimizer, cfg.train.learning_rate),
+        optimizer=optim.build(cfg, optim.plan(cfg, n_examples)),
         loss=MODELS[cfg.model.arch].loss,
         metrics=["accuracy"],
         jit_compile=cfg.train.jit_compile,
@@ -373,6 +273,9 @@ def prepare(cfg: Config, threads: int | None = None):
     exists. Returns (data, model)."""
     use_backend(cfg.train.backend)
     from normbench.data import load_data
+    from normbench.quiet import import_keras
+
+    import_keras()  # before anything else loads TensorFlow: its start-up notices filtered
 
     if cfg.train.backend == "jax" and cfg.model.unroll is True:
         warnings.warn(
@@ -387,7 +290,7 @@ def prepare(cfg: Config, threads: int | None = None):
 
             tf.config.experimental.enable_op_determinism()
     data = load_data(cfg.data, cfg.seed)
-    return data, compiled_model(cfg, data.num_classes)
+    return data, compiled_model(cfg, data.num_classes, len(data.x_train))
 
 
 class _Terminated(KeyboardInterrupt):
@@ -426,25 +329,29 @@ def _on_sigterm(signum, frame):
     raise _Terminated()
 
 
-def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, verbose="auto", threads=None, resume=False, announce=None) -> tuple[Path, dict]:
+def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, verbose="auto", threads=None, resume=False, announce=None, lock=None) -> tuple[Path, dict]:
     """Train one config. Returns (run folder, summary). With resume=True, `run_dir` is an
     existing run folder that continues from its last finished epoch. `announce(run_dir)`
-    is called once the folder exists, before training."""
+    is called once the folder exists, before training. The folder's lock (runlock) is
+    held until this returns; `lock` passes one the caller already holds."""
     started = time.time()
     t_start = time.perf_counter()
+    if run_dir is not None and lock is None:
+        lock = RunLock(run_dir)  # a folder busy elsewhere fails before any data loads
     data, model = prepare(cfg, threads)
     if run_dir is None:
-        run_dir = new_run_dir(cfg, run_id)
+        run_dir = runfolder.new_run_dir(cfg.output.dir, cfg.name, cfg.seed, run_id)
+        lock = RunLock(run_dir)
     run_dir = Path(run_dir)
-    (run_dir / "summary.json").unlink(missing_ok=True)  # nothing stale looks finished
+    runfolder.remove_summary(run_dir)  # nothing stale looks finished
     if not resume:
-        write_atomic(run_dir / "config.yaml", dump_yaml(cfg))
+        runfolder.write_config(run_dir, dump_yaml(cfg))
     if announce:
         announce(run_dir)
 
-    n_fit = math.ceil(len(data.x_train) * (1 - cfg.train.validation_split))  # as Keras splits
-    steps = math.ceil(n_fit / cfg.train.batch_size)
-    log, best, callbacks = _callbacks(run_dir, cfg.train.epochs)
+    plan = optim.plan(cfg, len(data.x_train))  # epochs and steps under train.budget
+    n_fit, steps = plan.n_fit, plan.steps_per_epoch
+    log, best, callbacks = _callbacks(run_dir, plan.epochs)
     summary = {
         "status": "running",
         "run_id": run_dir.name,
@@ -461,6 +368,8 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
         "n_test": len(data.x_test),
         "params": int(model.count_params()),
         "steps_per_epoch": steps,
+        "optimizer_steps": plan.total_steps,
+        "peak_learning_rate": plan.peak_learning_rate,
         "jit_compile": bool(model.jit_compile),
         "unroll": resolved_unroll(cfg),
         "deterministic": cfg.train.deterministic,
@@ -479,7 +388,7 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
         model.fit(
             data.x_train,
             data.y_train,
-            epochs=cfg.train.epochs,
+            epochs=plan.epochs,
             batch_size=cfg.train.batch_size,
             validation_split=cfg.train.validation_split,
             callbacks=callbacks,
@@ -492,16 +401,17 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
         except ValueError as e:
             # a backup that no longer loads (e.g. written by another normbench version):
             # say so, and train this run again from epoch 1 rather than fail forever
-            if not (resume and not log.reconciled and (run_dir / "backup").exists()):
+            backup = run_dir / runfolder.BACKUP
+            if not (resume and not log.reconciled and backup.exists()):
                 raise
             import shutil
 
-            print(f"normbench: the backup in {run_dir / 'backup'} does not load ({str(e)[:120]}); "
+            print(f"normbench: the backup in {backup} does not load ({one_line(e, 120)}); "
                   "training this run again from epoch 1", file=sys.stderr)
-            shutil.rmtree(run_dir / "backup")
-            (run_dir / "history.csv").unlink(missing_ok=True)
-            model = compiled_model(cfg, data.num_classes)  # the data are already loaded
-            log, best, callbacks = _callbacks(run_dir, cfg.train.epochs)
+            shutil.rmtree(backup)
+            runfolder.remove_history(run_dir)
+            model = compiled_model(cfg, data.num_classes, len(data.x_train))  # the data are already loaded
+            log, best, callbacks = _callbacks(run_dir, plan.epochs)
             fit(model, callbacks)
         status = "diverged" if log.diverged else "completed"
         test = _evaluate(model, data, cfg, best)
@@ -510,19 +420,22 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
         raise RunInterrupted(run_dir) from None
     except Exception as e:
         status = "failed"
-        summary["error"] = f"{e.__class__.__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+        from normbench.reasons import describe
+
+        summary["error"] = describe(e)
         raise
     finally:
         if old_handler is not None:
             signal.signal(signal.SIGTERM, old_handler)
-        summary.update(_finish(run_dir, cfg, log, status, test, t_start, steps))
-        write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-        if status != "interrupted":
-            append_index(Path(cfg.output.dir), summary, run_dir)
+        summary.update(_finish(run_dir, cfg, log, status, test, t_start, steps, plan.epochs))
+        runfolder.write_summary(run_dir, summary)
+        if status != "interrupted":  # beside the run (output.dir may be relative to another cwd)
+            runfolder.append_index(run_dir.parent.parent, summary, run_dir)
         if status in ("completed", "diverged"):  # finished: the backup is no longer needed
             import shutil
 
-            shutil.rmtree(run_dir / "backup", ignore_errors=True)
+            shutil.rmtree(run_dir / runfolder.BACKUP, ignore_errors=True)
+        lock.release()
     return run_dir, summary
 
 
@@ -538,13 +451,20 @@ def _evaluate(model, data, cfg, best) -> dict:
     return out
 
 
-def _finish(run_dir, cfg, log, status, test, t_start, steps) -> dict:
-    rows = read_history(run_dir / "history.csv")
+def _finite(x):
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _finish(run_dir, cfg, log, status, test, t_start, steps, epochs) -> dict:
+    rows = runfolder.read_history(run_dir)
     # drop duplicate epochs defensively (keep the last), so summaries read clean data
     by_epoch = {int(r["epoch"]): r for r in rows}
     if len(by_epoch) != len(rows):
         rows = [by_epoch[e] for e in sorted(by_epoch)]
-        _write_history(run_dir / "history.csv", rows)
+        runfolder.write_history(run_dir, rows)
     val = [(float(r["val_accuracy"]), int(r["epoch"])) for r in rows if r.get("val_accuracy") not in (None, "")]
     best = max(val, key=lambda v: (v[0], -v[1])) if val else (None, None)
     timed = log.train_seconds[1:] if len(log.train_seconds) > 1 else log.train_seconds  # skip compile epoch
@@ -552,7 +472,7 @@ def _finish(run_dir, cfg, log, status, test, t_start, steps) -> dict:
     out = {
         "status": status,
         "epochs_completed": len(rows),
-        "epochs": cfg.train.epochs,
+        "epochs": epochs,  # trained (train.budget steps resolves it from train.epochs)
         "test_loss": _finite(test[cfg.train.eval]["loss"]) if test else None,
         "test_accuracy": _finite(test[cfg.train.eval]["accuracy"]) if test else None,
         "test_loss_last": _finite(test["last"]["loss"]) if test else None,
@@ -576,14 +496,12 @@ def _finish(run_dir, cfg, log, status, test, t_start, steps) -> dict:
 def resume_run(run_dir: str | Path, **kwargs) -> tuple[Path, dict]:
     """Continue an unfinished run folder from its last finished epoch."""
     run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.yaml"
+    cfg_path = run_dir / runfolder.CONFIG
     if not cfg_path.exists():
         raise NormbenchError(f"{run_dir}: not a run folder (no config.yaml); pass a folder that normbench run created")
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        summary = {}  # none yet, or unreadable: the run is not finished
-    if isinstance(summary, dict) and summary.get("status") == "completed":
-        return run_dir, summary
+    lock = RunLock(run_dir)  # the status is read under the lock: another owner may just have finished
+    if runfolder.status(run_dir) == "completed":
+        lock.release()
+        return run_dir, runfolder.read_summary(run_dir)
     cfg = from_dict(read_yaml(cfg_path), str(cfg_path))
-    return run(cfg, run_dir=run_dir, resume=True, **kwargs)
+    return run(cfg, run_dir=run_dir, resume=True, lock=lock, **kwargs)

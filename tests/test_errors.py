@@ -119,7 +119,7 @@ DATA_CASES = [
     ("npz-missing-arrays", lambda f: ["--set", f"data.path={f[3]}"],
      "data.path: {d}/partial.npz lacks the arrays x_test, y_test; a data .npz needs x_train, y_train, x_test, y_test"),
     ("subset-larger-than-data", lambda f: ["--set", f"data.path={f[1]}", "--set", "data.subset={train: 100, test: 10}"],
-     "data.subset.train=100 is larger than the 20 examples available; use at most 20"),
+     "--set data.subset={{train: 100, test: 10}}: data.subset.train: 100 is more than the 20 train examples in {d}/imdb.npz; use at most 20"),
 ]
 
 
@@ -162,3 +162,18 @@ def test_resume_not_a_run_folder(tmp_path, out):
 def test_run_needs_config_or_resume():
     r = cli("run")
     assert r.exit_code == 2 and "give either CONFIG or --resume RUN_DIR" in r.output
+
+
+def test_one_line_keeps_the_reason_and_marks_a_cut():
+    from normbench import one_line
+
+    e = ValueError("\n  labels must be in [0, 2); found 7 at index 3\nTraceback detail\n")
+    assert one_line(e) == "labels must be in [0, 2); found 7 at index 3"  # first non-blank line only
+    assert one_line(e, kind=True) == "ValueError: labels must be in [0, 2); found 7 at index 3"
+    assert one_line(KeyError()) == one_line(KeyError(), kind=True) == "KeyError"
+    long = "the reason " * 30
+    for limit in (20, 80, 200):
+        cut = one_line(RuntimeError(long), limit, kind=True)
+        assert len(cut) <= limit and cut.endswith("...") and cut.startswith("RuntimeError: the")
+        assert cut[:-3].split()[-1] in ("the", "reason")  # never mid-word
+    assert one_line("short text", 10) == "short text"  # exactly the limit: not cut

@@ -55,7 +55,7 @@ def test_smoke_config_learns(smoke_runs, name):
 def test_run_folder_layout(smoke_runs, name):
     result, out = smoke_runs[name]
     run_dir = _run_dir(result)
-    assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml", "history.csv", "summary.json"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "config.yaml", "history.csv", "summary.json"]
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     shipped = yaml.safe_load((REPO / f"configs/smoke/{name}.yaml").read_text())
     assert cfg["model"] == {**cfg["model"], **shipped["model"]}
@@ -83,6 +83,16 @@ def test_run_folder_layout(smoke_runs, name):
     #        (gamma, beta, moving mean and variance count)
     assert s["params"] == (1_287_393 if name == "imdb_ln" else 161_610)
     assert f"completed: test_accuracy {s['test_accuracy']:.4f}" in result.output
+
+
+@pytest.mark.parametrize("name", ["imdb_ln", "cifar10_bn"])
+def test_summary_keys_are_the_documented_ones(smoke_runs, name):
+    """train writes every key runfolder.SUMMARY_KEYS documents (and write_summary refuses
+    any other), so the test fixtures that build summaries from that list stay true."""
+    from normbench import runfolder
+
+    s = runfolder.read_summary(_run_dir(smoke_runs[name][0]))
+    assert set(s) == set(runfolder.SUMMARY_KEYS) - set(runfolder.OPTIONAL_SUMMARY_KEYS)
 
 
 def test_results_index(smoke_runs):

@@ -1,0 +1,316 @@
+"""The run folder: the one contract between training, sweeps and results. Only this
+module knows the file names and formats; `train`, `sweep`, `results` and the tests
+read and write run folders through it.
+
+    <output.dir>/runs.csv            one line per finished run (INDEX_COLUMNS), under a lock
+    <output.dir>/<name>/<run-id>/    a run folder (`run_path`, `new_run_dir`)
+        config.yaml   the fully resolved config, written first
+        history.csv   one row per finished epoch (HISTORY_COLUMNS), appended as it ends
+        summary.json  written atomically at the end (SUMMARY_KEYS)
+        backup/       resume state while the run is unfinished
+        log.txt       a sweep member's output (local executor)
+
+A folder without summary.json, or whose summary.json status is not "completed", is
+not a finished run. Error policy, for every reader: a missing file is "not there yet"
+(None / []); a file that exists but cannot be parsed raises NormbenchError naming the
+file, except `status()`, which is for a process about to train the run again and
+treats an unreadable summary.json as "not finished" (the rerun rewrites it).
+
+Nothing here imports TensorFlow, Keras or click; pandas only inside `history_frame`.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import json
+import os
+from pathlib import Path
+
+from normbench import NormbenchError, one_line
+
+CONFIG = "config.yaml"
+HISTORY = "history.csv"
+SUMMARY = "summary.json"
+BACKUP = "backup"
+LOG = "log.txt"
+INDEX = "runs.csv"
+# files that make a folder a run folder (config.yaml alone: created, not started yet)
+MARKERS = (SUMMARY, CONFIG)
+# the files a run's result consists of (what a worker without shared storage sends back)
+RESULT_FILES = (CONFIG, HISTORY, SUMMARY)
+
+HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds"]
+INDEX_COLUMNS = ["run_id", "name", "model", "norm", "seed", "batch_size", "status", "test_accuracy", "test_loss", "path"]
+STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
+
+# every key train.py writes into summary.json -> what it holds. `write_summary` refuses
+# any other key, so a renamed key fails loudly in train and in the test fixtures alike.
+SUMMARY_KEYS = {
+    "status": "one of STATUSES",
+    "run_id": "the run folder's name",
+    "name": "config name",
+    "model": "model.arch",
+    "norm": "model.norm",
+    "seed": "seed",
+    "batch_size": "train.batch_size",
+    "data_source": "where the data came from (Keras download or a file)",
+    "data_fingerprint": "sha256 of the arrays actually used, before scaling",
+    "eval": "train.eval: which weights test_loss/test_accuracy come from (last or best)",
+    "n_train": "training examples (after the validation split)",
+    "n_val": "validation examples",
+    "n_test": "test examples",
+    "params": "model parameters (count_params)",
+    "steps_per_epoch": "training steps per epoch",
+    "optimizer_steps": "optimizer steps of the whole run: epochs x steps_per_epoch",
+    "peak_learning_rate": "train.learning_rate after train.lr_scaling (the schedule's peak)",
+    "jit_compile": "what Keras resolved jit_compile to",
+    "unroll": "what model.unroll resolved to",
+    "deterministic": "train.deterministic",
+    "started_at": "ISO time the run (or this resume) started",
+    "versions": "python, tensorflow, keras, numpy, normbench, backend (and jax)",
+    "host": "cpu, cpu_count, gpus, platform",
+    "error": "failed runs only: the exception, one line",
+    "epochs_completed": "rows in history.csv",
+    "epochs": "epochs trained: train.epochs, or what train.budget steps resolved it to",
+    "test_loss": "test loss of the weights train.eval picks",
+    "test_accuracy": "test accuracy of the weights train.eval picks",
+    "test_loss_last": "test loss of the last epoch's weights",
+    "test_accuracy_last": "test accuracy of the last epoch's weights",
+    "test_loss_best": "test loss of the best validation epoch's weights",
+    "test_accuracy_best": "test accuracy of the best validation epoch's weights",
+    "best_val_accuracy": "highest val_accuracy in history.csv",
+    "best_epoch": "its epoch (the earliest on ties)",
+    "last_val_accuracy": "val_accuracy of the last epoch",
+    "final_train_loss": "loss of the last epoch",
+    "wall_seconds": "wall time of the whole run in this process",
+    "first_epoch_seconds": "the first epoch's time (includes tracing)",
+    "mean_epoch_seconds": "mean epoch time (validation included)",
+    "ms_per_step": "median train-only epoch time after the first, per step",
+    "finished_at": "ISO time the summary was written",
+}
+OPTIONAL_SUMMARY_KEYS = ("error",)
+
+
+def _corrupt(path: Path, why: str) -> NormbenchError:
+    return NormbenchError(f"{path}: corrupt {path.name} ({why}); rerun that run or delete its folder")
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+def run_path(output_dir, name: str, run_id: str) -> Path:
+    """The folder of run `run_id` of config `name`: <output.dir>/<name>/<run-id>."""
+    return Path(output_dir) / name / run_id
+
+
+def new_run_dir(output_dir, name: str, seed: int, run_id: str | None = None) -> Path:
+    """Create and return a run folder that no other run uses (default id:
+    <date>-<time>-seed<seed>, with -1, -2, ... when taken)."""
+    parent = Path(output_dir) / name
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NormbenchError(f"output.dir: cannot create {parent} ({e.strerror}); choose a writable folder") from None
+    base = run_id or f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-seed{seed}"
+    for i in range(1000):
+        d = parent / (base if i == 0 else f"{base}-{i}")
+        try:
+            d.mkdir()
+            return d
+        except FileExistsError:
+            continue
+    raise NormbenchError(f"output.dir: more than 1000 runs named {base} in {parent}; clean it up")
+
+
+def is_run_dir(files) -> bool:
+    """Whether a folder holding these file names is a run folder."""
+    return any(m in files for m in MARKERS)
+
+
+def has_history(run_dir) -> bool:
+    return (Path(run_dir) / HISTORY).exists()
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` so that readers see the old file or the whole new one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_config(run_dir, config_text: str) -> None:
+    """config.yaml, the resolved config as YAML text (config.dump_yaml)."""
+    write_atomic(Path(run_dir) / CONFIG, config_text)
+
+
+def read_files(run_dir) -> dict[str, str]:
+    """The result files of a run folder that exist, name -> text (to copy a run
+    trained elsewhere; `write_files` writes them back)."""
+    d = Path(run_dir)
+    return {name: (d / name).read_text(encoding="utf-8") for name in RESULT_FILES if (d / name).exists()}
+
+
+def write_files(run_dir, files: dict[str, str]) -> None:
+    """Write files from `read_files` into a run folder, summary.json last so that a
+    copy cut short never looks finished."""
+    d = Path(run_dir)
+    unknown = set(files) - set(RESULT_FILES)
+    if unknown:
+        raise ValueError(f"not run-folder result files: {sorted(unknown)}")
+    for name in sorted(files, key=lambda n: n == SUMMARY):
+        write_atomic(d / name, files[name])
+
+
+# ----------------------------------------------------------------------------- summary.json
+
+
+def write_summary(run_dir, summary: dict) -> None:
+    unknown = [k for k in summary if k not in SUMMARY_KEYS]
+    if unknown:
+        raise ValueError(f"summary.json keys not in runfolder.SUMMARY_KEYS: {unknown}")
+    write_atomic(Path(run_dir) / SUMMARY, json.dumps(summary, indent=2) + "\n")
+
+
+def remove_summary(run_dir) -> None:
+    """Nothing stale looks finished while a run (re)trains."""
+    (Path(run_dir) / SUMMARY).unlink(missing_ok=True)
+
+
+def read_summary(run_dir) -> dict | None:
+    """summary.json as a dict; None when there is none (not finished). A file that is
+    unreadable, not JSON, or has no "status" raises NormbenchError naming it."""
+    sp = Path(run_dir) / SUMMARY
+    try:
+        text = sp.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise _corrupt(sp, e.__class__.__name__) from None
+    try:
+        summary = json.loads(text)
+    except ValueError as e:
+        raise _corrupt(sp, one_line(e, 80)) from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("status"), str):
+        raise _corrupt(sp, 'no "status" field')
+    return summary
+
+
+def status(run_dir) -> str | None:
+    """The run's status in summary.json; None when it has not finished (no summary.json,
+    or one that cannot be read: a run started again rewrites it)."""
+    try:
+        summary = read_summary(run_dir)
+    except NormbenchError:
+        return None
+    return summary["status"] if summary else None
+
+
+# ----------------------------------------------------------------------------- history.csv
+
+
+def read_history(run_dir) -> list[dict]:
+    """history.csv rows as dicts of strings; [] when there is none."""
+    try:
+        with open(Path(run_dir) / HISTORY, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+    except FileNotFoundError:
+        return []
+
+
+def count_epochs(run_dir) -> int:
+    """Rows in history.csv (0 when missing or unreadable)."""
+    try:
+        return len(read_history(run_dir))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return 0
+
+
+def write_history(run_dir, rows: list[dict]) -> None:
+    """Replace history.csv (atomically) with `rows`."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, HISTORY_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    write_atomic(Path(run_dir) / HISTORY, buf.getvalue())
+
+
+def append_history(run_dir, row: dict) -> None:
+    """Append one epoch's row (the file, with its header, exists: `write_history` first)."""
+    with open(Path(run_dir) / HISTORY, "a", newline="", encoding="utf-8") as f:
+        csv.DictWriter(f, HISTORY_COLUMNS, lineterminator="\n").writerow(row)
+
+
+def remove_history(run_dir) -> None:
+    (Path(run_dir) / HISTORY).unlink(missing_ok=True)
+
+
+def history_frame(run_dir, columns=("epoch", "loss", "accuracy", "val_loss", "val_accuracy")):
+    """history.csv as a float pandas DataFrame of `columns`; NormbenchError naming the
+    file when it is missing or corrupt."""
+    import pandas as pd
+
+    hp = Path(run_dir) / HISTORY
+    try:
+        df = pd.read_csv(hp)
+    except FileNotFoundError:
+        raise NormbenchError(f"{hp}: missing; the run folder is incomplete, rerun that run or delete its folder") from None
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise _corrupt(hp, e.__class__.__name__) from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise _corrupt(hp, f"no {', '.join(missing)} column")
+    try:
+        return df[list(columns)].astype(float)
+    except ValueError:
+        raise _corrupt(hp, "a value is not a number") from None
+
+
+# ----------------------------------------------------------------------------- runs.csv
+
+
+def append_index(output_dir, summary: dict, run_dir) -> None:
+    """One line per run folder in <output.dir>/runs.csv: appended, or replaced when the
+    run already has one (a diverged or failed run resumed), under an exclusive lock so
+    that two runs finishing at once never interleave or both write the header."""
+    import fcntl
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    index = output_dir / INDEX
+    row = {k: summary.get(k) for k in INDEX_COLUMNS}
+    row["path"] = os.path.relpath(run_dir, output_dir)
+    while True:
+        fd = os.open(index, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(index).st_ino == os.fstat(fd).st_ino:
+                break  # still the index (a replace below swaps the file while others wait)
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        with open(index, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, INDEX_COLUMNS, lineterminator="\n", extrasaction="ignore")
+        if any(r.get("path") == row["path"] for r in rows):
+            w.writeheader()
+            w.writerows(row if r.get("path") == row["path"] else r for r in rows)
+            write_atomic(index, buf.getvalue())
+        else:
+            if os.fstat(fd).st_size == 0:
+                w.writeheader()
+            w.writerow(row)
+            os.write(fd, buf.getvalue().encode())
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

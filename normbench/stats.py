@@ -1,0 +1,461 @@
+"""Statistics for comparing groups of runs: intervals, effect sizes, paired seeds, Holm,
+seeds needed, and a verdict in words.
+
+Pure functions over sequences of numbers (lists, tuples, NumPy arrays). NumPy and SciPy
+are imported inside functions, so importing this module stays cheap, and nothing here
+imports TensorFlow or Keras. SciPy computes every distribution and test where it has the
+function; the formulas are written out in each docstring so a reader can check them.
+
+Conventions, everywhere in this module:
+- ``level`` is the two-sided confidence level (0.95 -> 95 % interval); ``alpha = 1 - level``.
+- ``s`` is the sample standard deviation (ddof = 1), as in the ``compare`` table.
+- NaN values are dropped before anything is computed (as pandas does for the table's mean
+  and std), so ``n`` counts the finite-or-infinite values actually used.
+- Fewer than two values on a side gives NaN bounds and p (never an exception): one seed
+  has no spread to measure.
+- A side whose values are all identical has s = 0 exactly (not a rounding residue).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+NAN = math.nan
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Mean of one group with its t-based confidence interval."""
+
+    mean: float
+    low: float
+    high: float
+    half_width: float
+    n: int
+    sd: float  # sample std, ddof = 1 (NaN for n < 2)
+    level: float = 0.95
+
+
+@dataclass(frozen=True)
+class Diff:
+    """mean(a) - mean(b) with Welch's interval and p-value, and Hedges' g."""
+
+    diff: float
+    low: float
+    high: float
+    p: float  # Welch two-sided p-value
+    df: float  # Welch-Satterthwaite degrees of freedom
+    hedges_g: float
+    n_a: int
+    n_b: int
+    mean_a: float
+    mean_b: float
+    sd_a: float
+    sd_b: float
+    level: float = 0.95
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+    @property
+    def resolved(self) -> bool:
+        """The interval excludes 0 (equivalently p < 1 - level)."""
+        return (not math.isnan(self.low)) and (self.low > 0 or self.high < 0)
+
+
+@dataclass(frozen=True)
+class PairedDiff:
+    """Mean of the per-seed differences a[seed] - b[seed] with its t interval."""
+
+    diff: float
+    low: float
+    high: float
+    p: float  # paired two-sided p-value (scipy.stats.ttest_rel)
+    n: int  # number of seeds (pairs)
+    sd_diff: float  # sample std of the per-seed differences
+    correlation: float  # Pearson r of a and b across seeds (> 0: pairing helps)
+    width_paired: float  # high - low of the paired interval
+    width_welch: float  # high - low of the unpaired (Welch) interval on the same values
+    level: float = 0.95
+
+    @property
+    def half_width(self) -> float:
+        return self.width_paired / 2
+
+    @property
+    def width_ratio(self) -> float:
+        """width_paired / width_welch: < 1 means pairing by seed narrowed the interval."""
+        if math.isnan(self.width_paired) or math.isnan(self.width_welch) or self.width_welch == 0:
+            return NAN
+        return self.width_paired / self.width_welch
+
+    @property
+    def resolved(self) -> bool:
+        return (not math.isnan(self.low)) and (self.low > 0 or self.high < 0)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _check_level(level: float) -> None:
+    if not (isinstance(level, (int, float)) and 0 < level < 1):
+        raise ValueError(f"level must be strictly between 0 and 1, got {level!r}")
+
+
+def _values(values) -> "numpy.ndarray":  # noqa: F821
+    """1-D float array with NaNs dropped."""
+    import numpy as np
+
+    arr = np.asarray(values, dtype=float).ravel()
+    return arr[~np.isnan(arr)]
+
+
+def _sd(arr) -> float:
+    """Sample std (ddof = 1); exactly 0 when every value is identical; NaN for n < 2."""
+    import numpy as np
+
+    if arr.size < 2:
+        return NAN
+    if np.all(arr == arr[0]):
+        return 0.0
+    return float(np.std(arr, ddof=1))
+
+
+# ----------------------------------------------------------------------------- one group
+
+
+def mean_ci(values: Sequence[float], level: float = 0.95) -> Interval:
+    """Mean and t-based confidence interval of the mean.
+
+    half_width = t_{(1 + level)/2, n - 1} * s / sqrt(n), interval = mean ± half_width,
+    with t the Student t quantile (scipy.stats.t.ppf). n = 1 gives NaN bounds and
+    half_width; n = 0 gives NaN everywhere. Zero spread gives half_width 0.
+    """
+    _check_level(level)
+    from scipy import stats
+
+    arr = _values(values)
+    n = int(arr.size)
+    if n == 0:
+        return Interval(NAN, NAN, NAN, NAN, 0, NAN, level)
+    mean = float(arr.mean())
+    sd = _sd(arr)
+    if n < 2:
+        return Interval(mean, NAN, NAN, NAN, n, NAN, level)
+    half = float(stats.t.ppf((1 + level) / 2, n - 1)) * sd / math.sqrt(n)
+    return Interval(mean, mean - half, mean + half, half, n, sd, level)
+
+
+def precise_enough(values: Sequence[float], half_width: float, level: float = 0.95) -> bool:
+    """True when the group's confidence interval half-width is at most ``half_width``.
+
+    The stopping rule of a sweep that adds seeds until every group is precise: it looks at
+    the spread only, never at a p-value (stopping when p < 0.05 inflates false positives).
+    Fewer than two values is never precise enough (no spread measured yet).
+    """
+    if not (isinstance(half_width, (int, float)) and half_width > 0 and math.isfinite(half_width)):
+        raise ValueError(f"half_width must be a positive finite number, got {half_width!r}")
+    ci = mean_ci(values, level)
+    return ci.n >= 2 and ci.half_width <= half_width
+
+
+# ----------------------------------------------------------------------------- two groups
+
+
+def hedges_j(df: float) -> float:
+    """Hedges' small-sample correction, exact gamma form (Hedges 1981):
+
+    J(df) = Gamma(df/2) / (sqrt(df/2) * Gamma((df - 1)/2)),  df = n_a + n_b - 2.
+
+    J(2) = 1/sqrt(pi), J(4) = sqrt(2/pi); the common approximation 1 - 3/(4 df - 1)
+    is within 0.3 % of it for df >= 4. J(1) = 0 (Gamma(0) is infinite); NaN for df < 1.
+    """
+    from scipy.special import gammaln
+
+    if not df >= 1:
+        return NAN
+    if df == 1:
+        return 0.0
+    return math.exp(gammaln(df / 2) - gammaln((df - 1) / 2)) / math.sqrt(df / 2)
+
+
+def welch_diff(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Diff:
+    """mean(a) - mean(b) with Welch's (unequal-variance) interval and p, and Hedges' g.
+
+    se^2 = s_a^2/n_a + s_b^2/n_b
+    df   = se^4 / ((s_a^2/n_a)^2/(n_a - 1) + (s_b^2/n_b)^2/(n_b - 1))   (Welch-Satterthwaite)
+    interval = diff ± t_{(1 + level)/2, df} * se
+    p    = scipy.stats.ttest_ind(a, b, equal_var=False).pvalue  (two-sided)
+    g    = J(n_a + n_b - 2) * diff / s_pooled,
+           s_pooled^2 = ((n_a - 1) s_a^2 + (n_b - 1) s_b^2) / (n_a + n_b - 2),
+           J the exact gamma-form correction (see hedges_j).
+
+    Fewer than two values on either side: every statistic but the means and diff is NaN.
+    Zero spread on both sides: the interval is the point diff, p = 0 and g = ±inf when the
+    means differ (the limits scipy also returns), p and g NaN when they are equal.
+    """
+    _check_level(level)
+    import warnings
+
+    from scipy import stats
+
+    xa, xb = _values(a), _values(b)
+    na, nb = int(xa.size), int(xb.size)
+    ma = float(xa.mean()) if na else NAN
+    mb = float(xb.mean()) if nb else NAN
+    sa, sb = _sd(xa), _sd(xb)
+    diff = ma - mb
+    if na < 2 or nb < 2:
+        return Diff(diff, NAN, NAN, NAN, NAN, NAN, na, nb, ma, mb, sa, sb, level)
+    va, vb = sa**2 / na, sb**2 / nb
+    se = math.sqrt(va + vb)
+    pooled = math.sqrt(((na - 1) * sa**2 + (nb - 1) * sb**2) / (na + nb - 2))
+    if se == 0:
+        same = diff == 0
+        return Diff(diff, diff, diff, NAN if same else 0.0, NAN, NAN if same else math.copysign(math.inf, diff),
+                    na, nb, ma, mb, sa, sb, level)
+    df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
+    half = float(stats.t.ppf((1 + level) / 2, df)) * se
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # near-identical data: scipy warns about precision
+        p = float(stats.ttest_ind(xa, xb, equal_var=False).pvalue)
+    g = hedges_j(na + nb - 2) * diff / pooled
+    return Diff(diff, diff - half, diff + half, p, df, g, na, nb, ma, mb, sa, sb, level)
+
+
+def paired_diff(a_by_seed: Mapping, b_by_seed: Mapping, level: float = 0.95) -> PairedDiff | None:
+    """Paired difference over seeds, when the two groups ran exactly the same seeds.
+
+    Returns None unless both mappings have the same (non-empty) set of seeds with a
+    non-NaN value for each. With d_i = a[seed_i] - b[seed_i]:
+    diff = mean(d), interval = diff ± t_{(1 + level)/2, n - 1} * s_d / sqrt(n),
+    p = scipy.stats.ttest_rel(a, b).pvalue (two-sided). width_welch is the width of
+    welch_diff on the same values, so width_paired / width_welch (width_ratio) says
+    whether pairing by seed narrowed the interval (< 1) or not. The pairing helps exactly
+    when the two groups' results are positively correlated across seeds (correlation > 0),
+    because var(d) = s_a^2 + s_b^2 - 2 r s_a s_b.
+    n = 1 gives NaN bounds; identical differences give a zero-width interval.
+    """
+    _check_level(level)
+    import warnings
+
+    import numpy as np
+    from scipy import stats
+
+    def finite_keys(m):
+        return {k for k, v in m.items() if v is not None and not math.isnan(float(v))}
+
+    seeds = finite_keys(a_by_seed)
+    if not seeds or seeds != finite_keys(b_by_seed) or len(seeds) != len(a_by_seed) or len(seeds) != len(b_by_seed):
+        return None
+    order = sorted(seeds, key=repr)
+    xa = np.array([float(a_by_seed[s]) for s in order])
+    xb = np.array([float(b_by_seed[s]) for s in order])
+    d = xa - xb
+    n = int(d.size)
+    ci = mean_ci(d, level)
+    width_welch = welch_diff(xa, xb, level)
+    ww = width_welch.high - width_welch.low
+    if n < 2:
+        return PairedDiff(ci.mean, NAN, NAN, NAN, n, NAN, NAN, NAN, ww, level)
+    sd_d = ci.sd
+    if sd_d == 0:
+        p = NAN if ci.mean == 0 else 0.0
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p = float(stats.ttest_rel(xa, xb).pvalue)
+    if _sd(xa) and _sd(xb):  # both non-zero and not NaN
+        r = float(np.corrcoef(xa, xb)[0, 1])
+    else:
+        r = NAN
+    return PairedDiff(ci.mean, ci.low, ci.high, p, n, sd_d, r, ci.high - ci.low, ww, level)
+
+
+# ----------------------------------------------------------------------------- many comparisons
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni step-down adjusted p-values, in the input order.
+
+    With the m non-NaN p-values sorted ascending p_(1) <= ... <= p_(m):
+    adj_(i) = min(1, max_{j <= i} (m - j + 1) p_(j)).
+    Rejecting where adj <= alpha is exactly Holm's procedure at level alpha (family-wise
+    error <= alpha). NaN p-values are passed through as NaN and do not count in m.
+    """
+    ps = [float(p) for p in pvalues]
+    idx = [i for i, p in enumerate(ps) if not math.isnan(p)]
+    m = len(idx)
+    out = [NAN] * len(ps)
+    running = 0.0
+    for rank, i in enumerate(sorted(idx, key=lambda i: ps[i])):  # rank = j - 1
+        running = max(running, min(1.0, (m - rank) * ps[i]))
+        out[i] = running
+    return out
+
+
+# ----------------------------------------------------------------------------- power
+
+
+def t_test_power(d: float, n: int, alpha: float = 0.05) -> float:
+    """Power of the two-sided two-sample Student t-test, n per group, effect size d.
+
+    df = 2n - 2, noncentrality delta = d * sqrt(n / 2), critical value c = t_{1 - alpha/2, df};
+    power = P(T > c) + P(T < -c) with T ~ noncentral t(df, delta) (scipy.stats.nct).
+    """
+    from scipy import stats
+
+    df = 2 * n - 2
+    delta = abs(d) * math.sqrt(n / 2)
+    c = float(stats.t.ppf(1 - alpha / 2, df))
+    return float(stats.nct.sf(c, df, delta) + stats.nct.cdf(-c, df, delta))
+
+
+def seeds_needed(diff: float, sd_a: float, sd_b: float, alpha: float = 0.05, power: float = 0.80) -> int | None:
+    """Seeds per group for a two-sided two-sample t-test to detect ``diff`` with ``power``.
+
+    The effect size is d = |diff| / s, s = sqrt((sd_a^2 + sd_b^2) / 2) (the pooled SD of
+    two equal-size groups); the answer is the smallest n >= 2 with t_test_power(d, n, alpha)
+    >= power (exact, noncentral t). Cohen's textbook values (alpha 0.05, power 0.80):
+    d = 0.2 -> 394, 0.5 -> 64, 0.8 -> 26, 1.0 -> 17.
+    None when it cannot be said: diff is 0 or NaN, or the spread is 0 or NaN on both sides
+    (an infinite effect size), or any input is NaN.
+    """
+    if not (0 < alpha < 1 and 0 < power < 1):
+        raise ValueError(f"alpha and power must be strictly between 0 and 1, got {alpha!r}, {power!r}")
+    vals = (diff, sd_a, sd_b)
+    if any(v is None or math.isnan(v) or math.isinf(v) for v in vals) or diff == 0:
+        return None
+    s = math.sqrt((sd_a**2 + sd_b**2) / 2)
+    if s == 0:
+        return None
+    d = abs(diff) / s
+    if t_test_power(d, 2, alpha) >= power:
+        return 2
+    # normal approximation as a bracket, then bisection on the exact (monotone) power
+    from scipy import stats
+
+    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+    hi = max(3, math.ceil(2 * (z / d) ** 2) + 2)
+    while t_test_power(d, hi, alpha) < power:
+        hi *= 2
+    lo = 2  # power(lo) < target <= power(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if t_test_power(d, mid, alpha) >= power:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+# ----------------------------------------------------------------------------- words
+
+
+def unit_for(metric: str) -> tuple[float, str]:
+    """(scale, unit) for showing a metric's differences: accuracies in percentage points
+    (x 100, "pp"), anything else in its own units (x 1, no unit)."""
+    return (100.0, "pp") if "accuracy" in metric else (1.0, "")
+
+
+def _decimals(half_width: float, least: int, default: int) -> int:
+    """Decimals that show the interval's half-width to two significant digits (at least
+    ``least``); ``default`` when there is no half-width."""
+    if not (math.isfinite(half_width) and half_width > 0):
+        return default
+    return max(least, 1 - math.floor(math.log10(half_width)))
+
+
+def _p_text(p: float, label: str = "p") -> str:
+    """'p = 0.28', 'p = 0.004', 'p < 0.001', 'p = n/a'."""
+    if math.isnan(p):
+        return f"{label} = n/a"
+    if p < 0.001:
+        return f"{label} < 0.001"
+    return f"{label} = {p:.3f}" if p < 0.01 else f"{label} = {p:.2f}"
+
+
+def verdict(name_a: str, name_b: str, diff: Diff, paired: PairedDiff | None = None, *,
+            metric: str = "test_accuracy", scale: float | None = None, unit: str | None = None,
+            p_adjusted: float | None = None, power: float = 0.80) -> str:
+    """One line in words about ``diff`` (a - b), for example
+
+    ``batch vs layer: +4.6 pp [-2.1, +11.3], p = 0.28 (n = 3 each): not resolved; about
+    9 seeds per group would detect a difference this size with 80 % power.``
+
+    Resolved means the interval excludes 0 and, when ``p_adjusted`` (Holm) is given, the
+    adjusted p is below 1 - level too: an interval that excludes 0 only before the
+    adjustment is reported as not resolved after it. ``scale``/``unit`` default from the
+    metric (unit_for). The seeds-needed figure is seeds_needed on the observed difference
+    and spreads at alpha = 1 - level (unadjusted for multiple comparisons). A paired result, when given, is appended with its
+    interval and how its width compares with the unpaired one.
+    """
+    if scale is None or unit is None:
+        s0, u0 = unit_for(metric)
+        scale = s0 if scale is None else scale
+        unit = u0 if unit is None else unit
+    u = f" {unit}" if unit else ""
+    alpha = 1 - diff.level
+    pct = f"{diff.level * 100:g} %"
+    dec = _decimals(diff.half_width * scale, 1 if unit == "pp" else 0, 1 if unit == "pp" else 3)
+
+    def num(x):
+        return f"{x * scale:+.{dec}f}"
+
+    head = f"{name_a} vs {name_b}: "
+    n_text = f"n = {diff.n_a} each" if diff.n_a == diff.n_b else f"n = {diff.n_a} and {diff.n_b}"
+    if diff.n_a < 2 or diff.n_b < 2:
+        shown = "no runs" if math.isnan(diff.diff) else f"{num(diff.diff)}{u}"
+        return f"{head}{shown}: not enough seeds ({n_text}); an interval needs at least 2 per group."
+    p = diff.p if p_adjusted is None or math.isnan(p_adjusted) else p_adjusted
+    p_label = "p" if p_adjusted is None or math.isnan(p_adjusted) else "Holm p"
+    line = f"{head}{num(diff.diff)}{u} [{num(diff.low)}, {num(diff.high)}], {_p_text(p, p_label)} ({n_text}): "
+    if diff.sd_a == 0 and diff.sd_b == 0:
+        if diff.diff == 0:
+            line += "no difference and no spread: every seed gave the same value in both groups."
+        else:
+            line += "every seed gave the same value within each group, so there is no spread to test against."
+        return line + _paired_text(paired, num, u, pct)
+    adjusted_fails = p_adjusted is not None and not math.isnan(p_adjusted) and not p_adjusted < alpha
+    if diff.resolved and not adjusted_fails:
+        higher, lower = (name_a, name_b) if diff.diff > 0 else (name_b, name_a)
+        amount = f"{abs(diff.diff) * scale:.{dec}f}{u}"
+        line += f"resolved: {higher} higher than {lower} by {amount} (Hedges' g = {diff.hedges_g:+.2f})."
+    else:
+        line += "not resolved after the Holm adjustment" if diff.resolved else "not resolved"
+        need = seeds_needed(diff.diff, diff.sd_a, diff.sd_b, alpha=alpha, power=power)
+        pw = f"{power * 100:g} %"
+        if need is None:
+            line += "; no difference in the means, so no number of seeds is predicted to detect one."
+        elif need <= min(diff.n_a, diff.n_b):
+            line += (f"; {need} seeds per group would detect a difference this size with {pw} power "
+                     f"before any adjustment for multiple comparisons.")
+        else:
+            line += f"; about {need} seeds per group would detect a difference this size with {pw} power."
+    return line + _paired_text(paired, num, u, pct)
+
+
+def _paired_text(paired: PairedDiff | None, num, u: str, pct: str) -> str:
+    if paired is None:
+        return ""
+    if paired.n < 2 or math.isnan(paired.low):
+        return f" Paired by seed (n = {paired.n}): {num(paired.diff)}{u}, too few seeds for an interval."
+    text = (f" Paired by seed (n = {paired.n}): {num(paired.diff)}{u} [{num(paired.low)}, {num(paired.high)}], "
+            f"{_p_text(paired.p)}, ")
+    ratio = paired.width_ratio
+    if math.isnan(ratio):
+        text += "interval width not comparable with the unpaired one"
+    elif 0.95 <= ratio <= 1.05:
+        text += f"interval {ratio:.2f}x the unpaired width (about the same)"
+    elif ratio < 1:
+        text += f"interval {ratio:.2f}x the unpaired width (pairing narrowed it)"
+    else:
+        text += f"interval {ratio:.2f}x the unpaired width (pairing did not narrow it)"
+    text += ", excludes 0." if paired.resolved else ", includes 0."
+    return text
