@@ -7,6 +7,7 @@ Each builder reproduces one of the tutorial's architectures; every norm slot is 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -106,9 +107,36 @@ def build_model(config, num_classes: int):
     return spec.build(model, config.data, num_classes)
 
 
+# `model.unroll: auto` unrolls on TensorFlow only for runs of at least this many training
+# steps (epochs x steps per epoch). Measured on the 2-core CPU (benchmarks/RESULTS.md and
+# README, Performance): unrolling the 200-step SimpleRNN saves ~22 ms per training step at
+# batch 64 (51 -> 29 ms/step) but costs ~10-20 s more tracing and compiling (train and
+# test functions; 30-40 s on a loaded machine), so it pays off after ~500-900 steps.
+UNROLL_AUTO_MIN_STEPS = 1000
+
+
+def planned_steps(config) -> int:
+    """Training steps a config asks for (epochs x steps per epoch), from the config alone:
+    data.subset.train, else the data set's size (a local file may hold fewer examples)."""
+    from normbench.data import DATASETS, SYNTHETIC_SIZE
+
+    if config.data.subset:
+        n = config.data.subset.train
+    elif config.data.name.startswith("synthetic_"):
+        n = SYNTHETIC_SIZE["train"]
+    else:
+        n = DATASETS[config.data.name].size[0]
+    n_fit = math.ceil(n * (1 - config.train.validation_split))  # as Keras splits
+    return config.train.epochs * math.ceil(n_fit / config.train.batch_size)
+
+
 def resolved_unroll(config) -> bool:
-    """model.unroll with "auto" decided: unrolled RNN loops are 1.4-1.8x faster on
-    TensorFlow's CPU kernels and ~7x slower under JAX/XLA (benchmarks/RESULTS.md)."""
+    """model.unroll with "auto" decided. Unrolled RNN loops are 1.4-1.8x faster per step
+    on TensorFlow's CPU kernels and ~7x slower under JAX/XLA (benchmarks/RESULTS.md), but
+    unrolling costs ~10-20 s of extra compiling, which a short run never earns back (the
+    IMDB smoke config: 75 steps, 35 s against 18 s). So "auto" unrolls on TensorFlow when
+    the run has at least UNROLL_AUTO_MIN_STEPS (1000) training steps: the tutorial's IMDB
+    run (5 x 313 steps) unrolls, the smoke configs and --smoke runs do not."""
     if config.model.unroll == "auto":
-        return config.train.backend == "tensorflow"
+        return config.train.backend == "tensorflow" and planned_steps(config) >= UNROLL_AUTO_MIN_STEPS
     return bool(config.model.unroll)
