@@ -63,6 +63,8 @@ SUMMARY_KEYS = {
     "n_test": "test examples",
     "params": "model parameters (count_params)",
     "steps_per_epoch": "training steps per epoch",
+    "optimizer_steps": "optimizer steps of the whole run: epochs x steps_per_epoch",
+    "peak_learning_rate": "train.learning_rate after train.lr_scaling (the schedule's peak)",
     "jit_compile": "what Keras resolved jit_compile to",
     "unroll": "what model.unroll resolved to",
     "deterministic": "train.deterministic",
@@ -72,7 +74,7 @@ SUMMARY_KEYS = {
     "host": "cpu, cpu_count, gpus, platform",
     "error": "failed runs only: the exception, one line",
     "epochs_completed": "rows in history.csv",
-    "epochs": "train.epochs",
+    "epochs": "epochs trained: train.epochs, or what train.budget steps resolved it to",
     "test_loss": "test loss of the weights train.eval picks",
     "test_accuracy": "test accuracy of the weights train.eval picks",
     "test_loss_last": "test loss of the last epoch's weights",
@@ -324,8 +326,9 @@ def history_frame(run_dir, columns=("epoch", "loss", "accuracy", "val_loss", "va
 
 
 def append_index(output_dir, summary: dict, run_dir) -> None:
-    """Append one line to <output.dir>/runs.csv, under an exclusive lock so that two runs
-    finishing at once never interleave or both write the header."""
+    """One line per run folder in <output.dir>/runs.csv: appended, or replaced when the
+    run already has one (a diverged or failed run resumed), under an exclusive lock so
+    that two runs finishing at once never interleave or both write the header."""
     import fcntl
 
     output_dir = Path(output_dir)
@@ -333,15 +336,29 @@ def append_index(output_dir, summary: dict, run_dir) -> None:
     index = output_dir / INDEX
     row = {k: summary.get(k) for k in INDEX_COLUMNS}
     row["path"] = os.path.relpath(run_dir, output_dir)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, INDEX_COLUMNS, lineterminator="\n")
-    fd = os.open(index, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
+    while True:
+        fd = os.open(index, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
-        if os.fstat(fd).st_size == 0:
+        try:
+            if os.stat(index).st_ino == os.fstat(fd).st_ino:
+                break  # still the index (a replace below swaps the file while others wait)
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        with open(index, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, INDEX_COLUMNS, lineterminator="\n", extrasaction="ignore")
+        if any(r.get("path") == row["path"] for r in rows):
             w.writeheader()
-        w.writerow(row)
-        os.write(fd, buf.getvalue().encode())
+            w.writerows(row if r.get("path") == row["path"] else r for r in rows)
+            write_atomic(index, buf.getvalue())
+        else:
+            if os.fstat(fd).st_size == 0:
+                w.writeheader()
+            w.writerow(row)
+            os.write(fd, buf.getvalue().encode())
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)

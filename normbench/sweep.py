@@ -6,16 +6,26 @@ Every member is prepared up front (validated, folder created, config.yaml writte
 then trained by an executor in its own process through the same path as
 `normbench run --resume FOLDER`. So a sweep started again skips members whose
 summary.json says completed and continues the others from their last finished epoch.
+A member folder has one owner at a time (normbench.runlock): a member locked by another
+process is "running elsewhere"; the sweep waits for it and resumes it only if that owner
+stopped before the end.
 
 Executors are small: `submit(member, threads) -> handle`, and handles are polled. `local`
-runs subprocesses on this machine; `ray` sends each member to a Ray cluster.
+runs subprocesses on this machine (they die with the driver); `ray` sends each member
+to a Ray cluster.
+
+`sweep_until` adds one seed per group per round until every group's 95 % interval is
+narrow enough (`normbench sweep --seeds-until`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -27,6 +37,8 @@ import yaml
 
 from normbench import NormbenchError, one_line, runfolder
 from normbench.config import Config, dump_yaml, flatten, from_dict, parse_override, read_yaml, with_values
+from normbench.runlock import BUSY_EXIT, Busy, RunLock, holder
+from normbench.train import signals_deferred
 
 ABBREV = {"model.norm": "norm", "train.batch_size": "bs", "seed": "seed"}
 
@@ -41,12 +53,19 @@ class Member:
         """Status in summary.json, or None when the member has not finished."""
         return runfolder.status(self.run_dir)
 
+    def holder(self) -> int | None:
+        """The pid of another process training this member, else None."""
+        return holder(self.run_dir)
+
 
 def parse_grid(items: list[str] | tuple[str, ...]) -> dict[str, list]:
     """`--grid key=a,b,c` strings -> {key: [a, b, c]} with YAML-typed values."""
     grid = {}
     for text in items:
-        key, value = parse_override(text)
+        try:
+            key, value = parse_override(text)
+        except NormbenchError:
+            raise NormbenchError(f"--grid {text}: expected key.path=a,b,c, e.g. --grid model.norm=batch,layer") from None
         raw = text.partition("=")[2]
         values = [yaml.safe_load(v) for v in raw.split(",") if v.strip()] if isinstance(value, (str, int, float)) else value
         if not isinstance(values, list):
@@ -78,12 +97,15 @@ def expand(cfg: Config, grid: dict[str, list], source: str = "<sweep>") -> list[
     configs = []
     base = dataclasses.replace(cfg, sweep={})
     for combo in itertools.product(*(full[k] for k in keys)):
-        configs.append(with_values(base, dict(zip(keys, combo)), source))
+        # errors name `--grid KEY=VALUE` for the flag's values, the config file for its sweep: section
+        configs.append(with_values(base, dict(zip(keys, combo)), source, flagged=set(grid)))
     return configs
 
 
-def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = None, source: str = "<sweep>") -> list[Member]:
-    """Validate every member and create its folder (config.yaml) before any training."""
+def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = None, source: str = "<sweep>",
+                    create: bool = True) -> list[Member]:
+    """Validate every member and create its folder (config.yaml) before any training;
+    `create=False` (--dry-run) writes nothing."""
     if output:
         cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, dir=output))
     keys = list({**cfg.sweep, **grid})
@@ -104,7 +126,7 @@ def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = Non
                     f"{run_dir}: made with a different config ({', '.join(diff[:3])} differ); "
                     "delete that folder or sweep into another --output"
                 )
-        else:
+        elif create:
             try:
                 run_dir.mkdir(parents=True, exist_ok=True)
             except OSError as e:
@@ -117,6 +139,25 @@ def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = Non
 # ----------------------------------------------------------------------------- executors
 
 
+class Elsewhere(str):
+    """An executor's result meaning: another process owns this member's folder."""
+
+
+def _die_with_parent(parent: int):
+    """preexec_fn for members: SIGTERM when the driver dies, even by SIGKILL (Linux
+    prctl PR_SET_PDEATHSIG; elsewhere nothing). SIGTERM makes a member save its state and
+    mark itself interrupted, so the next sweep resumes it."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the driver died before prctl: no signal would come
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 class LocalExecutor:
     """Each member in its own `python -m normbench run --resume` process; its output goes
     to <run_dir>/log.txt so parallel members do not interleave."""
@@ -126,7 +167,9 @@ class LocalExecutor:
     def submit(self, member: Member, threads: int):
         log = open(member.run_dir / "log.txt", "ab")
         cmd = [sys.executable, "-m", "normbench", "run", "--resume", str(member.run_dir), "--threads", str(threads)]
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        parent = os.getpid()
+        preexec = (lambda: _die_with_parent(parent)) if sys.platform.startswith("linux") else None
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=preexec)
         log.close()
         return proc
 
@@ -134,18 +177,25 @@ class LocalExecutor:
         return handle.poll() is not None
 
     def result(self, member: Member, handle) -> str | None:
-        """None on success, else a one-line reason."""
+        """None on success, Elsewhere when another process owns the folder, else a one-line reason."""
         if handle.returncode == 0:
             return None
+        if handle.returncode == BUSY_EXIT:  # `Error: DIR: already running (pid N); ...`
+            found = re.search(r"already running \((pid \w+)\)", _last_error(member.run_dir / "log.txt") or "")
+            return Elsewhere(found.group(1) if found else "pid unknown")
         return _last_error(member.run_dir / "log.txt") or f"exit status {handle.returncode}"
 
     def cancel(self, handle) -> None:
         if handle.poll() is None:
             handle.terminate()
-            try:
-                handle.wait(30)
-            except subprocess.TimeoutExpired:
-                handle.kill()
+
+    def wait(self, handle) -> None:
+        """After cancel: wait for the member to save its state and end."""
+        try:
+            handle.wait(30)
+        except subprocess.TimeoutExpired:
+            handle.kill()
+            handle.wait()
 
 
 def _last_error(log: Path) -> str | None:
@@ -162,7 +212,9 @@ def _last_error(log: Path) -> str | None:
 class RayExecutor:
     """Each member is one Ray task. With shared storage (the default) the task writes the
     run folder itself; with `shared=False` it trains in a scratch folder on the worker
-    and returns the files, which the driver writes into the run folder."""
+    (removed afterwards) and returns the files, which the driver writes into the run
+    folder, with its runs.csv line; the driver holds the folder's lock meanwhile.
+    `nodes` records the Ray node id that ran each member."""
 
     name = "ray"
 
@@ -173,6 +225,8 @@ class RayExecutor:
             raise NormbenchError("--executor ray needs Ray; install it with: pip install 'normbench[ray]'") from None
         self.ray = ray
         self.shared = shared
+        self.nodes: dict[str, str] = {}
+        self._locks: dict[str, RunLock] = {}
         if not ray.is_initialized():
             try:
                 if address:
@@ -184,6 +238,8 @@ class RayExecutor:
         self._task = ray.remote(_ray_member)
 
     def submit(self, member: Member, threads: int):
+        if not self.shared:  # the folder is written here: this process owns it (or Busy)
+            self._locks[member.run_id] = RunLock(member.run_dir)
         return self._task.options(num_cpus=threads).remote(
             member.config.to_dict(), str(member.run_dir), threads, self.shared
         )
@@ -194,36 +250,64 @@ class RayExecutor:
 
     def result(self, member: Member, handle) -> str | None:
         try:
-            out = self.ray.get(handle)
-        except Exception as e:
-            return one_line(e, 200, kind=True)
-        if out.get("files"):
-            runfolder.write_files(member.run_dir, out["files"])
-        return out.get("error")
+            try:
+                out = self.ray.get(handle)
+            except Exception as e:
+                return one_line(e, 200, kind=True)
+            self.nodes[member.run_id] = out.get("node")
+            if out.get("busy") is not None:
+                return Elsewhere(f"pid {out['busy'] or 'unknown'}")
+            if out.get("files"):
+                runfolder.write_files(member.run_dir, out["files"])
+                summary = runfolder.read_summary(member.run_dir) or {}
+                if summary.get("status") not in (None, "interrupted"):  # the index line for the real folder
+                    runfolder.append_index(member.run_dir.parent.parent, summary, member.run_dir)
+            return out.get("error")
+        finally:
+            lock = self._locks.pop(member.run_id, None)
+            if lock:
+                lock.release()
 
     def cancel(self, handle) -> None:
         self.ray.cancel(handle)
 
+    def wait(self, handle) -> None:
+        for lock in self._locks.values():
+            lock.release()
+        self._locks.clear()
+
 
 def _ray_member(config: dict, run_dir: str, threads: int, shared: bool) -> dict:
-    """Runs on a Ray worker."""
+    """Runs on a Ray worker. Without shared storage it trains in a scratch copy
+    `<tmp>/<name>/<run-id>` (so its runs.csv stays in the scratch folder too), returns
+    the files, and removes the scratch folder."""
+    import shutil
     import tempfile
+
+    import ray
 
     from normbench import train
 
-    cfg = from_dict(config, run_dir)
-    target = Path(run_dir)
+    node = ray.get_runtime_context().get_node_id()
+    target, scratch = Path(run_dir), None
     if not shared:
-        target = Path(tempfile.mkdtemp(prefix="normbench-")) / target.name
+        scratch = Path(tempfile.mkdtemp(prefix="normbench-"))
+        target = scratch / target.parent.name / target.name
         target.mkdir(parents=True)
-        runfolder.write_config(target, dump_yaml(cfg))
+        runfolder.write_config(target, dump_yaml(from_dict(config, run_dir)))
     try:
-        train.run(cfg, run_dir=target, resume=True, verbose=0, threads=threads)
-        error = None
-    except Exception as e:  # reported to the driver as one line
-        error = one_line(e, 200, kind=True)
-    files = runfolder.read_files(target) if not shared else {}
-    return {"error": error, "files": files}
+        try:
+            train.resume_run(target, verbose=0, threads=threads)
+            error = None
+        except Busy as e:
+            return {"busy": e.pid or 0, "node": node, "files": {}}
+        except Exception as e:  # reported to the driver as one line
+            error = one_line(e, 200, kind=True)
+        files = runfolder.read_files(target) if not shared else {}
+        return {"error": error, "files": files, "node": node}
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _local(address: str | None = None):
@@ -257,35 +341,91 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
-def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast: bool = False, echo=print) -> list[tuple[Member, str]]:
-    """Train every unfinished member, `jobs` at a time. Returns [(member, error)] failures."""
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM of the sweep driver, handled like Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
+FINAL = ("completed", "diverged", "failed")  # statuses that another owner's run may end with
+
+
+def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast: bool = False, echo=print,
+              finished: tuple[str, ...] = ("completed",)) -> list[tuple[Member, str]]:
+    """Train every member whose status is not in `finished`, `jobs` at a time. Returns
+    [(member, error)] failures. A member locked by another process is not trained here:
+    the sweep waits for it, and resumes it only if that process stopped before the end.
+    SIGTERM of the driver is handled like Ctrl-C: the running members are sent SIGTERM
+    (they save their state) and waited for, then KeyboardInterrupt is raised."""
     executor = executor or LocalExecutor()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = max(1, cores // jobs)
-    todo = [m for m in members if m.status() != "completed"]
+    todo = [m for m in members if m.status() not in finished]
     skipped = len(members) - len(todo)
     echo(f"sweep: {len(members)} members, {skipped} already completed, {len(todo)} to run, "
          f"{jobs} at a time ({threads} threads each, {executor.name})")
     running: dict = {}
+    waiting: dict[str, Member] = {}  # locked by another process
     failures: list[tuple[Member, str]] = []
     done, durations, t0 = 0, [], time.time()
+
+    def elsewhere(m: Member, why: str) -> None:
+        waiting[m.run_id] = m
+        echo(f"running elsewhere {m.run_id}: {why}; waiting for it")
+
     try:
-        while todo or running:
+        old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread
+        old_term = None
+    try:
+        while todo or running or waiting:
             while todo and len(running) < jobs and not (fail_fast and failures):
                 m = todo.pop(0)
-                running[m.run_id] = (m, executor.submit(m, threads), time.time())
-            if not running:
+                if m.status() in finished:
+                    echo(f"completed elsewhere {m.run_id}")
+                    continue
+                pid = m.holder()
+                if pid is not None:
+                    elsewhere(m, f"pid {pid or 'unknown'}")
+                    continue
+                # a Ctrl-C or SIGTERM that lands while a member starts takes effect once it is
+                # registered, so that _stop ends it too
+                with signals_deferred():
+                    try:
+                        running[m.run_id] = (m, executor.submit(m, threads), time.time())
+                    except Busy as e:
+                        elsewhere(m, f"pid {e.pid or 'unknown'}")
+            if fail_fast and failures:
+                break
+            if not running and not waiting and not todo:
                 break
             time.sleep(0.2)
+            for rid, m in list(waiting.items()):
+                if m.holder() is not None:
+                    continue
+                del waiting[rid]
+                status = m.status()
+                if status in finished:
+                    echo(f"completed elsewhere {m.run_id}")
+                elif status in FINAL:
+                    failures.append((m, f"finished elsewhere with status {status}"))
+                    echo(f"FAILED {m.run_id}: finished elsewhere with status {status} ({m.run_dir})")
+                else:  # its owner stopped before the end: resume it here
+                    todo.append(m)
             for rid, (m, handle, started) in list(running.items()):
                 if not executor.poll(handle):
                     continue
                 del running[rid]
+                error = executor.result(m, handle)
+                if isinstance(error, Elsewhere):
+                    elsewhere(m, error)
+                    continue
                 done += 1
                 durations.append(time.time() - started)
-                error = executor.result(m, handle)
                 status = m.status()
-                if error is None and status != "completed":
+                if error is None and status not in finished:
                     error = f"finished with status {status}"
                 left = len(todo)
                 eta = sum(durations) / len(durations) * (left + len(running)) / jobs
@@ -294,28 +434,187 @@ def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast:
                     failures.append((m, error))
                     echo(f"{progress} FAILED {m.run_id}: {error} ({m.run_dir})")
                     if fail_fast:
-                        for _, (_, h, _) in running.items():
-                            executor.cancel(h)
-                        running.clear()
+                        _stop(executor, running)
                         todo.clear()
                         break
                 else:
                     acc = (runfolder.read_summary(m.run_dir) or {}).get("test_accuracy")
-                    echo(f"{progress} completed {m.run_id}: test_accuracy {acc:.4f} in {_duration(durations[-1])}"
-                         if acc is not None else f"{progress} completed {m.run_id}")
+                    echo(f"{progress} {status} {m.run_id}: test_accuracy {acc:.4f} in {_duration(durations[-1])}"
+                         if acc is not None else f"{progress} {status} {m.run_id}")
     except KeyboardInterrupt:
-        for _, (_, h, _) in running.items():
-            executor.cancel(h)
+        _stop(executor, running)
         raise
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
     echo(f"sweep: finished in {_duration(time.time() - t0)}; {len(failures)} failed")
     return failures
 
 
-def load_sweep(config_path: str, overrides=(), grid_items=(), smoke: bool = False, output: str | None = None) -> list[Member]:
+def _stop(executor, running: dict) -> None:
+    """Cancel every running member, then wait for each to save its state and end."""
+    for _, h, _ in running.values():
+        executor.cancel(h)
+    for _, h, _ in running.values():
+        if hasattr(executor, "wait"):
+            executor.wait(h)
+    running.clear()
+
+
+def load_sweep(config_path: str, overrides=(), grid_items=(), smoke: bool = False, output: str | None = None,
+               create: bool = True) -> list[Member]:
+    cfg, grid, source = _load(config_path, overrides, grid_items, smoke)
+    if not cfg.sweep and not grid:
+        raise NormbenchError(f"{config_path}: nothing to sweep; add --grid key=a,b or a sweep: section")
+    return prepare_members(cfg, grid, output, source=source, create=create)
+
+
+def _load(config_path, overrides, grid_items, smoke):
     from normbench.config import load_config
 
     cfg = load_config(config_path, overrides, smoke)
-    grid = parse_grid(grid_items)
-    if not cfg.sweep and not grid:
-        raise NormbenchError(f"{config_path}: nothing to sweep; add --grid key=a,b or a sweep: section")
-    return prepare_members(cfg, grid, output, source=f"{config_path} (sweep)")
+    return cfg, parse_grid(grid_items), f"{config_path} (sweep)"
+
+
+# ----------------------------------------------------------------------------- --seeds-until
+
+CONFIDENCE = 0.95
+FIRST_ROUND = 2  # seeds per group in the first round: the fewest that give an interval
+
+
+def half_width(values: list[float]) -> float:
+    """Half-width of the 95 % t-interval of the mean (stats.mean_ci); inf below 2 values."""
+    from normbench.stats import mean_ci
+
+    w = mean_ci(values, CONFIDENCE).half_width
+    return math.inf if math.isnan(w) else w
+
+
+def group_of(member: Member) -> str:
+    """A member's group: its run id without the seed (run ids end with -seed=N)."""
+    return member.run_id.rsplit("-seed=", 1)[0]
+
+
+@dataclass
+class SeedPlan:
+    """A sweep without its seed key: `members(k)` are its groups x the first k seeds."""
+
+    cfg: Config
+    grid: dict
+    seeds: list[int]
+    output: str | None
+    source: str
+
+    def members(self, k: int, create: bool = True) -> list[Member]:
+        return prepare_members(self.cfg, {**self.grid, "seed": self.seeds[:k]}, self.output, self.source, create)
+
+
+@dataclass
+class Round:
+    seeds: int  # seeds per group
+    widths: dict[str, float]  # group -> half-width over its completed runs
+    completed: dict[str, int]  # group -> completed runs
+    unfinished: int  # members of these seeds not finished (no final status)
+
+    def precise(self, target: float) -> bool:
+        return not self.unfinished and all(w <= target for w in self.widths.values())
+
+
+def plan_seeds(config_path: str, max_seeds: int, overrides=(), grid_items=(), smoke: bool = False,
+               output: str | None = None) -> SeedPlan:
+    """The seeds come from the sweep's seed list (in its order; seeds already run are
+    reused) and continue after its largest; without one, from the config's seed."""
+    cfg, grid, source = _load(config_path, overrides, grid_items, smoke)
+    listed = list(grid.pop("seed", None) or cfg.sweep.get("seed") or [])
+    cfg = dataclasses.replace(cfg, sweep={k: v for k, v in cfg.sweep.items() if k != "seed"})
+    seeds = list(dict.fromkeys(listed)) or [cfg.seed]
+    while len(seeds) < max_seeds:
+        seeds.append(max(seeds) + 1)
+    return SeedPlan(cfg, grid, seeds[:max_seeds], output, source)
+
+
+def measure(members: list[Member], metric: str, k: int) -> Round:
+    values: dict[str, list[float]] = {}
+    unfinished = 0
+    for m in members:
+        values.setdefault(group_of(m), [])
+        try:
+            s = runfolder.read_summary(m.run_dir) or {}
+        except NormbenchError:
+            s = {}  # unreadable: not finished (a run started again rewrites it)
+        status = s.get("status")
+        if status not in FINAL:
+            unfinished += 1
+        # a diverged (or failed) run is not completed: its group's interval uses the others
+        if status == "completed" and isinstance(s.get(metric), (int, float)) and math.isfinite(s[metric]):
+            values[group_of(m)].append(float(s[metric]))
+    return Round(k, {g: half_width(v) for g, v in values.items()}, {g: len(v) for g, v in values.items()}, unfinished)
+
+
+def rounds_done(plan: SeedPlan, metric: str) -> list[Round]:
+    """The rounds whose members have all finished, measured (nothing is written)."""
+    out = []
+    for k in range(1, len(plan.seeds) + 1):
+        r = measure(plan.members(k, create=False), metric, k)
+        if r.unfinished:
+            break
+        out.append(r)
+    return out
+
+
+def format_round(r: Round, target: float) -> list[str]:
+    lines = [f"  {'group':<40} {'completed':>9} {'half-width':>10}"]
+    for g, w in r.widths.items():
+        lines.append(f"  {g:<40} {r.completed[g]:>9} {'n/a' if math.isinf(w) else format(w, '.4f'):>10}"
+                     f"{'' if w <= target else '  > ' + format(target, 'g')}")
+    return lines
+
+
+def sweep_until(plan: SeedPlan, target: float, metric: str = "test_accuracy", *, jobs: int = 1, executor=None,
+                fail_fast: bool = False, echo=print) -> tuple[list[tuple[Member, str]], Round]:
+    """Rounds: the first gives every group FIRST_ROUND seeds, each next one adds the next
+    seed to every group (so the seeds stay paired), until every group's 95 % half-width
+    of `metric` over its completed runs is <= target, or the seeds run out (--max-seeds).
+    Seeds already trained are reused; the rule never looks at a p-value."""
+    max_seeds = len(plan.seeds)
+    k = min(FIRST_ROUND, max_seeds)
+    while True:
+        members = plan.members(k)
+        n = len({group_of(m) for m in members})
+        echo(f"round: {k} seed{'s' * (k != 1)} per group ({', '.join(map(str, plan.seeds[:k]))}), {n} group{'s' * (n != 1)}")
+        failures = run_sweep(members, jobs=jobs, executor=executor, fail_fast=fail_fast, echo=echo,
+                             finished=FINAL[:2])  # a diverged seed is not retrained: it would diverge again
+        r = measure(members, metric, k)
+        for line in format_round(r, target):
+            echo(line)
+        if failures:
+            return failures, r
+        if r.precise(target):
+            echo(f"seeds-until: every group's 95 % half-width of {metric} is <= {target:g} with {k} seeds; stopped")
+            return [], r
+        if k >= max_seeds:
+            wide = [g for g, w in r.widths.items() if w > target]
+            echo(f"seeds-until: --max-seeds {max_seeds} reached; {len(wide)} group(s) still wider than {target:g}")
+            return [], r
+        k += 1
+
+
+def describe_until(plan: SeedPlan, target: float, metric: str) -> list[str]:
+    """--dry-run of --seeds-until: the rounds so far and the current half-widths."""
+    done = rounds_done(plan, metric)
+    groups = {group_of(m) for m in plan.members(1, create=False)}
+    k = len(done)
+    lines = [f"seeds-until {target:g} on {metric}, at most {len(plan.seeds)} seeds, {len(groups)} group{'s' * (len(groups) != 1)}: "
+             f"{k} seed{'s' * (k != 1)} finished in every group"
+             f"{' (' + ', '.join(map(str, plan.seeds[:k])) + ')' if k else ''}"]
+    stop = next((r for r in done[FIRST_ROUND - 1:] if r.precise(target)), None)
+    if done:
+        lines += format_round(stop or done[-1], target)
+    if stop:
+        lines.append(f"stops at {stop.seeds} seeds: every group's half-width is <= {target:g}")
+    elif k >= len(plan.seeds):
+        lines.append(f"stops at {k} seeds: --max-seeds reached")
+    else:
+        nxt = min(max(FIRST_ROUND, k + 1), len(plan.seeds))
+        lines.append(f"next round: seeds {', '.join(map(str, plan.seeds[:nxt]))} in every group")
+    return lines

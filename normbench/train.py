@@ -21,9 +21,10 @@ import time
 import warnings
 from pathlib import Path
 
-from normbench import NormbenchError, __version__, one_line, runfolder
+from normbench import NormbenchError, __version__, one_line, optim, runfolder
 from normbench.config import Config, dump_yaml, from_dict, read_yaml
 from normbench.models import resolved_unroll
+from normbench.runlock import RunLock
 
 
 # ----------------------------------------------------------------------------- host
@@ -177,14 +178,13 @@ def _callbacks(run_dir: Path, cfg_epochs: int):
             logs = logs or {}
             seconds = time.perf_counter() - self.t0
             self.train_seconds.append(seconds - self.val_seconds)
-            lr = self.model.optimizer.learning_rate
             row = {
                 "epoch": epoch + 1,
                 "loss": logs.get("loss"),
                 "accuracy": logs.get("accuracy"),
                 "val_loss": logs.get("val_loss"),
                 "val_accuracy": logs.get("val_accuracy"),
-                "learning_rate": float(keras.ops.convert_to_numpy(lr)),
+                "learning_rate": optim.last_learning_rate(self.model.optimizer),  # the epoch's last step's
                 "epoch_seconds": round(seconds, 3),
             }
             if row["loss"] is None or not math.isfinite(float(row["loss"])):
@@ -315,16 +315,9 @@ def _op_determinism(cfg: Config):
 # ----------------------------------------------------------------------------- run
 
 
-def _optimizer(name: str, lr: float):
-    import keras
-
-    from normbench.config import OPTIMIZERS
-
-    return getattr(keras.optimizers, OPTIMIZERS[name])(learning_rate=lr)
-
-
-def compiled_model(cfg: Config, num_classes: int):
-    """A freshly seeded, built and compiled model for a config."""
+def compiled_model(cfg: Config, num_classes: int, n_examples: int):
+    """A freshly seeded, built and compiled model for a config whose training set has
+    `n_examples` examples (before the validation split; the schedule needs the steps)."""
     import keras
 
     from normbench.models import MODELS, build_model
@@ -332,7 +325,7 @@ def compiled_model(cfg: Config, num_classes: int):
     keras.utils.set_random_seed(cfg.seed)
     model = build_model(cfg, num_classes)
     model.compile(
-        optimizer=_optimizer(cfg.train.optimizer, cfg.train.learning_rate),
+        optimizer=optim.build(cfg, optim.plan(cfg, n_examples)),
         loss=MODELS[cfg.model.arch].loss,
         metrics=["accuracy"],
         jit_compile=cfg.train.jit_compile,
@@ -345,6 +338,9 @@ def prepare(cfg: Config, threads: int | None = None):
     exists. Returns (data, model)."""
     use_backend(cfg.train.backend)
     from normbench.data import load_data
+    from normbench.quiet import import_keras
+
+    import_keras()  # before anything else loads TensorFlow: its start-up notices filtered
 
     if cfg.train.backend == "jax" and cfg.model.unroll is True:
         warnings.warn(
@@ -359,7 +355,7 @@ def prepare(cfg: Config, threads: int | None = None):
 
             tf.config.experimental.enable_op_determinism()
     data = load_data(cfg.data, cfg.seed)
-    return data, compiled_model(cfg, data.num_classes)
+    return data, compiled_model(cfg, data.num_classes, len(data.x_train))
 
 
 class _Terminated(KeyboardInterrupt):
@@ -398,15 +394,19 @@ def _on_sigterm(signum, frame):
     raise _Terminated()
 
 
-def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, verbose="auto", threads=None, resume=False, announce=None) -> tuple[Path, dict]:
+def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, verbose="auto", threads=None, resume=False, announce=None, lock=None) -> tuple[Path, dict]:
     """Train one config. Returns (run folder, summary). With resume=True, `run_dir` is an
     existing run folder that continues from its last finished epoch. `announce(run_dir)`
-    is called once the folder exists, before training."""
+    is called once the folder exists, before training. The folder's lock (runlock) is
+    held until this returns; `lock` passes one the caller already holds."""
     started = time.time()
     t_start = time.perf_counter()
+    if run_dir is not None and lock is None:
+        lock = RunLock(run_dir)  # a folder busy elsewhere fails before any data loads
     data, model = prepare(cfg, threads)
     if run_dir is None:
         run_dir = runfolder.new_run_dir(cfg.output.dir, cfg.name, cfg.seed, run_id)
+        lock = RunLock(run_dir)
     run_dir = Path(run_dir)
     runfolder.remove_summary(run_dir)  # nothing stale looks finished
     if not resume:
@@ -419,9 +419,9 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
     if announce:
         announce(run_dir)
 
-    n_fit = math.ceil(len(data.x_train) * (1 - cfg.train.validation_split))  # as Keras splits
-    steps = math.ceil(n_fit / cfg.train.batch_size)
-    log, best, callbacks = _callbacks(run_dir, cfg.train.epochs)
+    plan = optim.plan(cfg, len(data.x_train))  # epochs and steps under train.budget
+    n_fit, steps = plan.n_fit, plan.steps_per_epoch
+    log, best, callbacks = _callbacks(run_dir, plan.epochs)
     summary = {
         "status": "running",
         "run_id": run_dir.name,
@@ -438,6 +438,8 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
         "n_test": len(data.x_test),
         "params": int(model.count_params()),
         "steps_per_epoch": steps,
+        "optimizer_steps": plan.total_steps,
+        "peak_learning_rate": plan.peak_learning_rate,
         "jit_compile": bool(model.jit_compile),
         "unroll": resolved_unroll(cfg),
         "deterministic": cfg.train.deterministic,
@@ -457,7 +459,7 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
         model.fit(
             data.x_train,
             data.y_train,
-            epochs=cfg.train.epochs,
+            epochs=plan.epochs,
             batch_size=cfg.train.batch_size,
             validation_split=cfg.train.validation_split,
             callbacks=callbacks,
@@ -479,8 +481,8 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
                   "training this run again from epoch 1", file=sys.stderr)
             shutil.rmtree(backup)
             runfolder.remove_history(run_dir)
-            model = compiled_model(cfg, data.num_classes)  # the data are already loaded
-            log, best, callbacks = _callbacks(run_dir, cfg.train.epochs)
+            model = compiled_model(cfg, data.num_classes, len(data.x_train))  # the data are already loaded
+            log, best, callbacks = _callbacks(run_dir, plan.epochs)
             fit(model, callbacks)
         status = "diverged" if log.diverged else "completed"
         test = _evaluate(model, data, cfg, best)
@@ -500,18 +502,21 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
             signal.signal(signal.SIGTERM, old_handler)
         written = False
         try:
-            summary.update(_finish(run_dir, cfg, log, status, test, t_start, steps))
-            runfolder.write_summary(run_dir, summary)
-            written = True
-            if status != "interrupted":
-                runfolder.append_index(cfg.output.dir, summary, run_dir)
-        except OSError as e:  # a full disk: no summary (not finished), the backup is kept
-            if not _disk_full(e):
-                raise
-        if written and status in ("completed", "diverged"):  # finished: the backup is no longer needed
-            import shutil
+            try:
+                summary.update(_finish(run_dir, cfg, log, status, test, t_start, steps, plan.epochs))
+                runfolder.write_summary(run_dir, summary)
+                written = True
+                if status != "interrupted":  # beside the run (output.dir may be relative to another cwd)
+                    runfolder.append_index(run_dir.parent.parent, summary, run_dir)
+            except OSError as e:  # a full disk: no summary (not finished), the backup is kept
+                if not _disk_full(e):
+                    raise
+            if written and status in ("completed", "diverged"):  # finished: the backup is no longer needed
+                import shutil
 
-            shutil.rmtree(run_dir / runfolder.BACKUP, ignore_errors=True)
+                shutil.rmtree(run_dir / runfolder.BACKUP, ignore_errors=True)
+        finally:
+            lock.release()
     if not written:
         raise _disk_full_error(run_dir)
     return run_dir, summary
@@ -536,7 +541,7 @@ def _finite(x):
     return x if math.isfinite(x) else None
 
 
-def _finish(run_dir, cfg, log, status, test, t_start, steps) -> dict:
+def _finish(run_dir, cfg, log, status, test, t_start, steps, epochs) -> dict:
     rows = [r for r in runfolder.read_history(run_dir) if runfolder.well_formed(r)]
     # drop duplicate epochs defensively (keep the last), so summaries read clean data
     by_epoch = {int(r["epoch"]): r for r in rows}
@@ -552,7 +557,7 @@ def _finish(run_dir, cfg, log, status, test, t_start, steps) -> dict:
     out = {
         "status": status,
         "epochs_completed": len(rows),
-        "epochs": cfg.train.epochs,
+        "epochs": epochs,  # trained (train.budget steps resolves it from train.epochs)
         "test_loss": _finite(test[cfg.train.eval]["loss"]) if test else None,
         "test_accuracy": _finite(test[cfg.train.eval]["accuracy"]) if test else None,
         "test_loss_last": _finite(test["last"]["loss"]) if test else None,
@@ -579,7 +584,9 @@ def resume_run(run_dir: str | Path, **kwargs) -> tuple[Path, dict]:
     cfg_path = run_dir / runfolder.CONFIG
     if not cfg_path.exists():
         raise NormbenchError(f"{run_dir}: not a run folder (no config.yaml); pass a folder that normbench run created")
+    lock = RunLock(run_dir)  # the status is read under the lock: another owner may just have finished
     if runfolder.status(run_dir) == "completed":
+        lock.release()
         return run_dir, runfolder.read_summary(run_dir)
     cfg = from_dict(read_yaml(cfg_path), str(cfg_path))
-    return run(cfg, run_dir=run_dir, resume=True, **kwargs)
+    return run(cfg, run_dir=run_dir, resume=True, lock=lock, **kwargs)

@@ -35,7 +35,7 @@ def test_grid_expands_to_the_product_with_readable_ids(tmp_path):
 
 def test_grid_values_are_validated_before_any_run(tmp_path):
     cfg = write_config(tmp_path / "c.yaml")
-    with pytest.raises(NormbenchError, match=r"grid model.norm=bogus: model.norm: unknown norm 'bogus'; choose one of"):
+    with pytest.raises(NormbenchError, match=r"--grid model.norm=bogus: model.norm: unknown norm 'bogus'; choose one of"):
         sw.load_sweep(str(cfg), grid_items=["model.norm=batch,bogus"], output=str(tmp_path / "r"))
     r = cli("sweep", cfg, "--grid", "train.epochs=1,0", "--output", tmp_path / "r2")
     assert r.exit_code == 1 and "train.epochs: must be >= 1, got 0" in r.output and "Traceback" not in r.output
@@ -232,18 +232,338 @@ def test_deterministic_runs_are_byte_identical(tmp_path):
 # ----------------------------------------------------------------------------- ray
 
 
-def test_ray_sweep_on_a_local_instance(tmp_path):
+def _scratch_folders():
+    import tempfile
+
+    return set(Path(tempfile.gettempdir()).glob("normbench-*"))
+
+
+def test_ray_modes_index_the_real_folders_and_leave_no_scratch(tmp_path):
+    """The CLI's Ray mode (shared storage), then the returned-files mode on the same
+    local Ray instance: runs.csv points at the real folders, no scratch folder is left."""
     ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'normbench[ray]'")
-    out = tmp_path / "r"
-    members = sw.load_sweep(str(REPO / "configs/smoke/imdb_ln.yaml"), overrides=TINY,
-                            grid_items=["model.norm=batch,none"], output=str(out))
+    before = _scratch_folders()
+    shared, files = tmp_path / "shared", tmp_path / "files"
     try:
-        ex = sw.RayExecutor(num_cpus=2, shared=False)
-        failures = sw.run_sweep(members, jobs=2, executor=ex, echo=lambda s: None)
+        r = cli("sweep", *_tiny_args(shared, "seed=0,1"), "--executor", "ray", "--jobs", "2")
+        assert r.exit_code == 0, r.output
+        members = sw.load_sweep(str(REPO / "configs/smoke/imdb_ln.yaml"), overrides=TINY,
+                                grid_items=["model.norm=batch"], output=str(files))
+        ex = sw.RayExecutor(shared=False)
+        assert sw.run_sweep(members, executor=ex, echo=lambda s: None) == []
     finally:
         ray.shutdown()
-    assert failures == []
+    for out, name in ((shared, "smoke_imdb_none"), (files, "smoke_imdb_ln")):
+        runs = sorted((out / name).iterdir())
+        assert sorted(row["path"] for row in _index(out)) == [f"{name}/{d.name}" for d in runs]
+        for d in runs:
+            assert json.loads((d / "summary.json").read_text())["status"] == "completed"
+            assert len(_rows(d)) == 1
+    assert _scratch_folders() == before
+
+
+def test_ray_sweep_on_two_nodes(tmp_path, monkeypatch):
+    """Two 1-CPU Ray nodes on this machine: the members run on both, and every run folder
+    arrives complete in the driver's output (returned-files mode)."""
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'normbench[ray]'")
+    from ray.cluster_utils import Cluster
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)  # 1 thread per member
+    out = tmp_path / "r"
+    members = sw.load_sweep(str(REPO / "configs/smoke/imdb_none.yaml"), overrides=TINY,
+                            grid_items=["seed=0,1"], output=str(out))
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, log_to_driver=False)
+        ex = sw.RayExecutor(shared=False)
+        assert sw.run_sweep(members, jobs=2, executor=ex, echo=lambda s: None) == []
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert len(set(ex.nodes.values())) == 2, ex.nodes
     for m in members:
-        s = json.loads((m.run_dir / "summary.json").read_text())
-        assert s["status"] == "completed"
+        assert {p.name for p in m.run_dir.iterdir()} >= {"config.yaml", "history.csv", "summary.json"}
+        assert json.loads((m.run_dir / "summary.json").read_text())["status"] == "completed"
         assert len(_rows(m.run_dir)) == 1
+    assert sorted(row["path"] for row in _index(out)) == sorted(f"smoke_imdb_none/{m.run_id}" for m in members)
+
+
+# ----------------------------------------------------------------------------- one owner per run folder
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (state first), or None."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(proc) -> bool:
+    """A process, (pid, start time) from _children, that still runs (not a zombie). The
+    start time tells it from a later process or thread given the same (recycled) id."""
+    pid, started = proc if isinstance(proc, tuple) else (proc, None)
+    fields = _stat(pid)
+    return bool(fields) and fields[0] != "Z" and (started is None or fields[19] == started)
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """Live child processes of `pid` (from /proc), as (pid, start time)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        fields = _stat(int(stat.parent.name))
+        if fields and int(fields[1]) == pid and fields[0] != "Z":
+            out.append((int(stat.parent.name), fields[19]))
+    return out
+
+
+def _wait_for(predicate, timeout=180, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _sweep_proc(*args):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen([sys.executable, "-m", "normbench", "sweep", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _index(out):
+    with open(out / "runs.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def _tiny_args(out, *grid, extra=()):
+    return [REPO / "configs/smoke/imdb_none.yaml", *sum((["--grid", g] for g in grid), []), "--output", out,
+            *sum((["--set", t] for t in [*TINY, *extra]), [])]
+
+
+def test_a_locked_run_folder_is_refused_in_one_line(tmp_path):
+    from normbench import runlock
+
+    (member,) = _members(tmp_path, n_seeds=1)
+    lock = runlock.RunLock(member.run_dir)
+    try:
+        with pytest.raises(runlock.Busy):  # a second owner, even in this process
+            runlock.RunLock(member.run_dir)
+        assert member.holder() == os.getpid()
+        r = cli("run", "--resume", member.run_dir)
+        assert r.exit_code == runlock.BUSY_EXIT
+        assert r.output.strip() == f"Error: {member.run_dir}: already running (pid {os.getpid()}); wait for it or stop it"
+        assert not (member.run_dir / "summary.json").exists()
+        assert cli("sweep", tmp_path / "c.yaml", "--grid", "seed=0", "--output", tmp_path / "r", "--dry-run").output.split() == [
+            "running", str(member.run_dir)]
+    finally:
+        lock.release()
+    assert member.holder() is None
+
+
+@pytest.mark.parametrize("finish", [True, False])
+def test_sweep_waits_for_a_member_running_elsewhere(tmp_path, finish):
+    """Locked elsewhere: not trained here while the other owner holds it; afterwards
+    completed (finish=True) or resumed here, because that owner stopped early."""
+    import threading
+
+    from normbench import runlock
+
+    members = _members(tmp_path, n_seeds=2)
+    busy = members[0]
+    lock = runlock.RunLock(busy.run_dir)
+
+    def other_owner():
+        time.sleep(0.6)
+        if finish:
+            runfolder.write_summary(busy.run_dir, {"status": "completed", "test_accuracy": 0.5})
+        lock.release()
+
+    threading.Thread(target=other_owner).start()
+    ex, lines = FakeExecutor(), []
+    failures = sw.run_sweep(members, executor=ex, echo=lines.append)
+    assert failures == []
+    assert any(ln.startswith(f"running elsewhere {busy.run_id}: pid {os.getpid()}; waiting for it") for ln in lines)
+    if finish:
+        assert ex.submitted == [members[1].run_id]
+        assert f"completed elsewhere {busy.run_id}" in lines
+    else:
+        assert ex.submitted == [members[1].run_id, busy.run_id]
+
+
+def test_two_concurrent_sweeps_train_each_member_once(tmp_path):
+    out = tmp_path / "r"
+    args = _tiny_args(out, "seed=0,1")
+    procs = [_sweep_proc(*args) for _ in range(2)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for p, (o, e) in zip(procs, outputs):
+        assert p.returncode == 0, o + e
+    rows = _index(out)
+    assert sorted(r["seed"] for r in rows) == ["0", "1"]  # one row per member
+    for d in sorted((out / "smoke_imdb_none").iterdir()):
+        log = (d / "log.txt").read_text()
+        assert log.count("normbench: resuming") == 1, log  # trained by one process only
+        assert [int(r["epoch"]) for r in _rows(d)] == [1]
+        assert json.loads((d / "summary.json").read_text())["status"] == "completed"
+
+
+def test_sigkill_of_the_driver_ends_its_members_and_a_rerun_trains_none_twice(tmp_path):
+    out = tmp_path / "r"
+    args = _tiny_args(out, "seed=0", extra=["train.epochs=8"])
+    driver = _sweep_proc(*args)
+    run_dir = _wait_for(lambda: next((h.parent for h in out.rglob("history.csv") if _rows(h.parent)), None),
+                        what="the member's first epoch")
+    (member,) = _children(driver.pid)
+    driver.kill()
+    driver.wait()
+    # the member got SIGTERM from the kernel (parent-death signal): it saved and stopped
+    _wait_for(lambda: not _alive(member), timeout=60, what="the member to end")
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
+    r = cli(*["sweep", *args])
+    assert r.exit_code == 0, r.output
+    assert [int(row["epoch"]) for row in _rows(run_dir)] == list(range(1, 9))
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+    assert [row["path"] for row in _index(out)] == [f"smoke_imdb_none/{run_dir.name}"]
+
+
+def runlock_holder(run_dir):
+    from normbench import runlock
+
+    return _wait_for(lambda: runlock.holder(run_dir), timeout=60, what="the member's lock")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_ctrl_c_of_a_local_sweep_ends_every_member(tmp_path, sig):
+    out = tmp_path / "r"
+    driver = _sweep_proc(*_tiny_args(out, "seed=0,1"), "--jobs", "2")
+    pids = _wait_for(lambda: (lambda c: c if len(c) == 2 else None)(_children(driver.pid)), what="both members")
+    driver.send_signal(sig)  # to the driver only (a terminal's Ctrl-C would reach the members too)
+    _, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130, err
+    assert "interrupted; run the same command again to resume" in err
+    assert not [p for p in pids if _alive(p)]  # none orphaned
+    from normbench import runlock
+
+    dirs = list(out.glob("*/*seed=*"))
+    assert len(dirs) == 2 and all(runlock.holder(d) is None for d in dirs)  # and their folders are free
+
+
+def test_resuming_a_finished_run_replaces_its_index_row(tmp_path):
+    from normbench.runfolder import INDEX_COLUMNS, append_index
+
+    out = tmp_path / "r"
+    run_dir = out / "smoke" / "run-1"
+    append_index(out, {"run_id": "run-0", "status": "completed"}, out / "smoke" / "run-0")
+    append_index(out, {"run_id": "run-1", "status": "diverged"}, run_dir)
+    append_index(out, {"run_id": "run-1", "status": "completed", "test_accuracy": 0.5}, run_dir)
+    rows = _index(out)
+    assert list(rows[0]) == INDEX_COLUMNS
+    assert [(r["run_id"], r["status"], r["test_accuracy"]) for r in rows] == [("run-0", "completed", ""), ("run-1", "completed", "0.5")]
+
+
+def test_resume_from_another_directory_indexes_beside_the_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = write_config(tmp_path / "c.yaml", train__epochs=1, data__subset={"train": 160, "test": 64})
+    (member,) = sw.load_sweep(str(cfg), grid_items=["seed=0"], output="r")  # a relative output.dir
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    r = cli("run", "--resume", tmp_path / member.run_dir, "-q")
+    assert r.exit_code == 0, r.output
+    assert not (elsewhere / "r").exists()
+    assert [row["path"] for row in _index(tmp_path / "r")] == [f"smoke_imdb_ln/{member.run_id}"]
+
+
+# ----------------------------------------------------------------------------- smaller CLI behaviours
+
+
+def test_dry_run_creates_nothing(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml")
+    r = cli("sweep", cfg, "--grid", "seed=0,1", "--output", tmp_path / "r", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert r.output.split() == ["todo", str(tmp_path / "r/smoke_imdb_ln/imdb_rnn-norm=layer-bs=64-seed=0"),
+                                "todo", str(tmp_path / "r/smoke_imdb_ln/imdb_rnn-norm=layer-bs=64-seed=1")]
+    assert not (tmp_path / "r").exists()
+
+
+def test_grid_errors_name_the_grid_flag(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml")
+    r = cli("sweep", cfg, "--grid", "model.norm=batch,bogus", "--output", tmp_path / "r")
+    assert r.exit_code == 1
+    assert r.output.startswith("Error: --grid model.norm=bogus: model.norm: unknown norm 'bogus'; choose one of")
+    r = cli("sweep", cfg, "--grid", "seed", "--output", tmp_path / "r")
+    assert r.output.strip() == "Error: --grid seed: expected key.path=a,b,c, e.g. --grid model.norm=batch,layer"
+    # a bad value in the config's own sweep: section names the file, not a flag
+    cfg = write_config(tmp_path / "s.yaml", sweep={"model.norm": ["bogus"]})
+    r = cli("sweep", cfg, "--output", tmp_path / "r")
+    assert r.output.startswith(f"Error: {cfg} (sweep): model.norm: unknown norm 'bogus'")
+    assert not (tmp_path / "r").exists()
+
+
+def test_fail_fast_from_the_command_line(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    cfg = write_config(tmp_path / "c.yaml", data__name="imdb", data__subset=None, data__path=str(bad))
+    r = cli("sweep", cfg, "--grid", "seed=0,1", "--output", tmp_path / "r", "--fail-fast")
+    assert r.exit_code == 1
+    assert "FAILED imdb_rnn-norm=layer-bs=64-seed=0: Error: data.path:" in r.output
+    assert "1 member(s) failed:" in r.output
+    assert not (tmp_path / "r/smoke_imdb_ln/imdb_rnn-norm=layer-bs=64-seed=1/log.txt").exists()  # never started
+
+
+# ----------------------------------------------------------------------------- --seeds-until
+
+
+def _until(out, half_width, max_seeds, *extra):
+    return ["sweep", *_tiny_args(out), "--seeds-until", half_width, "--max-seeds", max_seeds,
+            "--metric", "final_train_loss", *extra]
+
+
+def test_seeds_until_stops_at_max_seeds_then_at_the_half_width(tmp_path):
+    out = tmp_path / "r"
+    # an unreachable precision: stops at --max-seeds
+    r = cli(*_until(out, "1e-12", 2))
+    assert r.exit_code == 0, r.output
+    assert "round: 2 seeds per group (0, 1), 1 group" in r.output
+    assert "seeds-until: --max-seeds 2 reached; 1 group(s) still wider than 1e-12" in r.output
+    assert sorted(row["seed"] for row in _index(out)) == ["0", "1"]
+    # a generous one: stops after the first round, reusing the seeds trained above
+    r = cli(*_until(out, "100", 5))
+    assert r.exit_code == 0, r.output
+    assert "2 already completed, 0 to run" in r.output
+    assert "seeds-until: every group's 95 % half-width of final_train_loss is <= 100 with 2 seeds; stopped" in r.output
+    assert len(list((out / "smoke_imdb_none").iterdir())) == 2
+    # --dry-run shows the rounds so far and the half-width, and writes nothing
+    from scipy import stats
+
+    losses = [json.loads((d / "summary.json").read_text())["final_train_loss"] for d in sorted((out / "smoke_imdb_none").iterdir())]
+    expected = stats.t.interval(0.95, 1, loc=0, scale=stats.sem(losses))[1]
+    r = cli(*_until(out, "1e-12", 3, "--dry-run"))
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert lines[0] == "seeds-until 1e-12 on final_train_loss, at most 3 seeds, 1 group: 2 seeds finished in every group (0, 1)"
+    assert lines[2].split()[:3] == ["imdb_rnn-norm=none-bs=64", "2", f"{expected:.4f}"]
+    assert lines[-1] == "next round: seeds 0, 1, 2 in every group"
+    assert len(list((out / "smoke_imdb_none").iterdir())) == 2
+
+
+def test_seeds_until_resumes_after_sigkill_without_duplicating_a_seed(tmp_path):
+    out = tmp_path / "r"
+    args = _until(out, "1e-12", 3)[1:]
+    driver = _sweep_proc(*args)
+    first = _wait_for(lambda: next((d for d in out.glob("*/*seed=0") if (d / ".lock").exists()), None), what="a member")
+    runlock_holder(first)
+    driver.kill()
+    driver.wait()
+    r = cli("sweep", *args)
+    assert r.exit_code == 0, r.output
+    assert "seeds-until: --max-seeds 3 reached" in r.output
+    rows = _index(out)
+    assert sorted(row["seed"] for row in rows) == ["0", "1", "2"]
+    for d in (out / "smoke_imdb_none").iterdir():
+        assert [int(row["epoch"]) for row in _rows(d)] == [1]
+        assert json.loads((d / "summary.json").read_text())["status"] == "completed"
