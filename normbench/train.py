@@ -201,13 +201,13 @@ def _callbacks(run_dir: Path, cfg_epochs: int):
         which Keras then loads with only a warning (Adam's moments silently reset)."""
 
         def _save_model(self):
-            # the save rewrites latest.weights.h5 and copies the old one to previous: what
-            # the files grow by must be free
+            # the save rewrites latest.weights.h5 and first copies the old one to the
+            # previous file: what those two files grow by must be free
             size = _weights_bytes(self.model)
-            paths = [Path(self._weights_path)]
-            if self.double_checkpoint and paths[0].exists():
-                paths.append(Path(self._prev_weights_path))
-            _check_space(Path(self.backup_dir), sum(max(0, size - (q.stat().st_size if q.exists() else 0)) for q in paths))
+            files = [Path(self._weights_path)]
+            if self.double_checkpoint and files[0].exists():
+                files.append(Path(self._prev_weights_path))
+            _check_space(Path(self.backup_dir), sum(max(0, size - _size(f)) for f in files))
             with signals_deferred():
                 super()._save_model()
 
@@ -275,6 +275,10 @@ def _weights_bytes(model) -> int:
     """Bytes of the model's and its optimizer's variables: about what a backup holds."""
     variables = list(model.weights) + (list(model.optimizer.variables) if model.optimizer else [])
     return sum(int(math.prod(v.shape)) * 4 for v in variables)  # float32 (ints are 4-8 bytes, few)
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
 
 
 def _check_space(folder: Path, need: int) -> None:
