@@ -53,7 +53,7 @@ class ModelConfig:
     arch: str  # a registered builder: imdb_rnn | cifar10_cnn
     norm: str  # batch | layer | group | rms | none
     norm_groups: int = 8  # groups for norm=group; must divide every normalized channel count
-    unroll: Union[bool, str] = False  # unroll SimpleRNN loops; "auto" = on TensorFlow only (faster there, slower on jax)
+    unroll: Union[bool, str] = False  # unroll SimpleRNN loops; "auto" = on TensorFlow for runs of >= 1000 steps (models.resolved_unroll)
     rnn: str = "keras"  # keras = keras.layers.SimpleRNN (the committed study's); fast = same maths and weights, x W out of the loop: 0.8x the step (configs/imdb_*.yaml)
     norm_placement: str = "between"  # between = norm slots after each RNN layer; recurrent = inside the cell (Ba et al. 2016), slots Identity
 

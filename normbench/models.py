@@ -7,6 +7,7 @@ Each builder reproduces one of the tutorial's architectures; every norm slot is 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -130,16 +131,46 @@ def build_model(config, num_classes: int):
     return spec.build(model, config.data, num_classes)
 
 
+# `model.unroll: auto` unrolls on TensorFlow only for runs of at least this many training
+# steps (epochs x steps per epoch). Measured on the 2-core CPU (benchmarks/RESULTS.md and
+# README, Performance): unrolling the 200-step SimpleRNN saves ~22 ms per training step at
+# batch 64 (51 -> 29 ms/step) but costs ~10-20 s more tracing and compiling (train and
+# test functions; 30-40 s on a loaded machine), so it pays off after ~500-900 steps.
+UNROLL_AUTO_MIN_STEPS = 1000
+
+
+def planned_steps(config) -> int:
+    """Training steps a config asks for (epochs x steps per epoch, after train.budget),
+    from the config alone: data.subset.train, else the data set's size (a local file may
+    hold fewer examples)."""
+    from normbench.data import DATASETS, SYNTHETIC_SIZE
+
+    if config.data.subset:
+        n = config.data.subset.train
+    elif config.data.name.startswith("synthetic_"):
+        n = SYNTHETIC_SIZE["train"]
+    else:
+        n = DATASETS[config.data.name].size[0]
+    from normbench import optim
+
+    return optim.plan(config, n).total_steps  # train.budget included
+
+
 def resolved_unroll(config) -> bool:
-    """model.unroll with "auto" decided: unrolled RNN loops are 1.4-1.8x faster on
-    TensorFlow's CPU kernels and ~4-7x slower under JAX/XLA (benchmarks/RESULTS.md), so auto
-    unrolls on TensorFlow only, and there not with a normalized recurrent cell
-    (norm_placement: recurrent, norm layer/rms): its unrolled graph took ~5x longer to
-    trace and compile (125 s against 24 s under load) for 27 % less per step, a loss for
-    runs shorter than ~3,700 steps (benchmarks/RESULTS.md, "Recurrent layers").
-    true/false apply to keras.layers.SimpleRNN and HoistedSimpleRNN alike."""
+    """model.unroll with "auto" decided. Unrolled RNN loops are 1.4-1.8x faster per step
+    on TensorFlow's CPU kernels and ~4-7x slower under JAX/XLA (benchmarks/RESULTS.md), but
+    unrolling costs ~10-20 s of extra compiling, which a short run never earns back (the
+    IMDB smoke config: 75 steps, 35 s against 18 s). So "auto" unrolls on TensorFlow only,
+    and there only for runs of at least UNROLL_AUTO_MIN_STEPS (1000) training steps: the
+    tutorial's IMDB run (5 x 313 steps) unrolls, the smoke configs and --smoke runs do not.
+    Never with a normalized recurrent cell (norm_placement: recurrent, norm layer/rms):
+    its unrolled graph took ~5x longer to trace and compile (125 s against 24 s under
+    load) for 27 % less per step, a loss for runs shorter than ~3,700 steps
+    (benchmarks/RESULTS.md, "Recurrent layers"). true/false apply to
+    keras.layers.SimpleRNN and HoistedSimpleRNN alike."""
     if config.model.unroll == "auto":
         m = config.model
         normalized_cell = m.norm_placement == "recurrent" and m.norm != "none"
-        return config.train.backend == "tensorflow" and not normalized_cell
+        return (config.train.backend == "tensorflow" and not normalized_cell
+                and planned_steps(config) >= UNROLL_AUTO_MIN_STEPS)
     return bool(config.model.unroll)

@@ -68,6 +68,7 @@ SUMMARY_KEYS = {
     "jit_compile": "what Keras resolved jit_compile to",
     "unroll": "what model.unroll resolved to",
     "deterministic": "train.deterministic",
+    "op_determinism": "whether TensorFlow op determinism was on in the run's process (None on jax)",
     "started_at": "ISO time the run (or this resume) started",
     "versions": "python, tensorflow, keras, numpy, normbench, backend (and jax)",
     "host": "cpu, cpu_count, gpus, platform",
@@ -87,7 +88,7 @@ SUMMARY_KEYS = {
     "wall_seconds": "wall time of the whole run in this process",
     "first_epoch_seconds": "the first epoch's time (includes tracing)",
     "mean_epoch_seconds": "mean epoch time (validation included)",
-    "ms_per_step": "median train-only epoch time after the first, per step",
+    "ms_per_step": "median train-only epoch time after the first, per step (None when this process trained < 2 epochs)",
     "finished_at": "ISO time the summary was written",
 }
 OPTIONAL_SUMMARY_KEYS = ("error",)
@@ -140,11 +141,15 @@ def write_atomic(path: Path, text: str) -> None:
     """Write `text` to `path` so that readers see the old file or the whole new one."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # e.g. a full disk: no temp file is left behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_config(run_dir, config_text: str) -> None:
@@ -224,6 +229,49 @@ def read_history(run_dir) -> list[dict]:
             return list(csv.DictReader(f))
     except FileNotFoundError:
         return []
+
+
+def well_formed(row: dict) -> bool:
+    """Whether a history.csv row (from `read_history`) is whole: an integer epoch >= 1,
+    every column present, each value a number or empty, nothing extra. A line cut short
+    by a crash or a full disk is not."""
+    try:
+        if int(row.get("epoch")) < 1:
+            return False
+    except (TypeError, ValueError):
+        return False
+    if row.get(None):  # csv.DictReader files surplus fields under None
+        return False
+    for column in HISTORY_COLUMNS[1:]:
+        value = row.get(column)
+        if value is None:
+            return False
+        if value != "":
+            try:
+                float(value)
+            except ValueError:
+                return False
+    return True
+
+
+def reconcile_history(run_dir, upto: int) -> int:
+    """Keep the well-formed rows of epochs 1..`upto` (the epochs a restored backup has
+    finished; the last row of an epoch wins) and drop the rest: rows of epochs past the
+    backup and rows that do not parse (a truncated last line, bytes that are not UTF-8).
+    Rewrites history.csv only when something changes; returns the rows dropped that did
+    not parse."""
+    hp = Path(run_dir) / HISTORY
+    try:
+        text = hp.read_bytes().decode("utf-8", errors="replace").replace("\0", "")
+    except FileNotFoundError:
+        return 0
+    rows = list(csv.DictReader(io.StringIO(text)))
+    good = [r for r in rows if well_formed(r)]
+    by_epoch = {int(r["epoch"]): r for r in good if int(r["epoch"]) <= upto}
+    kept = [{c: by_epoch[e][c] for c in HISTORY_COLUMNS} for e in sorted(by_epoch)]
+    if kept != rows:
+        write_history(run_dir, kept)
+    return len(rows) - len(good)
 
 
 def count_epochs(run_dir) -> int:

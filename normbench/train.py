@@ -142,7 +142,8 @@ def _callbacks(run_dir: Path, cfg_epochs: int):
         columns, epochs from 1, learning rate and epoch time; no per-batch work. On a
         resumed run it first drops rows past the epoch Keras restored, so every epoch
         appears exactly once (the row is written before the backup, so a crash between
-        them leaves one extra row, never a missing one)."""
+        them leaves one extra row, never a missing one). Rows that do not parse (a line
+        cut short by a crash or a full disk) are dropped too, never the backup."""
 
         def __init__(self):
             super().__init__()
@@ -150,11 +151,19 @@ def _callbacks(run_dir: Path, cfg_epochs: int):
             self.train_seconds = []  # epoch time minus validation time, this process only
             self.diverged = False
 
+        def _reconcile(self, upto):
+            self.reconciled = True
+            if not (run_dir / runfolder.HISTORY).exists():
+                runfolder.write_history(run_dir, [])
+                return
+            bad = runfolder.reconcile_history(run_dir, upto)
+            if bad:
+                print(f"normbench: {run_dir / runfolder.HISTORY}: dropped {bad} unreadable row(s); "
+                      f"continuing from the backup's epoch {upto}", file=sys.stderr)
+
         def on_epoch_begin(self, epoch, logs=None):
             if not self.reconciled:
-                rows = [r for r in runfolder.read_history(run_dir) if int(r["epoch"]) <= epoch]
-                runfolder.write_history(run_dir, rows)
-                self.reconciled = True
+                self._reconcile(epoch)
             self.t0 = time.perf_counter()
             self.val_seconds = 0.0
 
@@ -182,12 +191,23 @@ def _callbacks(run_dir: Path, cfg_epochs: int):
                 self.diverged = True
             runfolder.append_history(run_dir, row)
 
+        def on_train_end(self, logs=None):
+            if not self.reconciled:  # a resume after the last epoch: no epoch began
+                self._reconcile(cfg_epochs)
+
     class Backup(keras.callbacks.BackupAndRestore):
         """BackupAndRestore whose save is never cut short by Ctrl-C or SIGTERM: an
         interrupted save left an h5 file with the weights but no optimizer variables,
         which Keras then loads with only a warning (Adam's moments silently reset)."""
 
         def _save_model(self):
+            # the save rewrites latest.weights.h5 and first copies the old one to the
+            # previous file: what those two files grow by must be free
+            size = _weights_bytes(self.model)
+            files = [Path(self._weights_path)]
+            if self.double_checkpoint and files[0].exists():
+                files.append(Path(self._prev_weights_path))
+            _check_space(Path(self.backup_dir), sum(max(0, size - _size(f)) for f in files))
             with signals_deferred():
                 super()._save_model()
 
@@ -235,9 +255,13 @@ def _callbacks(run_dir: Path, cfg_epochs: int):
             self.path.parent.mkdir(exist_ok=True)
             tmp = self.path.with_name(f".best.tmp{os.getpid()}.npz")
             with signals_deferred():
-                np.savez(tmp, epoch=self.epoch, val_accuracy=self.val_accuracy, count=len(self.weights),
-                         **{f"w{i}": w for i, w in enumerate(self.weights)})
-                os.replace(tmp, self.path)
+                try:
+                    np.savez(tmp, epoch=self.epoch, val_accuracy=self.val_accuracy, count=len(self.weights),
+                             **{f"w{i}": w for i, w in enumerate(self.weights)})
+                    os.replace(tmp, self.path)
+                except BaseException:  # e.g. a full disk: no temp file is left behind
+                    tmp.unlink(missing_ok=True)
+                    raise
 
     log, best = EpochLog(), BestWeights()
     # the backup is deleted by run() once summary.json is written, not when fit ends, so
@@ -245,6 +269,51 @@ def _callbacks(run_dir: Path, cfg_epochs: int):
     backup = Backup(str(run_dir / runfolder.BACKUP), double_checkpoint=True, delete_checkpoint=False)
     # order matters: the history row and best weights are written before the backup is saved
     return log, best, [log, keras.callbacks.TerminateOnNaN(), best, backup]
+
+
+def _weights_bytes(model) -> int:
+    """Bytes of the model's and its optimizer's variables: about what a backup holds."""
+    variables = list(model.weights) + (list(model.optimizer.variables) if model.optimizer else [])
+    return sum(int(math.prod(v.shape)) * 4 for v in variables)  # float32 (ints are 4-8 bytes, few)
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def _check_space(folder: Path, need: int) -> None:
+    """Raise ENOSPC before writing `need` bytes into `folder` on a filesystem without them
+    (plus 1 MiB to spare): HDF5, which Keras' backup writes through, prints tracebacks and
+    leaves a half-written file when the disk fills in the middle of a save."""
+    import errno
+    import shutil
+
+    free = shutil.disk_usage(folder if folder.exists() else folder.parent).free
+    if free < need + 2**20:
+        raise OSError(errno.ENOSPC, f"No space left on device (the backup needs ~{need // 2**20 + 1} MiB, "
+                      f"{free // 2**20} MiB free)", str(folder))
+
+
+def _disk_full(e: BaseException) -> bool:
+    import errno
+
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _disk_full_error(run_dir: Path) -> NormbenchError:
+    return NormbenchError(f"output.dir: no space left on the device of {run_dir}; free some space, then resume "
+                          f"with: normbench run --resume {run_dir}")
+
+
+def _op_determinism(cfg: Config):
+    """Whether TensorFlow op determinism is on in this process (None on JAX)."""
+    if cfg.train.backend != "tensorflow":
+        return None
+    try:  # TensorFlow exports only the setter; this reader is the one it uses itself
+        from tensorflow.python.framework.config import is_op_determinism_enabled
+    except ImportError:
+        return None
+    return bool(is_op_determinism_enabled())
 
 
 # ----------------------------------------------------------------------------- run
@@ -345,7 +414,12 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
     run_dir = Path(run_dir)
     runfolder.remove_summary(run_dir)  # nothing stale looks finished
     if not resume:
-        runfolder.write_config(run_dir, dump_yaml(cfg))
+        try:
+            runfolder.write_config(run_dir, dump_yaml(cfg))
+        except OSError as e:
+            if _disk_full(e):
+                raise _disk_full_error(run_dir) from None
+            raise
     if announce:
         announce(run_dir)
 
@@ -373,6 +447,7 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
         "jit_compile": bool(model.jit_compile),
         "unroll": resolved_unroll(cfg),
         "deterministic": cfg.train.deterministic,
+        "op_determinism": _op_determinism(cfg),
         "started_at": _dt.datetime.fromtimestamp(started).isoformat(timespec="seconds"),
         "versions": versions(),
         "host": host_info(),
@@ -423,19 +498,31 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
         from normbench.reasons import describe
 
         summary["error"] = describe(e)
+        if _disk_full(e):  # resumable: the backup holds the last epoch that was saved whole
+            raise _disk_full_error(run_dir) from None
         raise
     finally:
         if old_handler is not None:
             signal.signal(signal.SIGTERM, old_handler)
-        summary.update(_finish(run_dir, cfg, log, status, test, t_start, steps, plan.epochs))
-        runfolder.write_summary(run_dir, summary)
-        if status != "interrupted":  # beside the run (output.dir may be relative to another cwd)
-            runfolder.append_index(run_dir.parent.parent, summary, run_dir)
-        if status in ("completed", "diverged"):  # finished: the backup is no longer needed
-            import shutil
+        written = False
+        try:
+            try:
+                summary.update(_finish(run_dir, cfg, log, status, test, t_start, steps, plan.epochs))
+                runfolder.write_summary(run_dir, summary)
+                written = True
+                if status != "interrupted":  # beside the run (output.dir may be relative to another cwd)
+                    runfolder.append_index(run_dir.parent.parent, summary, run_dir)
+            except OSError as e:  # a full disk: no summary (not finished), the backup is kept
+                if not _disk_full(e):
+                    raise
+            if written and status in ("completed", "diverged"):  # finished: the backup is no longer needed
+                import shutil
 
-            shutil.rmtree(run_dir / runfolder.BACKUP, ignore_errors=True)
-        lock.release()
+                shutil.rmtree(run_dir / runfolder.BACKUP, ignore_errors=True)
+        finally:
+            lock.release()
+    if not written:
+        raise _disk_full_error(run_dir)
     return run_dir, summary
 
 
@@ -459,7 +546,7 @@ def _finite(x):
 
 
 def _finish(run_dir, cfg, log, status, test, t_start, steps, epochs) -> dict:
-    rows = runfolder.read_history(run_dir)
+    rows = [r for r in runfolder.read_history(run_dir) if runfolder.well_formed(r)]
     # drop duplicate epochs defensively (keep the last), so summaries read clean data
     by_epoch = {int(r["epoch"]): r for r in rows}
     if len(by_epoch) != len(rows):
@@ -467,7 +554,9 @@ def _finish(run_dir, cfg, log, status, test, t_start, steps, epochs) -> dict:
         runfolder.write_history(run_dir, rows)
     val = [(float(r["val_accuracy"]), int(r["epoch"])) for r in rows if r.get("val_accuracy") not in (None, "")]
     best = max(val, key=lambda v: (v[0], -v[1])) if val else (None, None)
-    timed = log.train_seconds[1:] if len(log.train_seconds) > 1 else log.train_seconds  # skip compile epoch
+    # the first epoch of a process includes tracing and compiling: never timed, so a
+    # process that trains one epoch (--smoke, a resume of the last epoch) has no ms/step
+    timed = log.train_seconds[1:]
     last = rows[-1] if rows else {}
     out = {
         "status": status,

@@ -13,6 +13,10 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("NORMBENCH_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The tests that train in this process run Keras on TensorFlow (the configs' default
+# backend); a KERAS_BACKEND=jax in the environment, or "backend" in ~/.keras/keras.json,
+# must not change that. Subprocesses inherit it; the JAX tests ask for jax in the config.
+os.environ["KERAS_BACKEND"] = "tensorflow"
 
 # a tiny, fast variant of a smoke config: 1 epoch on 160 examples
 TINY = ["data.subset={train: 160, test: 64}", "train.epochs=1"]

@@ -71,11 +71,29 @@ def test_data_dir_env_var(tmp_path, monkeypatch):
     assert d.source == str(tmp_path / "imdb.npz") and d.x_train.shape == (40, 10)
 
 
-def test_plain_npz_imdb_sequences(tmp_path):
-    x = np.arange(60).reshape(6, 10) % 70
-    np.savez(tmp_path / "plain.npz", x_train=x, y_train=np.array([0, 1] * 3), x_test=x, y_test=np.array([0, 1] * 3))
+def test_plain_npz_imdb_sequences_map_out_of_vocabulary_ids_to_2_as_keras(tmp_path, monkeypatch):
+    """Already-encoded sequences (ids 3..82, vocabulary 50): every id >= num_words becomes
+    the out-of-vocabulary id 2 and every other id stays. Checked against Keras' own
+    loader given the same ids as word ranks (it adds index_from=3, then maps ids >=
+    num_words to its oov_char, 2)."""
+    import keras
+    import keras.src.datasets.imdb as kimdb
+
+    x = np.arange(3, 83).reshape(8, 10)
+    y = np.array([0, 1] * 4)
+    np.savez(tmp_path / "plain.npz", x_train=x, y_train=y, x_test=x, y_test=y)
     d = load_data(_data_cfg(name="imdb", path=str(tmp_path / "plain.npz"), num_words=50, maxlen=10))
-    assert d.x_train.max() < 50 and d.x_train.shape == (6, 10)
+    expected = np.where(x >= 50, 2, x)
+    assert np.array_equal(d.x_train, expected)
+    assert (d.x_train == 2).sum() == 33 and d.x_train[x < 50].tolist() == x[x < 50].tolist()  # ids 50..82 only
+
+    ranks = np.empty(len(x), dtype=object)
+    ranks[:] = [[int(i) - 3 for i in row] for row in x]
+    np.savez(tmp_path / "ranks.npz", x_train=ranks, y_train=y, x_test=ranks, y_test=y)
+    monkeypatch.setattr(kimdb, "get_file", lambda *a, **k: str(tmp_path / "ranks.npz"))
+    (kx, _), _ = keras.datasets.imdb.load_data(num_words=50)
+    # Keras shuffles the reviews and puts its start id 1 first: compare the rows as a set
+    assert sorted(tuple(seq[1:]) for seq in kx) == sorted(tuple(row) for row in expected.tolist())
 
 
 def _cifar_batch(n, seed):

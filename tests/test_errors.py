@@ -80,16 +80,23 @@ def test_config_errors(tmp_path, out, case, config, extra, expected):
     assert where in r.output
 
 
-def _assert_one_line_error(r, expected, out):
+def _assert_one_line_error(r, expected, out, started=False):
+    """One `Error:` line, exit 1, no traceback, and nothing half-written looks complete:
+    an error found before training (`started` False) leaves no run folder at all; a run
+    that started and failed leaves a summary.json that says how it ended."""
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
     assert r.exit_code == 1, r.output
     assert "Traceback" not in r.output
     assert len(lines) == 1, r.output
     assert lines[0].startswith("Error: ")
     assert expected in lines[0], lines[0]
-    # nothing half-written looks complete
-    for summary in out.rglob("summary.json") if out.exists() else []:
-        assert json.loads(summary.read_text())["status"] != "completed"
+    run_dirs = [c.parent for c in out.rglob("config.yaml")] if out.exists() else []
+    if not started:
+        assert run_dirs == [], "an error found before training leaves no run folder"
+        return
+    assert run_dirs, "the run started"
+    for d in run_dirs:
+        assert json.loads((d / "summary.json").read_text())["status"] != "completed"
 
 
 def test_missing_config_file(tmp_path, out):
@@ -177,3 +184,53 @@ def test_one_line_keeps_the_reason_and_marks_a_cut():
         assert len(cut) <= limit and cut.endswith("...") and cut.startswith("RuntimeError: the")
         assert cut[:-3].split()[-1] in ("the", "reason")  # never mid-word
     assert one_line("short text", 10) == "short text"  # exactly the limit: not cut
+
+
+def _failing_training(monkeypatch):
+    """Make training raise an error normbench does not know (as a bug or a library
+    failure would), after the run folder exists."""
+    import keras
+
+    from normbench import train
+
+    class Fail(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            raise RuntimeError("the injected failure\nsecond line of detail")
+
+    real = train._callbacks
+
+    def callbacks(*args, **kwargs):
+        log, best, cbs = real(*args, **kwargs)
+        return log, best, [*cbs, Fail()]
+
+    monkeypatch.setattr(train, "_callbacks", callbacks)
+
+
+def test_training_failure_is_one_line_and_recorded(tmp_path, out, monkeypatch):
+    from normbench import runfolder
+
+    monkeypatch.delenv("NORMBENCH_DEBUG", raising=False)
+    _failing_training(monkeypatch)
+    cfg = write_config(tmp_path / "c.yaml", output__dir=str(out))
+    r = cli("run", cfg, "-q")
+    _assert_one_line_error(r, "Error: training failed: RuntimeError: the injected failure "
+                              "(set NORMBENCH_DEBUG=1 for the traceback)", out, started=True)
+    (run_dir,) = [c.parent for c in out.rglob("config.yaml")]
+    s = runfolder.read_summary(run_dir)
+    assert s["status"] == "failed" and s["error"] == "RuntimeError: the injected failure"
+    assert [line.split(",")[6] for line in (out / "runs.csv").read_text().splitlines()] == ["status", "failed"]
+
+
+def test_normbench_debug_shows_the_traceback(tmp_path, out, monkeypatch):
+    """With NORMBENCH_DEBUG set the exception leaves normbench unconverted, so Python
+    prints its traceback; without it (above) the user gets one line."""
+    from click.testing import CliRunner
+
+    from normbench.cli import main
+
+    _failing_training(monkeypatch)
+    cfg = write_config(tmp_path / "c.yaml", output__dir=str(out))
+    r = CliRunner().invoke(main, ["run", str(cfg), "-q"], env={"NORMBENCH_DEBUG": "1"})
+    assert isinstance(r.exception, RuntimeError) and str(r.exception).startswith("the injected failure")
+    assert r.exit_code == 1 and "training failed" not in r.output
+    assert r.exc_info[2] is not None  # the traceback Python prints

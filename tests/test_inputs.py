@@ -184,7 +184,7 @@ def test_library_error_keeps_its_reason(tmp_path, out, monkeypatch):
         "Error: training failed: InvalidArgumentError: Received a label value of 12 which is outside the valid range of [0, 10)."
     ), lines[0]
     assert lines[0].endswith("(set NORMBENCH_DEBUG=1 for the traceback)")
-    _assert_one_line_error(r, "training failed", out)  # and no summary says completed
+    _assert_one_line_error(r, "training failed", out, started=True)  # and no summary says completed
 
 
 def test_memory_error_is_one_line(tmp_path, out, monkeypatch):

@@ -219,7 +219,8 @@ def test_layers_on_jax():
 def test_unroll_auto_with_rnn_and_placement(model, backend, expected):
     from normbench.models import resolved_unroll
 
-    cfg = from_dict({"name": "t", "data": {"name": "synthetic_imdb"}, "train": {"backend": backend},
+    # real IMDB, 5 epochs: 1565 steps, long enough for auto to unroll (models.UNROLL_AUTO_MIN_STEPS)
+    cfg = from_dict({"name": "t", "data": {"name": "imdb"}, "train": {"backend": backend},
                      "model": {"arch": "imdb_rnn", "norm": "layer", "unroll": "auto", **model}})
     assert resolved_unroll(cfg) is expected
 

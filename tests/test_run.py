@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 
@@ -72,12 +73,21 @@ def test_run_folder_layout(smoke_runs, name):
     s = json.loads((run_dir / "summary.json").read_text())
     assert s["status"] == "completed"
     assert s["epochs_completed"] == shipped["train"]["epochs"]
-    for key in ("test_loss", "test_accuracy", "best_val_accuracy", "best_epoch", "params",
-                "wall_seconds", "ms_per_step", "jit_compile", "seed", "versions", "host"):
+    for key in ("test_loss", "test_accuracy", "test_loss_last", "test_accuracy_last", "test_loss_best",
+                "test_accuracy_best", "best_val_accuracy", "best_epoch", "params", "wall_seconds", "ms_per_step",
+                "jit_compile", "seed", "versions", "host", "data_fingerprint", "op_determinism"):
         assert s[key] is not None, key
     assert s["best_val_accuracy"] == pytest.approx(max(float(r["val_accuracy"]) for r in rows))
+    assert s["eval"] == "last"  # the default: the headline figures are the last epoch's
+    assert (s["test_accuracy"], s["test_loss"]) == (s["test_accuracy_last"], s["test_loss_last"])
+    if s["best_epoch"] == s["epochs"]:  # the best epoch is the last: one set of weights, one figure
+        assert (s["test_accuracy_best"], s["test_loss_best"]) == (s["test_accuracy"], s["test_loss"])
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", s["data_fingerprint"])
     assert set(s["versions"]) >= {"python", "tensorflow", "keras", "normbench"}
-    assert s["jit_compile"] is False  # "auto" resolves to off on a CPU-only machine
+    assert isinstance(s["jit_compile"], bool)
+    if not s["host"]["gpus"]:
+        assert s["jit_compile"] is False  # "auto" resolves to off on a CPU-only machine
+    assert s["deterministic"] is False  # op determinism itself: test_resume.py (this process may have it on)
     # imdb: Embedding 1,280,000 + RNNs 5,152 + 2,080 + LN 2 x 64 + Dense 33
     # cifar: convs 896 + 18,496 + 73,856 + Dense 65,664 + 1,290 + BN 4 x (32/64/128/128)
     #        (gamma, beta, moving mean and variance count)
@@ -133,7 +143,8 @@ def test_set_overrides_are_typed(tmp_path):
     assert cfg["data"]["subset"] == {"train": 100, "test": 20} and cfg["train"]["deterministic"] is True
 
 
-def test_validate_prints_model_summary():
+def test_validate_prints_model_summary(monkeypatch):
+    monkeypatch.delenv("NORMBENCH_DATA_DIR", raising=False)  # else the data line names that folder's file
     r = cli("validate", REPO / "configs/imdb_ln.yaml")
     assert r.exit_code == 0, r.output
     assert "norm_1 (LayerNormalization)" in r.output and "Total params: 1,287,393" in r.output
@@ -178,3 +189,14 @@ def test_help_does_not_import_tensorflow():
 def test_python_dash_m_works():
     r = subprocess.run([sys.executable, "-m", "normbench", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and "normbench, version" in r.stdout
+
+
+def test_one_epoch_has_no_ms_per_step(out):
+    """A process's first epoch includes tracing and compiling (the IMDB smoke config with
+    --smoke spent 20 s there and reported 2408 ms/step): ms/step never times it, so a
+    1-epoch run reports none rather than a figure that is mostly compile time."""
+    r = cli("run", REPO / "configs/smoke/imdb_none.yaml", "-q", "--set", f"output.dir={out}", *sum((["--set", t] for t in TINY), []))
+    assert r.exit_code == 0, r.output
+    s = json.loads((_run_dir(r) / "summary.json").read_text())
+    assert s["epochs_completed"] == 1 and s["ms_per_step"] is None and s["first_epoch_seconds"] > 0
+    assert ", n/a ms/step -> " in r.output

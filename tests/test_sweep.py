@@ -1,5 +1,5 @@
 """Sweeps: grid expansion, stable ids, skip/resume, failures, parallelism, determinism,
-and resuming a run killed with SIGKILL."""
+and the signal deferral (killed and resumed runs: test_resume.py)."""
 
 from __future__ import annotations
 
@@ -166,49 +166,6 @@ def _wait_rows(out, n, proc, timeout=120):
         assert proc.poll() is None, proc.stdout.read()
         time.sleep(0.02)
     raise AssertionError("no epochs written in time")
-
-
-def test_sigkill_then_resume_has_every_epoch_once(tmp_path):
-    out = tmp_path / "r"
-    epochs = 5
-    proc = _start(REPO / "configs/smoke/imdb_none.yaml", out, "--set", f"train.epochs={epochs}")
-    run_dir = _wait_rows(out, 2, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (run_dir / "summary.json").exists()  # nothing looks finished
-    n = len(_rows(run_dir))
-    assert 2 <= n < epochs
-    # simulate the worst moment to die: the next epoch's row written, its backup not
-    with open(run_dir / "history.csv", "a") as f:
-        f.write(f"{n + 1},9,0,9,0,0.001,1.0\n")
-
-    r = cli("run", "--resume", run_dir, "-q")
-    assert r.exit_code == 0, r.output
-    rows = _rows(run_dir)
-    assert [int(row["epoch"]) for row in rows] == list(range(1, epochs + 1))
-    assert all(float(row["loss"]) != 9 for row in rows)  # the stale row was replaced
-    s = json.loads((run_dir / "summary.json").read_text())
-    assert s["status"] == "completed" and s["epochs_completed"] == epochs
-    assert not (run_dir / "backup").exists()  # no weights left behind
-
-
-def test_sigterm_marks_interrupted_and_resume_completes(tmp_path, recwarn):
-    """SIGTERM right after epoch 1's history row, i.e. while epoch 1's backup is being
-    saved: the save finishes first, so the resume gets Adam's state back too."""
-    out = tmp_path / "r"
-    proc = _start(REPO / "configs/smoke/imdb_none.yaml", out, "--set", "train.epochs=4")
-    run_dir = _wait_rows(out, 1, proc)
-    proc.send_signal(signal.SIGTERM)
-    output, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 130, output
-    assert f"Resume with: normbench run --resume {run_dir}" in output
-    assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
-    r = cli("run", "--resume", run_dir, "-q")
-    assert r.exit_code == 0, r.output
-    assert [int(row["epoch"]) for row in _rows(run_dir)] == [1, 2, 3, 4]
-    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
-    # Keras loads a backup cut short mid-save with only this warning (optimizer state lost)
-    assert not [w for w in recwarn if "Skipping variable loading for optimizer" in str(w.message)]
 
 
 def test_signals_wait_for_the_end_of_a_deferred_block():
