@@ -14,7 +14,10 @@ Each measurement is one whole process started from here:
 
 Conditions: `before` runs the code in --before (e.g. a checkout of main without the
 cache); `cold` this code with an empty cache folder (the first member fills it);
-`warm` this code with the cache already filled. Repetitions alternate the conditions.
+`warm` this code with the cache already filled; `warm-uint8` (CIFAR only) warm, plus a
+probe in the shim that is not part of normbench: images stay uint8 into the model, whose
+first layer scales them (float32 / 255, the same values), to see what that would save.
+Repetitions alternate the order of the conditions.
 
     python benchmarks/startup_memory.py --before /work/main --reps 3 \
         --out benchmarks/startup_memory.csv
@@ -103,11 +106,9 @@ def measure(cmd: list[str], env: dict, first_step_dir: Path) -> dict:
     firsts = sorted(json.loads(f.read_text())["first_step_s"] for f in first_step_dir.glob("*.json"))
     for f in first_step_dir.glob("*.json"):
         f.unlink()
-    # ru_maxrss of wait4 is this process's own peak; for a sweep driver the members are
-    # grandchildren already reaped: take the largest from RUSAGE_CHILDREN as well
-    import resource
-
-    maxrss_kb = max(rusage.ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    # wait4's ru_maxrss is the largest peak RSS of the process and of every descendant it
+    # reaped (Linux: max of its own and its children's), so a sweep's largest member
+    maxrss_kb = rusage.ru_maxrss
     return {
         "wall_s": round(wall, 2),
         "first_step_s": ";".join(f"{x:.2f}" for x in firsts),
@@ -128,7 +129,9 @@ def main(argv=None):
     ap.add_argument("--plan", default="cifar10:member,imdb:first,cifar10:jobs2",
                     help="dataset:mode items; mode member, jobs2, or first (a member that exits at its first step)")
     ap.add_argument("--jobs2-reps", type=int, default=2, help="repetitions of the jobs2 items (each is long)")
-    ap.add_argument("--conditions", default="before,cold,warm")
+    ap.add_argument("--conditions", default="before,cold,warm,warm-uint8",
+                    help="before (the --before code), cold / warm cache, warm-uint8 (warm, and the shim's probe "
+                         "that feeds uint8 images to the CNN and scales them inside it)")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20, help="training batches per member before it stops (then validation + test)")
     ap.add_argument("--out", default=str(HERE / "startup_memory.csv"))
@@ -151,14 +154,18 @@ def main(argv=None):
                         conds = conds[::-1]  # alternate the order between repetitions
                     for cond in conds:
                         code = args.before if cond == "before" else args.after
+                        if cond == "warm-uint8" and dataset != "cifar10":
+                            continue
                         cache = tmp / f"cache-{dataset}"
                         if cond == "cold":
                             shutil.rmtree(cache, ignore_errors=True)
-                        elif cond == "warm" and not cache.exists():
+                        elif cond.startswith("warm") and not cache.exists():
                             # fill it once, unmeasured
                             measure(_cmd(python, "member", dataset, tmp, 1),
                                     _env(code, args.data, cache, 1), fs_dir)
                         env = _env(code, args.data, cache, args.steps)
+                        if cond == "warm-uint8":
+                            env["NB_UINT8_PROBE"] = "1"
                         if mode == "first":
                             env["NB_EXIT_AT_FIRST"] = "1"
                         r = measure(_cmd(python, mode, dataset, tmp, args.steps), env, fs_dir)
