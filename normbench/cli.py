@@ -9,6 +9,7 @@ import sys
 import click
 
 from normbench import NormbenchError, __version__, one_line
+from normbench.plots import BANDS
 from normbench.results import METRICS
 from normbench.sweep import EXECUTORS
 from normbench.tables import FORMATS
@@ -166,9 +167,11 @@ def _registry_help(table) -> str:
     return "; ".join(f"{name}: {one_line(f.__doc__ or '', 200)}" for name, f in table.items())
 
 
-def _note_excluded(excluded) -> None:
+def _note_excluded(excluded, collapsed=()) -> None:
     for r in excluded:
-        click.echo(f"note: not averaged: {r.status} run {r.path}", err=True)
+        click.echo(f"note: not averaged: {r.status} run {r.path}" + (f" ({r.problem})" if r.problem else ""), err=True)
+    for dup, kept in collapsed or ():
+        click.echo(f"note: collapsed: {dup.path} repeats the seed of {kept.path} (kept, finished earlier)", err=True)
 
 
 @main.command()
@@ -179,12 +182,19 @@ def _note_excluded(excluded) -> None:
 @click.option("--output", "-o", "output", metavar="FILE", help="Write the result to FILE instead of the terminal.")
 @click.option("--plot", "plot_file", metavar="FILE", help="Also write the groups' training curves to FILE (e.g. curves.png).")
 def compare(paths, metric, fmt, output, plot_file):
-    """Compare groups of runs: runs whose configs differ only in seed form a group.
+    """Compare groups of runs, and say how sure the comparison is.
 
     PATH is a run folder, or a folder searched recursively for run folders.
-    Each group shows n, mean ± sample std (ddof=1) of its metrics, and the difference
-    from the best group with a Welch's t-test p-value. Runs that did not complete
-    (diverged, interrupted, failed, unfinished) are listed apart, never averaged.
+    Runs whose configs differ only in seed, and that ran on the same data, form a
+    group; n counts distinct seeds (a seed run twice counts once). Groups are ranked
+    within each model.arch on data.name section, never across. Each group shows n,
+    mean ± sample std and the 95 % t-interval of the metric's mean; each group against
+    its section's best: the difference with its 95 % Welch interval, Hedges' g, Welch's
+    p and the Holm-adjusted p, then a verdict in words (and the paired-by-seed difference
+    when both ran the same seeds). test_*_last of runs older than it falls back to
+    test_* only when they evaluated the last epoch; test_*_best leaves older runs out.
+    Runs that did not complete (diverged, interrupted, failed, unfinished, corrupt) are
+    listed apart, never averaged.
 
     \b
     Example:  normbench compare results/ --metric test_loss --format markdown
@@ -205,7 +215,9 @@ def compare(paths, metric, fmt, output, plot_file):
     else:
         click.echo(text, nl=False)
     if fmt == "csv" or output:
-        _note_excluded(comp.excluded)
+        _note_excluded(comp.excluded, comp.collapsed)
+        for line in comp.notes:
+            click.echo(f"note: {line}", err=True)
     if plot_file:
         from normbench import plots
 
@@ -218,18 +230,23 @@ def compare(paths, metric, fmt, output, plot_file):
 @click.option("--output", "-o", "output", required=True, metavar="FILE", help="Image to write: .png, .pdf or .svg.")
 @click.option("--vs", "param", metavar="KEY.PATH", help="Plot a final metric against this config key, one line per norm (e.g. train.batch_size).")
 @click.option("--metric", default=None, help=f"With --vs: the metric on the y axis (default test_accuracy): {_METRIC_HELP}.")
-def plot(paths, output, param, metric):
+@click.option("--band", type=click.Choice(list(BANDS)), default="ci", show_default=True,
+              help="Band (curves) or error bars (--vs): " + "; ".join(f"{k}: {v}" for k, v in BANDS.items()) + ".")
+def plot(paths, output, param, metric, band):
     """Plot runs: training curves per group, or a metric against a config key.
 
     \b
     Without --vs: accuracy and loss per epoch, one colour per group (runs that differ
-    only in seed), train dashed, validation solid, mean with a ± 1 sample std band.
-    With --vs KEY: the final metric against KEY, one line per norm, mean ± std error
-    bars; log x axis for batch sizes or values spanning 8x or more.
+    only in seed), train dashed, validation solid, the mean with a band: the 95 %
+    t-interval of the mean (--band ci, default) or ± 1 sample std (--band std);
+    bands are clipped to [0, 1] for accuracies and to >= 0 for losses.
+    With --vs KEY: the final metric against KEY, one line per norm, the same error bars;
+    points from a single seed are hollow, without a bar. KEY must vary between the runs.
+    Log x axis for batch sizes or values spanning 8x or more.
 
     \b
     Examples: normbench plot results/ -o curves.png
-              normbench plot results/ --vs train.batch_size -o bs.png
+              normbench plot results/ --vs train.batch_size -o bs.png --band std
     """
     from normbench import plots, results
 
@@ -239,12 +256,14 @@ def plot(paths, output, param, metric):
         results.check_metric(metric or "test_accuracy")
     runs = results.load_runs(paths)
     if param:
-        res = plots.plot_vs(runs, param, output, metric or "test_accuracy")
+        res = plots.plot_vs(runs, param, output, metric or "test_accuracy", band)
         what = f"{res.lines} line{'s' * (res.lines != 1)}"
+        if res.single:
+            what += f", {res.single} point{'s' * (res.single != 1)} with n = 1 (hollow, no error bar)"
     else:
-        res = plots.plot_curves(runs, output)
+        res = plots.plot_curves(runs, output, band=band)
         what = f"{res.lines} group{'s' * (res.lines != 1)}"
-    _note_excluded(res.excluded)
+    _note_excluded(res.excluded, res.collapsed)
     click.echo(f"wrote {res.path} ({what}, {res.runs} runs)")
 
 

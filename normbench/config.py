@@ -23,9 +23,11 @@ from normbench import NormbenchError
 from normbench.data import DATASETS
 from normbench.models import MODELS
 from normbench.norms import NORMS
-
-OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}  # name -> keras.optimizers class
+from normbench.optim import BUDGETS, LR_SCALINGS, OPTIMIZER_OPTIONS, OPTIMIZERS, SCHEDULE_OPTIONS, SCHEDULES, takers
 AUTO_BOOL = ("auto", True, False)  # train.jit_compile, model.unroll
+RNNS = ("keras", "fast")  # model.rnn: keras.layers.SimpleRNN, or normbench.layers.HoistedSimpleRNN
+PLACEMENTS = ("between", "recurrent")  # model.norm_placement
+RECURRENT_NORMS = ("layer", "rms", "none")  # norms that norm_placement: recurrent implements
 BACKENDS = ("tensorflow", "jax")
 EVALS = ("last", "best")  # train.eval: which weights the headline test figures use
 SMOKE_SUBSET = {"train": 512, "test": 256}  # what --smoke shrinks any data set to
@@ -52,6 +54,8 @@ class ModelConfig:
     norm: str  # batch | layer | group | rms | none
     norm_groups: int = 8  # groups for norm=group; must divide every normalized channel count
     unroll: Union[bool, str] = False  # unroll SimpleRNN loops; "auto" = on TensorFlow only (faster there, slower on jax)
+    rnn: str = "keras"  # keras = keras.layers.SimpleRNN (the committed study's); fast = same maths and weights, x W out of the loop: 0.8x the step (configs/imdb_*.yaml)
+    norm_placement: str = "between"  # between = norm slots after each RNN layer; recurrent = inside the cell (Ba et al. 2016), slots Identity
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,19 @@ class TrainConfig:
     batch_size: int = 64
     optimizer: str = "adam"
     learning_rate: float = 0.001
+    # optimizer options, each for the optimizers that take it (normbench.optim.OPTIMIZERS);
+    # null = Keras' default for the chosen optimizer
+    momentum: Optional[float] = None  # sgd: momentum in [0, 1); null = 0
+    nesterov: Optional[bool] = None  # sgd: Nesterov momentum; null = false
+    weight_decay: Optional[float] = None  # adamw: decoupled decay, w -= lr * weight_decay * w; null = 0.004
+    # learning-rate schedule and budget: exact formulas in normbench/optim.py and the README
+    schedule: str = "constant"  # constant | cosine | step, per optimizer step
+    warmup_epochs: float = 0.0  # linear warm-up over this many epochs' steps (0 = none)
+    step_epochs: Optional[int] = None  # schedule step: decay every this many epochs (required there)
+    step_factor: Optional[float] = None  # schedule step: multiply the rate by this; null = 0.1
+    lr_scaling: str = "none"  # none | linear | sqrt: learning_rate scaled by batch_size / base_batch_size
+    base_batch_size: Optional[int] = None  # the batch size learning_rate and epochs refer to
+    budget: str = "samples"  # samples: epochs epochs at any batch size; steps: the steps of epochs epochs at base_batch_size
     validation_split: float = 0.2
     jit_compile: Union[bool, str] = "auto"  # XLA: "auto" lets Keras decide (off on CPU)
     deterministic: bool = False  # TensorFlow op determinism: identical reruns, slower
@@ -251,9 +268,22 @@ def _check(cfg: Config, where: _Where) -> None:
     _choice(where, "train.optimizer", t.optimizer, OPTIMIZERS, "optimizer")
     if not t.learning_rate > 0:
         raise where.error("train.learning_rate", f"must be > 0, got {t.learning_rate}")
+    _check_optim(t, where)
     if not 0 < t.validation_split < 1:
         raise where.error("train.validation_split", f"must be between 0 and 1 (exclusive), got {t.validation_split}")
     _auto_bool(where, "model.unroll", m.unroll)
+    _choice(where, "model.rnn", m.rnn, RNNS, "rnn implementation")
+    _choice(where, "model.norm_placement", m.norm_placement, PLACEMENTS, "norm placement")
+    if m.norm_placement == "recurrent" and m.norm_placement not in spec.placements:
+        fits = ", ".join(n for n, s in MODELS.items() if "recurrent" in s.placements)
+        raise where.error("model.norm_placement", f"model {m.arch} has no recurrence to normalize; use between, or a model with one: {fits}")
+    if m.norm_placement == "recurrent" and m.norm == "batch":
+        raise where.error("model.norm_placement", "recurrent cannot use norm 'batch': batch norm inside the recurrence needs "
+                          "per-time-step batch statistics (Cooijmans et al. 2016), which are not implemented; "
+                          "use norm layer, rms or none, or norm_placement: between")
+    if m.norm_placement == "recurrent" and m.norm not in RECURRENT_NORMS:
+        raise where.error("model.norm_placement", f"recurrent cannot use norm {m.norm!r}: not implemented inside the recurrence; "
+                          f"use norm {', '.join(RECURRENT_NORMS)}, or norm_placement: between")
     _auto_bool(where, "train.jit_compile", t.jit_compile)
     _choice(where, "train.backend", t.backend, BACKENDS, "backend")
     _choice(where, "train.eval", t.eval, EVALS, "evaluation")
@@ -266,6 +296,44 @@ def _check(cfg: Config, where: _Where) -> None:
     for key, values in cfg.sweep.items():
         if not isinstance(values, list) or not values:
             raise where.error(f"sweep.{key}", f"expected a non-empty list of values, got {_describe(values)}")
+
+
+def _check_optim(t: TrainConfig, where: _Where) -> None:
+    """Optimizer options, schedule, lr_scaling and budget (normbench.optim)."""
+    for option in OPTIMIZER_OPTIONS:
+        if getattr(t, option) is not None and option not in OPTIMIZERS[t.optimizer].options:
+            raise where.error(f"train.{option}", f"applies only to optimizer {', '.join(takers(option))}, not {t.optimizer}; "
+                                                 f"remove it or set train.optimizer: {takers(option)[0]}")
+    if t.momentum is not None and not 0 <= t.momentum < 1:
+        raise where.error("train.momentum", f"must be >= 0 and < 1, got {t.momentum}; e.g. 0.9")
+    if t.nesterov and not t.momentum:
+        raise where.error("train.nesterov", "true needs train.momentum > 0 (with momentum 0 it is plain SGD); set train.momentum, e.g. 0.9")
+    if t.weight_decay is not None and not t.weight_decay >= 0:
+        raise where.error("train.weight_decay", f"must be >= 0, got {t.weight_decay}")
+    _choice(where, "train.schedule", t.schedule, SCHEDULES, "schedule")
+    for option, schedule in SCHEDULE_OPTIONS.items():
+        if getattr(t, option) is not None and t.schedule != schedule:
+            raise where.error(f"train.{option}", f"applies only to schedule {schedule}, not {t.schedule}; "
+                                                 f"remove it or set train.schedule: {schedule}")
+    if t.schedule == "step":
+        if t.step_epochs is None:
+            raise where.error("train.step_epochs", "missing; schedule step needs it (decay every this many epochs), e.g. 10")
+        _at_least(where, "train.step_epochs", t.step_epochs, 1)
+        if t.step_factor is not None and not 0 < t.step_factor < 1:
+            raise where.error("train.step_factor", f"must be > 0 and < 1, got {t.step_factor}; e.g. 0.1")
+    if not 0 <= t.warmup_epochs < t.epochs:
+        raise where.error("train.warmup_epochs", f"must be >= 0 and < train.epochs ({t.epochs}), got {t.warmup_epochs}")
+    _choice(where, "train.lr_scaling", t.lr_scaling, LR_SCALINGS, "learning-rate scaling")
+    _choice(where, "train.budget", t.budget, BUDGETS, "budget")
+    uses = [f"train.lr_scaling {t.lr_scaling}"] * (t.lr_scaling != "none") + [f"train.budget {t.budget}"] * (t.budget != "samples")
+    if t.base_batch_size is None and uses:
+        raise where.error("train.base_batch_size", f"missing; {uses[0]} needs the batch size that train.learning_rate "
+                                                   "and train.epochs refer to, e.g. 64")
+    if t.base_batch_size is not None:
+        if not uses:
+            raise where.error("train.base_batch_size", "has no effect with train.lr_scaling none and train.budget samples; "
+                                                       "remove it, or set train.lr_scaling (linear, sqrt) or train.budget: steps")
+        _at_least(where, "train.base_batch_size", t.base_batch_size, 1)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -352,6 +420,9 @@ def smoke_dict(raw: dict) -> dict:
     raw.setdefault("train", {})
     raw.setdefault("data", {})
     if isinstance(raw["train"], dict):
+        epochs, warmup = raw["train"].get("epochs", TrainConfig.epochs), raw["train"].get("warmup_epochs")
+        if isinstance(warmup, (int, float)) and isinstance(epochs, int) and epochs > 0:
+            raw["train"]["warmup_epochs"] = warmup / epochs  # the same share of the one epoch
         raw["train"]["epochs"] = 1
     if isinstance(raw["data"], dict):
         subset = raw["data"].get("subset")

@@ -1,6 +1,10 @@
 """normbench explain: what batch and layer normalization compute on a small matrix,
 from the real Keras layers, checked against (x - mean) / sqrt(var + eps).
 
+Everything is computed in float64, the Keras layers included (dtype="float64"): in
+float32 the variance of values around 1e20 already overflows and the layers return zeros.
+Values beyond MAX_ABS (whose squares would overflow float64 too) are refused in one line.
+
 The only module of the results side that imports Keras (inside `explain`).
 """
 
@@ -16,6 +20,7 @@ from normbench import NormbenchError
 
 TUTORIAL_MATRIX = [[2, 4, 6, 8, 10], [5, 3, 1, 9, 7], [7, 8, 2, 4, 6]]
 MAX_ROWS, MAX_COLS = 12, 8
+MAX_ABS = 1e150  # squares (the variance) stay finite in float64
 _MATRIX_HELP = 'write numbers separated by "," and rows by ";", e.g. --matrix "1,2,3;4,5,6"'
 
 
@@ -38,6 +43,9 @@ def parse_matrix(text: str) -> list[list[float]]:
                 raise NormbenchError(f"{src}: {cell!r} (row {i}, column {j}) is not a number; {_MATRIX_HELP}") from None
             if not math.isfinite(v):
                 raise NormbenchError(f"{src}: {cell!r} (row {i}, column {j}) is not a finite number; {_MATRIX_HELP}")
+            if abs(v) > MAX_ABS:
+                raise NormbenchError(f"{src}: {cell!r} (row {i}, column {j}) is too large: its square overflows float64; "
+                                     f"use values within ±{MAX_ABS:g}, or rescale the matrix")
             row.append(v)
         rows.append(row)
     if not rows:
@@ -90,11 +98,13 @@ def explain(matrix=None) -> Explanation:
     x = np.asarray(TUTORIAL_MATRIX if matrix is None else matrix, dtype="float64")
     if x.ndim != 2 or x.size == 0:
         raise NormbenchError(f"--matrix: expected a 2-D matrix of numbers; {_MATRIX_HELP}")
-    bn = keras.layers.BatchNormalization()  # axis=-1: one mean/var per column, over the rows
-    ln = keras.layers.LayerNormalization()  # axis=-1: one mean/var per row, over the columns
-    x32 = x.astype("float32")
-    bn_keras = keras.ops.convert_to_numpy(bn(x32, training=True)).astype("float64")
-    ln_keras = keras.ops.convert_to_numpy(ln(x32)).astype("float64")
+    if not np.all(np.isfinite(x)) or np.abs(x).max() > MAX_ABS:
+        raise NormbenchError(f"--matrix: values must be finite and within ±{MAX_ABS:g} (their squares overflow float64 beyond)")
+    # float64 layers: in float32 the variance of values near 1e20 overflows and the output is all zeros
+    bn = keras.layers.BatchNormalization(dtype="float64")  # axis=-1: one mean/var per column, over the rows
+    ln = keras.layers.LayerNormalization(dtype="float64")  # axis=-1: one mean/var per row, over the columns
+    bn_keras = keras.ops.convert_to_numpy(bn(x, training=True)).astype("float64")
+    ln_keras = keras.ops.convert_to_numpy(ln(x)).astype("float64")
     bn_mean, bn_var = x.mean(axis=0), x.var(axis=0)
     ln_mean, ln_var = x.mean(axis=1), x.var(axis=1)
     return Explanation(
@@ -108,7 +118,36 @@ def explain(matrix=None) -> Explanation:
 
 def _d2(v) -> str:
     v = float(v)
+    if abs(v) >= 1e6:
+        return f"{v:.3g}"
     return f"{0.0 if round(v, 2) == 0 else v:.2f}"
+
+
+def _after(layer: str, unit: str, names: list[str], std_in, std_out, eps: float, over: int) -> str:
+    """What the layer's output looks like per column (batch norm) or row (layer norm),
+    from the numbers, not promised: one value per statistic gives zeros, a constant
+    column/row gives zeros, a spread small next to sqrt(epsilon) gives an output std < 1."""
+    if over == 1:
+        one = "sample (one row)" if unit == "column" else "feature (one column)"
+        return (f"After {layer}: every output is 0, not unit variance. With one {one}, each {unit}'s mean is its "
+                f"only value and its variance 0, so (x - mean) / sqrt(0 + {eps:g}) = 0.")
+    const = [n for n, s in zip(names, std_in) if s == 0]
+    weak = [(n, s, o) for n, s, o in zip(names, std_in, std_out) if s > 0 and o < 0.99]
+    ok = len(names) - len(const) - len(weak)
+    parts = []
+    pre = "column " if unit == "column" else ""  # rows are named "sample 1", ...
+    if const:
+        parts.append(f"{pre}{', '.join(const)} {'is' if len(const) == 1 else 'are'} constant (std 0), "
+                     f"so {'its' if len(const) == 1 else 'their'} outputs are 0 (std 0, not 1)")
+    parts += [f"{pre}{n} has std {_g(s)}, small next to sqrt(epsilon) = {_g(math.sqrt(eps))}, "
+              f"so its output std is only {o:.2f}" for n, s, o in weak]
+    if ok:
+        parts.append(f"{'every' if ok == len(names) else 'every other'} {unit} has mean 0 and std ~1")
+    return f"After {layer}: " + "; ".join(parts) + "."
+
+
+def _g(v) -> str:
+    return f"{float(v):.2g}"
 
 
 def format_explanation(e: Explanation) -> str:
@@ -136,9 +175,9 @@ def format_explanation(e: Explanation) -> str:
         line("column mean", [_d2(v) for v in e.bn_mean]),
         line("column std", [_d2(v) for v in e.bn_std]),
         "",
-        f"Batch normalization  keras.layers.BatchNormalization()(x, training=True), epsilon = {e.bn_eps:g}:",
+        f"Batch normalization  keras.layers.BatchNormalization(dtype='float64')(x, training=True), epsilon = {e.bn_eps:g}:",
         "  each feature (column) across the samples in the batch: uses the column mean and std.",
-        f"Layer normalization  keras.layers.LayerNormalization()(x), epsilon = {e.ln_eps:g}:",
+        f"Layer normalization  keras.layers.LayerNormalization(dtype='float64')(x), epsilon = {e.ln_eps:g}:",
         "  each sample (row) across its features: uses the row mean and std.",
         "Both compute (x - mean) / sqrt(std^2 + epsilon), then scale by gamma = 1 and shift by beta = 0 (their initial values).",
         "",
@@ -160,7 +199,8 @@ def format_explanation(e: Explanation) -> str:
         "",
         f"Check with numpy, (x - mean) / sqrt(var + epsilon): max |Keras - numpy| = {e.bn_diff:.1e} (batch norm), "
         f"{e.ln_diff:.1e} (layer norm): {'match (within 1e-4)' if ok else 'MISMATCH (over 1e-4)'}",
-        "After batch norm every column has mean 0 and std ~1; after layer norm every row does.",
+        _after("batch norm", "column", cols, e.bn_std, e.bn_keras.std(axis=0), e.bn_eps, n),
+        _after("layer norm", "row", rows, e.ln_std, e.ln_keras.std(axis=1), e.ln_eps, m),
         "At inference (training=False) batch norm uses its moving averages instead; layer norm computes the same either way.",
     ]
     return "\n".join(out) + "\n"

@@ -22,14 +22,15 @@ class ModelSpec:
     loss: str
     norm_channels: tuple[int, ...]  # channel count at each norm slot, for group checks
     description: str
+    placements: tuple[str, ...] = ("between",)  # model.norm_placement values it implements
 
 
 MODELS: dict[str, ModelSpec] = {}
 
 
-def register(name, *, data_kind, loss, norm_channels, description):
+def register(name, *, data_kind, loss, norm_channels, description, placements=("between",)):
     def wrap(fn):
-        MODELS[name] = ModelSpec(name, fn, data_kind, loss, tuple(norm_channels), description)
+        MODELS[name] = ModelSpec(name, fn, data_kind, loss, tuple(norm_channels), description, tuple(placements))
         return fn
 
     return wrap
@@ -45,24 +46,47 @@ def register(name, *, data_kind, loss, norm_channels, description):
     loss="binary_crossentropy",
     norm_channels=(32, 32),
     description="Embedding(10000,128) > SimpleRNN(32, seq) > norm > SimpleRNN(32) > norm > Dense(1, sigmoid)",
+    placements=("between", "recurrent"),
 )
 def imdb_rnn(model, data, num_classes):
     import keras
     from keras import layers
 
-    norm = lambda where, name: make_norm(model.norm, where, model.norm_groups, name)  # noqa: E731
+    # norm_placement: recurrent (Ba et al. 2016) normalizes inside each RNN layer's time loop
+    # and leaves the two slots between the layers as Identity, so layer norm sits in the
+    # recurrence only, as in the paper (and `between` vs `recurrent` differ in placement,
+    # not in the number of normalizations).
+    recurrent = model.norm_placement == "recurrent"
+    slot_norm = "none" if recurrent else model.norm
+    norm = lambda where, name: make_norm(slot_norm, where, model.norm_groups, name)  # noqa: E731
     return keras.Sequential(
         [
             keras.Input(shape=(data.maxlen,), dtype="int32"),
             layers.Embedding(data.num_words, 128, name="embedding"),
-            layers.SimpleRNN(32, return_sequences=True, unroll=model.unroll, name="rnn_1"),
+            simple_rnn(model, 32, return_sequences=True, name="rnn_1"),
             norm("sequence", "norm_1"),
-            layers.SimpleRNN(32, unroll=model.unroll, name="rnn_2"),
+            simple_rnn(model, 32, return_sequences=False, name="rnn_2"),
             norm("vector", "norm_2"),
             layers.Dense(1, activation="sigmoid", name="head"),
         ],
-        name=f"imdb_rnn_{model.norm}",
+        name=f"imdb_rnn_{model.norm}" + ("_recurrent" if recurrent else ""),
     )
+
+
+def simple_rnn(model, units, return_sequences, name):
+    """A SimpleRNN layer as the model config asks: keras.layers.SimpleRNN (model.rnn: keras),
+    normbench's HoistedSimpleRNN (fast: same weights and outputs, input projection out of
+    the loop), or with norm_placement: recurrent and norm layer/rms, HoistedSimpleRNN with
+    that norm inside the loop (whatever model.rnn says: Keras has no such layer).
+    model.unroll (already resolved to true/false) unrolls either implementation."""
+    from keras import layers
+
+    cell_norm = model.norm if model.norm_placement == "recurrent" and model.norm != "none" else None
+    if model.rnn == "keras" and cell_norm is None:
+        return layers.SimpleRNN(units, return_sequences=return_sequences, unroll=model.unroll, name=name)
+    from normbench.layers import HoistedSimpleRNN
+
+    return HoistedSimpleRNN(units, return_sequences=return_sequences, unroll=model.unroll, norm=cell_norm, name=name)
 
 
 @register(
@@ -108,7 +132,14 @@ def build_model(config, num_classes: int):
 
 def resolved_unroll(config) -> bool:
     """model.unroll with "auto" decided: unrolled RNN loops are 1.4-1.8x faster on
-    TensorFlow's CPU kernels and ~7x slower under JAX/XLA (benchmarks/RESULTS.md)."""
+    TensorFlow's CPU kernels and ~4-7x slower under JAX/XLA (benchmarks/RESULTS.md), so auto
+    unrolls on TensorFlow only, and there not with a normalized recurrent cell
+    (norm_placement: recurrent, norm layer/rms): its unrolled graph took ~5x longer to
+    trace and compile (125 s against 24 s under load) for 27 % less per step, a loss for
+    runs shorter than ~3,700 steps (benchmarks/RESULTS.md, "Recurrent layers").
+    true/false apply to keras.layers.SimpleRNN and HoistedSimpleRNN alike."""
     if config.model.unroll == "auto":
-        return config.train.backend == "tensorflow"
+        m = config.model
+        normalized_cell = m.norm_placement == "recurrent" and m.norm != "none"
+        return config.train.backend == "tensorflow" and not normalized_cell
     return bool(config.model.unroll)

@@ -1,18 +1,61 @@
 """Plots of run folders (matplotlib, Agg, no pyplot; imported inside functions):
 
-- `plot_curves()`  accuracy and loss per epoch, mean over seeds ± 1 sample std
-- `plot_vs()`      a final metric against a config parameter, one line per norm
+- `plot_curves()`  accuracy and loss per epoch, mean over seeds with a band
+- `plot_vs()`      a final metric against a config parameter, one line per norm, error bars
+
+Both group runs as `compare` does (config, data fingerprint, one run per seed). The band
+or error bar is BANDS[band]: "ci", the 95 % t-interval of the mean (normbench.stats.mean_ci),
+or "std", ± 1 sample std (ddof=1). Bands are clipped to what the quantity can be:
+accuracies to [0, 1], losses and times to >= 0.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from normbench import NormbenchError, runfolder
 from normbench.results import (
-    HISTORY_NEEDED, Run, _canon, _label, _not_grouped, _show, check_metric, compare, completed, varying_keys,
+    HISTORY_NEEDED, LEVEL, Run, _canon, _label, _not_grouped, _show, check_metric, compare, completed, short_fingerprint,
+    varying_keys,
 )
+
+# --band name -> what the band or error bar shows (legend text)
+BANDS = {
+    "ci": f"{LEVEL * 100:g} % t-interval of the mean",
+    "std": "± 1 sample std",
+}
+
+
+def check_band(band: str) -> None:
+    if band not in BANDS:
+        raise NormbenchError(f"--band {band}: unknown band; choose one of: {', '.join(BANDS)}")
+
+
+def _bounds(name: str):
+    """The range a quantity cannot leave: accuracies [0, 1], losses and times [0, inf)."""
+    if "accuracy" in name:
+        return (0.0, 1.0)
+    if "loss" in name or "seconds" in name or name.startswith("ms_"):
+        return (0.0, math.inf)
+    return None
+
+
+def _band(values, band: str, clip=None):
+    """(mean, low, high, n) of one set of values (NaN dropped); low/high NaN when there is
+    no spread to show (n < 2). clip: (lowest, highest) the band is clipped to, e.g. (0, 1)
+    for accuracies (a t-interval of three seeds can pass 1)."""
+    from normbench import stats
+
+    ci = stats.mean_ci(values, LEVEL)
+    if band == "ci":
+        low, high = ci.low, ci.high
+    else:
+        low, high = ci.mean - ci.sd, ci.mean + ci.sd
+    if clip and not math.isnan(low):
+        low, high = max(clip[0], low), min(clip[1], high)
+    return ci.mean, low, high, ci.n
 
 
 @dataclass
@@ -22,6 +65,8 @@ class PlotResult:
     runs: int  # completed runs plotted
     excluded: list[Run]
     log_x: bool = False  # --vs: the x axis is log-scaled
+    collapsed: list = None  # (repeat of a seed, run kept), as Comparison.collapsed
+    single: int = 0  # --vs: points with n = 1 (hollow, no error bar)
 
 
 def _history(run: Run):
@@ -64,17 +109,19 @@ def _colors(n):
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def plot_curves(runs: list[Run], out, title: str | None = None) -> PlotResult:
+def plot_curves(runs: list[Run], out, title: str | None = None, band: str = "ci") -> PlotResult:
     """Accuracy and loss per epoch, one colour per group: train dashed, validation solid,
-    mean over the group's runs with a shaded ± 1 sample std band."""
+    mean over the group's runs with a shaded band (BANDS[band]; accuracy clipped to [0, 1])."""
+    check_band(band)
+    import numpy as np
     import pandas as pd
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
     from matplotlib.ticker import MaxNLocator
 
-    done = completed(runs, "plot")
-    comp = compare(done, "test_accuracy")
-    by_path = {str(r.path): r for r in done}
+    completed(runs, "plot")  # "no completed runs to plot", before compare says "to compare"
+    comp = compare(runs, "test_accuracy")
+    by_path = {str(r.path): r for r in comp.runs}
     # legend in config order (norm=batch, layer, ...; batch sizes numerically), not by rank
     order = sorted(comp.groups.index, key=lambda i: [_sort_key(by_path[comp.groups.loc[i, "runs"][0]].config.get(k))
                                                      for k in comp.varying])
@@ -85,20 +132,20 @@ def plot_curves(runs: list[Run], out, title: str | None = None) -> PlotResult:
     handles = []
     for gi, g in comp.groups.iterrows():
         hist = pd.concat([_history(by_path[p]) for p in g["runs"]], ignore_index=True)
-        stats = hist.groupby("epoch").agg(["mean", "std"])
-        ep = stats.index.to_numpy()
+        per_epoch = hist.groupby("epoch")
+        ep = np.array(sorted(per_epoch.groups))
         c = colors[gi]
         for col, ax, style, alpha in (("accuracy", ax_acc, "--", 0.08), ("val_accuracy", ax_acc, "-", 0.18),
                                       ("loss", ax_loss, "--", 0.08), ("val_loss", ax_loss, "-", 0.18)):
-            m, s = stats[(col, "mean")].to_numpy(), stats[(col, "std")].to_numpy()
+            m, lo, hi, _ = np.array([_band(per_epoch.get_group(e)[col], band, _bounds(col)) for e in ep]).T
             ax.plot(ep, m, style, color=c, marker="o", markersize=3.5, linewidth=1.8)
             if len(g["runs"]) > 1:
-                ax.fill_between(ep, m - s, m + s, color=c, alpha=alpha, linewidth=0)
+                ax.fill_between(ep, lo, hi, color=c, alpha=alpha, linewidth=0)
         handles.append(Line2D([], [], color=c, linewidth=2.5, label=f"{g['label'] or 'all runs'} (n={g['n']})"))
     handles += [
         Line2D([], [], color="0.3", linestyle="-", label="validation"),
         Line2D([], [], color="0.3", linestyle="--", label="train"),
-        Patch(color="0.3", alpha=0.2, label="± 1 sample std"),
+        Patch(color="0.3", alpha=0.2, label=f"band: {BANDS[band]}"),
     ]
     for ax, name in ((ax_acc, "accuracy"), (ax_loss, "loss")):
         ax.set_title(name.capitalize())
@@ -107,9 +154,10 @@ def plot_curves(runs: list[Run], out, title: str | None = None) -> PlotResult:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     fig.legend(handles=handles, loc="outside right upper", fontsize=9, frameon=False)
-    fig.suptitle(title or f"Training curves: mean over seeds, band = ± 1 sample std ({len(done)} runs, {len(comp.groups)} groups)",
+    fig.suptitle(title or f"Training curves: mean over seeds, band = {BANDS[band]} "
+                          f"({len(comp.runs)} runs, {len(comp.groups)} groups)",
                  x=0.02, ha="left")  # left: a wide legend on the right must not run into it
-    return PlotResult(_save(fig, out), len(comp.groups), len(done), [r for r in runs if not r.completed])
+    return PlotResult(_save(fig, out), len(comp.groups), len(comp.runs), comp.excluded, collapsed=comp.collapsed)
 
 
 def _param_keys(runs: list[Run]) -> list[str]:
@@ -119,21 +167,32 @@ def _param_keys(runs: list[Run]) -> list[str]:
     return list(keys)
 
 
-def plot_vs(runs: list[Run], param: str, out, metric: str = "test_accuracy") -> PlotResult:
+def plot_vs(runs: list[Run], param: str, out, metric: str = "test_accuracy", band: str = "ci") -> PlotResult:
     """A final metric against a config parameter: one line per norm (and per other varying
-    config key), mean ± 1 sample std error bars over seeds; log x for batch sizes or a
-    numeric range spanning >= 8x."""
+    config key), the mean over seeds with error bars (BANDS[band]); points with n = 1 are
+    hollow, without a bar. Log x for batch sizes or a numeric range spanning >= 8x. A key
+    with one value in all runs is an error (nothing to plot against)."""
     higher = check_metric(metric)
+    check_band(band)
     import numpy as np
     import pandas as pd
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import NullLocator
 
     done = completed(runs, "plot")
+    vary = varying_keys(done)
     if not any(param in r.config for r in done):
-        vary = varying_keys(done) or [k for k in _param_keys(done) if not _not_grouped(k)]
-        raise NormbenchError(f"--vs {param}: no such config key in these runs; use a dotted key such as: {', '.join(vary)}")
-    line_keys = ["model.norm"] + [k for k in varying_keys(done) if k not in ("model.norm", param)]
-    rows = [{"line": _label(r, line_keys), "x": r.config.get(param), "y": r.value(metric)} for r in done]
+        keys = vary or [k for k in _param_keys(done) if not _not_grouped(k)]
+        raise NormbenchError(f"--vs {param}: no such config key in these runs; use a dotted key such as: {', '.join(keys)}")
+    if param not in vary:
+        others = f"pick one that varies: {', '.join(vary)}" if vary else "no config key varies between these runs"
+        raise NormbenchError(f"--vs {param}: every run has {param}={_show(done[0].config.get(param))}, "
+                             f"so there is nothing to plot against; {others}")
+    comp = compare(runs, metric)  # the groups compare uses: one run per seed, data never mixed
+    data_of = {p: short_fingerprint(g["data_fingerprint"]) for _, g in comp.groups.iterrows() for p in g["runs"]}
+    line_keys = ["model.norm"] + [k for k in varying_keys(comp.runs) if k not in ("model.norm", param)]
+    rows = [{"line": _label(r, line_keys) + (f", data={data_of[str(r.path)]}" if comp.split_data else ""),
+             "x": r.config.get(param), "y": r.metric(metric)[0]} for r in comp.runs]
     xs = {_canon(row["x"]): row["x"] for row in rows}
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in xs.values())
     if numeric:
@@ -145,21 +204,29 @@ def plot_vs(runs: list[Run], param: str, out, metric: str = "test_accuracy") -> 
         pos = {_canon(v): float(i) for i, v in enumerate(order)}
         log = False
     df = pd.DataFrame([{"line": r["line"], "x": pos[_canon(r["x"])], "y": r["y"]} for r in rows])
-    if not np.isfinite(df["y"]).any():
-        raise NormbenchError(f"--metric {metric}: no completed run has a value for it; pick another metric")
     lines = sorted(df["line"].unique())
+    clip = _bounds(metric)
     fig = _figure(8, 5)
     ax = fig.subplots()
     colors = _colors(len(lines))
     span = (max(pos.values()) - min(pos.values())) or 1.0
+    single = 0
     for i, name in enumerate(lines):
-        st = df[df.line == name].groupby("x")["y"].agg(["mean", "std", "count"]).sort_index()
+        pts = df[df.line == name].groupby("x")["y"]
+        xv = np.array(sorted(pts.groups))
+        m, lo, hi, n = np.array([_band(pts.get_group(x), band, clip) for x in xv]).T
         shift = (i - (len(lines) - 1) / 2) * 0.025  # dodge, so error bars do not hide each other
-        x = st.index.to_numpy() * (2 ** shift if log else 1) + (0 if log else shift * (span if numeric else 4))
-        ns = sorted(set(st["count"]))
+        x = xv * (2 ** shift if log else 1) + (0 if log else shift * (span if numeric else 4))
+        ns = sorted({int(k) for k in n})
         n_text = f"n={ns[0]}" if len(ns) == 1 else f"n={ns[0]}-{ns[-1]}"
-        ax.errorbar(x, st["mean"], yerr=st["std"].fillna(0).to_numpy(), color=colors[i], marker="o", markersize=5,
-                    capsize=4, linewidth=1.8, label=f"{name} ({n_text} per point)")
+        has_bar = ~np.isnan(lo)
+        yerr = np.vstack([np.where(has_bar, m - lo, 0), np.where(has_bar, hi - m, 0)])
+        ax.errorbar(x, m, yerr=yerr, color=colors[i], marker="none", capsize=4, linewidth=1.8,
+                    label=f"{name} ({n_text} per point)")
+        ax.plot(x[has_bar], m[has_bar], "o", color=colors[i], markersize=5)
+        one = n == 1
+        single += int(one.sum())
+        ax.plot(x[one], m[one], "o", markerfacecolor="white", markeredgecolor=colors[i], markersize=7, markeredgewidth=1.8)
     ticks = [pos[_canon(v)] for v in order]
     if log:
         ax.set_xscale("log", base=2 if all(float(v).is_integer() and int(v) & (int(v) - 1) == 0 for v in order) else 10)
@@ -167,7 +234,11 @@ def plot_vs(runs: list[Run], param: str, out, metric: str = "test_accuracy") -> 
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel(param + (" (log scale)" if log else ""))
     ax.set_ylabel(f"{metric} ({'higher' if higher else 'lower'} is better)")
-    ax.set_title(f"{metric} vs {param}\nmean ± 1 sample std over seeds ({len(done)} completed runs)")
+    ax.set_title(f"{metric} vs {param}\nmean over seeds, error bars: {BANDS[band]} ({len(comp.runs)} runs)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=9, loc="best")
-    return PlotResult(_save(fig, out), len(lines), len(done), [r for r in runs if not r.completed], log)
+    handles, _ = ax.get_legend_handles_labels()
+    if single:
+        handles.append(Line2D([], [], linestyle="none", marker="o", markerfacecolor="white", markeredgecolor="0.3",
+                              markersize=7, label="hollow: n = 1, no interval"))
+    ax.legend(handles=handles, fontsize=9, loc="best")
+    return PlotResult(_save(fig, out), len(lines), len(comp.runs), comp.excluded, log, comp.collapsed, single)

@@ -5,14 +5,30 @@
 - `compare(runs, metric)` groups of runs that differ only in seed -> Comparison
 
 Text tables of a Comparison are in `normbench.tables`, plots in `normbench.plots`,
-`normbench explain` in `normbench.explain`.
+`normbench explain` in `normbench.explain`; every statistic comes from `normbench.stats`.
 
-Runs are grouped by their whole resolved config except `seed`, `name`, `output.*` and
-`sweep.*` (the sweep recipe, not what was trained). Only runs whose summary.json says
-"completed" are averaged; every other run is listed apart with its status and folder:
-its summary.json status, "unfinished" (history.csv but no summary.json: running or
-killed) or "not started" (config.yaml only: a queued sweep member).
-Std is always the sample std (ddof=1).
+Grouping. Runs are grouped by their whole resolved config except `seed`, `name`,
+`output.*` and `sweep.*` (the sweep recipe, not what was trained), and by the data they
+trained on (summary.json's `data_fingerprint`): runs whose fingerprints differ never
+share a group (except on synthetic data sets, generated from each run's seed, whose
+fingerprint differs per seed by design). Runs from before fingerprints were recorded join the group of their
+config when that group's fingerprinted runs all share one fingerprint (a note says so);
+otherwise they form a group of their own (data "unknown"). A group's n counts distinct
+seeds: repeated completed runs of one seed (same config, same data) are collapsed to
+the earliest finished, and the others are listed in `Comparison.collapsed`.
+
+Ranking. Groups are ranked within sections, one per (model.arch, data.name): groups of
+different models or data sets are never compared. In each section the best group (by the
+metric's mean) is compared with every other group: Welch's difference and interval,
+Hedges' g, Welch's p, Holm's adjustment over the section's comparisons, the paired-by-seed
+difference when both groups ran the same seeds, the seeds per group a difference this size
+would need, and a verdict in words.
+
+Only runs whose summary.json says "completed" are averaged; every other run is listed
+apart with its status and folder: its summary.json status, "corrupt" (a summary.json or
+config.yaml that cannot be read, with the reason), "unfinished" (history.csv but no
+summary.json: running or killed) or "not started" (config.yaml only: a queued sweep
+member). Std is always the sample std (ddof=1).
 
 pandas and scipy are imported inside functions, so importing this module (and
 `normbench --help`) stays cheap. Nothing here imports TensorFlow, Keras or click.
@@ -20,10 +36,10 @@ pandas and scipy are imported inside functions, so importing this module (and
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import math
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +50,10 @@ from normbench.config import flatten
 METRICS = {
     "test_accuracy": True,
     "test_loss": False,
+    "test_accuracy_last": True,
+    "test_accuracy_best": True,
+    "test_loss_last": False,
+    "test_loss_best": False,
     "best_val_accuracy": True,
     "last_val_accuracy": True,
     "final_train_loss": False,
@@ -41,6 +61,9 @@ METRICS = {
     "ms_per_step": False,
     "wall_seconds": False,
 }
+# Runs from before summary.json recorded the *_last figures: their headline figure is the
+# last epoch's when their `eval` is absent (older than train.eval) or "last", and only then.
+LAST_FALLBACK = {"test_accuracy_last": "test_accuracy", "test_loss_last": "test_loss"}
 # per-group statistics (mean and sample std of each)
 STATS = (
     "test_accuracy", "test_loss", "best_val_accuracy", "last_val_accuracy", "best_epoch",
@@ -48,7 +71,9 @@ STATS = (
 )
 HISTORY_NEEDED = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 ALWAYS_SHOWN = ("model.arch", "model.norm")  # group columns shown even when all groups share them
+SECTION_KEYS = ("model.arch", "data.name")  # groups are ranked only against groups of the same section
 NOT_GROUPED = "seed, name, output.*, sweep.*"
+LEVEL = 0.95  # confidence level of every interval
 
 
 def _not_grouped(key: str) -> bool:
@@ -61,9 +86,10 @@ def _not_grouped(key: str) -> bool:
 @dataclass
 class Run:
     path: Path
-    status: str  # summary.json status, or "unfinished" when there is no summary.json
+    status: str  # summary.json status, "unfinished", "not started" or "corrupt"
     config: dict  # the resolved config, flattened to dotted keys
     summary: dict = field(default_factory=dict)
+    problem: str = ""  # status "corrupt": what is wrong, one line naming the file
 
     @property
     def completed(self) -> bool:
@@ -73,6 +99,42 @@ class Run:
         """A summary number as float; NaN when absent or null."""
         return _number(self.summary.get(key), key, self.path / runfolder.SUMMARY)
 
+    def metric(self, key: str) -> tuple[float, bool]:
+        """(value of a ranking metric, whether it came from the LAST_FALLBACK key).
+        test_*_last of a run that predates it is its test_* figure, but only when the run
+        evaluated the last epoch's weights (summary `eval` absent or "last")."""
+        if key in LAST_FALLBACK and key not in self.summary and self.summary.get("eval") in (None, "last"):
+            return self.value(LAST_FALLBACK[key]), True
+        return self.value(key), False
+
+    @property
+    def fingerprint(self) -> str | None:
+        """summary.json's data_fingerprint; None for runs that predate it."""
+        fp = self.summary.get("data_fingerprint")
+        return fp if isinstance(fp, str) and fp else None
+
+    @property
+    def data_from_seed(self) -> bool:
+        """The data set is generated from the run's seed (the synthetic_* sets, see
+        data.load_data): its fingerprint differs from seed to seed by design, so groups
+        are not split on it."""
+        return str(self.config.get("data.name", "")).startswith("synthetic_")
+
+    @property
+    def finished(self) -> float:
+        """When the run finished (summary finished_at, else summary.json's mtime), as a
+        timestamp: the earliest of repeated runs of one seed is the one kept."""
+        t = self.summary.get("finished_at")
+        if isinstance(t, str):
+            try:
+                return _dt.datetime.fromisoformat(t).timestamp()
+            except ValueError:
+                pass
+        try:
+            return (self.path / runfolder.SUMMARY).stat().st_mtime
+        except OSError:
+            return math.inf
+
     @property
     def epochs_completed(self):
         if "epochs_completed" in self.summary:
@@ -81,6 +143,8 @@ class Run:
 
     @property
     def note(self) -> str:
+        if self.status == "corrupt":
+            return self.problem
         if self.status == "not started":
             log = " (see log.txt)" if (self.path / runfolder.LOG).exists() else ""
             return f"config.yaml only: queued, or failed before training{log}"
@@ -101,13 +165,10 @@ def _number(v, key, where) -> float:
     return float(v)
 
 
-def load_run(run_dir: str | Path) -> Run:
-    """One run folder -> Run. Corrupt files raise NormbenchError naming the file."""
+def _read_config(d: Path) -> dict:
     import yaml
 
-    d = Path(run_dir)
     cp = d / runfolder.CONFIG
-    summary = runfolder.read_summary(d) or {}
     if not cp.exists():
         raise NormbenchError(f"{d}: run folder without config.yaml; restore config.yaml or delete the folder")
     try:
@@ -122,11 +183,28 @@ def load_run(run_dir: str | Path) -> Run:
         raw = from_dict(raw, str(cp)).to_dict()
     except NormbenchError:
         pass  # a config this version no longer accepts: compare it as written
+    return flatten(raw)
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """One run folder -> Run. Corrupt files raise NormbenchError naming the file."""
+    d = Path(run_dir)
+    summary = runfolder.read_summary(d) or {}
+    config = _read_config(d)
     status = summary.get("status") or ("unfinished" if runfolder.has_history(d) else "not started")
-    run = Run(d, status, flatten(raw), summary)
-    for key in STATS:  # fail here, on the file, rather than later in the statistics
+    run = Run(d, status, config, summary)
+    for key in (*STATS, *METRICS):  # fail here, on the file, rather than later in the statistics
         run.value(key)
     return run
+
+
+def _corrupt_run(d: Path, error: NormbenchError) -> Run:
+    """A run folder that cannot be read, kept to be listed apart (status "corrupt")."""
+    try:
+        config = _read_config(d)
+    except NormbenchError:
+        config = {}
+    return Run(d, "corrupt", config, {}, str(error).replace(f"{d}{os.sep}", ""))  # the path is in its own column
 
 
 def find_run_dirs(path: str | Path) -> list[Path]:
@@ -150,7 +228,9 @@ def find_run_dirs(path: str | Path) -> list[Path]:
 
 
 def load_runs(paths) -> list[Run]:
-    """Every run under the given paths, each folder once, in path order."""
+    """Every run under the given paths, each folder once, in path order. A folder whose
+    summary.json or config.yaml cannot be read is a Run with status "corrupt" and the
+    reason in `problem` (listed apart, never averaged), not an error."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     if not paths:
@@ -161,7 +241,10 @@ def load_runs(paths) -> list[Run]:
             key = d.resolve()
             if key not in seen:
                 seen.add(key)
-                runs.append(load_run(d))
+                try:
+                    runs.append(load_run(d))
+                except NormbenchError as e:  # one corrupt folder must not hide the others
+                    runs.append(_corrupt_run(d, e))
     return runs
 
 
@@ -211,67 +294,227 @@ def check_metric(metric: str) -> bool:
     return METRICS[metric]
 
 
+def unit_of(metric: str) -> tuple[float, str]:
+    """(scale, unit) a metric's differences are shown in: accuracies in percentage points,
+    seconds in s, ms_per_step in ms, anything else (losses) in its own units."""
+    from normbench import stats
+
+    if metric.endswith("seconds"):
+        return 1.0, "s"
+    if metric.startswith("ms_"):
+        return 1.0, "ms"
+    return stats.unit_for(metric)
+
+
+def short_fingerprint(fp: str | None) -> str:
+    """'sha256:0123abcd...' -> '0123abcd'; None -> 'unknown'."""
+    if not fp:
+        return "unknown"
+    return fp.split(":", 1)[-1][:8]
+
+
+def section_of(run: Run) -> str:
+    """The section a run is ranked in: '<model.arch> on <data.name>'."""
+    arch, data = (_show(run.config.get(k)) for k in SECTION_KEYS)
+    return f"{arch} on {data}"
+
+
 @dataclass
 class Comparison:
     metric: str
     higher_is_better: bool
     columns: list[str]  # group columns shown (model.arch, model.norm + the varying ones)
     varying: list[str]  # config keys that differ between groups
-    groups: object  # pandas DataFrame, one row per group, best first
-    runs: list[Run]  # completed runs that were averaged
-    excluded: list[Run]  # every other run
+    groups: object  # pandas DataFrame, one row per group, by section then rank (best first)
+    runs: list[Run]  # completed runs that were averaged (one per seed and group)
+    excluded: list[Run]  # runs that did not complete (or cannot be read)
+    collapsed: list[tuple[Run, Run]] = field(default_factory=list)  # (repeat of a seed, the run kept)
+    left_out: list[Run] = field(default_factory=list)  # completed, but no value for the metric
+    notes: list[str] = field(default_factory=list)  # what the reader must know about the grouping
+    sections: list[str] = field(default_factory=list)  # section names, in the table's order
+    split_data: bool = False  # some config ran on different data: groups show a data column
+
+
+def _plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
 def compare(runs: list[Run], metric: str = "test_accuracy") -> Comparison:
-    """Group completed runs by config (minus seed/name/output/sweep) and rank the groups.
-    NormbenchError when no run completed."""
+    """Group completed runs by config (minus seed/name/output/sweep) and data fingerprint,
+    one run per seed, and rank the groups within each (model.arch, data.name) section with
+    intervals, effect sizes and a verdict per comparison with the section's best.
+    NormbenchError when no run completed, or none has a value for the metric."""
     higher = check_metric(metric)
     import numpy as np
     import pandas as pd
 
+    from normbench import stats as st
+
     done = completed(runs, "compare")
     excluded = [r for r in runs if not r.completed]
-    varying = varying_keys(done)
-    columns = [k for k in ALWAYS_SHOWN if any(k in r.config for r in done) and k not in varying] + varying
-    label_keys = varying or [k for k in ("model.norm",) if any(k in r.config for r in done)]
-    gids: dict[tuple, int] = {}
-    rows = []
-    for r in done:
-        gid = gids.setdefault(_group_key(r), len(gids))
-        row = {"group": gid, "label": _label(r, label_keys), "path": str(r.path), "seed": r.config.get("seed")}
-        row.update({k: _show(r.config.get(k)) for k in columns})
-        row.update({s: r.value(s) for s in STATS})
-        rows.append(row)
-    per_run = pd.DataFrame(rows, columns=["group", "label", "path", "seed", *columns, *STATS])
-    out_cols = ["rank", *columns, "label", "n", *[f"{s}_{a}" for s in STATS for a in ("mean", "std")],
-                f"{metric}_diff_vs_best", f"{metric}_p_welch"]
-    by = per_run.groupby("group", sort=False)
-    stats = by[list(STATS)].agg(["mean", "std"])  # pandas std: sample std, ddof=1
-    stats.columns = [f"{s}_{a}" for s, a in stats.columns]
-    first = by[["label", *columns]].first()
-    table = first.join(by.size().rename("n")).join(stats)
-    table["runs"] = by["path"].agg(list)
-    key = table[f"{metric}_mean"] * (-1 if higher else 1)
-    table = table.assign(_key=key.fillna(np.inf)).sort_values(["_key", "label"], kind="stable").drop(columns="_key")
+    notes: list[str] = []
 
-    values = {g: per_run.loc[per_run.group == g, metric].dropna().to_numpy() for g in table.index}
-    best = table.index[0]
-    table[f"{metric}_diff_vs_best"] = table[f"{metric}_mean"] - table.loc[best, f"{metric}_mean"]
-    table[f"{metric}_p_welch"] = [_welch(values[g], values[best]) if g != best else np.nan for g in table.index]
-    table.insert(0, "rank", range(1, len(table) + 1))
-    table = table.reset_index(drop=True)[[*out_cols, "runs"]]
-    return Comparison(metric, higher, columns, varying, table, done, excluded)
+    # the metric's value per run; runs without one are left out of this comparison
+    value = {id(r): r.metric(metric) for r in done}
+    left_out = [r for r in done if math.isnan(value[id(r)][0])]
+    use = [r for r in done if not math.isnan(value[id(r)][0])]
+    if not use:
+        raise NormbenchError(
+            f"--metric {metric}: no completed run has a value for it (runs from before it was recorded lack it); "
+            f"pick another metric, e.g. test_accuracy")
+    if left_out:
+        why = " (they predate it: summary.json did not record it yet)" if metric.endswith(("_best", "_last")) else ""
+        notes.append(f"{_plural(len(left_out), 'completed run')} without a {metric} value left out of this comparison{why}")
+    fell_back = sum(value[id(r)][1] for r in use)
+    if fell_back:
+        notes.append(f"{_plural(fell_back, 'run')} predate {metric}: their {LAST_FALLBACK[metric]} is used "
+                     f"(they evaluated the last epoch's weights)")
+
+    # groups: config, then data fingerprint
+    by_config: dict[tuple, list[Run]] = {}
+    for r in use:
+        by_config.setdefault(_group_key(r), []).append(r)
+    raw_groups: list[tuple[list[Run], str | None, bool]] = []  # (runs, fingerprint, config split by data)
+    predate = unknown_apart = split_configs = 0
+    for rs in by_config.values():
+        if rs[0].data_from_seed:  # one config, one data name: all synthetic or none
+            raw_groups.append((rs, None, False))
+            continue
+        fps = sorted({r.fingerprint for r in rs if r.fingerprint})
+        bare = [r for r in rs if not r.fingerprint]
+        if len(fps) <= 1:
+            raw_groups.append((rs, fps[0] if fps else None, False))
+            predate += len(bare)
+        else:
+            split_configs += 1
+            raw_groups += [([r for r in rs if r.fingerprint == fp], fp, True) for fp in fps]
+            if bare:
+                raw_groups.append((bare, None, True))
+                unknown_apart += len(bare)
+    if predate:
+        notes.append(f"{_plural(predate, 'run')} predate data fingerprints; grouped by config alone")
+    if split_configs:
+        notes.append(f"{_plural(split_configs, 'config')} ran on different data (data fingerprints differ): "
+                     f"each data set is a group of its own (column data)")
+    if unknown_apart:
+        notes.append(f"{_plural(unknown_apart, 'run')} predate data fingerprints and share a config that ran on "
+                     f"several data sets: they form their own group (data unknown)")
+
+    # one run per seed: the earliest finished
+    groups, collapsed = [], []
+    for rs, fp, split in raw_groups:
+        by_seed: dict[str, list[Run]] = {}
+        for r in sorted(rs, key=lambda r: (r.finished, str(r.path))):
+            by_seed.setdefault(_canon(r.config.get("seed")), []).append(r)
+        collapsed += [(dup, kept[0]) for kept in by_seed.values() for dup in kept[1:]]
+        groups.append((sorted((kept[0] for kept in by_seed.values()), key=lambda r: str(r.path)), fp, split))
+    if collapsed:
+        notes.append(f"{_plural(len(collapsed), 'repeated run')} of a seed collapsed (same config, data and seed as "
+                     f"a run that finished earlier, which is kept): n counts distinct seeds")
+    kept_runs = [r for rs, _, _ in groups for r in rs]
+
+    varying = varying_keys(kept_runs)
+    split_data = any(split for _, _, split in groups)
+    columns = [k for k in ALWAYS_SHOWN if any(k in r.config for r in kept_runs) and k not in varying] + varying
+    label_keys = varying or [k for k in ("model.norm",) if any(k in r.config for r in kept_runs)]
+    stat_keys = list(STATS) if metric in STATS else [metric, *STATS]
+
+    sections: dict[str, list[int]] = {}
+    for gi, (rs, _, _) in enumerate(groups):
+        sections.setdefault(section_of(rs[0]), []).append(gi)
+    scale, unit = unit_of(metric)
+    m = metric
+    records = []
+    for sec in sorted(sections):
+        gis = sections[sec]
+        sec_runs = [r for gi in gis for r in groups[gi][0]]
+        name_keys = varying_keys(sec_runs) or label_keys
+        data_note: dict[str, set] = {}
+        for gi in gis:
+            data_note.setdefault(_canon({k: v for k, v in groups[gi][0][0].config.items() if k.startswith("data.")}),
+                                 set()).add(groups[gi][1])
+        if any(len({fp for fp in fps if fp}) > 1 for fps in data_note.values()):
+            notes.append(f"{sec}: groups with the same data settings ran on different data (fingerprints differ); "
+                         f"their differences mix the data with the config")
+        recs = []
+        for gi in gis:
+            rs, fp, split = groups[gi]
+            first = rs[0]
+            vals = [value[id(r)][0] for r in rs]
+            rec = {"section": sec, "label": _label(first, label_keys), "name": _name(first, name_keys)}
+            if split:
+                rec["label"] += f", data={short_fingerprint(fp)}"
+                rec["name"] += f" (data {short_fingerprint(fp)})"
+            rec.update({k: _show(first.config.get(k)) for k in columns})
+            rec["data"] = short_fingerprint(fp)
+            rec["data_fingerprint"] = fp
+            rec["n"] = len(rs)
+            rec["seeds"] = [r.config.get("seed") for r in rs]
+            ci = st.mean_ci(vals, LEVEL)
+            rec |= {f"{m}_mean": ci.mean, f"{m}_std": ci.sd, f"{m}_ci_low": ci.low, f"{m}_ci_high": ci.high}
+            for k in stat_keys:
+                if k != m:
+                    col = pd.Series([r.value(k) for r in rs], dtype=float)  # pandas: NaN skipped, ddof=1
+                    rec[f"{k}_mean"], rec[f"{k}_std"] = float(col.mean()), float(col.std())
+            rec["runs"] = [str(r.path) for r in rs]
+            rec["_values"] = vals
+            rec["_by_seed"] = {r.config.get("seed"): value[id(r)][0] for r in rs}
+            recs.append(rec)
+        recs.sort(key=lambda g: (np.inf if math.isnan(g[f"{m}_mean"]) else g[f"{m}_mean"] * (-1 if higher else 1),
+                                 g["label"]))
+        best = recs[0]
+        comps = []
+        for rank, g in enumerate(recs, 1):
+            g["rank"] = rank
+            if rank == 1:
+                continue
+            d = st.welch_diff(g["_values"], best["_values"], LEVEL)
+            pr = st.paired_diff(g["_by_seed"], best["_by_seed"], LEVEL)
+            g |= {f"{m}_diff": d.diff, f"{m}_diff_low": d.low, f"{m}_diff_high": d.high,
+                  f"{m}_hedges_g": d.hedges_g, f"{m}_p_welch": d.p,
+                  f"{m}_paired_diff": pr.diff if pr else math.nan, f"{m}_paired_low": pr.low if pr else math.nan,
+                  f"{m}_paired_high": pr.high if pr else math.nan,
+                  f"{m}_paired_width_ratio": pr.width_ratio if pr else math.nan,
+                  f"{m}_seeds_needed": st.seeds_needed(d.diff, d.sd_a, d.sd_b, alpha=1 - LEVEL)}
+            comps.append(g)
+        holm = st.holm([g[f"{m}_p_welch"] for g in comps])
+        for g, p_holm in zip(comps, holm):
+            g[f"{m}_p_holm"] = p_holm
+            g["verdict"] = _verdict(best, g, m, higher, scale, unit, p_holm if len(comps) > 1 else None)
+        records += recs
+
+    out_cols = ["section", "rank", *columns, *(["data"] if split_data else []), "label", "n", "data_fingerprint",
+                *[f"{m}_{a}" for a in ("mean", "std", "ci_low", "ci_high", "diff", "diff_low", "diff_high", "hedges_g",
+                                       "p_welch", "p_holm", "paired_diff", "paired_low", "paired_high",
+                                       "paired_width_ratio", "seeds_needed")],
+                *[f"{k}_{a}" for k in stat_keys if k != m for a in ("mean", "std")], "verdict", "seeds", "runs", "name"]
+    table = pd.DataFrame(records).reindex(columns=out_cols)
+    table[f"{m}_seeds_needed"] = table[f"{m}_seeds_needed"].astype("Int64")
+    table["verdict"] = table["verdict"].where(table["verdict"].notna(), None)
+    return Comparison(m, higher, columns, varying, table, kept_runs, excluded, collapsed, left_out, notes,
+                      sorted(sections), split_data)
 
 
-def _welch(a, b) -> float:
-    """Welch's t-test p-value (unequal variances); NaN when either side has < 2 runs."""
-    if len(a) < 2 or len(b) < 2:
-        return math.nan
-    from scipy import stats
+def _name(run: Run, keys: list[str]) -> str:
+    """A group's name in verdicts: the value alone when one key varies ('batch'), else
+    'norm=batch, batch_size=64'."""
+    if len(keys) == 1:
+        return _show(run.config.get(keys[0]))
+    return _label(run, keys)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # zero variance on both sides -> NaN, shown as n/a
-        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+def _verdict(best: dict, g: dict, metric: str, higher: bool, scale: float, unit: str, p_holm) -> str:
+    """stats.verdict of best vs g (best first, so the difference is best minus g); for a
+    metric where lower is better, a resolved verdict says which group is better."""
+    from normbench import stats as st
+
+    d = st.welch_diff(best["_values"], g["_values"], LEVEL)
+    pr = st.paired_diff(best["_by_seed"], g["_by_seed"], LEVEL)
+    text = st.verdict(best["name"], g["name"], d, pr, metric=metric, scale=scale, unit=unit, p_adjusted=p_holm)
+    resolved = d.resolved and d.sd_a + d.sd_b > 0 and (p_holm is None or math.isnan(p_holm) or p_holm < 1 - LEVEL)
+    if resolved and not higher:
+        text += f" Lower is better for {metric}, so {best['name']} is better."
+    return text
 
 
 def completed(runs: list[Run], what: str) -> list[Run]:

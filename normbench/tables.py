@@ -1,6 +1,11 @@
 """Compare tables as text: a Comparison (normbench.results.compare) -> table | markdown |
 csv | json. FORMATS is the registry: name -> formatter; the CLI's --format choices come
 from it, so a new format is one function and one entry here.
+
+The human formats show, per section (model.arch on data.name): a block with the metric
+(mean ± std, 95 % interval, difference from the section's best with its Welch interval,
+Hedges' g, p and Holm p), a block with the other metrics (mean ± std), and one verdict
+line per comparison with the best. CSV and JSON carry the same numbers as columns.
 """
 
 from __future__ import annotations
@@ -8,27 +13,44 @@ from __future__ import annotations
 import json
 import math
 import re
+import textwrap
 
 from normbench import NormbenchError
-from normbench.results import NOT_GROUPED, Comparison, _show
+from normbench.results import LEVEL, NOT_GROUPED, Comparison, _show
+
+
+def _nan(x) -> bool:
+    if x is None:
+        return True
+    try:
+        return bool(x != x)  # NaN, pandas NA
+    except TypeError:
+        return True
+
 
 def _f(x, digits) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+    return "n/a" if _nan(x) else f"{x:.{digits}f}"
 
 
 def _pm(mean, std, digits=4) -> str:
-    if isinstance(mean, float) and math.isnan(mean):
+    if _nan(mean):
         return "n/a"
     return f"{_f(mean, digits)} ± {_f(std, digits)}"
 
 
+def _ci(low, high, digits=4, sign="") -> str:
+    if _nan(low) or _nan(high):
+        return "n/a"
+    return f"[{low:{sign}.{digits}f}, {high:{sign}.{digits}f}]"
+
+
 def _p(p) -> str:
-    if p is None or math.isnan(p):
+    if _nan(p):
         return "n/a"
     return "<0.0001" if p < 1e-4 else f"{p:.4f}"
 
 
-# (header, summary key, how to show it) for the human-readable formats
+# (header, summary key, how to show it) for the second block of the human-readable formats
 _SHOWN = [
     ("test acc", "test_accuracy", "pm"),
     ("last val acc", "last_val_accuracy", "pm"),
@@ -38,36 +60,77 @@ _SHOWN = [
     ("s/epoch", "mean_epoch_seconds", 2),
     ("ms/step", "ms_per_step", 1),
 ]
+_PCT = f"{LEVEL * 100:g}%"
 
 
-def _cells(comp: Comparison) -> tuple[list[str], list[list[str]]]:
-    shown = list(_SHOWN)
-    if comp.metric not in {k for _, k, _ in shown}:
-        shown.insert(0, (comp.metric.replace("_", " "), comp.metric, "pm"))
-    headers = ["#", *comp.columns, "n", *[h for h, _, _ in shown], f"{comp.metric} vs best", "p (Welch)"]
-    rows = []
-    for i, g in comp.groups.iterrows():
-        cells = [str(g["rank"]), *[g[c] for c in comp.columns], str(g["n"])]
-        for _, k, how in shown:
-            cells.append(_pm(g[f"{k}_mean"], g[f"{k}_std"]) if how == "pm" else _f(g[f"{k}_mean"], how))
-        if i == 0:
-            cells += ["best", "-"]
+def _short(metric: str) -> str:
+    return dict((k, h) for h, k, _ in _SHOWN).get(metric, metric.replace("_", " "))
+
+
+def _group_cols(comp: Comparison, sec) -> list[str]:
+    """Group columns worth showing in one section: the norm, whatever varies inside the
+    section, and the data column when some config ran on different data."""
+    keys = [c for c in comp.columns if c == "model.norm" or len(set(sec[c])) > 1]
+    return keys + (["data"] if comp.split_data else [])
+
+
+def _section_cells(comp: Comparison, sec) -> tuple[list[str], list[list[str]], list[str], list[list[str]]]:
+    m = comp.metric
+    cols = _group_cols(comp, sec)
+    h1 = ["#", *cols, "n", _short(m), f"{_PCT} CI", f"vs best [{_PCT} CI]", "g", "p", "Holm p"]
+    shown = [s for s in _SHOWN if s[1] != m]
+    h2 = ["#", *cols, *[h for h, _, _ in shown]]
+    r1, r2 = [], []
+    for _, g in sec.iterrows():
+        head = [str(g["rank"]), *[str(g[c]) for c in cols]]
+        row = [*head, str(g["n"]), _pm(g[f"{m}_mean"], g[f"{m}_std"]), _ci(g[f"{m}_ci_low"], g[f"{m}_ci_high"])]
+        if g["rank"] == 1:
+            row += ["best", "-", "-", "-"]
         else:
-            diff = g[f"{comp.metric}_diff_vs_best"]
-            cells += ["n/a" if math.isnan(diff) else f"{diff:+.4f}", _p(g[f"{comp.metric}_p_welch"])]
-        rows.append(cells)
-    return headers, rows
+            diff = g[f"{m}_diff"]
+            d = "n/a" if _nan(diff) else f"{diff:+.4f} {_ci(g[f'{m}_diff_low'], g[f'{m}_diff_high'], sign='+')}"
+            row += [d.replace(" n/a", ""), _f(g[f"{m}_hedges_g"], 2), _p(g[f"{m}_p_welch"]), _p(g[f"{m}_p_holm"])]
+        r1.append(row)
+        r2.append([*head, *[_pm(g[f"{k}_mean"], g[f"{k}_std"]) if how == "pm" else _f(g[f"{k}_mean"], how)
+                            for _, k, how in shown]])
+    return h1, r1, h2, r2
+
+
+def _sections(comp: Comparison):
+    for name in comp.sections:
+        yield name, comp.groups[comp.groups["section"] == name]
 
 
 def _legend(comp: Comparison) -> list[str]:
     n_groups = len(comp.groups)
     better = "higher" if comp.higher_is_better else "lower"
+    ns = len(comp.sections)
     return [
         f"{len(comp.runs)} completed run{'s' * (len(comp.runs) != 1)} in {n_groups} group{'s' * (n_groups != 1)} "
-        f"(runs grouped by config except {NOT_GROUPED}); ranked by {comp.metric} ({better} is better)",
-        f"values: mean ± sample std (ddof=1) over a group's runs, n/a with one run; "
-        f"p: Welch's t-test of {comp.metric} against rank 1, n/a when either group has one run",
+        f"(runs grouped by config except {NOT_GROUPED}, and by data); n counts distinct seeds; "
+        f"ranked by {comp.metric} ({better} is better) within {'each of ' if ns > 1 else ''}"
+        f"{ns} section{'s' * (ns != 1)} (model.arch on data.name)",
+        f"values: mean ± sample std (ddof=1); {_PCT} CI: t-interval of the mean; vs best: this group minus the "
+        f"section's best, with Welch's {_PCT} interval; g: Hedges' g; p: Welch's t-test; Holm p: p adjusted over "
+        f"the section's comparisons with its best; n/a with one seed",
     ]
+
+
+def _section_head(comp: Comparison, name: str, sec) -> str:
+    return f"{name}: {sec['n'].sum()} runs in {len(sec)} group{'s' * (len(sec) != 1)}"
+
+
+def _verdicts(sec) -> list[str]:
+    return [v for v in sec["verdict"] if isinstance(v, str)]
+
+
+def _notes(comp: Comparison) -> list[str]:
+    out = list(comp.notes)
+    for dup, kept in comp.collapsed:
+        out.append(f"collapsed: {dup.path} (seed {_show(dup.config.get('seed'))} again; kept {kept.path})")
+    for r in comp.left_out:
+        out.append(f"left out: {r.path} (no {comp.metric})")
+    return out
 
 
 def _excluded_cells(comp: Comparison) -> tuple[list[str], list[list[str]]]:
@@ -80,9 +143,12 @@ def _excluded_cells(comp: Comparison) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
+_NUMERIC = re.compile(r"[-+<]?[\d.]+( ± ([\d.]+|n/a))?|n/a|best|-|\[.*\]|[-+][\d.]+ \[.*\]")
+
+
 def _text_table(headers, rows) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
-    left = [not rows or not re.fullmatch(r"[-+<]?[\d.]+( ± ([\d.]+|n/a))?|n/a|best|-", rows[0][i]) for i in range(len(headers))]
+    left = [not rows or not _NUMERIC.fullmatch(rows[-1][i]) for i in range(len(headers))]
 
     def line(cells):
         return "  ".join(c.ljust(w) if lj else c.rjust(w) for c, w, lj in zip(cells, widths, left)).rstrip()
@@ -96,33 +162,56 @@ def _md_table(headers, rows) -> str:
     return "\n".join(out + ["| " + " | ".join(r) + " |" for r in esc[1:]])
 
 
+def _wrap(text: str, indent: str = "  ") -> str:
+    return textwrap.fill(text, width=118, initial_indent=indent, subsequent_indent=indent + "  ",
+                         break_on_hyphens=False)
+
+
 def format_table(comp: Comparison) -> str:
-    """aligned text for a terminal, the runs that did not complete listed below"""
-    headers, rows = _cells(comp)
+    """aligned text for a terminal: per section the metric with intervals, the other
+    metrics, a verdict per comparison; notes and runs that did not complete below"""
+    parts = [_wrap(line, "") for line in _legend(comp)]
+    for name, sec in _sections(comp):
+        h1, r1, h2, r2 = _section_cells(comp, sec)
+        parts += ["", f"== {_section_head(comp, name, sec)}", _text_table(h1, r1), "", _text_table(h2, r2)]
+        verdicts = _verdicts(sec)
+        if verdicts:
+            parts += ["", f"verdicts ({_PCT} intervals, each group against the section's best):",
+                      *(_wrap(v) for v in verdicts)]
+    notes = _notes(comp)
+    if notes:
+        parts += ["", "notes:", *(_wrap(n) for n in notes)]
     xh, xrows = _excluded_cells(comp)
-    parts = [*_legend(comp), "", _text_table(headers, rows)]
     if xrows:
         parts += ["", f"not averaged: {len(xrows)} run{'s' * (len(xrows) != 1)} that did not complete", _text_table(xh, xrows)]
     return "\n".join(parts) + "\n"
 
 
 def format_markdown(comp: Comparison) -> str:
-    """the table as Markdown, with the legend and the runs that did not complete"""
-    headers, rows = _cells(comp)
+    """the same as Markdown: a heading, two tables and the verdicts per section"""
+    parts = [*(f"_{line}_  " for line in _legend(comp))]
+    for name, sec in _sections(comp):
+        h1, r1, h2, r2 = _section_cells(comp, sec)
+        parts += ["", f"### {_section_head(comp, name, sec)}", "", _md_table(h1, r1), "", _md_table(h2, r2)]
+        verdicts = _verdicts(sec)
+        if verdicts:
+            parts += ["", *(f"- {v}" for v in verdicts)]
+    notes = _notes(comp)
+    if notes:
+        parts += ["", "Notes:", "", *(f"- {n}" for n in notes)]
     xh, xrows = _excluded_cells(comp)
-    parts = [*(f"_{line}_  " for line in _legend(comp)), "", _md_table(headers, rows)]
     if xrows:
         parts += ["", f"Not averaged ({len(xrows)} run{'s' * (len(xrows) != 1)} did not complete):", "", _md_table(xh, xrows)]
     return "\n".join(parts) + "\n"
 
 
 def format_csv(comp: Comparison) -> str:
-    """the groups only, one numeric column per statistic"""
-    return comp.groups.drop(columns="runs").to_csv(index=False, lineterminator="\n")
+    """the groups only, one numeric column per statistic, the verdict last"""
+    return comp.groups.drop(columns=["runs", "seeds", "name"]).to_csv(index=False, lineterminator="\n")
 
 
 def format_json(comp: Comparison) -> str:
-    """everything, the runs that did not complete included"""
+    """everything: groups, verdicts, notes, collapsed and excluded runs"""
     return json.dumps(_json(comp), indent=2, allow_nan=False) + "\n"
 
 
@@ -134,22 +223,43 @@ def format_comparison(comp: Comparison, fmt: str = "table") -> str:
 
 
 def _clean(v):
-    if isinstance(v, float) and not math.isfinite(v):
+    if isinstance(v, (list, tuple, dict, str, bool)):
+        return v
+    if _nan(v):
         return None
     if hasattr(v, "item"):  # numpy scalar
         return _clean(v.item())
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
     return v
 
 
 def _json(comp: Comparison) -> dict:
+    m = comp.metric
     return {
-        "metric": comp.metric,
+        "metric": m,
         "higher_is_better": comp.higher_is_better,
+        "level": LEVEL,
         "std": "sample std, ddof=1",
-        "p": "Welch's t-test (scipy.stats.ttest_ind, equal_var=False) against rank 1",
-        "grouped_by": f"config except {NOT_GROUPED}",
+        "n": "distinct seeds in the group (repeated runs of a seed collapsed to the earliest finished)",
+        "ci": f"{m}_ci_low/_ci_high: t-interval of the mean (normbench.stats.mean_ci)",
+        "diff": f"{m}_diff: this group's mean minus its section's best, with Welch's interval (_diff_low/_diff_high)",
+        "p": "Welch's t-test (scipy.stats.ttest_ind, equal_var=False) against the section's best; "
+             "_p_holm: Holm-adjusted over the section's comparisons",
+        "paired": f"{m}_paired_*: mean per-seed difference (group minus best) when both ran the same seeds; "
+                  "_paired_width_ratio < 1: pairing narrowed the interval",
+        "seeds_needed": "seeds per group for a two-sided t-test (alpha 0.05) to detect the observed difference "
+                        "with 80 % power",
+        "grouped_by": f"config except {NOT_GROUPED}, and data fingerprint",
+        "sections": comp.sections,
         "varying": comp.varying,
-        "groups": [{k: _clean(v) for k, v in g.items()} for g in comp.groups.to_dict("records")],
+        "notes": comp.notes,
+        "groups": [{k: _clean(v) for k, v in g.items() if k != "name"} for g in comp.groups.to_dict("records")],
+        "collapsed": [
+            {"path": str(dup.path), "seed": dup.config.get("seed"), "kept": str(kept.path)}
+            for dup, kept in comp.collapsed
+        ],
+        "left_out": [str(r.path) for r in comp.left_out],
         "excluded": [
             {"status": r.status, "path": str(r.path), "model.norm": r.config.get("model.norm"), "seed": r.config.get("seed"),
              "epochs_completed": r.epochs_completed, "note": r.note}

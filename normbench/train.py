@@ -21,7 +21,7 @@ import time
 import warnings
 from pathlib import Path
 
-from normbench import NormbenchError, __version__, one_line, runfolder
+from normbench import NormbenchError, __version__, one_line, optim, runfolder
 from normbench.config import Config, dump_yaml, from_dict, read_yaml
 from normbench.models import resolved_unroll
 from normbench.runlock import RunLock
@@ -169,14 +169,13 @@ def _callbacks(run_dir: Path, cfg_epochs: int):
             logs = logs or {}
             seconds = time.perf_counter() - self.t0
             self.train_seconds.append(seconds - self.val_seconds)
-            lr = self.model.optimizer.learning_rate
             row = {
                 "epoch": epoch + 1,
                 "loss": logs.get("loss"),
                 "accuracy": logs.get("accuracy"),
                 "val_loss": logs.get("val_loss"),
                 "val_accuracy": logs.get("val_accuracy"),
-                "learning_rate": float(keras.ops.convert_to_numpy(lr)),
+                "learning_rate": optim.last_learning_rate(self.model.optimizer),  # the epoch's last step's
                 "epoch_seconds": round(seconds, 3),
             }
             if row["loss"] is None or not math.isfinite(float(row["loss"])):
@@ -251,16 +250,9 @@ def _callbacks(run_dir: Path, cfg_epochs: int):
 # ----------------------------------------------------------------------------- run
 
 
-def _optimizer(name: str, lr: float):
-    import keras
-
-    from normbench.config import OPTIMIZERS
-
-    return getattr(keras.optimizers, OPTIMIZERS[name])(learning_rate=lr)
-
-
-def compiled_model(cfg: Config, num_classes: int):
-    """A freshly seeded, built and compiled model for a config."""
+def compiled_model(cfg: Config, num_classes: int, n_examples: int):
+    """A freshly seeded, built and compiled model for a config whose training set has
+    `n_examples` examples (before the validation split; the schedule needs the steps)."""
     import keras
 
     from normbench.models import MODELS, build_model
@@ -268,7 +260,7 @@ def compiled_model(cfg: Config, num_classes: int):
     keras.utils.set_random_seed(cfg.seed)
     model = build_model(cfg, num_classes)
     model.compile(
-        optimizer=_optimizer(cfg.train.optimizer, cfg.train.learning_rate),
+        optimizer=optim.build(cfg, optim.plan(cfg, n_examples)),
         loss=MODELS[cfg.model.arch].loss,
         metrics=["accuracy"],
         jit_compile=cfg.train.jit_compile,
@@ -298,7 +290,7 @@ def prepare(cfg: Config, threads: int | None = None):
 
             tf.config.experimental.enable_op_determinism()
     data = load_data(cfg.data, cfg.seed)
-    return data, compiled_model(cfg, data.num_classes)
+    return data, compiled_model(cfg, data.num_classes, len(data.x_train))
 
 
 class _Terminated(KeyboardInterrupt):
@@ -357,9 +349,9 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
     if announce:
         announce(run_dir)
 
-    n_fit = math.ceil(len(data.x_train) * (1 - cfg.train.validation_split))  # as Keras splits
-    steps = math.ceil(n_fit / cfg.train.batch_size)
-    log, best, callbacks = _callbacks(run_dir, cfg.train.epochs)
+    plan = optim.plan(cfg, len(data.x_train))  # epochs and steps under train.budget
+    n_fit, steps = plan.n_fit, plan.steps_per_epoch
+    log, best, callbacks = _callbacks(run_dir, plan.epochs)
     summary = {
         "status": "running",
         "run_id": run_dir.name,
@@ -376,6 +368,8 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
         "n_test": len(data.x_test),
         "params": int(model.count_params()),
         "steps_per_epoch": steps,
+        "optimizer_steps": plan.total_steps,
+        "peak_learning_rate": plan.peak_learning_rate,
         "jit_compile": bool(model.jit_compile),
         "unroll": resolved_unroll(cfg),
         "deterministic": cfg.train.deterministic,
@@ -394,7 +388,7 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
         model.fit(
             data.x_train,
             data.y_train,
-            epochs=cfg.train.epochs,
+            epochs=plan.epochs,
             batch_size=cfg.train.batch_size,
             validation_split=cfg.train.validation_split,
             callbacks=callbacks,
@@ -416,8 +410,8 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
                   "training this run again from epoch 1", file=sys.stderr)
             shutil.rmtree(backup)
             runfolder.remove_history(run_dir)
-            model = compiled_model(cfg, data.num_classes)  # the data are already loaded
-            log, best, callbacks = _callbacks(run_dir, cfg.train.epochs)
+            model = compiled_model(cfg, data.num_classes, len(data.x_train))  # the data are already loaded
+            log, best, callbacks = _callbacks(run_dir, plan.epochs)
             fit(model, callbacks)
         status = "diverged" if log.diverged else "completed"
         test = _evaluate(model, data, cfg, best)
@@ -433,7 +427,7 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
     finally:
         if old_handler is not None:
             signal.signal(signal.SIGTERM, old_handler)
-        summary.update(_finish(run_dir, cfg, log, status, test, t_start, steps))
+        summary.update(_finish(run_dir, cfg, log, status, test, t_start, steps, plan.epochs))
         runfolder.write_summary(run_dir, summary)
         if status != "interrupted":  # beside the run (output.dir may be relative to another cwd)
             runfolder.append_index(run_dir.parent.parent, summary, run_dir)
@@ -464,7 +458,7 @@ def _finite(x):
     return x if math.isfinite(x) else None
 
 
-def _finish(run_dir, cfg, log, status, test, t_start, steps) -> dict:
+def _finish(run_dir, cfg, log, status, test, t_start, steps, epochs) -> dict:
     rows = runfolder.read_history(run_dir)
     # drop duplicate epochs defensively (keep the last), so summaries read clean data
     by_epoch = {int(r["epoch"]): r for r in rows}
@@ -478,7 +472,7 @@ def _finish(run_dir, cfg, log, status, test, t_start, steps) -> dict:
     out = {
         "status": status,
         "epochs_completed": len(rows),
-        "epochs": cfg.train.epochs,
+        "epochs": epochs,  # trained (train.budget steps resolves it from train.epochs)
         "test_loss": _finite(test[cfg.train.eval]["loss"]) if test else None,
         "test_accuracy": _finite(test[cfg.train.eval]["accuracy"]) if test else None,
         "test_loss_last": _finite(test["last"]["loss"]) if test else None,

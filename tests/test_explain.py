@@ -32,7 +32,10 @@ def test_tutorial_numbers(tutorial_output):
     assert "sample 2: (5.00 - 4.67) / sqrt(2.05^2 + 0.001) = 0.16" in out
     assert "sample 3: (7.00 - 4.67) / sqrt(2.05^2 + 0.001) = 1.14" in out
     assert re.search(r"column mean\s+4\.67\s", out) and re.search(r"column std\s+2\.05\s", out)
-    assert "epsilon = 0.001" in out and "BatchNormalization()(x, training=True)" in out and "LayerNormalization()(x)" in out
+    assert "epsilon = 0.001" in out and "BatchNormalization(dtype='float64')(x, training=True)" in out
+    assert "LayerNormalization(dtype='float64')(x)" in out
+    assert "After batch norm: every column has mean 0 and std ~1." in out
+    assert "After layer norm: every row has mean 0 and std ~1." in out
     assert "the other columns are illustrative" in out
     assert "match (within 1e-4)" in out
 
@@ -97,6 +100,46 @@ def test_bad_matrix(text, fragment):
     assert fragment in r.output
     with pytest.raises(NormbenchError):
         parse_matrix(text)
+
+
+def test_one_row_is_not_claimed_to_have_unit_variance():
+    """Batch norm of a single sample: each column's mean is the value itself, variance 0,
+    so every output is 0; the text must say so, not promise std ~1."""
+    r = cli("explain", "--matrix", "1,2,3")
+    assert r.exit_code == 0, r.output
+    assert "every column has mean 0 and std ~1" not in r.stdout
+    assert "After batch norm: every output is 0, not unit variance. With one sample (one row)" in r.stdout
+    assert "After layer norm: every row has mean 0 and std ~1." in r.stdout  # three features: fine
+    np.testing.assert_array_equal(explain([[1, 2, 3]]).bn_keras, 0)
+    r = cli("explain", "--matrix", "1;2;3")  # one feature: layer norm gives zeros
+    assert "After layer norm: every output is 0, not unit variance. With one feature (one column)" in r.stdout
+
+
+def test_constant_and_tiny_columns_are_described_as_they_come_out():
+    r = cli("explain", "--matrix", "1,5;1,7;1,9")
+    assert ("After batch norm: column f1 is constant (std 0), so its outputs are 0 (std 0, not 1); "
+            "every other column has mean 0 and std ~1.") in r.stdout
+    r = cli("explain", "--matrix", "0.001,5;0.003,7")
+    assert "column f1 has std 0.001, small next to sqrt(epsilon) = 0.032, so its output std is only 0.03" in r.stdout
+
+
+def test_large_values_are_computed_in_float64():
+    """In float32 the variance of 1e30-sized values overflows and Keras returns zeros."""
+    x = [[1e30, 2e30, 3e30], [4e30, 5e30, 9e30]]
+    e = explain(x)
+    xa = np.array(x)
+    np.testing.assert_allclose(e.bn_keras, (xa - xa.mean(0)) / np.sqrt(xa.var(0) + 1e-3), rtol=1e-9)
+    np.testing.assert_allclose(e.ln_keras, (xa - xa.mean(1, keepdims=True)) / np.sqrt(xa.var(1, keepdims=True) + 1e-3),
+                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(e.bn_keras[:, 0], [-1, 1], rtol=1e-9)
+    r = cli("explain", "--matrix", "1e30,2e30,3e30;4e30,5e30,9e30")
+    assert r.exit_code == 0 and "match (within 1e-4)" in r.stdout and "1e+30" in r.stdout
+
+
+def test_values_whose_squares_overflow_float64_are_refused():
+    r = cli("explain", "--matrix", "1,2;3,1e200")
+    assert r.exit_code == 1 and r.output.count("\n") == 1
+    assert r.output.startswith("Error: --matrix: '1e200' (row 2, column 2) is too large: its square overflows float64")
 
 
 def test_help():

@@ -26,8 +26,9 @@ from normbench.cli import main
 # ----------------------------------------------------------------------------- helpers
 
 
-def config_dict(*, name="exp", seed=0, norm="batch", arch="cifar10_cnn", batch_size=64, epochs=3, out="results", sweep=None):
-    data = "synthetic_cifar10" if arch == "cifar10_cnn" else "synthetic_imdb"
+def config_dict(*, name="exp", seed=0, norm="batch", arch="cifar10_cnn", batch_size=64, epochs=3, out="results", sweep=None,
+                data=None):
+    data = data or ("synthetic_cifar10" if arch == "cifar10_cnn" else "synthetic_imdb")
     return {
         "name": name,
         "data": {"name": data, "path": None, "subset": {"train": 256, "test": 64}, "num_words": 10000, "maxlen": 200},
@@ -40,9 +41,14 @@ def config_dict(*, name="exp", seed=0, norm="batch", arch="cifar10_cnn", batch_s
     }
 
 
+FP = "sha256:" + "ab" * 32  # the data fingerprint of the fixtures' runs
+
+
 def write_run(root: Path, *, seed, norm="batch", test_accuracy=0.5, test_loss=1.0, status="completed", epochs=3,
-              batch_size=64, name=None, out="results", summary=True, curve_shift=0.0, sweep=None, run_id=None, **kw) -> Path:
-    """A run folder as normbench.train writes it, with chosen numbers."""
+              batch_size=64, name=None, out="results", summary=True, curve_shift=0.0, sweep=None, run_id=None,
+              fingerprint=FP, finished_at="2026-01-01T00:00:00", extra=None, **kw) -> Path:
+    """A run folder as normbench.train writes it, with chosen numbers. fingerprint=None:
+    a run from before data fingerprints; `extra`: more summary keys (None deletes one)."""
     name = name or f"exp_{norm}"
     d = runfolder.run_path(root, name, run_id or f"20260101-000000-seed{seed}-bs{batch_size}")
     d.mkdir(parents=True)
@@ -68,7 +74,17 @@ def write_run(root: Path, *, seed, norm="batch", test_accuracy=0.5, test_loss=1.
             "epochs_completed": len(rows), "epochs": epochs, "wall_seconds": 5.0 + seed, "first_epoch_seconds": 2.0,
             "mean_epoch_seconds": statistics.mean(r["epoch_seconds"] for r in rows), "ms_per_step": 10.0 + seed,
             "params": 1000, "steps_per_epoch": 4, "jit_compile": False, "versions": {}, "host": {},
+            "data_fingerprint": fingerprint, "finished_at": finished_at, "eval": "last",
+            "test_accuracy_last": test_accuracy if status == "completed" else None,
+            "test_loss_last": test_loss if status == "completed" else None,
+            "test_accuracy_best": test_accuracy if status == "completed" else None,
+            "test_loss_best": test_loss if status == "completed" else None,
         }
+        for k, v in (extra or {}).items():
+            if v is None:
+                s.pop(k, None)
+            else:
+                s[k] = v
         runfolder.write_summary(d, s)
     return d
 
@@ -119,17 +135,26 @@ def cells(line: str) -> list[str]:
     return [c.strip() for c in line.split("  ") if c.strip()]
 
 
-def parse_table(text: str) -> list[dict]:
-    """The main table of `compare` (format table) as dicts keyed by header."""
+def parse_tables(text: str) -> list[list[dict]]:
+    """Every table of `compare` (format table) whose header starts with "#", as dicts."""
     lines = text.splitlines()
-    start = next(i for i, l in enumerate(lines) if l.startswith("#"))
-    header = cells(lines[start])
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.strip():
-            break
-        rows.append(dict(zip(header, cells(line))))
-    return rows
+    tables = []
+    for start in (i for i, l in enumerate(lines) if l.startswith("#  ")):
+        header = cells(lines[start])
+        rows = []
+        for line in lines[start + 2:]:
+            if not line.strip():
+                break
+            rows.append(dict(zip(header, cells(line))))
+        tables.append(rows)
+    return tables
+
+
+def parse_table(text: str, section: int = 0) -> list[dict]:
+    """One section of `compare` (format table): its two blocks (the metric, the other
+    metrics) merged row by row, keyed by header."""
+    first, second = parse_tables(text)[2 * section:2 * section + 2]
+    return [a | b for a, b in zip(first, second, strict=True)]
 
 
 def png_shape(path: Path):
@@ -157,8 +182,8 @@ def test_compare_table_n_mean_std(two_groups):
         assert row["test acc"] == f"{mean:.4f} ± {std:.4f}"
         assert row["last val acc"] == f"{exp_last[norm][1]:.4f} ± {exp_last[norm][2]:.4f}"
         assert row["final train loss"] == f"{exp_loss[norm][1]:.4f} ± {exp_loss[norm][2]:.4f}"
-    assert rows[0]["test_accuracy vs best"] == "best"
-    assert rows[1]["test_accuracy vs best"] == f"{exp_acc['layer'][1] - exp_acc['batch'][1]:+.4f}"
+    assert rows[0]["vs best [95% CI]"] == "best"
+    assert rows[1]["vs best [95% CI]"].startswith(f"{exp_acc['layer'][1] - exp_acc['batch'][1]:+.4f} [")
     assert "sample std (ddof=1)" in r.stdout and "Welch" in r.stdout
 
 
@@ -176,7 +201,7 @@ def test_compare_csv_reads_back(two_groups):
             assert df.loc[norm, f"{key}_std"] == pytest.approx(std, rel=1e-12)
     assert list(df["rank"]) == [1, 2]
     diff = statistics.mean(ACC["layer"]) - statistics.mean(ACC["batch"])
-    assert df.loc["layer", "test_accuracy_diff_vs_best"] == pytest.approx(diff)
+    assert df.loc["layer", "test_accuracy_diff"] == pytest.approx(diff)
     p = stats.ttest_ind(ACC["layer"], ACC["batch"], equal_var=False).pvalue
     assert df.loc["layer", "test_accuracy_p_welch"] == pytest.approx(p)
     assert math.isnan(df.loc["batch", "test_accuracy_p_welch"])
@@ -195,7 +220,7 @@ def test_compare_metric_lower_is_better(two_groups):
     assert r.exit_code == 0
     rows = parse_table(r.stdout)
     assert rows[0]["wall seconds"] == f"{statistics.mean([6.0, 7.0, 8.0]):.4f} ± 1.0000"
-    assert "wall_seconds vs best" in rows[0]
+    assert "vs best [95% CI]" in rows[0]
 
 
 def test_compare_single_run_group_gives_na(two_groups):
@@ -208,8 +233,8 @@ def test_compare_single_run_group_gives_na(two_groups):
     assert math.isnan(df.loc["none", "test_accuracy_std"])
     assert df.loc[["batch", "layer"], "test_accuracy_p_welch"].isna().all()  # the best group has one run
     rows = {row["model.norm"]: row for row in parse_table(cli("compare", two_groups).stdout)}
-    assert rows["batch"]["p (Welch)"] == "n/a"
-    assert rows["batch"]["test_accuracy vs best"] == f"{statistics.mean(ACC['batch']) - 0.95:+.4f}"
+    assert rows["batch"]["p"] == "n/a"
+    assert rows["batch"]["vs best [95% CI]"] == f"{statistics.mean(ACC['batch']) - 0.95:+.4f}"
     assert rows["none"]["test acc"] == "0.9500 ± n/a"
 
 
@@ -256,7 +281,7 @@ def test_compare_groups_ignore_seed_name_output_sweep(tmp_path):
 
 def test_compare_formats_and_output_file(two_groups, tmp_path):
     md = cli("compare", two_groups, "--format", "markdown").stdout
-    assert "| # | model.arch | model.norm | n |" in md
+    assert "| # | model.norm | n | test acc | 95% CI |" in md
     js = json.loads(cli("compare", two_groups, "--format", "json").stdout)
     assert js["metric"] == "test_accuracy" and js["std"] == "sample std, ddof=1"
     n, mean, std = expected(two_groups, "test_accuracy")["batch"]
@@ -297,19 +322,40 @@ def test_compare_path_without_runs(tmp_path):
     assert_clean_error(cli("compare", f), "is a file, not a run folder")
 
 
-def test_compare_corrupt_files(two_groups):
-    d = next(two_groups.rglob("summary.json")).parent
-    (d / "summary.json").write_text('{"status": "completed", "test_acc')
-    assert_clean_error(cli("compare", two_groups), str(d / "summary.json"), "corrupt summary.json", "delete its folder")
-    (d / "summary.json").write_text('{"status": "completed", "test_accuracy": "high"}')
-    assert_clean_error(cli("compare", two_groups), "test_accuracy is 'high', not a number")
-    (d / "summary.json").write_text("[]")
-    assert_clean_error(cli("compare", two_groups), "corrupt summary.json")
-    (d / "summary.json").write_text('{"status": "completed"}')
-    (d / "config.yaml").write_text("model: [unclosed")
-    assert_clean_error(cli("compare", two_groups), str(d / "config.yaml"), "corrupt config.yaml")
-    (d / "config.yaml").unlink()
-    assert_clean_error(cli("compare", two_groups), "without config.yaml")
+@pytest.mark.parametrize("file, text, reason", [
+    ("summary.json", '{"status": "completed", "test_acc', "corrupt summary.json (Unterminated string"),
+    ("summary.json", '{"status": "completed", "test_accuracy": "high"}', "test_accuracy is 'high', not a number"),
+    ("summary.json", "[]", 'corrupt summary.json (no "status" field)'),
+    ("config.yaml", "model: [unclosed", "corrupt config.yaml"),
+    ("config.yaml", None, "run folder without config.yaml"),
+])
+def test_compare_lists_a_corrupt_run_apart(two_groups, file, text, reason):
+    """One unreadable run folder is listed apart (status corrupt, the reason); the others
+    are compared as if it were not there."""
+    import pandas as pd
+
+    d = sorted(p.parent for p in two_groups.rglob("summary.json"))[0]  # exp_batch, seed 1
+    if text is None:
+        (d / file).unlink()
+    else:
+        (d / file).write_text(text)
+    r = cli("compare", two_groups)
+    assert r.exit_code == 0, r.output
+    line = next(l for l in r.stdout.splitlines() if l.startswith("corrupt"))
+    assert str(d) in line and reason in line, line
+    assert "not averaged: 1 run" in r.stdout
+    df = pd.read_csv(io.StringIO(cli("compare", two_groups, "--format", "csv").stdout)).set_index("model.norm")
+    assert df.loc["batch", "n"] == 2 and df.loc["batch", "test_accuracy_mean"] == pytest.approx(statistics.mean(ACC["batch"][1:]))
+    js = json.loads(cli("compare", two_groups, "--format", "json").stdout)
+    assert [(x["status"], x["path"]) for x in js["excluded"]] == [("corrupt", str(d))] and reason in js["excluded"][0]["note"]
+    r = cli("compare", two_groups, "--format", "csv")
+    assert f"note: not averaged: corrupt run {d}" in r.stderr and reason in r.stderr
+
+
+def test_compare_only_corrupt_runs(tmp_path):
+    d = write_run(tmp_path, seed=1)
+    (d / "summary.json").write_text("{")
+    assert_clean_error(cli("compare", tmp_path), "no completed runs to compare (1 corrupt)")
 
 
 def test_compare_no_completed_runs(tmp_path):
@@ -369,8 +415,14 @@ def test_plot_vs_png(batch_sweep, tmp_path):
     assert "(2 lines, 12 runs)" in r.stdout
     assert png_shape(out)[:2] == (500, 800)
     res = plots.plot_vs(results.load_runs([batch_sweep]), "train.batch_size", tmp_path / "bs2.png", "test_loss")
-    assert res.log_x and res.lines == 2
+    assert res.log_x and res.lines == 2 and res.single == 0
     # a numeric key spanning less than 8x gets a linear axis; a text key a categorical one
+    for bs, lr, opt in ((16, 0.001, "adam"), (16, 0.002, "sgd")):
+        for seed in (1, 2):
+            d = write_run(batch_sweep, seed=seed, norm="batch", batch_size=bs, name=f"lr{lr}", test_accuracy=0.7 + seed / 100)
+            cfg = yaml.safe_load((d / "config.yaml").read_text())
+            cfg["train"]["learning_rate"], cfg["train"]["optimizer"] = lr, opt
+            (d / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     res = plots.plot_vs(results.load_runs([batch_sweep]), "train.learning_rate", tmp_path / "lr.png")
     assert not res.log_x
     res = plots.plot_vs(results.load_runs([batch_sweep]), "train.optimizer", tmp_path / "opt.svg")

@@ -1,0 +1,135 @@
+"""Recurrent layers for the IMDB model, written with keras.ops only (TensorFlow and JAX).
+
+`HoistedSimpleRNN` is keras.layers.SimpleRNN's mathematics with the input projection
+taken out of the time loop:
+
+    keras.layers.SimpleRNN:  for t: h_t = tanh(x_t W + b + h_{t-1} U)      (x_t W inside the loop)
+    HoistedSimpleRNN:        XW = x W + b   (one (N*T, D) x (D, U) matmul for all time steps)
+                             for t: h_t = tanh(XW_t + h_{t-1} U)
+
+with h_0 = 0. It has SimpleRNN's weights (`kernel` (D, U) glorot_uniform,
+`recurrent_kernel` (U, U) orthogonal, `bias` (U,) zeros: same names, shapes, order,
+initializers and parameter count, so get_weights()/set_weights() move between the two
+either way), and the same output for return_sequences true or false. Built after the
+same random seed, it also draws the same initial weights as SimpleRNN (it consumes the
+seed stream in the same order; tests/test_layers.py checks both).
+The loop is a Python loop over the time steps when `unroll=True` (one big graph: fast on
+TensorFlow, slow to compile under XLA) or `keras.ops.scan` when `unroll=False`
+(tf.while_loop on TensorFlow, lax.scan on JAX).
+
+`norm="layer" | "rms"` makes it the layer-normalized RNN of Ba et al. (2016, section
+3.1, "Layer normalized recurrent neural networks"): the summed inputs of every time step
+are normalized over the units, per sample and per time step, before the nonlinearity:
+
+    a_t = x_t W + h_{t-1} U                                   (no bias here)
+    layer: h_t = tanh(gamma * (a_t - mean(a_t)) / sqrt(var(a_t) + epsilon) + beta)
+    rms:   h_t = tanh(gamma * a_t / sqrt(mean(a_t^2) + epsilon) + beta)
+
+mean and var are over the U units of one sample at one time step (population variance,
+as keras.layers.LayerNormalization). gamma (init 1) and beta (init 0) have one value per
+unit and are shared over time, as in Ba et al.; beta takes the place of SimpleRNN's
+bias (a bias added before the normalization would be cancelled by the centering), so
+the layer has `kernel`, `recurrent_kernel`, `gamma`, `beta` and no `bias`: U more
+parameters than SimpleRNN. `rms` is the same without centering (Zhang & Sennrich 2019),
+keeping beta so the cell still has a bias. epsilon defaults to Keras' own defaults for
+the matching layers (1e-3 for LayerNormalization, 1e-6 for RMSNormalization), so
+`layer` means the same thing inside and between the RNN layers. The input projection is
+hoisted here too: x_t W does not depend on h, so it is computed for all steps at once.
+
+Masks are refused (the tutorial's model has no mask_zero); dropout, go_backwards and
+stateful are not offered.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+NORMS = (None, "layer", "rms")
+EPSILON = {"layer": 1e-3, "rms": 1e-6}  # keras.layers.LayerNormalization / RMSNormalization defaults
+
+
+@keras.saving.register_keras_serializable(package="normbench")
+class HoistedSimpleRNN(keras.layers.Layer):
+    def __init__(self, units, return_sequences=False, unroll=False, norm=None, epsilon=None, **kwargs):
+        if units <= 0:
+            raise ValueError(f"units must be a positive integer, got {units}")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.return_sequences = bool(return_sequences)
+        self.unroll = bool(unroll)
+        self.norm = norm
+        self.epsilon = EPSILON.get(norm) if epsilon is None else float(epsilon)
+        # SimpleRNNCell creates an (unseeded) SeedGenerator for dropout, then its
+        # initializers, each drawing a seed from the global stream at construction. Doing
+        # the same, in the same order, makes a model built after the same
+        # keras.utils.set_random_seed start from the same weights as with SimpleRNN.
+        self._seed_generator = keras.random.SeedGenerator(None)
+        self.kernel_initializer = keras.initializers.GlorotUniform()
+        self.recurrent_initializer = keras.initializers.Orthogonal()
+        self.bias_initializer = keras.initializers.Zeros()
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.units), name="kernel", initializer=self.kernel_initializer)
+        self.recurrent_kernel = self.add_weight(shape=(self.units, self.units), name="recurrent_kernel",
+                                                initializer=self.recurrent_initializer)
+        if self.norm is None:
+            self.bias = self.add_weight(shape=(self.units,), name="bias", initializer=self.bias_initializer)
+        else:
+            self.bias = None
+            self.gamma = self.add_weight(shape=(self.units,), name="gamma", initializer="ones")
+            self.beta = self.add_weight(shape=(self.units,), name="beta", initializer="zeros")
+
+    def _normalize(self, a):
+        if self.norm == "layer":
+            mean = ops.mean(a, axis=-1, keepdims=True)
+            centered = a - mean
+            var = ops.mean(ops.square(centered), axis=-1, keepdims=True)
+            return centered * ops.rsqrt(var + self.epsilon) * self.gamma + self.beta
+        ms = ops.mean(ops.square(a), axis=-1, keepdims=True)
+        return a * ops.rsqrt(ms + self.epsilon) * self.gamma + self.beta
+
+    def _step(self, xw_t, h):
+        a = xw_t if h is None else xw_t + ops.matmul(h, self.recurrent_kernel)
+        if self.norm is not None:
+            a = self._normalize(a)
+        return ops.tanh(a)
+
+    def call(self, inputs, mask=None):
+        if mask is not None:
+            raise ValueError(f"{self.name}: HoistedSimpleRNN does not support masks; use keras.layers.SimpleRNN (model.rnn: keras)")
+        xw = ops.matmul(inputs, self.kernel)  # (N, T, U): every time step's input projection at once
+        if self.bias is not None:
+            xw = xw + self.bias
+        steps = inputs.shape[1]
+        if self.unroll:
+            if steps is None:
+                raise ValueError(f"{self.name}: unroll=True needs a known number of time steps")
+            # unstack, not xw[:, t]: on TensorFlow the gradient of 200 strided slices is 200
+            # full-size (N, T, U) tensors summed (3-5x slower); unstack's gradient is one stack
+            xs = ops.unstack(xw, num=steps, axis=1)
+            h = self._step(xs[0], None)  # h_0 = 0, so 0 U is skipped
+            outputs = [h]
+            for xw_t in xs[1:]:
+                h = self._step(xw_t, h)
+                outputs.append(h)
+            return ops.stack(outputs, axis=1) if self.return_sequences else h
+
+        def step(h, xw_t):
+            h = self._step(xw_t, h)
+            return h, h
+
+        h0 = ops.zeros_like(xw[:, 0, :])
+        last, seq = ops.scan(step, h0, ops.transpose(xw, (1, 0, 2)))
+        return ops.transpose(seq, (1, 0, 2)) if self.return_sequences else last
+
+    def compute_output_shape(self, input_shape):
+        if self.return_sequences:
+            return (input_shape[0], input_shape[1], self.units)
+        return (input_shape[0], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "return_sequences": self.return_sequences,
+                "unroll": self.unroll, "norm": self.norm, "epsilon": self.epsilon}

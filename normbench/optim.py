@@ -1,0 +1,180 @@
+"""Optimizer, learning-rate schedule and training budget from a validated Config.
+
+Everything here is a pure function of the config and the number of training examples,
+so a resumed run rebuilds exactly the same optimizer (the step counter comes back from
+the backup). Keras is imported inside functions only.
+
+Notation: b = train.batch_size, B = train.base_batch_size, n = training examples left
+after train.validation_split (Keras' split: ceil(examples * (1 - validation_split))),
+S = ceil(n / b) optimizer steps per epoch.
+
+Budget (`train.budget`):
+  samples  E = train.epochs epochs, whatever b (every run sees the same samples).
+  steps    E = max(1, floor(train.epochs * ceil(n / B) / S + 1/2)) whole epochs: the
+           number of optimizer steps train.epochs epochs at batch size B take, rounded
+           to whole epochs at batch size b (half rounds up). Training always ends on an
+           epoch boundary, so the steps taken, E * S, differ from the target by at most
+           S / 2, except that E >= 1 (a batch much smaller than B can take more).
+  T = E * S optimizer steps in all; summary.json records E (`epochs`) and T
+  (`optimizer_steps`).
+
+Peak learning rate (`train.lr_scaling`, Goyal et al. 2017):
+  none     peak = train.learning_rate
+  linear   peak = train.learning_rate * b / B
+  sqrt     peak = train.learning_rate * sqrt(b / B)
+
+Schedule, per optimizer step. Step i = 0, 1, ..., T - 1 (the i-th update of the run,
+counted from 0 across epochs; epoch k = 1..E holds steps (k-1)*S ... k*S - 1) uses
+    lr_i = peak * warm_i * decay_i
+  warm_i  = min(1, (i + 1) / W) with W = min(round(train.warmup_epochs * S), T) warm-up
+            steps (linear from peak/W up to peak at step W-1); warm_i = 1 when W = 0.
+  decay_i:
+    constant  1
+    cosine    (1 + cos(pi * max(0, i - W) / max(1, T - W))) / 2: 1 during warm-up, then
+              down to (almost) 0 at the last step (it would reach 0 at step T).
+    step      train.step_factor ** floor(floor(i / S) / train.step_epochs): multiplied by
+              step_factor at the start of epochs step_epochs+1, 2*step_epochs+1, ...
+              (epochs counted from the start of training, warm-up included).
+
+history.csv's `learning_rate` for epoch k is lr_i of that epoch's last step, i = k*S - 1
+(for constant and step schedules without warm-up, the rate of every step of the epoch).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from normbench.config import Config
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    keras_class: str  # the keras.optimizers class
+    options: tuple = ()  # the train.* options it takes (any other optimizer option is an error)
+
+
+OPTIMIZERS = {
+    "adam": OptimizerSpec("Adam"),
+    "adamw": OptimizerSpec("AdamW", ("weight_decay",)),
+    "sgd": OptimizerSpec("SGD", ("momentum", "nesterov")),
+    "rmsprop": OptimizerSpec("RMSprop"),
+}
+OPTIMIZER_OPTIONS = ("momentum", "nesterov", "weight_decay")
+# defaults when an optimizer takes an option the config leaves out (Keras' defaults)
+OPTION_DEFAULTS = {"momentum": 0.0, "nesterov": False, "weight_decay": 0.004}
+
+SCHEDULES = ("constant", "cosine", "step")
+SCHEDULE_OPTIONS = {"step_epochs": "step", "step_factor": "step"}  # option -> the schedule that takes it
+STEP_FACTOR_DEFAULT = 0.1
+LR_SCALINGS = ("none", "linear", "sqrt")
+BUDGETS = ("samples", "steps")
+
+
+def takers(option: str) -> list[str]:
+    """The optimizers that take a train.* option."""
+    return [name for name, spec in OPTIMIZERS.items() if option in spec.options]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a config trains on n examples: the numbers in the module docstring."""
+
+    n_fit: int  # n: training examples after the validation split
+    steps_per_epoch: int  # S
+    epochs: int  # E
+    total_steps: int  # T = E * S
+    warmup_steps: int  # W
+    peak_learning_rate: float  # after train.lr_scaling
+
+
+def plan(cfg: "Config", n_examples: int) -> Plan:
+    """The training plan for `n_examples` training examples (before the validation split)."""
+    t = cfg.train
+    n_fit = math.ceil(n_examples * (1 - t.validation_split))  # as Keras splits
+    steps = math.ceil(n_fit / t.batch_size)
+    if t.budget == "steps":
+        base_steps = math.ceil(n_fit / t.base_batch_size)
+        epochs = max(1, math.floor(t.epochs * base_steps / steps + 0.5))
+    else:
+        epochs = t.epochs
+    total = epochs * steps
+    warmup = min(round(t.warmup_epochs * steps), total)
+    ratio = t.batch_size / t.base_batch_size if t.lr_scaling != "none" else 1.0
+    scale = {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[t.lr_scaling]
+    return Plan(n_fit, steps, epochs, total, warmup, t.learning_rate * scale)
+
+
+def _schedule(cfg: "Config", p: Plan):
+    """A keras LearningRateSchedule computing lr_i (module docstring), or the plain peak
+    rate when it is constant (no schedule object: the same optimizer as before schedules
+    existed, so older backups still load)."""
+    t = cfg.train
+    if t.schedule == "constant" and p.warmup_steps == 0:
+        return p.peak_learning_rate
+    import keras
+    from keras import ops
+
+    class Schedule(keras.optimizers.schedules.LearningRateSchedule):
+        def __init__(self, peak, steps_per_epoch, total_steps, warmup_steps, kind, step_epochs, step_factor):
+            self.peak, self.steps_per_epoch, self.total_steps = peak, steps_per_epoch, total_steps
+            self.warmup_steps, self.kind = warmup_steps, kind
+            self.step_epochs, self.step_factor = step_epochs, step_factor
+
+        def __call__(self, step):
+            i = ops.cast(step, "float32")
+            lr = ops.convert_to_tensor(self.peak, "float32")
+            if self.warmup_steps > 0:
+                lr = lr * ops.minimum(1.0, (i + 1.0) / self.warmup_steps)
+            if self.kind == "cosine":
+                span = max(1, self.total_steps - self.warmup_steps)
+                progress = ops.maximum(0.0, i - self.warmup_steps) / span
+                lr = lr * 0.5 * (1.0 + ops.cos(math.pi * progress))
+            elif self.kind == "step":
+                epoch = ops.floor_divide(ops.cast(step, "int32"), self.steps_per_epoch)
+                k = ops.cast(ops.floor_divide(epoch, self.step_epochs), "float32")
+                lr = lr * ops.power(ops.convert_to_tensor(self.step_factor, "float32"), k)
+            return lr
+
+        def get_config(self):
+            return dict(peak=self.peak, steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps,
+                        warmup_steps=self.warmup_steps, kind=self.kind, step_epochs=self.step_epochs,
+                        step_factor=self.step_factor)
+
+    factor = t.step_factor if t.step_factor is not None else STEP_FACTOR_DEFAULT
+    return Schedule(p.peak_learning_rate, p.steps_per_epoch, p.total_steps, p.warmup_steps,
+                    t.schedule, t.step_epochs, factor)
+
+
+def optimizer_options(cfg: "Config") -> dict:
+    """The keyword arguments the chosen optimizer gets besides the learning rate."""
+    t = cfg.train
+    out = {}
+    for option in OPTIMIZERS[t.optimizer].options:
+        value = getattr(t, option)
+        out[option] = OPTION_DEFAULTS[option] if value is None else value
+    return out
+
+
+def build(cfg: "Config", p: Plan):
+    """The Keras optimizer for a config and its training plan."""
+    import keras
+
+    cls = getattr(keras.optimizers, OPTIMIZERS[cfg.train.optimizer].keras_class)
+    return cls(learning_rate=_schedule(cfg, p), **optimizer_options(cfg))
+
+
+def last_learning_rate(optimizer) -> float:
+    """The learning rate of the optimizer's most recent step (history.csv's column).
+    Keras evaluates a schedule at `optimizer.iterations` before incrementing it, so
+    `optimizer.learning_rate` after an epoch is already the next epoch's first rate."""
+    import keras
+
+    schedule = optimizer._learning_rate
+    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        step = max(int(keras.ops.convert_to_numpy(optimizer.iterations)) - 1, 0)
+        value = schedule(step)
+    else:
+        value = optimizer.learning_rate
+    return float(keras.ops.convert_to_numpy(value))
