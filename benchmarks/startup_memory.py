@@ -19,7 +19,8 @@ probe in the shim that is not part of normbench: images stay uint8 into the mode
 first layer scales them (float32 / 255, the same values), to see what that would save.
 Repetitions alternate the order of the conditions.
 
-    python benchmarks/startup_memory.py --before /work/main --reps 3 \
+    git archive main | tar -x -C /tmp/nb-before   # the code without the cache
+    python benchmarks/startup_memory.py --before /tmp/nb-before --reps 3 \
         --out benchmarks/startup_memory.csv
 
 Writes one row per process to --out (and prints medians).
@@ -84,7 +85,9 @@ def measure(cmd: list[str], env: dict, first_step_dir: Path) -> dict:
     load0 = _load()
     t0 = time.time()
     env = {**env, "NB_T0": repr(t0), "NB_FIRST_STEP_DIR": str(first_step_dir)}
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # cwd: a folder without normbench in it (`python -m` puts the cwd first on sys.path,
+    # ahead of PYTHONPATH, so running from a checkout would import that checkout's code)
+    proc = subprocess.Popen(cmd, env=env, cwd=first_step_dir.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak_pss = peak_rss = 0
     rusage = None
     while True:
@@ -136,6 +139,9 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=20, help="training batches per member before it stops (then validation + test)")
     ap.add_argument("--out", default=str(HERE / "startup_memory.csv"))
     args = ap.parse_args(argv)
+    for code in (args.before, args.after):
+        if not (Path(code) / "normbench" / "__init__.py").exists():
+            raise SystemExit(f"{code} holds no normbench package")
 
     python = sys.executable
     rows = []
@@ -201,8 +207,8 @@ def _env(code: str, data: str, cache: Path, steps: int) -> dict:
 def _cmd(python: str, mode: str, dataset: str, tmp: Path, steps: int) -> list[str]:
     base = ["--set", "train.epochs=1", "--set", f"output.dir={tmp / 'runs'}"]
     if mode in ("member", "first"):
-        return [python, "-m", "normbench", "run", CONFIGS[dataset], "-q", *base]
-    return [python, "-m", "normbench", "sweep", CONFIGS[dataset], "--grid", "seed=0,1", "--jobs", "2",
+        return [python, "-m", "normbench", "run", str(REPO / CONFIGS[dataset]), "-q", *base]
+    return [python, "-m", "normbench", "sweep", str(REPO / CONFIGS[dataset]), "--grid", "seed=0,1", "--jobs", "2",
             "--output", str(tmp / "runs"), *base]
 
 

@@ -14,6 +14,15 @@ SHARED_DATA = Path(os.environ.get("NORMBENCH_SHARED_DATA", REPO.parent / "shared
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# tests never read or fill the user's data cache (~/.cache/normbench): one per session
+if "NORMBENCH_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["NORMBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="normbench-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["NORMBENCH_CACHE_DIR"], True)
+
 # a tiny, fast variant of a smoke config: 1 epoch on 160 examples
 TINY = ["data.subset={train: 160, test: 64}", "train.epochs=1"]
 

@@ -76,15 +76,15 @@ if os.environ.get("NB_FIRST_STEP_DIR"):
         data._scaled = lambda x: x if x.dtype.name == "uint8" else scaled(x)
         orig = train.compiled_model
 
-        def compiled_model(cfg, num_classes):
+        def compiled_model(cfg, num_classes, *a, **k):
             import keras
 
             from normbench import models
 
             build = models.build_model
 
-            def with_scaling(config, n):
-                m = build(config, n)
+            def with_scaling(config, n, *a2, **k2):
+                m = build(config, n, *a2, **k2)
                 if config.model.arch != "cifar10_cnn":
                     return m
 
@@ -97,7 +97,7 @@ if os.environ.get("NB_FIRST_STEP_DIR"):
 
             models.build_model = with_scaling
             try:
-                return orig(cfg, num_classes)
+                return orig(cfg, num_classes, *a, **k)
             finally:
                 models.build_model = build
 
