@@ -192,6 +192,10 @@ class _Lock:
     def __init__(self, path: Path):
         self.path, self.fh = path, None
 
+    @property
+    def held(self) -> bool:
+        return self.fh is not None
+
     def __enter__(self):
         try:
             import fcntl
@@ -245,10 +249,13 @@ def cached(entry: Entry | None, build, fingerprint, source: str = "") -> tuple[d
     got = entry.load(fingerprint)
     if got:
         return (*got, True)
-    with entry.lock():
+    with entry.lock() as lock:
         got = entry.load(fingerprint)  # filled while this process waited
         if got:
             return (*got, True)
+        if lock.held:  # no one else writes this entry now: temporary folders are orphans
+            for tmp in entry.root.glob(f".tmp-{entry.dir.name}-*"):
+                shutil.rmtree(tmp, ignore_errors=True)
         arrays = build()
         digest = fingerprint(*(arrays[k] for k in KEYS))
         if entry.store(arrays, digest, source):

@@ -170,6 +170,17 @@ def test_racing_fills_keep_one_entry_and_the_first_rename_wins(tmp_path, cache):
     assert [p.name for p in cache.iterdir() if p.name.startswith(".tmp")] == []
 
 
+def test_a_killed_fill_leaves_no_orphan_behind(tmp_path, cache):
+    src = _imdb_file(tmp_path / "imdb.npz")
+    cfg = _imdb(src)
+    entry = datacache.entry_for(cfg, src, nbdata._cache_settings(cfg, nbdata.DATASETS["imdb"]))
+    orphan = cache / f".tmp-{entry.dir.name}-0123456789ab"  # what a fill killed mid-write leaves
+    orphan.mkdir()
+    (orphan / "x_train.npy").write_bytes(b"half")
+    load_data(cfg)
+    assert not orphan.exists() and (entry.dir / "meta.json").exists()
+
+
 def test_concurrent_processes_build_once(tmp_path, cache):
     src = _imdb_file(tmp_path / "imdb.npz")
     code = f"""
