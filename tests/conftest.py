@@ -18,6 +18,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # must not change that. Subprocesses inherit it; the JAX tests ask for jax in the config.
 os.environ["KERAS_BACKEND"] = "tensorflow"
 
+# tests never read or fill the user's data cache (~/.cache/normbench): one per session
+if "NORMBENCH_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["NORMBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="normbench-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["NORMBENCH_CACHE_DIR"], True)
+
 # a tiny, fast variant of a smoke config: 1 epoch on 160 examples
 TINY = ["data.subset={train: 160, test: 64}", "train.epochs=1"]
 

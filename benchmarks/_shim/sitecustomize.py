@@ -1,0 +1,113 @@
+"""Benchmark shim for benchmarks/startup_memory.py, active only when $NB_FIRST_STEP_DIR is
+set: once normbench.train is imported, every run gets one more Keras callback that writes
+the time from this process's start to its first training batch into that folder, and
+stops training after $NB_STOP_AFTER batches (validation and the test evaluation still run),
+or, with $NB_EXIT_AT_FIRST set, exits at once with status 3.
+"""
+
+import os
+
+if os.environ.get("NB_FIRST_STEP_DIR"):
+    import importlib.abc
+    import json
+    import sys
+    import time
+
+    def _process_start() -> float:
+        """This process's start as a Unix time, from /proc (10 ms resolution)."""
+        fields = open("/proc/self/stat").read().rsplit(")", 1)[1].split()
+        ticks = int(fields[19])  # field 22, starttime
+        btime = next(int(l.split()[1]) for l in open("/proc/stat") if l.startswith("btime"))
+        return btime + ticks / os.sysconf("SC_CLK_TCK")
+
+    START = _process_start()
+
+    def _patch(train):
+        orig = train._callbacks
+
+        def _callbacks(*a, **k):
+            log, best, cbs = orig(*a, **k)
+            import keras
+
+            class FirstStep(keras.callbacks.Callback):
+                seen = 0
+
+                def on_train_batch_begin(self, batch, logs=None):
+                    if self.seen == 0:
+                        now = time.time()
+                        path = os.path.join(os.environ["NB_FIRST_STEP_DIR"], f"{os.getpid()}.json")
+                        with open(path, "w") as f:
+                            json.dump({"first_step_s": now - START,
+                                       "since_t0_s": now - float(os.environ.get("NB_T0", START))}, f)
+                        if os.environ.get("NB_EXIT_AT_FIRST"):
+                            os._exit(3)  # time to first step only: no training
+                    self.seen += 1
+                    if self.seen >= int(os.environ.get("NB_STOP_AFTER", "0") or 0) > 0:
+                        self.model.stop_training = True
+
+            return log, best, cbs + [FirstStep()]
+
+        train._callbacks = _callbacks
+
+    class _Finder(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name != "normbench.train":
+                return None
+            sys.meta_path.remove(self)
+            import importlib.util
+
+            spec = importlib.util.find_spec(name)
+            sys.meta_path.insert(0, self)
+            exec_module = spec.loader.exec_module
+
+            def run(module):
+                exec_module(module)
+                _patch(module)
+
+            spec.loader.exec_module = run
+            return spec
+
+    def _patch_uint8(train):
+        """Probe ($NB_UINT8_PROBE): CIFAR images stay uint8 (no float copy in load_data)
+        and the CNN gets a first layer that casts and divides by 255 per batch."""
+        from normbench import data
+
+        scaled = data._scaled
+        data._scaled = lambda x: x if x.dtype.name == "uint8" else scaled(x)
+        orig = train.compiled_model
+
+        def compiled_model(cfg, num_classes, *a, **k):
+            import keras
+
+            from normbench import models
+
+            build = models.build_model
+
+            def with_scaling(config, n, *a2, **k2):
+                m = build(config, n, *a2, **k2)
+                if config.model.arch != "cifar10_cnn":
+                    return m
+
+                class Pixels(keras.layers.Layer):
+                    def call(self, x):
+                        return keras.ops.divide(keras.ops.cast(x, "float32"), 255.0)
+
+                return keras.Sequential([keras.Input((32, 32, 3), dtype="uint8"), Pixels(name="pixels"), *m.layers],
+                                        name=m.name)
+
+            models.build_model = with_scaling
+            try:
+                return orig(cfg, num_classes, *a, **k)
+            finally:
+                models.build_model = build
+
+        train.compiled_model = compiled_model
+
+    if os.environ.get("NB_UINT8_PROBE"):
+        _orig_patch = _patch
+
+        def _patch(train):  # noqa: F811
+            _orig_patch(train)
+            _patch_uint8(train)
+
+    sys.meta_path.insert(0, _Finder())
