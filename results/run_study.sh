@@ -5,13 +5,20 @@
 #   bash results/run_study.sh --jobs 2     # two members at once (one thread each)
 #   bash results/run_study.sh --dry-run    # list every member and its status; trains nothing
 # Offline, the data come from ../shared/data (or set NORMBENCH_DATA_DIR yourself); the
-# small-batch and JPEG-cost studies name ../shared/data/cifar10_original_subset*.npz in
-# their configs (see each config's header for a download-based variant).
+# small-batch, learning-rate and JPEG-cost studies name ../shared/data/cifar10_original_subset*.npz
+# in their configs (each config's header says how to run it on Keras' download instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export NORMBENCH_DATA_DIR="${NORMBENCH_DATA_DIR:-../shared/data}"
 NORMBENCH="${NORMBENCH:-normbench}"
-for study in imdb cifar10 cifar10_batch_size cifar10_small_batch cifar10_jpeg_cost; do
-  echo "== configs/study/$study.yaml"
-  "$NORMBENCH" sweep "configs/study/$study.yaml" "$@"
-done
+sweep() { echo "== normbench sweep $*"; $NORMBENCH sweep "$@"; }  # unquoted: NORMBENCH may be "python -m normbench"
+# the reference matrices, read again with seeds added on precision (issue 12)
+sweep configs/study/imdb.yaml --seeds-until 0.01 --max-seeds 10 "$@"
+sweep configs/study/cifar10.yaml --seeds-until 0.01 --max-seeds 10 "$@"
+sweep configs/study/cifar10_batch_size.yaml "$@"
+# the claims studies (issue 13)
+sweep configs/study/cifar10_jpeg_cost.yaml "$@"
+sweep configs/study/imdb_recurrent.yaml "$@"
+sweep configs/study/imdb_recurrent.yaml --grid model.norm=layer --grid model.norm_placement=recurrent "$@"
+sweep configs/study/cifar10_small_batch.yaml "$@"
+sweep configs/study/cifar10_lr_tolerance.yaml "$@"
