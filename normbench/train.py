@@ -224,8 +224,11 @@ def _callbacks(run_dir: Path, cfg_epochs: int):
             self.reconciled = False
 
         def _load(self, upto):
+            """Once per process, as EpochLog reconciles the history: the best epoch so far
+            from backup/best.npz, if the restored backup has finished it."""
             import numpy as np
 
+            self.reconciled = True
             try:
                 with np.load(self.path) as f:
                     epoch, acc = int(f["epoch"]), float(f["val_accuracy"])
@@ -235,14 +238,13 @@ def _callbacks(run_dir: Path, cfg_epochs: int):
             if epoch <= upto:  # an epoch that the restored backup has finished
                 self.epoch, self.val_accuracy, self.weights = epoch, acc, weights
 
-        def on_train_begin(self, logs=None):
-            self._load(cfg_epochs)  # a resume after the last epoch: no epoch begins
-
         def on_epoch_begin(self, epoch, logs=None):
             if not self.reconciled:
-                self.reconciled = True
-                self.epoch, self.val_accuracy, self.weights = None, -math.inf, None
                 self._load(epoch)
+
+        def on_train_end(self, logs=None):
+            if not self.reconciled:  # a resume after the last epoch: no epoch began
+                self._load(cfg_epochs)
 
         def on_epoch_end(self, epoch, logs=None):
             self.last = epoch + 1
