@@ -242,7 +242,8 @@ def plot(paths, output, param, metric, band):
     bands are clipped to [0, 1] for accuracies and to >= 0 for losses.
     With --vs KEY: the final metric against KEY, one line per norm, the same error bars;
     points from a single seed are hollow, without a bar. KEY must vary between the runs.
-    Log x axis for batch sizes or values spanning 8x or more.
+    Log x axis for batch sizes or values spanning 8x or more. Diverged runs (loss
+    NaN/inf) are shown in a lower panel, as each point's share of diverged seeds.
 
     \b
     Examples: normbench plot results/ -o curves.png
@@ -260,6 +261,8 @@ def plot(paths, output, param, metric, band):
         what = f"{res.lines} line{'s' * (res.lines != 1)}"
         if res.single:
             what += f", {res.single} point{'s' * (res.single != 1)} with n = 1 (hollow, no error bar)"
+        if res.diverged:
+            what += f", {res.diverged} diverged run{'s' * (res.diverged != 1)} (lower panel)"
     else:
         res = plots.plot_curves(runs, output, band=band)
         what = f"{res.lines} group{'s' * (res.lines != 1)}"

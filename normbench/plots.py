@@ -67,6 +67,7 @@ class PlotResult:
     log_x: bool = False  # --vs: the x axis is log-scaled
     collapsed: list = None  # (repeat of a seed, run kept), as Comparison.collapsed
     single: int = 0  # --vs: points with n = 1 (hollow, no error bar)
+    diverged: int = 0  # --vs: diverged runs, drawn in a lower panel as a share of seeds
 
 
 def _history(run: Run):
@@ -171,7 +172,9 @@ def plot_vs(runs: list[Run], param: str, out, metric: str = "test_accuracy", ban
     """A final metric against a config parameter: one line per norm (and per other varying
     config key), the mean over seeds with error bars (BANDS[band]); points with n = 1 are
     hollow, without a bar. Log x for batch sizes or a numeric range spanning >= 8x. A key
-    with one value in all runs is an error (nothing to plot against)."""
+    with one value in all runs is an error (nothing to plot against). When runs diverged
+    (loss NaN/inf), a lower panel shows each point's share of diverged seeds: diverged /
+    (diverged + completed), so a learning rate where a norm breaks is seen, not dropped."""
     higher = check_metric(metric)
     check_band(band)
     import numpy as np
@@ -191,9 +194,15 @@ def plot_vs(runs: list[Run], param: str, out, metric: str = "test_accuracy", ban
     comp = compare(runs, metric)  # the groups compare uses: one run per seed, data never mixed
     data_of = {p: short_fingerprint(g["data_fingerprint"]) for _, g in comp.groups.iterrows() for p in g["runs"]}
     line_keys = ["model.norm"] + [k for k in varying_keys(comp.runs) if k not in ("model.norm", param)]
-    rows = [{"line": _label(r, line_keys) + (f", data={data_of[str(r.path)]}" if comp.split_data else ""),
-             "x": r.config.get(param), "y": r.metric(metric)[0]} for r in comp.runs]
+
+    def line_of(r, fp):
+        return _label(r, line_keys) + (f", data={fp}" if comp.split_data else "")
+
+    rows = [{"line": line_of(r, data_of[str(r.path)]), "x": r.config.get(param), "y": r.metric(metric)[0]}
+            for r in comp.runs]
+    diverged = _diverged_seeds(runs, param, lambda r: line_of(r, short_fingerprint(r.fingerprint)))
     xs = {_canon(row["x"]): row["x"] for row in rows}
+    xs.update({k[1]: v for k, (v, _) in diverged.items()})
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in xs.values())
     if numeric:
         order = sorted(xs.values())
@@ -206,16 +215,24 @@ def plot_vs(runs: list[Run], param: str, out, metric: str = "test_accuracy", ban
     df = pd.DataFrame([{"line": r["line"], "x": pos[_canon(r["x"])], "y": r["y"]} for r in rows])
     lines = sorted(df["line"].unique())
     clip = _bounds(metric)
-    fig = _figure(8, 5)
-    ax = fig.subplots()
+    lines = sorted(set(lines) | {k[0] for k in diverged})
+    fig = _figure(8, 6.5 if diverged else 5)
+    if diverged:  # a second panel: how many seeds of each point diverged (NaN/inf loss)
+        ax, dax = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    else:
+        ax, dax = fig.subplots(), None
     colors = _colors(len(lines))
     span = (max(pos.values()) - min(pos.values())) or 1.0
     single = 0
     for i, name in enumerate(lines):
+        shift = (i - (len(lines) - 1) / 2) * 0.025  # dodge, so error bars do not hide each other
+        if dax is not None:
+            _diverged_panel(dax, name, colors[i], shift, pos, log, span, numeric, df, diverged)
+        if name not in set(df.line):
+            continue  # every run of this line diverged: only the lower panel shows it
         pts = df[df.line == name].groupby("x")["y"]
         xv = np.array(sorted(pts.groups))
         m, lo, hi, n = np.array([_band(pts.get_group(x), band, clip) for x in xv]).T
-        shift = (i - (len(lines) - 1) / 2) * 0.025  # dodge, so error bars do not hide each other
         x = xv * (2 ** shift if log else 1) + (0 if log else shift * (span if numeric else 4))
         ns = sorted({int(k) for k in n})
         n_text = f"n={ns[0]}" if len(ns) == 1 else f"n={ns[0]}-{ns[-1]}"
@@ -228,17 +245,56 @@ def plot_vs(runs: list[Run], param: str, out, metric: str = "test_accuracy", ban
         single += int(one.sum())
         ax.plot(x[one], m[one], "o", markerfacecolor="white", markeredgecolor=colors[i], markersize=7, markeredgewidth=1.8)
     ticks = [pos[_canon(v)] for v in order]
+    bottom = dax if dax is not None else ax
     if log:
         ax.set_xscale("log", base=2 if all(float(v).is_integer() and int(v) & (int(v) - 1) == 0 for v in order) else 10)
-    ax.set_xticks(ticks, [_show(v) for v in order])
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xlabel(param + (" (log scale)" if log else ""))
+    bottom.set_xticks(ticks, [_show(v) for v in order])
+    for a in (ax, dax):
+        if a is not None:
+            a.xaxis.set_minor_locator(NullLocator())
+    bottom.set_xlabel(param + (" (log scale)" if log else ""))
+    if dax is not None:
+        dax.set_ylabel("diverged\n(share of seeds)")
+        dax.set_ylim(-0.05, 1.05)
+        dax.grid(alpha=0.3)
     ax.set_ylabel(f"{metric} ({'higher' if higher else 'lower'} is better)")
     ax.set_title(f"{metric} vs {param}\nmean over seeds, error bars: {BANDS[band]} ({len(comp.runs)} runs)")
     ax.grid(alpha=0.3)
     handles, _ = ax.get_legend_handles_labels()
+    for i, name in enumerate(lines):
+        if name not in set(df.line):
+            handles.append(Line2D([], [], color=colors[i], marker="s", label=f"{name} (every run diverged)"))
     if single:
         handles.append(Line2D([], [], linestyle="none", marker="o", markerfacecolor="white", markeredgecolor="0.3",
                               markersize=7, label="hollow: n = 1, no interval"))
     ax.legend(handles=handles, fontsize=9, loc="best")
-    return PlotResult(_save(fig, out), len(lines), len(comp.runs), comp.excluded, log, comp.collapsed, single)
+    return PlotResult(_save(fig, out), len(lines), len(comp.runs), comp.excluded, log, comp.collapsed, single,
+                      sum(len(d) for _, d in diverged.values()))
+
+
+def _diverged_seeds(runs: list[Run], param: str, line_of) -> dict:
+    """(line, canonical x) -> (x value, {diverged seeds}) for runs whose loss became NaN/inf."""
+    out: dict = {}
+    for r in runs:
+        if r.status == "diverged" and param in r.config:
+            x = r.config[param]
+            out.setdefault((line_of(r), _canon(x)), (x, set()))[1].add(_canon(r.config.get("seed")))
+    return out
+
+
+def _diverged_panel(dax, name, color, shift, pos, log, span, numeric, df, diverged) -> None:
+    """One line's share of diverged seeds per x: diverged / (diverged + completed seeds)."""
+    import numpy as np
+
+    done = df[df.line == name].groupby("x").size().to_dict()
+    xs, share = [], []
+    for key, xp in sorted(pos.items(), key=lambda kv: kv[1]):
+        d = len(diverged.get((name, key), (None, ()))[1])
+        total = d + done.get(xp, 0)
+        if total:
+            xs.append(xp)
+            share.append(d / total)
+    if xs:
+        xv = np.array(xs)
+        x = xv * (2 ** shift if log else 1) + (0 if log else shift * (span if numeric else 4))
+        dax.plot(x, share, "s-", color=color, markersize=5, linewidth=1.2)

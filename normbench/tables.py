@@ -134,11 +134,14 @@ def _notes(comp: Comparison) -> list[str]:
 
 
 def _excluded_cells(comp: Comparison) -> tuple[list[str], list[list[str]]]:
-    headers = ["status", "model.norm", "seed", "epochs", "path", "note"]
+    # the keys that tell the groups apart (e.g. train.learning_rate in a learning-rate
+    # sweep, where the diverged runs are the finding), then the seed
+    keys = ["model.norm"] + [k for k in comp.varying if k != "model.norm"]
+    headers = ["status", *keys, "seed", "epochs", "path", "note"]
     rows = []
     for r in comp.excluded:
         epochs = r.config.get("train.epochs", r.summary.get("epochs"))
-        rows.append([r.status, _show(r.config.get("model.norm")), _show(r.config.get("seed")),
+        rows.append([r.status, *(_show(r.config.get(k)) for k in keys), _show(r.config.get("seed")),
                      f"{r.epochs_completed}/{_show(epochs)}", str(r.path), r.note])
     return headers, rows
 

@@ -346,3 +346,45 @@ def test_plot_vs_a_key_that_does_not_vary_says_so(tmp_path):
     assert_clean_error(r, "--vs train.optimizer: every run has train.optimizer=adam, so there is nothing to plot "
                           "against; pick one that varies: model.norm")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_plot_vs_shows_diverged_runs_as_a_share_of_seeds(tmp_path):
+    from test_results import png_shape
+
+    root = tmp_path / "r"
+    for bs in (16, 64):
+        for seed in (0, 1, 2):
+            bn_diverged = bs == 64 and seed > 0  # batch norm breaks at 64 on 2 of 3 seeds
+            write_run(root, seed=seed, norm="batch", batch_size=bs, test_accuracy=0.7,
+                      status="diverged" if bn_diverged else "completed")
+            write_run(root, seed=seed, norm="layer", batch_size=bs, test_accuracy=0.6)
+            write_run(root, seed=seed, norm="none", batch_size=bs, status="diverged")  # every run diverged
+    r = cli("plot", root, "--vs", "train.batch_size", "-o", tmp_path / "d.png")
+    assert r.exit_code == 0, r.output
+    assert "3 lines, 1 point with n = 1 (hollow, no error bar), 8 diverged runs (lower panel), 10 runs" in r.stdout
+    assert png_shape(tmp_path / "d.png")[:2] == (650, 800)  # the lower panel makes the figure taller
+
+    from normbench import plots, results
+
+    runs = [x for x in results.load_runs([root]) if x.status == "completed"]
+    res = plots.plot_vs(runs, "train.batch_size", tmp_path / "plain.png")
+    assert (res.diverged, res.lines) == (0, 2)
+    assert png_shape(tmp_path / "plain.png")[:2] == (500, 800)
+    shares = {}
+    for (line, x), (_, seeds) in plots._diverged_seeds(results.load_runs([root]), "train.batch_size",
+                                                       lambda r: r.config["model.norm"]).items():
+        shares[(line, x)] = len(seeds)
+    assert shares == {("batch", "64"): 2, ("none", "16"): 3, ("none", "64"): 3}
+
+
+def test_runs_not_averaged_are_listed_with_the_keys_that_vary(tmp_path):
+    root = tmp_path / "r"
+    for bs in (16, 64):
+        for seed in (0, 1):
+            write_run(root, seed=seed, norm="batch", batch_size=bs)
+    d = write_run(root, seed=2, norm="batch", batch_size=16, status="diverged")
+    table = cli("compare", root).stdout
+    header = next(l for l in table.splitlines() if l.startswith("status"))
+    assert header.split()[:4] == ["status", "model.norm", "train.batch_size", "seed"]
+    line = next(l for l in table.splitlines() if str(d) in l)
+    assert line.split()[:4] == ["diverged", "batch", "16", "2"]
