@@ -181,7 +181,10 @@ def _note_excluded(excluded, collapsed=()) -> None:
               help=_registry_help(FORMATS) + ".")
 @click.option("--output", "-o", "output", metavar="FILE", help="Write the result to FILE instead of the terminal.")
 @click.option("--plot", "plot_file", metavar="FILE", help="Also write the groups' training curves to FILE (e.g. curves.png).")
-def compare(paths, metric, fmt, output, plot_file):
+@click.option("--within", "within", metavar="KEY", multiple=True,
+              help="Rank separately for each value of this config key (repeatable), e.g. --within "
+                   "train.learning_rate: each rate's norms are compared with each other only.")
+def compare(paths, metric, fmt, output, plot_file, within):
     """Compare groups of runs, and say how sure the comparison is.
 
     PATH is a run folder, or a folder searched recursively for run folders.
@@ -196,14 +199,18 @@ def compare(paths, metric, fmt, output, plot_file):
     Runs that did not complete (diverged, interrupted, failed, unfinished, corrupt) are
     listed apart, never averaged.
 
+    With --within KEY, each value of KEY is a section of its own (e.g. one per learning
+    rate), so the question "which norm is best at this rate?" is asked per rate.
+
     \b
     Example:  normbench compare results/ --metric test_loss --format markdown
+              normbench compare results/study/study_cifar10_lr_tolerance --within train.learning_rate
     """
     from normbench import results, tables
 
     results.check_metric(metric)
     runs = results.load_runs(paths)
-    comp = results.compare(runs, metric)
+    comp = results.compare(runs, metric, within)
     text = tables.format_comparison(comp, fmt)
     if output:
         try:

@@ -313,10 +313,35 @@ def short_fingerprint(fp: str | None) -> str:
     return fp.split(":", 1)[-1][:8]
 
 
-def section_of(run: Run) -> str:
-    """The section a run is ranked in: '<model.arch> on <data.name>'."""
+def section_of(run: Run, within: tuple[str, ...] = ()) -> str:
+    """The section a run is ranked in: '<model.arch> on <data.name>', then ', key=value'
+    for each `within` key (compare --within: e.g. one section per learning rate)."""
     arch, data = (_show(run.config.get(k)) for k in SECTION_KEYS)
-    return f"{arch} on {data}"
+    return f"{arch} on {data}" + "".join(f", {k}={_show(run.config.get(k))}" for k in within)
+
+
+def _section_order(run: Run, within: tuple[str, ...]) -> tuple:
+    """Sections in numeric order of their `within` values (batch 2, 4, ..., 64, not 16, 2, ...)."""
+    def key(v):
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return (0, float(v), "")
+        return (1, 0.0, _show(v))
+    return (tuple(_show(run.config.get(k)) for k in SECTION_KEYS), tuple(key(run.config.get(k)) for k in within))
+
+
+def check_within(runs: list[Run], within: tuple[str, ...]) -> None:
+    """--within keys must be config keys of these runs, and not ones compare never groups on."""
+    keys: dict[str, None] = {}
+    for r in runs:
+        keys.update(dict.fromkeys(r.config))
+    for k in within:
+        if _not_grouped(k) or k in SECTION_KEYS:
+            raise NormbenchError(f"--within {k}: {k} never separates groups (seeds, names and outputs are pooled; "
+                                 f"{' and '.join(SECTION_KEYS)} already make sections); name a config key that varies")
+        if k not in keys:
+            vary = varying_keys([r for r in runs if r.completed]) if any(r.completed for r in runs) else []
+            hint = f"keys that vary here: {', '.join(vary)}" if vary else "use a dotted config key such as train.batch_size"
+            raise NormbenchError(f"--within {k}: no such config key in these runs; {hint}")
 
 
 @dataclass
@@ -333,18 +358,23 @@ class Comparison:
     notes: list[str] = field(default_factory=list)  # what the reader must know about the grouping
     sections: list[str] = field(default_factory=list)  # section names, in the table's order
     split_data: bool = False  # some config ran on different data: groups show a data column
+    within: tuple = ()  # compare --within: config keys that split sections further
 
 
 def _plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
-def compare(runs: list[Run], metric: str = "test_accuracy") -> Comparison:
+def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, ...] = ()) -> Comparison:
     """Group completed runs by config (minus seed/name/output/sweep) and data fingerprint,
     one run per seed, and rank the groups within each (model.arch, data.name) section with
     intervals, effect sizes and a verdict per comparison with the section's best.
+    `within`: config keys that split sections further (one section per learning rate,
+    say), so each value's norms are ranked against each other only.
     NormbenchError when no run completed, or none has a value for the metric."""
     higher = check_metric(metric)
+    within = tuple(dict.fromkeys(within))
+    check_within(runs, within)
     import numpy as np
     import pandas as pd
 
@@ -420,12 +450,14 @@ def compare(runs: list[Run], metric: str = "test_accuracy") -> Comparison:
     stat_keys = list(STATS) if metric in STATS else [metric, *STATS]
 
     sections: dict[str, list[int]] = {}
+    order: dict[str, tuple] = {}
     for gi, (rs, _, _) in enumerate(groups):
-        sections.setdefault(section_of(rs[0]), []).append(gi)
+        sections.setdefault(section_of(rs[0], within), []).append(gi)
+        order[section_of(rs[0], within)] = _section_order(rs[0], within)
     scale, unit = unit_of(metric)
     m = metric
     records = []
-    for sec in sorted(sections):
+    for sec in sorted(sections, key=order.get):
         gis = sections[sec]
         sec_runs = [r for gi in gis for r in groups[gi][0]]
         name_keys = varying_keys(sec_runs) or label_keys
@@ -492,7 +524,7 @@ def compare(runs: list[Run], metric: str = "test_accuracy") -> Comparison:
     table[f"{m}_seeds_needed"] = table[f"{m}_seeds_needed"].astype("Int64")
     table["verdict"] = table["verdict"].where(table["verdict"].notna(), None)
     return Comparison(m, higher, columns, varying, table, kept_runs, excluded, collapsed, left_out, notes,
-                      sorted(sections), split_data)
+                      sorted(sections, key=order.get), split_data, within)
 
 
 def _name(run: Run, keys: list[str]) -> str:

@@ -109,7 +109,7 @@ def _legend(comp: Comparison) -> list[str]:
         f"{len(comp.runs)} completed run{'s' * (len(comp.runs) != 1)} in {n_groups} group{'s' * (n_groups != 1)} "
         f"(runs grouped by config except {NOT_GROUPED}, and by data); n counts distinct seeds; "
         f"ranked by {comp.metric} ({better} is better) within {'each of ' if ns > 1 else ''}"
-        f"{ns} section{'s' * (ns != 1)} (model.arch on data.name)",
+        f"{ns} section{'s' * (ns != 1)} (model.arch on data.name{''.join(', ' + k for k in comp.within)})",
         f"values: mean ± sample std (ddof=1); {_PCT} CI: t-interval of the mean; vs best: this group minus the "
         f"section's best, with Welch's {_PCT} interval; g: Hedges' g; p: Welch's t-test; Holm p: p adjusted over "
         f"the section's comparisons with its best; n/a with one seed",

@@ -388,3 +388,32 @@ def test_runs_not_averaged_are_listed_with_the_keys_that_vary(tmp_path):
     assert header.split()[:4] == ["status", "model.norm", "train.batch_size", "seed"]
     line = next(l for l in table.splitlines() if str(d) in l)
     assert line.split()[:4] == ["diverged", "batch", "16", "2"]
+
+
+def test_within_ranks_each_value_of_a_key_on_its_own(tmp_path):
+    root = tmp_path / "r"
+    for bs, (bn, ln) in {2: (0.30, 0.60), 16: (0.70, 0.62), 64: (0.75, 0.61)}.items():
+        for seed in (0, 1, 2):
+            write_run(root, seed=seed, norm="batch", batch_size=bs, test_accuracy=bn + seed / 100)
+            write_run(root, seed=seed, norm="layer", batch_size=bs, test_accuracy=ln + seed / 100)
+    rows = csv(root, "--within", "train.batch_size").to_dict("records")
+    # numeric order of the sections (2, 16, 64, not "16", "2", "64"), two groups ranked in each
+    assert [r["section"] for r in rows] == [f"cifar10_cnn on synthetic_cifar10, train.batch_size={bs}"
+                                            for bs in (2, 2, 16, 16, 64, 64)]
+    assert [(r["model.norm"], r["rank"]) for r in rows] == [("layer", 1), ("batch", 2), ("batch", 1),
+                                                            ("layer", 2), ("batch", 1), ("layer", 2)]
+    # each difference is against its own section's best: batch - layer at batch size 2 is -30 pp
+    assert float(rows[1]["test_accuracy_diff"]) == pytest.approx(-0.30)
+    text = cli("compare", root, "--within", "train.batch_size").stdout
+    assert "within each of 3 sections (model.arch on data.name, train.batch_size)" in text.replace("\n  ", " ")
+    # without --within: one section, six groups ranked together
+    assert csv(root)["section"].nunique() == 1
+
+
+def test_within_errors_are_one_line(tmp_path):
+    root = tmp_path / "r"
+    for norm in ("batch", "layer"):
+        write_run(root, seed=0, norm=norm)
+    assert_clean_error(cli("compare", root, "--within", "train.batchsize"),
+                       "--within train.batchsize: no such config key in these runs; keys that vary here: model.norm")
+    assert_clean_error(cli("compare", root, "--within", "seed"), "--within seed: seed never separates groups")
