@@ -6,6 +6,7 @@ Each builder reproduces one of the tutorial's architectures; every norm slot is 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -39,6 +40,17 @@ def register(name, *, data_kind, loss, norm_channels, description, placements=("
 
 # Layers carry fixed names: Keras' default names count up per process (embedding_10 ...),
 # and a resume backup must load into a model built in another process.
+# Every model's output layer ("head") computes in float32 whatever train.precision says:
+# a bfloat16 softmax/sigmoid keeps ~3 significant digits, which the float32 loss would
+# then take the log of (Keras' mixed-precision guide does the same).
+
+# train.precision -> Keras dtype policy the model's layers are built under (weights stay
+# float32 in every policy; "mixed" layers compute in the lower precision).
+PRECISIONS = {
+    "float32": "everything in float32 (the tutorial's, and the default)",
+    "mixed_bfloat16": "layers compute in bfloat16 with float32 weights; the output layer and the loss in float32 "
+                      "(a CPU with AVX512_BF16/AMX multiplies bfloat16 ~2x faster; benchmarks/cnn_limit.py)",
+}
 
 
 @register(
@@ -68,7 +80,7 @@ def imdb_rnn(model, data, num_classes):
             norm("sequence", "norm_1"),
             simple_rnn(model, 32, return_sequences=False, name="rnn_2"),
             norm("vector", "norm_2"),
-            layers.Dense(1, activation="sigmoid", name="head"),
+            layers.Dense(1, activation="sigmoid", dtype="float32", name="head"),
         ],
         name=f"imdb_rnn_{model.norm}" + ("_recurrent" if recurrent else ""),
     )
@@ -116,7 +128,7 @@ def cifar10_cnn(model, data, num_classes):
             layers.Flatten(name="flatten"),
             layers.Dense(128, activation="relu", name="dense"),
             norm("vector", "norm_4"),
-            layers.Dense(num_classes, activation="softmax", name="head"),
+            layers.Dense(num_classes, activation="softmax", dtype="float32", name="head"),
         ],
         name=f"cifar10_cnn_{model.norm}",
     )
@@ -128,7 +140,25 @@ def build_model(config, num_classes: int):
     if spec is None:
         raise NormbenchError(f"unknown model {config.model.arch!r}; choose one of: {', '.join(MODELS)}")
     model = dataclasses.replace(config.model, unroll=resolved_unroll(config))
-    return spec.build(model, config.data, num_classes)
+    with dtype_policy(config.train.precision):
+        return spec.build(model, config.data, num_classes)
+
+
+@contextlib.contextmanager
+def dtype_policy(precision: str):
+    """Build layers under Keras' dtype policy `precision` (train.precision), then put the
+    process's global policy back: layers keep the policy they were created with, and
+    nothing built later (another run in this process, a test) inherits it."""
+    import keras
+
+    if precision not in PRECISIONS:
+        raise NormbenchError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)
 
 
 # `model.unroll: auto` unrolls on TensorFlow only for runs of at least this many training

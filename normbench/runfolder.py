@@ -67,6 +67,7 @@ SUMMARY_KEYS = {
     "peak_learning_rate": "train.learning_rate after train.lr_scaling (the schedule's peak)",
     "jit_compile": "what Keras resolved jit_compile to",
     "unroll": "what model.unroll resolved to",
+    "precision": "the Keras dtype policy the model was built under (train.precision)",
     "deterministic": "train.deterministic",
     "op_determinism": "whether TensorFlow op determinism was on in the run's process (None on jax)",
     "started_at": "ISO time the run (or this resume) started",
