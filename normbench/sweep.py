@@ -5,7 +5,8 @@
 Every member is prepared up front (validated, folder created, config.yaml written),
 then trained by an executor in its own process through the same path as
 `normbench run --resume FOLDER`. So a sweep started again skips members whose
-summary.json says completed and continues the others from their last finished epoch.
+summary.json says completed (or diverged: a CPU rerun would diverge again) and continues
+the others from their last finished epoch.
 A member folder has one owner at a time (normbench.runlock): a member locked by another
 process is "running elsewhere"; the sweep waits for it and resumes it only if that owner
 stopped before the end.
@@ -353,18 +354,24 @@ FINAL = ("completed", "diverged", "failed")  # statuses that another owner's run
 
 
 def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast: bool = False, echo=print,
-              finished: tuple[str, ...] = ("completed",)) -> list[tuple[Member, str]]:
+              finished: tuple[str, ...] = FINAL[:2]) -> list[tuple[Member, str]]:
     """Train every member whose status is not in `finished`, `jobs` at a time. Returns
-    [(member, error)] failures. A member locked by another process is not trained here:
+    [(member, error)] failures. A diverged member is finished by default: its result is
+    the divergence (a CPU run repeats it exactly), so a sweep started again keeps it; delete
+    its folder to train it again. Failed members are trained again. A member locked by another process is not trained here:
     the sweep waits for it, and resumes it only if that process stopped before the end.
     SIGTERM of the driver is handled like Ctrl-C: the running members are sent SIGTERM
     (they save their state) and waited for, then KeyboardInterrupt is raised."""
     executor = executor or LocalExecutor()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = max(1, cores // jobs)
-    todo = [m for m in members if m.status() not in finished]
-    skipped = len(members) - len(todo)
-    echo(f"sweep: {len(members)} members, {skipped} already completed, {len(todo)} to run, "
+    statuses = [m.status() for m in members]
+    todo = [m for m, st in zip(members, statuses) if st not in finished]
+    kept_diverged = sum(st == "diverged" and st in finished for st in statuses)
+    skipped = len(members) - len(todo) - kept_diverged
+    diverged_note = (f"{kept_diverged} diverged earlier (kept: a rerun diverges the same way; delete a member's "
+                     f"folder to train it again), " if kept_diverged else "")
+    echo(f"sweep: {len(members)} members, {skipped} already completed, {diverged_note}{len(todo)} to run, "
          f"{jobs} at a time ({threads} threads each, {executor.name})")
     running: dict = {}
     waiting: dict[str, Member] = {}  # locked by another process
@@ -582,8 +589,7 @@ def sweep_until(plan: SeedPlan, target: float, metric: str = "test_accuracy", *,
         members = plan.members(k)
         n = len({group_of(m) for m in members})
         echo(f"round: {k} seed{'s' * (k != 1)} per group ({', '.join(map(str, plan.seeds[:k]))}), {n} group{'s' * (n != 1)}")
-        failures = run_sweep(members, jobs=jobs, executor=executor, fail_fast=fail_fast, echo=echo,
-                             finished=FINAL[:2])  # a diverged seed is not retrained: it would diverge again
+        failures = run_sweep(members, jobs=jobs, executor=executor, fail_fast=fail_fast, echo=echo)
         r = measure(members, metric, k)
         for line in format_round(r, target):
             echo(line)

@@ -567,3 +567,15 @@ def test_seeds_until_resumes_after_sigkill_without_duplicating_a_seed(tmp_path):
     for d in (out / "smoke_imdb_none").iterdir():
         assert [int(row["epoch"]) for row in _rows(d)] == [1]
         assert json.loads((d / "summary.json").read_text())["status"] == "completed"
+
+
+def test_a_diverged_member_is_kept_and_a_failed_one_trained_again(tmp_path):
+    members = _members(tmp_path)
+    runfolder.write_summary(members[0].run_dir, {"status": "diverged", "test_accuracy": 0.1})
+    runfolder.write_summary(members[1].run_dir, {"status": "failed"})
+    again, lines = FakeExecutor(), []
+    assert sw.run_sweep(members, executor=again, echo=lines.append) == []
+    assert again.submitted == [members[1].run_id, members[2].run_id]  # the diverged seed is not retrained
+    assert lines[0].startswith("sweep: 3 members, 0 already completed, 1 diverged earlier (kept: a rerun diverges "
+                               "the same way; delete a member's folder to train it again), 2 to run")
+    assert json.loads((members[0].run_dir / "summary.json").read_text())["status"] == "diverged"
