@@ -4,7 +4,7 @@
 Each measurement is one whole process started from here:
 - `member`: `normbench run CONFIG` on the real data. Time to first step = from just before
   the process is started to the first training batch (a callback added by the shim
-  benchmarks/_first_step.py, which then lets the member train `--steps` batches,
+  benchmarks/_shim/sitecustomize.py, which then lets the member train `--steps` batches,
   validate and evaluate on the test set as usual, so every allocation of a run happens).
   Peak RSS = the member's ru_maxrss (exact, from wait4); peak PSS = the highest
   /proc/PID/smaps_rollup Pss seen by sampling every 0.1 s (PSS splits shared pages,
@@ -13,11 +13,12 @@ Each measurement is one whole process started from here:
   same shim; peak of the summed RSS and PSS of the driver and its members, sampled.
 
 Conditions: `before` runs the code in --before (e.g. a checkout of main without the
-cache); `cold` this code with an empty cache folder (the first member fills it);
-`warm` this code with the cache already filled; `warm-uint8` (CIFAR only) warm, plus a
-probe in the shim that is not part of normbench: images stay uint8 into the model, whose
-first layer scales them (float32 / 255, the same values), to see what that would save.
-Repetitions alternate the order of the conditions.
+cache, or without uint8 images); `cold` this code with an empty cache folder (the first
+member fills it); `warm` this code with the cache already filled. `before` uses the same
+cache folder, so code that has the cache reads it warm once a `warm` item filled it (list
+`warm` first). The committed CSV's `warm-uint8` rows came from a probe in the shim, since
+removed: normbench itself now keeps images uint8 into the model (its first layer scales
+them). Repetitions alternate the order of the conditions.
 
     git archive main | tar -x -C /tmp/nb-before   # the code without the cache
     python benchmarks/startup_memory.py --before /tmp/nb-before --reps 3 \
@@ -132,9 +133,8 @@ def main(argv=None):
     ap.add_argument("--plan", default="cifar10:member,imdb:first,cifar10:jobs2",
                     help="dataset:mode items; mode member, jobs2, or first (a member that exits at its first step)")
     ap.add_argument("--jobs2-reps", type=int, default=2, help="repetitions of the jobs2 items (each is long)")
-    ap.add_argument("--conditions", default="before,cold,warm,warm-uint8",
-                    help="before (the --before code), cold / warm cache, warm-uint8 (warm, and the shim's probe "
-                         "that feeds uint8 images to the CNN and scales them inside it)")
+    ap.add_argument("--conditions", default="before,cold,warm",
+                    help="before (the --before code), cold / warm cache (this code)")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20, help="training batches per member before it stops (then validation + test)")
     ap.add_argument("--out", default=str(HERE / "startup_memory.csv"))
@@ -160,8 +160,6 @@ def main(argv=None):
                         conds = conds[::-1]  # alternate the order between repetitions
                     for cond in conds:
                         code = args.before if cond == "before" else args.after
-                        if cond == "warm-uint8" and dataset != "cifar10":
-                            continue
                         cache = tmp / f"cache-{dataset}"
                         if cond == "cold":
                             shutil.rmtree(cache, ignore_errors=True)
@@ -170,8 +168,6 @@ def main(argv=None):
                             measure(_cmd(python, "member", dataset, tmp, 1),
                                     _env(code, args.data, cache, 1), fs_dir)
                         env = _env(code, args.data, cache, args.steps)
-                        if cond == "warm-uint8":
-                            env["NB_UINT8_PROBE"] = "1"
                         if mode == "first":
                             env["NB_EXIT_AT_FIRST"] = "1"
                         r = measure(_cmd(python, mode, dataset, tmp, args.steps), env, fs_dir)

@@ -6,8 +6,10 @@ For each model x norm it times, alternately and each in a fresh subprocess,
   normbench  normbench.train.run(cfg, verbose=0): the real fit path with its callbacks
              (EpochLog, TerminateOnNaN, BackupAndRestore), output to a temp dir;
 on the same synthetic arrays (normbench's synthetic_imdb / synthetic_cifar10: IMDB-shaped
-int token ids, 200 tokens, vocabulary 10,000, 2 classes; CIFAR-shaped 32x32x3 float32 in
-[0, 1], 10 classes), the same seed and batch size 64.
+int token ids, 200 tokens, vocabulary 10,000, 2 classes; CIFAR-shaped 32x32x3 uint8
+images, 10 classes, which the plain script scales to float32 [0, 1] up front as the
+tutorial does, and normbench per batch in its model's first layer, to the same values),
+the same seed and batch size 64.
 
 ms/step is the best (minimum) over epochs 2..E of (epoch time - validation time) / steps,
 the first (tracing/compile) epoch excluded. For normbench the per-epoch times are its own
@@ -71,7 +73,10 @@ def _data(spec):
 
     name = "synthetic_imdb" if spec["model"] == "imdb_rnn" else "synthetic_cifar10"
     cfg = DataConfig(name=name, subset=Subset(spec["n_train"], spec["n_test"]))
-    return load_data(cfg, spec["seed"])
+    data = load_data(cfg, spec["seed"])
+    if data.x_train.dtype == "uint8":  # the tutorial's scaling: x_train / 255.0 (normbench's stay uint8)
+        data.x_train, data.x_test = data.x_train.astype("float32") / 255.0, data.x_test.astype("float32") / 255.0
+    return data
 
 
 def _plain_model(model, norm, unroll=False):

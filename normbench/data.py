@@ -40,7 +40,7 @@ class Data:
     y_test: object
     num_classes: int
     source: str  # where it came from, recorded in summary.json
-    fingerprint: str = ""  # sha256 of the arrays actually used (before scaling), in summary.json
+    fingerprint: str = ""  # sha256 of the arrays as loaded (images: before any conversion), in summary.json
 
 
 @dataclass(frozen=True)
@@ -272,7 +272,7 @@ def _load_cifar10(cfg, seed):
         if xtr.ndim != 4 or xtr.shape[1:] != (32, 32, 3):
             raise _unreadable(local, ValueError(f"x_train has shape {xtr.shape}, expected (N, 32, 32, 3)"))
         source = str(local)
-    # uint8 pixels here; load_data scales them to [0, 1] after the subset and fingerprint
+    # uint8 pixels here, and into the model: its first layer scales each batch to [0, 1]
     return xtr, np.asarray(ytr).reshape(-1), xte, np.asarray(yte).reshape(-1), source
 
 
@@ -322,7 +322,7 @@ def _synthetic_cifar10(cfg, seed):
     templates = np.repeat(np.repeat(coarse, 8, axis=1), 8, axis=2)  # 10 x 32 x 32 x 3
     y = rng.integers(0, 10, n)
     x = 0.5 + 0.2 * templates[y] + 0.25 * rng.normal(size=(n, 32, 32, 3))
-    x = (np.clip(x, 0, 1) * 255).astype("uint8")  # stored like real images; load_data scales them
+    x = (np.clip(x, 0, 1) * 255).astype("uint8")  # stored like real images; the model scales them
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:], f"synthetic_cifar10(seed={seed})"
 
 
@@ -361,8 +361,8 @@ def load_data(cfg, seed: int = 0) -> Data:
         entry = datacache.entry_for(cfg, local, _cache_settings(cfg, spec))
     arrays, digest, _ = datacache.cached(entry, build, fingerprint, str(local))
     xtr, ytr, xte, yte = (arrays[k] for k in ("x_train", "y_train", "x_test", "y_test"))
-    if spec.kind == "image":  # the tutorial's scaling: uint8 pixels to [0, 1]
-        xtr, xte = _scaled(xtr), _scaled(xte)
+    if spec.kind == "image":  # uint8 (scaled to [0, 1] per batch by the model) or float32 in [0, 1]
+        xtr, xte = _pixels(xtr), _pixels(xte)
     return Data(xtr, ytr, xte, yte, spec.num_classes, loaded.get("source", str(local)), digest)
 
 
@@ -536,14 +536,16 @@ def _check_word_ranks(cfg, source: str, arrays: dict) -> None:
     check_arrays(cfg, source, {**arrays, **stand_in})
 
 
-def _scaled(x):
-    """Pixels as float32 in [0, 1]: integer pixels / 255, the tutorial's scaling; float
-    pixels were checked to be in [0, 1] already and are not divided again."""
+def _pixels(x):
+    """Images as the model takes them. Integer pixels stay integers: uint8 as they are
+    (for a cache hit, the memory-mapped file itself), other integer dtypes (checked to be
+    0-255) as uint8; the CNN's first layer (normbench.layers.Pixels) turns each batch into
+    float32 x / 255, the tutorial's scaling, with the same values as NumPy's, so a float32
+    copy of the whole set (4x the bytes, twice over once fit copies it) never exists.
+    Float pixels were checked to be in [0, 1] already: float32, not divided again."""
     if x.dtype.kind == "f":
-        return x.astype("float32")
-    out = x.astype("float32")
-    out /= 255.0  # in place: the same float32 values as x / 255.0, without a second copy
-    return out
+        return x.astype("float32", copy=False)
+    return x if x.dtype == "uint8" else x.astype("uint8")
 
 
 def _npz_lengths(path: Path) -> dict | None:

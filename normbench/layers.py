@@ -1,4 +1,6 @@
-"""Recurrent layers for the IMDB model, written with keras.ops only (TensorFlow and JAX).
+"""normbench's own Keras layers, written with keras.ops only (TensorFlow and JAX): the
+CIFAR CNN's first layer `Pixels` (at the end of this file) and, for the IMDB model,
+`HoistedSimpleRNN`.
 
 `HoistedSimpleRNN` is keras.layers.SimpleRNN's mathematics with the input projection
 taken out of the time loop:
@@ -43,6 +45,7 @@ stateful are not offered.
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 NORMS = (None, "layer", "rms")
@@ -133,3 +136,38 @@ class HoistedSimpleRNN(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "units": self.units, "return_sequences": self.return_sequences,
                 "unroll": self.unroll, "norm": self.norm, "epsilon": self.epsilon}
+
+
+# ----------------------------------------------------------------------------- Pixels
+
+# NumPy's x.astype("float32") / 255 for every uint8 value: what load_data returned before
+# images stayed uint8, and so what every committed run's first layer saw
+PIXEL_TABLE = np.arange(256, dtype="float32") / np.float32(255)
+
+
+@keras.saving.register_keras_serializable(package="normbench")
+class Pixels(keras.layers.Layer):
+    """Images to float32 in [0, 1], per batch, inside the model: the tutorial's scaling,
+    so images can stay uint8 (a quarter of float32's memory) until the batch.
+
+    Integer pixels (uint8 0-255) become x / 255 **bit for bit as NumPy's
+    `x.astype("float32") / 255`** (the correctly rounded float32 quotient). A plain
+    `cast(x, float32) / 255.0` does not give that inside a compiled function: TensorFlow's
+    graph optimizer (constant folding) and XLA rewrite a division by a constant into a
+    multiplication by its reciprocal, and x * float32(1/255) differs in the last bit for
+    126 of the 256 values. So, on TensorFlow, the quotient is taken in float64 and rounded
+    once to float32: x / 255 is never within float64's error of a float32 rounding
+    boundary (its binary expansion does not end), so the one rounding is the correct one
+    whether the compiler divides or multiplies by the reciprocal. JAX has no float64 by
+    default (and its float32 division gave the reciprocal's values even with the divisor
+    hidden from XLA); there, the 256 values are looked up in NumPy's own table. Float
+    pixels (data already scaled to [0, 1]) pass through as float32, not divided again.
+    No weights: the model's weights, parameter count and backups are unchanged."""
+
+    def call(self, x):
+        dtype = keras.backend.standardize_dtype(x.dtype)
+        if "int" not in dtype:
+            return ops.cast(x, "float32")
+        if keras.backend.backend() == "tensorflow":
+            return ops.cast(ops.divide(ops.cast(x, "float64"), 255.0), "float32")
+        return ops.take(PIXEL_TABLE, ops.cast(x, "int32"), axis=0)

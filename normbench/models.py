@@ -19,7 +19,7 @@ from normbench.norms import make_norm
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    build: Callable  # (model_config, data_config, num_classes) -> keras.Model
+    build: Callable  # (model_config, data_config, num_classes, input_dtype) -> keras.Model
     data_kind: str  # "sequence" (token ids) or "image"
     loss: str
     norm_channels: tuple[int, ...]  # channel count at each norm slot, for group checks
@@ -61,7 +61,7 @@ PRECISIONS = {
     description="Embedding(10000,128) > SimpleRNN(32, seq) > norm > SimpleRNN(32) > norm > Dense(1, sigmoid)",
     placements=("between", "recurrent"),
 )
-def imdb_rnn(model, data, num_classes):
+def imdb_rnn(model, data, num_classes, input_dtype=None):  # token ids: always int32
     import keras
     from keras import layers
 
@@ -107,11 +107,16 @@ def simple_rnn(model, units, return_sequences, name):
     data_kind="image",
     loss="sparse_categorical_crossentropy",
     norm_channels=(32, 64, 128, 128),
-    description="3 x [Conv2D(32/64/128, 3x3, relu) > norm > MaxPool] > Flatten > Dense(128, relu) > norm > Dense(10, softmax)",
+    description="Pixels (uint8 to float32 / 255) > 3 x [Conv2D(32/64/128, 3x3, relu) > norm > MaxPool] > Flatten > Dense(128, relu) > norm > Dense(10, softmax)",
 )
-def cifar10_cnn(model, data, num_classes):
+def cifar10_cnn(model, data, num_classes, input_dtype=None):
+    """input_dtype: the images' dtype, uint8 (0-255, the default: what every CIFAR-10
+    source gives) or float32 (already in [0, 1]); the first layer, Pixels, scales uint8
+    to float32 x / 255 per batch, exactly as NumPy would, so images stay uint8 in memory."""
     import keras
     from keras import layers
+
+    from normbench.layers import Pixels
 
     norm = lambda where, name: make_norm(model.norm, where, model.norm_groups, name)  # noqa: E731
     blocks = []
@@ -123,7 +128,8 @@ def cifar10_cnn(model, data, num_classes):
         ]
     return keras.Sequential(
         [
-            keras.Input(shape=(32, 32, 3)),
+            keras.Input(shape=(32, 32, 3), dtype=input_dtype or "uint8"),
+            Pixels(name="pixels"),
             *blocks,
             layers.Flatten(name="flatten"),
             layers.Dense(128, activation="relu", name="dense"),
@@ -134,14 +140,15 @@ def cifar10_cnn(model, data, num_classes):
     )
 
 
-def build_model(config, num_classes: int):
-    """The Keras model for a validated Config (not compiled)."""
+def build_model(config, num_classes: int, input_dtype: str | None = None):
+    """The Keras model for a validated Config (not compiled). input_dtype: the dtype of
+    the data's x arrays (image models: uint8 or float32; None = uint8)."""
     spec = MODELS.get(config.model.arch)
     if spec is None:
         raise NormbenchError(f"unknown model {config.model.arch!r}; choose one of: {', '.join(MODELS)}")
     model = dataclasses.replace(config.model, unroll=resolved_unroll(config))
     with dtype_policy(config.train.precision):
-        return spec.build(model, config.data, num_classes)
+        return spec.build(model, config.data, num_classes, input_dtype)
 
 
 @contextlib.contextmanager

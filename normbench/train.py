@@ -321,15 +321,16 @@ def _op_determinism(cfg: Config):
 # ----------------------------------------------------------------------------- run
 
 
-def compiled_model(cfg: Config, num_classes: int, n_examples: int):
+def compiled_model(cfg: Config, num_classes: int, n_examples: int, input_dtype: str | None = None):
     """A freshly seeded, built and compiled model for a config whose training set has
-    `n_examples` examples (before the validation split; the schedule needs the steps)."""
+    `n_examples` examples (before the validation split; the schedule needs the steps)
+    of dtype `input_dtype` (images: uint8, scaled inside the model, or float32)."""
     import keras
 
     from normbench.models import MODELS, build_model
 
     keras.utils.set_random_seed(cfg.seed)
-    model = build_model(cfg, num_classes)
+    model = build_model(cfg, num_classes, input_dtype)
     model.compile(
         optimizer=optim.build(cfg, optim.plan(cfg, n_examples)),
         loss=MODELS[cfg.model.arch].loss,
@@ -361,7 +362,7 @@ def prepare(cfg: Config, threads: int | None = None):
 
             tf.config.experimental.enable_op_determinism()
     data = load_data(cfg.data, cfg.seed)
-    return data, compiled_model(cfg, data.num_classes, len(data.x_train))
+    return data, compiled_model(cfg, data.num_classes, len(data.x_train), data.x_train.dtype.name)
 
 
 class _Terminated(KeyboardInterrupt):
@@ -488,7 +489,7 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
                   "training this run again from epoch 1", file=sys.stderr)
             shutil.rmtree(backup)
             runfolder.remove_history(run_dir)
-            model = compiled_model(cfg, data.num_classes, len(data.x_train))  # the data are already loaded
+            model = compiled_model(cfg, data.num_classes, len(data.x_train), data.x_train.dtype.name)  # data already loaded
             log, best, callbacks = _callbacks(run_dir, plan.epochs)
             fit(model, callbacks)
         status = "diverged" if log.diverged else "completed"

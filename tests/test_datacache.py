@@ -82,15 +82,15 @@ def test_hit_gives_the_arrays_and_fingerprint_of_a_fresh_load(tmp_path, cache, b
         cold, warm = load_data(cfg), load_data(cfg)
         _same(fresh, cold)
         _same(fresh, warm)
-        # the fingerprint is the arrays' own (images before scaling), not a stored label
-        x = (warm.x_train * 255).round().astype(np.uint8) if cfg.name == "cifar10" else warm.x_train
-        assert warm.fingerprint == fingerprint(x, warm.y_train, (warm.x_test * 255).round().astype(np.uint8)
-                                               if cfg.name == "cifar10" else warm.x_test, warm.y_test)
+        # the fingerprint is the arrays' own (images: the uint8 pixels), not a stored label
+        assert warm.fingerprint == fingerprint(warm.x_train, warm.y_train, warm.x_test, warm.y_test)
     assert builds == ["imdb", "imdb", "cifar10", "cifar10"]  # off, cold; the warm loads read nothing
     assert len(_entries(cache)) == 2
-    # a hit's integer arrays are the memory map itself (shared between processes), read-only
-    hit = load_data(_imdb(imdb))
-    assert isinstance(hit.x_train.base, np.memmap) and not hit.x_train.flags.writeable
+    # a hit's integer arrays, CIFAR's uint8 images included (the model scales them per
+    # batch), are the memory map itself (shared between processes), read-only
+    for cfg in (_imdb(imdb), DataConfig(name="cifar10", path=str(cifar), subset=Subset(20, 10))):
+        hit = load_data(cfg)
+        assert isinstance(hit.x_train.base, np.memmap) and not hit.x_train.flags.writeable
 
 
 def test_every_setting_that_changes_the_arrays_is_a_miss(tmp_path, cache, builds):

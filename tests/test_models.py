@@ -42,6 +42,7 @@ def test_imdb_rnn_is_the_tutorial_model():
 def test_cifar10_cnn_is_the_tutorial_model():
     m = _model("cifar10_cnn", "batch")
     assert _kinds(m) == [
+        "Pixels",  # uint8 images to float32 x / 255, the tutorial's scaling (tests/test_pixels.py)
         "Conv2D", "BatchNormalization", "MaxPooling2D",
         "Conv2D", "BatchNormalization", "MaxPooling2D",
         "Conv2D", "BatchNormalization", "MaxPooling2D",

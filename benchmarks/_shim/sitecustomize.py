@@ -67,47 +67,4 @@ if os.environ.get("NB_FIRST_STEP_DIR"):
             spec.loader.exec_module = run
             return spec
 
-    def _patch_uint8(train):
-        """Probe ($NB_UINT8_PROBE): CIFAR images stay uint8 (no float copy in load_data)
-        and the CNN gets a first layer that casts and divides by 255 per batch."""
-        from normbench import data
-
-        scaled = data._scaled
-        data._scaled = lambda x: x if x.dtype.name == "uint8" else scaled(x)
-        orig = train.compiled_model
-
-        def compiled_model(cfg, num_classes, *a, **k):
-            import keras
-
-            from normbench import models
-
-            build = models.build_model
-
-            def with_scaling(config, n, *a2, **k2):
-                m = build(config, n, *a2, **k2)
-                if config.model.arch != "cifar10_cnn":
-                    return m
-
-                class Pixels(keras.layers.Layer):
-                    def call(self, x):
-                        return keras.ops.divide(keras.ops.cast(x, "float32"), 255.0)
-
-                return keras.Sequential([keras.Input((32, 32, 3), dtype="uint8"), Pixels(name="pixels"), *m.layers],
-                                        name=m.name)
-
-            models.build_model = with_scaling
-            try:
-                return orig(cfg, num_classes, *a, **k)
-            finally:
-                models.build_model = build
-
-        train.compiled_model = compiled_model
-
-    if os.environ.get("NB_UINT8_PROBE"):
-        _orig_patch = _patch
-
-        def _patch(train):  # noqa: F811
-            _orig_patch(train)
-            _patch_uint8(train)
-
     sys.meta_path.insert(0, _Finder())
