@@ -182,8 +182,11 @@ def test_precision_mixed_bfloat16_reaches_keras():
     assert {layer.compute_dtype for layer in body} == {"bfloat16"}
     assert {v.dtype for v in m.weights} == {"float32"}
     assert head.name == "head" and head.compute_dtype == "float32"
-    x = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
-    assert keras.backend.standardize_dtype(m.layers[0](x).dtype) == "bfloat16"
+    x = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    pixels, conv = m.layers[:2]
+    # Pixels hands the first convolution exact float32 x / 255; the convolution computes in bfloat16
+    assert keras.backend.standardize_dtype(pixels(x).dtype) == "float32"
+    assert keras.backend.standardize_dtype(conv(pixels(x)).dtype) == "bfloat16"
     assert keras.backend.standardize_dtype(m(x).dtype) == "float32"
     m.compile(optimizer="adam", loss=MODELS["cifar10_cnn"].loss)
     loss = m.compute_loss(x, np.array([0, 1]), m(x), training=False)
