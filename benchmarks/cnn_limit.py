@@ -22,7 +22,8 @@ Three measurements, each in fresh child processes:
    input-sized convolution, more than the real work for 'valid' padding (conv_3:
    6 x 6 input, 4 x 4 output, 2.25x), so its conv gradients are an upper bound.
 3. **The CNN's training step**: ms/step of `fit` on random data of the real shapes
-   (32 x 32 x 3 float32 images in [0, 1], 10 classes, the config's batch size), for each
+   (32 x 32 x 3 uint8 images, as normbench feeds them since images stay uint8 until the
+   batch; the plain script's variant gets them as float32 / 255), 10 classes, the config's batch size), for each
    variant (VARIANTS below) in its own fresh process, alternated over rounds
    (limit, A, B, C, ... then again) so drift of the shared host hits all alike. Each child
    builds and compiles the model (normbench.train.compiled_model, as `normbench run`),
@@ -166,7 +167,9 @@ def child_train(spec):
         model = compiled_model(cfg, CLASSES, 50_000)  # the count only sizes the schedule (constant here)
     rng = np.random.default_rng(spec["round"])
     n = bs * spec["steps"]
-    x = rng.random((n, *IMAGE), dtype=np.float32)
+    x = rng.integers(0, 256, (n, *IMAGE), dtype=np.uint8)  # normbench keeps images uint8 until the batch
+    if v.get("plain"):
+        x = x.astype("float32") / 255.0  # the tutorial scales the whole array up front
     y = rng.integers(0, CLASSES, size=n).astype("int32")
     loss_dtype = keras.backend.standardize_dtype(model.compute_loss(x[:2], y[:2], model(x[:2]), training=False).dtype)
 
@@ -236,7 +239,7 @@ def _profiler(model, batch, layer_names):
     from tensorflow.python.framework import ops as tf_ops
     from tensorflow.python.grappler import tf_optimizer
 
-    x = tf.TensorSpec((batch, *IMAGE), tf.float32)
+    x = tf.TensorSpec((batch, *IMAGE), tf.uint8)  # normbench's CNN takes uint8 images (layers.Pixels scales them)
     y = tf.TensorSpec((batch,), tf.int32)
     graph = tf.function(model.train_step).get_concrete_function((x, y)).graph
     meta = tf.compat.v1.train.export_meta_graph(graph_def=graph.as_graph_def(add_shapes=True), graph=graph)
