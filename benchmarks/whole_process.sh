@@ -68,7 +68,7 @@ case "$what" in
       --cmd normbench "$NB run configs/imdb_ln.yaml -q --set data.path=$npz --set output.dir=$tmp/d" \
       --cmd normbench-jax "$NB run configs/imdb_ln.yaml -q --set data.path=$npz --set output.dir=$tmp/j --set train.backend=jax"
     grep -H test_accuracy "$tmp"/logs/plain.*.log || true  # the plain script's own test accuracy, per run
-    "$NB" compare "$tmp/d" "$tmp/j" --metric test_accuracy ;;
+    $NB compare "$tmp/d" "$tmp/j" --metric test_accuracy ;;  # $NB unquoted: it may be "python -m normbench"
   help)
     alternate -n 5 --warmup 1 --timeout 60 --out benchmarks/whole_process_help.csv --cmd help "$NB --help" ;;
 esac 2>&1 | tee "$out"
