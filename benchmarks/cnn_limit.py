@@ -124,22 +124,12 @@ def child_limit(spec):
 
 
 def _plain_model(norm):
-    """The tutorial's CNN written out as a user would (no normbench code)."""
-    import keras
-    from keras import layers
+    """The tutorial's CNN written out as a user would (no normbench code): the same
+    builder benchmarks/step_time.py times, compiled as the tutorial does."""
+    sys.path.insert(0, str(HERE.parent))
+    from step_time import _plain_model as tutorial_model
 
-    def nrm(where):
-        if norm == "batch":
-            return layers.BatchNormalization()
-        if norm == "layer":
-            return layers.LayerNormalization(axis=[1, 2, 3] if where == "conv" else -1)
-        return layers.Identity()
-
-    blocks = []
-    for filters in (32, 64, 128):
-        blocks += [layers.Conv2D(filters, (3, 3), activation="relu"), nrm("conv"), layers.MaxPooling2D((2, 2))]
-    model = keras.Sequential([keras.Input(shape=IMAGE), *blocks, layers.Flatten(), layers.Dense(128, activation="relu"),
-                              nrm("vector"), layers.Dense(CLASSES, activation="softmax")])
+    model = tutorial_model("cifar10_cnn", norm)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
