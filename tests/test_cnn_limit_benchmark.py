@@ -61,7 +61,7 @@ def test_cnn_limit_runs_end_to_end(tmp_path):
     assert float(s["vs_float32_paired_median"]) == pytest.approx(
         float(train["threads_1x1"]["ms_median"]) / float(train["float32"]["ms_median"]), rel=1e-3)
     assert float(s["of_float32_limit"]) == pytest.approx(float(s["gflops"]) / float(summary["limit_float32"]["gflops"]), rel=1e-3)
-    assert len(list(csv.DictReader((tmp_path / "c_flops.csv").open()))) == 13  # one row per layer
+    assert len(list(csv.DictReader((tmp_path / "c_flops.csv").open()))) == 14  # one row per layer (Pixels first)
     assert "threads_1x1" in r.stdout and "conv_1 has no input gradient" in r.stdout
 
 
