@@ -108,6 +108,8 @@ def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = Non
     """Validate every member and create its folder (config.yaml) before any training;
     `create=False` (--dry-run) writes nothing."""
     if output:
+        if Path(output).expanduser().exists() and not Path(output).expanduser().is_dir():
+            raise NormbenchError(f"--output {output}: is a file, not a folder; choose another --output or move the file")
         cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, dir=output))
     keys = list({**cfg.sweep, **grid})
     members, seen = [], set()

@@ -579,3 +579,14 @@ def test_a_diverged_member_is_kept_and_a_failed_one_trained_again(tmp_path):
     assert lines[0].startswith("sweep: 3 members, 0 already completed, 1 diverged earlier (kept: a rerun diverges "
                                "the same way; delete a member's folder to train it again), 2 to run")
     assert json.loads((members[0].run_dir / "summary.json").read_text())["status"] == "diverged"
+
+
+def test_output_that_is_a_file_is_one_line(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml")
+    f = tmp_path / "results.txt"
+    f.write_text("not a folder")
+    for extra in ((), ("--dry-run",)):
+        r = cli("sweep", cfg, "--grid", "seed=0,1", "--output", f, *extra)
+        assert r.exit_code == 1 and "Traceback" not in r.output
+        assert r.output.strip() == f"Error: --output {f}: is a file, not a folder; choose another --output or move the file"
+    assert f.read_text() == "not a folder"
