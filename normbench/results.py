@@ -36,6 +36,7 @@ pandas and scipy are imported inside functions, so importing this module (and
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import math
@@ -64,6 +65,7 @@ METRICS = {
 # Runs from before summary.json recorded the *_last figures: their headline figure is the
 # last epoch's when their `eval` is absent (older than train.eval) or "last", and only then.
 LAST_FALLBACK = {"test_accuracy_last": "test_accuracy", "test_loss_last": "test_loss"}
+EVAL_KEY = "train.eval"  # which weights test_* reports; test_*_last/_best are the same whatever it says
 # per-group statistics (mean and sample std of each)
 STATS = (
     "test_accuracy", "test_loss", "best_val_accuracy", "last_val_accuracy", "best_epoch",
@@ -383,6 +385,10 @@ def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, .
     done = completed(runs, "compare")
     excluded = [r for r in runs if not r.completed]
     notes: list[str] = []
+    if metric.endswith(("_last", "_best")):
+        # test_*_last / test_*_best do not depend on train.eval (which only picks what
+        # test_* reports): runs that differ in it alone are one group for these metrics
+        done = [dataclasses.replace(r, config={k: v for k, v in r.config.items() if k != EVAL_KEY}) for r in done]
 
     # the metric's value per run; runs without one are left out of this comparison
     value = {id(r): r.metric(metric) for r in done}

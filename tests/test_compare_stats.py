@@ -417,3 +417,21 @@ def test_within_errors_are_one_line(tmp_path):
     assert_clean_error(cli("compare", root, "--within", "train.batchsize"),
                        "--within train.batchsize: no such config key in these runs; keys that vary here: model.norm")
     assert_clean_error(cli("compare", root, "--within", "seed"), "--within seed: seed never separates groups")
+
+
+def test_eval_setting_does_not_split_groups_for_last_and_best_metrics(tmp_path):
+    import yaml
+
+    root = tmp_path / "r"
+    for seed in range(4):
+        d = write_run(root, seed=seed, norm="batch", test_accuracy=0.6 + seed / 100)
+        cfg = yaml.safe_load((d / "config.yaml").read_text())
+        cfg["train"]["eval"] = "last" if seed < 2 else "best"
+        (d / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    # test_accuracy follows train.eval, so the two settings are two groups ...
+    assert sorted(csv(root)["n"]) == [2, 2]
+    # ... but the last-epoch and best-epoch figures are the same quantity under either setting
+    for metric in ("test_accuracy_last", "test_accuracy_best"):
+        rows = csv(root, "--metric", metric)
+        assert list(rows["n"]) == [4]
+        assert rows[f"{metric}_mean"][0] == pytest.approx(0.615)
