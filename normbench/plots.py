@@ -18,7 +18,7 @@ from pathlib import Path
 from normbench import NormbenchError, runfolder
 from normbench.results import (
     HISTORY_NEEDED, LEVEL, Run, _canon, _label, _not_grouped, _show, check_metric, compare, completed, short_fingerprint,
-    varying_keys,
+    value_order, varying_keys,
 )
 
 # --band name -> what the band or error bar shows (legend text)
@@ -97,12 +97,6 @@ def _save(fig, out) -> Path:
     return out
 
 
-def _sort_key(v):
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return (0, float(v), "")
-    return (1, 0.0, _show(v))
-
-
 def _colors(n):
     import matplotlib
 
@@ -124,7 +118,7 @@ def plot_curves(runs: list[Run], out, title: str | None = None, band: str = "ci"
     comp = compare(runs, "test_accuracy")
     by_path = {str(r.path): r for r in comp.runs}
     # legend in config order (norm=batch, layer, ...; batch sizes numerically), not by rank
-    order = sorted(comp.groups.index, key=lambda i: [_sort_key(by_path[comp.groups.loc[i, "runs"][0]].config.get(k))
+    order = sorted(comp.groups.index, key=lambda i: [value_order(by_path[comp.groups.loc[i, "runs"][0]].config.get(k))
                                                      for k in comp.varying])
     comp.groups = comp.groups.loc[order].reset_index(drop=True)
     fig = _figure(13, 5)
@@ -213,9 +207,9 @@ def plot_vs(runs: list[Run], param: str, out, metric: str = "test_accuracy", ban
         pos = {_canon(v): float(i) for i, v in enumerate(order)}
         log = False
     df = pd.DataFrame([{"line": r["line"], "x": pos[_canon(r["x"])], "y": r["y"]} for r in rows])
-    lines = sorted(df["line"].unique())
+    plotted = set(df["line"])  # lines with a completed run; a line whose runs all diverged has none
     clip = _bounds(metric)
-    lines = sorted(set(lines) | {k[0] for k in diverged})
+    lines = sorted(plotted | {k[0] for k in diverged})
     fig = _figure(8, 6.5 if diverged else 5)
     if diverged:  # a second panel: how many seeds of each point diverged (NaN/inf loss)
         ax, dax = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
@@ -223,17 +217,21 @@ def plot_vs(runs: list[Run], param: str, out, metric: str = "test_accuracy", ban
         ax, dax = fig.subplots(), None
     colors = _colors(len(lines))
     span = (max(pos.values()) - min(pos.values())) or 1.0
+
+    def dodged(xv, i):  # shift line i sideways, so error bars do not hide each other
+        shift = (i - (len(lines) - 1) / 2) * 0.025
+        return xv * (2 ** shift if log else 1) + (0 if log else shift * (span if numeric else 4))
+
     single = 0
     for i, name in enumerate(lines):
-        shift = (i - (len(lines) - 1) / 2) * 0.025  # dodge, so error bars do not hide each other
         if dax is not None:
-            _diverged_panel(dax, name, colors[i], shift, pos, log, span, numeric, df, diverged)
-        if name not in set(df.line):
+            _diverged_panel(dax, name, colors[i], lambda xv, i=i: dodged(xv, i), pos, df, diverged)
+        if name not in plotted:
             continue  # every run of this line diverged: only the lower panel shows it
         pts = df[df.line == name].groupby("x")["y"]
         xv = np.array(sorted(pts.groups))
         m, lo, hi, n = np.array([_band(pts.get_group(x), band, clip) for x in xv]).T
-        x = xv * (2 ** shift if log else 1) + (0 if log else shift * (span if numeric else 4))
+        x = dodged(xv, i)
         ns = sorted({int(k) for k in n})
         n_text = f"n={ns[0]}" if len(ns) == 1 else f"n={ns[0]}-{ns[-1]}"
         has_bar = ~np.isnan(lo)
@@ -262,7 +260,7 @@ def plot_vs(runs: list[Run], param: str, out, metric: str = "test_accuracy", ban
     ax.grid(alpha=0.3)
     handles, _ = ax.get_legend_handles_labels()
     for i, name in enumerate(lines):
-        if name not in set(df.line):
+        if name not in plotted:
             handles.append(Line2D([], [], color=colors[i], marker="s", label=f"{name} (every run diverged)"))
     if single:
         handles.append(Line2D([], [], linestyle="none", marker="o", markerfacecolor="white", markeredgecolor="0.3",
@@ -282,8 +280,9 @@ def _diverged_seeds(runs: list[Run], param: str, line_of) -> dict:
     return out
 
 
-def _diverged_panel(dax, name, color, shift, pos, log, span, numeric, df, diverged) -> None:
-    """One line's share of diverged seeds per x: diverged / (diverged + completed seeds)."""
+def _diverged_panel(dax, name, color, dodged, pos, df, diverged) -> None:
+    """One line's share of diverged seeds per x: diverged / (diverged + completed seeds);
+    `dodged` shifts the x positions as the upper panel does."""
     import numpy as np
 
     done = df[df.line == name].groupby("x").size().to_dict()
@@ -295,6 +294,4 @@ def _diverged_panel(dax, name, color, shift, pos, log, span, numeric, df, diverg
             xs.append(xp)
             share.append(d / total)
     if xs:
-        xv = np.array(xs)
-        x = xv * (2 ** shift if log else 1) + (0 if log else shift * (span if numeric else 4))
-        dax.plot(x, share, "s-", color=color, markersize=5, linewidth=1.2)
+        dax.plot(dodged(np.array(xs)), share, "s-", color=color, markersize=5, linewidth=1.2)

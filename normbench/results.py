@@ -322,13 +322,17 @@ def section_of(run: Run, within: tuple[str, ...] = ()) -> str:
     return f"{arch} on {data}" + "".join(f", {k}={_show(run.config.get(k))}" for k in within)
 
 
+def value_order(v) -> tuple:
+    """Sort key for config values: numbers in numeric order (2, 4, ..., 64, not 16, 2, ...),
+    then everything else by its shown text."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return (0, float(v), "")
+    return (1, 0.0, _show(v))
+
+
 def _section_order(run: Run, within: tuple[str, ...]) -> tuple:
-    """Sections in numeric order of their `within` values (batch 2, 4, ..., 64, not 16, 2, ...)."""
-    def key(v):
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return (0, float(v), "")
-        return (1, 0.0, _show(v))
-    return (tuple(_show(run.config.get(k)) for k in SECTION_KEYS), tuple(key(run.config.get(k)) for k in within))
+    """Sections in numeric order of their `within` values."""
+    return (tuple(_show(run.config.get(k)) for k in SECTION_KEYS), tuple(value_order(run.config.get(k)) for k in within))
 
 
 def check_within(runs: list[Run], within: tuple[str, ...]) -> None:
@@ -341,7 +345,7 @@ def check_within(runs: list[Run], within: tuple[str, ...]) -> None:
             raise NormbenchError(f"--within {k}: {k} never separates groups (seeds, names and outputs are pooled; "
                                  f"{' and '.join(SECTION_KEYS)} already make sections); name a config key that varies")
         if k not in keys:
-            vary = varying_keys([r for r in runs if r.completed]) if any(r.completed for r in runs) else []
+            vary = varying_keys([r for r in runs if r.completed])
             hint = f"keys that vary here: {', '.join(vary)}" if vary else "use a dotted config key such as train.batch_size"
             raise NormbenchError(f"--within {k}: no such config key in these runs; {hint}")
 
@@ -458,12 +462,14 @@ def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, .
     sections: dict[str, list[int]] = {}
     order: dict[str, tuple] = {}
     for gi, (rs, _, _) in enumerate(groups):
-        sections.setdefault(section_of(rs[0], within), []).append(gi)
-        order[section_of(rs[0], within)] = _section_order(rs[0], within)
+        name = section_of(rs[0], within)
+        sections.setdefault(name, []).append(gi)
+        order[name] = _section_order(rs[0], within)
+    section_names = sorted(sections, key=order.get)
     scale, unit = unit_of(metric)
     m = metric
     records = []
-    for sec in sorted(sections, key=order.get):
+    for sec in section_names:
         gis = sections[sec]
         sec_runs = [r for gi in gis for r in groups[gi][0]]
         name_keys = varying_keys(sec_runs) or label_keys
@@ -530,7 +536,7 @@ def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, .
     table[f"{m}_seeds_needed"] = table[f"{m}_seeds_needed"].astype("Int64")
     table["verdict"] = table["verdict"].where(table["verdict"].notna(), None)
     return Comparison(m, higher, columns, varying, table, kept_runs, excluded, collapsed, left_out, notes,
-                      sorted(sections, key=order.get), split_data, within)
+                      section_names, split_data, within)
 
 
 def _name(run: Run, keys: list[str]) -> str:

@@ -108,7 +108,8 @@ def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = Non
     """Validate every member and create its folder (config.yaml) before any training;
     `create=False` (--dry-run) writes nothing."""
     if output:
-        if Path(output).expanduser().exists() and not Path(output).expanduser().is_dir():
+        where = Path(output).expanduser()
+        if where.exists() and not where.is_dir():
             raise NormbenchError(f"--output {output}: is a file, not a folder; choose another --output or move the file")
         cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, dir=output))
     keys = list({**cfg.sweep, **grid})
@@ -360,8 +361,9 @@ def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast:
     """Train every member whose status is not in `finished`, `jobs` at a time. Returns
     [(member, error)] failures. A diverged member is finished by default: its result is
     the divergence (a CPU run repeats it exactly), so a sweep started again keeps it; delete
-    its folder to train it again. Failed members are trained again. A member locked by another process is not trained here:
-    the sweep waits for it, and resumes it only if that process stopped before the end.
+    its folder to train it again. Failed members are trained again. A member locked by
+    another process is not trained here: the sweep waits for it, and resumes it only if
+    that process stopped before the end.
     SIGTERM of the driver is handled like Ctrl-C: the running members are sent SIGTERM
     (they save their state) and waited for, then KeyboardInterrupt is raised."""
     executor = executor or LocalExecutor()
