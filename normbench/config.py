@@ -12,6 +12,7 @@ import math
 import dataclasses
 import re
 import types
+import functools
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,8 +198,14 @@ def _convert(value, tp, key: str, where: _Where):
     raise where.error(key, f"expected {_type_name(tp)}, got {_describe(value)}")
 
 
+@functools.cache
+def _hints(cls) -> dict:
+    """A dataclass's resolved field types (resolving them is slow, and they never change)."""
+    return typing.get_type_hints(cls)
+
+
 def _build(cls, raw: dict, prefix: str, where: _Where):
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for k in raw:
         if k not in fields:

@@ -174,7 +174,9 @@ def _read_config(d: Path) -> dict:
     if not cp.exists():
         raise NormbenchError(f"{d}: run folder without config.yaml; restore config.yaml or delete the folder")
     try:
-        raw = yaml.safe_load(cp.read_text(encoding="utf-8"))
+        # libyaml's safe loader where PyYAML has it (far faster than the pure-Python one); a
+        # run's config.yaml is normbench's own output, so the strict checks of user configs are moot
+        raw = yaml.load(cp.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise NormbenchError(f"{cp}: corrupt config.yaml ({e.__class__.__name__}); rerun that run or delete its folder") from None
     if not isinstance(raw, dict):

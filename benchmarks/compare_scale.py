@@ -1,0 +1,122 @@
+"""Time and peak memory of `normbench compare` and `normbench plot` on many run folders
+(issue 23, "compare and plot at scale").
+
+The run folders are generated here through runfolder's own writers (config.yaml,
+history.csv, summary.json), copied from one committed run of the reference study with
+seed, norm and learning rate varied, so they read exactly as real runs do: N runs are
+N / 30 learning rates x 3 norms x 10 seeds (groups of 10 seeds), 10 epochs of history each.
+
+Each measurement is one whole process (`python -m normbench compare DIR` or `plot DIR`),
+timed from here; peak RSS is its ru_maxrss from wait4. Repetitions alternate the sizes.
+
+    python benchmarks/compare_scale.py --sizes 1000,10000 --reps 3 \
+        --out benchmarks/compare_scale.csv
+
+Writes one row per process to --out and prints the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from normbench import runfolder  # noqa: E402
+
+TEMPLATE = REPO / "results/study/study_cifar10/cifar10_cnn-norm=batch-bs=64-seed=4"
+NORMS = ("batch", "layer", "none")
+SEEDS = 10
+
+
+def make_runs(root: Path, n: int) -> Path:
+    """n run folders under root/scale (groups of SEEDS seeds per (learning rate, norm))."""
+    config = (TEMPLATE / runfolder.CONFIG).read_text(encoding="utf-8")
+    history = (TEMPLATE / runfolder.HISTORY).read_text(encoding="utf-8")
+    summary = json.loads((TEMPLATE / runfolder.SUMMARY).read_text(encoding="utf-8"))
+    out = root / "scale"
+    for i in range(n):
+        seed, norm, lr_i = i % SEEDS, NORMS[(i // SEEDS) % 3], i // (SEEDS * 3)
+        lr = round(0.001 * (1 + lr_i), 6)
+        run_id = f"cifar10_cnn-norm={norm}-lr={lr}-seed={seed}"
+        d = runfolder.run_path(out, "scale", run_id)
+        d.mkdir(parents=True)
+        text = (config.replace("seed: 4", f"seed: {seed}").replace("norm: batch", f"norm: {norm}")
+                .replace("learning_rate: 0.001", f"learning_rate: {lr}").replace("name: study_cifar10", "name: scale"))
+        runfolder.write_config(d, text)
+        (d / runfolder.HISTORY).write_text(history, encoding="utf-8")
+        s = dict(summary, run_id=run_id, name="scale", norm=norm, seed=seed,
+                 test_accuracy=summary["test_accuracy"] - 0.001 * seed - 0.01 * NORMS.index(norm))
+        runfolder.write_summary(d, s)
+    return out
+
+
+def measure(cmd: list[str]) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS MiB, exit status) of one whole process."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    err = p.stderr.read().decode(errors="replace")
+    p.stderr.close()
+    rc = os.waitstatus_to_exitcode(status)
+    if rc:
+        print(f"  exit {rc}: {err.strip().splitlines()[-1:]}", file=sys.stderr)
+    return wall, usage.ru_maxrss / 1024, rc
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1000,10000", help="comma-separated run counts")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--commands", default="compare,plot", help="compare, plot or both")
+    ap.add_argument("--out", default=None, help="CSV of one row per process")
+    a = ap.parse_args()
+    sizes = [int(s) for s in a.sizes.split(",")]
+    commands = a.commands.split(",")
+    tmp = Path(tempfile.mkdtemp(prefix="nb-scale-"))
+    rows = []
+    try:
+        dirs = {}
+        for n in sizes:
+            t0 = time.perf_counter()
+            dirs[n] = make_runs(tmp / str(n), n)
+            print(f"made {n} run folders in {time.perf_counter() - t0:.1f} s", flush=True)
+        for rep in range(a.reps):
+            order = sizes if rep % 2 == 0 else sizes[::-1]
+            for n in order:
+                for what in commands:
+                    cmd = [sys.executable, "-m", "normbench", what, str(dirs[n])]
+                    if what == "plot":
+                        cmd += ["-o", str(tmp / f"plot{n}.png")]
+                    wall, rss, rc = measure(cmd)
+                    rows.append({"command": what, "runs": n, "rep": rep, "wall_s": round(wall, 2),
+                                 "peak_rss_mib": round(rss, 1), "exit": rc,
+                                 "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()})
+                    print(f"{what} {n}: {wall:.2f} s, {rss:.0f} MiB (exit {rc})", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if a.out:
+        with open(a.out, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    for what in commands:
+        for n in sizes:
+            r = [x for x in rows if x["command"] == what and x["runs"] == n]
+            print(f"median {what} {n}: {statistics.median(x['wall_s'] for x in r):.2f} s, "
+                  f"{statistics.median(x['peak_rss_mib'] for x in r):.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
