@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import json
 import math
 import os
@@ -256,7 +257,15 @@ def load_runs(paths) -> list[Run]:
 
 
 def _canon(v) -> str:
+    """A value as a hashable, comparable key (JSON text; 1 and 1.0 and True stay apart)."""
+    if v is None or isinstance(v, (str, int, float)):
+        return _canon_scalar(v)
     return json.dumps(v, sort_keys=True, default=str)
+
+
+@functools.lru_cache(maxsize=65536, typed=True)  # typed: 1, 1.0 and True are three keys
+def _canon_scalar(v) -> str:
+    return json.dumps(v, default=str)
 
 
 def _show(v) -> str:
@@ -522,11 +531,12 @@ def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, .
                   f"{m}_paired_high": pr.high if pr else math.nan,
                   f"{m}_paired_width_ratio": pr.width_ratio if pr else math.nan,
                   f"{m}_seeds_needed": st.seeds_needed(d.diff, d.sd_a, d.sd_b, alpha=1 - LEVEL)}
-            comps.append(g)
-        holm = st.holm([g[f"{m}_p_welch"] for g in comps])
-        for g, p_holm in zip(comps, holm):
+            comps.append((g, d, pr))
+        holm = st.holm([g[f"{m}_p_welch"] for g, _, _ in comps])
+        for (g, d, pr), p_holm in zip(comps, holm):
             g[f"{m}_p_holm"] = p_holm
-            g["verdict"] = _verdict(best, g, m, higher, scale, unit, p_holm if len(comps) > 1 else None)
+            g["verdict"] = _verdict(best, g, d.swapped(), pr and pr.swapped(), m, higher, scale, unit,
+                                    p_holm if len(comps) > 1 else None)
         records += recs
 
     out_cols = ["section", "rank", *columns, *(["data"] if split_data else []), "label", "n", "data_fingerprint",
@@ -549,13 +559,11 @@ def _name(run: Run, keys: list[str]) -> str:
     return _label(run, keys)
 
 
-def _verdict(best: dict, g: dict, metric: str, higher: bool, scale: float, unit: str, p_holm) -> str:
-    """stats.verdict of best vs g (best first, so the difference is best minus g); for a
+def _verdict(best: dict, g: dict, d, pr, metric: str, higher: bool, scale: float, unit: str, p_holm) -> str:
+    """stats.verdict of best vs g from their differences d and pr, best minus g; for a
     metric where lower is better, a resolved verdict says which group is better."""
     from normbench import stats as st
 
-    d = st.welch_diff(best["_values"], g["_values"], LEVEL)
-    pr = st.paired_diff(best["_by_seed"], g["_by_seed"], LEVEL)
     text = st.verdict(best["name"], g["name"], d, pr, metric=metric, scale=scale, unit=unit, p_adjusted=p_holm)
     resolved = d.resolved and d.sd_a + d.sd_b > 0 and (p_holm is None or math.isnan(p_holm) or p_holm < 1 - LEVEL)
     if resolved and not higher:
