@@ -110,3 +110,11 @@ def test_runfolder_doc_describes_every_name():
     assert runfolder.INDEX_COLUMNS == list(runfolder.INDEX_DESCRIPTIONS)
     assert runfolder.STATUSES == tuple(runfolder.STATUS_DESCRIPTIONS)
     assert runfolder.DOC_COMMAND in doc.splitlines()[2]  # the command that regenerates it, at the top
+def test_readme_is_a_front_door():
+    """The README stays short and links every page of the manual under docs/."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 300
+    for doc in sorted((REPO / "docs").glob("*.md")):
+        assert f"docs/{doc.name}" in readme, f"README.md does not link docs/{doc.name}"
+
+
