@@ -70,7 +70,7 @@ class TrainConfig:
     momentum: Optional[float] = None  # sgd: momentum in [0, 1); null = 0
     nesterov: Optional[bool] = None  # sgd: Nesterov momentum; null = false
     weight_decay: Optional[float] = None  # adamw: decoupled decay, w -= lr * weight_decay * w; null = 0.004
-    # learning-rate schedule and budget: exact formulas in normbench/optim.py and the README
+    # learning-rate schedule and budget: exact formulas in normbench/optim.py and docs/training.md
     schedule: str = "constant"  # constant | cosine | step, per optimizer step
     warmup_epochs: float = 0.0  # linear warm-up over this many epochs' steps (0 = none)
     step_epochs: Optional[int] = None  # schedule step: decay every this many epochs (required there)
