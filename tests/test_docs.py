@@ -118,3 +118,20 @@ def test_readme_is_a_front_door():
         assert f"docs/{doc.name}" in readme, f"README.md does not link docs/{doc.name}"
 
 
+
+
+def test_readme_compare_example_is_compares_output():
+    """The annotated compare output in the README is what compare prints for the committed
+    study (lines elided as "..."), so the example cannot drift from the code."""
+    from conftest import cli
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    command = "normbench compare results/study/study_imdb"
+    block = readme.split(f"`{command}`", 1)[1].split("```\n", 1)[1].split("```", 1)[0]
+    shown = [line for line in block.splitlines() if line.strip() and line != "..."]
+    assert len(shown) > 5
+    result = cli("compare", REPO / "results" / "study" / "study_imdb")
+    assert result.exit_code == 0, result.output
+    printed = result.output.splitlines()
+    missing = [line for line in shown if line not in printed]
+    assert missing == [], f"README's compare example differs from `{command}`"
