@@ -1,7 +1,7 @@
 """Gradient norms at initialisation: layer norm between the RNN layers vs inside the
 recurrence (norm_placement: recurrent), on one batch of 64 of the IMDB smoke config's
 synthetic reviews (200 pre-padded tokens), seed 0. Explains why the recurrent cell
-stays at chance in results/study/study_imdb_recurrent (README, Results).
+stays at chance in results/study/study_imdb_recurrent (results/README.md).
 
     python benchmarks/recurrent_gradients.py > benchmarks/recurrent_gradients.txt
 """

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Whole-process figures quoted in README.md and benchmarks/RESULTS.md that are not in
+# Whole-process figures quoted in docs/ and benchmarks/RESULTS.md that are not in
 # step_time.py's CSVs. Each is timed from outside with benchmarks/alternate.py (Python
 # standard library: the commands alternated A B A B ..., wall, CPU and peak memory per
 # run, ratios to the first command) or read back with normbench compare. Run from
 # anywhere, with nothing else running on the machine:
-#   bash benchmarks/whole_process.sh jobs         # README "Sweeps": --jobs 1 vs --jobs 2
-#   bash benchmarks/whole_process.sh determinism  # README: cost of train.deterministic
+#   bash benchmarks/whole_process.sh jobs         # docs/sweeps.md: --jobs 1 vs --jobs 2
+#   bash benchmarks/whole_process.sh determinism  # docs/sweeps.md: cost of train.deterministic
 #   bash benchmarks/whole_process.sh unroll       # RESULTS.md: smoke config, unroll false vs true
 #   bash benchmarks/whole_process.sh jax-unroll   # RESULTS.md: jax without and with unroll
 #   bash benchmarks/whole_process.sh e2e-imdb     # RESULTS.md, issue 14: real IMDB end to end,

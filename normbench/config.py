@@ -55,7 +55,7 @@ class ModelConfig:
     norm: str  # batch | layer | group | rms | none
     norm_groups: int = 8  # groups for norm=group; must divide every normalized channel count
     unroll: Union[bool, str] = False  # unroll SimpleRNN loops; "auto" = on TensorFlow for runs of >= 1000 steps (models.resolved_unroll)
-    rnn: str = "keras"  # keras = keras.layers.SimpleRNN (the committed study's); fast = same maths and weights, x W out of the loop: 0.8x the step (configs/imdb_*.yaml)
+    rnn: str = "keras"  # keras = keras.layers.SimpleRNN (the committed study's); fast = same maths and weights, x W out of the loop: a shorter step (configs/imdb_*.yaml; benchmarks/RESULTS.md)
     norm_placement: str = "between"  # between = norm slots after each RNN layer; recurrent = inside the cell (Ba et al. 2016), slots Identity
 
 
@@ -70,7 +70,7 @@ class TrainConfig:
     momentum: Optional[float] = None  # sgd: momentum in [0, 1); null = 0
     nesterov: Optional[bool] = None  # sgd: Nesterov momentum; null = false
     weight_decay: Optional[float] = None  # adamw: decoupled decay, w -= lr * weight_decay * w; null = 0.004
-    # learning-rate schedule and budget: exact formulas in normbench/optim.py and the README
+    # learning-rate schedule and budget: exact formulas in normbench/optim.py and docs/training.md
     schedule: str = "constant"  # constant | cosine | step, per optimizer step
     warmup_epochs: float = 0.0  # linear warm-up over this many epochs' steps (0 = none)
     step_epochs: Optional[int] = None  # schedule step: decay every this many epochs (required there)
@@ -82,7 +82,7 @@ class TrainConfig:
     jit_compile: Union[bool, str] = "auto"  # XLA: "auto" lets Keras decide (off on CPU)
     deterministic: bool = False  # TensorFlow op determinism: identical reruns, slower
     precision: str = "float32"  # float32 | mixed_bfloat16: Keras dtype policy of the layers (models.PRECISIONS); output layer and loss stay float32
-    backend: str = "tensorflow"  # Keras backend; on CPU jax runs the IMDB RNN ~1.8x faster per step, the CNN 1.5-2x slower
+    backend: str = "tensorflow"  # Keras backend; tensorflow is the faster of the two on CPU for both models (benchmarks/RESULTS.md)
     eval: str = "last"  # test_accuracy from the last epoch's weights (the tutorial) or the best validation epoch's; both are recorded
 
 

@@ -111,7 +111,7 @@ class HoistedSimpleRNN(keras.layers.Layer):
             if steps is None:
                 raise ValueError(f"{self.name}: unroll=True needs a known number of time steps")
             # unstack, not xw[:, t]: on TensorFlow the gradient of 200 strided slices is 200
-            # full-size (N, T, U) tensors summed (3-5x slower); unstack's gradient is one stack
+            # full-size (N, T, U) tensors summed (much slower); unstack's gradient is one stack
             xs = ops.unstack(xw, num=steps, axis=1)
             h = self._step(xs[0], None)  # h_0 = 0, so 0 U is skipped
             outputs = [h]

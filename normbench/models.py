@@ -49,7 +49,7 @@ def register(name, *, data_kind, loss, norm_channels, description, placements=("
 PRECISIONS = {
     "float32": "everything in float32 (the tutorial's, and the default)",
     "mixed_bfloat16": "layers compute in bfloat16 with float32 weights; the output layer and the loss in float32 "
-                      "(a CPU with AVX512_BF16/AMX multiplies bfloat16 ~2x faster; benchmarks/cnn_limit.py)",
+                      "(faster on a CPU with AVX512_BF16/AMX; benchmarks/cnn_limit.py)",
 }
 
 
@@ -169,10 +169,11 @@ def dtype_policy(precision: str):
 
 
 # `model.unroll: auto` unrolls on TensorFlow only for runs of at least this many training
-# steps (epochs x steps per epoch). Measured on the 2-core CPU (benchmarks/RESULTS.md and
-# README, Performance): unrolling the 200-step SimpleRNN saves ~22 ms per training step at
-# batch 64 (51 -> 29 ms/step) but costs ~10-20 s more tracing and compiling (train and
-# test functions; 30-40 s on a loaded machine), so it pays off after ~500-900 steps.
+# steps (epochs x steps per epoch). Unrolling the 200-step SimpleRNN shortens every
+# training step but adds a fixed cost of tracing and compiling (train and test
+# functions), so it pays off only past some number of steps; this threshold sits above
+# the break-even measured on the 2-core CPU (figures: docs/performance.md and
+# benchmarks/RESULTS.md), so the tutorial's run unrolls and smoke runs do not.
 UNROLL_AUTO_MIN_STEPS = 1000
 
 
@@ -194,17 +195,15 @@ def planned_steps(config) -> int:
 
 
 def resolved_unroll(config) -> bool:
-    """model.unroll with "auto" decided. Unrolled RNN loops are 1.4-1.8x faster per step
-    on TensorFlow's CPU kernels and ~4-7x slower under JAX/XLA (benchmarks/RESULTS.md), but
-    unrolling costs ~10-20 s of extra compiling, which a short run never earns back (the
-    IMDB smoke config: 75 steps, 35 s against 18 s). So "auto" unrolls on TensorFlow only,
-    and there only for runs of at least UNROLL_AUTO_MIN_STEPS (1000) training steps: the
-    tutorial's IMDB run (5 x 313 steps) unrolls, the smoke configs and --smoke runs do not.
-    Never with a normalized recurrent cell (norm_placement: recurrent, norm layer/rms):
-    its unrolled graph took ~5x longer to trace and compile (125 s against 24 s under
-    load) for 27 % less per step, a loss for runs shorter than ~3,700 steps
-    (benchmarks/RESULTS.md, "Recurrent layers"). true/false apply to
-    keras.layers.SimpleRNN and HoistedSimpleRNN alike."""
+    """model.unroll with "auto" decided. Unrolled RNN loops are faster per step on
+    TensorFlow's CPU kernels and much slower under JAX/XLA, but unrolling adds compile
+    time, which a short run never earns back (benchmarks/RESULTS.md). So "auto" unrolls
+    on TensorFlow only, and there only for runs of at least UNROLL_AUTO_MIN_STEPS (1000)
+    training steps: the tutorial's IMDB run (5 x 313 steps) unrolls, the smoke configs and
+    --smoke runs do not. Never with a normalized recurrent cell (norm_placement: recurrent,
+    norm layer/rms): its unrolled graph's extra compile time outweighs the shorter step
+    for runs of the tutorial's length (benchmarks/RESULTS.md, "Recurrent layers").
+    true/false apply to keras.layers.SimpleRNN and HoistedSimpleRNN alike."""
     if config.model.unroll == "auto":
         m = config.model
         normalized_cell = m.norm_placement == "recurrent" and m.norm != "none"

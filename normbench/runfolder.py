@@ -9,6 +9,7 @@ read and write run folders through it.
         summary.json  written atomically at the end (SUMMARY_KEYS)
         backup/       resume state while the run is unfinished
         log.txt       a sweep member's output (local executor)
+        .lock         held by the process training the run (runlock.py)
 
 A folder without summary.json, or whose summary.json status is not "completed", is
 not a finished run. Error policy, for every reader: a missing file is "not there yet"
@@ -29,6 +30,7 @@ import os
 from pathlib import Path
 
 from normbench import NormbenchError, one_line
+from normbench.runlock import LOCK_NAME as LOCK
 
 CONFIG = "config.yaml"
 HISTORY = "history.csv"
@@ -41,14 +43,63 @@ MARKERS = (SUMMARY, CONFIG)
 # the files a run's result consists of (what a worker without shared storage sends back)
 RESULT_FILES = (CONFIG, HISTORY, SUMMARY)
 
-HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds"]
-INDEX_COLUMNS = ["run_id", "name", "model", "norm", "seed", "batch_size", "status", "test_accuracy", "test_loss", "path"]
-STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
+# What each file, column, key and status means is data here, beside the names: docs/runfolder.md
+# is rendered from these tables (`python -m normbench.runfolder > docs/runfolder.md`), and
+# tests/test_docs.py fails when the committed file differs from what describe_markdown() renders.
+
+# a run folder's files -> what each holds (runlock.py's .lock is listed with them in the docs)
+FILES = {
+    CONFIG: "the fully resolved config (every default written out), written first",
+    HISTORY: "one row per finished epoch (HISTORY_COLUMNS), appended as the epoch ends",
+    SUMMARY: "written atomically at the end (SUMMARY_KEYS); a folder without it is unfinished",
+    BACKUP: "resume state (Keras BackupAndRestore, optimizer state included) while the run is unfinished; "
+            "deleted when summary.json is written, so no weights stay behind",
+    LOG: "a sweep member's console output (local executor)",
+    LOCK: "held by the process training the run (one owner at a time; normbench/runlock.py)",
+}
+
+# history.csv's columns, in file order -> what each holds
+HISTORY_DESCRIPTIONS = {
+    "epoch": "the epoch, from 1",
+    "loss": "training loss of the epoch as Keras logs it (the mean over its steps)",
+    "accuracy": "training accuracy of the epoch (the same mean)",
+    "val_loss": "validation loss after the epoch",
+    "val_accuracy": "validation accuracy after the epoch",
+    "learning_rate": "the rate the epoch's last optimizer step used, after scaling, warm-up and schedule "
+                     "(docs/training.md)",
+    "epoch_seconds": "wall time of the epoch, validation included",
+}
+HISTORY_COLUMNS = list(HISTORY_DESCRIPTIONS)
+
+# runs.csv's columns, in file order -> what each holds
+INDEX_DESCRIPTIONS = {
+    "run_id": "summary.json's run_id (the run folder's name)",
+    "name": "summary.json's name (the config's name)",
+    "model": "summary.json's model (model.arch)",
+    "norm": "summary.json's norm (model.norm)",
+    "seed": "summary.json's seed",
+    "batch_size": "summary.json's batch_size (train.batch_size)",
+    "status": "summary.json's status",
+    "test_accuracy": "summary.json's test_accuracy",
+    "test_loss": "summary.json's test_loss",
+    "path": "the run folder, relative to the folder holding runs.csv",
+}
+INDEX_COLUMNS = list(INDEX_DESCRIPTIONS)
+
+# summary.json's status -> what it means, and the exit status of `normbench run`
+STATUS_DESCRIPTIONS = {
+    "running": "the run is training (the value while it runs; a folder without summary.json is unfinished)",
+    "completed": "trained every epoch and evaluated on the test set; exit status 0",
+    "diverged": "the loss became NaN/inf (Keras' TerminateOnNaN); exit status 2",
+    "interrupted": "Ctrl-C or SIGTERM; resumable; exit status 130",
+    "failed": "an error (summary.json's error says which); exit status 1",
+}
+STATUSES = tuple(STATUS_DESCRIPTIONS)
 
 # every key train.py writes into summary.json -> what it holds. `write_summary` refuses
 # any other key, so a renamed key fails loudly in train and in the test fixtures alike.
 SUMMARY_KEYS = {
-    "status": "one of STATUSES",
+    "status": "one of STATUSES (the statuses below)",
     "run_id": "the run folder's name",
     "name": "config name",
     "model": "model.arch",
@@ -65,14 +116,14 @@ SUMMARY_KEYS = {
     "steps_per_epoch": "training steps per epoch",
     "optimizer_steps": "optimizer steps of the whole run: epochs x steps_per_epoch",
     "peak_learning_rate": "train.learning_rate after train.lr_scaling (the schedule's peak)",
-    "jit_compile": "what Keras resolved jit_compile to",
-    "unroll": "what model.unroll resolved to",
+    "jit_compile": "what Keras resolved train.jit_compile (auto) to",
+    "unroll": "what model.unroll (auto) resolved to",
     "precision": "the Keras dtype policy the model was built under (train.precision)",
     "deterministic": "train.deterministic",
-    "op_determinism": "whether TensorFlow op determinism was on in the run's process (None on jax)",
+    "op_determinism": "whether TensorFlow op determinism was on in the run's process (null on jax)",
     "started_at": "ISO time the run (or this resume) started",
-    "versions": "python, tensorflow, keras, numpy, normbench, backend (and jax)",
-    "host": "cpu, cpu_count, gpus, platform",
+    "versions": "python, tensorflow, keras, numpy, normbench, backend (and jax on that backend)",
+    "host": "cpu (the CPU model), cpu_count (cores), gpus, platform",
     "error": "failed runs only: the exception, one line",
     "epochs_completed": "rows in history.csv",
     "epochs": "epochs trained: train.epochs, or what train.budget steps resolved it to",
@@ -87,9 +138,12 @@ SUMMARY_KEYS = {
     "last_val_accuracy": "val_accuracy of the last epoch",
     "final_train_loss": "loss of the last epoch",
     "wall_seconds": "wall time of the whole run in this process",
-    "first_epoch_seconds": "the first epoch's time (includes tracing)",
+    "first_epoch_seconds": "the first epoch's time (includes graph tracing)",
     "mean_epoch_seconds": "mean epoch time (validation included)",
-    "ms_per_step": "median train-only epoch time after the first, per step (None when this process trained < 2 epochs)",
+    "ms_per_step": "median over epochs after the first of the epoch's training time (validation excluded), divided "
+                   "by steps per epoch; the first epoch a process trains includes tracing and compiling and is never "
+                   "timed, so a 1-epoch run such as --smoke, or a resume that trains one epoch, reports null, "
+                   "shown as n/a ms/step",
     "finished_at": "ISO time the summary was written",
 }
 OPTIONAL_SUMMARY_KEYS = ("error",)
@@ -363,3 +417,91 @@ def append_index(output_dir, summary: dict, run_dir) -> None:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+# ----------------------------------------------------------------------------- docs/runfolder.md
+
+DOC_COMMAND = "python -m normbench.runfolder > docs/runfolder.md"
+
+_DOC_INTRO = """\
+`normbench run` prints the folder and a one-line summary when it ends:
+
+```
+completed: test_accuracy 0.7572, test_loss 0.5470, wall 180.9 s, 94.6 ms/step -> results/imdb_ln/20261125-120401-seed0
+```
+
+```
+results/<name>/<run-id>/        run-id: <date>-<time>-seed<seed> (sweeps: imdb_rnn-norm=layer-bs=64-seed=0)
+results/runs.csv                one line per finished run (appended under a lock; a resumed run replaces its line)
+```
+"""
+
+_DOC_RESUME = """\
+## Unfinished runs, resume, exit status
+
+A folder without `summary.json` is unfinished (running, or killed); one whose status is
+not `completed` never counts as a result. `normbench run --resume RUN_DIR` continues an
+unfinished run from its last finished epoch (Keras `BackupAndRestore`, optimizer state
+included; a Ctrl-C or SIGTERM during the backup save takes effect once the save is
+complete; the backup, with the best validation epoch's weights for `train.eval: best`,
+is kept until `summary.json` is written, so an interrupt during the final test
+evaluation resumes by evaluating only, and it is deleted then, so no weights stay
+behind). The history row is written before the backup, and on resume rows past the
+restored epoch are dropped, so `history.csv` holds every epoch exactly once even after a
+SIGKILL; rows that do not parse (a line cut short, NUL bytes left by a crash) are
+dropped with a note on stderr, never the backup. A full disk ends the run with
+`Error: output.dir: no space left on the device of RUN_DIR; free some space, then resume
+with: normbench run --resume RUN_DIR` (exit 1, no temp files left; the backup keeps the
+last epoch saved whole: before each save normbench checks that the weights fit, since
+HDF5 leaves a half-written file and tracebacks when the disk fills mid-save).
+Exit status: 0 completed, 2 diverged, 130 interrupted, 1 for any error.
+
+The faults tested (a kill, a signal, a full disk, a corrupt file at an exact point) and
+their outcomes are tabled in the [README](../README.md).
+"""
+
+
+def _table(header: tuple[str, str], rows: dict[str, str], code: bool = True) -> str:
+    lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
+    for name, what in rows.items():
+        cell = f"`{name}`" if code else name
+        lines.append(f"| {cell} | {what.replace('|', chr(92) + '|')} |")
+    return "\n".join(lines) + "\n"
+
+
+def describe_markdown() -> str:
+    """docs/runfolder.md: the run folder's files, history.csv's columns, summary.json's keys,
+    the statuses and runs.csv's columns, rendered from this module's tables (so the page
+    cannot drift from what train, sweep and results read and write)."""
+    files = {f"{name}/" if name == BACKUP else name: what for name, what in FILES.items()}
+    optional = ", ".join(f"`{k}`" for k in OPTIONAL_SUMMARY_KEYS)
+    parts = [
+        "# The run folder\n",
+        f"*Generated by `{DOC_COMMAND}` from the tables in `normbench/runfolder.py` (the one contract "
+        "for what a run folder holds); edit those, then rerun the command. `tests/test_docs.py` fails when "
+        "this file differs from what they render.*\n",
+        _DOC_INTRO,
+        "## Files of a run folder\n",
+        _table(("file", "holds"), files),
+        f"## `{HISTORY}` columns\n",
+        "One row per finished epoch, in this column order.\n",
+        _table(("column", "holds"), HISTORY_DESCRIPTIONS),
+        f"## `{SUMMARY}` keys\n",
+        f"Every key a run writes; `write_summary` refuses any other. Only {optional} may be absent.\n",
+        _table(("key", "holds"), SUMMARY_KEYS),
+        "## Statuses\n",
+        _table(("status", "meaning"), STATUS_DESCRIPTIONS),
+        f"## `{INDEX}` columns\n",
+        f"`<output.dir>/{INDEX}`: one line per run folder, appended under an exclusive lock; a resumed "
+        "(diverged or failed) run replaces its line, and the line is written beside the run "
+        "(`<run folder>/../../runs.csv`) whatever the current directory.\n",
+        _table(("column", "holds"), INDEX_DESCRIPTIONS),
+        _DOC_RESUME,
+    ]
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(describe_markdown())
