@@ -336,6 +336,42 @@ DATASETS = {
 }
 
 
+MAX_NUM_WORDS = 100_000  # IMDB has 88,584 distinct words: more only enlarges the Embedding
+MAX_MAXLEN = 2_500  # the longest IMDB review has 2,494 tokens: longer only adds padding
+
+
+def check(d, where) -> None:
+    """data.* rules of a DataConfig (called by config's validation)."""
+    from normbench.checks import at_least, choice
+
+    choice(where, "data.name", d.name, DATASETS, "dataset")
+    at_least(where, "data.num_words", d.num_words, 4)  # 0 pad, 1 start, 2 oov, 3 unused
+    at_least(where, "data.maxlen", d.maxlen, 1)
+    if d.subset is not None:
+        at_least(where, "data.subset.train", d.subset.train, 2)
+        at_least(where, "data.subset.test", d.subset.test, 1)
+
+
+def check_limits(d, where) -> None:
+    """Upper bounds on data.* (new configs only: old run folders still read)."""
+    from normbench.checks import at_most
+
+    at_most(where, "data.num_words", d.num_words, MAX_NUM_WORDS,
+            f"IMDB has 88,584 distinct words, so {MAX_NUM_WORDS} already keeps every one")
+    at_most(where, "data.maxlen", d.maxlen, MAX_MAXLEN,
+            f"the longest IMDB review has 2,494 tokens, so {MAX_MAXLEN} already keeps every one")
+    if d.subset is not None:
+        size = dict(zip(("train", "test"), DATASETS[d.name].size))
+        for split in ("train", "test"):
+            n = getattr(d.subset, split)
+            if n > size[split]:
+                made = "generates at most" if d.name.startswith("synthetic_") else "has"
+                raise where.error(
+                    f"data.subset.{split}",
+                    f"{n} is more than the {size[split]} {split} examples {d.name} {made}; use at most {size[split]}",
+                )
+
+
 def load_data(cfg, seed: int = 0) -> Data:
     """Load data set `cfg.name` (a DataConfig), then take `cfg.subset` if set. Arrays read
     from a local file come from the data cache when it holds them (normbench/datacache.py):

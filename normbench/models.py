@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -140,12 +139,58 @@ def cifar10_cnn(model, data, num_classes, input_dtype=None):
     )
 
 
+RNNS = ("keras", "fast")  # model.rnn: keras.layers.SimpleRNN, or normbench.layers.HoistedSimpleRNN
+PLACEMENTS = ("between", "recurrent")  # model.norm_placement
+RECURRENT_NORMS = ("layer", "rms", "none")  # norms that norm_placement: recurrent implements
+
+
+def check(cfg, where) -> None:
+    """model.* rules of a Config (the data kind and group divisibility need cfg.data);
+    `where.error(key, problem)` names the file (config._Where)."""
+    from normbench.checks import at_least, auto_bool, choice
+    from normbench.data import DATASETS
+    from normbench.norms import NORMS
+
+    m, d = cfg.model, cfg.data
+    choice(where, "model.arch", m.arch, MODELS, "model")
+    choice(where, "model.norm", m.norm, NORMS, "norm")
+    spec, kind = MODELS[m.arch], DATASETS[d.name].kind
+    if spec.data_kind != kind:
+        fits = ", ".join(n for n, s in DATASETS.items() if s.kind == spec.data_kind)
+        raise where.error("data.name", f"model {m.arch} needs {spec.data_kind} data, {d.name!r} is {kind} data; use one of: {fits}")
+    at_least(where, "model.norm_groups", m.norm_groups, 1)
+    if m.norm == "group":
+        bad = sorted({c for c in spec.norm_channels if c % m.norm_groups})
+        if bad:
+            ok = [g for g in range(1, max(spec.norm_channels) + 1) if all(c % g == 0 for c in spec.norm_channels)]
+            raise where.error(
+                "model.norm_groups",
+                f"{m.norm_groups} groups do not divide the {'/'.join(map(str, bad))} channels that {m.arch} normalizes; "
+                f"use one of: {', '.join(map(str, ok))}",
+            )
+    auto_bool(where, "model.unroll", m.unroll)
+    choice(where, "model.rnn", m.rnn, RNNS, "rnn implementation")
+    choice(where, "model.norm_placement", m.norm_placement, PLACEMENTS, "norm placement")
+    if m.norm_placement == "recurrent" and m.norm_placement not in spec.placements:
+        fits = ", ".join(n for n, s in MODELS.items() if "recurrent" in s.placements)
+        raise where.error("model.norm_placement", f"model {m.arch} has no recurrence to normalize; use between, or a model with one: {fits}")
+    if m.norm_placement == "recurrent" and m.norm == "batch":
+        raise where.error("model.norm_placement", "recurrent cannot use norm 'batch': batch norm inside the recurrence needs "
+                          "per-time-step batch statistics (Cooijmans et al. 2016), which are not implemented; "
+                          "use norm layer, rms or none, or norm_placement: between")
+    if m.norm_placement == "recurrent" and m.norm not in RECURRENT_NORMS:
+        raise where.error("model.norm_placement", f"recurrent cannot use norm {m.norm!r}: not implemented inside the recurrence; "
+                          f"use norm {', '.join(RECURRENT_NORMS)}, or norm_placement: between")
+
+
 def build_model(config, num_classes: int, input_dtype: str | None = None):
     """The Keras model for a validated Config (not compiled). input_dtype: the dtype of
     the data's x arrays (image models: uint8 or float32; None = uint8)."""
     spec = MODELS.get(config.model.arch)
     if spec is None:
         raise NormbenchError(f"unknown model {config.model.arch!r}; choose one of: {', '.join(MODELS)}")
+    from normbench.optim import resolved_unroll  # a training-plan question (steps, backend)
+
     model = dataclasses.replace(config.model, unroll=resolved_unroll(config))
     with dtype_policy(config.train.precision):
         return spec.build(model, config.data, num_classes, input_dtype)
@@ -166,48 +211,3 @@ def dtype_policy(precision: str):
         yield
     finally:
         keras.config.set_dtype_policy(before)
-
-
-# `model.unroll: auto` unrolls on TensorFlow only for runs of at least this many training
-# steps (epochs x steps per epoch). Measured on the 2-core CPU (benchmarks/RESULTS.md and
-# README, Performance): unrolling the 200-step SimpleRNN saves ~22 ms per training step at
-# batch 64 (51 -> 29 ms/step) but costs ~10-20 s more tracing and compiling (train and
-# test functions; 30-40 s on a loaded machine), so it pays off after ~500-900 steps.
-UNROLL_AUTO_MIN_STEPS = 1000
-
-
-def planned_steps(config) -> int:
-    """Training steps a config asks for (epochs x steps per epoch, after train.budget),
-    from the config alone: data.subset.train, else the data set's size (a local file may
-    hold fewer examples)."""
-    from normbench.data import DATASETS, SYNTHETIC_SIZE
-
-    if config.data.subset:
-        n = config.data.subset.train
-    elif config.data.name.startswith("synthetic_"):
-        n = SYNTHETIC_SIZE["train"]
-    else:
-        n = DATASETS[config.data.name].size[0]
-    from normbench import optim
-
-    return optim.plan(config, n).total_steps  # train.budget included
-
-
-def resolved_unroll(config) -> bool:
-    """model.unroll with "auto" decided. Unrolled RNN loops are 1.4-1.8x faster per step
-    on TensorFlow's CPU kernels and ~4-7x slower under JAX/XLA (benchmarks/RESULTS.md), but
-    unrolling costs ~10-20 s of extra compiling, which a short run never earns back (the
-    IMDB smoke config: 75 steps, 35 s against 18 s). So "auto" unrolls on TensorFlow only,
-    and there only for runs of at least UNROLL_AUTO_MIN_STEPS (1000) training steps: the
-    tutorial's IMDB run (5 x 313 steps) unrolls, the smoke configs and --smoke runs do not.
-    Never with a normalized recurrent cell (norm_placement: recurrent, norm layer/rms):
-    its unrolled graph took ~5x longer to trace and compile (125 s against 24 s under
-    load) for 27 % less per step, a loss for runs shorter than ~3,700 steps
-    (benchmarks/RESULTS.md, "Recurrent layers"). true/false apply to
-    keras.layers.SimpleRNN and HoistedSimpleRNN alike."""
-    if config.model.unroll == "auto":
-        m = config.model
-        normalized_cell = m.norm_placement == "recurrent" and m.norm != "none"
-        return (config.train.backend == "tensorflow" and not normalized_cell
-                and planned_steps(config) >= UNROLL_AUTO_MIN_STEPS)
-    return bool(config.model.unroll)

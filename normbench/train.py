@@ -23,7 +23,7 @@ from pathlib import Path
 
 from normbench import NormbenchError, __version__, one_line, optim, runfolder
 from normbench.config import Config, dump_yaml, from_dict, read_yaml
-from normbench.models import resolved_unroll
+from normbench.optim import resolved_unroll
 from normbench.runlock import RunLock
 
 

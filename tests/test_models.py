@@ -134,7 +134,7 @@ SMOKE = {"name": "synthetic_imdb", "subset": {"train": 2000, "test": 500}}
      (True, "tensorflow", SMOKE, 1, True), (True, "jax", SMOKE, 1, True)],
 )
 def test_unroll_auto_unrolls_on_tensorflow_for_long_runs_only(unroll, backend, data, epochs, expected):
-    from normbench.models import UNROLL_AUTO_MIN_STEPS, planned_steps, resolved_unroll
+    from normbench.optim import UNROLL_AUTO_MIN_STEPS, planned_steps, resolved_unroll
 
     cfg = from_dict({"name": "t", "data": data, "model": {"arch": "imdb_rnn", "norm": "layer", "unroll": unroll},
                      "train": {"backend": backend, "epochs": epochs}})
