@@ -44,6 +44,9 @@ class DataConfig:
     maxlen: int = 200  # IMDB reviews padded/truncated to this many tokens
 
 
+OPTIONAL_MODEL_KEYS = ("params",)  # left out of to_dict() when None
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     arch: str  # a registered builder: imdb_rnn | cifar10_cnn
@@ -52,6 +55,9 @@ class ModelConfig:
     unroll: Union[bool, str] = False  # unroll SimpleRNN loops; "auto" = on TensorFlow for runs of >= 1000 steps (optim.resolved_unroll)
     rnn: str = "keras"  # keras = keras.layers.SimpleRNN (the committed study's); fast = same maths and weights, x W out of the loop: 0.8x the step (configs/imdb_*.yaml)
     norm_placement: str = "between"  # between = norm slots after each RNN layer; recurrent = inside the cell (Ba et al. 2016), slots Identity
+    # a registered model's own options: the dataclass given to its @models.register(params=...),
+    # written `model.params: {key: value}`; None for models that declare none
+    params: Optional[dict] = None  # parsed into the model's dataclass by _model_params
 
 
 @dataclass(frozen=True)
@@ -97,8 +103,14 @@ class Config:
     sweep: dict = field(default_factory=dict)  # key.path -> list of values (normbench sweep)
 
     def to_dict(self) -> dict:
-        """The resolved config as plain data (what config.yaml in a run folder holds)."""
-        return dataclasses.asdict(self)
+        """The resolved config as plain data (what config.yaml in a run folder holds).
+        Model keys that are unset (None) are left out: config.yaml of a model that does
+        not use them reads as it did before they existed."""
+        out = dataclasses.asdict(self)
+        for key in OPTIONAL_MODEL_KEYS:
+            if out["model"].get(key) is None:
+                out["model"].pop(key, None)
+        return out
 
     def get(self, dotted: str):
         node = self
@@ -305,8 +317,26 @@ def read_yaml(path: str | Path) -> dict:
 def from_dict(raw: dict, source: str = "<config>", overrides: dict[str, str] | None = None, flag: str = "--set") -> Config:
     where = _Where(source, overrides or {}, flag)
     cfg = _build(Config, raw, "", where)
+    cfg = _model_params(cfg, where)
     _check(cfg, where)
     return cfg
+
+
+def _model_params(cfg: Config, where: _Where) -> Config:
+    """model.params parsed into the dataclass the chosen model registered (models.register)."""
+    from normbench.models import MODELS
+
+    spec, raw = MODELS.get(cfg.model.arch), cfg.model.params
+    if spec is None:
+        return cfg  # models.check names the unknown model
+    if spec.params is None:
+        if raw:
+            raise where.error("model.params", f"model {cfg.model.arch} takes no params; remove model.params")
+        return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, params=None))
+    if raw is not None and not isinstance(raw, dict):
+        raise where.error("model.params", f"expected {_type_name(spec.params)}, got {_describe(raw)}")
+    params = _build(spec.params, raw or {}, "model.params", where)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, params=params))
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), smoke: bool = False) -> Config:

@@ -24,14 +24,24 @@ class ModelSpec:
     norm_channels: tuple[int, ...]  # channel count at each norm slot, for group checks
     description: str
     placements: tuple[str, ...] = ("between",)  # model.norm_placement values it implements
+    # the model's own options: a frozen dataclass (typed fields with defaults) that config
+    # parses `model.params: {...}` into (model.params in the builder); None = none
+    params: type | None = None
+    check: Callable | None = None  # (model_config, where) -> None: rules on its params
 
 
 MODELS: dict[str, ModelSpec] = {}
 
 
-def register(name, *, data_kind, loss, norm_channels, description, placements=("between",)):
+def register(name, *, data_kind, loss, norm_channels, description, placements=("between",), params=None, check=None):
+    """Register a builder `fn(model_config, data_config, num_classes, input_dtype)`.
+    A model with options of its own passes `params=` a frozen dataclass (each field typed,
+    with a default: users write `model.params: {field: value}`, `--set model.params.field=v`)
+    and, for rules beyond the types, `check=` a function (model_config, where) raising
+    `where.error("model.params.field", "what; fix")`."""
     def wrap(fn):
-        MODELS[name] = ModelSpec(name, fn, data_kind, loss, tuple(norm_channels), description, tuple(placements))
+        MODELS[name] = ModelSpec(name, fn, data_kind, loss, tuple(norm_channels), description, tuple(placements),
+                                 params, check)
         return fn
 
     return wrap
@@ -181,6 +191,8 @@ def check(cfg, where) -> None:
     if m.norm_placement == "recurrent" and m.norm not in RECURRENT_NORMS:
         raise where.error("model.norm_placement", f"recurrent cannot use norm {m.norm!r}: not implemented inside the recurrence; "
                           f"use norm {', '.join(RECURRENT_NORMS)}, or norm_placement: between")
+    if spec.check is not None:
+        spec.check(m, where)
 
 
 def build_model(config, num_classes: int, input_dtype: str | None = None):
