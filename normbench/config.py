@@ -42,15 +42,22 @@ class DataConfig:
     subset: Optional[Subset] = None  # class-balanced subset; None = everything
     num_words: int = 10000  # IMDB vocabulary (Embedding input size)
     maxlen: int = 200  # IMDB reviews padded/truncated to this many tokens
+    # your data (data.name arrays | image_folder; docs/own-model.md); None = not used
+    classes: Optional[int] = None  # number of classes; None = inferred from the labels (arrays) or folders
+    image_size: Optional[list] = None  # image_folder: [height, width] every image is resized to
 
 
-OPTIONAL_MODEL_KEYS = ("params",)  # left out of to_dict() when None
+# keys left out of to_dict() when None: config.yaml of a run that does not use them reads
+# as it did before they existed
+OPTIONAL_KEYS = {"model": ("params", "layers", "from", "insert_after", "keep_weights", "safe_mode"),
+                 "data": ("classes", "image_size")}
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str  # a registered builder: imdb_rnn | cifar10_cnn
-    norm: str  # batch | layer | group | rms | none
+    # exactly one of arch, layers, from (docs/own-model.md):
+    arch: Optional[str] = None  # a registered builder (imdb_rnn | cifar10_cnn), or a Python builder package.module:function / path/file.py:function
+    norm: str = field(default=None, metadata={"required": True})  # batch | layer | group | rms | none
     norm_groups: int = 8  # groups for norm=group; must divide every normalized channel count
     unroll: Union[bool, str] = False  # unroll SimpleRNN loops; "auto" = on TensorFlow for runs of >= 1000 steps (optim.resolved_unroll)
     rnn: str = "keras"  # keras = keras.layers.SimpleRNN (the committed study's); fast = same maths and weights, x W out of the loop: 0.8x the step (configs/imdb_*.yaml)
@@ -58,6 +65,11 @@ class ModelConfig:
     # a registered model's own options: the dataclass given to its @models.register(params=...),
     # written `model.params: {key: value}`; None for models that declare none
     params: Optional[dict] = None  # parsed into the model's dataclass by _model_params
+    layers: Optional[Union[list, str]] = None  # a list of {KerasLayerClass: {args}} and {norm: conv|sequence|vector} slots, or a YAML file of one
+    from_: Optional[str] = field(default=None, metadata={"key": "from"})  # a saved .keras model whose norm layers become model.norm
+    insert_after: Optional[list] = None  # model.from: also put a norm after these layers (names or class names)
+    keep_weights: Optional[bool] = None  # model.from: keep the saved non-norm weights; null = re-initialized (a fair comparison)
+    safe_mode: Optional[bool] = None  # model.from: Keras' safe_mode for loading; null = on (Lambda layers refused)
 
 
 @dataclass(frozen=True)
@@ -107,15 +119,19 @@ class Config:
         Model keys that are unset (None) are left out: config.yaml of a model that does
         not use them reads as it did before they existed."""
         out = dataclasses.asdict(self)
-        for key in OPTIONAL_MODEL_KEYS:
-            if out["model"].get(key) is None:
-                out["model"].pop(key, None)
+        out["model"]["from"] = out["model"].pop("from_")
+        for section, keys in OPTIONAL_KEYS.items():
+            for key in keys:
+                if out[section].get(key) is None:
+                    out[section].pop(key, None)
+        # the key order of config.yaml as before these keys existed, then theirs
+        out["model"] = {k: out["model"][k] for k in sorted(out["model"], key=lambda k: k in OPTIONAL_KEYS["model"])}
         return out
 
     def get(self, dotted: str):
         node = self
         for part in dotted.split("."):
-            node = getattr(node, part)
+            node = getattr(node, "from_" if part == "from" else part)
         return node
 
 
@@ -156,6 +172,8 @@ def _type_name(tp) -> str:
         return "a mapping with keys " + ", ".join(f.name for f in dataclasses.fields(tp))
     if tp is dict:
         return "a mapping"
+    if tp is list:
+        return "a list"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -187,6 +205,10 @@ def _convert(value, tp, key: str, where: _Where):
         if not isinstance(value, dict):
             raise where.error(key, f"expected a mapping, got {_describe(value)}")
         return value
+    if tp is list:
+        if not isinstance(value, list):
+            raise where.error(key, f"expected a list, got {_describe(value)}")
+        return value
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -207,7 +229,8 @@ def _convert(value, tp, key: str, where: _Where):
 
 def _build(cls, raw: dict, prefix: str, where: _Where):
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    # YAML key -> field (a field's metadata "key" spells a key that is no identifier: from)
+    fields = {f.metadata.get("key", f.name): f for f in dataclasses.fields(cls)}
     for k in raw:
         if k not in fields:
             key = f"{prefix}.{k}" if prefix else str(k)
@@ -216,12 +239,12 @@ def _build(cls, raw: dict, prefix: str, where: _Where):
     for name, f in fields.items():
         key = f"{prefix}.{name}" if prefix else name
         if name in raw:
-            kwargs[name] = _convert(raw[name], hints[name], key, where)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            if dataclasses.is_dataclass(hints[name]):
-                kwargs[name] = _convert({}, hints[name], key, where)
+            kwargs[f.name] = _convert(raw[name], hints[f.name], key, where)
+        elif f.metadata.get("required") or (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING):
+            if dataclasses.is_dataclass(hints[f.name]):
+                kwargs[f.name] = _convert({}, hints[f.name], key, where)
             else:
-                raise where.error(key, f"missing; add it ({_type_name(hints[name])})")
+                raise where.error(key, f"missing; add it ({_type_name(hints[f.name])})")
     return cls(**kwargs)
 
 
@@ -326,7 +349,7 @@ def _model_params(cfg: Config, where: _Where) -> Config:
     """model.params parsed into the dataclass the chosen model registered (models.register)."""
     from normbench.models import MODELS
 
-    spec, raw = MODELS.get(cfg.model.arch), cfg.model.params
+    spec, raw = MODELS.get(cfg.model.arch or ""), cfg.model.params
     if spec is None:
         return cfg  # models.check names the unknown model
     if spec.params is None:

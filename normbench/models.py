@@ -162,10 +162,22 @@ def check(cfg, where) -> None:
     from normbench.norms import NORMS
 
     m, d = cfg.model, cfg.data
-    choice(where, "model.arch", m.arch, MODELS, "model")
+    given = [k for k, v in (("model.arch", m.arch), ("model.layers", m.layers), ("model.from", m.from_)) if v is not None]
+    if not given:
+        raise where.error("model.arch", f"missing; name a model ({', '.join(MODELS)}), or give your own with "
+                                        "model.layers, model.from or model.arch: file.py:function (docs/own-model.md)")
+    if len(given) > 1:
+        raise where.error(given[1], f"give one of model.arch, model.layers, model.from, not {' and '.join(given)}")
     choice(where, "model.norm", m.norm, NORMS, "norm")
+    at_least(where, "model.norm_groups", m.norm_groups, 1)
+    from normbench import usermodels
+
+    if usermodels.is_user_model(m):
+        usermodels.check(cfg, where)
+        return
+    choice(where, "model.arch", m.arch, MODELS, "model")
     spec, kind = MODELS[m.arch], DATASETS[d.name].kind
-    if spec.data_kind != kind:
+    if spec.data_kind != kind and kind != "any":  # "any": arrays of any shape (checked on building)
         fits = ", ".join(n for n, s in DATASETS.items() if s.kind == spec.data_kind)
         raise where.error("data.name", f"model {m.arch} needs {spec.data_kind} data, {d.name!r} is {kind} data; use one of: {fits}")
     at_least(where, "model.norm_groups", m.norm_groups, 1)
@@ -195,9 +207,24 @@ def check(cfg, where) -> None:
         spec.check(m, where)
 
 
-def build_model(config, num_classes: int, input_dtype: str | None = None):
+def build_model(config, num_classes: int, input_dtype: str | None = None, input_shape=None, info: dict | None = None):
     """The Keras model for a validated Config (not compiled). input_dtype: the dtype of
-    the data's x arrays (image models: uint8 or float32; None = uint8)."""
+    the data's x arrays (image models: uint8 or float32; None = uint8). A user's model
+    (normbench.usermodels) is built for `input_shape` (one example's; None = the data
+    config's, read cheaply) and fills `info` with what was built (source, sha256)."""
+    from normbench import usermodels
+
+    if usermodels.is_user_model(config.model):
+        if input_shape is None:
+            from normbench.data import input_spec
+
+            input_shape, dtype, _ = input_spec(config.data)
+            input_dtype = input_dtype or dtype
+        with dtype_policy(config.train.precision):
+            model, built = usermodels.build(config, num_classes, input_shape, input_dtype)
+        if info is not None:
+            info.update(built)
+        return model
     spec = MODELS.get(config.model.arch)
     if spec is None:
         raise NormbenchError(f"unknown model {config.model.arch!r}; choose one of: {', '.join(MODELS)}")
@@ -206,6 +233,15 @@ def build_model(config, num_classes: int, input_dtype: str | None = None):
     model = dataclasses.replace(config.model, unroll=resolved_unroll(config))
     with dtype_policy(config.train.precision):
         return spec.build(model, config.data, num_classes, input_dtype)
+
+
+def loss_for(config, model):
+    """The loss a model trains with: the registered model's, else from its output layer."""
+    from normbench import usermodels
+
+    if usermodels.is_user_model(config.model):
+        return usermodels.loss_for(model)
+    return MODELS[config.model.arch].loss
 
 
 @contextlib.contextmanager
