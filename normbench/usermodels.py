@@ -373,7 +373,12 @@ def _from_saved(cfg, input_shape):
             return keras.Sequential([new, norm], name=f"{layer.name}_then_norm")
         return new
 
-    model = keras.models.clone_model(src, clone_function=clone)
+    def call(layer, *args, **kwargs):  # a swapped-in norm takes no mask (BatchNormalization's call did)
+        if getattr(layer, "_normbench_slot", None) or isinstance(layer, keras.Sequential):
+            kwargs.pop("mask", None)
+        return layer(*args, **kwargs)
+
+    model = keras.models.clone_model(src, clone_function=clone, call_function=call)
     if m.keep_weights:
         by_name = {}
         for layer in model._flatten_layers(include_self=False):
