@@ -171,8 +171,8 @@ def test_user_model_errors_are_one_line(tmp_path, case, saved):
         expected = "Error: model.layers[1] (Dense2): unknown layer class 'Dense2'; use a keras.layers class name, e.g. Dense"
     elif case == "bad-args":
         model = {"layers": [{"Flatten": {}}, {"Dense": {"units": 3, "unit": 3, "name": "head"}}]}
-        expected = ("Error: model.layers[1] (Dense head): bad arguments (TypeError: Dense.__init__() got an unexpected "
-                    "keyword argument 'unit'); see keras.layers.Dense")
+        expected = ("Error: model.layers[1] (Dense head): bad arguments (ValueError: Unrecognized keyword arguments "
+                    "passed to Dense: {'unit': 3}); see keras.layers.Dense")
     elif case == "shape":
         model = {"layers": [{"Flatten": {}}, {"norm": "conv"}, dense]}
         expected = "Error: model.layers[1] (norm conv): a conv slot takes rank-4 input, this one gets (None, 108); use norm vector"
