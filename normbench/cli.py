@@ -145,11 +145,16 @@ def validate(config, overrides, smoke, no_model):
     click.echo(dump_yaml(cfg), nl=False)
     click.echo(f"# data: {describe_source(cfg.data)}")
     if not no_model:
+        from normbench.data import input_spec
         from normbench.models import build_model
+        from normbench.usermodels import slots
 
         _use_backend(cfg, config)
-        model = build_model(cfg, DATASETS[cfg.data.name].num_classes)
+        shape, dtype, classes = input_spec(cfg.data)
+        model = build_model(cfg, classes or DATASETS[cfg.data.name].num_classes, dtype, shape)
         model.summary(print_fn=lambda line, **kw: click.echo(line))
+        for line in slots(model):  # a user's model: every norm slot and what it became
+            click.echo(f"# {line}")
     click.echo(f"{config}: OK")
 
 

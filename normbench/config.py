@@ -21,14 +21,10 @@ from typing import Any, Optional, Union
 import yaml
 
 from normbench import NormbenchError
-from normbench.data import DATASETS
-from normbench.models import MODELS, PRECISIONS
-from normbench.norms import NORMS
-from normbench.optim import BUDGETS, LR_SCALINGS, OPTIMIZER_OPTIONS, OPTIMIZERS, SCHEDULE_OPTIONS, SCHEDULES, takers
-AUTO_BOOL = ("auto", True, False)  # train.jit_compile, model.unroll
-RNNS = ("keras", "fast")  # model.rnn: keras.layers.SimpleRNN, or normbench.layers.HoistedSimpleRNN
-PLACEMENTS = ("between", "recurrent")  # model.norm_placement
-RECURRENT_NORMS = ("layer", "rms", "none")  # norms that norm_placement: recurrent implements
+from normbench.checks import AUTO_BOOL, at_least as _at_least, at_most as _at_most, auto_bool as _auto_bool, choice as _choice
+
+# config.py parses; each registry checks its own rules (data.check, models.check,
+# optim.check), imported inside _check so that config imports no registry at top level.
 BACKENDS = ("tensorflow", "jax")
 EVALS = ("last", "best")  # train.eval: which weights the headline test figures use
 SMOKE_SUBSET = {"train": 512, "test": 256}  # what --smoke shrinks any data set to
@@ -47,16 +43,34 @@ class DataConfig:
     subset: Optional[Subset] = None  # class-balanced subset; None = everything
     num_words: int = 10000  # IMDB vocabulary (Embedding input size)
     maxlen: int = 200  # IMDB reviews padded/truncated to this many tokens
+    # your data (data.name arrays | image_folder; docs/own-model.md); None = not used
+    classes: Optional[int] = None  # number of classes; None = inferred from the labels (arrays) or folders
+    image_size: Optional[list] = None  # image_folder: [height, width] every image is resized to
+
+
+# keys left out of to_dict() when None: config.yaml of a run that does not use them reads
+# as it did before they existed
+OPTIONAL_KEYS = {"model": ("params", "layers", "from", "insert_after", "keep_weights", "safe_mode"),
+                 "data": ("classes", "image_size")}
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str  # a registered builder: imdb_rnn | cifar10_cnn
-    norm: str  # batch | layer | group | rms | none
+    # exactly one of arch, layers, from (docs/own-model.md):
+    arch: Optional[str] = None  # a registered builder (imdb_rnn | cifar10_cnn), or a Python builder package.module:function / path/file.py:function
+    norm: str = field(default=None, metadata={"required": True})  # batch | layer | group | rms | none
     norm_groups: int = 8  # groups for norm=group; must divide every normalized channel count
-    unroll: Union[bool, str] = False  # unroll SimpleRNN loops; "auto" = on TensorFlow for runs of >= 1000 steps (models.resolved_unroll)
+    unroll: Union[bool, str] = False  # unroll SimpleRNN loops; "auto" = on TensorFlow for runs of >= 1000 steps (optim.resolved_unroll)
     rnn: str = "keras"  # keras = keras.layers.SimpleRNN (the committed study's); fast = same maths and weights, x W out of the loop: a shorter step (configs/imdb_*.yaml; benchmarks/RESULTS.md)
     norm_placement: str = "between"  # between = norm slots after each RNN layer; recurrent = inside the cell (Ba et al. 2016), slots Identity
+    # a registered model's own options: the dataclass given to its @models.register(params=...),
+    # written `model.params: {key: value}`; None for models that declare none
+    params: Optional[dict] = None  # parsed into the model's dataclass by _model_params
+    layers: Optional[Union[list, str]] = None  # a list of {KerasLayerClass: {args}} and {norm: conv|sequence|vector} slots, or a YAML file of one
+    from_: Optional[str] = field(default=None, metadata={"key": "from"})  # a saved .keras model whose norm layers become model.norm
+    insert_after: Optional[list] = None  # model.from: also put a norm after these layers (names or class names)
+    keep_weights: Optional[bool] = None  # model.from: keep the saved non-norm weights; null = re-initialized (a fair comparison)
+    safe_mode: Optional[bool] = None  # model.from: Keras' safe_mode for loading; null = on (Lambda layers refused)
 
 
 @dataclass(frozen=True)
@@ -102,13 +116,23 @@ class Config:
     sweep: dict = field(default_factory=dict)  # key.path -> list of values (normbench sweep)
 
     def to_dict(self) -> dict:
-        """The resolved config as plain data (what config.yaml in a run folder holds)."""
-        return dataclasses.asdict(self)
+        """The resolved config as plain data (what config.yaml in a run folder holds).
+        Model keys that are unset (None) are left out: config.yaml of a model that does
+        not use them reads as it did before they existed."""
+        out = dataclasses.asdict(self)
+        out["model"]["from"] = out["model"].pop("from_")
+        for section, keys in OPTIONAL_KEYS.items():
+            for key in keys:
+                if out[section].get(key) is None:
+                    out[section].pop(key, None)
+        # the key order of config.yaml as before these keys existed, then theirs
+        out["model"] = {k: out["model"][k] for k in sorted(out["model"], key=lambda k: k in OPTIONAL_KEYS["model"])}
+        return out
 
     def get(self, dotted: str):
         node = self
         for part in dotted.split("."):
-            node = getattr(node, part)
+            node = getattr(node, "from_" if part == "from" else part)
         return node
 
 
@@ -149,6 +173,8 @@ def _type_name(tp) -> str:
         return "a mapping with keys " + ", ".join(f.name for f in dataclasses.fields(tp))
     if tp is dict:
         return "a mapping"
+    if tp is list:
+        return "a list"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -180,6 +206,10 @@ def _convert(value, tp, key: str, where: _Where):
         if not isinstance(value, dict):
             raise where.error(key, f"expected a mapping, got {_describe(value)}")
         return value
+    if tp is list:
+        if not isinstance(value, list):
+            raise where.error(key, f"expected a list, got {_describe(value)}")
+        return value
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -206,7 +236,8 @@ def _hints(cls) -> dict:
 
 def _build(cls, raw: dict, prefix: str, where: _Where):
     hints = _hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    # YAML key -> field (a field's metadata "key" spells a key that is no identifier: from)
+    fields = {f.metadata.get("key", f.name): f for f in dataclasses.fields(cls)}
     for k in raw:
         if k not in fields:
             key = f"{prefix}.{k}" if prefix else str(k)
@@ -215,87 +246,38 @@ def _build(cls, raw: dict, prefix: str, where: _Where):
     for name, f in fields.items():
         key = f"{prefix}.{name}" if prefix else name
         if name in raw:
-            kwargs[name] = _convert(raw[name], hints[name], key, where)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            if dataclasses.is_dataclass(hints[name]):
-                kwargs[name] = _convert({}, hints[name], key, where)
+            kwargs[f.name] = _convert(raw[name], hints[f.name], key, where)
+        elif f.metadata.get("required") or (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING):
+            if dataclasses.is_dataclass(hints[f.name]):
+                kwargs[f.name] = _convert({}, hints[f.name], key, where)
             else:
-                raise where.error(key, f"missing; add it ({_type_name(hints[name])})")
+                raise where.error(key, f"missing; add it ({_type_name(hints[f.name])})")
     return cls(**kwargs)
 
 
 # ----------------------------------------------------------------------------- checks
 
 
-def _choice(where, key, value, choices, what):
-    if value not in choices:
-        names = ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in choices)
-        raise where.error(key, f"unknown {what} {value!r}; choose one of: {names}")
-
-
-def _auto_bool(where, key, value):
-    """A setting that is true, false or "auto"."""
-    if value not in AUTO_BOOL or (isinstance(value, str) and value != "auto"):
-        raise where.error(key, f"unknown setting {value!r}; choose one of: auto, true, false")
-
-
-def _at_least(where, key, value, low):
-    if value < low:
-        raise where.error(key, f"must be >= {low}, got {value}")
-
-
 def _check(cfg: Config, where: _Where) -> None:
+    """The config's own rules here; each registry's rules in its check()."""
+    from normbench import data, models, optim
+
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=-]*", cfg.name):
         raise where.error("name", f"{cfg.name!r} is not a folder-safe name; use letters, digits, _ . - =")
     _at_least(where, "seed", cfg.seed, 0)
-    d, m, t = cfg.data, cfg.model, cfg.train
-    _choice(where, "data.name", d.name, DATASETS, "dataset")
-    _at_least(where, "data.num_words", d.num_words, 4)  # 0 pad, 1 start, 2 oov, 3 unused
-    _at_least(where, "data.maxlen", d.maxlen, 1)
-    if d.subset is not None:
-        _at_least(where, "data.subset.train", d.subset.train, 2)
-        _at_least(where, "data.subset.test", d.subset.test, 1)
-    _choice(where, "model.arch", m.arch, MODELS, "model")
-    _choice(where, "model.norm", m.norm, NORMS, "norm")
-    spec, kind = MODELS[m.arch], DATASETS[d.name].kind
-    if spec.data_kind != kind:
-        fits = ", ".join(n for n, s in DATASETS.items() if s.kind == spec.data_kind)
-        raise where.error("data.name", f"model {m.arch} needs {spec.data_kind} data, {d.name!r} is {kind} data; use one of: {fits}")
-    _at_least(where, "model.norm_groups", m.norm_groups, 1)
-    if m.norm == "group":
-        bad = sorted({c for c in spec.norm_channels if c % m.norm_groups})
-        if bad:
-            ok = [g for g in range(1, max(spec.norm_channels) + 1) if all(c % g == 0 for c in spec.norm_channels)]
-            raise where.error(
-                "model.norm_groups",
-                f"{m.norm_groups} groups do not divide the {'/'.join(map(str, bad))} channels that {m.arch} normalizes; "
-                f"use one of: {', '.join(map(str, ok))}",
-            )
+    t = cfg.train
+    data.check(cfg.data, where)
+    models.check(cfg, where)
     _at_least(where, "train.epochs", t.epochs, 1)
     _at_least(where, "train.batch_size", t.batch_size, 1)
-    _choice(where, "train.optimizer", t.optimizer, OPTIMIZERS, "optimizer")
-    if not t.learning_rate > 0:
-        raise where.error("train.learning_rate", f"must be > 0, got {t.learning_rate}")
-    _check_optim(t, where)
+    optim.check(t, where)
     if not 0 < t.validation_split < 1:
         raise where.error("train.validation_split", f"must be between 0 and 1 (exclusive), got {t.validation_split}")
-    _auto_bool(where, "model.unroll", m.unroll)
-    _choice(where, "model.rnn", m.rnn, RNNS, "rnn implementation")
-    _choice(where, "model.norm_placement", m.norm_placement, PLACEMENTS, "norm placement")
-    if m.norm_placement == "recurrent" and m.norm_placement not in spec.placements:
-        fits = ", ".join(n for n, s in MODELS.items() if "recurrent" in s.placements)
-        raise where.error("model.norm_placement", f"model {m.arch} has no recurrence to normalize; use between, or a model with one: {fits}")
-    if m.norm_placement == "recurrent" and m.norm == "batch":
-        raise where.error("model.norm_placement", "recurrent cannot use norm 'batch': batch norm inside the recurrence needs "
-                          "per-time-step batch statistics (Cooijmans et al. 2016), which are not implemented; "
-                          "use norm layer, rms or none, or norm_placement: between")
-    if m.norm_placement == "recurrent" and m.norm not in RECURRENT_NORMS:
-        raise where.error("model.norm_placement", f"recurrent cannot use norm {m.norm!r}: not implemented inside the recurrence; "
-                          f"use norm {', '.join(RECURRENT_NORMS)}, or norm_placement: between")
     _auto_bool(where, "train.jit_compile", t.jit_compile)
     _choice(where, "train.backend", t.backend, BACKENDS, "backend")
-    _choice(where, "train.precision", t.precision, PRECISIONS, "precision")
+    _choice(where, "train.precision", t.precision, models.PRECISIONS, "precision")
     _choice(where, "train.eval", t.eval, EVALS, "evaluation")
+    d = cfg.data
     if d.subset is not None:
         n_train = math.ceil(d.subset.train * (1 - t.validation_split))  # Keras' split
         if n_train < 1 or d.subset.train - n_train < 1:
@@ -305,44 +287,6 @@ def _check(cfg: Config, where: _Where) -> None:
     for key, values in cfg.sweep.items():
         if not isinstance(values, list) or not values:
             raise where.error(f"sweep.{key}", f"expected a non-empty list of values, got {_describe(values)}")
-
-
-def _check_optim(t: TrainConfig, where: _Where) -> None:
-    """Optimizer options, schedule, lr_scaling and budget (normbench.optim)."""
-    for option in OPTIMIZER_OPTIONS:
-        if getattr(t, option) is not None and option not in OPTIMIZERS[t.optimizer].options:
-            raise where.error(f"train.{option}", f"applies only to optimizer {', '.join(takers(option))}, not {t.optimizer}; "
-                                                 f"remove it or set train.optimizer: {takers(option)[0]}")
-    if t.momentum is not None and not 0 <= t.momentum < 1:
-        raise where.error("train.momentum", f"must be >= 0 and < 1, got {t.momentum}; e.g. 0.9")
-    if t.nesterov and not t.momentum:
-        raise where.error("train.nesterov", "true needs train.momentum > 0 (with momentum 0 it is plain SGD); set train.momentum, e.g. 0.9")
-    if t.weight_decay is not None and not t.weight_decay >= 0:
-        raise where.error("train.weight_decay", f"must be >= 0, got {t.weight_decay}")
-    _choice(where, "train.schedule", t.schedule, SCHEDULES, "schedule")
-    for option, schedule in SCHEDULE_OPTIONS.items():
-        if getattr(t, option) is not None and t.schedule != schedule:
-            raise where.error(f"train.{option}", f"applies only to schedule {schedule}, not {t.schedule}; "
-                                                 f"remove it or set train.schedule: {schedule}")
-    if t.schedule == "step":
-        if t.step_epochs is None:
-            raise where.error("train.step_epochs", "missing; schedule step needs it (decay every this many epochs), e.g. 10")
-        _at_least(where, "train.step_epochs", t.step_epochs, 1)
-        if t.step_factor is not None and not 0 < t.step_factor < 1:
-            raise where.error("train.step_factor", f"must be > 0 and < 1, got {t.step_factor}; e.g. 0.1")
-    if not 0 <= t.warmup_epochs < t.epochs:
-        raise where.error("train.warmup_epochs", f"must be >= 0 and < train.epochs ({t.epochs}), got {t.warmup_epochs}")
-    _choice(where, "train.lr_scaling", t.lr_scaling, LR_SCALINGS, "learning-rate scaling")
-    _choice(where, "train.budget", t.budget, BUDGETS, "budget")
-    uses = [f"train.lr_scaling {t.lr_scaling}"] * (t.lr_scaling != "none") + [f"train.budget {t.budget}"] * (t.budget != "samples")
-    if t.base_batch_size is None and uses:
-        raise where.error("train.base_batch_size", f"missing; {uses[0]} needs the batch size that train.learning_rate "
-                                                   "and train.epochs refer to, e.g. 64")
-    if t.base_batch_size is not None:
-        if not uses:
-            raise where.error("train.base_batch_size", "has no effect with train.lr_scaling none and train.budget samples; "
-                                                       "remove it, or set train.lr_scaling (linear, sqrt) or train.budget: steps")
-        _at_least(where, "train.base_batch_size", t.base_batch_size, 1)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -403,8 +347,26 @@ def read_yaml(path: str | Path) -> dict:
 def from_dict(raw: dict, source: str = "<config>", overrides: dict[str, str] | None = None, flag: str = "--set") -> Config:
     where = _Where(source, overrides or {}, flag)
     cfg = _build(Config, raw, "", where)
+    cfg = _model_params(cfg, where)
     _check(cfg, where)
     return cfg
+
+
+def _model_params(cfg: Config, where: _Where) -> Config:
+    """model.params parsed into the dataclass the chosen model registered (models.register)."""
+    from normbench.models import MODELS
+
+    spec, raw = MODELS.get(cfg.model.arch or ""), cfg.model.params
+    if spec is None:
+        return cfg  # models.check names the unknown model
+    if spec.params is None:
+        if raw:
+            raise where.error("model.params", f"model {cfg.model.arch} takes no params; remove model.params")
+        return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, params=None))
+    if raw is not None and not isinstance(raw, dict):
+        raise where.error("model.params", f"expected {_type_name(spec.params)}, got {_describe(raw)}")
+    params = _build(spec.params, raw or {}, "model.params", where)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, params=params))
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), smoke: bool = False) -> Config:
@@ -479,8 +441,6 @@ def dump_yaml(cfg: Config) -> str:
 # `validate` must start: what can be bounded is bounded here, before any data loads.
 
 MAX_SEED = 2**32 - 1  # keras.utils.set_random_seed (NumPy's legacy seed) takes 0..2**32-1
-MAX_NUM_WORDS = 100_000  # IMDB has 88,584 distinct words: more only enlarges the Embedding
-MAX_MAXLEN = 2_500  # the longest IMDB review has 2,494 tokens: longer only adds padding
 MAX_BATCH_SIZE = 8_192
 
 
@@ -525,30 +485,13 @@ def load_yaml_strict(text: str):
     return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
 
 
-def _at_most(where, key, value, high, why):
-    if value > high:
-        raise where.error(key, f"must be <= {high}, got {value}; {why}")
-
-
 def _check_limits(cfg: Config, where: _Where) -> None:
     """Upper bounds: values that would exhaust memory or fail only after data loading."""
-    d = cfg.data
+    from normbench import data
+
     _at_most(where, "seed", cfg.seed, MAX_SEED, "Keras seeds NumPy, which takes 0 to 2**32-1")
-    _at_most(where, "data.num_words", d.num_words, MAX_NUM_WORDS,
-             f"IMDB has 88,584 distinct words, so {MAX_NUM_WORDS} already keeps every one")
-    _at_most(where, "data.maxlen", d.maxlen, MAX_MAXLEN,
-             f"the longest IMDB review has 2,494 tokens, so {MAX_MAXLEN} already keeps every one")
+    data.check_limits(cfg.data, where)
     _at_most(where, "train.batch_size", cfg.train.batch_size, MAX_BATCH_SIZE, "use a smaller batch")
-    if d.subset is not None:
-        size = dict(zip(("train", "test"), DATASETS[d.name].size))
-        for split in ("train", "test"):
-            n = getattr(d.subset, split)
-            if n > size[split]:
-                made = "generates at most" if d.name.startswith("synthetic_") else "has"
-                raise where.error(
-                    f"data.subset.{split}",
-                    f"{n} is more than the {size[split]} {split} examples {d.name} {made}; use at most {size[split]}",
-                )
 
 
 def check_can_start(cfg: Config, where: _Where) -> None:

@@ -326,6 +326,93 @@ def _synthetic_cifar10(cfg, seed):
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:], f"synthetic_cifar10(seed={seed})"
 
 
+# ----------------------------------------------------------------------------- your data
+
+
+def _labels_classes(cfg, source, y_train, y_test) -> int:
+    """data.classes, or max label + 1; every label an integer class (one line if not)."""
+    np = _np()
+    k = cfg.classes
+    for name, y in (("y_train", y_train), ("y_test", y_test)):
+        top = k - 1 if k else None
+        outside = f"is not a class (0-{top}, data.classes: {k})" if k else "is not a class label (integers >= 0)"
+        bad = _bad_number(np.asarray(y).reshape(-1), name, "class label", 0, top, outside)
+        if bad:
+            raise NormbenchError(f"{_origin(cfg, source)}: {bad}; fix the labels" + (" or data.classes" if k else ""))
+    return k or int(max(np.max(y_train), np.max(y_test))) + 1
+
+
+def _load_arrays(cfg, seed):
+    """data.name arrays: an .npz with x_train, y_train, x_test, y_test of any shapes."""
+    np = _np()
+    local = _find_local(cfg, ())
+    try:
+        a = _read_npz(local)
+    except _PickleNeeded:
+        raise _unreadable(local, ValueError("holds object arrays; store numeric arrays")) from None
+    for split in ("train", "test"):
+        if a[f"x_{split}"].ndim < 2:
+            raise _unreadable(local, ValueError(f"x_{split} has shape {a[f'x_{split}'].shape}, expected (N, ...)"))
+    if a["x_train"].shape[1:] != a["x_test"].shape[1:]:
+        raise NormbenchError(f"{_origin(cfg, str(local))}: x_train examples have shape {list(a['x_train'].shape[1:])} but "
+                             f"x_test's {list(a['x_test'].shape[1:])}; store both splits with one example shape")
+    return a["x_train"], np.asarray(a["y_train"]).reshape(-1), a["x_test"], np.asarray(a["y_test"]).reshape(-1), str(local)
+
+
+def _image_split(cfg, folder: Path, split: str):
+    import keras
+
+    np = _np()
+    h, w = cfg.image_size
+    try:
+        ds = keras.utils.image_dataset_from_directory(folder, labels="inferred", label_mode="int", image_size=(h, w),
+                                                      batch_size=256, shuffle=False, verbose=False)
+    except Exception as e:
+        raise NormbenchError(f"data.path: cannot read images from {folder} ({one_line(e, 120)}); "
+                             "it needs one folder of images per class") from None
+    xs, ys = [], []
+    for x, y in ds:
+        xs.append(np.clip(np.rint(x.numpy()), 0, 255).astype("uint8"))  # resized pixels, stored like real images
+        ys.append(y.numpy())
+    return np.concatenate(xs), np.concatenate(ys), list(ds.class_names)
+
+
+def _load_image_folder(cfg, seed):
+    """data.name image_folder: <path>/train/<class>/*.png|jpg... and <path>/test/<class>/..."""
+    root = Path(cfg.path).expanduser()
+    xtr, ytr, names = _image_split(cfg, root / "train", "train")
+    xte, yte, test_names = _image_split(cfg, root / "test", "test")
+    if names != test_names:
+        raise NormbenchError(f"data.path: {root}/train has classes {', '.join(names)} but {root}/test "
+                             f"{', '.join(test_names)}; give both the same class folders")
+    return xtr, ytr, xte, yte, str(root)
+
+
+def _image_folder_classes(cfg) -> int:
+    train = Path(cfg.path).expanduser() / "train"
+    return len([p for p in train.iterdir() if p.is_dir()]) if train.is_dir() else 0
+
+
+def input_spec(cfg) -> tuple[tuple, str, int]:
+    """(one example's shape, dtype, classes) of a DataConfig, read cheaply: the built-in
+    sets' known shapes, an arrays .npz's headers (and labels), an image folder's layout."""
+    np = _np()
+    if cfg.name in ("imdb", "synthetic_imdb"):
+        return (cfg.maxlen,), "int32", 2
+    if cfg.name in ("cifar10", "synthetic_cifar10"):
+        return (32, 32, 3), "uint8", 10
+    if cfg.name == "image_folder":
+        return (*cfg.image_size, 3), "uint8", cfg.classes or _image_folder_classes(cfg)
+    local = _find_local(cfg, ())
+    with np.load(local, mmap_mode="r") as f:
+        x = f["x_train"]
+        shape, dtype = tuple(x.shape[1:]), x.dtype.name
+        classes = _labels_classes(cfg, str(local), f["y_train"], f["y_test"])
+    return shape, dtype, classes
+
+
+ANY_SIZE = (10**9, 10**9)  # your data: its own size, checked against the file (config.check_can_start)
+
 DATASETS = {
     "imdb": DatasetSpec("sequence", 2, _load_imdb, IMDB_FILES, (25000, 25000)),
     "cifar10": DatasetSpec("image", 10, _load_cifar10, CIFAR_FILES, (50000, 10000)),
@@ -333,7 +420,61 @@ DATASETS = {
     # typo cannot ask for a billion examples
     "synthetic_imdb": DatasetSpec("sequence", 2, _synthetic_imdb, (), (25000, 25000)),
     "synthetic_cifar10": DatasetSpec("image", 10, _synthetic_cifar10, (), (50000, 10000)),
+    # your data (docs/own-model.md): classes from data.classes or the labels / folders
+    "arrays": DatasetSpec("any", 0, _load_arrays, (), ANY_SIZE),
+    "image_folder": DatasetSpec("image", 0, _load_image_folder, (), ANY_SIZE),
 }
+OWN_DATA = ("arrays", "image_folder")
+
+
+MAX_NUM_WORDS = 100_000  # IMDB has 88,584 distinct words: more only enlarges the Embedding
+MAX_MAXLEN = 2_500  # the longest IMDB review has 2,494 tokens: longer only adds padding
+
+
+def check(d, where) -> None:
+    """data.* rules of a DataConfig (called by config's validation)."""
+    from normbench.checks import at_least, choice
+
+    choice(where, "data.name", d.name, DATASETS, "dataset")
+    at_least(where, "data.num_words", d.num_words, 4)  # 0 pad, 1 start, 2 oov, 3 unused
+    at_least(where, "data.maxlen", d.maxlen, 1)
+    if d.subset is not None:
+        at_least(where, "data.subset.train", d.subset.train, 2)
+        at_least(where, "data.subset.test", d.subset.test, 1)
+    if d.classes is not None:
+        at_least(where, "data.classes", d.classes, 2)
+    if d.name in OWN_DATA:
+        if not d.path:
+            what = "an .npz with x_train, y_train, x_test, y_test" if d.name == "arrays" else "a folder with train/ and test/, one folder per class in each"
+            raise where.error("data.path", f"missing; data.name {d.name} needs {what}")
+        p = Path(d.path).expanduser()
+        if not (p.is_file() if d.name == "arrays" else (p / "train").is_dir() and (p / "test").is_dir()):
+            raise where.error("data.path", f"no such {'file' if d.name == 'arrays' else 'folder with train/ and test/'} {p}")
+    if d.name == "image_folder":
+        if not (isinstance(d.image_size, list) and len(d.image_size) == 2 and all(isinstance(v, int) and v > 0 for v in d.image_size)):
+            raise where.error("data.image_size", f"expected [height, width] in pixels, e.g. [64, 64], got {d.image_size!r}")
+    elif d.image_size is not None:
+        raise where.error("data.image_size", "applies to data.name image_folder only; remove it")
+
+
+def check_limits(d, where) -> None:
+    """Upper bounds on data.* (new configs only: old run folders still read)."""
+    from normbench.checks import at_most
+
+    at_most(where, "data.num_words", d.num_words, MAX_NUM_WORDS,
+            f"IMDB has 88,584 distinct words, so {MAX_NUM_WORDS} already keeps every one")
+    at_most(where, "data.maxlen", d.maxlen, MAX_MAXLEN,
+            f"the longest IMDB review has 2,494 tokens, so {MAX_MAXLEN} already keeps every one")
+    if d.subset is not None and d.name not in OWN_DATA:
+        size = dict(zip(("train", "test"), DATASETS[d.name].size))
+        for split in ("train", "test"):
+            n = getattr(d.subset, split)
+            if n > size[split]:
+                made = "generates at most" if d.name.startswith("synthetic_") else "has"
+                raise where.error(
+                    f"data.subset.{split}",
+                    f"{n} is more than the {size[split]} {split} examples {d.name} {made}; use at most {size[split]}",
+                )
 
 
 def load_data(cfg, seed: int = 0) -> Data:
@@ -347,7 +488,11 @@ def load_data(cfg, seed: int = 0) -> Data:
 
     def build() -> dict:
         xtr, ytr, xte, yte, source = spec.load(cfg, seed)
-        check_arrays(cfg, source, {"x_train": xtr, "y_train": ytr, "x_test": xte, "y_test": yte})
+        arrays = {"x_train": xtr, "y_train": ytr, "x_test": xte, "y_test": yte}
+        if cfg.name in OWN_DATA:
+            check_own(cfg, source, arrays)
+        else:
+            check_arrays(cfg, source, arrays)
         if cfg.subset is not None and not cfg.name.startswith("synthetic_"):
             tr = balanced_subset(ytr, cfg.subset.train, "data.subset.train")
             te = balanced_subset(yte, cfg.subset.test, "data.subset.test")
@@ -356,14 +501,40 @@ def load_data(cfg, seed: int = 0) -> Data:
         return {"x_train": xtr, "y_train": ytr, "x_test": xte, "y_test": yte}
 
     entry = None
-    local = None if cfg.name.startswith("synthetic_") else _find_local(cfg, spec.filenames)
+    local = None if cfg.name.startswith("synthetic_") or cfg.name in OWN_DATA else _find_local(cfg, spec.filenames)
     if local is not None:  # Keras downloads and synthetic sets are not cached
         entry = datacache.entry_for(cfg, local, _cache_settings(cfg, spec))
     arrays, digest, _ = datacache.cached(entry, build, fingerprint, str(local))
     xtr, ytr, xte, yte = (arrays[k] for k in ("x_train", "y_train", "x_test", "y_test"))
     if spec.kind == "image":  # uint8 (scaled to [0, 1] per batch by the model) or float32 in [0, 1]
         xtr, xte = _pixels(xtr), _pixels(xte)
-    return Data(xtr, ytr, xte, yte, spec.num_classes, loaded.get("source", str(local)), digest)
+    classes = spec.num_classes
+    if cfg.name in OWN_DATA:
+        classes = cfg.classes or int(max(ytr.max(), yte.max())) + 1
+        if cfg.name == "image_folder":
+            classes = cfg.classes or _image_folder_classes(cfg)
+    return Data(xtr, ytr, xte, yte, classes, loaded.get("source", str(local)), digest)
+
+
+def check_own(cfg, source: str, arrays: dict) -> None:
+    """Your data: non-empty splits, one label per example, integer labels inside the
+    classes, finite numeric x."""
+    np = _np()
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], np.asarray(arrays[f"y_{split}"])
+        if len(x) == 0 or y.size == 0:
+            raise NormbenchError(f"{_origin(cfg, source)}: the {split} set is empty; fix the file")
+        if len(x) != len(y):
+            raise NormbenchError(f"{_origin(cfg, source)}: x_{split} has {len(x)} examples but y_{split} has {len(y)} "
+                                 "labels (one label per example); fix the file")
+    _labels_classes(cfg, source, arrays["y_train"], arrays["y_test"])
+    for name in ("x_train", "x_test"):
+        x = np.asarray(arrays[name])
+        if x.dtype.kind not in "biuf":
+            raise NormbenchError(f"{_origin(cfg, source)}: {name} has dtype {x.dtype}, expected numbers; fix the file")
+        if x.dtype.kind == "f" and x.size and not np.isfinite(x).all():
+            bad = _bad_number(x, name, "value", -np.inf, None, "")
+            raise NormbenchError(f"{_origin(cfg, source)}: {bad}; fix the file")
 
 
 def _cache_settings(cfg, spec) -> dict:
@@ -394,6 +565,8 @@ def describe_source(cfg) -> str:
     spec = DATASETS[cfg.name]
     if cfg.name.startswith("synthetic_"):
         return f"{cfg.name}: generated from the seed"
+    if cfg.name in OWN_DATA:
+        return f"{cfg.name} {Path(cfg.path).expanduser()}"
     local = _find_local(cfg, spec.filenames)
     return f"local file {local}" if local else f"download through keras.datasets.{cfg.name}"
 
@@ -573,7 +746,7 @@ def local_sizes(cfg) -> tuple[str, dict] | None:
     headers; None for downloads, synthetic sets and other formats (their sizes are the
     real sets', checked by the config). Raises if data.path is wrong, like load_data."""
     spec = DATASETS[cfg.name]
-    if cfg.name.startswith("synthetic_"):
+    if cfg.name.startswith("synthetic_") or cfg.name == "image_folder":
         return None
     local = _find_local(cfg, spec.filenames)
     if local is None or local.is_dir() or not local.name.endswith(".npz"):

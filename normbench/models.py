@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -25,14 +24,24 @@ class ModelSpec:
     norm_channels: tuple[int, ...]  # channel count at each norm slot, for group checks
     description: str
     placements: tuple[str, ...] = ("between",)  # model.norm_placement values it implements
+    # the model's own options: a frozen dataclass (typed fields with defaults) that config
+    # parses `model.params: {...}` into (model.params in the builder); None = none
+    params: type | None = None
+    check: Callable | None = None  # (model_config, where) -> None: rules on its params
 
 
 MODELS: dict[str, ModelSpec] = {}
 
 
-def register(name, *, data_kind, loss, norm_channels, description, placements=("between",)):
+def register(name, *, data_kind, loss, norm_channels, description, placements=("between",), params=None, check=None):
+    """Register a builder `fn(model_config, data_config, num_classes, input_dtype)`.
+    A model with options of its own passes `params=` a frozen dataclass (each field typed,
+    with a default: users write `model.params: {field: value}`, `--set model.params.field=v`)
+    and, for rules beyond the types, `check=` a function (model_config, where) raising
+    `where.error("model.params.field", "what; fix")`."""
     def wrap(fn):
-        MODELS[name] = ModelSpec(name, fn, data_kind, loss, tuple(norm_channels), description, tuple(placements))
+        MODELS[name] = ModelSpec(name, fn, data_kind, loss, tuple(norm_channels), description, tuple(placements),
+                                 params, check)
         return fn
 
     return wrap
@@ -140,15 +149,99 @@ def cifar10_cnn(model, data, num_classes, input_dtype=None):
     )
 
 
-def build_model(config, num_classes: int, input_dtype: str | None = None):
+RNNS = ("keras", "fast")  # model.rnn: keras.layers.SimpleRNN, or normbench.layers.HoistedSimpleRNN
+PLACEMENTS = ("between", "recurrent")  # model.norm_placement
+RECURRENT_NORMS = ("layer", "rms", "none")  # norms that norm_placement: recurrent implements
+
+
+def check(cfg, where) -> None:
+    """model.* rules of a Config (the data kind and group divisibility need cfg.data);
+    `where.error(key, problem)` names the file (config._Where)."""
+    from normbench.checks import at_least, auto_bool, choice
+    from normbench.data import DATASETS
+    from normbench.norms import NORMS
+
+    m, d = cfg.model, cfg.data
+    given = [k for k, v in (("model.arch", m.arch), ("model.layers", m.layers), ("model.from", m.from_)) if v is not None]
+    if not given:
+        raise where.error("model.arch", f"missing; name a model ({', '.join(MODELS)}), or give your own with "
+                                        "model.layers, model.from or model.arch: file.py:function (docs/own-model.md)")
+    if len(given) > 1:
+        raise where.error(given[1], f"give one of model.arch, model.layers, model.from, not {' and '.join(given)}")
+    choice(where, "model.norm", m.norm, NORMS, "norm")
+    at_least(where, "model.norm_groups", m.norm_groups, 1)
+    from normbench import usermodels
+
+    if usermodels.is_user_model(m):
+        usermodels.check(cfg, where)
+        return
+    choice(where, "model.arch", m.arch, MODELS, "model")
+    spec, kind = MODELS[m.arch], DATASETS[d.name].kind
+    if spec.data_kind != kind and kind != "any":  # "any": arrays of any shape (checked on building)
+        fits = ", ".join(n for n, s in DATASETS.items() if s.kind == spec.data_kind)
+        raise where.error("data.name", f"model {m.arch} needs {spec.data_kind} data, {d.name!r} is {kind} data; use one of: {fits}")
+    at_least(where, "model.norm_groups", m.norm_groups, 1)
+    if m.norm == "group":
+        bad = sorted({c for c in spec.norm_channels if c % m.norm_groups})
+        if bad:
+            ok = [g for g in range(1, max(spec.norm_channels) + 1) if all(c % g == 0 for c in spec.norm_channels)]
+            raise where.error(
+                "model.norm_groups",
+                f"{m.norm_groups} groups do not divide the {'/'.join(map(str, bad))} channels that {m.arch} normalizes; "
+                f"use one of: {', '.join(map(str, ok))}",
+            )
+    auto_bool(where, "model.unroll", m.unroll)
+    choice(where, "model.rnn", m.rnn, RNNS, "rnn implementation")
+    choice(where, "model.norm_placement", m.norm_placement, PLACEMENTS, "norm placement")
+    if m.norm_placement == "recurrent" and m.norm_placement not in spec.placements:
+        fits = ", ".join(n for n, s in MODELS.items() if "recurrent" in s.placements)
+        raise where.error("model.norm_placement", f"model {m.arch} has no recurrence to normalize; use between, or a model with one: {fits}")
+    if m.norm_placement == "recurrent" and m.norm == "batch":
+        raise where.error("model.norm_placement", "recurrent cannot use norm 'batch': batch norm inside the recurrence needs "
+                          "per-time-step batch statistics (Cooijmans et al. 2016), which are not implemented; "
+                          "use norm layer, rms or none, or norm_placement: between")
+    if m.norm_placement == "recurrent" and m.norm not in RECURRENT_NORMS:
+        raise where.error("model.norm_placement", f"recurrent cannot use norm {m.norm!r}: not implemented inside the recurrence; "
+                          f"use norm {', '.join(RECURRENT_NORMS)}, or norm_placement: between")
+    if spec.check is not None:
+        spec.check(m, where)
+
+
+def build_model(config, num_classes: int, input_dtype: str | None = None, input_shape=None, info: dict | None = None):
     """The Keras model for a validated Config (not compiled). input_dtype: the dtype of
-    the data's x arrays (image models: uint8 or float32; None = uint8)."""
+    the data's x arrays (image models: uint8 or float32; None = uint8). A user's model
+    (normbench.usermodels) is built for `input_shape` (one example's; None = the data
+    config's, read cheaply) and fills `info` with what was built (source, sha256)."""
+    from normbench import usermodels
+
+    if usermodels.is_user_model(config.model):
+        if input_shape is None:
+            from normbench.data import input_spec
+
+            input_shape, dtype, _ = input_spec(config.data)
+            input_dtype = input_dtype or dtype
+        with dtype_policy(config.train.precision):
+            model, built = usermodels.build(config, num_classes, input_shape, input_dtype)
+        if info is not None:
+            info.update(built)
+        return model
     spec = MODELS.get(config.model.arch)
     if spec is None:
         raise NormbenchError(f"unknown model {config.model.arch!r}; choose one of: {', '.join(MODELS)}")
+    from normbench.optim import resolved_unroll  # a training-plan question (steps, backend)
+
     model = dataclasses.replace(config.model, unroll=resolved_unroll(config))
     with dtype_policy(config.train.precision):
         return spec.build(model, config.data, num_classes, input_dtype)
+
+
+def loss_for(config, model):
+    """The loss a model trains with: the registered model's, else from its output layer."""
+    from normbench import usermodels
+
+    if usermodels.is_user_model(config.model):
+        return usermodels.loss_for(model)
+    return MODELS[config.model.arch].loss
 
 
 @contextlib.contextmanager
@@ -166,47 +259,3 @@ def dtype_policy(precision: str):
         yield
     finally:
         keras.config.set_dtype_policy(before)
-
-
-# `model.unroll: auto` unrolls on TensorFlow only for runs of at least this many training
-# steps (epochs x steps per epoch). Unrolling the 200-step SimpleRNN shortens every
-# training step but adds a fixed cost of tracing and compiling (train and test
-# functions), so it pays off only past some number of steps; this threshold sits above
-# the break-even measured on the 2-core CPU (figures: docs/performance.md and
-# benchmarks/RESULTS.md), so the tutorial's run unrolls and smoke runs do not.
-UNROLL_AUTO_MIN_STEPS = 1000
-
-
-def planned_steps(config) -> int:
-    """Training steps a config asks for (epochs x steps per epoch, after train.budget),
-    from the config alone: data.subset.train, else the data set's size (a local file may
-    hold fewer examples)."""
-    from normbench.data import DATASETS, SYNTHETIC_SIZE
-
-    if config.data.subset:
-        n = config.data.subset.train
-    elif config.data.name.startswith("synthetic_"):
-        n = SYNTHETIC_SIZE["train"]
-    else:
-        n = DATASETS[config.data.name].size[0]
-    from normbench import optim
-
-    return optim.plan(config, n).total_steps  # train.budget included
-
-
-def resolved_unroll(config) -> bool:
-    """model.unroll with "auto" decided. Unrolled RNN loops are faster per step on
-    TensorFlow's CPU kernels and much slower under JAX/XLA, but unrolling adds compile
-    time, which a short run never earns back (benchmarks/RESULTS.md). So "auto" unrolls
-    on TensorFlow only, and there only for runs of at least UNROLL_AUTO_MIN_STEPS (1000)
-    training steps: the tutorial's IMDB run (5 x 313 steps) unrolls, the smoke configs and
-    --smoke runs do not. Never with a normalized recurrent cell (norm_placement: recurrent,
-    norm layer/rms): its unrolled graph's extra compile time outweighs the shorter step
-    for runs of the tutorial's length (benchmarks/RESULTS.md, "Recurrent layers").
-    true/false apply to keras.layers.SimpleRNN and HoistedSimpleRNN alike."""
-    if config.model.unroll == "auto":
-        m = config.model
-        normalized_cell = m.norm_placement == "recurrent" and m.norm != "none"
-        return (config.train.backend == "tensorflow" and not normalized_cell
-                and planned_steps(config) >= UNROLL_AUTO_MIN_STEPS)
-    return bool(config.model.unroll)

@@ -72,6 +72,50 @@ LR_SCALINGS = ("none", "linear", "sqrt")
 BUDGETS = ("samples", "steps")
 
 
+def check(t, where) -> None:
+    """train.optimizer, learning_rate, optimizer options, schedule, lr_scaling and budget
+    (a TrainConfig); `where.error(key, problem)` names the file (config._Where)."""
+    from normbench.checks import at_least, choice
+
+    choice(where, "train.optimizer", t.optimizer, OPTIMIZERS, "optimizer")
+    if not t.learning_rate > 0:
+        raise where.error("train.learning_rate", f"must be > 0, got {t.learning_rate}")
+    for option in OPTIMIZER_OPTIONS:
+        if getattr(t, option) is not None and option not in OPTIMIZERS[t.optimizer].options:
+            raise where.error(f"train.{option}", f"applies only to optimizer {', '.join(takers(option))}, not {t.optimizer}; "
+                                                 f"remove it or set train.optimizer: {takers(option)[0]}")
+    if t.momentum is not None and not 0 <= t.momentum < 1:
+        raise where.error("train.momentum", f"must be >= 0 and < 1, got {t.momentum}; e.g. 0.9")
+    if t.nesterov and not t.momentum:
+        raise where.error("train.nesterov", "true needs train.momentum > 0 (with momentum 0 it is plain SGD); set train.momentum, e.g. 0.9")
+    if t.weight_decay is not None and not t.weight_decay >= 0:
+        raise where.error("train.weight_decay", f"must be >= 0, got {t.weight_decay}")
+    choice(where, "train.schedule", t.schedule, SCHEDULES, "schedule")
+    for option, schedule in SCHEDULE_OPTIONS.items():
+        if getattr(t, option) is not None and t.schedule != schedule:
+            raise where.error(f"train.{option}", f"applies only to schedule {schedule}, not {t.schedule}; "
+                                                 f"remove it or set train.schedule: {schedule}")
+    if t.schedule == "step":
+        if t.step_epochs is None:
+            raise where.error("train.step_epochs", "missing; schedule step needs it (decay every this many epochs), e.g. 10")
+        at_least(where, "train.step_epochs", t.step_epochs, 1)
+        if t.step_factor is not None and not 0 < t.step_factor < 1:
+            raise where.error("train.step_factor", f"must be > 0 and < 1, got {t.step_factor}; e.g. 0.1")
+    if not 0 <= t.warmup_epochs < t.epochs:
+        raise where.error("train.warmup_epochs", f"must be >= 0 and < train.epochs ({t.epochs}), got {t.warmup_epochs}")
+    choice(where, "train.lr_scaling", t.lr_scaling, LR_SCALINGS, "learning-rate scaling")
+    choice(where, "train.budget", t.budget, BUDGETS, "budget")
+    uses = [f"train.lr_scaling {t.lr_scaling}"] * (t.lr_scaling != "none") + [f"train.budget {t.budget}"] * (t.budget != "samples")
+    if t.base_batch_size is None and uses:
+        raise where.error("train.base_batch_size", f"missing; {uses[0]} needs the batch size that train.learning_rate "
+                                                   "and train.epochs refer to, e.g. 64")
+    if t.base_batch_size is not None:
+        if not uses:
+            raise where.error("train.base_batch_size", "has no effect with train.lr_scaling none and train.budget samples; "
+                                                       "remove it, or set train.lr_scaling (linear, sqrt) or train.budget: steps")
+        at_least(where, "train.base_batch_size", t.base_batch_size, 1)
+
+
 def takers(option: str) -> list[str]:
     """The optimizers that take a train.* option."""
     return [name for name, spec in OPTIMIZERS.items() if option in spec.options]
@@ -178,3 +222,45 @@ def last_learning_rate(optimizer) -> float:
     else:
         value = optimizer.learning_rate
     return float(keras.ops.convert_to_numpy(value))
+
+
+# `model.unroll: auto` unrolls on TensorFlow only for runs of at least this many training
+# steps (epochs x steps per epoch). Unrolling the 200-step SimpleRNN shortens every
+# training step but adds a fixed cost of tracing and compiling (train and test
+# functions), so it pays off only past some number of steps; this threshold sits above
+# the break-even measured on the 2-core CPU (figures: docs/performance.md and
+# benchmarks/RESULTS.md), so the tutorial's run unrolls and smoke runs do not.
+UNROLL_AUTO_MIN_STEPS = 1000
+
+
+def planned_steps(config) -> int:
+    """Training steps a config asks for (epochs x steps per epoch, after train.budget),
+    from the config alone: data.subset.train, else the data set's size (a local file may
+    hold fewer examples)."""
+    from normbench.data import DATASETS, SYNTHETIC_SIZE  # lazily: data is not needed for the plan's maths
+
+    if config.data.subset:
+        n = config.data.subset.train
+    elif config.data.name.startswith("synthetic_"):
+        n = SYNTHETIC_SIZE["train"]
+    else:
+        n = DATASETS[config.data.name].size[0]
+    return plan(config, n).total_steps  # train.budget included
+
+
+def resolved_unroll(config) -> bool:
+    """model.unroll with "auto" decided. Unrolled RNN loops are faster per step on
+    TensorFlow's CPU kernels and much slower under JAX/XLA, but unrolling adds compile
+    time, which a short run never earns back (benchmarks/RESULTS.md). So "auto" unrolls
+    on TensorFlow only, and there only for runs of at least UNROLL_AUTO_MIN_STEPS (1000)
+    training steps: the tutorial's IMDB run (5 x 313 steps) unrolls, the smoke configs and
+    --smoke runs do not. Never with a normalized recurrent cell (norm_placement: recurrent,
+    norm layer/rms): its unrolled graph's extra compile time outweighs the shorter step
+    for runs of the tutorial's length (benchmarks/RESULTS.md, "Recurrent layers").
+    true/false apply to keras.layers.SimpleRNN and HoistedSimpleRNN alike."""
+    if config.model.unroll == "auto":
+        m = config.model
+        normalized_cell = m.norm_placement == "recurrent" and m.norm != "none"
+        return (config.train.backend == "tensorflow" and not normalized_cell
+                and planned_steps(config) >= UNROLL_AUTO_MIN_STEPS)
+    return bool(config.model.unroll)

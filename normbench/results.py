@@ -279,7 +279,9 @@ def _show(v) -> str:
 
 
 def _group_key(run: Run) -> tuple:
-    return tuple(sorted((k, _canon(v)) for k, v in run.config.items() if not _not_grouped(k)))
+    # a user's model file can change under one config: its sha256 (summary.json) splits groups
+    built = (("<model_sha256>", _canon(run.summary.get("model_sha256"))),) if run.summary.get("model_sha256") else ()
+    return tuple(sorted((k, _canon(v)) for k, v in run.config.items() if not _not_grouped(k))) + built
 
 
 def varying_keys(runs: list[Run]) -> list[str]:
@@ -330,6 +332,9 @@ def section_of(run: Run, within: tuple[str, ...] = ()) -> str:
     """The section a run is ranked in: '<model.arch> on <data.name>', then ', key=value'
     for each `within` key (compare --within: e.g. one section per learning rate)."""
     arch, data = (_show(run.config.get(k)) for k in SECTION_KEYS)
+    if run.config.get("model.arch") is None:  # a user's model: the file it came from
+        layers = run.config.get("model.layers")
+        arch = _show(run.config.get("model.from") or (layers if isinstance(layers, str) else "model.layers"))
     return f"{arch} on {data}" + "".join(f", {k}={_show(run.config.get(k))}" for k in within)
 
 

@@ -124,6 +124,9 @@ SUMMARY_KEYS = {
     "started_at": "ISO time the run (or this resume) started",
     "versions": "python, tensorflow, keras, numpy, normbench, backend (and jax on that backend)",
     "host": "cpu (the CPU model), cpu_count (cores), gpus, platform",
+    "model_source": "user models only: model.layers file (or 'model.layers'), model.from file or model.arch builder",
+    "model_sha256": "user models only: sha256 of that file (or of the inline layer list); compare groups on it",
+    "norm_slots": "user models only: one line per norm slot (name, kind, input shape, old layer -> new layer)",
     "error": "failed runs only: the exception, one line",
     "epochs_completed": "rows in history.csv",
     "epochs": "epochs trained: train.epochs, or what train.budget steps resolved it to",
@@ -146,7 +149,7 @@ SUMMARY_KEYS = {
                    "shown as n/a ms/step",
     "finished_at": "ISO time the summary was written",
 }
-OPTIONAL_SUMMARY_KEYS = ("error",)
+OPTIONAL_SUMMARY_KEYS = ("error", "model_source", "model_sha256", "norm_slots")
 
 
 def _corrupt(path: Path, why: str) -> NormbenchError:

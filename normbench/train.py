@@ -23,7 +23,7 @@ from pathlib import Path
 
 from normbench import NormbenchError, __version__, one_line, optim, runfolder
 from normbench.config import Config, dump_yaml, from_dict, read_yaml
-from normbench.models import resolved_unroll
+from normbench.optim import resolved_unroll
 from normbench.runlock import RunLock
 
 
@@ -321,19 +321,21 @@ def _op_determinism(cfg: Config):
 # ----------------------------------------------------------------------------- run
 
 
-def compiled_model(cfg: Config, num_classes: int, n_examples: int, input_dtype: str | None = None):
+def compiled_model(cfg: Config, num_classes: int, n_examples: int, input_dtype: str | None = None,
+                   input_shape=None, info: dict | None = None):
     """A freshly seeded, built and compiled model for a config whose training set has
     `n_examples` examples (before the validation split; the schedule needs the steps)
-    of dtype `input_dtype` (images: uint8, scaled inside the model, or float32)."""
+    of dtype `input_dtype` (images: uint8, scaled inside the model, or float32) and
+    shape `input_shape` per example (user models; `info` gets what was built)."""
     import keras
 
-    from normbench.models import MODELS, build_model
+    from normbench.models import build_model, loss_for
 
     keras.utils.set_random_seed(cfg.seed)
-    model = build_model(cfg, num_classes, input_dtype)
+    model = build_model(cfg, num_classes, input_dtype, input_shape, info)
     model.compile(
         optimizer=optim.build(cfg, optim.plan(cfg, n_examples)),
-        loss=MODELS[cfg.model.arch].loss,
+        loss=loss_for(cfg, model),
         metrics=["accuracy"],
         jit_compile=cfg.train.jit_compile,
     )
@@ -362,7 +364,10 @@ def prepare(cfg: Config, threads: int | None = None):
 
             tf.config.experimental.enable_op_determinism()
     data = load_data(cfg.data, cfg.seed)
-    return data, compiled_model(cfg, data.num_classes, len(data.x_train), data.x_train.dtype.name)
+    info = {}
+    model = compiled_model(cfg, data.num_classes, len(data.x_train), data.x_train.dtype.name, data.x_train.shape[1:], info)
+    model.normbench_info = info  # what a user model was built from (summary.json's model_source, model_sha256)
+    return data, model
 
 
 class _Terminated(KeyboardInterrupt):
@@ -433,7 +438,7 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
         "status": "running",
         "run_id": run_dir.name,
         "name": cfg.name,
-        "model": cfg.model.arch,
+        "model": cfg.model.arch or getattr(model, "normbench_info", {}).get("source"),
         "norm": cfg.model.norm,
         "seed": cfg.seed,
         "batch_size": cfg.train.batch_size,
@@ -456,6 +461,11 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
         "versions": versions(),
         "host": host_info(),
     }
+    info = getattr(model, "normbench_info", None)
+    if info:  # a user's model (normbench.usermodels): what was built, so compare never mixes two
+        from normbench.usermodels import slots
+
+        summary.update(model_source=info["source"], model_sha256=info["sha256"], norm_slots=slots(model))
     old_handler = None
     try:
         old_handler = signal.signal(signal.SIGTERM, _on_sigterm)

@@ -217,9 +217,9 @@ def test_layers_on_jax():
      ({"norm_placement": "recurrent", "unroll": True}, "tensorflow", True)],
 )
 def test_unroll_auto_with_rnn_and_placement(model, backend, expected):
-    from normbench.models import resolved_unroll
+    from normbench.optim import resolved_unroll
 
-    # real IMDB, 5 epochs: 1565 steps, long enough for auto to unroll (models.UNROLL_AUTO_MIN_STEPS)
+    # real IMDB, 5 epochs: 1565 steps, long enough for auto to unroll (optim.UNROLL_AUTO_MIN_STEPS)
     cfg = from_dict({"name": "t", "data": {"name": "imdb"}, "train": {"backend": backend},
                      "model": {"arch": "imdb_rnn", "norm": "layer", "unroll": "auto", **model}})
     assert resolved_unroll(cfg) is expected

@@ -134,7 +134,7 @@ SMOKE = {"name": "synthetic_imdb", "subset": {"train": 2000, "test": 500}}
      (True, "tensorflow", SMOKE, 1, True), (True, "jax", SMOKE, 1, True)],
 )
 def test_unroll_auto_unrolls_on_tensorflow_for_long_runs_only(unroll, backend, data, epochs, expected):
-    from normbench.models import UNROLL_AUTO_MIN_STEPS, planned_steps, resolved_unroll
+    from normbench.optim import UNROLL_AUTO_MIN_STEPS, planned_steps, resolved_unroll
 
     cfg = from_dict({"name": "t", "data": data, "model": {"arch": "imdb_rnn", "norm": "layer", "unroll": unroll},
                      "train": {"backend": backend, "epochs": epochs}})
@@ -220,3 +220,43 @@ def test_precision_mixed_bfloat16_learns(out):
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["precision"] == "mixed_bfloat16"
     assert float(rows[-1]["val_accuracy"]) > 0.5 and s["test_accuracy"] > 0.5
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+
+
+# ----------------------------------------------------------------------------- a model's own options
+
+
+def test_a_model_declares_its_own_options_with_register():
+    """A new built-in model with one option of its own is one @register: config parses
+    model.params into its dataclass, checks types and keys, and round-trips it."""
+    import dataclasses
+
+    from normbench import models
+
+    @dataclasses.dataclass(frozen=True)
+    class WideParams:
+        width: int = 16  # units of the hidden layer
+
+    def check(m, where):
+        if m.params.width < 1:
+            raise where.error("model.params.width", f"must be >= 1, got {m.params.width}")
+
+    models.register("toy_wide", data_kind="image", loss="sparse_categorical_crossentropy", norm_channels=(16,),
+                    description="toy", params=WideParams, check=check)(lambda *a: None)
+    try:
+        raw = {"name": "t", "data": {"name": "synthetic_cifar10"}, "model": {"arch": "toy_wide", "norm": "batch"}}
+        assert from_dict(raw).model.params == WideParams(16)  # the default
+        cfg = from_dict({**raw, "model": {**raw["model"], "params": {"width": 4}}})
+        assert cfg.model.params.width == 4 and cfg.to_dict()["model"]["params"] == {"width": 4}
+        assert from_dict(cfg.to_dict()) == cfg
+        for params, text in [({"width": "x"}, "<config>: model.params.width: expected an integer, got 'x'"),
+                             ({"depth": 2}, "<config>: model.params.depth: unknown key; allowed keys here: width"),
+                             ({"width": 0}, "<config>: model.params.width: must be >= 1, got 0")]:
+            with pytest.raises(NormbenchError) as e:
+                from_dict({**raw, "model": {**raw["model"], "params": params}})
+            assert str(e.value) == text
+    finally:
+        models.MODELS.pop("toy_wide")
+    # a model without params: none accepted, none written into config.yaml
+    with pytest.raises(NormbenchError, match="model.params: model cifar10_cnn takes no params; remove model.params"):
+        _config("cifar10_cnn", "batch", params={"width": 4})
+    assert "params" not in _config("cifar10_cnn", "batch").to_dict()["model"]
