@@ -72,6 +72,19 @@ class ModelConfig:
     keep_weights: Optional[bool] = None  # model.from: keep the saved non-norm weights; null = re-initialized (a fair comparison)
     safe_mode: Optional[bool] = None  # model.from: Keras' safe_mode for loading; null = on (Lambda layers refused)
 
+    @property
+    def label(self) -> str:
+        """A short name for the model, for run ids: the registered name; a Python builder's
+        module and function (resnet.small_resnet); a model file's stem (their_cnn);
+        "layers" for an inline layer list."""
+        if self.arch and ":" in self.arch:
+            module, function = self.arch.rsplit(":", 1)
+            return f"{Path(module).stem if module.endswith('.py') else module.rsplit('.', 1)[-1]}.{function}"
+        if self.arch:
+            return self.arch
+        source = self.from_ or (self.layers if isinstance(self.layers, str) else None)
+        return Path(source).stem if source else "layers"
+
 
 @dataclass(frozen=True)
 class TrainConfig:

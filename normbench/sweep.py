@@ -83,7 +83,7 @@ def _fmt(v: Any) -> str:
 
 def run_id_for(cfg: Config, grid_keys) -> str:
     """Readable, stable id: cifar10_cnn-norm=batch-bs=64-seed=0 (+ any other grid key)."""
-    parts = [cfg.model.arch]
+    parts = [cfg.model.label]
     keys = ["model.norm", "train.batch_size"] + [k for k in grid_keys if k not in ABBREV] + ["seed"]
     for k in keys:
         name = ABBREV.get(k, k.split(".")[-1])

@@ -94,11 +94,17 @@ def test_three_model_paths_train_and_compare_groups_them_by_norm(tmp_path, saved
         "from": {"from": str(saved)},
     }
     for kind, model in configs.items():
+        raw = {**TINY_CIFAR, "name": kind, "model": {**model, "norm": "batch"}, "output": {"dir": str(out)}}
+        p = tmp_path / f"{kind}.yaml"
+        p.write_text(yaml.safe_dump(raw))
+        if kind == "from":  # a sweep names its members after the model file
+            r = cli("sweep", p, "--grid", "model.norm=batch,none")
+            assert r.exit_code == 0, r.output
+            assert sorted(d.name for d in (out / kind).iterdir() if d.is_dir()) == [
+                f"{saved.stem}-norm={n}-bs=32-seed=0" for n in ("batch", "none")]
+            continue
         for norm in ("batch", "none"):
-            raw = {**TINY_CIFAR, "name": kind, "model": {**model, "norm": norm}, "output": {"dir": str(out)}}
-            p = tmp_path / f"{kind}.yaml"
-            p.write_text(yaml.safe_dump(raw))
-            r = cli("run", p, "--quiet")
+            r = cli("run", p, "--quiet", "--set", f"model.norm={norm}")
             assert r.exit_code == 0, r.output
     from normbench import results, runfolder
 
