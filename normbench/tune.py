@@ -95,16 +95,21 @@ class TuneSpec:
 
 
 def _mark(members: list[sw.Member], role: str, info: dict) -> None:
-    """role.json in each member folder; a folder an earlier tune made for the other role
-    is refused (its seed moved between --tune-seeds and --confirm-seeds)."""
+    """role.json in each member folder that has none (`check_role` first)."""
     for m in members:
-        have = runfolder.read_role(m.run_dir)
-        if have is None:
+        if check_role(m, role) is None:
             runfolder.write_role(m.run_dir, role, **info)
-        elif have["role"] != role:
-            raise NormbenchError(
-                f"{m.run_dir}: an earlier tune made it as a {have['role']} run, this one wants it as a {role} run "
-                f"(seed {m.config.seed} changed phase); keep that tune's seeds or tune into another --output")
+
+
+def check_role(m: sw.Member, role: str) -> dict | None:
+    """The member's role.json; a folder an earlier tune made for the other role is
+    refused (its seed moved between --tune-seeds and --confirm-seeds)."""
+    have = runfolder.read_role(m.run_dir)
+    if have is not None and have["role"] != role:
+        raise NormbenchError(
+            f"{m.run_dir}: an earlier tune made it as a {have['role']} run, this one wants it as a {role} run "
+            f"(seed {m.config.seed} changed phase); keep that tune's seeds or tune into another --output")
+    return have
 
 
 def parse_seeds(text: str | None, flag: str) -> list[int] | None:
@@ -193,7 +198,12 @@ def load_spec(config_path: str, per: str, grid_items=(), overrides=(), smoke: bo
     seeds = seeds[:n]
     spec = TuneSpec(cfg, per_key, per_values, grid, tseeds, seeds, select, metric, target, output,
                     f"{config_path} (tune)")
-    spec.tuning_members(create=False)  # every member's config is checked before any folder exists
+    # every member's config is checked, and no folder of an earlier tune changes phase,
+    # before any folder is created
+    for m in spec.tuning_members(create=False):
+        check_role(m, "tuning")
+    for m in spec._prepare({"seed": spec.confirm_seeds, **spec.grid, per_key: per_values}, create=False):
+        check_role(m, "confirmation")
     return spec
 
 
