@@ -387,6 +387,11 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, fail_
               help="What is compared, each value at its own tuned point: --per model.norm=batch,layer,none")
 @click.option("--grid", "grid", multiple=True, metavar="KEY.PATH=A,B,C",
               help="What is tuned (repeatable; the product is the grid): --grid train.learning_rate=0.0003,0.001,0.003,0.01")
+@click.option("--optuna", "trials", type=click.IntRange(1), metavar="N",
+              help="Instead of the whole grid: an Optuna search (TPE) of N trials per --per value over --range and "
+                   "--grid (as choices); its study lives in <tune folder>/optuna.db (pip install 'normbench[optuna]').")
+@click.option("--range", "ranges", multiple=True, metavar="KEY.PATH=LOW:HIGH[:log]",
+              help="With --optuna: a continuous range to search (repeatable): --range train.learning_rate=0.0001:0.03:log")
 @click.option("--tune-seeds", metavar="SEEDS", help="Seeds of the tuning runs (default 0,1).")
 @click.option("--confirm-seeds", metavar="SEEDS",
               help="Fresh seeds of the confirmation runs, none a tuning seed (default: the next seeds after them; "
@@ -408,7 +413,7 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, fail_
 @click.option("--address", metavar="ADDR", help="Ray cluster address (default: start a local Ray).")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failing member.")
 @click.option("--dry-run", is_flag=True, help="Show the members, the selection so far and the next step; train nothing, create nothing.")
-def tune(config, per, grid, tune_seeds, confirm_seeds, select, metric, seeds_until, max_seeds, overrides, smoke,
+def tune(config, per, grid, trials, ranges, tune_seeds, confirm_seeds, select, metric, seeds_until, max_seeds, overrides, smoke,
          output, jobs, executor, address, fail_fast, dry_run):
     """Compare each --per value at its own best --grid point: tune on the tuning seeds,
     select on validation, confirm on fresh seeds.
@@ -426,7 +431,8 @@ def tune(config, per, grid, tune_seeds, confirm_seeds, select, metric, seeds_unt
     3. confirmation: fresh seeds at each value's point (until --seeds-until or --max-seeds),
        compared as `normbench compare` does, without the tuning runs.
     Run the same command again to resume: finished members are kept, the selection is
-    made again from the same folders, confirmation rounds continue.
+    made again from the same folders, confirmation rounds continue. With --optuna N,
+    tuning is N trials per value instead of the whole grid, resumed from optuna.db.
     """
     from normbench import tune as tn
 
@@ -435,7 +441,8 @@ def tune(config, per, grid, tune_seeds, confirm_seeds, select, metric, seeds_unt
     if seeds_until is not None and max_seeds is None:
         raise click.UsageError("--seeds-until needs --max-seeds N (the most confirmation seeds per value)")
     spec = tn.load_spec(config, per, grid, overrides, smoke, tune_seeds=tune_seeds, confirm_seeds=confirm_seeds,
-                        select=select, metric=metric, target=seeds_until, max_seeds=max_seeds, output=output)
+                        select=select, metric=metric, target=seeds_until, max_seeds=max_seeds, output=output,
+                        trials=trials, ranges=ranges)
     if dry_run:
         for line in tn.dry_run(spec):
             click.echo(line)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from normbench import NormbenchError, runfolder
@@ -65,32 +66,62 @@ class TuneSpec:
     target: float | None = None  # --seeds-until half-width; None: run every confirm seed
     output: str | None = None
     source: str = "<tune>"
+    ranges: dict = field(default_factory=dict)  # --optuna: key -> (low, high, log) searched continuously
+    trials: int | None = None  # --optuna N: trials per --per value (TPE); None: the grid
+
+    @property
+    def keys(self) -> list[str]:
+        """The keys a point sets: the grid's (choices, with --optuna), then the ranges'."""
+        return [*self.grid, *self.ranges]
 
     def points(self) -> list[dict]:
         """The grid's points, in grid order (the last key varies fastest)."""
         keys = list(self.grid)
         return [dict(zip(keys, combo)) for combo in itertools.product(*(self.grid[k] for k in keys))]
 
+    def pairs(self) -> list[tuple[Any, dict]]:
+        """(per value, point) of every tuning cell: the grid for every value, or with
+        --optuna the points of each value's finished trials (from its study)."""
+        if self.trials is not None:
+            return search_pairs(self)
+        return [(v, p) for v in self.per_values for p in self.points()]
+
     def info(self) -> dict:
         """What role.json records beside the role: how this tune chooses."""
-        return {"per": self.per_key, "grid": list(self.grid), "select": self.select, "tune_seeds": self.tune_seeds}
+        info = {"per": self.per_key, "grid": self.keys, "select": self.select, "tune_seeds": self.tune_seeds}
+        return info if self.trials is None else {**info, "search": "optuna", "trials": self.trials}
 
     def tuning_members(self, create: bool = True) -> list[sw.Member]:
         """Every (per value, grid point) x tuning seed; seeds outermost, so a tune stopped
-        early has every value at every point of its first seeds."""
+        early has every value at every point of its first seeds. With --optuna: the
+        members of the trials finished so far."""
+        if self.trials is not None:
+            return self.members_at(self.pairs(), create)
         grid = {"seed": self.tune_seeds, **self.grid, self.per_key: self.per_values}
         members = self._prepare(grid, create)
         if create:
             _mark(members, "tuning", self.info())
         return members
 
+    def members_at(self, pairs, create: bool = True, seeds=None, role: str = "tuning") -> list[sw.Member]:
+        """The members of these (per value, point) pairs on `seeds` (default: the tuning
+        seeds), seed by seed; run ids as the grid's (the same keys in the same order)."""
+        out = []
+        for s in (self.tune_seeds if seeds is None else seeds):
+            for v, point in pairs:
+                out += self._prepare({"seed": [s], **{k: [point[k]] for k in self.keys}, self.per_key: [v]}, create)
+        if create:
+            _mark(out, role, self.info() if role == "tuning" else {**self.info(), "confirm_seeds": self.confirm_seeds})
+        return out
+
     def _prepare(self, grid: dict, create: bool) -> list[sw.Member]:
         try:
             return sw.prepare_members(self.cfg, grid, self.output, self.source, create)
-        except NormbenchError as e:  # a bad --per value is named as the --per flag's
+        except NormbenchError as e:  # a bad --per value (or range end) is named as the flag's
             text = str(e)
-            if text.startswith(f"--grid {self.per_key}="):
-                text = "--per" + text[len("--grid"):]
+            for key, flag in ((self.per_key, "--per"), *((k, "--range") for k in self.ranges)):
+                if text.startswith(f"--grid {key}="):
+                    text = flag + text[len("--grid"):]
             raise NormbenchError(text) from None
 
 
@@ -145,8 +176,10 @@ def check_select(select: str) -> None:
 def load_spec(config_path: str, per: str, grid_items=(), overrides=(), smoke: bool = False, *,
               tune_seeds: str | None = None, confirm_seeds: str | None = None, select: str = "best_val_accuracy",
               metric: str = "test_accuracy", target: float | None = None, max_seeds: int | None = None,
-              output: str | None = None) -> TuneSpec:
-    """Read and check a tune before anything is created: one line per bad input."""
+              output: str | None = None, trials: int | None = None, ranges=()) -> TuneSpec:
+    """Read and check a tune before anything is created: one line per bad input.
+    `trials` (--optuna N): an Optuna search of N trials per --per value over `ranges`
+    (--range key=LOW:HIGH[:log]) and the grid keys' values (as choices)."""
     from normbench.config import load_config
     from normbench.results import check_metric
 
@@ -164,7 +197,18 @@ def load_spec(config_path: str, per: str, grid_items=(), overrides=(), smoke: bo
     if len(per_values) < 2:
         raise NormbenchError(f"--per {per}: one value; a tune compares at least two, e.g. --per {per_key}=batch,layer")
     grid = sw.parse_grid(grid_items)
-    if not grid:
+    space = parse_ranges(ranges)
+    if space and trials is None:
+        raise NormbenchError(f"--range {ranges[0]}: a range is searched by --optuna N; add it, or list values with --grid")
+    if trials is not None:
+        _optuna()
+        if trials < 2:
+            raise NormbenchError(f"--optuna {trials}: one trial chooses nothing; give at least 2 trials per value")
+        for k in space:
+            if k == "seed" or k == per_key or k in grid:
+                raise NormbenchError(f"--range {k}: {'seeds are set by --tune-seeds and --confirm-seeds' if k == 'seed' else f'{k} is also in --per or --grid'}; "
+                                     f"a key is searched once")
+    if not grid and not space:
         raise NormbenchError("--grid: nothing to tune; add e.g. --grid train.learning_rate=0.0003,0.001,0.003,0.01")
     grid = {k: list(dict.fromkeys(v)) for k, v in grid.items()}
     if "seed" in grid:
@@ -174,7 +218,7 @@ def load_spec(config_path: str, per: str, grid_items=(), overrides=(), smoke: bo
         raise NormbenchError(f"--per {per_key}: --grid also varies {per_key}; a key is compared (--per) or tuned "
                              f"(--grid), not both; drop it from one")
     n_points = math.prod(len(v) for v in grid.values())
-    if n_points < 2:
+    if n_points < 2 and not space:
         point = ", ".join(f"{k}={v[0]}" for k, v in grid.items())
         raise NormbenchError(f"--grid {point}: one grid point; tuning needs at least two to choose between; "
                              f"add values, e.g. --grid train.learning_rate=0.0003,0.001,0.003")
@@ -197,7 +241,12 @@ def load_spec(config_path: str, per: str, grid_items=(), overrides=(), smoke: bo
         seeds.append(max(seeds + tseeds) + 1)
     seeds = seeds[:n]
     spec = TuneSpec(cfg, per_key, per_values, grid, tseeds, seeds, select, metric, target, output,
-                    f"{config_path} (tune)")
+                    f"{config_path} (tune)", space, trials)
+    if trials is not None:  # the space's corners are valid configs (each grid value, each range end)
+        corners = [{**{k: vals[i % len(vals)] for k, vals in grid.items()},
+                    **{k: (lo, hi)[i % 2] for k, (lo, hi, _) in space.items()}} for i in range(max(2, *map(len, grid.values()), 2))]
+        spec.members_at([(v, c) for v in per_values for c in corners], create=False)
+        return spec
     # every member's config is checked, and no folder of an earlier tune changes phase,
     # before any folder is created
     for m in spec.tuning_members(create=False):
@@ -292,22 +341,23 @@ def _key(v) -> str:
     return _canon(v)
 
 
-def select(records: list[Record], spec: TuneSpec) -> Selection:
+def select(records: list[Record], spec: TuneSpec, pairs=None) -> Selection:
     """For each --per value, the grid point with the best mean of spec.select over the
     tuning seeds (a pure function of the records: the same folders give the same choice).
     Only points where every tuning seed completed are chosen; of tied means the first in
     grid order is kept and the others listed; a chosen value at the end of a numeric grid
-    key's range is an edge (the best may lie beyond it)."""
+    key's range is an edge (the best may lie beyond it). `pairs`: the cells (default
+    spec.pairs()), in order."""
     from normbench.results import METRICS, value_order
 
     higher = METRICS[spec.select]
     seeds = {_key(s) for s in spec.tune_seeds}
-    cells = [Cell(v, p) for v in spec.per_values for p in spec.points()]
+    cells = [Cell(v, p) for v, p in (spec.pairs() if pairs is None else pairs)]
     index = {(_key(c.per), _key(c.point)): c for c in cells}
     for r in records:
         if _key(r.config.get("seed")) not in seeds:
             continue
-        point = {k: r.config.get(k) for k in spec.grid}
+        point = {k: r.config.get(k) for k in spec.keys}
         cell = index.get((_key(r.config.get(spec.per_key)), _key(point)))
         if cell is None:
             continue
@@ -334,7 +384,7 @@ def select(records: list[Record], spec: TuneSpec) -> Selection:
         best = max(ok, key=lambda c: c.mean) if higher else min(ok, key=lambda c: c.mean)
         best = next(c for c in ok if abs(c.mean - best.mean) <= TIE)  # the first in grid order
         ties = [c for c in ok if c is not best and abs(c.mean - best.mean) <= TIE]
-        edges = []
+        edges = _range_edges(spec, best.point)
         for k, values in spec.grid.items():
             nums = [x for x in values if isinstance(x, (int, float)) and not isinstance(x, bool)]
             if len(nums) < 2 or len(nums) != len(values):
@@ -348,10 +398,26 @@ def select(records: list[Record], spec: TuneSpec) -> Selection:
     return Selection(spec, cells, choices)
 
 
+def _range_edges(spec: TuneSpec, point: dict) -> list[str]:
+    """--optuna ranges: a chosen value in the outer 5 % of its range (of its logarithm
+    for a log range) is at the edge."""
+    out = []
+    for k, (low, high, log) in spec.ranges.items():
+        f = (lambda x: math.log(x)) if log else (lambda x: x)
+        share = (f(point[k]) - f(low)) / (f(high) - f(low))
+        if share <= 0.05:
+            out.append(f"near the lowest {k} searched ({_show(low)})")
+        elif share >= 0.95:
+            out.append(f"near the highest {k} searched ({_show(high)})")
+    return out
+
+
 def selection_of(spec: TuneSpec) -> Selection:
     """Select from the tuning run folders as they are on disk (nothing is written)."""
-    dirs = [m.run_dir for m in spec.tuning_members(create=False) if (m.run_dir / runfolder.CONFIG).exists()]
-    return select(read_records(dirs), spec)
+    pairs = spec.pairs()
+    members = spec.members_at(pairs, create=False) if spec.trials is not None else spec.tuning_members(create=False)
+    dirs = [m.run_dir for m in members if (m.run_dir / runfolder.CONFIG).exists()]
+    return select(read_records(dirs), spec, pairs)
 
 
 def _show(v) -> str:
@@ -375,24 +441,51 @@ def format_selection(sel: Selection) -> list[str]:
     lines = [f"tuning table: mean {spec.select} over tuning seeds {seeds} (validation split; * = selected, "
              f"(n) = seeds when not all completed)"]
     chosen = {(_key(ch.per), _key(ch.cell.point)) for ch in sel.choices if ch.cell is not None}
+    if spec.trials is not None:
+        return lines + _trial_table(sel, chosen) + _choices(sel)
     header = ["grid point", *(_show(v) for v in spec.per_values)]
     rows = []
     for p in spec.points():
         row = [_point_label(p)]
         for v in spec.per_values:
             c = next(c for c in sel.cells if _key(c.per) == _key(v) and _key(c.point) == _key(p))
-            n_all = len(spec.tune_seeds)
-            if c.diverged:
-                text = f"diverged {len(c.diverged)}/{n_all}"
-            elif not c.scores:
-                text = "not run" if len(c.missing) == n_all else "n/a"
-            else:
-                text = f"{c.mean:.4f}" + (f" ({len(c.scores)})" if len(c.scores) != n_all else "")
-            row.append(text + (" *" if (_key(v), _key(p)) in chosen else "  "))
+            row.append(_cell_text(c, len(spec.tune_seeds)) + (" *" if (_key(v), _key(p)) in chosen else "  "))
         rows.append(row)
+    return lines + _aligned(header, rows, left=1) + _choices(sel)
+
+
+def _cell_text(c: Cell, n_all: int) -> str:
+    if c.diverged:
+        return f"diverged {len(c.diverged)}/{n_all}"
+    if not c.scores:
+        return "not run" if len(c.missing) == n_all else "n/a"
+    return f"{c.mean:.4f}" + (f" ({len(c.scores)})" if len(c.scores) != n_all else "")
+
+
+def _aligned(header, rows, left: int) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for r in [header, ["-" * w for w in widths], *rows]:
-        lines.append("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+    return ["  " + "  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+            for r in [header, ["-" * w for w in widths], *rows]]
+
+
+def _trial_table(sel: Selection, chosen) -> list[str]:
+    """--optuna: one row per trial, per value, in the order of the trial's point."""
+    from normbench.results import value_order
+
+    spec = sel.spec
+    header = [spec.per_key.split(".")[-1], "trial point", spec.select]
+    rows = []
+    for v in spec.per_values:
+        cells = sorted((c for c in sel.cells if _key(c.per) == _key(v)),
+                       key=lambda c: [value_order(c.point[k]) for k in spec.keys])
+        for c in cells:
+            rows.append([_show(v), _point_label(c.point), _cell_text(c, len(spec.tune_seeds))
+                         + (" *" if (_key(v), _key(c.point)) in chosen else "  ")])
+    return _aligned(header, rows, left=2)
+
+
+def _choices(sel: Selection) -> list[str]:
+    spec, lines = sel.spec, []
     lines.append(f"selected (best mean {spec.select} on the tuning seeds; no test figure is read):")
     for ch in sel.choices:
         name = f"{spec.per_key}={_show(ch.per)}"
@@ -402,7 +495,7 @@ def format_selection(sel: Selection) -> list[str]:
         text = f"  {name}: {_point_label(ch.cell.point)} ({spec.select} {ch.cell.mean:.4f})"
         if ch.ties:
             text += (f"; tie with {'; '.join(_point_label(c.point) for c in ch.ties)} "
-                     f"(same mean): the first in grid order is kept")
+                     f"(same mean): the first in {'trial' if spec.trials is not None else 'grid'} order is kept")
         if ch.edges:
             text += f"; at the grid's edge: {' and '.join(ch.edges)}, so the best may lie beyond it: widen the grid"
         lines.append(text)
@@ -410,8 +503,10 @@ def format_selection(sel: Selection) -> list[str]:
     per_value = {v: budget.get(_key(v), (0, 0)) for v in spec.per_values}
     if len(set(per_value.values())) == 1:
         runs, steps = next(iter(per_value.values()))
-        lines.append(f"budget: every {spec.per_key.split('.')[-1]} got {runs} tuning runs ({len(spec.points())} points "
-                     f"x {len(spec.tune_seeds)} seeds), {steps} optimizer steps in all")
+        n_seeds = f"{len(spec.tune_seeds)} seed{'s' * (len(spec.tune_seeds) != 1)}"
+        what = f"{spec.trials} Optuna trials" if spec.trials is not None else f"{len(spec.points())} points"
+        lines.append(f"budget: every {spec.per_key.split('.')[-1]} got {runs} tuning runs ({what} x {n_seeds}), "
+                     f"{steps} optimizer steps in all")
     else:
         lines.append("budget: NOT EQUAL so far: " + "; ".join(
             f"{_show(v)} {r} runs, {s} optimizer steps" for v, (r, s) in per_value.items()))
@@ -432,14 +527,8 @@ class ConfirmPlan:
     seeds: list[int]
 
     def members(self, k: int, create: bool = True) -> list[sw.Member]:
-        spec, out = self.spec, []
-        for s in self.seeds[:k]:  # seed by seed: a round stopped early has every value of its first seeds
-            for v, point in self.chosen:
-                grid = {"seed": [s], **{key: [point[key]] for key in spec.grid}, spec.per_key: [v]}
-                out += spec._prepare(grid, create)
-        if create:
-            _mark(out, "confirmation", {**spec.info(), "confirm_seeds": self.seeds})
-        return out
+        # seed by seed: a round stopped early has every value of its first seeds
+        return self.spec.members_at(self.chosen, create, self.seeds[:k], "confirmation")
 
 
 def confirm_plan(sel: Selection) -> ConfirmPlan:
@@ -449,6 +538,194 @@ def confirm_plan(sel: Selection) -> ConfirmPlan:
         raise NormbenchError(f"{names}: no grid point where every tuning seed completed (the others diverged or "
                              f"failed); widen the grid toward safer values, or delete the failed folders to retrain them")
     return ConfirmPlan(sel.spec, sel.chosen(), sel.spec.confirm_seeds)
+
+
+# ----------------------------------------------------------------------------- Optuna (--optuna N)
+
+STORAGE = "optuna.db"  # Optuna's own SQLite storage, in the tune folder: a rerun resumes the search
+SIGNIFICANT = 3  # a searched float is rounded to this many significant digits (readable run ids)
+
+
+def tune_dir(spec: TuneSpec) -> Path:
+    """<output.dir>/<name>: the folder of the tune's members (and of its Optuna storage)."""
+    return Path(spec.output or spec.cfg.output.dir).expanduser() / spec.cfg.name
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise NormbenchError("--optuna needs Optuna; install it with: pip install 'normbench[optuna]'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def parse_ranges(items) -> dict:
+    """`--range key=LOW:HIGH[:log]` -> {key: (low, high, log)}."""
+    out = {}
+    for text in items:
+        key, sep, raw = text.partition("=")
+        parts = raw.split(":")
+        log = len(parts) == 3 and parts[2] == "log"
+        try:
+            if not sep or len(parts) not in (2, 3) or (len(parts) == 3 and not log):
+                raise ValueError
+            low, high = float(parts[0]), float(parts[1])
+        except ValueError:
+            raise NormbenchError(f"--range {text}: expected key.path=LOW:HIGH or LOW:HIGH:log, "
+                                 f"e.g. --range train.learning_rate=0.0001:0.03:log") from None
+        if not low < high or (log and low <= 0):
+            raise NormbenchError(f"--range {text}: needs LOW < HIGH{' and LOW > 0 on a log scale' if log else ''}")
+        out[key.strip()] = (low, high, log)
+    return out
+
+
+def _round(x: float) -> float:
+    return float(f"{x:.{SIGNIFICANT}g}")
+
+
+def point_of(spec: TuneSpec, params: dict) -> dict:
+    """A trial's parameters as a point: floats of a range rounded (SIGNIFICANT)."""
+    return {k: _round(params[k]) if k in spec.ranges else params[k] for k in spec.keys}
+
+
+def study_name(spec: TuneSpec, v) -> str:
+    return f"{spec.per_key}={_show(v)}"
+
+
+def _studies(spec: TuneSpec, create: bool) -> dict:
+    """per value (canonical) -> its Optuna study; without create, only those that exist."""
+    from normbench.results import METRICS
+
+    optuna = _optuna()
+    db = tune_dir(spec) / STORAGE
+    if not create and not db.exists():
+        return {}
+    if create:
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise NormbenchError(f"output.dir: cannot create {db.parent} ({e.strerror}); choose a writable folder") from None
+    storage = _storage(db)
+    out = {}
+    for v in spec.per_values:
+        name = study_name(spec, v)
+        if create:
+            out[_key(v)] = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
+                                               direction="maximize" if METRICS[spec.select] else "minimize")
+        else:
+            try:
+                out[_key(v)] = optuna.load_study(study_name=name, storage=storage)
+            except KeyError:
+                continue
+    return out
+
+
+_STORAGES: dict = {}
+
+
+def _storage(db: Path):
+    """One Optuna RDBStorage per database file in this process (each opens an engine)."""
+    import optuna
+
+    url = f"sqlite:///{db.resolve()}"
+    if url not in _STORAGES:
+        _STORAGES[url] = optuna.storages.RDBStorage(url)
+    return _STORAGES[url]
+
+
+def _finished(study) -> list:
+    from optuna.trial import TrialState
+
+    return [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.FAIL)]
+
+
+def search_pairs(spec: TuneSpec) -> list[tuple[Any, dict]]:
+    """(per value, point) of each finished trial, in trial order (a point tried twice once)."""
+    studies = _studies(spec, create=False)
+    out, seen = [], set()
+    for v in spec.per_values:
+        study = studies.get(_key(v))
+        for t in sorted(_finished(study), key=lambda t: t.number) if study else []:
+            point = point_of(spec, t.params)
+            if (_key(v), _key(point)) not in seen:
+                seen.add((_key(v), _key(point)))
+                out.append((v, point))
+    return out
+
+
+def _distributions(spec: TuneSpec) -> dict:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    d = {k: CategoricalDistribution(list(values)) for k, values in spec.grid.items()}
+    d.update({k: FloatDistribution(low, high, log=log) for k, (low, high, log) in spec.ranges.items()})
+    return d
+
+
+def _sampler(spec: TuneSpec, v, n: int):
+    """TPE, seeded by the study and how many trials it has: the n-th suggestion is the
+    same whether or not the driver was stopped before it (a resumed search continues as
+    an uninterrupted one would)."""
+    import zlib
+
+    from optuna.samplers import TPESampler
+
+    seed = zlib.crc32(f"{study_name(spec, v)}/{n}".encode())
+    return TPESampler(seed=seed, n_startup_trials=min(10, max(2, spec.trials // 3)))
+
+
+def run_search(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool = False, echo=print) -> list:
+    """The tuning phase with --optuna: rounds of one trial per --per value (so every value
+    has had the same number of trials at every moment) until each has spec.trials; each
+    trial's members are ordinary sweep members on the tuning seeds, its value the mean of
+    spec.select over them (a point where a seed diverged is a failed trial). A trial
+    asked but not told (the driver stopped) is finished on the rerun with its own
+    parameters, so nothing is asked or trained twice."""
+    optuna = _optuna()
+    from optuna.trial import TrialState
+
+    studies = _studies(spec, create=True)
+    dists = _distributions(spec)
+    storage = _storage(tune_dir(spec) / STORAGE)
+    while True:
+        batch = []  # (per value, trial number, point)
+        for v in spec.per_values:
+            study = studies[_key(v)]
+            trials = study.get_trials(deepcopy=False)
+            if len(_finished(study)) >= spec.trials:
+                continue
+            running = [t for t in trials if t.state == TrialState.RUNNING]
+            if running:
+                number, params = running[0].number, running[0].params
+            else:
+                asked = optuna.load_study(study_name=study_name(spec, v), storage=storage,
+                                          sampler=_sampler(spec, v, len(trials))).ask(dists)
+                number, params = asked.number, asked.params
+            batch.append((v, number, point_of(spec, params)))
+        if not batch:
+            return []
+        done = len(_finished(studies[_key(batch[0][0])]))
+        echo(f"optuna: trial {done + 1} of {spec.trials} for " + "; ".join(
+            f"{_show(v)} at {_point_label(p)}" for v, _, p in batch))
+        members = spec.members_at([(v, p) for v, _, p in batch])
+        failures = sw.run_sweep(members, jobs=jobs, executor=executor, fail_fast=fail_fast, echo=echo)
+        if failures:
+            return failures
+        pairs = [(v, p) for v, _, p in batch]
+        sel = select(read_records([m.run_dir for m in members]), spec, pairs)
+        for (v, number, _), cell in zip(batch, sel.cells):
+            study = studies[_key(v)]
+            if cell.eligible:
+                study.tell(number, cell.mean)
+            else:
+                study.tell(number, state=TrialState.FAIL)
+
+
+def describe_search(spec: TuneSpec) -> list[str]:
+    """--dry-run with --optuna: each value's trials so far."""
+    studies = _studies(spec, create=False)
+    return [f"optuna: {study_name(spec, v)}: {len(_finished(studies[_key(v)])) if _key(v) in studies else 0} of "
+            f"{spec.trials} trials finished ({tune_dir(spec) / STORAGE})" for v in spec.per_values]
 
 
 # ----------------------------------------------------------------------------- driver
@@ -463,12 +740,20 @@ class TuneResult:
 
 
 def describe(spec: TuneSpec) -> str:
-    n = len(spec.per_values) * len(spec.points()) * len(spec.tune_seeds)
+    if spec.trials is not None:
+        space = ", ".join([*(f"{k} in {{{', '.join(map(_show, v))}}}" for k, v in spec.grid.items()),
+                           *(f"{k} in [{_show(lo)}, {_show(hi)}]{' (log)' if log else ''}"
+                             for k, (lo, hi, log) in spec.ranges.items())])
+        what = f"{spec.trials} Optuna trials (TPE) over {space}"
+        n = len(spec.per_values) * spec.trials * len(spec.tune_seeds)
+    else:
+        what = f"{len(spec.points())} grid points"
+        n = len(spec.per_values) * len(spec.points()) * len(spec.tune_seeds)
     confirm = (f"--seeds-until {spec.target:g} on {spec.metric}, at most {len(spec.confirm_seeds)} seeds"
                if spec.target is not None else f"{len(spec.confirm_seeds)} seed{'s' * (len(spec.confirm_seeds) != 1)} each")
     return (f"tune: {len(spec.per_values)} x {spec.per_key} ({', '.join(map(_show, spec.per_values))}), "
-            f"{len(spec.points())} grid points x {len(spec.tune_seeds)} tuning seed{'s' * (len(spec.tune_seeds) != 1)} ({', '.join(map(str, spec.tune_seeds))})"
-            f" = {n} tuning runs, selected on {spec.select}; confirmation on fresh seeds "
+            f"{what} x {len(spec.tune_seeds)} tuning seed{'s' * (len(spec.tune_seeds) != 1)} ({', '.join(map(str, spec.tune_seeds))})"
+            f" = {n} tuning runs{' at most' if spec.trials is not None else ''}, selected on {spec.select}; confirmation on fresh seeds "
             f"({', '.join(map(str, spec.confirm_seeds))}): {confirm}")
 
 
@@ -479,8 +764,10 @@ def run_tune(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool = 
 
     echo(describe(spec))
     echo("== tuning")
-    members = spec.tuning_members()
-    failures = sw.run_sweep(members, jobs=jobs, executor=executor, fail_fast=fail_fast, echo=echo)
+    if spec.trials is not None:
+        failures = run_search(spec, jobs=jobs, executor=executor, fail_fast=fail_fast, echo=echo)
+    else:
+        failures = sw.run_sweep(spec.tuning_members(), jobs=jobs, executor=executor, fail_fast=fail_fast, echo=echo)
     if failures:
         return TuneResult(failures)
     sel = selection_of(spec)
@@ -510,6 +797,12 @@ def run_tune(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool = 
 def dry_run(spec: TuneSpec) -> list[str]:
     """What a tune would do now, from the folders as they are; nothing is created."""
     lines = [describe(spec)]
+    if spec.trials is not None:
+        lines += describe_search(spec)
+        studies = _studies(spec, create=False)
+        if any(len(_finished(studies[_key(v)])) < spec.trials if _key(v) in studies else True
+               for v in spec.per_values):
+            return lines + ["selection and confirmation: after the Optuna trials"]
     members = spec.tuning_members(create=False)
     for m in members:
         status = m.status() or ("running" if m.holder() is not None else "todo")

@@ -344,3 +344,57 @@ def test_a_real_tiny_tune_trains_once_and_a_rerun_trains_nothing(tmp_path):
     assert "sweep: 4 members, 4 already completed, 0 to run, 1 at a time (2 threads each, fake)" in lines or \
         any(ln.startswith("sweep: 4 members, 4 already completed, 0 to run") for ln in lines)
     assert any(ln.startswith("sweep: 2 members, 2 already completed, 0 to run") for ln in lines)
+
+
+# ----------------------------------------------------------------------------- Optuna
+
+
+RANGE, PER2 = "train.learning_rate=0.0001:0.1:log", "model.norm=batch,none"
+
+
+def _optuna_spec(tmp_path, out="r", trials=3):
+    pytest.importorskip("optuna")
+    cfg = write_config(tmp_path / "c.yaml")
+    return tune.load_spec(str(cfg), PER2, [], output=str(tmp_path / out), trials=trials, ranges=[RANGE])
+
+
+def test_optuna_gives_every_norm_the_same_trials_and_selects_on_validation(tmp_path):
+    import optuna
+
+    spec = _optuna_spec(tmp_path)
+    res = tune.run_tune(spec, executor=FakeTrainer(), jobs=6, echo=lambda s: None)
+    assert res.failures == []
+    storage = f"sqlite:///{tmp_path / 'r/smoke_imdb_ln/optuna.db'}"
+    for norm in ("batch", "none"):
+        study = optuna.load_study(study_name=f"model.norm={norm}", storage=storage)
+        assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    found = list(_folders(tmp_path / "r"))
+    tuning = [(c, s) for role, c, s in found if role == "tuning"]
+    per_norm = {}
+    for c, s in tuning:
+        per_norm.setdefault(c["model.norm"], []).append((c["train.learning_rate"], c["seed"], s["best_val_accuracy"]))
+    assert {n: len(v) for n, v in per_norm.items()} == {"batch": 6, "none": 6}  # 3 trials x 2 seeds each
+    for norm, rows in per_norm.items():  # the selected point: the best validation mean among its trials
+        means = {lr: sum(v for x, _, v in rows if x == lr) / 2 for lr, _, _ in rows}
+        confirmed = {c["train.learning_rate"] for role, c, _ in found if role == "confirmation" and c["model.norm"] == norm}
+        assert confirmed == {max(means, key=means.get)}
+    assert {c["seed"] for role, c, _ in found if role == "confirmation"} == {2, 3, 4}
+
+
+def test_optuna_search_resumes_after_sigkill_as_if_never_stopped(tmp_path):
+    pytest.importorskip("optuna")
+    cfg, done = write_config(tmp_path / "c.yaml"), tmp_path / "done.txt"
+    args = ["tune", cfg, "--per", PER2, "--optuna", "3", "--range", RANGE, "--output", tmp_path / "r", "--jobs", "6"]
+    # trial 1 is 4 members (2 norms x 2 seeds); killed at the 6th: trial 2 asked, half-trained
+    first = _fake_cli(done, *args, kill_at=6)
+    assert first.returncode == -signal.SIGKILL, first.stdout + first.stderr
+    again = _fake_cli(done, *args)
+    assert again.returncode == 0, again.stdout + again.stderr
+    trained = done.read_text().split()
+    assert len(trained) == len(set(trained)) == 2 * 3 * 2 + 2 * 3  # the search, then 3 confirmation seeds
+    # the same trials as a search that was never stopped
+    whole = _optuna_spec(tmp_path, "whole")
+    tune.run_tune(whole, executor=FakeTrainer(), jobs=6, echo=lambda s: None)
+    resumed = _optuna_spec(tmp_path, "r")
+    assert tune.search_pairs(resumed) == tune.search_pairs(whole)
+    assert len(tune.search_pairs(whole)) == 6
