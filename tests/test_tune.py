@@ -269,6 +269,17 @@ def test_dry_run_creates_nothing_then_shows_the_selection(tmp_path):
     assert not list(out.rglob("*seed=2"))
 
 
+def test_dry_run_of_a_finished_tune_shows_its_confirmation_rounds(tmp_path):
+    _tuned(tmp_path)
+    r = cli("tune", tmp_path / "c.yaml", "--per", PER, "--grid", GRID, "--output", tmp_path / "r",
+            "--seeds-until", "1e-9", "--max-seeds", "3", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert ("seeds-until 1e-09 on test_accuracy, at most 3 seeds, 3 groups: 3 seeds finished in every group "
+            "(2, 3, 4)") in r.output
+    assert r.output.count(" completed  tuning ") == 18
+    assert r.output.splitlines()[-1] == "stops at 3 seeds: --max-seeds reached"
+
+
 def test_compare_tells_the_roles_apart(tmp_path):
     from normbench import results
 
