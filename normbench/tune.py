@@ -785,6 +785,11 @@ def run_tune(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool = 
         failures = sw.run_sweep(confirmation, jobs=jobs, executor=executor, fail_fast=fail_fast, echo=echo)
     result = TuneResult(failures, sel, confirmation)
     echo(f"== comparison: {spec.metric} of the confirmation runs only, each {spec.per_key} at its selected point")
+    stale = stale_confirmations(spec, confirmation)
+    if stale:
+        echo(f"note: {len(stale)} confirmation run{'s' * (len(stale) != 1)} in {tune_dir(spec)} at points an earlier "
+             f"selection chose (a narrower grid?) are not in this comparison; `compare --role confirmation` would "
+             f"include them: move them away, e.g. {stale[0]}")
     try:
         result.comparison = results.compare(results.load_runs([str(m.run_dir) for m in confirmation]), spec.metric)
     except NormbenchError as e:
@@ -792,6 +797,23 @@ def run_tune(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool = 
         return result
     echo(tables.format_comparison(result.comparison, "table").rstrip("\n"))
     return result
+
+
+def stale_confirmations(spec: TuneSpec, confirmation: list[sw.Member]) -> list:
+    """Confirmation run folders of this tune's folder that are not `confirmation`'s (made
+    when an earlier, e.g. narrower, grid selected other points)."""
+    keep = {m.run_dir.resolve() for m in confirmation}
+    d = tune_dir(spec)
+    out = []
+    for sub in sorted(d.iterdir()) if d.is_dir() else []:
+        if sub.is_dir() and sub.resolve() not in keep:
+            try:
+                role = runfolder.read_role(sub)
+            except NormbenchError:
+                continue
+            if role and role["role"] == "confirmation":
+                out.append(sub)
+    return out
 
 
 def dry_run(spec: TuneSpec) -> list[str]:

@@ -409,3 +409,45 @@ def test_optuna_search_resumes_after_sigkill_as_if_never_stopped(tmp_path):
     resumed = _optuna_spec(tmp_path, "r")
     assert tune.search_pairs(resumed) == tune.search_pairs(whole)
     assert len(tune.search_pairs(whole)) == 6
+
+
+def test_a_grid_over_several_keys_tunes_their_product(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml")
+    spec = tune.load_spec(str(cfg), "model.norm=batch,none", ["train.learning_rate=0.001,0.01",
+                                                             "train.optimizer=adam,rmsprop"],
+                          output=str(tmp_path / "r"), confirm_seeds="2")
+    lines = []
+    res = tune.run_tune(spec, executor=FakeTrainer(), jobs=8, echo=lines.append)
+    assert res.failures == [] and len(spec.tuning_members(create=False)) == 2 * 4 * 2
+    # the fake's scores ignore the optimizer: a tie, kept in grid order, and no edge for a name
+    assert ("  model.norm=batch: learning_rate=0.001, optimizer=adam (best_val_accuracy 0.8010); tie with "
+            "learning_rate=0.001, optimizer=rmsprop (same mean): the first in grid order is kept; at the grid's edge: "
+            "the smallest train.learning_rate tried (0.001), so the best may lie beyond it: widen the grid") in lines
+    assert sorted(m.run_id for m in res.confirmation) == [
+        "imdb_rnn-norm=batch-bs=64-learning_rate=0.001-optimizer=adam-seed=2",
+        "imdb_rnn-norm=none-bs=64-learning_rate=0.001-optimizer=adam-seed=2"]
+
+
+def test_confirmation_runs_of_an_earlier_selection_are_named_not_compared(tmp_path):
+    _tuned(tmp_path)
+    # widen the grid: a new point beats the old choices, so the confirmation moves
+    cfg = tmp_path / "c.yaml"
+    spec = tune.load_spec(str(cfg), PER, ["train.learning_rate=0.001,0.002,0.003,0.01"], output=str(tmp_path / "r"),
+                          target=1e-9, max_seeds=3)
+    import tunefake
+
+    lines = []
+    old = dict(tunefake.VAL)
+    tunefake.VAL[("layer", 0.002)] = 0.95
+    try:
+        res = tune.run_tune(spec, executor=FakeTrainer(), jobs=9, echo=lines.append)
+    finally:
+        tunefake.VAL.clear()
+        tunefake.VAL.update(old)
+    # layer and none (the fake's smooth score off the old grid) move to 0.002, batch stays at 0.001
+    assert {(m.config.model.norm, m.config.train.learning_rate) for m in res.confirmation} == {
+        ("batch", 0.001), ("layer", 0.002), ("none", 0.002)}
+    assert {(r.config["model.norm"], r.config["train.learning_rate"]) for r in res.comparison.runs} == {
+        ("batch", 0.001), ("layer", 0.002), ("none", 0.002)}
+    note = next(ln for ln in lines if ln.startswith("note: "))
+    assert note.startswith(f"note: 6 confirmation runs in {tmp_path / 'r/smoke_imdb_ln'} at points an earlier selection")
