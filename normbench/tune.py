@@ -205,9 +205,11 @@ def load_spec(config_path: str, per: str, grid_items=(), overrides=(), smoke: bo
         if trials < 2:
             raise NormbenchError(f"--optuna {trials}: one trial chooses nothing; give at least 2 trials per value")
         for k in space:
-            if k == "seed" or k == per_key or k in grid:
-                raise NormbenchError(f"--range {k}: {'seeds are set by --tune-seeds and --confirm-seeds' if k == 'seed' else f'{k} is also in --per or --grid'}; "
-                                     f"a key is searched once")
+            if k == "seed":
+                raise NormbenchError("--range seed: seeds are set by --tune-seeds and --confirm-seeds; drop the range")
+            if k == per_key or k in grid:
+                raise NormbenchError(f"--range {k}: {k} is also in --per or --grid; a key is compared, listed or "
+                                     f"searched, once")
     if not grid and not space:
         raise NormbenchError("--grid: nothing to tune; add e.g. --grid train.learning_rate=0.0003,0.001,0.003,0.01")
     grid = {k: list(dict.fromkeys(v)) for k, v in grid.items()}
@@ -243,8 +245,9 @@ def load_spec(config_path: str, per: str, grid_items=(), overrides=(), smoke: bo
     spec = TuneSpec(cfg, per_key, per_values, grid, tseeds, seeds, select, metric, target, output,
                     f"{config_path} (tune)", space, trials)
     if trials is not None:  # the space's corners are valid configs (each grid value, each range end)
+        n_corners = max([2, *map(len, grid.values())])
         corners = [{**{k: vals[i % len(vals)] for k, vals in grid.items()},
-                    **{k: (lo, hi)[i % 2] for k, (lo, hi, _) in space.items()}} for i in range(max(2, *map(len, grid.values()), 2))]
+                    **{k: (lo, hi)[i % 2] for k, (lo, hi, _) in space.items()}} for i in range(n_corners)]
         spec.members_at([(v, c) for v in per_values for c in corners], create=False)
         return spec
     # every member's config is checked, and no folder of an earlier tune changes phase,

@@ -232,6 +232,10 @@ def test_sigkill_of_the_driver_then_a_rerun_trains_nothing_twice(tmp_path, kill_
      "drop it from --grid"),
     (["--per", PER], "--grid: nothing to tune; add e.g. --grid train.learning_rate=0.0003,0.001,0.003,0.01"),
     (["--per", PER, "--grid", GRID, "--tune-seeds", "a"], "--tune-seeds a: expected seeds as integers >= 0, e.g. --tune-seeds 0,1"),
+    (["--per", PER, "--range", "train.learning_rate=0.0001:0.1:log"],
+     "--range train.learning_rate=0.0001:0.1:log: a range is searched by --optuna N; add it, or list values with --grid"),
+    (["--per", PER, "--optuna", "4", "--range", "train.learning_rate=0.1:0.01"],
+     "--range train.learning_rate=0.1:0.01: needs LOW < HIGH"),
 ])
 def test_bad_input_is_one_line_and_creates_nothing(tmp_path, extra, message):
     cfg = write_config(tmp_path / "c.yaml")
