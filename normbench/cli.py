@@ -11,6 +11,7 @@ import click
 from normbench import NormbenchError, __version__, one_line
 from normbench.plots import BANDS
 from normbench.results import METRICS
+from normbench.runfolder import ROLES
 from normbench.sweep import EXECUTORS
 from normbench.tables import FORMATS
 
@@ -189,7 +190,9 @@ def _note_excluded(excluded, collapsed=()) -> None:
 @click.option("--within", "within", metavar="KEY", multiple=True,
               help="Rank separately for each value of this config key (repeatable), e.g. --within "
                    "train.learning_rate: each rate's norms are compared with each other only.")
-def compare(paths, metric, fmt, output, plot_file, within):
+@click.option("--role", type=click.Choice(list(ROLES)), default=None,
+              help="Only the runs `normbench tune` made for this role: " + "; ".join(f"{k}: {v}" for k, v in ROLES.items()) + ".")
+def compare(paths, metric, fmt, output, plot_file, within, role):
     """Compare groups of runs, and say how sure the comparison is.
 
     PATH is a run folder, or a folder searched recursively for run folders.
@@ -207,6 +210,9 @@ def compare(paths, metric, fmt, output, plot_file, within):
     With --within KEY, each value of KEY is a section of its own (e.g. one per learning
     rate), so the question "which norm is best at this rate?" is asked per rate.
 
+    Runs of `normbench tune` carry a role (tuning or confirmation): runs of different
+    roles never share a group, and --role confirmation keeps the tuned comparison's runs.
+
     \b
     Example:  normbench compare results/ --metric test_loss --format markdown
               normbench compare results/study/study_cifar10_lr_tolerance --within train.learning_rate
@@ -214,7 +220,7 @@ def compare(paths, metric, fmt, output, plot_file, within):
     from normbench import results, tables
 
     results.check_metric(metric)
-    runs = results.load_runs(paths)
+    runs = results.with_role(results.load_runs(paths), role)
     comp = results.compare(runs, metric, within)
     text = tables.format_comparison(comp, fmt)
     if output:
@@ -241,7 +247,7 @@ def compare(paths, metric, fmt, output, plot_file, within):
 @_paths
 @click.option("--output", "-o", "output", required=True, metavar="FILE", help="Image to write: .png, .pdf or .svg.")
 @click.option("--vs", "param", metavar="KEY.PATH", help="Plot a final metric against this config key, one line per norm (e.g. train.batch_size).")
-@click.option("--metric", default=None, help=f"With --vs: the metric on the y axis (default test_accuracy): {_METRIC_HELP}.")
+@click.option("--metric", default=None, help=f"With --vs: the metric on the y axis (default test_accuracy; for a tune's runs, its --select): {_METRIC_HELP}.")
 @click.option("--band", type=click.Choice(list(BANDS)), default="ci", show_default=True,
               help="Band (curves) or error bars (--vs): " + "; ".join(f"{k}: {v}" for k, v in BANDS.items()) + ".")
 def plot(paths, output, param, metric, band):
@@ -256,6 +262,8 @@ def plot(paths, output, param, metric, band):
     points from a single seed are hollow, without a bar. KEY must vary between the runs.
     Log x axis for batch sizes or values spanning 8x or more. Diverged runs (loss
     NaN/inf) are shown in a lower panel, as each point's share of diverged seeds.
+    Runs of `normbench tune`: the tuning curve per norm (y default: the tune's --select),
+    each norm's selected point starred, its confirmation runs a diamond beside it.
 
     \b
     Examples: normbench plot results/ -o curves.png
@@ -269,12 +277,16 @@ def plot(paths, output, param, metric, band):
         results.check_metric(metric or "test_accuracy")
     runs = results.load_runs(paths)
     if param:
-        res = plots.plot_vs(runs, param, output, metric or "test_accuracy", band)
+        res = plots.plot_vs(runs, param, output, metric, band)
         what = f"{res.lines} line{'s' * (res.lines != 1)}"
         if res.single:
             what += f", {res.single} point{'s' * (res.single != 1)} with n = 1 (hollow, no error bar)"
         if res.diverged:
             what += f", {res.diverged} diverged run{'s' * (res.diverged != 1)} (lower panel)"
+        if res.selected:
+            what += f", {res.selected} selected point{'s' * (res.selected != 1)} starred"
+        if res.confirmed:
+            what += f", {res.confirmed} confirmation point{'s' * (res.confirmed != 1)}"
     else:
         res = plots.plot_curves(runs, output, band=band)
         what = f"{res.lines} group{'s' * (res.lines != 1)}"
@@ -365,6 +377,87 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, fail_
     if failures:
         click.echo(f"{len(failures)} member(s) failed:", err=True)
         for m, err in failures:
+            click.echo(f"  {m.run_dir}: {err}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("config")
+@click.option("--per", "per", required=True, metavar="KEY.PATH=A,B",
+              help="What is compared, each value at its own tuned point: --per model.norm=batch,layer,none")
+@click.option("--grid", "grid", multiple=True, metavar="KEY.PATH=A,B,C",
+              help="What is tuned (repeatable; the product is the grid): --grid train.learning_rate=0.0003,0.001,0.003,0.01")
+@click.option("--optuna", "trials", type=click.IntRange(1), metavar="N",
+              help="Instead of the whole grid: an Optuna search (TPE) of N trials per --per value over --range and "
+                   "--grid (as choices); its study lives in <tune folder>/optuna.db (pip install 'normbench[optuna]').")
+@click.option("--range", "ranges", multiple=True, metavar="KEY.PATH=LOW:HIGH[:log]",
+              help="With --optuna: a continuous range to search (repeatable): --range train.learning_rate=0.0001:0.03:log")
+@click.option("--tune-seeds", metavar="SEEDS", help="Seeds of the tuning runs (default 0,1).")
+@click.option("--confirm-seeds", metavar="SEEDS",
+              help="Fresh seeds of the confirmation runs, none a tuning seed (default: the next seeds after them; "
+                   "3 of them without --seeds-until).")
+@click.option("--select", default="best_val_accuracy", show_default=True,
+              help="The validation metric whose mean over the tuning seeds picks each point: best_val_accuracy, last_val_accuracy.")
+@click.option("--metric", default="test_accuracy", show_default=True,
+              help=f"The confirmation comparison's metric (and --seeds-until's): {_METRIC_HELP}.")
+@click.option("--seeds-until", "seeds_until", type=click.FloatRange(0, min_open=True), metavar="HALF_WIDTH",
+              help="Confirmation: add one seed per value per round until every 95 % interval half-width of --metric is <= HALF_WIDTH.")
+@click.option("--max-seeds", type=click.IntRange(1), metavar="N", help="With --seeds-until: at most N confirmation seeds per value.")
+@_set
+@_smoke
+@click.option("--output", "output", metavar="DIR", help="Results folder (overrides output.dir; shared storage for Ray).")
+@click.option("--jobs", "-j", type=click.IntRange(1), default=1, show_default=True,
+              help="Members trained at once, each with cores/jobs CPU threads.")
+@click.option("--executor", type=click.Choice(list(EXECUTORS)), default="local", show_default=True,
+              help=_registry_help(EXECUTORS) + ".")
+@click.option("--address", metavar="ADDR", help="Ray cluster address (default: start a local Ray).")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first failing member.")
+@click.option("--dry-run", is_flag=True, help="Show the members, the selection so far and the next step; train nothing, create nothing.")
+def tune(config, per, grid, trials, ranges, tune_seeds, confirm_seeds, select, metric, seeds_until, max_seeds, overrides, smoke,
+         output, jobs, executor, address, fail_fast, dry_run):
+    """Compare each --per value at its own best --grid point: tune on the tuning seeds,
+    select on validation, confirm on fresh seeds.
+
+    \b
+    Example:  normbench tune configs/study/cifar10_tuned.yaml --per model.norm=batch,layer,none \\
+                --grid train.learning_rate=0.0003,0.001,0.003,0.01 --tune-seeds 0,1 \\
+                --seeds-until 0.01 --max-seeds 10
+    Members:  <output.dir>/<name>/<arch>-norm=..-bs=..-learning_rate=..-seed=../ (role.json: tuning or confirmation)
+
+    \b
+    1. tuning: every value at every grid point on the tuning seeds (the same budget each);
+    2. selection: per value, the point with the best mean of --select (a validation
+       metric; a test metric is refused); ties and a point at the grid's edge are reported;
+    3. confirmation: fresh seeds at each value's point (until --seeds-until or --max-seeds),
+       compared as `normbench compare` does, without the tuning runs.
+    Run the same command again to resume: finished members are kept, the selection is
+    made again from the same folders, confirmation rounds continue. With --optuna N,
+    tuning is N trials per value instead of the whole grid, resumed from optuna.db.
+    """
+    from normbench import tune as tn
+
+    if seeds_until is None and max_seeds is not None:
+        raise click.UsageError("--max-seeds applies to --seeds-until; add --seeds-until HALF_WIDTH")
+    if seeds_until is not None and max_seeds is None:
+        raise click.UsageError("--seeds-until needs --max-seeds N (the most confirmation seeds per value)")
+    spec = tn.load_spec(config, per, grid, overrides, smoke, tune_seeds=tune_seeds, confirm_seeds=confirm_seeds,
+                        select=select, metric=metric, target=seeds_until, max_seeds=max_seeds, output=output,
+                        trials=trials, ranges=ranges)
+    if dry_run:
+        for line in tn.dry_run(spec):
+            click.echo(line)
+        return
+    from normbench import sweep as sw
+
+    ex = sw.make_executor(executor, address)
+    try:
+        res = tn.run_tune(spec, jobs=jobs, executor=ex, fail_fast=fail_fast, echo=click.echo)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted; run the same command again to resume", err=True)
+        sys.exit(130)
+    if res.failures:
+        click.echo(f"{len(res.failures)} member(s) failed:", err=True)
+        for m, err in res.failures:
             click.echo(f"  {m.run_dir}: {err}", err=True)
         sys.exit(1)
 

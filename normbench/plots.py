@@ -17,7 +17,7 @@ from pathlib import Path
 
 from normbench import NormbenchError, runfolder
 from normbench.results import (
-    HISTORY_NEEDED, LEVEL, Run, _canon, _label, _not_grouped, _show, check_metric, compare, completed, short_fingerprint,
+    HISTORY_NEEDED, LEVEL, ROLE_KEY, Run, _canon, _label, _not_grouped, _show, check_metric, compare, completed, short_fingerprint,
     value_order, varying_keys,
 )
 
@@ -68,6 +68,8 @@ class PlotResult:
     collapsed: list = None  # (repeat of a seed, run kept), as Comparison.collapsed
     single: int = 0  # --vs: points with n = 1 (hollow, no error bar)
     diverged: int = 0  # --vs: diverged runs, drawn in a lower panel as a share of seeds
+    selected: int = 0  # --vs of a tune: selected points marked on the tuning curves
+    confirmed: int = 0  # --vs of a tune: confirmation points drawn beside them
 
 
 def _history(run: Run):
@@ -162,13 +164,57 @@ def _param_keys(runs: list[Run]) -> list[str]:
     return list(keys)
 
 
-def plot_vs(runs: list[Run], param: str, out, metric: str = "test_accuracy", band: str = "ci") -> PlotResult:
+def _tune_parts(runs: list[Run]):
+    """Runs of a `normbench tune` (role.json): (tuning runs, completed confirmation runs,
+    the role info of a tuning run); (runs, [], None) when there is no tuning run."""
+    tuning = [r for r in runs if r.config.get(ROLE_KEY) == "tuning"]
+    if not tuning:
+        return runs, [], None
+    info = next((i for i in (runfolder.read_role(r.path) for r in tuning) if i), None)
+    confirmation = [r for r in runs if r.config.get(ROLE_KEY) == "confirmation" and r.completed]
+    return tuning, confirmation, info
+
+
+def _selected_points(tuning: list[Run], info: dict) -> list[tuple[Run, dict]]:
+    """normbench.tune.select over these tuning runs, as the tune chose: (a run of each
+    chosen cell, its point)."""
+    from normbench import tune
+
+    per, grid_keys = info.get("per", "model.norm"), [k for k in info.get("grid", []) if k != "seed"]
+    if not grid_keys or info.get("select") not in tune.VALIDATION_METRICS:
+        return []
+
+    def values(key):
+        return sorted({_canon(r.config.get(key)): r.config.get(key) for r in tuning}.values(), key=value_order)
+
+    spec = tune.TuneSpec(None, per, values(per), {k: values(k) for k in grid_keys},
+                         info.get("tune_seeds") or sorted({r.config.get("seed") for r in tuning}), [], info["select"])
+    sel = tune.select([tune.Record(r.path, r.config, tune.view_of(r.summary)) for r in tuning], spec)
+    out = []
+    for ch in sel.choices:
+        if ch.cell is None:
+            continue
+        run = next((r for r in tuning if _canon(r.config.get(per)) == _canon(ch.per)
+                    and all(_canon(r.config.get(k)) == _canon(v) for k, v in ch.cell.point.items())), None)
+        if run is not None:
+            out.append((run, ch.cell.point))
+    return out
+
+
+def plot_vs(runs: list[Run], param: str, out, metric: str | None = None, band: str = "ci") -> PlotResult:
     """A final metric against a config parameter: one line per norm (and per other varying
     config key), the mean over seeds with error bars (BANDS[band]); points with n = 1 are
     hollow, without a bar. Log x for batch sizes or a numeric range spanning >= 8x. A key
     with one value in all runs is an error (nothing to plot against). When runs diverged
     (loss NaN/inf), a lower panel shows each point's share of diverged seeds: diverged /
-    (diverged + completed), so a learning rate where a norm breaks is seen, not dropped."""
+    (diverged + completed), so a learning rate where a norm breaks is seen, not dropped.
+    Runs of a `normbench tune`: the lines are the tuning curves (the tuning runs only;
+    metric default: the tune's --select), each norm's selected point is starred, and its
+    confirmation runs (fresh seeds) are a diamond with its own error bar beside it."""
+    tuning, confirmation, info = _tune_parts(runs)
+    if info is not None:
+        runs = tuning
+    metric = metric or (info or {}).get("select") or "test_accuracy"
     higher = check_metric(metric)
     check_band(band)
     import numpy as np
@@ -242,6 +288,27 @@ def plot_vs(runs: list[Run], param: str, out, metric: str = "test_accuracy", ban
         one = n == 1
         single += int(one.sum())
         ax.plot(x[one], m[one], "o", markerfacecolor="white", markeredgecolor=colors[i], markersize=7, markeredgewidth=1.8)
+    marked = confirmed = 0
+    if info is not None and param in info.get("grid", []):
+        for run, point in _selected_points(tuning, info):
+            name, xk = line_of(run, short_fingerprint(run.fingerprint)), _canon(point[param])
+            if name not in plotted or xk not in pos:
+                continue
+            i, xp = lines.index(name), pos[xk]
+            ys = df[(df.line == name) & (df.x == xp)]["y"]
+            ax.plot(dodged(np.array([xp]), i), [ys.mean()], "*", color=colors[i], markersize=17,
+                    markeredgecolor="black", markeredgewidth=0.8, zorder=5)
+            marked += 1
+            same = [r for r in confirmation if line_of(r, short_fingerprint(r.fingerprint)) == name
+                    and _canon(r.config.get(param)) == xk]
+            vals = [r.metric(metric)[0] for r in same]
+            if vals:
+                m, lo, hi, n = _band(vals, band, clip)
+                xc = dodged(np.array([xp]), i) * (2 ** 0.06 if log else 1) + (0 if log else 0.015 * span)
+                err = [[m - lo], [hi - m]] if not math.isnan(lo) else None
+                ax.errorbar(xc, [m], yerr=err, color=colors[i], marker="D", markersize=7, capsize=4,
+                            markeredgecolor="black", linewidth=1.2, zorder=5)
+                confirmed += 1
     ticks = [pos[_canon(v)] for v in order]
     bottom = dax if dax is not None else ax
     if log:
@@ -256,7 +323,8 @@ def plot_vs(runs: list[Run], param: str, out, metric: str = "test_accuracy", ban
         dax.set_ylim(-0.05, 1.05)
         dax.grid(alpha=0.3)
     ax.set_ylabel(f"{metric} ({'higher' if higher else 'lower'} is better)")
-    ax.set_title(f"{metric} vs {param}\nmean over seeds, error bars: {BANDS[band]} ({len(comp.runs)} runs)")
+    what = "tuning runs" if info is not None else "runs"
+    ax.set_title(f"{metric} vs {param}\nmean over seeds, error bars: {BANDS[band]} ({len(comp.runs)} {what})")
     ax.grid(alpha=0.3)
     handles, _ = ax.get_legend_handles_labels()
     for i, name in enumerate(lines):
@@ -265,9 +333,15 @@ def plot_vs(runs: list[Run], param: str, out, metric: str = "test_accuracy", ban
     if single:
         handles.append(Line2D([], [], linestyle="none", marker="o", markerfacecolor="white", markeredgecolor="0.3",
                               markersize=7, label="hollow: n = 1, no interval"))
+    if marked:
+        handles.append(Line2D([], [], linestyle="none", marker="*", color="0.5", markeredgecolor="black", markersize=13,
+                              label=f"selected: best mean {info['select']} on the tuning seeds"))
+    if confirmed:
+        handles.append(Line2D([], [], linestyle="none", marker="D", color="0.5", markeredgecolor="black", markersize=7,
+                              label="confirmation runs at the selected point (fresh seeds)"))
     ax.legend(handles=handles, fontsize=9, loc="best")
     return PlotResult(_save(fig, out), len(lines), len(comp.runs), comp.excluded, log, comp.collapsed, single,
-                      sum(len(d) for _, d in diverged.values()))
+                      sum(len(d) for _, d in diverged.values()), marked, confirmed)
 
 
 def _diverged_seeds(runs: list[Run], param: str, line_of) -> dict:

@@ -76,6 +76,9 @@ HISTORY_NEEDED = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 ALWAYS_SHOWN = ("model.arch", "model.norm")  # group columns shown even when all groups share them
 SECTION_KEYS = ("model.arch", "data.name")  # groups are ranked only against groups of the same section
 NOT_GROUPED = "seed, name, output.*, sweep.*"
+# a tune member's role (runfolder.ROLES, from role.json), kept with its config as this
+# key: tuning and confirmation runs at one point never share a group
+ROLE_KEY = "role"
 LEVEL = 0.95  # confidence level of every interval
 
 
@@ -196,6 +199,9 @@ def load_run(run_dir: str | Path) -> Run:
     d = Path(run_dir)
     summary = runfolder.read_summary(d) or {}
     config = _read_config(d)
+    role = runfolder.read_role(d)
+    if role:
+        config[ROLE_KEY] = role["role"]
     status = summary.get("status") or ("unfinished" if runfolder.has_history(d) else "not started")
     run = Run(d, status, config, summary)
     for key in (*STATS, *METRICS):  # fail here, on the file, rather than later in the statistics
@@ -251,6 +257,21 @@ def load_runs(paths) -> list[Run]:
                 except NormbenchError as e:  # one corrupt folder must not hide the others
                     runs.append(_corrupt_run(d, e))
     return runs
+
+
+def with_role(runs: list[Run], role: str | None) -> list[Run]:
+    """compare --role: the runs a `normbench tune` made for that role (runfolder.ROLES);
+    None keeps every run."""
+    if role is None:
+        return runs
+    if role not in runfolder.ROLES:
+        raise NormbenchError(f"--role {role}: unknown role; choose one of: {', '.join(runfolder.ROLES)}")
+    kept = [r for r in runs if r.config.get(ROLE_KEY) == role]
+    if not kept:
+        found = sorted({str(r.config.get(ROLE_KEY)) for r in runs if r.config.get(ROLE_KEY)})
+        have = f"roles here: {', '.join(found)}" if found else "these runs have no role (normbench tune records one)"
+        raise NormbenchError(f"--role {role}: no {role} runs in these folders; {have}")
+    return kept
 
 
 # ----------------------------------------------------------------------------- grouping

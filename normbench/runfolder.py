@@ -10,6 +10,7 @@ read and write run folders through it.
         backup/       resume state while the run is unfinished
         log.txt       a sweep member's output (local executor)
         .lock         held by the process training the run (runlock.py)
+        role.json     a `normbench tune` member only: its ROLES role (`write_role`)
 
 A folder without summary.json, or whose summary.json status is not "completed", is
 not a finished run. Error policy, for every reader: a missing file is "not there yet"
@@ -37,6 +38,7 @@ HISTORY = "history.csv"
 SUMMARY = "summary.json"
 BACKUP = "backup"
 LOG = "log.txt"
+ROLE = "role.json"
 INDEX = "runs.csv"
 # files that make a folder a run folder (config.yaml alone: created, not started yet)
 MARKERS = (SUMMARY, CONFIG)
@@ -56,6 +58,7 @@ FILES = {
             "deleted when summary.json is written, so no weights stay behind",
     LOG: "a sweep member's console output (local executor)",
     LOCK: "held by the process training the run (one owner at a time; normbench/runlock.py)",
+    ROLE: "`normbench tune` members only: the run's role (ROLES) and how the tune chose, written before it trains",
 }
 
 # history.csv's columns, in file order -> what each holds
@@ -95,6 +98,12 @@ STATUS_DESCRIPTIONS = {
     "failed": "an error (summary.json's error says which); exit status 1",
 }
 STATUSES = tuple(STATUS_DESCRIPTIONS)
+# role.json "role" -> what the run is for (normbench tune): compare tells them apart, and
+# the tuning runs are never averaged into the tuned verdict
+ROLES = {
+    "tuning": "a grid point on a tuning seed: its validation score picks each norm's point",
+    "confirmation": "a fresh seed at its norm's selected point: the tuned comparison uses these only",
+}
 
 # every key train.py writes into summary.json -> what it holds. `write_summary` refuses
 # any other key, so a renamed key fails loudly in train and in the test fixtures alike.
@@ -275,6 +284,37 @@ def status(run_dir) -> str | None:
     except NormbenchError:
         return None
     return summary["status"] if summary else None
+
+
+# ----------------------------------------------------------------------------- role.json
+
+
+def write_role(run_dir, role: str, **info) -> None:
+    """role.json: the run's ROLES role and how the tune that made it chose (`info`:
+    JSON-able values, e.g. select=, per=, grid=). Written by the tune driver before the
+    run trains; training never touches it."""
+    if role not in ROLES:
+        raise ValueError(f"role {role!r} not in runfolder.ROLES")
+    write_atomic(Path(run_dir) / ROLE, json.dumps({"role": role, **info}, indent=2, sort_keys=True) + "\n")
+
+
+def read_role(run_dir) -> dict | None:
+    """role.json as a dict; None when there is none (not a tune member). A file that is
+    unreadable, not JSON, or has no known "role" raises NormbenchError naming it."""
+    rp = Path(run_dir) / ROLE
+    try:
+        text = rp.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise _corrupt(rp, e.__class__.__name__) from None
+    try:
+        role = json.loads(text)
+    except ValueError as e:
+        raise _corrupt(rp, one_line(e, 80)) from None
+    if not isinstance(role, dict) or role.get("role") not in ROLES:
+        raise _corrupt(rp, f"no \"role\" field of {', '.join(ROLES)}")
+    return role
 
 
 # ----------------------------------------------------------------------------- history.csv
@@ -494,6 +534,10 @@ def describe_markdown() -> str:
         _table(("key", "holds"), SUMMARY_KEYS),
         "## Statuses\n",
         _table(("status", "meaning"), STATUS_DESCRIPTIONS),
+        f"## `{ROLE}` roles\n",
+        "Written by `normbench tune` (docs/tune.md); compare never groups runs of different roles together, "
+        "and `compare --role` keeps one role.\n",
+        _table(("role", "meaning"), ROLES),
         f"## `{INDEX}` columns\n",
         f"`<output.dir>/{INDEX}`: one line per run folder, appended under an exclusive lock; a resumed "
         "(diverged or failed) run replaces its line, and the line is written beside the run "

@@ -59,20 +59,20 @@ class Member:
         return holder(self.run_dir)
 
 
-def parse_grid(items: list[str] | tuple[str, ...]) -> dict[str, list]:
-    """`--grid key=a,b,c` strings -> {key: [a, b, c]} with YAML-typed values."""
+def parse_grid(items: list[str] | tuple[str, ...], flag: str = "--grid") -> dict[str, list]:
+    """`--grid key=a,b,c` strings -> {key: [a, b, c]} with YAML-typed values; errors name `flag`."""
     grid = {}
     for text in items:
         try:
             key, value = parse_override(text)
         except NormbenchError:
-            raise NormbenchError(f"--grid {text}: expected key.path=a,b,c, e.g. --grid model.norm=batch,layer") from None
+            raise NormbenchError(f"{flag} {text}: expected key.path=a,b,c, e.g. {flag} model.norm=batch,layer") from None
         raw = text.partition("=")[2]
         values = [yaml.safe_load(v) for v in raw.split(",") if v.strip()] if isinstance(value, (str, int, float)) else value
         if not isinstance(values, list):
             values = [values]
         if not values:
-            raise NormbenchError(f"--grid {text}: no values; write --grid {key}=a,b,c")
+            raise NormbenchError(f"{flag} {text}: no values; write {flag} {key}=a,b,c")
         grid[key] = values
     return grid
 
