@@ -358,11 +358,22 @@ def read_yaml(path: str | Path) -> dict:
 
 
 def from_dict(raw: dict, source: str = "<config>", overrides: dict[str, str] | None = None, flag: str = "--set") -> Config:
+    """Parse and validate: types, defaults, then every registry's rules."""
     where = _Where(source, overrides or {}, flag)
-    cfg = _build(Config, raw, "", where)
-    cfg = _model_params(cfg, where)
+    cfg = _parse(raw, where)
     _check(cfg, where)
     return cfg
+
+
+def parse(raw: dict, source: str = "<config>") -> Config:
+    """Parse alone: keys, types and defaults, none of the registries' rules. For reading
+    a finished run's config.yaml back (results), whose values a later version's rules may
+    refuse but whose missing keys still get their defaults."""
+    return _parse(raw, _Where(source, {}, "--set"))
+
+
+def _parse(raw: dict, where: _Where) -> Config:
+    return _model_params(_build(Config, raw, "", where), where)
 
 
 def _model_params(cfg: Config, where: _Where) -> Config:

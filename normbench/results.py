@@ -185,12 +185,12 @@ def _read_config(d: Path) -> dict:
         raise NormbenchError(f"{cp}: corrupt config.yaml ({e.__class__.__name__}); rerun that run or delete its folder") from None
     if not isinstance(raw, dict):
         raise NormbenchError(f"{cp}: corrupt config.yaml (not a mapping); rerun that run or delete its folder")
-    try:  # fill in keys added to the config after this run was made (their defaults)
-        from normbench.config import from_dict
+    try:  # fill in keys added to the config after this run was made (their defaults), by parsing alone
+        from normbench.config import parse
 
-        raw = from_dict(raw, str(cp)).to_dict()
+        raw = parse(raw, str(cp)).to_dict()
     except NormbenchError:
-        pass  # a config this version no longer accepts: compare it as written
+        pass  # a key or type this version no longer has: compare it as written
     return flatten(raw)
 
 

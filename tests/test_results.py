@@ -535,3 +535,18 @@ def test_runs_from_before_a_config_key_existed_group_with_its_default(tmp_path):
     assert cmp.varying == ["train.backend"]
     sizes = {row["train.backend"]: row["n"] for _, row in cmp.groups.iterrows()}
     assert sizes == {"tensorflow": 2, "jax": 1}
+
+
+def test_an_old_config_that_no_longer_validates_still_gets_its_defaults(tmp_path):
+    """results fills keys added since a run was made by parsing alone: a config that a
+    later rule refuses (3 groups do not divide the CNN's 32 channels) still gets them."""
+    from normbench import results
+
+    d = write_run(tmp_path, seed=0, norm="group")
+    raw = yaml.safe_load((d / runfolder.CONFIG).read_text())
+    raw["model"]["norm_groups"] = 3
+    assert "eval" not in raw["train"]
+    runfolder.write_config(d, yaml.safe_dump(raw, sort_keys=False))
+    run = results.load_run(d)
+    assert run.config["train.eval"] == "last" and run.config["train.schedule"] == "constant"
+    assert run.config["model.norm_groups"] == 3  # as written
