@@ -23,7 +23,7 @@ from normbench import NormbenchError
 from normbench.data import DATASETS
 from normbench.models import MODELS, PRECISIONS
 from normbench.norms import NORMS
-from normbench.optim import BUDGETS, LR_SCALINGS, OPTIMIZER_OPTIONS, OPTIMIZERS, SCHEDULE_OPTIONS, SCHEDULES, takers
+from normbench.optim import BUDGETS, LR_SCALINGS, OPTIMIZER_OPTIONS, OPTIMIZERS, SCHEDULE_OPTIONS, SCHEDULES, peak_rate, split, takers
 AUTO_BOOL = ("auto", True, False)  # train.jit_compile, model.unroll
 RNNS = ("keras", "fast")  # model.rnn: keras.layers.SimpleRNN, or normbench.layers.HoistedSimpleRNN
 PLACEMENTS = ("between", "recurrent")  # model.norm_placement
@@ -237,9 +237,34 @@ def _at_least(where, key, value, low):
         raise where.error(key, f"must be >= {low}, got {value}")
 
 
+NAME_MAX = 255  # bytes in one file or folder name (Linux, macOS and Windows filesystems alike)
+
+
+def path_problem(value: str) -> str | None:
+    """Why `value` cannot be a path on any filesystem (a NUL byte, a component longer
+    than NAME_MAX bytes), with the fix; None when it can."""
+    if "\0" in value:
+        return f"{value!r} contains a NUL byte, which no path can hold; remove it"
+    for part in Path(value).parts:
+        n = len(part.encode("utf-8", "surrogateescape"))
+        if n > NAME_MAX:
+            return (f"the component {part[:24]!r}... is {n} bytes, more than the {NAME_MAX} a file or folder name "
+                    "may have; shorten it")
+    return None
+
+
+def _check_path(where, key: str, value) -> None:
+    problem = path_problem(value) if isinstance(value, str) else None
+    if problem:
+        raise where.error(key, problem)
+
+
 def _check(cfg: Config, where: _Where) -> None:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=-]*", cfg.name):
         raise where.error("name", f"{cfg.name!r} is not a folder-safe name; use letters, digits, _ . - =")
+    _check_path(where, "name", cfg.name)
+    _check_path(where, "output.dir", cfg.output.dir)
+    _check_path(where, "data.path", cfg.data.path)
     _at_least(where, "seed", cfg.seed, 0)
     d, m, t = cfg.data, cfg.model, cfg.train
     _choice(where, "data.name", d.name, DATASETS, "dataset")
@@ -269,6 +294,8 @@ def _check(cfg: Config, where: _Where) -> None:
     _choice(where, "train.optimizer", t.optimizer, OPTIMIZERS, "optimizer")
     if not t.learning_rate > 0:
         raise where.error("train.learning_rate", f"must be > 0, got {t.learning_rate}")
+    if not math.isfinite(t.learning_rate):
+        raise where.error("train.learning_rate", f"must be a finite number, got {t.learning_rate}; e.g. 0.001")
     _check_optim(t, where)
     if not 0 < t.validation_split < 1:
         raise where.error("train.validation_split", f"must be between 0 and 1 (exclusive), got {t.validation_split}")
@@ -290,14 +317,22 @@ def _check(cfg: Config, where: _Where) -> None:
     _choice(where, "train.precision", t.precision, PRECISIONS, "precision")
     _choice(where, "train.eval", t.eval, EVALS, "evaluation")
     if d.subset is not None:
-        n_train = math.ceil(d.subset.train * (1 - t.validation_split))  # Keras' split
-        if n_train < 1 or d.subset.train - n_train < 1:
-            raise where.error("data.subset.train", f"{d.subset.train} examples leave no training or validation data at validation_split {t.validation_split}; use more")
+        _check_split(where, "data.subset.train", d.subset.train, t.validation_split, "use more")
     if not cfg.output.dir:
         raise where.error("output.dir", "must not be empty; e.g. results")
     for key, values in cfg.sweep.items():
         if not isinstance(values, list) or not values:
             raise where.error(f"sweep.{key}", f"expected a non-empty list of values, got {_describe(values)}")
+
+
+def _check_split(where, key: str, n: int, validation_split: float, fix: str) -> None:
+    """Raise, naming `key`, when Keras' split of n examples leaves no training or no
+    validation example (Keras would fail only after the data loaded)."""
+    n_fit, n_val = split(n, validation_split)
+    if n_fit < 1 or n_val < 1:
+        raise where.error(key, f"{n} examples leave no training or validation data at validation_split {validation_split} "
+                               f"(Keras trains on the first floor({n} x (1 - {validation_split})) = {n_fit} and validates on "
+                               f"{n_val}); {fix}, or change train.validation_split")
 
 
 def _check_optim(t: TrainConfig, where: _Where) -> None:
@@ -312,6 +347,8 @@ def _check_optim(t: TrainConfig, where: _Where) -> None:
         raise where.error("train.nesterov", "true needs train.momentum > 0 (with momentum 0 it is plain SGD); set train.momentum, e.g. 0.9")
     if t.weight_decay is not None and not t.weight_decay >= 0:
         raise where.error("train.weight_decay", f"must be >= 0, got {t.weight_decay}")
+    if t.weight_decay is not None and not math.isfinite(t.weight_decay):
+        raise where.error("train.weight_decay", f"must be a finite number, got {t.weight_decay}; e.g. 0.004")
     _choice(where, "train.schedule", t.schedule, SCHEDULES, "schedule")
     for option, schedule in SCHEDULE_OPTIONS.items():
         if getattr(t, option) is not None and t.schedule != schedule:
@@ -336,6 +373,10 @@ def _check_optim(t: TrainConfig, where: _Where) -> None:
             raise where.error("train.base_batch_size", "has no effect with train.lr_scaling none and train.budget samples; "
                                                        "remove it, or set train.lr_scaling (linear, sqrt) or train.budget: steps")
         _at_least(where, "train.base_batch_size", t.base_batch_size, 1)
+        peak = peak_rate(t)
+        if not math.isfinite(peak):
+            raise where.error("train.learning_rate", f"{t.learning_rate} x the {t.lr_scaling} lr_scaling of batch "
+                                                     f"{t.batch_size} / {t.base_batch_size} overflows to {peak}; use a smaller rate")
 
 
 # ----------------------------------------------------------------------------- loading
@@ -448,6 +489,12 @@ def with_values(cfg: Config, values: dict[str, Any], source: str = "<sweep>", fl
         _apply(raw, key, value, _Where(source, texts, "--grid"))
     cfg = from_dict(raw, source, texts, "--grid")
     _check_limits(cfg, _Where(source, texts, "--grid"))
+    try:  # every member's data.path and output folder before the first member trains
+        check_can_start(cfg, _Where(source, texts, "--grid"))
+    except NormbenchError as e:
+        if "data.path" in texts and str(e).startswith("data.path:"):  # data.py's own message: say which value
+            raise NormbenchError(f"--grid {texts['data.path']}: {e}") from None
+        raise
     return cfg
 
 
@@ -561,6 +608,10 @@ def check_can_start(cfg: Config, where: _Where) -> None:
     if q.is_dir() and not os.access(q, os.W_OK | os.X_OK):
         raise where.error("output.dir", f"{q} is not writable; choose a folder you can write to")
     sizes = local_sizes(cfg.data)
+    if sizes and cfg.data.subset is None:  # the whole file trains: its size must split
+        file, available = sizes
+        _check_split(where, "data.path", available["train"], cfg.train.validation_split,
+                     f"{file} holds only {available['train']} training examples; use a larger file")
     if sizes and cfg.data.subset is not None:
         file, available = sizes
         for split in ("train", "test"):
