@@ -23,7 +23,8 @@ from normbench import NormbenchError
 from normbench.data import DATASETS
 from normbench.models import MODELS, PRECISIONS
 from normbench.norms import NORMS
-from normbench.optim import BUDGETS, LR_SCALINGS, OPTIMIZER_OPTIONS, OPTIMIZERS, SCHEDULE_OPTIONS, SCHEDULES, peak_rate, split, takers
+from normbench.optim import BUDGETS, LR_SCALINGS, OPTIMIZER_OPTIONS, OPTIMIZERS, SCHEDULE_OPTIONS, SCHEDULES, peak_rate, takers
+from normbench.optim import split as keras_split
 AUTO_BOOL = ("auto", True, False)  # train.jit_compile, model.unroll
 RNNS = ("keras", "fast")  # model.rnn: keras.layers.SimpleRNN, or normbench.layers.HoistedSimpleRNN
 PLACEMENTS = ("between", "recurrent")  # model.norm_placement
@@ -328,7 +329,7 @@ def _check(cfg: Config, where: _Where) -> None:
 def _check_split(where, key: str, n: int, validation_split: float, fix: str) -> None:
     """Raise, naming `key`, when Keras' split of n examples leaves no training or no
     validation example (Keras would fail only after the data loaded)."""
-    n_fit, n_val = split(n, validation_split)
+    n_fit, n_val = keras_split(n, validation_split)
     if n_fit < 1 or n_val < 1:
         raise where.error(key, f"{n} examples leave no training or validation data at validation_split {validation_split} "
                                f"(Keras trains on the first floor({n} x (1 - {validation_split})) = {n_fit} and validates on "
@@ -608,6 +609,12 @@ def check_can_start(cfg: Config, where: _Where) -> None:
     if q.is_dir() and not os.access(q, os.W_OK | os.X_OK):
         raise where.error("output.dir", f"{q} is not writable; choose a folder you can write to")
     sizes = local_sizes(cfg.data)
+    if sizes is None and cfg.data.subset is None:  # a whole download or synthetic set trains: its known size must split
+        from normbench.data import SYNTHETIC_SIZE
+
+        d = cfg.data
+        n = SYNTHETIC_SIZE["train"] if d.name.startswith("synthetic_") else DATASETS[d.name].size[0]
+        _check_split(where, "train.validation_split", n, cfg.train.validation_split, f"the {d.name} training set has {n}")
     if sizes and cfg.data.subset is None:  # the whole file trains: its size must split
         file, available = sizes
         _check_split(where, "data.path", available["train"], cfg.train.validation_split,

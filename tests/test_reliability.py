@@ -118,6 +118,15 @@ def test_a_local_file_too_small_to_split_fails_in_validate(tmp_path, out, comman
                               f"{path} holds only 3 training examples; use a larger file, or change train.validation_split", out)
 
 
+def test_a_whole_set_that_cannot_split_fails_in_validate(tmp_path, out):
+    cfg = write_config(tmp_path / "c.yaml", data__subset=None)  # synthetic_imdb: 5000 training examples
+    r = cli("validate", cfg, "--set", f"output.dir={out}", "--set", "train.validation_split=1e-17")
+    _assert_one_line_error(r, "Error: --set train.validation_split=1e-17: train.validation_split: 5000 examples leave no "
+                              "training or validation data at validation_split 1e-17 (Keras trains on the first "
+                              "floor(5000 x (1 - 1e-17)) = 5000 and validates on 0); the synthetic_imdb training set has "
+                              "5000, or change train.validation_split", out)
+
+
 # ----------------------------------------------------------------------------- values that validated but could not run
 
 VALUE_CASES = [
