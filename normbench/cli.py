@@ -3,6 +3,7 @@ one-line click error. TensorFlow is imported only inside commands that train or 
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -309,6 +310,16 @@ def explain(matrix):
     click.echo(ex.format_explanation(ex.explain(rows)), nl=False)
 
 
+class _HalfWidth(click.FloatRange):
+    """A finite number > 0 (FloatRange lets NaN through: no comparison with it is true)."""
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value} is not a finite number; give the half-width to reach, e.g. 0.01", param, ctx)
+        return rv
+
+
 @main.command()
 @click.argument("config")
 @click.option("--grid", "grid", multiple=True, metavar="KEY.PATH=A,B,C",
@@ -323,7 +334,7 @@ def explain(matrix):
 @click.option("--address", metavar="ADDR", help="Ray cluster address (default: start a local Ray).")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failing member.")
 @click.option("--dry-run", is_flag=True, help="List the members and their status; train nothing, create nothing.")
-@click.option("--seeds-until", "seeds_until", type=click.FloatRange(0, min_open=True), metavar="HALF_WIDTH",
+@click.option("--seeds-until", "seeds_until", type=_HalfWidth(0, min_open=True), metavar="HALF_WIDTH",
               help="Add one seed per group per round until every group's 95 % interval half-width of --metric is <= HALF_WIDTH.")
 @click.option("--max-seeds", type=click.IntRange(1), metavar="N", help="With --seeds-until: stop at N seeds per group.")
 @click.option("--metric", default=None, help=f"With --seeds-until: the metric (default test_accuracy): {_METRIC_HELP}.")

@@ -271,12 +271,37 @@ def _build(cls, raw: dict, prefix: str, where: _Where):
 # ----------------------------------------------------------------------------- checks
 
 
+NAME_MAX = 255  # bytes in one file or folder name (Linux, macOS and Windows filesystems alike)
+
+
+def path_problem(value: str) -> str | None:
+    """Why `value` cannot be a path on any filesystem (a NUL byte, a component longer
+    than NAME_MAX bytes), with the fix; None when it can."""
+    if "\0" in value:
+        return f"{value!r} contains a NUL byte, which no path can hold; remove it"
+    for part in Path(value).parts:
+        n = len(part.encode("utf-8", "surrogateescape"))
+        if n > NAME_MAX:
+            return (f"the component {part[:24]!r}... is {n} bytes, more than the {NAME_MAX} a file or folder name "
+                    "may have; shorten it")
+    return None
+
+
+def _check_path(where, key: str, value) -> None:
+    problem = path_problem(value) if isinstance(value, str) else None
+    if problem:
+        raise where.error(key, problem)
+
+
 def _check(cfg: Config, where: _Where) -> None:
     """The config's own rules here; each registry's rules in its check()."""
     from normbench import data, models, optim
 
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=-]*", cfg.name):
         raise where.error("name", f"{cfg.name!r} is not a folder-safe name; use letters, digits, _ . - =")
+    _check_path(where, "name", cfg.name)
+    _check_path(where, "output.dir", cfg.output.dir)
+    _check_path(where, "data.path", cfg.data.path)
     _at_least(where, "seed", cfg.seed, 0)
     t = cfg.train
     data.check(cfg.data, where)
@@ -292,14 +317,24 @@ def _check(cfg: Config, where: _Where) -> None:
     _choice(where, "train.eval", t.eval, EVALS, "evaluation")
     d = cfg.data
     if d.subset is not None:
-        n_train = math.ceil(d.subset.train * (1 - t.validation_split))  # Keras' split
-        if n_train < 1 or d.subset.train - n_train < 1:
-            raise where.error("data.subset.train", f"{d.subset.train} examples leave no training or validation data at validation_split {t.validation_split}; use more")
+        _check_split(where, "data.subset.train", d.subset.train, t.validation_split, "use more")
     if not cfg.output.dir:
         raise where.error("output.dir", "must not be empty; e.g. results")
     for key, values in cfg.sweep.items():
         if not isinstance(values, list) or not values:
             raise where.error(f"sweep.{key}", f"expected a non-empty list of values, got {_describe(values)}")
+
+
+def _check_split(where, key: str, n: int, validation_split: float, fix: str) -> None:
+    """Raise, naming `key`, when Keras' split of n examples leaves no training or no
+    validation example (Keras would fail only after the data loaded)."""
+    from normbench.optim import split
+
+    n_fit, n_val = split(n, validation_split)
+    if n_fit < 1 or n_val < 1:
+        raise where.error(key, f"{n} examples leave no training or validation data at validation_split {validation_split} "
+                               f"(Keras trains on the first floor({n} x (1 - {validation_split})) = {n_fit} and validates on "
+                               f"{n_val}); {fix}, or change train.validation_split")
 
 
 # ----------------------------------------------------------------------------- loading
@@ -441,6 +476,12 @@ def with_values(cfg: Config, values: dict[str, Any], source: str = "<sweep>", fl
         _apply(raw, key, value, _Where(source, texts, "--grid"))
     cfg = from_dict(raw, source, texts, "--grid")
     _check_limits(cfg, _Where(source, texts, "--grid"))
+    try:  # every member's data.path and output folder before the first member trains
+        check_can_start(cfg, _Where(source, texts, "--grid"))
+    except NormbenchError as e:
+        if "data.path" in texts and str(e).startswith("data.path:"):  # data.py's own message: say which value
+            raise NormbenchError(f"--grid {texts['data.path']}: {e}") from None
+        raise
     return cfg
 
 
@@ -524,7 +565,7 @@ def check_can_start(cfg: Config, where: _Where) -> None:
     are read, not the arrays)."""
     import os
 
-    from normbench.data import local_sizes
+    from normbench.data import DATASETS, OWN_DATA, SYNTHETIC_SIZE, local_sizes
 
     out = Path(cfg.output.dir).expanduser() / cfg.name
     q = out
@@ -535,6 +576,16 @@ def check_can_start(cfg: Config, where: _Where) -> None:
     if q.is_dir() and not os.access(q, os.W_OK | os.X_OK):
         raise where.error("output.dir", f"{q} is not writable; choose a folder you can write to")
     sizes = local_sizes(cfg.data)
+    if sizes is None and cfg.data.subset is None and cfg.data.name not in OWN_DATA:  # a whole download or
+        # synthetic set trains: its known size must split (a user's image folder's size is its own)
+
+        d = cfg.data
+        n = SYNTHETIC_SIZE["train"] if d.name.startswith("synthetic_") else DATASETS[d.name].size[0]
+        _check_split(where, "train.validation_split", n, cfg.train.validation_split, f"the {d.name} training set has {n}")
+    if sizes and cfg.data.subset is None:  # the whole file trains: its size must split
+        file, available = sizes
+        _check_split(where, "data.path", available["train"], cfg.train.validation_split,
+                     f"{file} holds only {available['train']} training examples; use a larger file")
     if sizes and cfg.data.subset is not None:
         file, available = sizes
         for split in ("train", "test"):

@@ -17,7 +17,11 @@ two processes race, the first rename wins and the other uses it); an exclusive l
 entry makes concurrent members wait for one fill instead of each preprocessing the data.
 Reading checks meta.json, every array's shape and dtype, and the sha256 fingerprint of
 the arrays against the one stored (load_data needs that fingerprint anyway): an entry
-that fails any check is moved aside and rebuilt. The cache never fails a run: when its
+that fails any check is moved aside and rebuilt. The key and the arrays come from the
+same bytes: the source's stat (size, mtime, inode) is taken before it is hashed, and
+after `build()` has read it again the stat must be unchanged, else the arrays are used
+for this run but not stored (a file replaced during the hash would otherwise file the
+new file's arrays under the old content's key). The cache never fails a run: when its
 folder cannot be written, a one-line notice says so and the data load without it.
 """
 
@@ -77,22 +81,28 @@ def _hash_content(path: Path) -> str:
     return h.hexdigest()
 
 
-def source_digest(root: Path, path: Path) -> str:
-    """sha256 of the source's content, remembered in `root`/sources against its path and
-    stat, so that it is computed once per version of the file."""
+def source_digest(root: Path, path: Path) -> tuple[str, list]:
+    """(sha256 of the source's content, the source's stat id before it was hashed). The
+    sha256 is remembered in `root`/sources against its path and stat, so that it is
+    computed once per version of the file. The stat id lets the caller check, after
+    reading the source again to build the arrays, that it read the bytes that were
+    hashed (`Entry.source_changed`)."""
     path = Path(path).resolve()
     memo = root / "sources" / (hashlib.sha256(str(path).encode()).hexdigest()[:32] + ".json")
     ident = _stat_id(path)
     try:
         m = json.loads(memo.read_text())
         if m.get("path") == str(path) and m.get("stat") == ident:
-            return m["sha256"]
+            return m["sha256"], ident
     except (OSError, ValueError, KeyError, AttributeError):
         pass
     digest = _hash_content(path)
     if _stat_id(path) == ident:  # not changed while it was read: worth remembering
-        _write_atomic(memo, json.dumps({"path": str(path), "stat": ident, "sha256": digest}))
-    return digest
+        try:
+            _write_atomic(memo, json.dumps({"path": str(path), "stat": ident, "sha256": digest}))
+        except OSError:  # a read-only cache: its entries still serve, the memo is only a shortcut
+            pass
+    return digest, ident
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -108,9 +118,10 @@ def _write_atomic(path: Path, text: str) -> None:
 class Entry:
     """One cache entry: the folder `root/<name>-<key>` and what identifies it."""
 
-    def __init__(self, root: Path, name: str, key: dict):
+    def __init__(self, root: Path, name: str, key: dict, source: tuple[Path, list] | None = None):
         self.root = root
         self.key = key
+        self.source = source  # (path, stat id before hashing): the bytes the key's sha256 is of
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
         self.dir = root / f"{name}-{digest[:24]}"
 
@@ -179,7 +190,22 @@ class Entry:
             os.rename(self.dir, trash)
         except OSError:
             return  # already moved by another process
-        shutil.rmtree(trash, ignore_errors=True)
+        if trash.is_dir() and not trash.is_symlink():
+            shutil.rmtree(trash, ignore_errors=True)
+        else:  # a plain file or a link where the entry's folder should be
+            trash.unlink(missing_ok=True)
+
+    def source_changed(self) -> bool:
+        """Whether the source file differs from the one hashed for the key (replaced or
+        touched since, or unreadable now): arrays built from it then belong to other bytes
+        than the key names, and must not be stored under it."""
+        if self.source is None:
+            return False
+        path, ident = self.source
+        try:
+            return _stat_id(path) != ident
+        except OSError:
+            return True
 
     def lock(self):
         return _Lock(self.root / f".{self.dir.name}.lock")
@@ -221,7 +247,7 @@ def entry_for(cfg, source: Path, settings: dict) -> Entry | None:
     if root is None:
         return None
     try:
-        digest = source_digest(root, source)
+        digest, ident = source_digest(root, source)
     except OSError as e:
         _notice(f"cannot use the data cache in {root} ({e.strerror or e}); loading without it "
                 f"(set ${ENV} to a writable folder, or to off)")
@@ -236,7 +262,7 @@ def entry_for(cfg, source: Path, settings: dict) -> Entry | None:
         "keras": version("keras"),
         **settings,
     }
-    return Entry(root, cfg.name, key)
+    return Entry(root, cfg.name, key, (Path(source).resolve(), ident))
 
 
 def cached(entry: Entry | None, build, fingerprint, source: str = "") -> tuple[dict, str, bool]:
@@ -258,6 +284,9 @@ def cached(entry: Entry | None, build, fingerprint, source: str = "") -> tuple[d
                 shutil.rmtree(tmp, ignore_errors=True)
         arrays = build()
         digest = fingerprint(*(arrays[k] for k in KEYS))
+        if entry.source_changed():  # the file changed since it was hashed: these arrays are not the key's
+            _notice(f"{source} changed while it was read; these arrays are used but not cached")
+            return arrays, digest, False
         if entry.store(arrays, digest, source):
             got = entry.load(fingerprint)  # the mapped copy, shared with the other members
             if got and got[1] == digest:

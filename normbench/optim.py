@@ -5,7 +5,8 @@ so a resumed run rebuilds exactly the same optimizer (the step counter comes bac
 the backup). Keras is imported inside functions only.
 
 Notation: b = train.batch_size, B = train.base_batch_size, n = training examples left
-after train.validation_split (Keras' split: ceil(examples * (1 - validation_split))),
+after train.validation_split (Keras' split, `split` below: the first
+floor(examples * (1 - validation_split)) examples train, the rest validate),
 S = ceil(n / b) optimizer steps per epoch.
 
 Budget (`train.budget`):
@@ -80,6 +81,8 @@ def check(t, where) -> None:
     choice(where, "train.optimizer", t.optimizer, OPTIMIZERS, "optimizer")
     if not t.learning_rate > 0:
         raise where.error("train.learning_rate", f"must be > 0, got {t.learning_rate}")
+    if not math.isfinite(t.learning_rate):
+        raise where.error("train.learning_rate", f"must be a finite number, got {t.learning_rate}; e.g. 0.001")
     for option in OPTIMIZER_OPTIONS:
         if getattr(t, option) is not None and option not in OPTIMIZERS[t.optimizer].options:
             raise where.error(f"train.{option}", f"applies only to optimizer {', '.join(takers(option))}, not {t.optimizer}; "
@@ -90,6 +93,8 @@ def check(t, where) -> None:
         raise where.error("train.nesterov", "true needs train.momentum > 0 (with momentum 0 it is plain SGD); set train.momentum, e.g. 0.9")
     if t.weight_decay is not None and not t.weight_decay >= 0:
         raise where.error("train.weight_decay", f"must be >= 0, got {t.weight_decay}")
+    if t.weight_decay is not None and not math.isfinite(t.weight_decay):
+        raise where.error("train.weight_decay", f"must be a finite number, got {t.weight_decay}; e.g. 0.004")
     choice(where, "train.schedule", t.schedule, SCHEDULES, "schedule")
     for option, schedule in SCHEDULE_OPTIONS.items():
         if getattr(t, option) is not None and t.schedule != schedule:
@@ -114,11 +119,26 @@ def check(t, where) -> None:
             raise where.error("train.base_batch_size", "has no effect with train.lr_scaling none and train.budget samples; "
                                                        "remove it, or set train.lr_scaling (linear, sqrt) or train.budget: steps")
         at_least(where, "train.base_batch_size", t.base_batch_size, 1)
+        peak = peak_rate(t)
+        if not math.isfinite(peak):
+            raise where.error("train.learning_rate", f"{t.learning_rate} x the {t.lr_scaling} lr_scaling of batch "
+                                                     f"{t.batch_size} / {t.base_batch_size} overflows to {peak}; use a smaller rate")
 
 
 def takers(option: str) -> list[str]:
     """The optimizers that take a train.* option."""
     return [name for name, spec in OPTIMIZERS.items() if option in spec.options]
+
+
+def split(n_examples: int, validation_split: float) -> tuple[int, int]:
+    """(training, validation) examples that `fit(validation_split=...)` makes of
+    `n_examples`: Keras trains on the first floor(n * (1 - split)) and validates on the
+    rest, with exactly this float expression (keras/src/trainers/data_adapters/
+    array_slicing.py, train_validation_split). The only place normbench computes the
+    split: summary.json's n_train/n_val, the plan's steps, the schedules, `budget: steps`
+    and `validate`'s check all come from here."""
+    n_fit = int(math.floor(n_examples * (1.0 - validation_split)))
+    return n_fit, n_examples - n_fit
 
 
 @dataclass(frozen=True)
@@ -131,12 +151,13 @@ class Plan:
     total_steps: int  # T = E * S
     warmup_steps: int  # W
     peak_learning_rate: float  # after train.lr_scaling
+    n_val: int  # validation examples
 
 
 def plan(cfg: "Config", n_examples: int) -> Plan:
     """The training plan for `n_examples` training examples (before the validation split)."""
     t = cfg.train
-    n_fit = math.ceil(n_examples * (1 - t.validation_split))  # as Keras splits
+    n_fit, n_val = split(n_examples, t.validation_split)
     steps = math.ceil(n_fit / t.batch_size)
     if t.budget == "steps":
         base_steps = math.ceil(n_fit / t.base_batch_size)
@@ -145,9 +166,14 @@ def plan(cfg: "Config", n_examples: int) -> Plan:
         epochs = t.epochs
     total = epochs * steps
     warmup = min(round(t.warmup_epochs * steps), total)
+    return Plan(n_fit, steps, epochs, total, warmup, peak_rate(t), n_val)
+
+
+def peak_rate(t) -> float:
+    """The peak learning rate of a TrainConfig: train.learning_rate after train.lr_scaling."""
     ratio = t.batch_size / t.base_batch_size if t.lr_scaling != "none" else 1.0
     scale = {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[t.lr_scaling]
-    return Plan(n_fit, steps, epochs, total, warmup, t.learning_rate * scale)
+    return t.learning_rate * scale
 
 
 def _schedule(cfg: "Config", p: Plan):

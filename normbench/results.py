@@ -26,7 +26,9 @@ would need, and a verdict in words.
 
 Only runs whose summary.json says "completed" are averaged; every other run is listed
 apart with its status and folder: its summary.json status, "corrupt" (a summary.json or
-config.yaml that cannot be read, with the reason), "unfinished" (history.csv but no
+config.yaml that does not parse, with the reason), "unreadable" (a file or a folder that
+cannot be read or listed: permissions, I/O; runs below a folder that cannot be listed are
+missing, and this says so), "unfinished" (history.csv but no
 summary.json: running or killed) or "not started" (config.yaml only: a queued sweep
 member). Std is always the sample std (ddof=1).
 
@@ -92,10 +94,10 @@ def _not_grouped(key: str) -> bool:
 @dataclass
 class Run:
     path: Path
-    status: str  # summary.json status, "unfinished", "not started" or "corrupt"
+    status: str  # summary.json status, "unfinished", "not started", "corrupt" or "unreadable"
     config: dict  # the resolved config, flattened to dotted keys
     summary: dict = field(default_factory=dict)
-    problem: str = ""  # status "corrupt": what is wrong, one line naming the file
+    problem: str = ""  # status "corrupt" / "unreadable": what is wrong, one line naming the file
 
     @property
     def completed(self) -> bool:
@@ -149,7 +151,7 @@ class Run:
 
     @property
     def note(self) -> str:
-        if self.status == "corrupt":
+        if self.status in ("corrupt", "unreadable"):
             return self.problem
         if self.status == "not started":
             log = " (see log.txt)" if (self.path / runfolder.LOG).exists() else ""
@@ -181,7 +183,9 @@ def _read_config(d: Path) -> dict:
         # libyaml's safe loader where PyYAML has it (far faster than the pure-Python one); a
         # run's config.yaml is normbench's own output, so the strict checks of user configs are moot
         raw = yaml.load(cp.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+    except OSError as e:
+        raise runfolder.unreadable(cp, e) from None
+    except (UnicodeDecodeError, yaml.YAMLError) as e:
         raise NormbenchError(f"{cp}: corrupt config.yaml ({e.__class__.__name__}); rerun that run or delete its folder") from None
     if not isinstance(raw, dict):
         raise NormbenchError(f"{cp}: corrupt config.yaml (not a mapping); rerun that run or delete its folder")
@@ -215,11 +219,15 @@ def _corrupt_run(d: Path, error: NormbenchError) -> Run:
         config = _read_config(d)
     except NormbenchError:
         config = {}
-    return Run(d, "corrupt", config, {}, str(error).replace(f"{d}{os.sep}", ""))  # the path is in its own column
+    status = "unreadable" if isinstance(error, runfolder.UnreadableFile) else "corrupt"
+    return Run(d, status, config, {}, str(error).replace(f"{d}{os.sep}", ""))  # the path is in its own column
 
 
-def find_run_dirs(path: str | Path) -> list[Path]:
-    """Run folders at or below `path` (a run folder, a folder of runs, or a file in a run folder)."""
+def find_run_dirs(path: str | Path, unlisted: list | None = None) -> list[Path]:
+    """Run folders at or below `path` (a run folder, a folder of runs, or a file in a run
+    folder). Linked folders are followed (each real folder once, so a link loop ends).
+    Folders that cannot be listed are appended to `unlisted` as (folder, OSError) when
+    it is given (then finding none of them is not an error), else they raise."""
     p = Path(path).expanduser()
     if not p.exists():
         raise NormbenchError(f"{path}: no such file or folder; pass a run folder or a folder that holds runs (e.g. results/)")
@@ -227,12 +235,24 @@ def find_run_dirs(path: str | Path) -> list[Path]:
         if p.name in (runfolder.SUMMARY, runfolder.CONFIG, runfolder.HISTORY, runfolder.LOG):
             return [p.parent]
         raise NormbenchError(f"{path}: is a file, not a run folder; pass a run folder or a folder that holds runs (e.g. results/)")
-    found = []
-    for root, dirs, files in os.walk(p):
+    found, seen, failed = [], set(), []
+    for root, dirs, files in os.walk(p, onerror=failed.append, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # reached again through a link
+            dirs[:] = []
+            continue
+        seen.add(real)
         dirs.sort()
         if runfolder.is_run_dir(files):
             found.append(Path(root))
             dirs[:] = []  # nothing below a run folder is another run (backup/ is not)
+    if failed:
+        if unlisted is None:
+            e = failed[0]
+            raise NormbenchError(f"{e.filename}: cannot list this folder ({e.strerror}); give yourself read access "
+                                 f"(e.g. chmod -R u+rX {e.filename}) and try again")
+        unlisted.extend((Path(e.filename), e) for e in failed)
+        return found
     if not found:
         raise NormbenchError(f"{path}: no runs found (no summary.json in it or below it); pass the output.dir of normbench run, e.g. results/")
     return found
@@ -248,7 +268,8 @@ def load_runs(paths) -> list[Run]:
         raise NormbenchError("no paths given; pass run folders or a folder that holds runs (e.g. results/)")
     seen, runs = set(), []
     for path in paths:
-        for d in find_run_dirs(path):
+        unlisted = []
+        for d in find_run_dirs(path, unlisted):
             key = d.resolve()
             if key not in seen:
                 seen.add(key)
@@ -256,6 +277,10 @@ def load_runs(paths) -> list[Run]:
                     runs.append(load_run(d))
                 except NormbenchError as e:  # one corrupt folder must not hide the others
                     runs.append(_corrupt_run(d, e))
+        for d, e in unlisted:  # a folder that cannot be listed may hold runs: n would shrink unsaid
+            why = "permission denied" if isinstance(e, PermissionError) else (e.strerror or e.__class__.__name__)
+            runs.append(Run(d, "unreadable", {}, {}, f"cannot list this folder ({why}), so runs in it are left out; "
+                                                     f"give yourself read access (e.g. chmod -R u+rX {d})"))
     return runs
 
 

@@ -27,6 +27,7 @@ import csv
 import datetime as _dt
 import io
 import json
+import math
 import os
 from pathlib import Path
 
@@ -165,6 +166,17 @@ def _corrupt(path: Path, why: str) -> NormbenchError:
     return NormbenchError(f"{path}: corrupt {path.name} ({why}); rerun that run or delete its folder")
 
 
+class UnreadableFile(NormbenchError):
+    """A run's file that exists but cannot be read (permissions, I/O): not corrupt, and
+    never a reason to delete a finished run."""
+
+
+def unreadable(path: Path, e: OSError) -> UnreadableFile:
+    why = "permission denied" if isinstance(e, PermissionError) else (e.strerror or e.__class__.__name__)
+    return UnreadableFile(f"{path}: cannot read {path.name} ({why}); a permissions or disk problem, not a broken run: "
+                          f"give yourself read access (e.g. chmod -R u+rX {path.parent}) and try again")
+
+
 # ----------------------------------------------------------------------------- layout
 
 
@@ -249,7 +261,19 @@ def write_summary(run_dir, summary: dict) -> None:
     unknown = [k for k in summary if k not in SUMMARY_KEYS]
     if unknown:
         raise ValueError(f"summary.json keys not in runfolder.SUMMARY_KEYS: {unknown}")
-    write_atomic(Path(run_dir) / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    # JSON has no Infinity or NaN (json.dumps would write them, and strict readers refuse
+    # the file): a non-finite number is recorded as null, like the metrics of a diverged run
+    write_atomic(Path(run_dir) / SUMMARY, json.dumps(_finite(summary), indent=2, allow_nan=False) + "\n")
+
+
+def _finite(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return v
 
 
 def remove_summary(run_dir) -> None:
@@ -265,7 +289,9 @@ def read_summary(run_dir) -> dict | None:
         text = sp.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
+        raise unreadable(sp, e) from None
+    except UnicodeDecodeError as e:
         raise _corrupt(sp, e.__class__.__name__) from None
     try:
         summary = json.loads(text)

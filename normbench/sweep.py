@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 from normbench import NormbenchError, one_line, runfolder
-from normbench.config import Config, dump_yaml, flatten, from_dict, parse_override, read_yaml, with_values
+from normbench.config import NAME_MAX, Config, dump_yaml, flatten, from_dict, parse_override, path_problem, read_yaml, with_values
 from normbench.runlock import BUSY_EXIT, Busy, RunLock, holder
 from normbench.train import signals_deferred
 
@@ -108,6 +108,9 @@ def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = Non
     """Validate every member and create its folder (config.yaml) before any training;
     `create=False` (--dry-run) writes nothing."""
     if output:
+        problem = path_problem(output)
+        if problem:
+            raise NormbenchError(f"--output {output!r}: {problem}")
         where = Path(output).expanduser()
         if where.exists() and not where.is_dir():
             raise NormbenchError(f"--output {output}: is a file, not a folder; choose another --output or move the file")
@@ -116,6 +119,11 @@ def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = Non
     members, seen = [], set()
     for c in expand(cfg, grid, source):
         rid = run_id_for(c, keys)
+        if len(rid.encode("utf-8", "surrogateescape")) > NAME_MAX:
+            long = max((k for k in keys if k in grid), key=lambda k: len(_fmt(c.get(k))), default=None)
+            flag = f"--grid {long}" if long else "sweep:"
+            raise NormbenchError(f"{flag}: the member folder name {rid[:40]!r}... would be {len(rid.encode())} bytes, "
+                                 f"more than the {NAME_MAX} a folder name may have; use shorter values")
         if rid in seen:
             continue
         seen.add(rid)

@@ -446,7 +446,7 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
         "data_fingerprint": data.fingerprint,
         "eval": cfg.train.eval,
         "n_train": n_fit,
-        "n_val": len(data.x_train) - n_fit,
+        "n_val": plan.n_val,
         "n_test": len(data.x_test),
         "params": int(model.count_params()),
         "steps_per_epoch": steps,
@@ -598,7 +598,9 @@ def _finish(run_dir, cfg, log, status, test, t_start, steps, epochs) -> dict:
 
 def resume_run(run_dir: str | Path, **kwargs) -> tuple[Path, dict]:
     """Continue an unfinished run folder from its last finished epoch."""
-    run_dir = Path(run_dir)
+    # resolved: `--resume .` (the run folder as the working directory) must still give the
+    # folder's name as run_id and put runs.csv beside the run, at <run>/../../runs.csv
+    run_dir = Path(run_dir).expanduser().resolve()
     cfg_path = run_dir / runfolder.CONFIG
     if not cfg_path.exists():
         raise NormbenchError(f"{run_dir}: not a run folder (no config.yaml); pass a folder that normbench run created")

@@ -210,7 +210,8 @@ def test_off_writes_nothing_and_an_unwritable_cache_is_not_fatal(tmp_path, monke
     for off in ("off", "OFF", "0", ""):
         monkeypatch.setenv(datacache.ENV, off)
         assert load_data(_imdb(src)).x_train.flags.writeable
-    assert not (tmp_path / "home").exists()
+    # (Keras and matplotlib may write their own files under $HOME on a first import)
+    assert not (tmp_path / "home" / ".cache" / "normbench").exists()
     monkeypatch.delenv(datacache.ENV)
     assert datacache.cache_dir() == tmp_path / "home" / ".cache" / "normbench"
     blocker = tmp_path / "file"
@@ -219,7 +220,8 @@ def test_off_writes_nothing_and_an_unwritable_cache_is_not_fatal(tmp_path, monke
     d = load_data(_imdb(src))
     assert d.x_train.shape == (30, 16)
     err = capsys.readouterr().err
-    assert f"cannot use the data cache in {blocker / 'cache'}" in err and "loading without it" in err
+    # (the memo of the source's sha256 is only a shortcut: the failure shows when the entry is written)
+    assert f"cannot write the data cache in {blocker / 'cache'}" in err and "loading without it" in err
 
 
 def test_summary_fingerprint_is_the_same_on_a_miss_and_a_hit(tmp_path, cache):
@@ -236,3 +238,61 @@ def test_summary_fingerprint_is_the_same_on_a_miss_and_a_hit(tmp_path, cache):
     sub_te = nbdata.balanced_subset(a["y_test"], 20, "t")
     want = fingerprint(a["x_train"][sub_tr], a["y_train"][sub_tr], a["x_test"][sub_te], a["y_test"][sub_te])
     assert fps == [want, want]
+
+
+def test_a_source_replaced_right_after_its_hash_is_not_cached_under_the_old_key(tmp_path, cache, builds, monkeypatch, capsys):
+    """The key and the arrays come from the same bytes: the file is replaced (an ordinary
+    `mv`) right after it was hashed, before build() reads it. Before the fix the new
+    file's arrays were stored under the old content's sha256, so every later run on the
+    old bytes, from any path, got the new file's arrays (and the fingerprint check passed)."""
+    old_copy = _imdb_file(tmp_path / "old.npz", seed=0)
+    new_copy = _imdb_file(tmp_path / "new.npz", seed=1)
+    src = tmp_path / "imdb.npz"
+    src.write_bytes(old_copy.read_bytes())
+    monkeypatch.setenv(datacache.ENV, "off")
+    want_old, want_new = load_data(_imdb(old_copy)), load_data(_imdb(new_copy))
+    monkeypatch.setenv(datacache.ENV, str(cache))
+    real, replaced = datacache._hash_content, []
+
+    def hash_then_replace(p):
+        digest = real(p)
+        if not replaced:  # the hook: right after the hash, the file is swapped for another
+            replaced.append(p)
+            os.replace(tmp_path / "swap.npz", src)
+        return digest
+
+    (tmp_path / "swap.npz").write_bytes(new_copy.read_bytes())
+    monkeypatch.setattr(datacache, "_hash_content", hash_then_replace)
+    got = load_data(_imdb(src))
+    assert replaced and got.fingerprint == want_new.fingerprint  # this run read (and records) the new file
+    assert "changed while it was read; these arrays are used but not cached" in capsys.readouterr().err
+    assert _entries(cache) == []  # nothing filed under the old content's key
+    # the old bytes at another path: their own arrays, not the new file's
+    assert load_data(_imdb(old_copy)).fingerprint == want_old.fingerprint
+    assert load_data(_imdb(src)).fingerprint == want_new.fingerprint  # and the new file gets its own entry
+    assert len(_entries(cache)) == 2
+
+
+def test_a_read_only_cache_still_serves_an_entry_whose_source_was_touched(tmp_path, cache, builds, monkeypatch):
+    src = _imdb_file(tmp_path / "imdb.npz")
+    first = load_data(_imdb(src))
+    os.utime(src, ns=(5, 5))  # same content, new mtime: the memo must be rewritten, and cannot be
+
+    def read_only(path, text):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(datacache, "_write_atomic", read_only)
+    again = load_data(_imdb(src))
+    _same(first, again)
+    assert builds == ["imdb"]  # a hit (before: the cache was given up and the data rebuilt)
+
+
+def test_discarding_an_entry_that_is_a_plain_file_leaves_no_trash(tmp_path, cache, builds, capsys):
+    src = _imdb_file(tmp_path / "imdb.npz")
+    cfg = _imdb(src)
+    entry = datacache.entry_for(cfg, src, nbdata._cache_settings(cfg, nbdata.DATASETS["imdb"]))
+    entry.dir.write_text("not an entry")
+    load_data(cfg)
+    assert "is damaged" in capsys.readouterr().err
+    assert [p.name for p in cache.iterdir() if p.name.startswith(".trash")] == []
+    assert (entry.dir / "meta.json").exists()

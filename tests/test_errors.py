@@ -60,7 +60,10 @@ CASES = [
     ("groups-dont-divide", {"model__norm": "group", "model__norm_groups": 5}, [], "model.norm_groups: 5 groups do not divide the 32 channels that imdb_rnn normalizes; use one of: 1, 2, 4, 8, 16, 32"),
     ("model-data-mismatch", {"model__arch": "cifar10_cnn"}, [], "data.name: model cifar10_cnn needs image data, 'synthetic_imdb' is sequence data; use one of: cifar10, synthetic_cifar10"),
     ("bad-name", {"name": "a/b"}, [], "name: 'a/b' is not a folder-safe name"),
-    ("subset-leaves-no-val", {"data__subset": {"train": 2, "test": 1}, "train__validation_split": 0.1}, [], "data.subset.train: 2 examples leave no training or validation data"),
+    # 1 - 1e-17 is 1.0 in floats: Keras would keep all 10 for training and none to validate
+    ("subset-leaves-no-val", {"data__subset": {"train": 10, "test": 1}, "train__validation_split": 1e-17}, [],
+     "data.subset.train: 10 examples leave no training or validation data at validation_split 1e-17 (Keras trains on the "
+     "first floor(10 x (1 - 1e-17)) = 10 and validates on 0); use more, or change train.validation_split"),
     ("set-no-equals", {}, ["--set", "train.epochs"], "--set train.epochs: expected key.path=value, e.g. --set train.epochs=3"),
     ("set-unknown-key", {}, ["--set", "train.foo=1"], "--set train.foo=1: train.foo: unknown key; allowed keys here: epochs,"),
     ("set-wrong-type", {}, ["--set", "train.epochs=abc"], "--set train.epochs=abc: train.epochs: expected an integer, got 'abc'"),

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, cli
-from normbench import runfolder
+from normbench import optim, runfolder
 
 RUNHOOKS = Path(__file__).with_name("runhooks.py")
 TINY3 = ["--set", "data.subset={train: 160, test: 64}", "--set", "train.epochs=3"]
@@ -305,7 +305,7 @@ def test_eval_best_restores_the_best_epochs_weights(tmp_path, out, monkeypatch):
 
     def evaluate(model, data, cfg, best):
         result = real_evaluate(model, data, cfg, best)
-        n_fit = int(np.ceil(len(data.x_train) * (1 - cfg.train.validation_split)))  # Keras' split
+        n_fit, _ = optim.split(len(data.x_train), cfg.train.validation_split)  # Keras' split
         seen["val"] = model.evaluate(data.x_train[n_fit:], data.y_train[n_fit:], batch_size=cfg.train.batch_size,
                                      verbose=0, return_dict=True)
         return result
