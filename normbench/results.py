@@ -220,7 +220,7 @@ def find_run_dirs(path: str | Path) -> list[Path]:
         raise NormbenchError(f"{path}: is a file, not a run folder; pass a run folder or a folder that holds runs (e.g. results/)")
     found = []
     for root, dirs, files in os.walk(p):
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if d not in runfolder.NOT_RUNS)
         if runfolder.is_run_dir(files):
             found.append(Path(root))
             dirs[:] = []  # nothing below a run folder is another run (backup/ is not)
