@@ -348,16 +348,22 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, fail_
                 status = m.status() or ("running" if m.holder() is not None else "todo")
                 click.echo(f"{status:>11}  {m.run_dir}")
             return
+    from normbench.progress import Progress
+
     ex = sw.make_executor(executor, address)
+    live = Progress(click.get_text_stream("stdout"))  # a status line on a terminal only
     try:
         if seeds_until is not None:
-            failures, last = sw.sweep_until(plan, seeds_until, metric, jobs=jobs, executor=ex, fail_fast=fail_fast, echo=click.echo)
+            failures, last = sw.sweep_until(plan, seeds_until, metric, jobs=jobs, executor=ex, fail_fast=fail_fast,
+                                            echo=live.line, status=live.update)
             members = plan.members(last.seeds)
         else:
-            failures = sw.run_sweep(members, jobs=jobs, executor=ex, fail_fast=fail_fast, echo=click.echo)
+            failures = sw.run_sweep(members, jobs=jobs, executor=ex, fail_fast=fail_fast, echo=live.line, status=live.update)
     except KeyboardInterrupt:
+        live.close()
         click.echo("\ninterrupted; run the same command again to resume", err=True)
         sys.exit(130)
+    live.close()
     _sweep_report(members)
     if failures:
         click.echo(f"{len(failures)} member(s) failed:", err=True)

@@ -214,3 +214,104 @@ def test_mlflow_missing_says_how_to_install(runs, monkeypatch):
     r = cli("export", "mlflow", runs["out"])
     assert r.exit_code == 1
     assert r.output == "Error: mlflow: not installed; install it with: pip install 'normbench[mlflow]'\n"
+
+
+# ----------------------------------------------------------------------------- ls
+
+
+def test_ls_lists_and_filters_by_status(runs, tmp_path):
+    import shutil
+
+    out = Path(shutil.copytree(runs["out"], tmp_path / "results"))
+    tb = out / runs["tb"].relative_to(runs["out"])
+    (tb / runfolder.SUMMARY).unlink()  # killed before its summary: unfinished
+    r = cli("ls", out)
+    assert r.exit_code == 0, r.output
+    header, *rows = [line.split() for line in r.output.splitlines()]
+    assert header == ["run", "status", "norm", "seed", "test_acc", "epochs", "age"]
+    by_name = {row[0]: row for row in rows}
+    plain = runfolder.read_summary(runs["plain"])
+    assert by_name[str(tb.relative_to(out))][1:6] == ["unfinished", "none", "0", "-", f"2/{EPOCHS}"]
+    assert by_name[str(runs["plain"].relative_to(runs["out"]))][1:6] == \
+        ["completed", "none", "1", f"{plain['test_accuracy']:.4f}", f"{EPOCHS}/{EPOCHS}"]
+    r = cli("ls", out, "--status", "unfinished")
+    assert [line.split()[0] for line in r.output.splitlines()[1:]] == [str(tb.relative_to(out))]
+    r = cli("ls", out, "--status", "bogus")
+    assert r.exit_code == 2 and "'bogus' is not one of 'running', 'completed'" in r.output
+
+
+def test_age_reads_like_a_person_would_say_it():
+    from normbench.listing import age
+
+    assert [age(s) for s in (None, 5, 59, 60, 3 * 3600 + 5, 2 * 86400)] == ["-", "5s", "59s", "1m", "3h", "2d"]
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+class _SlowFake:
+    """Finishes each member 1.2 s after it starts (test_accuracy 0.5 + seed / 100), so the
+    sweep's once-a-second status runs while members are under way."""
+
+    name = "fake"
+
+    def __init__(self):
+        self.t = {}
+
+    def submit(self, member, threads):
+        import time
+
+        self.t[member.run_id] = time.time()
+        return member
+
+    def poll(self, m):
+        import time
+
+        if time.time() - self.t[m.run_id] < 1.2:
+            return False
+        runfolder.write_summary(m.run_dir, {"status": "completed", "test_accuracy": 0.5 + m.config.seed / 100})
+        return True
+
+    def result(self, member, handle):
+        return None
+
+    def cancel(self, handle):
+        pass
+
+
+def test_seeds_until_progress_shows_counts_eta_and_half_widths(tmp_path):
+    from scipy import stats
+
+    from conftest import write_config
+    from normbench import sweep as sw
+
+    plan = sw.plan_seeds(str(write_config(tmp_path / "c.yaml")), 2, output=str(tmp_path / "r"))
+    lines, status = [], []
+    sw.sweep_until(plan, 1e-12, jobs=2, executor=_SlowFake(), echo=lines.append, status=status.append)
+    assert status and status[0].startswith("sweep: 0/2 done, 2 running, 0 left; half-widths n/a until a group has 2 completed seeds")
+    assert " epoch 0/" in status[0]  # each running member with its epochs so far
+    done = [ln for ln in lines if ln.startswith("[")]
+    assert done[0].startswith("[1/2 done, 1 running, 0 left, ETA ") and "half-widths n/a" in done[0]
+    w = stats.t.ppf(0.975, 1) * stats.sem([0.50, 0.51])
+    assert done[1].startswith("[2/2 done, 0 running, 0 left, ETA 0m00s; widest half-width ")
+    assert f"widest half-width {w:.4f} (" in done[1] and "target 1e-12" in done[1]
+
+
+def test_progress_line_is_live_on_a_terminal_only():
+    import io
+
+    from normbench.progress import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty, log = Tty(), io.StringIO()
+    for stream in (tty, log):
+        p = Progress(stream, every=0)
+        p.update("sweep: 0/2 done")
+        p.line("[1/2 done] completed a")
+        p.update("sweep: 1/2 done")
+        p.close()
+    assert log.getvalue() == "[1/2 done] completed a\n"  # CI and log files: the permanent lines only
+    assert tty.getvalue() == "sweep: 0/2 done\r\x1b[2K[1/2 done] completed a\nsweep: 1/2 done\r\x1b[2K"
