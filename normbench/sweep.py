@@ -384,6 +384,7 @@ def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast:
     waiting: dict[str, Member] = {}  # locked by another process
     failures: list[tuple[Member, str]] = []
     done, durations, t0, shown = 0, [], time.time(), 0.0
+    noted = note() if note else ""  # read again only when a member finishes
 
     def elsewhere(m: Member, why: str) -> None:
         waiting[m.run_id] = m
@@ -418,7 +419,7 @@ def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast:
             time.sleep(0.2)
             if status and time.time() - shown >= 1:
                 shown = time.time()
-                status(_status_text(done, len(members) - skipped, running, len(todo), durations, jobs, note))
+                status(_status_text(done, len(members) - skipped, running, len(todo), durations, jobs, noted))
             for rid, m in list(waiting.items()):
                 if m.holder() is not None:
                     continue
@@ -436,6 +437,7 @@ def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast:
                     continue
                 del running[rid]
                 error = executor.result(m, handle)
+                noted = note() if note else ""
                 if isinstance(error, Elsewhere):
                     elsewhere(m, error)
                     continue
@@ -447,7 +449,7 @@ def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast:
                 left = len(todo)
                 eta = sum(durations) / len(durations) * (left + len(running)) / jobs
                 progress = f"[{done}/{len(members) - skipped} done, {len(running)} running, {left} left, ETA {_duration(eta)}" \
-                           f"{'; ' + note() if note else ''}]"
+                           f"{'; ' + noted if noted else ''}]"
                 if error:
                     failures.append((m, error))
                     echo(f"{progress} FAILED {m.run_id}: {error} ({m.run_dir})")
@@ -469,11 +471,11 @@ def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast:
     return failures
 
 
-def _status_text(done, total, running, left, durations, jobs, note) -> str:
+def _status_text(done, total, running, left, durations, jobs, noted) -> str:
     """The live status line: counts, ETA, each running member's epochs so far."""
     eta = f", ETA {_duration(sum(durations) / len(durations) * (left + len(running)) / jobs)}" if durations else ""
     now = [f"{m.run_id} epoch {runfolder.count_epochs(m.run_dir)}/{m.config.train.epochs}" for m, _, _ in running.values()]
-    return (f"sweep: {done}/{total} done, {len(running)} running, {left} left{eta}{'; ' + note() if note else ''}"
+    return (f"sweep: {done}/{total} done, {len(running)} running, {left} left{eta}{'; ' + noted if noted else ''}"
             f"{' | ' + ', '.join(now) if now else ''}")
 
 
