@@ -355,10 +355,10 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, fail_
     try:
         if seeds_until is not None:
             failures, last = sw.sweep_until(plan, seeds_until, metric, jobs=jobs, executor=ex, fail_fast=fail_fast,
-                                            echo=live.line, status=live.update)
+                                            echo=live.line, status_line=live.update)
             members = plan.members(last.seeds)
         else:
-            failures = sw.run_sweep(members, jobs=jobs, executor=ex, fail_fast=fail_fast, echo=live.line, status=live.update)
+            failures = sw.run_sweep(members, jobs=jobs, executor=ex, fail_fast=fail_fast, echo=live.line, status_line=live.update)
     except KeyboardInterrupt:
         live.close()
         click.echo("\ninterrupted; run the same command again to resume", err=True)

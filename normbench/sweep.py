@@ -357,7 +357,7 @@ FINAL = ("completed", "diverged", "failed")  # statuses that another owner's run
 
 
 def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast: bool = False, echo=print,
-              finished: tuple[str, ...] = FINAL[:2], status=None, note=None) -> list[tuple[Member, str]]:
+              finished: tuple[str, ...] = FINAL[:2], status_line=None, note=None) -> list[tuple[Member, str]]:
     """Train every member whose status is not in `finished`, `jobs` at a time. Returns
     [(member, error)] failures. A diverged member is finished by default: its result is
     the divergence (a CPU run repeats it exactly), so a sweep started again keeps it; delete
@@ -367,7 +367,7 @@ def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast:
     SIGTERM of the driver is handled like Ctrl-C: the running members are sent SIGTERM
     (they save their state) and waited for, then KeyboardInterrupt is raised.
     Progress: each finished member's line says done / running / left and the ETA, then
-    `note()` when given; `status(text)`, when given, gets the same counts with each running
+    `note()` when given; `status_line(text)`, when given, gets the same counts with each running
     member's epoch about once a second (normbench.progress shows it on a terminal)."""
     executor = executor or LocalExecutor()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -417,9 +417,9 @@ def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast:
             if not running and not waiting and not todo:
                 break
             time.sleep(0.2)
-            if status and time.time() - shown >= 1:
+            if status_line and time.time() - shown >= 1:
                 shown = time.time()
-                status(_status_text(done, len(members) - skipped, running, len(todo), durations, jobs, noted))
+                status_line(_status_text(done, len(members) - skipped, running, len(todo), durations, jobs, noted))
             for rid, m in list(waiting.items()):
                 if m.holder() is not None:
                     continue
@@ -609,7 +609,7 @@ def format_round(r: Round, target: float) -> list[str]:
 
 
 def sweep_until(plan: SeedPlan, target: float, metric: str = "test_accuracy", *, jobs: int = 1, executor=None,
-                fail_fast: bool = False, echo=print, status=None) -> tuple[list[tuple[Member, str]], Round]:
+                fail_fast: bool = False, echo=print, status_line=None) -> tuple[list[tuple[Member, str]], Round]:
     """Rounds: the first gives every group FIRST_ROUND seeds, each next one adds the next
     seed to every group (so the seeds stay paired), until every group's 95 % half-width
     of `metric` over its completed runs is <= target, or the seeds run out (--max-seeds).
@@ -620,7 +620,7 @@ def sweep_until(plan: SeedPlan, target: float, metric: str = "test_accuracy", *,
         members = plan.members(k)
         n = len({group_of(m) for m in members})
         echo(f"round: {k} seed{'s' * (k != 1)} per group ({', '.join(map(str, plan.seeds[:k]))}), {n} group{'s' * (n != 1)}")
-        failures = run_sweep(members, jobs=jobs, executor=executor, fail_fast=fail_fast, echo=echo, status=status,
+        failures = run_sweep(members, jobs=jobs, executor=executor, fail_fast=fail_fast, echo=echo, status_line=status_line,
                              note=lambda: widest(measure(members, metric, k), target))
         r = measure(members, metric, k)
         for line in format_round(r, target):

@@ -287,11 +287,12 @@ def test_seeds_until_progress_shows_counts_eta_and_half_widths(tmp_path):
 
     plan = sw.plan_seeds(str(write_config(tmp_path / "c.yaml")), 2, output=str(tmp_path / "r"))
     lines, status = [], []
-    sw.sweep_until(plan, 1e-12, jobs=2, executor=_SlowFake(), echo=lines.append, status=status.append)
-    assert status and status[0].startswith("sweep: 0/2 done, 2 running, 0 left; half-widths n/a until a group has 2 completed seeds")
-    assert " epoch 0/" in status[0]  # each running member with its epochs so far
+    sw.sweep_until(plan, 1e-12, jobs=1, executor=_SlowFake(), echo=lines.append, status_line=status.append)
+    assert status[0].startswith("sweep: 0/2 done, 1 running, 1 left; half-widths n/a until a group has 2 completed seeds")
+    assert status[0].endswith(f" | imdb_rnn-norm=layer-bs=64-seed=0 epoch 0/{plan.cfg.train.epochs}")  # each running member
+    assert [st for st in status if st.startswith("sweep: 1/2 done, 1 running, 0 left, ETA ")]  # after the first finished
     done = [ln for ln in lines if ln.startswith("[")]
-    assert done[0].startswith("[1/2 done, 1 running, 0 left, ETA ") and "half-widths n/a" in done[0]
+    assert done[0].startswith("[1/2 done, 0 running, 1 left, ETA ") and "half-widths n/a" in done[0]
     w = stats.t.ppf(0.975, 1) * stats.sem([0.50, 0.51])
     assert done[1].startswith("[2/2 done, 0 running, 0 left, ETA 0m00s; widest half-width ")
     assert f"widest half-width {w:.4f} (" in done[1] and "target 1e-12" in done[1]
