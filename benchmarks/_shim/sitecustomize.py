@@ -44,7 +44,16 @@ if os.environ.get("NB_FIRST_STEP_DIR"):
 
             return FirstStep()
 
-        train.add_callbacks(_first_step)
+        if hasattr(train, "add_callbacks"):
+            train.add_callbacks(_first_step)
+        else:  # a --before checkout from before the hook: wrap its private builder
+            orig = train._callbacks
+
+            def _callbacks(*a, **k):
+                log, best, cbs = orig(*a, **k)
+                return log, best, cbs + [_first_step(None)]
+
+            train._callbacks = _callbacks
 
     class _Finder(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path, target=None):
