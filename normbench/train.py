@@ -226,6 +226,9 @@ def prepare(cfg: Config, threads: int | None = None):
     """Data and compiled model for a config: everything that can fail before a run folder
     exists. Returns (data, model)."""
     use_backend(cfg.train.backend)
+    if cfg.output.tensorboard and not _installed("tensorboard"):
+        raise NormbenchError("output.tensorboard: tensorboard is not installed; install it with "
+                             "`pip install 'normbench[tensorboard]'` or set output.tensorboard: false")
     from normbench.data import load_data
     from normbench.quiet import import_keras
 
