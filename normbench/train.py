@@ -1,4 +1,6 @@
-"""One training run: validated Config -> run folder. The whole training path is here.
+"""One training run: validated Config -> run folder. The training path is here; its Keras
+callbacks (history rows, best weights, backup, TensorBoard) are in `normbench.callbacks`,
+and `add_callbacks` adds your own.
 
 The run folder's files and formats belong to `normbench.runfolder`; this module fills
 them. backup/ holds Keras BackupAndRestore state (and the best validation epoch's
