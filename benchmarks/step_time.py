@@ -236,14 +236,7 @@ def _child_normbench(spec, spawn_t):
     # keep a handle on the run's EpochLog for its per-epoch training times (the numbers
     # behind summary.json's median ms_per_step); the callbacks themselves are unchanged
     logs = []
-    real_callbacks = train._callbacks
-
-    def spy(run_dir, *args):
-        log, best, callbacks = real_callbacks(run_dir, *args)
-        logs.append(log)
-        return log, best, callbacks
-
-    train._callbacks = spy
+    remove_spy = train.add_callbacks(lambda ctx: logs.append(ctx.log))  # adds no callback
     opts = spec["options"]
     name = "synthetic_imdb" if spec["model"] == "imdb_rnn" else "synthetic_cifar10"
     with tempfile.TemporaryDirectory(prefix="normbench-bench-") as tmp:
@@ -288,7 +281,7 @@ def _child_normbench(spec, spawn_t):
             run_dir, s = run(cfg, run_id="bench", verbose=0, threads=spec["threads"])
         finally:
             first_end["stop"] = True
-            train._callbacks = real_callbacks
+            remove_spy()
         with open(run_dir / "history.csv", newline="") as f:
             rows = list(csv.DictReader(f))
     epoch_s = [float(r["epoch_seconds"]) for r in rows]
@@ -336,7 +329,7 @@ def _child_overhead(spec, spawn_t):
             epoch_logs = {"loss": 0.5, "accuracy": 0.5, "val_loss": 0.5, "val_accuracy": 0.5}
             run_dir = Path(tmp) / "run"
             run_dir.mkdir()
-            _, _, nb_callbacks = train._callbacks(run_dir, 1)
+            nb_callbacks = train.build_callbacks(run_dir, 1).callbacks
             res = {}
             for label, cbs in (("plain", [_step_timer(spawn_t)]), ("normbench", nb_callbacks)):
                 cl = keras.callbacks.CallbackList(cbs, add_history=True, add_progbar=False, model=m, verbose=0, epochs=1, steps=n)

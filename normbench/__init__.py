@@ -9,6 +9,22 @@ import re
 __version__ = "0.1.0"
 
 
+def load_runs(paths):
+    """Run folders under `paths` as a pandas DataFrame, one row per run (the flattened
+    config, summary.json's figures, status, path): `normbench.frames.load_runs`."""
+    from normbench.frames import load_runs
+
+    return load_runs(paths)
+
+
+def load_history(paths):
+    """Every run's history.csv under `paths` as one long pandas DataFrame (run, path,
+    epoch, metric columns): `normbench.frames.load_history`."""
+    from normbench.frames import load_history
+
+    return load_history(paths)
+
+
 class NormbenchError(Exception):
     """A failure the user can fix: the message is one line naming the file and the fix."""
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import math
 import os
 import sys
+from pathlib import Path
 
 import click
 
 from normbench import NormbenchError, __version__, one_line
+from normbench.listing import STATUSES
 from normbench.plots import BANDS
 from normbench.results import METRICS
 from normbench.runfolder import ROLES
@@ -374,16 +376,22 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, fail_
                 status = m.status() or ("running" if m.holder() is not None else "todo")
                 click.echo(f"{status:>11}  {m.run_dir}")
             return
+    from normbench.progress import Progress
+
     ex = sw.make_executor(executor, address)
+    live = Progress(click.get_text_stream("stdout"))  # a status line on a terminal only
     try:
         if seeds_until is not None:
-            failures, last = sw.sweep_until(plan, seeds_until, metric, jobs=jobs, executor=ex, fail_fast=fail_fast, echo=click.echo)
+            failures, last = sw.sweep_until(plan, seeds_until, metric, jobs=jobs, executor=ex, fail_fast=fail_fast,
+                                            echo=live.line, status_line=live.update)
             members = plan.members(last.seeds)
         else:
-            failures = sw.run_sweep(members, jobs=jobs, executor=ex, fail_fast=fail_fast, echo=click.echo)
+            failures = sw.run_sweep(members, jobs=jobs, executor=ex, fail_fast=fail_fast, echo=live.line, status_line=live.update)
     except KeyboardInterrupt:
+        live.close()
         click.echo("\ninterrupted; run the same command again to resume", err=True)
         sys.exit(130)
+    live.close()
     _sweep_report(members)
     if failures:
         click.echo(f"{len(failures)} member(s) failed:", err=True)
@@ -471,6 +479,57 @@ def tune(config, per, grid, trials, ranges, tune_seeds, confirm_seeds, select, m
         for m, err in res.failures:
             click.echo(f"  {m.run_dir}: {err}", err=True)
         sys.exit(1)
+
+
+@main.command(name="ls")
+@_paths
+@click.option("--status", "statuses", multiple=True, type=click.Choice(list(STATUSES)),
+              help="Only runs with this status (repeatable).")
+def ls_cmd(paths, statuses):
+    """List run folders: id, status, norm, seed, test accuracy, epochs done/total, age.
+
+    Age is the time since the run last wrote a file, so a run that stopped long ago
+    without finishing stands out. Statuses: summary.json's (running, completed, diverged,
+    interrupted, failed), "unfinished" (history.csv but no summary.json: still running
+    or killed), "not started" (config.yaml only), "corrupt".
+
+    \b
+    Example:  normbench ls results/ --status unfinished --status interrupted
+    """
+    from normbench import listing
+
+    rows = listing.entries(paths, statuses)
+    base = Path(paths[0]).expanduser() if len(paths) == 1 and Path(paths[0]).is_dir() else None
+    click.echo(listing.format_entries(rows, base), nl=False)
+    if not rows:
+        click.echo(f"no run with status {', '.join(statuses)}", err=True)
+
+
+@main.group(cls=_Group)
+def export():
+    """Replay run folders into another tool (docs/bridges.md)."""
+
+
+@export.command(name="mlflow")
+@_paths
+@click.option("--tracking-uri", metavar="URI", help="Any URI MLflow accepts (sqlite:///file.db, http://host:5000, ...). "
+              "Default: a local SQLite store beside the results, sqlite:///<output.dir>/mlflow.db.")
+@click.option("--experiment", default="normbench", show_default=True, help="MLflow experiment to export into (created if missing).")
+def export_mlflow(paths, tracking_uri, experiment):
+    """Export finished runs (completed, diverged, failed) into MLflow: params = the
+    flattened config, per-epoch metrics (step = epoch), summary figures, the status as a
+    tag, config.yaml/history.csv/summary.json as artifacts. Runs already exported are
+    skipped, so exporting again adds only new runs.
+
+    \b
+    Example:  normbench export mlflow results/study
+              mlflow ui --backend-store-uri sqlite:///results/study/mlflow.db
+    """
+    from normbench.export import export_mlflow as export_runs
+
+    res = export_runs(paths, tracking_uri, experiment)
+    click.echo(f"exported {len(res.added)} run(s) to {res.tracking_uri} (experiment {res.experiment}); "
+               f"{len(res.present)} already there, {len(res.unfinished)} not finished")
 
 
 def _sweep_report(members) -> None:

@@ -116,6 +116,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 class OutputConfig:
     dir: str = "results"  # runs go to <dir>/<name>/<run-id>/
+    tensorboard: bool = False  # TensorBoard event files (per-epoch scalars, HParams) in the run folder; docs/bridges.md
 
 
 @dataclass(frozen=True)

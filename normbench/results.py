@@ -242,7 +242,7 @@ def find_run_dirs(path: str | Path, unlisted: list | None = None) -> list[Path]:
             dirs[:] = []
             continue
         seen.add(real)
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if d not in runfolder.NOT_RUNS)
         if runfolder.is_run_dir(files):
             found.append(Path(root))
             dirs[:] = []  # nothing below a run folder is another run (backup/ is not)

@@ -365,7 +365,7 @@ FINAL = ("completed", "diverged", "failed")  # statuses that another owner's run
 
 
 def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast: bool = False, echo=print,
-              finished: tuple[str, ...] = FINAL[:2]) -> list[tuple[Member, str]]:
+              finished: tuple[str, ...] = FINAL[:2], status_line=None, note=None) -> list[tuple[Member, str]]:
     """Train every member whose status is not in `finished`, `jobs` at a time. Returns
     [(member, error)] failures. A diverged member is finished by default: its result is
     the divergence (a CPU run repeats it exactly), so a sweep started again keeps it; delete
@@ -373,7 +373,10 @@ def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast:
     another process is not trained here: the sweep waits for it, and resumes it only if
     that process stopped before the end.
     SIGTERM of the driver is handled like Ctrl-C: the running members are sent SIGTERM
-    (they save their state) and waited for, then KeyboardInterrupt is raised."""
+    (they save their state) and waited for, then KeyboardInterrupt is raised.
+    Progress: each finished member's line says done / running / left and the ETA, then
+    `note()` when given; `status_line(text)`, when given, gets the same counts with each running
+    member's epoch about once a second (normbench.progress shows it on a terminal)."""
     executor = executor or LocalExecutor()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = max(1, cores // jobs)
@@ -388,7 +391,8 @@ def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast:
     running: dict = {}
     waiting: dict[str, Member] = {}  # locked by another process
     failures: list[tuple[Member, str]] = []
-    done, durations, t0 = 0, [], time.time()
+    done, durations, t0, shown = 0, [], time.time(), 0.0
+    noted = note() if note else ""  # read again only when a member finishes
 
     def elsewhere(m: Member, why: str) -> None:
         waiting[m.run_id] = m
@@ -421,6 +425,9 @@ def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast:
             if not running and not waiting and not todo:
                 break
             time.sleep(0.2)
+            if status_line and time.time() - shown >= 1:
+                shown = time.time()
+                status_line(_status_text(done, len(members) - skipped, running, len(todo), durations, jobs, noted))
             for rid, m in list(waiting.items()):
                 if m.holder() is not None:
                     continue
@@ -438,6 +445,7 @@ def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast:
                     continue
                 del running[rid]
                 error = executor.result(m, handle)
+                noted = note() if note else ""
                 if isinstance(error, Elsewhere):
                     elsewhere(m, error)
                     continue
@@ -448,7 +456,8 @@ def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast:
                     error = f"finished with status {status}"
                 left = len(todo)
                 eta = sum(durations) / len(durations) * (left + len(running)) / jobs
-                progress = f"[{done}/{len(members) - skipped} done, {len(running)} running, {left} left, ETA {_duration(eta)}]"
+                progress = f"[{done}/{len(members) - skipped} done, {len(running)} running, {left} left, ETA {_duration(eta)}" \
+                           f"{'; ' + noted if noted else ''}]"
                 if error:
                     failures.append((m, error))
                     echo(f"{progress} FAILED {m.run_id}: {error} ({m.run_dir})")
@@ -468,6 +477,14 @@ def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast:
             signal.signal(signal.SIGTERM, old_term)
     echo(f"sweep: finished in {_duration(time.time() - t0)}; {len(failures)} failed")
     return failures
+
+
+def _status_text(done, total, running, left, durations, jobs, noted) -> str:
+    """The live status line: counts, ETA, each running member's epochs so far."""
+    eta = f", ETA {_duration(sum(durations) / len(durations) * (left + len(running)) / jobs)}" if durations else ""
+    now = [f"{m.run_id} epoch {runfolder.count_epochs(m.run_dir)}/{m.config.train.epochs}" for m, _, _ in running.values()]
+    return (f"sweep: {done}/{total} done, {len(running)} running, {left} left{eta}{'; ' + noted if noted else ''}"
+            f"{' | ' + ', '.join(now) if now else ''}")
 
 
 def _stop(executor, running: dict) -> None:
@@ -581,6 +598,16 @@ def rounds_done(plan: SeedPlan, metric: str) -> list[Round]:
     return out
 
 
+def widest(r: Round, target: float) -> str:
+    """The progress note of a round under way: its widest half-width so far."""
+    finite = {g: w for g, w in r.widths.items() if not math.isinf(w)}
+    if not finite:
+        return f"half-widths n/a until a group has 2 completed seeds (target {target:g})"
+    g = max(finite, key=finite.get)
+    na = len(r.widths) - len(finite)
+    return f"widest half-width {finite[g]:.4f} ({g}; target {target:g}{f', {na} group(s) n/a' if na else ''})"
+
+
 def format_round(r: Round, target: float) -> list[str]:
     lines = [f"  {'group':<40} {'completed':>9} {'half-width':>10}"]
     for g, w in r.widths.items():
@@ -590,7 +617,7 @@ def format_round(r: Round, target: float) -> list[str]:
 
 
 def sweep_until(plan: SeedPlan, target: float, metric: str = "test_accuracy", *, jobs: int = 1, executor=None,
-                fail_fast: bool = False, echo=print) -> tuple[list[tuple[Member, str]], Round]:
+                fail_fast: bool = False, echo=print, status_line=None) -> tuple[list[tuple[Member, str]], Round]:
     """Rounds: the first gives every group FIRST_ROUND seeds, each next one adds the next
     seed to every group (so the seeds stay paired), until every group's 95 % half-width
     of `metric` over its completed runs is <= target, or the seeds run out (--max-seeds).
@@ -601,7 +628,8 @@ def sweep_until(plan: SeedPlan, target: float, metric: str = "test_accuracy", *,
         members = plan.members(k)
         n = len({group_of(m) for m in members})
         echo(f"round: {k} seed{'s' * (k != 1)} per group ({', '.join(map(str, plan.seeds[:k]))}), {n} group{'s' * (n != 1)}")
-        failures = run_sweep(members, jobs=jobs, executor=executor, fail_fast=fail_fast, echo=echo)
+        failures = run_sweep(members, jobs=jobs, executor=executor, fail_fast=fail_fast, echo=echo, status_line=status_line,
+                             note=lambda: widest(measure(members, metric, k), target))
         r = measure(members, metric, k)
         for line in format_round(r, target):
             echo(line)

@@ -1,4 +1,6 @@
-"""One training run: validated Config -> run folder. The whole training path is here.
+"""One training run: validated Config -> run folder. The training path is here; its Keras
+callbacks (history rows, best weights, backup, TensorBoard) are in `normbench.callbacks`,
+and `add_callbacks` adds your own.
 
 The run folder's files and formats belong to `normbench.runfolder`; this module fills
 them. backup/ holds Keras BackupAndRestore state (and the best validation epoch's
@@ -133,167 +135,49 @@ def configure_threads(threads: int | None) -> None:
 
 # ----------------------------------------------------------------------------- callbacks
 
-
-def _callbacks(run_dir: Path, cfg_epochs: int):
-    import keras
-
-    class EpochLog(keras.callbacks.Callback):
-        """history.csv with CSVLogger's semantics (append + flush each epoch) but fixed
-        columns, epochs from 1, learning rate and epoch time; no per-batch work. On a
-        resumed run it first drops rows past the epoch Keras restored, so every epoch
-        appears exactly once (the row is written before the backup, so a crash between
-        them leaves one extra row, never a missing one). Rows that do not parse (a line
-        cut short by a crash or a full disk) are dropped too, never the backup."""
-
-        def __init__(self):
-            super().__init__()
-            self.reconciled = False
-            self.train_seconds = []  # epoch time minus validation time, this process only
-            self.diverged = False
-
-        def _reconcile(self, upto):
-            self.reconciled = True
-            if not (run_dir / runfolder.HISTORY).exists():
-                runfolder.write_history(run_dir, [])
-                return
-            bad = runfolder.reconcile_history(run_dir, upto)
-            if bad:
-                print(f"normbench: {run_dir / runfolder.HISTORY}: dropped {bad} unreadable row(s); "
-                      f"continuing from the backup's epoch {upto}", file=sys.stderr)
-
-        def on_epoch_begin(self, epoch, logs=None):
-            if not self.reconciled:
-                self._reconcile(epoch)
-            self.t0 = time.perf_counter()
-            self.val_seconds = 0.0
-
-        def on_test_begin(self, logs=None):
-            self.t_val = time.perf_counter()
-
-        def on_test_end(self, logs=None):
-            if hasattr(self, "t0"):
-                self.val_seconds += time.perf_counter() - self.t_val
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            seconds = time.perf_counter() - self.t0
-            self.train_seconds.append(seconds - self.val_seconds)
-            row = {
-                "epoch": epoch + 1,
-                "loss": logs.get("loss"),
-                "accuracy": logs.get("accuracy"),
-                "val_loss": logs.get("val_loss"),
-                "val_accuracy": logs.get("val_accuracy"),
-                "learning_rate": optim.last_learning_rate(self.model.optimizer),  # the epoch's last step's
-                "epoch_seconds": round(seconds, 3),
-            }
-            if row["loss"] is None or not math.isfinite(float(row["loss"])):
-                self.diverged = True
-            runfolder.append_history(run_dir, row)
-
-        def on_train_end(self, logs=None):
-            if not self.reconciled:  # a resume after the last epoch: no epoch began
-                self._reconcile(cfg_epochs)
-
-    class Backup(keras.callbacks.BackupAndRestore):
-        """BackupAndRestore whose save is never cut short by Ctrl-C or SIGTERM: an
-        interrupted save left an h5 file with the weights but no optimizer variables,
-        which Keras then loads with only a warning (Adam's moments silently reset)."""
-
-        def _save_model(self):
-            # the save rewrites latest.weights.h5 and first copies the old one to the
-            # previous file: what those two files grow by must be free
-            size = _weights_bytes(self.model)
-            files = [Path(self._weights_path)]
-            if self.double_checkpoint and files[0].exists():
-                files.append(Path(self._prev_weights_path))
-            _check_space(Path(self.backup_dir), sum(max(0, size - _size(f)) for f in files))
-            with signals_deferred():
-                super()._save_model()
-
-    class BestWeights(keras.callbacks.Callback):
-        """Keeps the weights of the epoch with the highest validation accuracy (the
-        earliest on ties, as summary.json's best_epoch) in memory for `train.eval: best`,
-        mirrored to backup/best.npz so a resumed run still knows them."""
-
-        def __init__(self):
-            super().__init__()
-            self.path = run_dir / runfolder.BACKUP / "best.npz"
-            self.epoch, self.val_accuracy, self.weights = None, -math.inf, None
-            self.last = None  # the last epoch finished in this process
-            self.reconciled = False
-
-        def _load(self, upto):
-            """Once per process, as EpochLog reconciles the history: the best epoch so far
-            from backup/best.npz, if the restored backup has finished it."""
-            import numpy as np
-
-            self.reconciled = True
-            try:
-                with np.load(self.path) as f:
-                    epoch, acc = int(f["epoch"]), float(f["val_accuracy"])
-                    weights = [f[f"w{i}"] for i in range(int(f["count"]))]
-            except (OSError, KeyError, ValueError):
-                return
-            if epoch <= upto:  # an epoch that the restored backup has finished
-                self.epoch, self.val_accuracy, self.weights = epoch, acc, weights
-
-        def on_epoch_begin(self, epoch, logs=None):
-            if not self.reconciled:
-                self._load(epoch)
-
-        def on_train_end(self, logs=None):
-            if not self.reconciled:  # a resume after the last epoch: no epoch began
-                self._load(cfg_epochs)
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.last = epoch + 1
-            acc = (logs or {}).get("val_accuracy")
-            if acc is None or not math.isfinite(float(acc)) or float(acc) <= self.val_accuracy:
-                return
-            import numpy as np
-
-            self.epoch, self.val_accuracy, self.weights = epoch + 1, float(acc), self.model.get_weights()
-            self.path.parent.mkdir(exist_ok=True)
-            tmp = self.path.with_name(f".best.tmp{os.getpid()}.npz")
-            with signals_deferred():
-                try:
-                    np.savez(tmp, epoch=self.epoch, val_accuracy=self.val_accuracy, count=len(self.weights),
-                             **{f"w{i}": w for i, w in enumerate(self.weights)})
-                    os.replace(tmp, self.path)
-                except BaseException:  # e.g. a full disk: no temp file is left behind
-                    tmp.unlink(missing_ok=True)
-                    raise
-
-    log, best = EpochLog(), BestWeights()
-    # the backup is deleted by run() once summary.json is written, not when fit ends, so
-    # an interrupt during the test evaluation keeps every finished epoch
-    backup = Backup(str(run_dir / runfolder.BACKUP), double_checkpoint=True, delete_checkpoint=False)
-    # order matters: the history row and best weights are written before the backup is saved
-    return log, best, [log, keras.callbacks.TerminateOnNaN(), best, backup]
+# factories of extra callbacks, called for every fit in this process (add_callbacks)
+_EXTRA: list = []
 
 
-def _weights_bytes(model) -> int:
-    """Bytes of the model's and its optimizer's variables: about what a backup holds."""
-    variables = list(model.weights) + (list(model.optimizer.variables) if model.optimizer else [])
-    return sum(int(math.prod(v.shape)) * 4 for v in variables)  # float32 (ints are 4-8 bytes, few)
+def add_callbacks(factory):
+    """Add a callback to every run trained in this process from now on: `factory(ctx)` is
+    called each time a run builds its callbacks, with a `normbench.callbacks.Context`
+    (run_dir, cfg, epochs and normbench's own EpochLog and BestWeights), and returns a
+    Keras callback, a list of them or None. They run after normbench's own callbacks
+    (so after each epoch's history row, best weights and backup are written), in the
+    order added. A callback with an `on_run_end(summary)` method has it called once
+    summary.json is written. Returns a function that removes the factory again."""
+    _EXTRA.append(factory)
+    return lambda: _EXTRA.remove(factory) if factory in _EXTRA else None
 
 
-def _size(path: Path) -> int:
-    return path.stat().st_size if path.exists() else 0
+@contextlib.contextmanager
+def extra_callbacks(*factories):
+    """add_callbacks for the duration of a block."""
+    removers = [add_callbacks(f) for f in factories]
+    try:
+        yield
+    finally:
+        for remove in removers:
+            remove()
 
 
-def _check_space(folder: Path, need: int) -> None:
-    """Raise ENOSPC before writing `need` bytes into `folder` on a filesystem without them
-    (plus 1 MiB to spare): HDF5, which Keras' backup writes through, prints tracebacks and
-    leaves a half-written file when the disk fills in the middle of a save."""
-    import errno
-    import shutil
+def _builtin_factories(cfg: Config) -> list:
+    """The extras a config asks for itself (before any added with add_callbacks)."""
+    if cfg.output.tensorboard:
+        from normbench.callbacks import tensorboard
 
-    free = shutil.disk_usage(folder if folder.exists() else folder.parent).free
-    if free < need + 2**20:
-        raise OSError(errno.ENOSPC, f"No space left on device (the backup needs ~{need // 2**20 + 1} MiB, "
-                      f"{free // 2**20} MiB free)", str(folder))
+        return [tensorboard]
+    return []
+
+
+def build_callbacks(run_dir: Path, epochs: int, cfg: Config | None = None):
+    """normbench's callbacks for one fit, then the config's extras, then those added with
+    add_callbacks: a `normbench.callbacks.RunCallbacks` (log, best, callbacks)."""
+    from normbench import callbacks
+
+    builtin = _builtin_factories(cfg) if cfg is not None else []
+    return callbacks.build(run_dir, epochs, cfg, [*builtin, *_EXTRA])
 
 
 def _disk_full(e: BaseException) -> bool:
@@ -346,6 +230,9 @@ def prepare(cfg: Config, threads: int | None = None):
     """Data and compiled model for a config: everything that can fail before a run folder
     exists. Returns (data, model)."""
     use_backend(cfg.train.backend)
+    if cfg.output.tensorboard and not _installed("tensorboard"):
+        raise NormbenchError("output.tensorboard: tensorboard is not installed; install it with "
+                             "`pip install 'normbench[tensorboard]'` or set output.tensorboard: false")
     from normbench.data import load_data
     from normbench.quiet import import_keras
 
@@ -433,7 +320,7 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
 
     plan = optim.plan(cfg, len(data.x_train))  # epochs and steps under train.budget
     n_fit, steps = plan.n_fit, plan.steps_per_epoch
-    log, best, callbacks = _callbacks(run_dir, plan.epochs)
+    log, best, callbacks = _fit_callbacks(run_dir, plan.epochs, cfg)
     summary = {
         "status": "running",
         "run_id": run_dir.name,
@@ -500,7 +387,7 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
             shutil.rmtree(backup)
             runfolder.remove_history(run_dir)
             model = compiled_model(cfg, data.num_classes, len(data.x_train), data.x_train.dtype.name)  # data already loaded
-            log, best, callbacks = _callbacks(run_dir, plan.epochs)
+            log, best, callbacks = _fit_callbacks(run_dir, plan.epochs, cfg)
             fit(model, callbacks)
         status = "diverged" if log.diverged else "completed"
         test = _evaluate(model, data, cfg, best)
@@ -524,6 +411,7 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
                 summary.update(_finish(run_dir, cfg, log, status, test, t_start, steps, plan.epochs))
                 runfolder.write_summary(run_dir, summary)
                 written = True
+                _run_end(callbacks, summary)
                 if status != "interrupted":  # beside the run (output.dir may be relative to another cwd)
                     runfolder.append_index(run_dir.parent.parent, summary, run_dir)
             except OSError as e:  # a full disk: no summary (not finished), the backup is kept
@@ -538,6 +426,21 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
     if not written:
         raise _disk_full_error(run_dir)
     return run_dir, summary
+
+
+def _run_end(callbacks, summary) -> None:
+    """Each callback's on_run_end: a failing one is reported, never the run's failure."""
+    for cb in callbacks:
+        if hasattr(cb, "on_run_end"):
+            try:
+                cb.on_run_end(summary)
+            except Exception as e:
+                print(f"normbench: {type(cb).__name__}.on_run_end: {one_line(e, 160, kind=True)}", file=sys.stderr)
+
+
+def _fit_callbacks(run_dir, epochs, cfg):
+    built = build_callbacks(run_dir, epochs, cfg)
+    return built.log, built.best, built.callbacks
 
 
 def _evaluate(model, data, cfg, best) -> dict:

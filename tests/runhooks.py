@@ -179,13 +179,7 @@ def _install(hooks: dict) -> None:
             with open(path, "w") as f:
                 json.dump(counts, f)
 
-    real_callbacks = train._callbacks
-
-    def _callbacks(*args, **kwargs):
-        log, best, callbacks = real_callbacks(*args, **kwargs)
-        return log, best, [*callbacks, *(cls() for cls in extra)]
-
-    train._callbacks = _callbacks
+    train.add_callbacks(lambda ctx: [cls() for cls in extra])
 
 
 def main(argv) -> None:

@@ -190,9 +190,9 @@ def test_one_line_keeps_the_reason_and_marks_a_cut():
     assert one_line("short text", 10) == "short text"  # exactly the limit: not cut
 
 
-def _failing_training(monkeypatch):
+def _failing_training(request):
     """Make training raise an error normbench does not know (as a bug or a library
-    failure would), after the run folder exists."""
+    failure would), after the run folder exists (until the test ends)."""
     import keras
 
     from normbench import train
@@ -201,20 +201,14 @@ def _failing_training(monkeypatch):
         def on_train_begin(self, logs=None):
             raise RuntimeError("the injected failure\nsecond line of detail")
 
-    real = train._callbacks
-
-    def callbacks(*args, **kwargs):
-        log, best, cbs = real(*args, **kwargs)
-        return log, best, [*cbs, Fail()]
-
-    monkeypatch.setattr(train, "_callbacks", callbacks)
+    request.addfinalizer(train.add_callbacks(lambda ctx: Fail()))
 
 
-def test_training_failure_is_one_line_and_recorded(tmp_path, out, monkeypatch):
+def test_training_failure_is_one_line_and_recorded(tmp_path, out, monkeypatch, request):
     from normbench import runfolder
 
     monkeypatch.delenv("NORMBENCH_DEBUG", raising=False)
-    _failing_training(monkeypatch)
+    _failing_training(request)
     cfg = write_config(tmp_path / "c.yaml", output__dir=str(out))
     r = cli("run", cfg, "-q")
     _assert_one_line_error(r, "Error: training failed: RuntimeError: the injected failure "
@@ -225,14 +219,14 @@ def test_training_failure_is_one_line_and_recorded(tmp_path, out, monkeypatch):
     assert [line.split(",")[6] for line in (out / "runs.csv").read_text().splitlines()] == ["status", "failed"]
 
 
-def test_normbench_debug_shows_the_traceback(tmp_path, out, monkeypatch):
+def test_normbench_debug_shows_the_traceback(tmp_path, out, request):
     """With NORMBENCH_DEBUG set the exception leaves normbench unconverted, so Python
     prints its traceback; without it (above) the user gets one line."""
     from click.testing import CliRunner
 
     from normbench.cli import main
 
-    _failing_training(monkeypatch)
+    _failing_training(request)
     cfg = write_config(tmp_path / "c.yaml", output__dir=str(out))
     r = CliRunner().invoke(main, ["run", str(cfg), "-q"], env={"NORMBENCH_DEBUG": "1"})
     assert isinstance(r.exception, RuntimeError) and str(r.exception).startswith("the injected failure")

@@ -297,11 +297,7 @@ def test_eval_best_restores_the_best_epochs_weights(tmp_path, out, monkeypatch):
         def on_epoch_begin(self, epoch, logs=None):
             self._epoch = epoch
 
-    real_callbacks, real_evaluate, seen = train._callbacks, train._evaluate, {}
-
-    def callbacks(*args, **kwargs):
-        log, best, cbs = real_callbacks(*args, **kwargs)
-        return log, best, [*cbs, FlipHead()]
+    real_evaluate, seen = train._evaluate, {}
 
     def evaluate(model, data, cfg, best):
         result = real_evaluate(model, data, cfg, best)
@@ -310,10 +306,10 @@ def test_eval_best_restores_the_best_epochs_weights(tmp_path, out, monkeypatch):
                                      verbose=0, return_dict=True)
         return result
 
-    monkeypatch.setattr(train, "_callbacks", callbacks)
     monkeypatch.setattr(train, "_evaluate", evaluate)
-    r = cli("run", REPO / "configs/smoke/cifar10_none.yaml", "-q", "--set", f"output.dir={out}",
-            "--set", "data.subset={train: 320, test: 64}", "--set", "train.epochs=3", "--set", "train.eval=best")
+    with train.extra_callbacks(lambda ctx: FlipHead()):
+        r = cli("run", REPO / "configs/smoke/cifar10_none.yaml", "-q", "--set", f"output.dir={out}",
+                "--set", "data.subset={train: 320, test: 64}", "--set", "train.epochs=3", "--set", "train.eval=best")
     assert r.exit_code == 0, r.output
     run_dir = Path(r.output.strip().rsplit(" -> ", 1)[1])
     s = runfolder.read_summary(run_dir)

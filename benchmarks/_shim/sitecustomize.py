@@ -23,10 +23,7 @@ if os.environ.get("NB_FIRST_STEP_DIR"):
     START = _process_start()
 
     def _patch(train):
-        orig = train._callbacks
-
-        def _callbacks(*a, **k):
-            log, best, cbs = orig(*a, **k)
+        def _first_step(ctx):
             import keras
 
             class FirstStep(keras.callbacks.Callback):
@@ -45,9 +42,18 @@ if os.environ.get("NB_FIRST_STEP_DIR"):
                     if self.seen >= int(os.environ.get("NB_STOP_AFTER", "0") or 0) > 0:
                         self.model.stop_training = True
 
-            return log, best, cbs + [FirstStep()]
+            return FirstStep()
 
-        train._callbacks = _callbacks
+        if hasattr(train, "add_callbacks"):
+            train.add_callbacks(_first_step)
+        else:  # a --before checkout from before the hook: wrap its private builder
+            orig = train._callbacks
+
+            def _callbacks(*a, **k):
+                log, best, cbs = orig(*a, **k)
+                return log, best, cbs + [_first_step(None)]
+
+            train._callbacks = _callbacks
 
     class _Finder(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path, target=None):

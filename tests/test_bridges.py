@@ -1,0 +1,331 @@
+"""The bridges to the tools users already open (docs/bridges.md): TensorBoard event
+files read back with TensorBoard's own reader, MLflow export read back with MlflowClient
+from a real local store, the DataFrame API, `normbench ls` and live progress."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, TINY, cli
+from normbench import runfolder
+
+CIFAR = REPO / "configs/smoke/cifar10_none.yaml"
+EPOCHS = 2
+
+
+def _sets(*items):
+    return [a for item in items for a in ("--set", item)]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two finished tiny runs under one results folder: seed 0 with TensorBoard on,
+    interrupted after epoch 1 (Ctrl-C, after that epoch's backup and event files) and
+    resumed; seed 1 straight through."""
+    import keras
+
+    from normbench import train
+
+    out = tmp_path_factory.mktemp("bridges") / "results"
+    base = ["run", CIFAR, "-q", *_sets(*TINY, f"train.epochs={EPOCHS}", f"output.dir={out}")]
+
+    class StopAfterFirst(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                raise KeyboardInterrupt
+
+    with train.extra_callbacks(lambda ctx: StopAfterFirst()):
+        r = cli(*base, *_sets("seed=0", "output.tensorboard=true"))
+    assert r.exit_code == 130, r.output
+    (tb_run,) = [c.parent for c in out.rglob(runfolder.CONFIG)]
+    assert runfolder.read_summary(tb_run)["status"] == "interrupted"
+    r = cli("run", "--resume", tb_run, "-q")
+    assert r.exit_code == 0, r.output
+    r = cli(*base, "--set", "seed=1")
+    assert r.exit_code == 0, r.output
+    (plain,) = [c.parent for c in out.rglob(runfolder.CONFIG) if c.parent != tb_run]
+    return {"out": out, "tb": tb_run, "plain": plain}
+
+
+# ----------------------------------------------------------------------------- TensorBoard
+
+
+def _events(folder: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder), size_guidance={"tensors": 0})  # 0: keep every event
+    acc.Reload()
+    return acc
+
+
+def _scalars(acc, tag):
+    from tensorboard.util import tensor_util
+
+    return [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in acc.Tensors(tag)]
+
+
+def test_tensorboard_has_every_epoch_once_and_the_hparams(runs):
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    run_dir = runs["tb"]
+    history = {int(r["epoch"]): r for r in runfolder.read_history(run_dir)}
+    assert sorted(history) == [1, 2]
+    train, val = _events(run_dir / "train"), _events(run_dir / "validation")
+    for acc, prefix in ((train, ""), (val, "val_")):
+        for metric in ("loss", "accuracy"):
+            got = _scalars(acc, f"epoch_{metric}")
+            # each epoch exactly once across the two processes' event files, as history.csv has it
+            assert [s for s, _ in got] == [1, 2], (prefix, metric, got)
+            assert [v for _, v in got] == pytest.approx([float(history[e][prefix + metric]) for e in (1, 2)], rel=1e-5)
+    assert [s for s, _ in _scalars(train, "epoch_learning_rate")] == [1, 2]
+    assert not [t for t in val.Tags()["tensors"] if t.startswith("evaluation_")]  # no per-iteration copies
+
+    root = _events(run_dir)
+    summary = runfolder.read_summary(run_dir)
+    assert _scalars(root, "test_accuracy") == [(EPOCHS, pytest.approx(summary["test_accuracy"]))]
+    assert len(root.Tensors("_hparams_/session_start_info")) == 1  # written once, not again on resume
+    content = root.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    hp = {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind")) for k, v in info.hparams.items()}
+    assert info.group_name == run_dir.name
+    assert hp["model.norm"] == "none" and hp["seed"] == 0 and hp["train.batch_size"] == 16
+    assert hp["train.learning_rate"] == pytest.approx(0.001) and hp["data.subset.train"] == 160
+    assert not [k for k in hp if k.startswith(("output.", "sweep."))]
+
+
+def test_tensorboard_missing_fails_before_the_run_folder(tmp_path, monkeypatch):
+    from normbench import train
+
+    real = train._installed
+    monkeypatch.setattr(train, "_installed", lambda module: module != "tensorboard" and real(module))
+    out = tmp_path / "results"
+    r = cli("run", CIFAR, "-q", *_sets(*TINY, f"output.dir={out}", "output.tensorboard=true"))
+    assert r.exit_code == 1
+    assert r.output == ("Error: output.tensorboard: tensorboard is not installed; install it with "
+                        "`pip install 'normbench[tensorboard]'` or set output.tensorboard: false\n")
+    assert not list(tmp_path.rglob(runfolder.CONFIG))  # nothing was started
+
+
+def test_tensorboard_is_off_by_default(runs):
+    assert not list(runs["plain"].rglob("events.out.tfevents.*"))
+
+
+# ----------------------------------------------------------------------------- DataFrames
+
+
+def test_load_runs_on_the_committed_study_matches_summary_json_and_the_readme():
+    import normbench
+
+    study = REPO / "results/study/study_cifar10_small_batch"
+    summaries = {p.parent: json.loads(p.read_text()) for p in study.rglob(runfolder.SUMMARY)}
+    df = normbench.load_runs(study)
+    assert len(df) == len(summaries) == 72 and df["path"].is_unique
+    for row in df.itertuples(index=False):
+        s = summaries[Path(row.path)]
+        assert (row.status, row.test_accuracy, row.epochs_completed) == (s["status"], s["test_accuracy"], s["epochs_completed"])
+    row = df.set_index("run").loc["study_cifar10_small_batch/cifar10_cnn-norm=group-bs=2-seed=0"]
+    assert (row["model.norm"], row["train.batch_size"], row["seed"]) == ("group", 2, 0)
+    # results/cifar10_small_batch.md (committed compare output): group norm at batch 2, 0.4982 ± 0.0158
+    g = df[(df["train.batch_size"] == 2) & (df["model.norm"] == "group")]["test_accuracy"]
+    assert (round(g.mean(), 4), round(g.std(), 4), len(g)) == (0.4982, 0.0158, 3)
+
+
+def test_load_history_is_long_form_and_joins_load_runs(runs):
+    import normbench
+
+    h = normbench.load_history(runs["out"])
+    df = normbench.load_runs(runs["out"])
+    assert list(h.columns) == ["run", "path", *runfolder.HISTORY_COLUMNS]
+    assert sorted(h["path"].unique()) == sorted(df["path"]) == sorted(str(runs[k]) for k in ("tb", "plain"))
+    for path, one in h.groupby("path"):
+        rows = runfolder.read_history(path)
+        assert list(one["epoch"]) == [1, 2] and list(one["val_accuracy"]) == [float(r["val_accuracy"]) for r in rows]
+    assert set(df["status"]) == {"completed"} and set(df["output.tensorboard"]) == {True, False}
+
+
+# ----------------------------------------------------------------------------- MLflow
+
+
+@pytest.fixture(scope="module")
+def mlflow_store(runs, tmp_path_factory):
+    """One real local MLflow store (SQLite: creating it runs MLflow's migrations, once),
+    the two runs exported into it through the CLI, and the export's output."""
+    pytest.importorskip("mlflow")
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    r = cli("export", "mlflow", runs["out"], "--tracking-uri", uri, "--experiment", "bridges")
+    assert r.exit_code == 0, r.output
+    return uri, r.output
+
+
+def test_mlflow_export_reads_back_with_mlflowclient(runs, mlflow_store):
+    from mlflow.tracking import MlflowClient
+
+    from normbench.frames import run_name
+
+    uri, output = mlflow_store
+    assert f"exported 2 run(s) to {uri} (experiment bridges); 0 already there, 0 not finished" in output
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("bridges")
+    got = {mr.data.tags["normbench.run_id"]: mr for mr in client.search_runs([exp.experiment_id])}
+    assert sorted(got) == sorted(run_name(runs[k]) for k in ("tb", "plain"))
+    for key in ("tb", "plain"):
+        run_dir = runs[key]
+        mr, s = got[run_name(run_dir)], runfolder.read_summary(run_dir)
+        p = mr.data.params
+        assert (p["model.norm"], p["seed"], p["train.batch_size"], p["train.epochs"]) == ("none", str(s["seed"]), "16", str(EPOCHS))
+        assert p["output.tensorboard"] == ("true" if key == "tb" else "false")
+        assert mr.data.tags["normbench.status"] == "completed" and mr.info.status == "FINISHED"
+        for metric in ("loss", "val_accuracy", "learning_rate"):
+            history = client.get_metric_history(mr.info.run_id, metric)
+            assert [m.step for m in history] == [1, 2]  # one point per epoch, step = the epoch
+        rows = runfolder.read_history(run_dir)
+        assert [m.value for m in client.get_metric_history(mr.info.run_id, "val_accuracy")] == \
+            pytest.approx([float(r["val_accuracy"]) for r in rows])
+        assert mr.data.metrics["test_accuracy"] == pytest.approx(s["test_accuracy"])
+        assert sorted(a.path for a in client.list_artifacts(mr.info.run_id)) == ["config.yaml", "history.csv", "summary.json"]
+        summary_copy = Path(client.download_artifacts(mr.info.run_id, "summary.json", str(run_dir.parent.parent.parent)))
+        assert json.loads(summary_copy.read_text()) == s
+
+
+def test_mlflow_export_twice_adds_nothing(runs, mlflow_store):
+    from mlflow.tracking import MlflowClient
+
+    uri, _ = mlflow_store
+    r = cli("export", "mlflow", runs["out"], runs["tb"], "--tracking-uri", uri, "--experiment", "bridges")
+    assert r.exit_code == 0, r.output
+    assert "exported 0 run(s)" in r.output and "2 already there" in r.output
+    client = MlflowClient(tracking_uri=uri)
+    assert len(client.search_runs([client.get_experiment_by_name("bridges").experiment_id])) == 2
+
+
+def test_mlflow_default_store_is_beside_the_results_and_not_a_run(runs, tmp_path):
+    """Without --tracking-uri: <output.dir>/mlflow.db, artifacts in <output.dir>/mlartifacts,
+    whose copies of run files compare, ls and a second export do not take for runs."""
+    import shutil
+
+    pytest.importorskip("mlflow")
+    out = Path(shutil.copytree(runs["out"], tmp_path / "results"))
+    plain = out / runs["plain"].relative_to(runs["out"])
+    r = cli("export", "mlflow", plain)
+    assert r.exit_code == 0, r.output
+    assert f"exported 1 run(s) to sqlite:///{out.resolve() / 'mlflow.db'} (experiment normbench)" in r.output
+    assert len(list((out / "mlartifacts").rglob("summary.json"))) == 1
+    r = cli("export", "mlflow", out)
+    assert "exported 1 run(s)" in r.output and "1 already there" in r.output  # the artifact copy is no run
+    r = cli("ls", out)
+    assert r.exit_code == 0 and len(r.output.splitlines()) == 3  # header and the two runs
+
+
+def test_mlflow_missing_says_how_to_install(runs, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # `import mlflow` raises ImportError
+    monkeypatch.setitem(sys.modules, "mlflow.entities", None)
+    r = cli("export", "mlflow", runs["out"])
+    assert r.exit_code == 1
+    assert r.output == "Error: mlflow: not installed; install it with: pip install 'normbench[mlflow]'\n"
+
+
+# ----------------------------------------------------------------------------- ls
+
+
+def test_ls_lists_and_filters_by_status(runs, tmp_path):
+    import shutil
+
+    out = Path(shutil.copytree(runs["out"], tmp_path / "results"))
+    tb = out / runs["tb"].relative_to(runs["out"])
+    (tb / runfolder.SUMMARY).unlink()  # killed before its summary: unfinished
+    r = cli("ls", out)
+    assert r.exit_code == 0, r.output
+    header, *rows = [line.split() for line in r.output.splitlines()]
+    assert header == ["run", "status", "norm", "seed", "test_acc", "epochs", "age"]
+    by_name = {row[0]: row for row in rows}
+    plain = runfolder.read_summary(runs["plain"])
+    assert by_name[str(tb.relative_to(out))][1:6] == ["unfinished", "none", "0", "-", f"2/{EPOCHS}"]
+    assert by_name[str(runs["plain"].relative_to(runs["out"]))][1:6] == \
+        ["completed", "none", "1", f"{plain['test_accuracy']:.4f}", f"{EPOCHS}/{EPOCHS}"]
+    r = cli("ls", out, "--status", "unfinished")
+    assert [line.split()[0] for line in r.output.splitlines()[1:]] == [str(tb.relative_to(out))]
+    r = cli("ls", out, "--status", "bogus")
+    assert r.exit_code == 2 and "'bogus' is not one of 'running', 'completed'" in r.output
+
+
+def test_age_reads_like_a_person_would_say_it():
+    from normbench.listing import age
+
+    assert [age(s) for s in (None, 5, 59, 60, 3 * 3600 + 5, 2 * 86400)] == ["-", "5s", "59s", "1m", "3h", "2d"]
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+class _SlowFake:
+    """Finishes each member 1.2 s after it starts (test_accuracy 0.5 + seed / 100), so the
+    sweep's once-a-second status runs while members are under way."""
+
+    name = "fake"
+
+    def __init__(self):
+        self.t = {}
+
+    def submit(self, member, threads):
+        import time
+
+        self.t[member.run_id] = time.time()
+        return member
+
+    def poll(self, m):
+        import time
+
+        if time.time() - self.t[m.run_id] < 1.2:
+            return False
+        runfolder.write_summary(m.run_dir, {"status": "completed", "test_accuracy": 0.5 + m.config.seed / 100})
+        return True
+
+    def result(self, member, handle):
+        return None
+
+    def cancel(self, handle):
+        pass
+
+
+def test_seeds_until_progress_shows_counts_eta_and_half_widths(tmp_path):
+    from scipy import stats
+
+    from conftest import write_config
+    from normbench import sweep as sw
+
+    plan = sw.plan_seeds(str(write_config(tmp_path / "c.yaml")), 2, output=str(tmp_path / "r"))
+    lines, status = [], []
+    sw.sweep_until(plan, 1e-12, jobs=1, executor=_SlowFake(), echo=lines.append, status_line=status.append)
+    assert status[0].startswith("sweep: 0/2 done, 1 running, 1 left; half-widths n/a until a group has 2 completed seeds")
+    assert status[0].endswith(f" | imdb_rnn-norm=layer-bs=64-seed=0 epoch 0/{plan.cfg.train.epochs}")  # each running member
+    assert [st for st in status if st.startswith("sweep: 1/2 done, 1 running, 0 left, ETA ")]  # after the first finished
+    done = [ln for ln in lines if ln.startswith("[")]
+    assert done[0].startswith("[1/2 done, 0 running, 1 left, ETA ") and "half-widths n/a" in done[0]
+    w = stats.t.ppf(0.975, 1) * stats.sem([0.50, 0.51])
+    assert done[1].startswith("[2/2 done, 0 running, 0 left, ETA 0m00s; widest half-width ")
+    assert f"widest half-width {w:.4f} (" in done[1] and "target 1e-12" in done[1]
+
+
+def test_progress_line_is_live_on_a_terminal_only():
+    import io
+
+    from normbench.progress import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty, log = Tty(), io.StringIO()
+    for stream in (tty, log):
+        p = Progress(stream, every=0)
+        p.update("sweep: 0/2 done")
+        p.line("[1/2 done] completed a")
+        p.update("sweep: 1/2 done")
+        p.close()
+    assert log.getvalue() == "[1/2 done] completed a\n"  # CI and log files: the permanent lines only
+    assert tty.getvalue() == "sweep: 0/2 done\r\x1b[2K[1/2 done] completed a\nsweep: 1/2 done\r\x1b[2K"
