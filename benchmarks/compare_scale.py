@@ -9,7 +9,8 @@ N / 30 learning rates x 3 norms x 10 seeds (groups of 10 seeds), 10 epochs of hi
 Each measurement is one whole process (`python -m normbench compare DIR` or `plot DIR`),
 timed from here; peak RSS is its ru_maxrss from wait4. Repetitions alternate the sizes.
 
-    python benchmarks/compare_scale.py --sizes 1000,10000 --reps 3 \
+    git archive 51171fc | tar -x -C /tmp/nb-before     # the code before issue 23's changes
+    python benchmarks/compare_scale.py --sizes 1000,10000 --reps 3 --before /tmp/nb-before \
         --out benchmarks/compare_scale.csv
 
 Writes one row per process to --out and prints the medians.
@@ -61,10 +62,11 @@ def make_runs(root: Path, n: int) -> Path:
     return out
 
 
-def measure(cmd: list[str]) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS MiB, exit status) of one whole process."""
+def measure(cmd: list[str], code: Path) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS MiB, exit status) of one whole process running `code`'s normbench."""
+    env = dict(os.environ, PYTHONPATH=str(code))
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=code, env=env)
     _, status, usage = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
     err = p.stderr.read().decode(errors="replace")
@@ -80,6 +82,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000,10000", help="comma-separated run counts")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--commands", default="compare,plot", help="compare, plot or both")
+    ap.add_argument("--before", default=None, help="a checkout of other normbench code, timed alternately as 'before'")
     ap.add_argument("--out", default=None, help="CSV of one row per process")
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.split(",")]
@@ -92,18 +95,20 @@ def main() -> None:
             t0 = time.perf_counter()
             dirs[n] = make_runs(tmp / str(n), n)
             print(f"made {n} run folders in {time.perf_counter() - t0:.1f} s", flush=True)
+        codes = {"this": REPO, **({"before": Path(a.before).resolve()} if a.before else {})}
         for rep in range(a.reps):
             order = sizes if rep % 2 == 0 else sizes[::-1]
             for n in order:
                 for what in commands:
-                    cmd = [sys.executable, "-m", "normbench", what, str(dirs[n])]
-                    if what == "plot":
-                        cmd += ["-o", str(tmp / f"plot{n}.png")]
-                    wall, rss, rc = measure(cmd)
-                    rows.append({"command": what, "runs": n, "rep": rep, "wall_s": round(wall, 2),
-                                 "peak_rss_mib": round(rss, 1), "exit": rc,
-                                 "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()})
-                    print(f"{what} {n}: {wall:.2f} s, {rss:.0f} MiB (exit {rc})", flush=True)
+                    for code in (list(codes) if rep % 2 == 0 else list(codes)[::-1]):
+                        cmd = [sys.executable, "-m", "normbench", what, str(dirs[n])]
+                        if what == "plot":
+                            cmd += ["-o", str(tmp / f"plot{n}.png")]
+                        wall, rss, rc = measure(cmd, codes[code])
+                        rows.append({"code": code, "command": what, "runs": n, "rep": rep, "wall_s": round(wall, 2),
+                                     "peak_rss_mib": round(rss, 1), "exit": rc, "load1": round(os.getloadavg()[0], 1),
+                                     "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()})
+                        print(f"{code} {what} {n}: {wall:.2f} s, {rss:.0f} MiB (exit {rc})", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if a.out:
@@ -111,11 +116,12 @@ def main() -> None:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
-    for what in commands:
-        for n in sizes:
-            r = [x for x in rows if x["command"] == what and x["runs"] == n]
-            print(f"median {what} {n}: {statistics.median(x['wall_s'] for x in r):.2f} s, "
-                  f"{statistics.median(x['peak_rss_mib'] for x in r):.0f} MiB")
+    for code in codes:
+        for what in commands:
+            for n in sizes:
+                r = [x for x in rows if x["code"] == code and x["command"] == what and x["runs"] == n]
+                print(f"median {code} {what} {n}: {statistics.median(x['wall_s'] for x in r):.2f} s, "
+                      f"{statistics.median(x['peak_rss_mib'] for x in r):.0f} MiB")
 
 
 if __name__ == "__main__":
