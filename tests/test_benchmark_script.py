@@ -40,3 +40,15 @@ def test_step_time_quick(tmp_path):
     # same data, same seed, same layers: both variants end at the same loss
     assert abs(float(runs[0]["final_loss"]) - float(runs[1]["final_loss"])) < 1e-3
     assert "b/a" in r.stdout
+
+
+def test_compare_scale_smoke(tmp_path):
+    """benchmarks/compare_scale.py end to end at 60 run folders: the generated folders
+    read as real runs (compare exits 0 on them) and the CSV has a row per process."""
+    out = tmp_path / "scale.csv"
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks/compare_scale.py"), "--sizes", "60", "--reps", "1",
+                        "--commands", "compare", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = list(csv.DictReader(open(out)))
+    assert [(row["code"], row["command"], row["runs"], row["exit"]) for row in rows] == [("this", "compare", "60", "0")]
+    assert 50 < float(rows[0]["peak_rss_mib"]) < 32_000 and float(rows[0]["wall_s"]) > 0
