@@ -22,3 +22,11 @@ sweep configs/study/imdb_recurrent.yaml "$@"
 sweep configs/study/imdb_recurrent.yaml --grid model.norm=layer --grid model.norm_placement=recurrent "$@"
 sweep configs/study/cifar10_small_batch.yaml "$@"
 sweep configs/study/cifar10_lr_tolerance.yaml "$@"
+# your own model at real scale (issue 20): a saved functional CNN, its norms swapped
+sweep configs/study/own_saved_functional.yaml --seeds-until 0.02 --max-seeds 6 "$@"
+# each norm at its own tuned learning rate, confirmed on fresh seeds (issue 21; docs/tune.md)
+tune() { echo "== normbench tune $*"; $NORMBENCH tune "$@"; }
+for study in cifar10_tuned imdb_tuned; do
+  tune "configs/study/$study.yaml" --per model.norm=batch,layer,none --grid train.learning_rate=0.0003,0.001,0.003,0.01 \
+    --tune-seeds 0,1 --seeds-until 0.01 --max-seeds 10 "$@"
+done
