@@ -8,6 +8,7 @@ train.compiled_model does):
   keras_unroll     model.rnn: keras, unroll true
   fast             model.rnn: fast,  unroll false  (HoistedSimpleRNN, keras.ops.scan)
   fast_unroll      model.rnn: fast,  unroll true   (HoistedSimpleRNN, a Python loop over the steps)
+  fast_chunkK      model.rnn: fast,  unroll K      (HoistedSimpleRNN, a scan over chunks of K unrolled steps; K = 10, 25, 50)
   recurrent        norm_placement: recurrent (layer norm inside the cell), unroll false
   recurrent_unroll norm_placement: recurrent, unroll true
 
@@ -46,10 +47,14 @@ VARIANTS = {
     "keras_unroll": {"rnn": "keras", "unroll": True},
     "fast": {"rnn": "fast", "unroll": False},
     "fast_unroll": {"rnn": "fast", "unroll": True},
+    "fast_chunk10": {"rnn": "fast", "unroll": 10},  # a scan over chunks of 10 unrolled steps
+    "fast_chunk25": {"rnn": "fast", "unroll": 25},
+    "fast_chunk50": {"rnn": "fast", "unroll": 50},
     "recurrent": {"rnn": "fast", "unroll": False, "norm_placement": "recurrent"},
     "recurrent_unroll": {"rnn": "fast", "unroll": True, "norm_placement": "recurrent"},
 }
-PAIRS = {"fast": "keras", "fast_unroll": "keras_unroll", "recurrent": "fast", "recurrent_unroll": "fast_unroll",
+PAIRS = {"fast": "keras", "fast_unroll": "keras_unroll", "fast_chunk10": "fast_unroll", "fast_chunk25": "fast_unroll",
+         "fast_chunk50": "fast_unroll", "recurrent": "fast", "recurrent_unroll": "fast_unroll",
          "keras_unroll": "keras"}
 # unrolled loops compile for minutes under XLA:CPU and run ~7x slower (RESULTS.md, Result 4)
 DEFAULT_VARIANTS = {"tensorflow": list(VARIANTS), "jax": ["keras", "fast", "recurrent"]}

@@ -60,7 +60,7 @@ class ModelConfig:
     arch: Optional[str] = None  # a registered builder (imdb_rnn | cifar10_cnn), or a Python builder package.module:function / path/file.py:function
     norm: str = field(default=None, metadata={"required": True})  # batch | layer | group | rms | none
     norm_groups: int = 8  # groups for norm=group; must divide every normalized channel count
-    unroll: Union[bool, str] = False  # unroll SimpleRNN loops; "auto" = on TensorFlow for runs of >= 1000 steps (optim.resolved_unroll)
+    unroll: Union[bool, str, int] = False  # unroll SimpleRNN loops; "auto" = on TensorFlow for runs of >= 1000 steps (optim.resolved_unroll); an int K >= 2 (rnn: fast) = a loop over chunks of K unrolled steps
     rnn: str = "keras"  # keras = keras.layers.SimpleRNN (the committed study's); fast = same maths and weights, x W out of the loop: a shorter step (configs/imdb_*.yaml; benchmarks/RESULTS.md)
     norm_placement: str = "between"  # between = norm slots after each RNN layer; recurrent = inside the cell (Ba et al. 2016), slots Identity
     # a registered model's own options: the dataclass given to its @models.register(params=...),

@@ -62,7 +62,15 @@ class HoistedSimpleRNN(keras.layers.Layer):
         super().__init__(**kwargs)
         self.units = int(units)
         self.return_sequences = bool(return_sequences)
-        self.unroll = bool(unroll)
+        # True: the whole loop unrolled; False: a scan over the time steps; an int K >= 2: a
+        # scan over chunks of K steps, each chunk unrolled (the per-step gain of unrolling
+        # at a fraction of its graph; T need not be a multiple of K)
+        if isinstance(unroll, bool) or unroll is None:
+            self.unroll = bool(unroll)
+        elif isinstance(unroll, (int, np.integer)) and unroll >= 2:
+            self.unroll = int(unroll)
+        else:
+            raise ValueError(f"unroll must be true, false or a chunk size >= 2, got {unroll!r}")
         self.norm = norm
         self.epsilon = EPSILON.get(norm) if epsilon is None else float(epsilon)
         # SimpleRNNCell creates an (unseeded) SeedGenerator for dropout, then its
@@ -107,6 +115,8 @@ class HoistedSimpleRNN(keras.layers.Layer):
         if self.bias is not None:
             xw = xw + self.bias
         steps = inputs.shape[1]
+        if self.unroll is not True and self.unroll is not False:
+            return self._chunked(xw, steps, self.unroll)
         if self.unroll:
             if steps is None:
                 raise ValueError(f"{self.name}: unroll=True needs a known number of time steps")
@@ -127,6 +137,39 @@ class HoistedSimpleRNN(keras.layers.Layer):
         h0 = ops.zeros_like(xw[:, 0, :])
         last, seq = ops.scan(step, h0, ops.transpose(xw, (1, 0, 2)))
         return ops.transpose(seq, (1, 0, 2)) if self.return_sequences else last
+
+    def _chunked(self, xw, steps, k):
+        """The loop as a scan over chunks of k time steps, each chunk unrolled: the first
+        (steps mod k, or k) steps unrolled before the scan, so the scan's chunks are whole."""
+        if steps is None:
+            raise ValueError(f"{self.name}: unroll={k} needs a known number of time steps")
+        head = steps % k or k  # unrolled before the scan (it also starts from h_0 = 0)
+        xs = ops.unstack(xw[:, :head], num=head, axis=1)
+        h = self._step(xs[0], None)
+        outputs = [h]
+        for xw_t in xs[1:]:
+            h = self._step(xw_t, h)
+            outputs.append(h)
+        chunks = (steps - head) // k
+        if chunks == 0:
+            return ops.stack(outputs, axis=1) if self.return_sequences else h
+
+        def step(prev, xw_chunk):  # prev, xw_chunk: (k, N, U); the carry is the last chunk's
+            h = prev[-1]  # outputs (Keras' TensorFlow scan wants outputs shaped like the carry)
+            hs = []
+            for xw_t in ops.unstack(xw_chunk, num=k, axis=0):
+                h = self._step(xw_t, h)
+                hs.append(h)
+            hs = ops.stack(hs, axis=0)
+            return hs, hs
+
+        rest = ops.transpose(xw[:, head:], (1, 0, 2))  # (T - head, N, U)
+        rest = ops.reshape(rest, (chunks, k, -1, self.units))
+        last, seq = ops.scan(step, ops.stack([h] * k, axis=0), rest)  # seq: (chunks, k, N, U)
+        if not self.return_sequences:
+            return last[-1]
+        seq = ops.transpose(ops.reshape(seq, (chunks * k, -1, self.units)), (1, 0, 2))
+        return ops.concatenate([ops.stack(outputs, axis=1), seq], axis=1)
 
     def compute_output_shape(self, input_shape):
         if self.return_sequences:

@@ -100,7 +100,8 @@ def simple_rnn(model, units, return_sequences, name):
     normbench's HoistedSimpleRNN (fast: same weights and outputs, input projection out of
     the loop), or with norm_placement: recurrent and norm layer/rms, HoistedSimpleRNN with
     that norm inside the loop (whatever model.rnn says: Keras has no such layer).
-    model.unroll (already resolved to true/false) unrolls either implementation."""
+    model.unroll (already resolved: true/false unrolls either implementation; an int K,
+    HoistedSimpleRNN only, loops over chunks of K unrolled steps)."""
     from keras import layers
 
     cell_norm = model.norm if model.norm_placement == "recurrent" and model.norm != "none" else None
@@ -190,7 +191,14 @@ def check(cfg, where) -> None:
                 f"{m.norm_groups} groups do not divide the {'/'.join(map(str, bad))} channels that {m.arch} normalizes; "
                 f"use one of: {', '.join(map(str, ok))}",
             )
-    auto_bool(where, "model.unroll", m.unroll)
+    if isinstance(m.unroll, int) and not isinstance(m.unroll, bool):
+        if m.unroll < 2:
+            raise where.error("model.unroll", f"a chunk size must be >= 2, got {m.unroll}; or use true, false or auto")
+        if m.rnn != "fast" and m.norm_placement != "recurrent":
+            raise where.error("model.unroll", f"a chunk size ({m.unroll}) needs model.rnn: fast (keras.layers.SimpleRNN "
+                                              "unrolls all steps or none); set model.rnn: fast or unroll true/false")
+    else:
+        auto_bool(where, "model.unroll", m.unroll)
     choice(where, "model.rnn", m.rnn, RNNS, "rnn implementation")
     choice(where, "model.norm_placement", m.norm_placement, PLACEMENTS, "norm placement")
     if m.norm_placement == "recurrent" and m.norm_placement not in spec.placements:

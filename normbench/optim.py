@@ -274,7 +274,7 @@ def planned_steps(config) -> int:
     return plan(config, n).total_steps  # train.budget included
 
 
-def resolved_unroll(config) -> bool:
+def resolved_unroll(config) -> bool | int:
     """model.unroll with "auto" decided. Unrolled RNN loops are faster per step on
     TensorFlow's CPU kernels and much slower under JAX/XLA, but unrolling adds compile
     time, which a short run never earns back (benchmarks/RESULTS.md). So "auto" unrolls
@@ -289,4 +289,5 @@ def resolved_unroll(config) -> bool:
         normalized_cell = m.norm_placement == "recurrent" and m.norm != "none"
         return (config.train.backend == "tensorflow" and not normalized_cell
                 and planned_steps(config) >= UNROLL_AUTO_MIN_STEPS)
-    return bool(config.model.unroll)
+    u = config.model.unroll
+    return u if isinstance(u, int) and not isinstance(u, bool) else bool(u)

@@ -29,7 +29,7 @@ def _randomize(layer, seed=1):
     layer.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in layer.get_weights()])
 
 
-@pytest.mark.parametrize("unroll", [False, True])
+@pytest.mark.parametrize("unroll", [False, True, 2, 4, 6, 8])  # ints: chunks of that many unrolled steps (T = 6)
 @pytest.mark.parametrize("return_sequences", [True, False])
 def test_hoisted_equals_keras_simple_rnn_both_ways(return_sequences, unroll):
     import keras
@@ -96,7 +96,7 @@ def _numpy_ln_rnn(x, kernel, recurrent, gamma, beta, norm, eps):
     return np.stack(out, axis=1)
 
 
-@pytest.mark.parametrize("unroll", [False, True])
+@pytest.mark.parametrize("unroll", [False, True, 4])
 @pytest.mark.parametrize("norm, eps", [("layer", 1e-3), ("rms", 1e-6)])
 def test_recurrent_norm_matches_numpy(norm, eps, unroll):
     from normbench.layers import HoistedSimpleRNN
@@ -175,6 +175,11 @@ def test_model_rnn_and_placement_build_the_right_layers():
         ({"model__norm_placement": "inside"},
          "model.norm_placement: unknown norm placement 'inside'; choose one of: between, recurrent"),
         ({"model__rnn": "cudnn"}, "model.rnn: unknown rnn implementation 'cudnn'; choose one of: keras, fast"),
+        ({"model__rnn": "keras", "model__unroll": 20},
+         "model.unroll: a chunk size (20) needs model.rnn: fast (keras.layers.SimpleRNN unrolls all steps or none); "
+         "set model.rnn: fast or unroll true/false"),
+        ({"model__rnn": "fast", "model__unroll": 1},
+         "model.unroll: a chunk size must be >= 2, got 1; or use true, false or auto"),
         ({"model__arch": "cifar10_cnn", "data__name": "synthetic_cifar10", "model__norm_placement": "recurrent"},
          "model.norm_placement: model cifar10_cnn has no recurrence to normalize; use between, or a model with one: imdb_rnn"),
     ],
