@@ -8,6 +8,16 @@ from __future__ import annotations
 AUTO_BOOL = ("auto", True, False)  # train.jit_compile, model.unroll
 
 
+def installed(module: str) -> bool:
+    """Whether an optional package can be imported (found, not imported)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # a module object without a spec
+        return False
+
+
 def choice(where, key, value, choices, what):
     if value not in choices:
         names = ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in choices)

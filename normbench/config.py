@@ -576,6 +576,12 @@ def check_can_start(cfg: Config, where: _Where) -> None:
         raise where.error("output.dir", f"{q} is a file, not a folder; choose another output.dir or move the file")
     if q.is_dir() and not os.access(q, os.W_OK | os.X_OK):
         raise where.error("output.dir", f"{q} is not writable; choose a folder you can write to")
+    if cfg.output.tensorboard:
+        from normbench import checks
+
+        if not checks.installed("tensorboard"):
+            raise where.error("output.tensorboard", "tensorboard is not installed; install it with "
+                                                    "`pip install 'normbench[tensorboard]'` or set output.tensorboard: false")
     sizes = local_sizes(cfg.data)
     if sizes is None and cfg.data.subset is None and cfg.data.name not in OWN_DATA:  # a whole download or
         # synthetic set trains: its known size must split (a user's image folder's size is its own)

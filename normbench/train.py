@@ -89,12 +89,9 @@ def versions() -> dict:
 
 
 def _installed(module: str) -> bool:
-    import importlib.util
+    from normbench.checks import installed
 
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ValueError:  # a module object without a spec
-        return False
+    return installed(module)
 
 
 def use_backend(name: str) -> None:

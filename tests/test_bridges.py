@@ -96,16 +96,19 @@ def test_tensorboard_has_every_epoch_once_and_the_hparams(runs):
     assert not [k for k in hp if k.startswith(("output.", "sweep."))]
 
 
-def test_tensorboard_missing_fails_before_the_run_folder(tmp_path, monkeypatch):
-    from normbench import train
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_tensorboard_missing_fails_before_the_run_folder(tmp_path, monkeypatch, command):
+    from normbench import checks
 
-    real = train._installed
-    monkeypatch.setattr(train, "_installed", lambda module: module != "tensorboard" and real(module))
+    real = checks.installed
+    monkeypatch.setattr(checks, "installed", lambda module: module != "tensorboard" and real(module))
     out = tmp_path / "results"
-    r = cli("run", CIFAR, "-q", *_sets(*TINY, f"output.dir={out}", "output.tensorboard=true"))
+    r = cli(command, CIFAR, *(["-q"] if command == "run" else []),
+            *_sets(*TINY, f"output.dir={out}", "output.tensorboard=true"))
     assert r.exit_code == 1
-    assert r.output == ("Error: output.tensorboard: tensorboard is not installed; install it with "
-                        "`pip install 'normbench[tensorboard]'` or set output.tensorboard: false\n")
+    # named where it was set (here the --set), by validate as by run
+    assert r.output.splitlines()[-1] == ("Error: --set output.tensorboard=true: output.tensorboard: tensorboard is not "
+                                         "installed; install it with `pip install 'normbench[tensorboard]'` or set output.tensorboard: false")
     assert not list(tmp_path.rglob(runfolder.CONFIG))  # nothing was started
 
 
