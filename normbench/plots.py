@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from normbench import NormbenchError, runfolder
+from normbench import NormbenchError, metrics, runfolder
 from normbench.results import (
     HISTORY_NEEDED, LEVEL, ROLE_KEY, Run, _canon, _label, _not_grouped, _show, check_metric, compare, completed, short_fingerprint,
     value_order, varying_keys,
@@ -34,12 +34,9 @@ def check_band(band: str) -> None:
 
 
 def _bounds(name: str):
-    """The range a quantity cannot leave: accuracies [0, 1], losses and times [0, inf)."""
-    if "accuracy" in name:
-        return (0.0, 1.0)
-    if "loss" in name or "seconds" in name or name.startswith("ms_"):
-        return (0.0, math.inf)
-    return None
+    """The range a quantity cannot leave: accuracies [0, 1], losses and times [0, inf)
+    (normbench.metrics)."""
+    return metrics.bounds_of(name)
 
 
 def _band(values, band: str, clip=None):

@@ -47,33 +47,16 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from normbench import NormbenchError, runfolder
+from normbench import NormbenchError, metrics, runfolder
 from normbench.config import flatten
 
-# ranking metrics: name -> higher is better
-METRICS = {
-    "test_accuracy": True,
-    "test_loss": False,
-    "test_accuracy_last": True,
-    "test_accuracy_best": True,
-    "test_loss_last": False,
-    "test_loss_best": False,
-    "best_val_accuracy": True,
-    "last_val_accuracy": True,
-    "final_train_loss": False,
-    "mean_epoch_seconds": False,
-    "ms_per_step": False,
-    "wall_seconds": False,
-}
+# ranking metrics: name -> higher is better (the facts about each are in normbench.metrics)
+METRICS = {name: metrics.TABLE[name].higher_is_better for name in metrics.RANKED}
 # Runs from before summary.json recorded the *_last figures: their headline figure is the
 # last epoch's when their `eval` is absent (older than train.eval) or "last", and only then.
-LAST_FALLBACK = {"test_accuracy_last": "test_accuracy", "test_loss_last": "test_loss"}
+LAST_FALLBACK = {m.name: m.fallback for m in metrics.TABLE.values() if m.fallback}
 EVAL_KEY = "train.eval"  # which weights test_* reports; test_*_last/_best are the same whatever it says
-# per-group statistics (mean and sample std of each)
-STATS = (
-    "test_accuracy", "test_loss", "best_val_accuracy", "last_val_accuracy", "best_epoch",
-    "final_train_loss", "mean_epoch_seconds", "ms_per_step", "wall_seconds",
-)
+STATS = metrics.STATS  # per-group statistics (mean and sample std of each)
 HISTORY_NEEDED = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 ALWAYS_SHOWN = ("model.arch", "model.norm")  # group columns shown even when all groups share them
 SECTION_KEYS = ("model.arch", "data.name")  # groups are ranked only against groups of the same section
@@ -81,7 +64,7 @@ NOT_GROUPED = "seed, name, output.*, sweep.*"
 # a tune member's role (runfolder.ROLES, from role.json), kept with its config as this
 # key: tuning and confirmation runs at one point never share a group
 ROLE_KEY = "role"
-LEVEL = 0.95  # confidence level of every interval
+LEVEL = metrics.LEVEL  # confidence level of every interval
 
 
 def _not_grouped(key: str) -> bool:
@@ -208,7 +191,7 @@ def load_run(run_dir: str | Path) -> Run:
         config[ROLE_KEY] = role["role"]
     status = summary.get("status") or ("unfinished" if runfolder.has_history(d) else "not started")
     run = Run(d, status, config, summary)
-    for key in (*STATS, *METRICS):  # fail here, on the file, rather than later in the statistics
+    for key in metrics.SUMMARY:  # fail here, on the file, rather than later in the statistics
         run.value(key)
     return run
 
@@ -356,15 +339,8 @@ def check_metric(metric: str) -> bool:
 
 
 def unit_of(metric: str) -> tuple[float, str]:
-    """(scale, unit) a metric's differences are shown in: accuracies in percentage points,
-    seconds in s, ms_per_step in ms, anything else (losses) in its own units."""
-    from normbench import stats
-
-    if metric.endswith("seconds"):
-        return 1.0, "s"
-    if metric.startswith("ms_"):
-        return 1.0, "ms"
-    return stats.unit_for(metric)
+    """(scale, unit) a metric's differences are shown in (normbench.metrics.unit_of)."""
+    return metrics.unit_of(metric)
 
 
 def short_fingerprint(fp: str | None) -> str:
