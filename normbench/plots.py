@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from normbench import NormbenchError, metrics, runfolder
+from normbench.runs import HISTORY_NEEDED, ROLE_KEY, Run, completed
 from normbench.results import (
-    HISTORY_NEEDED, LEVEL, ROLE_KEY, Run, _canon, _label, _not_grouped, _show, check_metric, compare, completed, short_fingerprint,
+    LEVEL, _canon, _label, _not_grouped, _show, check_metric, compare, short_fingerprint,
     value_order, varying_keys,
 )
 
