@@ -60,14 +60,15 @@ NOT_GROUPED = "seed, name, output.*, sweep.*"
 LEVEL = metrics.LEVEL  # confidence level of every interval
 
 
-def _not_grouped(key: str) -> bool:
+def not_grouped(key: str) -> bool:
+    """Config keys compare pools over (seed, name, output.*, sweep.*), never groups on."""
     return key in ("seed", "name") or key.split(".")[0] in ("output", "sweep")
 
 
 # ----------------------------------------------------------------------------- grouping
 
 
-def _canon(v) -> str:
+def canonical(v) -> str:
     """A value as a hashable, comparable key (JSON text; 1 and 1.0 and True stay apart)."""
     if v is None or isinstance(v, (str, int, float)):
         return _canon_scalar(v)
@@ -79,7 +80,8 @@ def _canon_scalar(v) -> str:
     return json.dumps(v, default=str)
 
 
-def _show(v) -> str:
+def show_value(v) -> str:
+    """A config value as tables, labels and sections show it: null, true, 64 (not 64.0), 0.001."""
     if v is None:
         return "null"
     if isinstance(v, bool):
@@ -91,26 +93,28 @@ def _show(v) -> str:
 
 def _group_key(run: Run) -> tuple:
     # a user's model file can change under one config: its sha256 (summary.json) splits groups
-    built = (("<model_sha256>", _canon(run.summary.get("model_sha256"))),) if run.summary.get("model_sha256") else ()
-    return tuple(sorted((k, _canon(v)) for k, v in run.config.items() if not _not_grouped(k))) + built
+    built = (("<model_sha256>", canonical(run.summary.get("model_sha256"))),) if run.summary.get("model_sha256") else ()
+    return tuple(sorted((k, canonical(v)) for k, v in run.config.items() if not not_grouped(k))) + built
 
 
 def varying_keys(runs: list[Run]) -> list[str]:
     """Grouped config keys whose value is not the same in all runs (config-file order)."""
     keys: dict[str, None] = {}
     for r in runs:
-        keys.update(dict.fromkeys(k for k in r.config if not _not_grouped(k)))
-    return [k for k in keys if len({_canon(r.config[k]) if k in r.config else "<missing>" for r in runs}) > 1]
+        keys.update(dict.fromkeys(k for k in r.config if not not_grouped(k)))
+    return [k for k in keys if len({canonical(r.config[k]) if k in r.config else "<missing>" for r in runs}) > 1]
 
 
-def _short_names(keys: list[str]) -> dict[str, str]:
+def short_names(keys: list[str]) -> dict[str, str]:
+    """key -> its last part ('model.norm' -> 'norm'), the whole key where last parts clash."""
     last = [k.rsplit(".", 1)[-1] for k in keys]
     return {k: (s if last.count(s) == 1 else k) for k, s in zip(keys, last)}
 
 
-def _label(run: Run, keys: list[str]) -> str:
-    short = _short_names(keys)
-    return ", ".join(f"{short[k]}={_show(run.config.get(k))}" for k in keys)
+def label_of(run: Run, keys: list[str]) -> str:
+    """A run's group label from `keys`: 'norm=batch, batch_size=64'."""
+    short = short_names(keys)
+    return ", ".join(f"{short[k]}={show_value(run.config.get(k))}" for k in keys)
 
 
 def check_metric(metric: str) -> bool:
@@ -135,11 +139,11 @@ def short_fingerprint(fp: str | None) -> str:
 def section_of(run: Run, within: tuple[str, ...] = ()) -> str:
     """The section a run is ranked in: '<model.arch> on <data.name>', then ', key=value'
     for each `within` key (compare --within: e.g. one section per learning rate)."""
-    arch, data = (_show(run.config.get(k)) for k in SECTION_KEYS)
+    arch, data = (show_value(run.config.get(k)) for k in SECTION_KEYS)
     if run.config.get("model.arch") is None:  # a user's model: the file it came from
         layers = run.config.get("model.layers")
-        arch = _show(run.config.get("model.from") or (layers if isinstance(layers, str) else "model.layers"))
-    return f"{arch} on {data}" + "".join(f", {k}={_show(run.config.get(k))}" for k in within)
+        arch = show_value(run.config.get("model.from") or (layers if isinstance(layers, str) else "model.layers"))
+    return f"{arch} on {data}" + "".join(f", {k}={show_value(run.config.get(k))}" for k in within)
 
 
 def value_order(v) -> tuple:
@@ -147,12 +151,12 @@ def value_order(v) -> tuple:
     then everything else by its shown text."""
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         return (0, float(v), "")
-    return (1, 0.0, _show(v))
+    return (1, 0.0, show_value(v))
 
 
 def _section_order(run: Run, within: tuple[str, ...]) -> tuple:
     """Sections in numeric order of their `within` values."""
-    return (tuple(_show(run.config.get(k)) for k in SECTION_KEYS), tuple(value_order(run.config.get(k)) for k in within))
+    return (tuple(show_value(run.config.get(k)) for k in SECTION_KEYS), tuple(value_order(run.config.get(k)) for k in within))
 
 
 def check_within(runs: list[Run], within: tuple[str, ...]) -> None:
@@ -161,13 +165,48 @@ def check_within(runs: list[Run], within: tuple[str, ...]) -> None:
     for r in runs:
         keys.update(dict.fromkeys(r.config))
     for k in within:
-        if _not_grouped(k) or k in SECTION_KEYS:
+        if not_grouped(k) or k in SECTION_KEYS:
             raise NormbenchError(f"--within {k}: {k} never separates groups (seeds, names and outputs are pooled; "
                                  f"{' and '.join(SECTION_KEYS)} already make sections); name a config key that varies")
         if k not in keys:
             vary = varying_keys([r for r in runs if r.completed])
             hint = f"keys that vary here: {', '.join(vary)}" if vary else "use a dotted config key such as train.batch_size"
             raise NormbenchError(f"--within {k}: no such config key in these runs; {hint}")
+
+
+@dataclass
+class Group:
+    """Completed runs that differ only in seed, one run per seed, on one data set."""
+
+    runs: list[Run]  # one per seed, in path order
+    values: list[float]  # the metric of each run, in the same order
+    fingerprint: str | None  # their data fingerprint; None: from before fingerprints, or data generated per seed
+    split: bool = False  # its config ran on several data sets: the group is named by its data
+
+    @property
+    def first(self) -> Run:
+        return self.runs[0]
+
+    @property
+    def by_seed(self) -> dict:
+        """seed -> the metric of that seed's run (for the paired difference)."""
+        return {r.config.get("seed"): v for r, v in zip(self.runs, self.values)}
+
+
+@dataclass
+class Ranked:
+    """A group's place in its section and, below the best, its comparison with the best:
+    each difference is computed once, as this group minus the best."""
+
+    group: Group
+    section: str
+    label: str  # e.g. 'norm=batch' (plot legends, the table's label column)
+    name: str  # e.g. 'batch' (verdicts)
+    rank: int = 0  # 1 = the section's best
+    diff: object = None  # stats.Diff: this group minus the best (Welch); None for the best
+    paired: object = None  # stats.PairedDiff by seed, or None (the best, or no shared seeds)
+    p_holm: float = math.nan  # Welch's p Holm-adjusted over the section's comparisons
+    verdict: str | None = None  # the comparison in words (stats.verdict); None for the best
 
 
 @dataclass
@@ -185,6 +224,7 @@ class Comparison:
     sections: list[str] = field(default_factory=list)  # section names, in the table's order
     split_data: bool = False  # some config ran on different data: groups show a data column
     within: tuple = ()  # compare --within: config keys that split sections further
+    ranked: list[Ranked] = field(default_factory=list)  # the groups as dataclasses, in the table's row order
 
 
 def _plural(n: int, word: str, many: str | None = None) -> str:
@@ -201,20 +241,30 @@ def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, .
     higher = check_metric(metric)
     within = tuple(dict.fromkeys(within))
     check_within(runs, within)
-    import numpy as np
-    import pandas as pd
-
-    from normbench import stats as st
-
-    done = completed(runs, "compare")
-    excluded = [r for r in runs if not r.completed]
     notes: list[str] = []
+    use, left_out, value = measured(runs, metric, notes)
+    groups, collapsed = collapse_seeds(group_runs(use, notes), value, notes)
+    kept_runs = [r for g in groups for r in g.runs]
+    varying = varying_keys(kept_runs)
+    columns = [k for k in ALWAYS_SHOWN if any(k in r.config for r in kept_runs) and k not in varying] + varying
+    label_keys = varying or [k for k in ("model.norm",) if any(k in r.config for r in kept_runs)]
+    ranked = []
+    for name, gs in sections(groups, within).items():
+        notes += _data_notes(name, gs)
+        ranked += rank_section(name, gs, metric, higher, label_keys)
+    return Comparison(metric, higher, columns, varying, _frame(ranked, metric, columns, any(g.split for g in groups)),
+                      kept_runs, [r for r in runs if not r.completed], collapsed, left_out, notes,
+                      list(dict.fromkeys(r.section for r in ranked)), any(g.split for g in groups), within, ranked)
+
+
+def measured(runs: list[Run], metric: str, notes: list[str]) -> tuple[list[Run], list[Run], dict]:
+    """(completed runs with a value for the metric, completed runs without one, id(run) ->
+    (value, from the fallback key)); notes say who was left out or fell back."""
+    done = completed(runs, "compare")
     if metric.endswith(("_last", "_best")):
         # test_*_last / test_*_best do not depend on train.eval (which only picks what
         # test_* reports): runs that differ in it alone are one group for these metrics
         done = [dataclasses.replace(r, config={k: v for k, v in r.config.items() if k != EVAL_KEY}) for r in done]
-
-    # the metric's value per run; runs without one are left out of this comparison
     value = {id(r): r.metric(metric) for r in done}
     left_out = [r for r in done if math.isnan(value[id(r)][0])]
     use = [r for r in done if not math.isnan(value[id(r)][0])]
@@ -229,27 +279,32 @@ def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, .
     if fell_back:
         notes.append(f"{_plural(fell_back, 'run')} predate {metric}: their {LAST_FALLBACK[metric]} is used "
                      f"(they evaluated the last epoch's weights)")
+    return use, left_out, value
 
-    # groups: config, then data fingerprint
+
+def group_runs(runs: list[Run], notes: list[str]) -> list[tuple[list[Run], str | None, bool]]:
+    """Runs grouped by config, then by data fingerprint: [(runs, fingerprint, config split
+    by data)]. Runs from before fingerprints join their config's group when its
+    fingerprinted runs share one fingerprint, else they form a group of their own."""
     by_config: dict[tuple, list[Run]] = {}
-    for r in use:
+    for r in runs:
         by_config.setdefault(_group_key(r), []).append(r)
-    raw_groups: list[tuple[list[Run], str | None, bool]] = []  # (runs, fingerprint, config split by data)
+    out: list[tuple[list[Run], str | None, bool]] = []
     predate = unknown_apart = split_configs = 0
     for rs in by_config.values():
         if rs[0].data_from_seed:  # one config, one data name: all synthetic or none
-            raw_groups.append((rs, None, False))
+            out.append((rs, None, False))
             continue
         fps = sorted({r.fingerprint for r in rs if r.fingerprint})
         bare = [r for r in rs if not r.fingerprint]
         if len(fps) <= 1:
-            raw_groups.append((rs, fps[0] if fps else None, False))
+            out.append((rs, fps[0] if fps else None, False))
             predate += len(bare)
         else:
             split_configs += 1
-            raw_groups += [([r for r in rs if r.fingerprint == fp], fp, True) for fp in fps]
+            out += [([r for r in rs if r.fingerprint == fp], fp, True) for fp in fps]
             if bare:
-                raw_groups.append((bare, None, True))
+                out.append((bare, None, True))
                 unknown_apart += len(bare)
     if predate:
         notes.append(f"{_plural(predate, 'run')} predate data fingerprints; grouped by config alone")
@@ -259,95 +314,109 @@ def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, .
     if unknown_apart:
         notes.append(f"{_plural(unknown_apart, 'run')} predate data fingerprints and share a config that ran on "
                      f"several data sets: they form their own group (data unknown)")
+    return out
 
-    # one run per seed: the earliest finished
+
+def collapse_seeds(raw: list[tuple[list[Run], str | None, bool]], value: dict,
+                   notes: list[str]) -> tuple[list[Group], list[tuple[Run, Run]]]:
+    """One run per seed in each group, the earliest finished: (groups, [(repeat, run kept)])."""
     groups, collapsed = [], []
-    for rs, fp, split in raw_groups:
+    for rs, fp, split in raw:
         by_seed: dict[str, list[Run]] = {}
         for r in sorted(rs, key=lambda r: (r.finished, str(r.path))):
-            by_seed.setdefault(_canon(r.config.get("seed")), []).append(r)
+            by_seed.setdefault(canonical(r.config.get("seed")), []).append(r)
         collapsed += [(dup, kept[0]) for kept in by_seed.values() for dup in kept[1:]]
-        groups.append((sorted((kept[0] for kept in by_seed.values()), key=lambda r: str(r.path)), fp, split))
+        kept = sorted((k[0] for k in by_seed.values()), key=lambda r: str(r.path))
+        groups.append(Group(kept, [value[id(r)][0] for r in kept], fp, split))
     if collapsed:
         notes.append(f"{_plural(len(collapsed), 'repeated run')} of a seed collapsed (same config, data and seed as "
                      f"a run that finished earlier, which is kept): n counts distinct seeds")
-    kept_runs = [r for rs, _, _ in groups for r in rs]
+    return groups, collapsed
 
-    varying = varying_keys(kept_runs)
-    split_data = any(split for _, _, split in groups)
-    columns = [k for k in ALWAYS_SHOWN if any(k in r.config for r in kept_runs) and k not in varying] + varying
-    label_keys = varying or [k for k in ("model.norm",) if any(k in r.config for r in kept_runs)]
-    stat_keys = list(STATS) if metric in STATS else [metric, *STATS]
 
-    sections: dict[str, list[int]] = {}
+def sections(groups: list[Group], within: tuple[str, ...] = ()) -> dict[str, list[Group]]:
+    """section name (section_of) -> its groups, sections in order (numeric in `within`)."""
+    out: dict[str, list[Group]] = {}
     order: dict[str, tuple] = {}
-    for gi, (rs, _, _) in enumerate(groups):
-        name = section_of(rs[0], within)
-        sections.setdefault(name, []).append(gi)
-        order[name] = _section_order(rs[0], within)
-    section_names = sorted(sections, key=order.get)
-    scale, unit = unit_of(metric)
-    m = metric
-    records = []
-    for sec in section_names:
-        gis = sections[sec]
-        sec_runs = [r for gi in gis for r in groups[gi][0]]
-        name_keys = varying_keys(sec_runs) or label_keys
-        data_note: dict[str, set] = {}
-        for gi in gis:
-            data_note.setdefault(_canon({k: v for k, v in groups[gi][0][0].config.items() if k.startswith("data.")}),
-                                 set()).add(groups[gi][1])
-        if any(len({fp for fp in fps if fp}) > 1 for fps in data_note.values()):
-            notes.append(f"{sec}: groups with the same data settings ran on different data (fingerprints differ); "
-                         f"their differences mix the data with the config")
-        recs = []
-        for gi in gis:
-            rs, fp, split = groups[gi]
-            first = rs[0]
-            vals = [value[id(r)][0] for r in rs]
-            rec = {"section": sec, "label": _label(first, label_keys), "name": _name(first, name_keys)}
-            if split:
-                rec["label"] += f", data={short_fingerprint(fp)}"
-                rec["name"] += f" (data {short_fingerprint(fp)})"
-            rec.update({k: _show(first.config.get(k)) for k in columns})
-            rec["data"] = short_fingerprint(fp)
-            rec["data_fingerprint"] = fp
-            rec["n"] = len(rs)
-            rec["seeds"] = [r.config.get("seed") for r in rs]
-            ci = st.mean_ci(vals, LEVEL)
-            rec |= {f"{m}_mean": ci.mean, f"{m}_std": ci.sd, f"{m}_ci_low": ci.low, f"{m}_ci_high": ci.high}
-            for k in stat_keys:
-                if k != m:
-                    col = pd.Series([r.value(k) for r in rs], dtype=float)  # pandas: NaN skipped, ddof=1
-                    rec[f"{k}_mean"], rec[f"{k}_std"] = float(col.mean()), float(col.std())
-            rec["runs"] = [str(r.path) for r in rs]
-            rec["_values"] = vals
-            rec["_by_seed"] = {r.config.get("seed"): value[id(r)][0] for r in rs}
-            recs.append(rec)
-        recs.sort(key=lambda g: (np.inf if math.isnan(g[f"{m}_mean"]) else g[f"{m}_mean"] * (-1 if higher else 1),
-                                 g["label"]))
-        best = recs[0]
-        comps = []
-        for rank, g in enumerate(recs, 1):
-            g["rank"] = rank
-            if rank == 1:
-                continue
-            d = st.welch_diff(g["_values"], best["_values"], LEVEL)
-            pr = st.paired_diff(g["_by_seed"], best["_by_seed"], LEVEL)
-            g |= {f"{m}_diff": d.diff, f"{m}_diff_low": d.low, f"{m}_diff_high": d.high,
-                  f"{m}_hedges_g": d.hedges_g, f"{m}_p_welch": d.p,
-                  f"{m}_paired_diff": pr.diff if pr else math.nan, f"{m}_paired_low": pr.low if pr else math.nan,
-                  f"{m}_paired_high": pr.high if pr else math.nan,
-                  f"{m}_paired_width_ratio": pr.width_ratio if pr else math.nan,
-                  f"{m}_seeds_needed": st.seeds_needed(d.diff, d.sd_a, d.sd_b, alpha=1 - LEVEL)}
-            comps.append((g, d, pr))
-        holm = st.holm([g[f"{m}_p_welch"] for g, _, _ in comps])
-        for (g, d, pr), p_holm in zip(comps, holm):
-            g[f"{m}_p_holm"] = p_holm
-            g["verdict"] = _verdict(best, g, d.swapped(), pr and pr.swapped(), m, higher, scale, unit,
-                                    p_holm if len(comps) > 1 else None)
-        records += recs
+    for g in groups:
+        name = section_of(g.first, within)
+        out.setdefault(name, []).append(g)
+        order[name] = _section_order(g.first, within)
+    return {name: out[name] for name in sorted(out, key=order.get)}
 
+
+def _data_notes(section: str, groups: list[Group]) -> list[str]:
+    data_note: dict[str, set] = {}
+    for g in groups:
+        data_note.setdefault(canonical({k: v for k, v in g.first.config.items() if k.startswith("data.")}),
+                             set()).add(g.fingerprint)
+    if any(len({fp for fp in fps if fp}) > 1 for fps in data_note.values()):
+        return [f"{section}: groups with the same data settings ran on different data (fingerprints differ); "
+                f"their differences mix the data with the config"]
+    return []
+
+
+def rank_section(section: str, groups: list[Group], metric: str, higher: bool, label_keys: list[str]) -> list[Ranked]:
+    """One section's groups, best first (by the metric's mean), each below the best
+    compared with it once: Welch and paired differences, Holm's p over the section, a verdict."""
+    from normbench import stats as st
+
+    name_keys = varying_keys([r for g in groups for r in g.runs]) or label_keys
+    ranked = []
+    for g in groups:
+        r = Ranked(g, section, label_of(g.first, label_keys), _name(g.first, name_keys))
+        if g.split:
+            r.label += f", data={short_fingerprint(g.fingerprint)}"
+            r.name += f" (data {short_fingerprint(g.fingerprint)})"
+        ranked.append(r)
+    means = {id(r): st.mean_ci(r.group.values, LEVEL).mean for r in ranked}
+    ranked.sort(key=lambda r: (math.inf if math.isnan(means[id(r)]) else means[id(r)] * (-1 if higher else 1), r.label))
+    best, others = ranked[0], ranked[1:]
+    for rank, r in enumerate(ranked, 1):
+        r.rank = rank
+    for r in others:
+        r.diff = st.welch_diff(r.group.values, best.group.values, LEVEL)
+        r.paired = st.paired_diff(r.group.by_seed, best.group.by_seed, LEVEL)
+    scale, unit = unit_of(metric)
+    for r, p_holm in zip(others, st.holm([r.diff.p for r in others])):
+        r.p_holm = p_holm
+        r.verdict = _verdict(best.name, r, metric, higher, scale, unit, p_holm if len(others) > 1 else None)
+    return ranked
+
+
+def _frame(ranked: list[Ranked], m: str, columns: list[str], split_data: bool):
+    """The Comparison's table: one row per group, in `ranked`'s order."""
+    import pandas as pd
+
+    from normbench import stats as st
+
+    stat_keys = list(STATS) if m in STATS else [m, *STATS]
+    records = []
+    for r in ranked:
+        g, first = r.group, r.group.first
+        rec = {"section": r.section, "label": r.label, "name": r.name, "rank": r.rank}
+        rec.update({k: show_value(first.config.get(k)) for k in columns})
+        rec["data"] = short_fingerprint(g.fingerprint)
+        rec["data_fingerprint"] = g.fingerprint
+        rec["n"] = len(g.runs)
+        rec["seeds"] = [x.config.get("seed") for x in g.runs]
+        ci = st.mean_ci(g.values, LEVEL)
+        rec |= {f"{m}_mean": ci.mean, f"{m}_std": ci.sd, f"{m}_ci_low": ci.low, f"{m}_ci_high": ci.high}
+        for k in stat_keys:
+            if k != m:
+                col = pd.Series([x.value(k) for x in g.runs], dtype=float)  # pandas: NaN skipped, ddof=1
+                rec[f"{k}_mean"], rec[f"{k}_std"] = float(col.mean()), float(col.std())
+        rec["runs"] = [str(x.path) for x in g.runs]
+        if r.diff is not None:
+            d, pr = r.diff, r.paired
+            rec |= {f"{m}_diff": d.diff, f"{m}_diff_low": d.low, f"{m}_diff_high": d.high,
+                    f"{m}_hedges_g": d.hedges_g, f"{m}_p_welch": d.p,
+                    f"{m}_paired_diff": pr.diff if pr else math.nan, f"{m}_paired_low": pr.low if pr else math.nan,
+                    f"{m}_paired_high": pr.high if pr else math.nan,
+                    f"{m}_paired_width_ratio": pr.width_ratio if pr else math.nan,
+                    f"{m}_seeds_needed": st.seeds_needed(d.diff, d.sd_a, d.sd_b, alpha=1 - LEVEL),
+                    f"{m}_p_holm": r.p_holm, "verdict": r.verdict}
+        records.append(rec)
     out_cols = ["section", "rank", *columns, *(["data"] if split_data else []), "label", "n", "data_fingerprint",
                 *[f"{m}_{a}" for a in ("mean", "std", "ci_low", "ci_high", "diff", "diff_low", "diff_high", "hedges_g",
                                        "p_welch", "p_holm", "paired_diff", "paired_low", "paired_high",
@@ -356,25 +425,26 @@ def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, .
     table = pd.DataFrame(records).reindex(columns=out_cols)
     table[f"{m}_seeds_needed"] = table[f"{m}_seeds_needed"].astype("Int64")
     table["verdict"] = table["verdict"].where(table["verdict"].notna(), None)
-    return Comparison(m, higher, columns, varying, table, kept_runs, excluded, collapsed, left_out, notes,
-                      section_names, split_data, within)
+    return table
 
 
 def _name(run: Run, keys: list[str]) -> str:
     """A group's name in verdicts: the value alone when one key varies ('batch'), else
     'norm=batch, batch_size=64'."""
     if len(keys) == 1:
-        return _show(run.config.get(keys[0]))
-    return _label(run, keys)
+        return show_value(run.config.get(keys[0]))
+    return label_of(run, keys)
 
 
-def _verdict(best: dict, g: dict, d, pr, metric: str, higher: bool, scale: float, unit: str, p_holm) -> str:
-    """stats.verdict of best vs g from their differences d and pr, best minus g; for a
-    metric where lower is better, a resolved verdict says which group is better."""
+def _verdict(best: str, r: Ranked, metric: str, higher: bool, scale: float, unit: str, p_holm) -> str:
+    """stats.verdict of the best group (named `best`) vs r, from r's differences swapped
+    (best minus r); for a metric where lower is better, a resolved verdict says which
+    group is better."""
     from normbench import stats as st
 
-    text = st.verdict(best["name"], g["name"], d, pr, metric=metric, scale=scale, unit=unit, p_adjusted=p_holm)
+    d, pr = r.diff.swapped(), r.paired and r.paired.swapped()
+    text = st.verdict(best, r.name, d, pr, metric=metric, scale=scale, unit=unit, p_adjusted=p_holm)
     resolved = d.resolved and d.sd_a + d.sd_b > 0 and (p_holm is None or math.isnan(p_holm) or p_holm < 1 - LEVEL)
     if resolved and not higher:
-        text += f" Lower is better for {metric}, so {best['name']} is better."
+        text += f" Lower is better for {metric}, so {best} is better."
     return text

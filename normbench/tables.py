@@ -16,7 +16,7 @@ import re
 import textwrap
 
 from normbench import NormbenchError, metrics
-from normbench.results import LEVEL, NOT_GROUPED, Comparison, _show
+from normbench.results import LEVEL, NOT_GROUPED, Comparison, show_value
 
 
 def _nan(x) -> bool:
@@ -118,7 +118,7 @@ def _verdicts(sec) -> list[str]:
 def _notes(comp: Comparison) -> list[str]:
     out = list(comp.notes)
     for dup, kept in comp.collapsed:
-        out.append(f"collapsed: {dup.path} (seed {_show(dup.config.get('seed'))} again; kept {kept.path})")
+        out.append(f"collapsed: {dup.path} (seed {show_value(dup.config.get('seed'))} again; kept {kept.path})")
     for r in comp.left_out:
         out.append(f"left out: {r.path} (no {comp.metric})")
     return out
@@ -132,8 +132,8 @@ def _excluded_cells(comp: Comparison) -> tuple[list[str], list[list[str]]]:
     rows = []
     for r in comp.excluded:
         epochs = r.config.get("train.epochs", r.summary.get("epochs"))
-        rows.append([r.status, *(_show(r.config.get(k)) for k in keys), _show(r.config.get("seed")),
-                     f"{r.epochs_completed}/{_show(epochs)}", str(r.path), r.note])
+        rows.append([r.status, *(show_value(r.config.get(k)) for k in keys), show_value(r.config.get("seed")),
+                     f"{r.epochs_completed}/{show_value(epochs)}", str(r.path), r.note])
     return headers, rows
 
 
