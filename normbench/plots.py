@@ -15,9 +15,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from normbench import NormbenchError, runfolder
+from normbench import NormbenchError, metrics, runfolder
+from normbench.runs import HISTORY_NEEDED, ROLE_KEY, Run, completed
 from normbench.results import (
-    HISTORY_NEEDED, LEVEL, ROLE_KEY, Run, _canon, _label, _not_grouped, _show, check_metric, compare, completed, short_fingerprint,
+    LEVEL, canonical, label_of, not_grouped, show_value, check_metric, compare, short_fingerprint,
     value_order, varying_keys,
 )
 
@@ -34,12 +35,9 @@ def check_band(band: str) -> None:
 
 
 def _bounds(name: str):
-    """The range a quantity cannot leave: accuracies [0, 1], losses and times [0, inf)."""
-    if "accuracy" in name:
-        return (0.0, 1.0)
-    if "loss" in name or "seconds" in name or name.startswith("ms_"):
-        return (0.0, math.inf)
-    return None
+    """The range a quantity cannot leave: accuracies [0, 1], losses and times [0, inf)
+    (normbench.metrics)."""
+    return metrics.bounds_of(name)
 
 
 def _band(values, band: str, clip=None):
@@ -185,7 +183,7 @@ def _selected_points(tuning: list[Run], info: dict) -> list[tuple[Run, dict]]:
         return []
 
     def values(key):
-        return sorted({_canon(r.config.get(key)): r.config.get(key) for r in tuning}.values(), key=value_order)
+        return sorted({canonical(r.config.get(key)): r.config.get(key) for r in tuning}.values(), key=value_order)
 
     spec = tune.TuneSpec(None, per, values(per), {k: values(k) for k in grid_keys},
                          info.get("tune_seeds") or sorted({r.config.get("seed") for r in tuning}), [], info["select"])
@@ -194,8 +192,8 @@ def _selected_points(tuning: list[Run], info: dict) -> list[tuple[Run, dict]]:
     for ch in sel.choices:
         if ch.cell is None:
             continue
-        run = next((r for r in tuning if _canon(r.config.get(per)) == _canon(ch.per)
-                    and all(_canon(r.config.get(k)) == _canon(v) for k, v in ch.cell.point.items())), None)
+        run = next((r for r in tuning if canonical(r.config.get(per)) == canonical(ch.per)
+                    and all(canonical(r.config.get(k)) == canonical(v) for k, v in ch.cell.point.items())), None)
         if run is not None:
             out.append((run, ch.cell.point))
     return out
@@ -225,34 +223,34 @@ def plot_vs(runs: list[Run], param: str, out, metric: str | None = None, band: s
     done = completed(runs, "plot")
     vary = varying_keys(done)
     if not any(param in r.config for r in done):
-        keys = vary or [k for k in _param_keys(done) if not _not_grouped(k)]
+        keys = vary or [k for k in _param_keys(done) if not not_grouped(k)]
         raise NormbenchError(f"--vs {param}: no such config key in these runs; use a dotted key such as: {', '.join(keys)}")
     if param not in vary:
         others = f"pick one that varies: {', '.join(vary)}" if vary else "no config key varies between these runs"
-        raise NormbenchError(f"--vs {param}: every run has {param}={_show(done[0].config.get(param))}, "
+        raise NormbenchError(f"--vs {param}: every run has {param}={show_value(done[0].config.get(param))}, "
                              f"so there is nothing to plot against; {others}")
     comp = compare(runs, metric)  # the groups compare uses: one run per seed, data never mixed
     data_of = {p: short_fingerprint(g["data_fingerprint"]) for _, g in comp.groups.iterrows() for p in g["runs"]}
     line_keys = ["model.norm"] + [k for k in varying_keys(comp.runs) if k not in ("model.norm", param)]
 
     def line_of(r, fp):
-        return _label(r, line_keys) + (f", data={fp}" if comp.split_data else "")
+        return label_of(r, line_keys) + (f", data={fp}" if comp.split_data else "")
 
     rows = [{"line": line_of(r, data_of[str(r.path)]), "x": r.config.get(param), "y": r.metric(metric)[0]}
             for r in comp.runs]
     diverged = _diverged_seeds(runs, param, lambda r: line_of(r, short_fingerprint(r.fingerprint)))
-    xs = {_canon(row["x"]): row["x"] for row in rows}
+    xs = {canonical(row["x"]): row["x"] for row in rows}
     xs.update({k[1]: v for k, (v, _) in diverged.items()})
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in xs.values())
     if numeric:
         order = sorted(xs.values())
-        pos = {_canon(v): float(v) for v in order}
+        pos = {canonical(v): float(v) for v in order}
         log = order[0] > 0 and (param.endswith("batch_size") or order[-1] / order[0] >= 8)
     else:
-        order = sorted(xs.values(), key=_show)
-        pos = {_canon(v): float(i) for i, v in enumerate(order)}
+        order = sorted(xs.values(), key=show_value)
+        pos = {canonical(v): float(i) for i, v in enumerate(order)}
         log = False
-    df = pd.DataFrame([{"line": r["line"], "x": pos[_canon(r["x"])], "y": r["y"]} for r in rows])
+    df = pd.DataFrame([{"line": r["line"], "x": pos[canonical(r["x"])], "y": r["y"]} for r in rows])
     plotted = set(df["line"])  # lines with a completed run; a line whose runs all diverged has none
     clip = _bounds(metric)
     lines = sorted(plotted | {k[0] for k in diverged})
@@ -291,7 +289,7 @@ def plot_vs(runs: list[Run], param: str, out, metric: str | None = None, band: s
     marked = confirmed = 0
     if info is not None and param in info.get("grid", []):
         for run, point in _selected_points(tuning, info):
-            name, xk = line_of(run, short_fingerprint(run.fingerprint)), _canon(point[param])
+            name, xk = line_of(run, short_fingerprint(run.fingerprint)), canonical(point[param])
             if name not in plotted or xk not in pos:
                 continue
             i, xp = lines.index(name), pos[xk]
@@ -300,7 +298,7 @@ def plot_vs(runs: list[Run], param: str, out, metric: str | None = None, band: s
                     markeredgecolor="black", markeredgewidth=0.8, zorder=5)
             marked += 1
             same = [r for r in confirmation if line_of(r, short_fingerprint(r.fingerprint)) == name
-                    and _canon(r.config.get(param)) == xk]
+                    and canonical(r.config.get(param)) == xk]
             vals = [r.metric(metric)[0] for r in same]
             if vals:
                 m, lo, hi, n = _band(vals, band, clip)
@@ -309,11 +307,11 @@ def plot_vs(runs: list[Run], param: str, out, metric: str | None = None, band: s
                 ax.errorbar(xc, [m], yerr=err, color=colors[i], marker="D", markersize=7, capsize=4,
                             markeredgecolor="black", linewidth=1.2, zorder=5)
                 confirmed += 1
-    ticks = [pos[_canon(v)] for v in order]
+    ticks = [pos[canonical(v)] for v in order]
     bottom = dax if dax is not None else ax
     if log:
         ax.set_xscale("log", base=2 if all(float(v).is_integer() and int(v) & (int(v) - 1) == 0 for v in order) else 10)
-    bottom.set_xticks(ticks, [_show(v) for v in order])
+    bottom.set_xticks(ticks, [show_value(v) for v in order])
     for a in (ax, dax):
         if a is not None:
             a.xaxis.set_minor_locator(NullLocator())
@@ -350,7 +348,7 @@ def _diverged_seeds(runs: list[Run], param: str, line_of) -> dict:
     for r in runs:
         if r.status == "diverged" and param in r.config:
             x = r.config[param]
-            out.setdefault((line_of(r), _canon(x)), (x, set()))[1].add(_canon(r.config.get("seed")))
+            out.setdefault((line_of(r), canonical(x)), (x, set()))[1].add(canonical(r.config.get("seed")))
     return out
 
 

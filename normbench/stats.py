@@ -23,6 +23,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from normbench.metrics import LEVEL, unit_of
+
 NAN = math.nan
 
 
@@ -39,7 +41,7 @@ class Interval:
     half_width: float
     n: int
     sd: float  # sample std, ddof = 1 (NaN for n < 2)
-    level: float = 0.95
+    level: float = LEVEL
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class Diff:
     mean_b: float
     sd_a: float
     sd_b: float
-    level: float = 0.95
+    level: float = LEVEL
 
     @property
     def half_width(self) -> float:
@@ -89,7 +91,7 @@ class PairedDiff:
     correlation: float  # Pearson r of a and b across seeds (> 0: pairing helps)
     width_paired: float  # high - low of the paired interval
     width_welch: float  # high - low of the unpaired (Welch) interval on the same values
-    level: float = 0.95
+    level: float = LEVEL
 
     @property
     def half_width(self) -> float:
@@ -141,7 +143,7 @@ def _sd(arr) -> float:
 # ----------------------------------------------------------------------------- one group
 
 
-def mean_ci(values: Sequence[float], level: float = 0.95) -> Interval:
+def mean_ci(values: Sequence[float], level: float = LEVEL) -> Interval:
     """Mean and t-based confidence interval of the mean.
 
     half_width = t_{(1 + level)/2, n - 1} * s / sqrt(n), interval = mean ± half_width,
@@ -163,7 +165,7 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> Interval:
     return Interval(mean, mean - half, mean + half, half, n, sd, level)
 
 
-def precise_enough(values: Sequence[float], half_width: float, level: float = 0.95) -> bool:
+def precise_enough(values: Sequence[float], half_width: float, level: float = LEVEL) -> bool:
     """True when the group's confidence interval half-width is at most ``half_width``.
 
     The stopping rule of a sweep that adds seeds until every group is precise: it looks at
@@ -196,7 +198,7 @@ def hedges_j(df: float) -> float:
     return math.exp(gammaln(df / 2) - gammaln((df - 1) / 2)) / math.sqrt(df / 2)
 
 
-def welch_diff(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Diff:
+def welch_diff(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Diff:
     """mean(a) - mean(b) with Welch's (unequal-variance) interval and p, and Hedges' g.
 
     se^2 = s_a^2/n_a + s_b^2/n_b
@@ -238,7 +240,7 @@ def welch_diff(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> D
     return Diff(diff, diff - half, diff + half, p, df, g, na, nb, ma, mb, sa, sb, level)
 
 
-def paired_diff(a_by_seed: Mapping, b_by_seed: Mapping, level: float = 0.95) -> PairedDiff | None:
+def paired_diff(a_by_seed: Mapping, b_by_seed: Mapping, level: float = LEVEL) -> PairedDiff | None:
     """Paired difference over seeds, when the two groups ran exactly the same seeds.
 
     Returns None unless both mappings have the same (non-empty) set of seeds with a
@@ -368,9 +370,10 @@ def seeds_needed(diff: float, sd_a: float, sd_b: float, alpha: float = 0.05, pow
 
 
 def unit_for(metric: str) -> tuple[float, str]:
-    """(scale, unit) for showing a metric's differences: accuracies in percentage points
-    (x 100, "pp"), anything else in its own units (x 1, no unit)."""
-    return (100.0, "pp") if "accuracy" in metric else (1.0, "")
+    """(scale, unit) for showing a metric's differences (normbench.metrics.unit_of):
+    accuracies in percentage points (x 100, "pp"), times in s or ms, anything else in its
+    own units (x 1, no unit)."""
+    return unit_of(metric)
 
 
 def _decimals(half_width: float, least: int, default: int) -> int:

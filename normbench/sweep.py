@@ -514,7 +514,7 @@ def _load(config_path, overrides, grid_items, smoke):
 
 # ----------------------------------------------------------------------------- --seeds-until
 
-CONFIDENCE = 0.95
+from normbench.metrics import LEVEL as CONFIDENCE  # noqa: E402  (the level of every interval)
 FIRST_ROUND = 2  # seeds per group in the first round: the fewest that give an interval
 
 

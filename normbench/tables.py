@@ -15,8 +15,8 @@ import math
 import re
 import textwrap
 
-from normbench import NormbenchError
-from normbench.results import LEVEL, NOT_GROUPED, Comparison, _show
+from normbench import NormbenchError, metrics
+from normbench.results import LEVEL, NOT_GROUPED, Comparison, show_value
 
 
 def _nan(x) -> bool:
@@ -50,21 +50,12 @@ def _p(p) -> str:
     return "<0.0001" if p < 1e-4 else f"{p:.4f}"
 
 
-# (header, summary key, how to show it) for the second block of the human-readable formats
-_SHOWN = [
-    ("test acc", "test_accuracy", "pm"),
-    ("last val acc", "last_val_accuracy", "pm"),
-    ("best val acc", "best_val_accuracy", "pm"),
-    ("best ep", "best_epoch", 1),
-    ("final train loss", "final_train_loss", "pm"),
-    ("s/epoch", "mean_epoch_seconds", 2),
-    ("ms/step", "ms_per_step", 1),
-]
 _PCT = f"{LEVEL * 100:g}%"
 
 
 def _short(metric: str) -> str:
-    return dict((k, h) for h, k, _ in _SHOWN).get(metric, metric.replace("_", " "))
+    m = metrics.get(metric)
+    return m.short if m else metric.replace("_", " ")
 
 
 def _group_cols(comp: Comparison, sec) -> list[str]:
@@ -78,8 +69,8 @@ def _section_cells(comp: Comparison, sec) -> tuple[list[str], list[list[str]], l
     m = comp.metric
     cols = _group_cols(comp, sec)
     h1 = ["#", *cols, "n", _short(m), f"{_PCT} CI", f"vs best [{_PCT} CI]", "g", "p", "Holm p"]
-    shown = [s for s in _SHOWN if s[1] != m]
-    h2 = ["#", *cols, *[h for h, _, _ in shown]]
+    shown = [s for s in metrics.SHOWN if s.name != m]  # the second block: the other metrics
+    h2 = ["#", *cols, *[s.short for s in shown]]
     r1, r2 = [], []
     for _, g in sec.iterrows():
         head = [str(g["rank"]), *[str(g[c]) for c in cols]]
@@ -91,8 +82,8 @@ def _section_cells(comp: Comparison, sec) -> tuple[list[str], list[list[str]], l
             d = "n/a" if _nan(diff) else f"{diff:+.4f} {_ci(g[f'{m}_diff_low'], g[f'{m}_diff_high'], sign='+')}"
             row += [d.replace(" n/a", ""), _f(g[f"{m}_hedges_g"], 2), _p(g[f"{m}_p_welch"]), _p(g[f"{m}_p_holm"])]
         r1.append(row)
-        r2.append([*head, *[_pm(g[f"{k}_mean"], g[f"{k}_std"]) if how == "pm" else _f(g[f"{k}_mean"], how)
-                            for _, k, how in shown]])
+        r2.append([*head, *[_pm(g[f"{s.name}_mean"], g[f"{s.name}_std"], s.digits) if s.spread
+                            else _f(g[f"{s.name}_mean"], s.digits) for s in shown]])
     return h1, r1, h2, r2
 
 
@@ -127,7 +118,7 @@ def _verdicts(sec) -> list[str]:
 def _notes(comp: Comparison) -> list[str]:
     out = list(comp.notes)
     for dup, kept in comp.collapsed:
-        out.append(f"collapsed: {dup.path} (seed {_show(dup.config.get('seed'))} again; kept {kept.path})")
+        out.append(f"collapsed: {dup.path} (seed {show_value(dup.config.get('seed'))} again; kept {kept.path})")
     for r in comp.left_out:
         out.append(f"left out: {r.path} (no {comp.metric})")
     return out
@@ -141,8 +132,8 @@ def _excluded_cells(comp: Comparison) -> tuple[list[str], list[list[str]]]:
     rows = []
     for r in comp.excluded:
         epochs = r.config.get("train.epochs", r.summary.get("epochs"))
-        rows.append([r.status, *(_show(r.config.get(k)) for k in keys), _show(r.config.get("seed")),
-                     f"{r.epochs_completed}/{_show(epochs)}", str(r.path), r.note])
+        rows.append([r.status, *(show_value(r.config.get(k)) for k in keys), show_value(r.config.get("seed")),
+                     f"{r.epochs_completed}/{show_value(epochs)}", str(r.path), r.note])
     return headers, rows
 
 

@@ -339,9 +339,9 @@ class Selection:
 
 
 def _key(v) -> str:
-    from normbench.results import _canon
+    from normbench.results import canonical
 
-    return _canon(v)
+    return canonical(v)
 
 
 def select(records: list[Record], spec: TuneSpec, pairs=None) -> Selection:
@@ -424,15 +424,15 @@ def selection_of(spec: TuneSpec) -> Selection:
 
 
 def _show(v) -> str:
-    from normbench.results import _show as show
+    from normbench.results import show_value as show
 
     return show(v)
 
 
 def _point_label(point: dict) -> str:
-    from normbench.results import _short_names
+    from normbench.results import short_names
 
-    short = _short_names(list(point))
+    short = short_names(list(point))
     return ", ".join(f"{short[k]}={_show(v)}" for k, v in point.items())
 
 

@@ -1,0 +1,109 @@
+"""The metric table: every fact about a figure normbench reads back, in one place.
+
+One `Metric` per quantity, in `TABLE` (name -> Metric). `results` (ranking, per-group
+statistics, the fallback of old runs), `tables` (the headers and digits of compare's
+second block), `stats` (the unit a difference is shown in) and `plots` (the range a band
+is clipped to) all read it, so a new summary.json figure shown by `compare` (peak memory,
+say) is one entry here plus the code that writes it.
+
+The order of `TABLE` is the order of compare's --metric choices and of the per-group
+statistic columns in its CSV and JSON; `shown` orders compare's second block.
+
+`LEVEL` is the confidence level of every interval normbench reports.
+
+Nothing here imports TensorFlow, Keras, pandas or NumPy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+LEVEL = 0.95  # confidence level of every interval (compare, plot bands, seeds-until, stats defaults)
+
+ACCURACY = (0.0, 1.0)
+NON_NEGATIVE = (0.0, math.inf)
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # summary.json key (source "summary") or history.csv column (source "history")
+    higher_is_better: bool | None = None  # None: neither (best_epoch)
+    ranked: bool = False  # a compare --metric choice (needs higher_is_better)
+    stat: bool = False  # its mean and sample std are a column of every comparison
+    source: str = "summary"  # "summary": a summary.json number; "history": a history.csv column
+    scale: float = 1.0  # differences are shown times this (accuracies: 100)
+    unit: str = ""  # ... in this unit (accuracies: "pp", percentage points)
+    bounds: tuple[float, float] | None = None  # the range it cannot leave (plot bands are clipped to it)
+    header: str | None = None  # its column header in compare's tables
+    shown: int | None = None  # place in compare's block of other metrics (ascending); None: not there
+    spread: bool = True  # that block shows mean ± std (True) or the mean alone (False)
+    digits: int = 4  # decimals in that block
+    fallback: str | None = None  # runs from before it was recorded use this key instead (see Run.metric)
+
+    @property
+    def short(self) -> str:
+        """Its name in table headers: `header`, else the name with spaces."""
+        return self.header or self.name.replace("_", " ")
+
+
+def _accuracy(name, **kw) -> Metric:
+    return Metric(name, True, scale=100.0, unit="pp", bounds=ACCURACY, **kw)
+
+
+def _loss(name, **kw) -> Metric:
+    return Metric(name, False, bounds=NON_NEGATIVE, **kw)
+
+
+def _time(name, unit, **kw) -> Metric:
+    return Metric(name, False, unit=unit, bounds=NON_NEGATIVE, **kw)
+
+
+_ENTRIES = (
+    _accuracy("test_accuracy", ranked=True, stat=True, header="test acc", shown=1),
+    _loss("test_loss", ranked=True, stat=True),
+    # runs from before summary.json recorded the *_last figures: their headline figure is the
+    # last epoch's when their `eval` is absent (older than train.eval) or "last", and only then
+    _accuracy("test_accuracy_last", ranked=True, fallback="test_accuracy"),
+    _accuracy("test_accuracy_best", ranked=True),
+    _loss("test_loss_last", ranked=True, fallback="test_loss"),
+    _loss("test_loss_best", ranked=True),
+    _accuracy("best_val_accuracy", ranked=True, stat=True, header="best val acc", shown=3),
+    _accuracy("last_val_accuracy", ranked=True, stat=True, header="last val acc", shown=2),
+    Metric("best_epoch", stat=True, bounds=NON_NEGATIVE, header="best ep", shown=4, spread=False, digits=1),
+    _loss("final_train_loss", ranked=True, stat=True, header="final train loss", shown=5),
+    _time("mean_epoch_seconds", "s", ranked=True, stat=True, header="s/epoch", shown=6, spread=False, digits=2),
+    _time("ms_per_step", "ms", ranked=True, stat=True, header="ms/step", shown=7, spread=False, digits=1),
+    _time("wall_seconds", "s", ranked=True, stat=True),
+    # history.csv columns (plot curves)
+    _accuracy("accuracy", source="history"),
+    _accuracy("val_accuracy", source="history"),
+    _loss("loss", source="history"),
+    _loss("val_loss", source="history"),
+)
+
+TABLE: dict[str, Metric] = {m.name: m for m in _ENTRIES}
+
+RANKED = tuple(m.name for m in _ENTRIES if m.ranked)  # compare --metric choices
+STATS = tuple(m.name for m in _ENTRIES if m.stat)  # per-group statistics (mean and sample std of each)
+SUMMARY = tuple(m.name for m in _ENTRIES if m.source == "summary")  # numbers read from summary.json
+SHOWN = tuple(sorted((m for m in _ENTRIES if m.shown is not None), key=lambda m: m.shown))  # compare's second block
+
+
+def get(name: str) -> Metric | None:
+    """The metric called `name`; None for a name the table does not know."""
+    return TABLE.get(name)
+
+
+def unit_of(name: str) -> tuple[float, str]:
+    """(scale, unit) a metric's differences are shown in: accuracies in percentage points
+    (x 100, "pp"), times in s or ms, anything else (losses, unknown names) in its own units."""
+    m = TABLE.get(name)
+    return (m.scale, m.unit) if m else (1.0, "")
+
+
+def bounds_of(name: str) -> tuple[float, float] | None:
+    """The range a quantity cannot leave (accuracies [0, 1], losses and times [0, inf));
+    None when the table does not know it."""
+    m = TABLE.get(name)
+    return m.bounds if m else None
