@@ -18,75 +18,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
+from conftest import cli, error_line, parse_table, write_run
 from normbench import NormbenchError, runfolder
-from normbench.cli import main
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def config_dict(*, name="exp", seed=0, norm="batch", arch="cifar10_cnn", batch_size=64, epochs=3, out="results", sweep=None,
-                data=None):
-    data = data or ("synthetic_cifar10" if arch == "cifar10_cnn" else "synthetic_imdb")
-    return {
-        "name": name,
-        "data": {"name": data, "path": None, "subset": {"train": 256, "test": 64}, "num_words": 10000, "maxlen": 200},
-        "model": {"arch": arch, "norm": norm, "norm_groups": 8, "unroll": False},
-        "seed": seed,
-        "train": {"epochs": epochs, "batch_size": batch_size, "optimizer": "adam", "learning_rate": 0.001,
-                  "validation_split": 0.2, "jit_compile": "auto", "deterministic": False},
-        "output": {"dir": out},
-        "sweep": sweep or {},
-    }
-
-
-FP = "sha256:" + "ab" * 32  # the data fingerprint of the fixtures' runs
-
-
-def write_run(root: Path, *, seed, norm="batch", test_accuracy=0.5, test_loss=1.0, status="completed", epochs=3,
-              batch_size=64, name=None, out="results", summary=True, curve_shift=0.0, sweep=None, run_id=None,
-              fingerprint=FP, finished_at="2026-01-01T00:00:00", extra=None, **kw) -> Path:
-    """A run folder as normbench.train writes it, with chosen numbers. fingerprint=None:
-    a run from before data fingerprints; `extra`: more summary keys (None deletes one)."""
-    name = name or f"exp_{norm}"
-    d = runfolder.run_path(root, name, run_id or f"20260101-000000-seed{seed}-bs{batch_size}")
-    d.mkdir(parents=True)
-    cfg = config_dict(name=name, seed=seed, norm=norm, batch_size=batch_size, epochs=epochs, out=out, sweep=sweep, **kw)
-    runfolder.write_config(d, yaml.safe_dump(cfg, sort_keys=False))
-    done = epochs if status == "completed" else 1
-    rows = []
-    for e in range(1, done + 1):
-        acc = min(0.99, 0.3 + 0.15 * e + curve_shift + 0.01 * seed)
-        rows.append({"epoch": e, "loss": 2.0 / e - curve_shift, "accuracy": acc, "val_loss": 2.2 / e,
-                     "val_accuracy": acc - 0.05, "learning_rate": 0.001, "epoch_seconds": 1.0 + 0.1 * seed})
-    runfolder.write_history(d, rows)
-    if summary:
-        last = rows[-1]
-        # every key train writes (None unless set below); write_summary refuses unknown keys
-        s = {k: None for k in runfolder.SUMMARY_KEYS if k not in runfolder.OPTIONAL_SUMMARY_KEYS}
-        s |= {
-            "status": status, "run_id": d.name, "name": name, "model": cfg["model"]["arch"], "norm": norm, "seed": seed,
-            "batch_size": batch_size, "test_loss": test_loss if status == "completed" else None,
-            "test_accuracy": test_accuracy if status == "completed" else None,
-            "best_val_accuracy": max(r["val_accuracy"] for r in rows), "best_epoch": len(rows),
-            "last_val_accuracy": last["val_accuracy"], "final_train_loss": last["loss"] if status != "diverged" else None,
-            "epochs_completed": len(rows), "epochs": epochs, "wall_seconds": 5.0 + seed, "first_epoch_seconds": 2.0,
-            "mean_epoch_seconds": statistics.mean(r["epoch_seconds"] for r in rows), "ms_per_step": 10.0 + seed,
-            "params": 1000, "steps_per_epoch": 4, "jit_compile": False, "versions": {}, "host": {},
-            "data_fingerprint": fingerprint, "finished_at": finished_at, "eval": "last",
-            "test_accuracy_last": test_accuracy if status == "completed" else None,
-            "test_loss_last": test_loss if status == "completed" else None,
-            "test_accuracy_best": test_accuracy if status == "completed" else None,
-            "test_loss_best": test_loss if status == "completed" else None,
-        }
-        for k, v in (extra or {}).items():
-            if v is None:
-                s.pop(k, None)
-            else:
-                s[k] = v
-        runfolder.write_summary(d, s)
-    return d
 
 
 ACC = {"batch": [0.80, 0.82, 0.85], "layer": [0.70, 0.74, 0.71]}
@@ -115,46 +51,6 @@ def expected(root: Path, key: str) -> dict:
         if s["status"] == "completed":
             by.setdefault(s["norm"], []).append(s[key])
     return {k: (len(v), statistics.mean(v), statistics.stdev(v) if len(v) > 1 else None) for k, v in by.items()}
-
-
-def cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def assert_clean_error(result, *fragments):
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(lines) == 1, result.output
-    for frag in fragments:
-        assert frag in lines[0], lines[0]
-
-
-def cells(line: str) -> list[str]:
-    return [c.strip() for c in line.split("  ") if c.strip()]
-
-
-def parse_tables(text: str) -> list[list[dict]]:
-    """Every table of `compare` (format table) whose header starts with "#", as dicts."""
-    lines = text.splitlines()
-    tables = []
-    for start in (i for i, l in enumerate(lines) if l.startswith("#  ")):
-        header = cells(lines[start])
-        rows = []
-        for line in lines[start + 2:]:
-            if not line.strip():
-                break
-            rows.append(dict(zip(header, cells(line))))
-        tables.append(rows)
-    return tables
-
-
-def parse_table(text: str, section: int = 0) -> list[dict]:
-    """One section of `compare` (format table): its two blocks (the metric, the other
-    metrics) merged row by row, keyed by header."""
-    first, second = parse_tables(text)[2 * section:2 * section + 2]
-    return [a | b for a, b in zip(first, second, strict=True)]
 
 
 def png_shape(path: Path):
@@ -307,19 +203,19 @@ def test_compare_accepts_run_folders_and_dedupes(two_groups):
 
 def test_compare_unknown_metric(two_groups):
     r = cli("compare", two_groups, "--metric", "accuracyy")
-    assert_clean_error(r, "--metric accuracyy: unknown metric; choose one of: test_accuracy, test_loss")
+    error_line(r, "--metric accuracyy: unknown metric; choose one of: test_accuracy, test_loss")
 
 
 def test_compare_missing_path(tmp_path):
-    assert_clean_error(cli("compare", tmp_path / "nope"), str(tmp_path / "nope"), "no such file or folder")
+    error_line(cli("compare", tmp_path / "nope"), str(tmp_path / "nope"), "no such file or folder")
 
 
 def test_compare_path_without_runs(tmp_path):
     (tmp_path / "empty" / "sub").mkdir(parents=True)
-    assert_clean_error(cli("compare", tmp_path / "empty"), "no runs found", "output.dir")
+    error_line(cli("compare", tmp_path / "empty"), "no runs found", "output.dir")
     f = tmp_path / "notes.txt"
     f.write_text("x")
-    assert_clean_error(cli("compare", f), "is a file, not a run folder")
+    error_line(cli("compare", f), "is a file, not a run folder")
 
 
 @pytest.mark.parametrize("file, text, reason", [
@@ -355,13 +251,13 @@ def test_compare_lists_a_corrupt_run_apart(two_groups, file, text, reason):
 def test_compare_only_corrupt_runs(tmp_path):
     d = write_run(tmp_path, seed=1)
     (d / "summary.json").write_text("{")
-    assert_clean_error(cli("compare", tmp_path), "no completed runs to compare (1 corrupt)")
+    error_line(cli("compare", tmp_path), "no completed runs to compare (1 corrupt)")
 
 
 def test_compare_no_completed_runs(tmp_path):
     write_run(tmp_path, seed=1, status="diverged")
     r = cli("compare", tmp_path)
-    assert_clean_error(r, "no completed runs to compare (1 diverged)", "normbench run --resume")
+    error_line(r, "no completed runs to compare (1 diverged)", "normbench run --resume")
 
 
 def test_library_errors_are_normbench_errors(tmp_path):
@@ -431,16 +327,16 @@ def test_plot_vs_png(batch_sweep, tmp_path):
 
 def test_plot_errors(batch_sweep, tmp_path):
     r = cli("plot", batch_sweep, "--vs", "train.batchsize", "-o", tmp_path / "x.png")
-    assert_clean_error(r, "--vs train.batchsize: no such config key", "train.batch_size")
+    error_line(r, "--vs train.batchsize: no such config key", "train.batch_size")
     r = cli("plot", batch_sweep, "--vs", "train.batch_size", "--metric", "acc", "-o", tmp_path / "x.png")
-    assert_clean_error(r, "unknown metric")
-    assert_clean_error(cli("plot", batch_sweep, "-o", tmp_path / "x.bmpx"), "end the name in .png")
-    assert_clean_error(cli("plot", batch_sweep, "--metric", "test_loss", "-o", tmp_path / "x.png"), "--metric applies to --vs")
-    assert_clean_error(cli("plot", tmp_path / "nope", "-o", tmp_path / "x.png"), "no such file or folder")
-    assert_clean_error(cli("plot", batch_sweep), "Missing option '--output'")
+    error_line(r, "unknown metric")
+    error_line(cli("plot", batch_sweep, "-o", tmp_path / "x.bmpx"), "end the name in .png")
+    error_line(cli("plot", batch_sweep, "--metric", "test_loss", "-o", tmp_path / "x.png"), "--metric applies to --vs", code=2)
+    error_line(cli("plot", tmp_path / "nope", "-o", tmp_path / "x.png"), "no such file or folder", code=2)
+    error_line(cli("plot", batch_sweep), "Missing option '--output'", code=2)
     h = next(batch_sweep.rglob("history.csv"))
     h.write_text("epoch,loss\n1,0.5\n")
-    assert_clean_error(cli("plot", batch_sweep, "-o", tmp_path / "x.png"), str(h), "corrupt history.csv")
+    error_line(cli("plot", batch_sweep, "-o", tmp_path / "x.png"), str(h), "corrupt history.csv")
     assert not (tmp_path / "x.png").exists()
 
 
