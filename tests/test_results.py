@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import csv
 import math
 import statistics
 import subprocess
@@ -53,11 +54,61 @@ def expected(root: Path, key: str) -> dict:
     return {k: (len(v), statistics.mean(v), statistics.stdev(v) if len(v) > 1 else None) for k, v in by.items()}
 
 
-def png_shape(path: Path):
-    import matplotlib.image
+def epoch_values(root: Path) -> dict:
+    """norm -> history column -> per epoch, the completed runs' values, read here from the
+    history.csv files with csv (the plot's own code not used)."""
+    by = {}
+    for p in sorted(root.rglob("summary.json")):
+        s = json.loads(p.read_text())
+        if s["status"] != "completed":
+            continue
+        with open(p.parent / "history.csv") as f:
+            for row in csv.DictReader(f):
+                for col in ("accuracy", "val_accuracy", "loss", "val_loss"):
+                    by.setdefault(s["norm"], {}).setdefault(col, {}).setdefault(int(row["epoch"]), []).append(float(row[col]))
+    return {norm: {col: [v for _, v in sorted(eps.items())] for col, eps in cols.items()} for norm, cols in by.items()}
 
-    assert path.stat().st_size > 0
-    return matplotlib.image.imread(str(path)).shape
+
+def t_interval(values, clip=None):
+    """The 95 % t-interval of the mean, from scipy, clipped to what the quantity can reach
+    (accuracies [0, 1], losses [0, inf): a t-interval of two seeds can pass either)."""
+    from scipy import stats as sps
+
+    mean, sd = statistics.mean(values), statistics.stdev(values)
+    lo, hi = (mean, mean) if sd == 0 else sps.t.interval(0.95, len(values) - 1, loc=mean, scale=sd / math.sqrt(len(values)))
+    return (max(clip[0], lo), min(clip[1], hi)) if clip else (lo, hi)
+
+
+def assert_curves_drawn(fig, root: Path, norms: list[str]):
+    """What plot_curves drew: per group (in `norms` order, one colour each), train accuracy
+    dashed and validation accuracy solid on the left panel, the two losses on the right,
+    each the per-epoch mean of the group's completed runs, in a band that spans the
+    95 % t-interval of that mean at each epoch."""
+    import numpy as np
+
+    want = epoch_values(root)
+    assert sorted(want) == sorted(norms)
+    ax_acc, ax_loss = fig.axes
+    assert (ax_acc.get_title(), ax_loss.get_title()) == ("Accuracy", "Loss")
+    colors = []
+    for ax, cols in ((ax_acc, ("accuracy", "val_accuracy")), (ax_loss, ("loss", "val_loss"))):
+        lines, bands = ax.get_lines(), ax.collections
+        assert len(lines) == len(bands) == 2 * len(norms)
+        for i, norm in enumerate(norms):
+            for j, col in enumerate(cols):
+                line, band, per_epoch = lines[2 * i + j], bands[2 * i + j], want[norm][col]
+                assert line.get_linestyle() == ("--" if j == 0 else "-")
+                assert list(line.get_xdata()) == list(range(1, len(per_epoch) + 1))
+                assert list(line.get_ydata()) == pytest.approx([statistics.mean(v) for v in per_epoch], abs=1e-12), (norm, col)
+                edge = np.asarray(band.get_paths()[0].vertices)
+                for e, v in enumerate(per_epoch, start=1):
+                    ys = edge[np.isclose(edge[:, 0], e), 1]
+                    want_lo, want_hi = t_interval(v, (0, 1) if "accuracy" in col else (0, math.inf))
+                    assert (ys.min(), ys.max()) == pytest.approx((want_lo, want_hi), abs=1e-9), (norm, col, e)
+            assert lines[2 * i].get_color() == lines[2 * i + 1].get_color()
+            colors.append(lines[2 * i].get_color())
+    assert len(set(map(str, colors[:len(norms)]))) == len(norms)  # one colour per group
+    assert colors[:len(norms)] == colors[len(norms):]  # the same on both panels
 
 
 # ----------------------------------------------------------------------------- compare: numbers
@@ -274,22 +325,30 @@ def test_library_errors_are_normbench_errors(tmp_path):
 # ----------------------------------------------------------------------------- plot
 
 
-def test_plot_curves_png(two_groups, tmp_path):
+def test_plot_curves_draws_the_groups_mean_curves(two_groups, tmp_path):
+    from normbench import plots, results
+
     out = tmp_path / "plots" / "curves.png"
-    write_run(two_groups, seed=9, norm="batch", status="diverged")
+    write_run(two_groups, seed=9, norm="batch", status="diverged")  # one epoch: in a mean it would move epoch 1
     r = cli("plot", two_groups, "-o", out)
     assert r.exit_code == 0, r.output
     assert f"wrote {out} (2 groups, 6 runs)" in r.stdout
     assert "not averaged: diverged" in r.stderr
-    assert png_shape(out)[:2] == (500, 1300)
+    res = plots.plot_curves(results.load_runs([two_groups]), tmp_path / "lib.png")
+    assert (res.lines, res.runs, [x.status for x in res.excluded]) == (2, 6, ["diverged"])
+    assert_curves_drawn(res.figure, two_groups, ["batch", "layer"])
+    assert out.read_bytes() == (tmp_path / "lib.png").read_bytes()  # the CLI drew this same figure
 
 
 def test_compare_plot_option(two_groups, tmp_path):
+    from normbench import plots, results
+
     out = tmp_path / "c.png"
     r = cli("compare", two_groups, "--plot", out, "--format", "csv")
     assert r.exit_code == 0, r.output
-    assert png_shape(out)[:2] == (500, 1300)
     assert "wrote" not in r.stdout  # stdout stays pure CSV
+    plots.plot_curves(results.load_runs([two_groups]), tmp_path / "lib.png")
+    assert out.read_bytes() == (tmp_path / "lib.png").read_bytes()  # the curves, as the test above checks them
 
 
 @pytest.fixture
@@ -302,14 +361,31 @@ def batch_sweep(tmp_path) -> Path:
     return root
 
 
-def test_plot_vs_png(batch_sweep, tmp_path):
+def test_plot_vs_draws_each_points_mean_and_interval(batch_sweep, tmp_path):
+    import numpy as np
+
     from normbench import plots, results
 
     out = tmp_path / "bs.png"
     r = cli("plot", batch_sweep, "--vs", "train.batch_size", "-o", out)
     assert r.exit_code == 0, r.output
     assert "(2 lines, 12 runs)" in r.stdout
-    assert png_shape(out)[:2] == (500, 800)
+    res = plots.plot_vs(results.load_runs([batch_sweep]), "train.batch_size", tmp_path / "lib.png")
+    assert out.read_bytes() == (tmp_path / "lib.png").read_bytes()  # the CLI drew this same figure
+    (ax,) = res.figure.axes
+    assert ax.get_xscale() == "log" and [t.get_text() for t in ax.get_xticklabels()] == ["16", "64", "256"]
+    acc = {}
+    for s in (json.loads(p.read_text()) for p in sorted(batch_sweep.rglob("summary.json"))):
+        acc.setdefault(s["norm"], {}).setdefault(s["batch_size"], []).append(s["test_accuracy"])
+    bars = ax.containers
+    assert [b.get_label() for b in bars] == ["norm=batch (n=2 per point)", "norm=layer (n=2 per point)"]
+    for bar, norm in zip(bars, ("batch", "layer")):
+        line, _, (segments,) = bar.lines
+        vals = [acc[norm][bs] for bs in (16, 64, 256)]
+        assert list(line.get_ydata()) == pytest.approx([statistics.mean(v) for v in vals], abs=1e-12)
+        assert list(line.get_xdata()) == pytest.approx([16, 64, 256], rel=0.05)  # dodged sideways a little
+        for (lo, hi), v in zip(np.asarray(segments.get_segments())[:, :, 1], vals):  # the 95 % t-interval
+            assert (lo, hi) == pytest.approx(t_interval(v, (0, 1)), abs=1e-9)
     res = plots.plot_vs(results.load_runs([batch_sweep]), "train.batch_size", tmp_path / "bs2.png", "test_loss")
     assert res.log_x and res.lines == 2 and res.single == 0
     # a numeric key spanning less than 8x gets a linear axis; a text key a categorical one
@@ -332,7 +408,7 @@ def test_plot_errors(batch_sweep, tmp_path):
     error_line(r, "unknown metric")
     error_line(cli("plot", batch_sweep, "-o", tmp_path / "x.bmpx"), "end the name in .png")
     error_line(cli("plot", batch_sweep, "--metric", "test_loss", "-o", tmp_path / "x.png"), "--metric applies to --vs", code=2)
-    error_line(cli("plot", tmp_path / "nope", "-o", tmp_path / "x.png"), "no such file or folder", code=2)
+    error_line(cli("plot", tmp_path / "nope", "-o", tmp_path / "x.png"), "no such file or folder")
     error_line(cli("plot", batch_sweep), "Missing option '--output'", code=2)
     h = next(batch_sweep.rglob("history.csv"))
     h.write_text("epoch,loss\n1,0.5\n")
@@ -409,10 +485,14 @@ def test_e2e_compare_real_runs(real_runs):
 
 
 def test_e2e_plot_real_runs(real_runs, tmp_path):
+    from normbench import plots, results
+
     out = tmp_path / "curves.png"
     r = cli("plot", real_runs, "-o", out)
     assert r.exit_code == 0, r.output
-    assert png_shape(out)[:2] == (500, 1300)
+    res = plots.plot_curves(results.load_runs([real_runs]), tmp_path / "lib.png")
+    assert_curves_drawn(res.figure, real_runs, ["batch", "layer"])
+    assert out.read_bytes() == (tmp_path / "lib.png").read_bytes()
 
 
 def test_runs_from_before_a_config_key_existed_group_with_its_default(tmp_path):
