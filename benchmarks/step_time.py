@@ -50,7 +50,7 @@ import time
 from pathlib import Path
 
 import harness  # benchmarks/harness.py: python benchmarks/x.py puts benchmarks/ first on sys.path
-from plain_models import tutorial_model  # noqa: E402
+from plain_models import tutorial_model  # benchmarks/plain_models.py
 
 HERE = Path(__file__).resolve()
 MODELS = ("imdb_rnn", "cifar10_cnn")
