@@ -45,16 +45,16 @@ round included), X_flops.csv the per-layer FLOP table, X_summary.csv the summary
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import re
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+import harness  # benchmarks/harness.py: python benchmarks/x.py puts benchmarks/ first on sys.path
 
 HERE = Path(__file__).resolve()
 REPO = HERE.parents[1]
@@ -125,9 +125,8 @@ def child_limit(spec):
 
 def _plain_model(norm):
     """The tutorial's CNN written out as a user would (no normbench code): the same
-    builder benchmarks/step_time.py times, compiled as the tutorial does."""
-    sys.path.insert(0, str(HERE.parent))
-    from step_time import _plain_model as tutorial_model
+    builder benchmarks/step_time.py times (plain_models.py), compiled as the tutorial does."""
+    from plain_models import tutorial_model
 
     model = tutorial_model("cifar10_cnn", norm)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -287,8 +286,7 @@ def child_flops(spec):
 def child_main(spec_json):
     spec = json.loads(spec_json)
     out = {"limit": child_limit, "train": child_train, "flops": child_flops}[spec["kind"]](spec)
-    print("RESULT " + json.dumps({"out": out, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}),
-          flush=True)
+    harness.print_result({"out": out, "peak_rss_mb": harness.peak_rss_mb()})
 
 
 # ============================================================================ parent side
@@ -305,16 +303,9 @@ def run_child(spec, timeout):
     env.update(VARIANTS.get(spec.get("variant"), {}).get("env", {}))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     t0 = time.time()
-    try:
-        p = subprocess.run([sys.executable, str(HERE), "--child", json.dumps(spec)], env=env,
-                           capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return None, f"timed out after {timeout} s"
-    lines = [line for line in p.stdout.splitlines() if line.startswith("RESULT ")]
-    if p.returncode or not lines:
-        tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
-        return None, " | ".join(tail)[-600:]
-    res = json.loads(lines[-1][len("RESULT "):])
+    res, err = harness.run_child([sys.executable, str(HERE), "--child", json.dumps(spec)], env, timeout)
+    if err is not None:
+        return None, err
     res["wall_s"] = time.time() - t0
     return res, None
 
@@ -324,27 +315,11 @@ def fmt(x, spec=".1f"):
 
 
 def write_csv(path, rows):
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, keys, lineterminator="\n")
-        w.writeheader()
-        w.writerows([{k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in r.items()} for r in rows])
-    os.replace(tmp, path)
+    rows = [{k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in r.items()} for r in rows]
+    harness.write_csv(path, rows, lineterminator="\n", atomic=True)
 
 
-def machine():
-    cpu, flags = "?", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    wanted = [f for f in ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16") if f in flags]
-    return f"{cpu}, {os.cpu_count()} cores, flags: {' '.join(wanted) or 'no AVX-512'}"
+machine = harness.machine
 
 
 def print_flops(fl):

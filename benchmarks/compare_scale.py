@@ -19,17 +19,16 @@ Writes one row per process to --out and prints the medians.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import harness  # benchmarks/harness.py: python benchmarks/x.py puts benchmarks/ first on sys.path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -65,16 +64,10 @@ def make_runs(root: Path, n: int) -> Path:
 def measure(cmd: list[str], code: Path) -> tuple[float, float, int]:
     """(wall seconds, peak RSS MiB, exit status) of one whole process running `code`'s normbench."""
     env = dict(os.environ, PYTHONPATH=str(code))
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=code, env=env)
-    _, status, usage = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t0
-    err = p.stderr.read().decode(errors="replace")
-    p.stderr.close()
-    rc = os.waitstatus_to_exitcode(status)
+    wall, rss, rc, err = harness.timed_process(cmd, cwd=code, env=env)
     if rc:
         print(f"  exit {rc}: {err.strip().splitlines()[-1:]}", file=sys.stderr)
-    return wall, usage.ru_maxrss / 1024, rc
+    return wall, rss, rc
 
 
 def main() -> None:
@@ -107,15 +100,12 @@ def main() -> None:
                         wall, rss, rc = measure(cmd, codes[code])
                         rows.append({"code": code, "command": what, "runs": n, "rep": rep, "wall_s": round(wall, 2),
                                      "peak_rss_mib": round(rss, 1), "exit": rc, "load1": round(os.getloadavg()[0], 1),
-                                     "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()})
+                                     "cpu": harness.cpu_name(), "cores": os.cpu_count()})
                         print(f"{code} {what} {n}: {wall:.2f} s, {rss:.0f} MiB (exit {rc})", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if a.out:
-        with open(a.out, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        harness.write_csv(a.out, rows)
     for code in codes:
         for what in commands:
             for n in sizes:

@@ -13,10 +13,12 @@ function (tf.function, or jax.jit), with and without XLA (jit_compile) on Tensor
 
     python benchmarks/pixel_scaling.py                        # TensorFlow
     KERAS_BACKEND=jax python benchmarks/pixel_scaling.py      # JAX
+    python benchmarks/pixel_scaling.py --quick                # a smoke check: 1 x 2 calls
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 
@@ -26,7 +28,11 @@ BATCH = 64
 REPS, CALLS = 5, 50
 
 
-def main():
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="1 x 2 calls per way: the mismatches, not the timing")
+    args = ap.parse_args(argv)
+    reps, calls = (1, 2) if args.quick else (REPS, CALLS)
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras
     from keras import ops
@@ -41,7 +47,7 @@ def main():
     }
     x = (np.random.default_rng(0).permutation(BATCH * 32 * 32 * 3) % 256).astype("uint8").reshape(BATCH, 32, 32, 3)
     expected = x.astype("float32") / 255.0
-    print(f"backend {backend}, batch {BATCH} x 32 x 32 x 3 uint8; ms per call: best of {REPS} x {CALLS} calls")
+    print(f"backend {backend}, batch {BATCH} x 32 x 32 x 3 uint8; ms per call: best of {reps} x {calls} calls")
     for name, fn in ways.items():
         if backend == "jax" and name == "divide_f64":
             print(f"{name:11s} (no float64 in JAX without jax_enable_x64)")
@@ -63,11 +69,11 @@ def main():
             wrong = int((out.view(np.uint32) != expected.view(np.uint32)).sum())
             values = len(np.unique(x[out != expected])) if wrong else 0
             best = float("inf")
-            for _ in range(REPS):
+            for _ in range(reps):
                 t = time.perf_counter()
-                for _ in range(CALLS):
+                for _ in range(calls):
                     call()
-                best = min(best, (time.perf_counter() - t) / CALLS * 1000)
+                best = min(best, (time.perf_counter() - t) / calls * 1000)
             label = f"{name}{' +XLA' if jit and backend == 'tensorflow' else ''}"
             print(f"{label:16s} wrong in the last bit: {wrong:6d} of {out.size} pixels ({values:3d} of 256 values)  "
                   f"{best:6.3f} ms/batch")

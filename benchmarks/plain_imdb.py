@@ -11,7 +11,7 @@ import sys
 
 import keras
 import numpy as np
-from keras import layers
+from plain_models import tutorial_model
 
 path = sys.argv[1]
 with np.load(path, allow_pickle=True) as f:
@@ -29,15 +29,7 @@ x_train = keras.utils.pad_sequences([encode(x) for x in x_train], maxlen=200)
 x_test = keras.utils.pad_sequences([encode(x) for x in x_test], maxlen=200)
 
 keras.utils.set_random_seed(0)
-model = keras.Sequential([
-    keras.Input(shape=(200,), dtype="int32"),
-    layers.Embedding(10000, 128),
-    layers.SimpleRNN(32, return_sequences=True),
-    layers.LayerNormalization(),
-    layers.SimpleRNN(32),
-    layers.LayerNormalization(),
-    layers.Dense(1, activation="sigmoid"),
-])
+model = tutorial_model("imdb_rnn", "layer")  # benchmarks/plain_models.py
 model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
 model.fit(x_train, y_train, epochs=5, batch_size=64, validation_split=0.2, verbose=2)
 loss, acc = model.evaluate(x_test, y_test, verbose=0)

@@ -32,7 +32,6 @@ The load average before and after each round is recorded (the machine is shared)
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -40,6 +39,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import harness  # benchmarks/harness.py: python benchmarks/x.py puts benchmarks/ first on sys.path
 
 HERE = Path(__file__).resolve()
 VARIANTS = {
@@ -144,10 +145,7 @@ def main() -> None:
                 rec = json.loads(line)
                 (rows if rec.pop("kind") == "round" else warm).append(rec)
     if args.out:
-        with open(args.out, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        harness.write_csv(args.out, rows)
     first = {(r["backend"], r["variant"]): r for r in warm}
     print(f"{'backend':<11} {'variant':<17} {'params':>7} {'first fit s':>11} {'ms/step med (min-max)':>22} "
           f"{'vs keras':>9} {'vs pair':>22}   load")

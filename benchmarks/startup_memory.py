@@ -30,7 +30,6 @@ Writes one row per process to --out (and prints medians).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -40,6 +39,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import harness  # benchmarks/harness.py: python benchmarks/x.py puts benchmarks/ first on sys.path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -175,10 +176,7 @@ def main(argv=None):
                         row = {"rep": rep, "dataset": dataset, "mode": mode, "condition": cond, **r}
                         print(json.dumps(row), flush=True)
                         rows.append(row)
-    with open(args.out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    harness.write_csv(args.out, rows)
     print("\nmedians (first_step_s_max, maxrss, peak sum RSS, peak sum PSS):")
     keys = sorted({(r["dataset"], r["mode"], r["condition"]) for r in rows})
     for k in keys:

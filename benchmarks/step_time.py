@@ -49,6 +49,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import harness  # benchmarks/harness.py: python benchmarks/x.py puts benchmarks/ first on sys.path
+from plain_models import tutorial_model  # benchmarks/plain_models.py
+
 HERE = Path(__file__).resolve()
 MODELS = ("imdb_rnn", "cifar10_cnn")
 NORMS = ("batch", "layer")
@@ -77,51 +80,6 @@ def _data(spec):
     if data.x_train.dtype == "uint8":  # the tutorial's scaling: x_train / 255.0 (normbench's stay uint8)
         data.x_train, data.x_test = data.x_train.astype("float32") / 255.0, data.x_test.astype("float32") / 255.0
     return data
-
-
-def _plain_model(model, norm, unroll=False):
-    """The tutorial's models, written out as a user would (no normbench code)."""
-    import keras
-    from keras import layers
-
-    def nrm(where):
-        if norm == "batch":
-            return layers.BatchNormalization()
-        if norm == "layer":
-            return layers.LayerNormalization(axis=[1, 2, 3] if where == "conv" else -1)
-        return layers.Identity()
-
-    if model == "imdb_rnn":
-        return keras.Sequential(
-            [
-                keras.Input(shape=(200,), dtype="int32"),
-                layers.Embedding(10000, 128),
-                layers.SimpleRNN(32, return_sequences=True, unroll=unroll),
-                nrm("sequence"),
-                layers.SimpleRNN(32, unroll=unroll),
-                nrm("vector"),
-                layers.Dense(1, activation="sigmoid"),
-            ]
-        )
-    blocks = []
-    for filters in (32, 64, 128):
-        blocks += [layers.Conv2D(filters, (3, 3), activation="relu"), nrm("conv"), layers.MaxPooling2D((2, 2))]
-    return keras.Sequential(
-        [
-            keras.Input(shape=(32, 32, 3)),
-            *blocks,
-            layers.Flatten(),
-            layers.Dense(128, activation="relu"),
-            nrm("vector"),
-            layers.Dense(10, activation="softmax"),
-        ]
-    )
-
-
-def _peak_rss_mb():
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def _step_timer(spawn_t):
@@ -189,7 +147,7 @@ def _child_plain(spec, spawn_t):
     import keras
 
     keras.utils.set_random_seed(spec["seed"])
-    model = _plain_model(spec["model"], spec["norm"], unroll="unroll" in opts)
+    model = tutorial_model(spec["model"], spec["norm"], unroll="unroll" in opts)
     loss = "binary_crossentropy" if spec["model"] == "imdb_rnn" else "sparse_categorical_crossentropy"
     model.compile(optimizer="adam", loss=loss, metrics=["accuracy"], jit_compile=True if "jit" in opts else "auto")
     timer = _step_timer(spawn_t)
@@ -392,11 +350,11 @@ def child_main(spec_json):
     fn = {**TRAINING_CHILDREN, "overhead": _child_overhead, "group": _child_group}[spec["base"]]
     out = fn(spec, spawn_t)
     out["wall_s"] = time.time() - spawn_t
-    out["peak_rss_mb"] = _peak_rss_mb()
+    out["peak_rss_mb"] = harness.peak_rss_mb()
     import keras
 
     out["backend"] = keras.backend.backend()
-    print("RESULT " + json.dumps(out), flush=True)
+    harness.print_result(out)
 
 
 # ============================================================================ parent side
@@ -422,15 +380,11 @@ def run_child(spec, args, timeout=None):
     else:
         env["KERAS_BACKEND"] = "tensorflow"
     t0 = time.time()
-    p = subprocess.run(
-        [sys.executable, str(HERE), "--child", json.dumps(spec)],
-        env=env, capture_output=True, text=True, timeout=timeout or args.child_timeout,
-    )
-    lines = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
-    if p.returncode != 0 or not lines:
-        tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
-        return {"status": "error", "error": " | ".join(tail)[-400:], "wall_s": time.time() - t0}
-    return json.loads(lines[-1][len("RESULT "):])
+    res, err = harness.run_child([sys.executable, str(HERE), "--child", json.dumps(spec)], env,
+                                 timeout or args.child_timeout, tail_chars=400)
+    if err is not None:
+        return {"status": "error", "error": err, "wall_s": time.time() - t0}
+    return res
 
 
 def startup_times(reps):
@@ -696,18 +650,10 @@ def main(argv=None):
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    keys = list(dict.fromkeys(k for s in summary for k in s))
-    with open(out, "w", newline="") as f:
-        w = csv.DictWriter(f, keys, lineterminator="\n")
-        w.writeheader()
-        w.writerows(summary)
+    harness.write_csv(out, summary, lineterminator="\n")
     runs_path = out.with_name(out.stem + "_runs.csv")
     if rows:
-        keys = list(dict.fromkeys(k for r in rows for k in r))
-        with open(runs_path, "w", newline="") as f:
-            w = csv.DictWriter(f, keys, lineterminator="\n")
-            w.writeheader()
-            w.writerows(rows)
+        harness.write_csv(runs_path, rows, lineterminator="\n")
     print(f"\nwrote {out}{f' and {runs_path}' if rows else ''} ({time.time() - t_all:.0f} s)")
     return 1 if any(r["status"] == "error" for r in rows) else 0
 

@@ -17,13 +17,14 @@ Results: benchmarks/RESULTS.md, "TensorBoard's cost per epoch".
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import harness  # benchmarks/harness.py: python benchmarks/x.py puts benchmarks/ first on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -101,13 +102,9 @@ def main(argv=None) -> None:
             print(f"end to end, tensorboard {str(tb).lower():5}: median epoch {statistics.median(med):.4f} s "
                   f"(reps: {', '.join(f'{m:.4f}' for m in med)})")
     if a.out:
-        with open(a.out, "w", newline="") as f:
-            w = csv.DictWriter(f, ["kind", "rep", "tensorboard", "median_epoch_s", "wall_s", "start_ms",
-                                   "per_epoch_ms_median", "per_epoch_ms_p90"])
-            w.writeheader()
-            w.writerow({"kind": "direct", **d})
-            for r in rows:
-                w.writerow({"kind": "end_to_end", **r})
+        harness.write_csv(a.out, [{"kind": "direct", **d}, *({"kind": "end_to_end", **r} for r in rows)],
+                          ["kind", "rep", "tensorboard", "median_epoch_s", "wall_s", "start_ms",
+                           "per_epoch_ms_median", "per_epoch_ms_p90"])
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ class PlotResult:
     diverged: int = 0  # --vs: diverged runs, drawn in a lower panel as a share of seeds
     selected: int = 0  # --vs of a tune: selected points marked on the tuning curves
     confirmed: int = 0  # --vs of a tune: confirmation points drawn beside them
+    figure: object = None  # the matplotlib Figure saved to path: what was drawn, for tests to read
 
 
 def _history(run: Run):
@@ -152,7 +153,8 @@ def plot_curves(runs: list[Run], out, title: str | None = None, band: str = "ci"
     fig.suptitle(title or f"Training curves: mean over seeds, band = {BANDS[band]} "
                           f"({len(comp.runs)} runs, {len(comp.groups)} groups)",
                  x=0.02, ha="left")  # left: a wide legend on the right must not run into it
-    return PlotResult(_save(fig, out), len(comp.groups), len(comp.runs), comp.excluded, collapsed=comp.collapsed)
+    return PlotResult(_save(fig, out), len(comp.groups), len(comp.runs), comp.excluded, collapsed=comp.collapsed,
+                      figure=fig)
 
 
 def _param_keys(runs: list[Run]) -> list[str]:
@@ -339,7 +341,7 @@ def plot_vs(runs: list[Run], param: str, out, metric: str | None = None, band: s
                               label="confirmation runs at the selected point (fresh seeds)"))
     ax.legend(handles=handles, fontsize=9, loc="best")
     return PlotResult(_save(fig, out), len(lines), len(comp.runs), comp.excluded, log, comp.collapsed, single,
-                      sum(len(d) for _, d in diverged.values()), marked, confirmed)
+                      sum(len(d) for _, d in diverged.values()), marked, confirmed, figure=fig)
 
 
 def _diverged_seeds(runs: list[Run], param: str, line_of) -> dict:

@@ -1,8 +1,20 @@
-"""Shared helpers. Tests make their own small data; real-data tests skip without it."""
+"""Shared helpers. Tests make their own small data; real-data tests skip without it.
+
+Every helper more than one test file uses lives here, once (test files import each other
+never): the CLI runner `cli`, the error checks `error_line` / `assert_one_line_error`,
+configs (`write_config`), hand-written run folders (`write_run`), compare's tables
+(`parse_table`), and a normbench process started in the background (`start_run`).
+"""
 
 from __future__ import annotations
 
+import csv
+import json
 import os
+import statistics
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -32,9 +44,48 @@ TINY = ["data.subset={train: 160, test: 64}", "train.epochs=1"]
 
 
 def cli(*args, env=None):
+    """normbench's CLI in this process; an exception the CLI did not map to a clean
+    error propagates (catch_exceptions=False), so a traceback fails the test."""
     from normbench.cli import main
 
     return CliRunner().invoke(main, [str(a) for a in args], env=env, catch_exceptions=False)
+
+
+# ----------------------------------------------------------------------------- one-line errors
+
+
+def error_line(result, *fragments, code=1) -> str:
+    """The one `Error:` line of a failed command, checked and returned (compare it with
+    == where the exact text matters): exit `code` (2: click's usage errors), no
+    traceback, exactly one line starting with "Error:", and it is the last line (a
+    command may print before it fails: validate prints the config, compare its notes),
+    containing each fragment."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1, result.output
+    assert result.output.strip().endswith(lines[0]), result.output
+    for frag in fragments:
+        assert frag in lines[0], lines[0]
+    return lines[0]
+
+
+def assert_one_line_error(r, expected, out, started=False):
+    """The whole output is one `Error:` line containing `expected` (error_line, exit 1),
+    and nothing half-written looks complete: an error found before training (`started`
+    False) leaves no run folder under `out` at all; a run that started and failed leaves
+    a summary.json that says how it ended."""
+    error_line(r, expected)
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.output
+    assert lines[0].startswith("Error: ")
+    run_dirs = [c.parent for c in out.rglob("config.yaml")] if out.exists() else []
+    if not started:
+        assert run_dirs == [], "an error found before training leaves no run folder"
+        return
+    assert run_dirs, "the run started"
+    for d in run_dirs:
+        assert json.loads((d / "summary.json").read_text())["status"] != "completed"
 
 
 def write_config(path: Path, **changes) -> Path:
@@ -64,3 +115,134 @@ def shared_file(name: str) -> Path:
     if not p.exists():
         pytest.skip(f"real data {p} not present")
     return p
+
+
+# ----------------------------------------------------------------------------- hand-written run folders
+
+
+def config_dict(*, name="exp", seed=0, norm="batch", arch="cifar10_cnn", batch_size=64, epochs=3, out="results", sweep=None,
+                data=None):
+    data = data or ("synthetic_cifar10" if arch == "cifar10_cnn" else "synthetic_imdb")
+    return {
+        "name": name,
+        "data": {"name": data, "path": None, "subset": {"train": 256, "test": 64}, "num_words": 10000, "maxlen": 200},
+        "model": {"arch": arch, "norm": norm, "norm_groups": 8, "unroll": False},
+        "seed": seed,
+        "train": {"epochs": epochs, "batch_size": batch_size, "optimizer": "adam", "learning_rate": 0.001,
+                  "validation_split": 0.2, "jit_compile": "auto", "deterministic": False},
+        "output": {"dir": out},
+        "sweep": sweep or {},
+    }
+
+
+FP = "sha256:" + "ab" * 32  # the data fingerprint of write_run's runs
+
+
+def write_run(root: Path, *, seed, norm="batch", test_accuracy=0.5, test_loss=1.0, status="completed", epochs=3,
+              batch_size=64, name=None, out="results", summary=True, curve_shift=0.0, sweep=None, run_id=None,
+              fingerprint=FP, finished_at="2026-01-01T00:00:00", extra=None, **kw) -> Path:
+    """A run folder as normbench.train writes it, with chosen numbers, through
+    runfolder's writers. fingerprint=None: a run from before data fingerprints; `extra`:
+    more summary keys (None deletes one). history.csv: val_accuracy epoch e is
+    min(0.99, 0.3 + 0.15 e + curve_shift + 0.01 seed) - 0.05, loss 2 / e - curve_shift."""
+    import yaml
+
+    from normbench import runfolder
+
+    name = name or f"exp_{norm}"
+    d = runfolder.run_path(root, name, run_id or f"20260101-000000-seed{seed}-bs{batch_size}")
+    d.mkdir(parents=True)
+    cfg = config_dict(name=name, seed=seed, norm=norm, batch_size=batch_size, epochs=epochs, out=out, sweep=sweep, **kw)
+    runfolder.write_config(d, yaml.safe_dump(cfg, sort_keys=False))
+    done = epochs if status == "completed" else 1
+    rows = []
+    for e in range(1, done + 1):
+        acc = min(0.99, 0.3 + 0.15 * e + curve_shift + 0.01 * seed)
+        rows.append({"epoch": e, "loss": 2.0 / e - curve_shift, "accuracy": acc, "val_loss": 2.2 / e,
+                     "val_accuracy": acc - 0.05, "learning_rate": 0.001, "epoch_seconds": 1.0 + 0.1 * seed})
+    runfolder.write_history(d, rows)
+    if summary:
+        last = rows[-1]
+        # every key train writes (None unless set below); write_summary refuses unknown keys
+        s = {k: None for k in runfolder.SUMMARY_KEYS if k not in runfolder.OPTIONAL_SUMMARY_KEYS}
+        s |= {
+            "status": status, "run_id": d.name, "name": name, "model": cfg["model"]["arch"], "norm": norm, "seed": seed,
+            "batch_size": batch_size, "test_loss": test_loss if status == "completed" else None,
+            "test_accuracy": test_accuracy if status == "completed" else None,
+            "best_val_accuracy": max(r["val_accuracy"] for r in rows), "best_epoch": len(rows),
+            "last_val_accuracy": last["val_accuracy"], "final_train_loss": last["loss"] if status != "diverged" else None,
+            "epochs_completed": len(rows), "epochs": epochs, "wall_seconds": 5.0 + seed, "first_epoch_seconds": 2.0,
+            "mean_epoch_seconds": statistics.mean(r["epoch_seconds"] for r in rows), "ms_per_step": 10.0 + seed,
+            "params": 1000, "steps_per_epoch": 4, "jit_compile": False, "versions": {}, "host": {},
+            "data_fingerprint": fingerprint, "finished_at": finished_at, "eval": "last",
+            "test_accuracy_last": test_accuracy if status == "completed" else None,
+            "test_loss_last": test_loss if status == "completed" else None,
+            "test_accuracy_best": test_accuracy if status == "completed" else None,
+            "test_loss_best": test_loss if status == "completed" else None,
+        }
+        for k, v in (extra or {}).items():
+            if v is None:
+                s.pop(k, None)
+            else:
+                s[k] = v
+        runfolder.write_summary(d, s)
+    return d
+
+
+# ----------------------------------------------------------------------------- compare's tables
+
+
+def cells(line: str) -> list[str]:
+    return [c.strip() for c in line.split("  ") if c.strip()]
+
+
+def parse_tables(text: str) -> list[list[dict]]:
+    """Every table of `compare` (format table) whose header starts with "#", as dicts."""
+    lines = text.splitlines()
+    tables = []
+    for start in (i for i, l in enumerate(lines) if l.startswith("#  ")):
+        header = cells(lines[start])
+        rows = []
+        for line in lines[start + 2:]:
+            if not line.strip():
+                break
+            rows.append(dict(zip(header, cells(line))))
+        tables.append(rows)
+    return tables
+
+
+def parse_table(text: str, section: int = 0) -> list[dict]:
+    """One section of `compare` (format table): its two blocks (the metric, the other
+    metrics) merged row by row, keyed by header."""
+    first, second = parse_tables(text)[2 * section:2 * section + 2]
+    return [a | b for a, b in zip(first, second, strict=True)]
+
+
+# ----------------------------------------------------------------------------- a run in the background
+
+
+def history_rows(run_dir: Path) -> list[dict]:
+    with open(run_dir / "history.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def start_run(cfg_path, out, *extra):
+    """`normbench run CONFIG -q` in its own process (stdout and stderr together)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "normbench", "run", str(cfg_path), "-q", "--set", f"output.dir={out}", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+
+
+def wait_rows(out, n, proc, timeout=120) -> Path:
+    """The run folder under `out` once its history.csv has `n` epochs (the process must
+    still be running meanwhile)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for h in out.rglob("history.csv"):
+            if len(history_rows(h.parent)) >= n:
+                return h.parent
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.02)
+    raise AssertionError("no epochs written in time")

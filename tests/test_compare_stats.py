@@ -1,7 +1,7 @@
 """compare says how sure it is: every statistic in every format against values computed
 here with scipy; groups count distinct seeds and never mix data; sections; the
 test_*_last/_best metrics; plot bands. Run folders are written with runfolder's writers
-(tests/test_results.write_run); nothing trains, the file runs in seconds."""
+(tests/conftest.write_run); nothing trains, the file runs in seconds."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from scipy import special as spf
 from scipy import stats as sps
-from test_results import FP, assert_clean_error, cli, parse_table, write_run
+
+from conftest import FP, cli, error_line, parse_table, write_run
 
 ACC = {"batch": [0.80, 0.83, 0.79, 0.86], "layer": [0.74, 0.80, 0.73, 0.78], "none": [0.70, 0.77, 0.72]}
 SEEDS = {"batch": [0, 1, 2, 3], "layer": [0, 1, 2, 3], "none": [0, 1, 5]}  # none shares only some seeds
@@ -290,12 +291,12 @@ def test_last_and_best_test_metrics(tmp_path):
     for m in ("test_loss_last", "test_loss_best"):
         assert cli("compare", root, "--metric", m).exit_code == 0
     r = cli("compare", root, "--metric", "test_accurracy_best")
-    assert_clean_error(r, "test_accuracy_last, test_accuracy_best, test_loss_last, test_loss_best")
+    error_line(r, "test_accuracy_last, test_accuracy_best, test_loss_last, test_loss_best")
 
 
 def test_a_metric_no_run_has_is_one_line(tmp_path):
     write_run(tmp_path, seed=0, extra={"test_accuracy_best": None})
-    assert_clean_error(cli("compare", tmp_path, "--metric", "test_accuracy_best"),
+    error_line(cli("compare", tmp_path, "--metric", "test_accuracy_best"),
                        "--metric test_accuracy_best: no completed run has a value for it")
 
 
@@ -335,7 +336,7 @@ def test_plot_bands_and_single_seed_points(tmp_path):
     for band in ("ci", "std"):
         assert cli("plot", root, "--band", band, "-o", tmp_path / f"curves-{band}.png").exit_code == 0
     assert (tmp_path / "curves-ci.png").read_bytes() != (tmp_path / "curves-std.png").read_bytes()
-    assert_clean_error(cli("plot", root, "--band", "iqr", "-o", tmp_path / "x.png"), "--band")
+    error_line(cli("plot", root, "--band", "iqr", "-o", tmp_path / "x.png"), "--band", code=2)
 
 
 def test_plot_vs_a_key_that_does_not_vary_says_so(tmp_path):
@@ -343,14 +344,12 @@ def test_plot_vs_a_key_that_does_not_vary_says_so(tmp_path):
     for norm in ("batch", "layer"):
         write_run(root, seed=0, norm=norm)
     r = cli("plot", root, "--vs", "train.optimizer", "-o", tmp_path / "x.png")
-    assert_clean_error(r, "--vs train.optimizer: every run has train.optimizer=adam, so there is nothing to plot "
+    error_line(r, "--vs train.optimizer: every run has train.optimizer=adam, so there is nothing to plot "
                           "against; pick one that varies: model.norm")
     assert not (tmp_path / "x.png").exists()
 
 
 def test_plot_vs_shows_diverged_runs_as_a_share_of_seeds(tmp_path):
-    from test_results import png_shape
-
     root = tmp_path / "r"
     for bs in (16, 64):
         for seed in (0, 1, 2):
@@ -362,14 +361,23 @@ def test_plot_vs_shows_diverged_runs_as_a_share_of_seeds(tmp_path):
     r = cli("plot", root, "--vs", "train.batch_size", "-o", tmp_path / "d.png")
     assert r.exit_code == 0, r.output
     assert "3 lines, 1 point with n = 1 (hollow, no error bar), 8 diverged runs (lower panel), 10 runs" in r.stdout
-    assert png_shape(tmp_path / "d.png")[:2] == (650, 800)  # the lower panel makes the figure taller
 
     from normbench import plots, results
 
+    res = plots.plot_vs(results.load_runs([root]), "train.batch_size", tmp_path / "lib.png")
+    assert (tmp_path / "d.png").read_bytes() == (tmp_path / "lib.png").read_bytes()  # the CLI drew this figure
+    top, lower = res.figure.axes
+    assert lower.get_ylabel() == "diverged\n(share of seeds)"
+    # the lower panel: per line (batch, layer, none), the share of its seeds that diverged at 16 and 64
+    assert [list(line.get_ydata()) for line in lower.get_lines()] == [[0, 2 / 3], [0, 0], [1, 1]]
+    assert [list(line.get_xdata()) for line in lower.get_lines()] == [pytest.approx([16, 64], rel=0.05)] * 3  # dodged
+    # the upper panel: batch at 64 is its one completed seed (0.70), drawn hollow; none has no point
+    assert [b.get_label().split(" (")[0] for b in top.containers] == ["norm=batch", "norm=layer"]
+    assert list(top.containers[0].lines[0].get_ydata()) == pytest.approx([statistics.mean([0.7] * 3), 0.7])
     runs = [x for x in results.load_runs([root]) if x.status == "completed"]
     res = plots.plot_vs(runs, "train.batch_size", tmp_path / "plain.png")
     assert (res.diverged, res.lines) == (0, 2)
-    assert png_shape(tmp_path / "plain.png")[:2] == (500, 800)
+    assert len(res.figure.axes) == 1  # no diverged runs: no lower panel
     shares = {}
     for (line, x), (_, seeds) in plots._diverged_seeds(results.load_runs([root]), "train.batch_size",
                                                        lambda r: r.config["model.norm"]).items():
@@ -414,9 +422,9 @@ def test_within_errors_are_one_line(tmp_path):
     root = tmp_path / "r"
     for norm in ("batch", "layer"):
         write_run(root, seed=0, norm=norm)
-    assert_clean_error(cli("compare", root, "--within", "train.batchsize"),
+    error_line(cli("compare", root, "--within", "train.batchsize"),
                        "--within train.batchsize: no such config key in these runs; keys that vary here: model.norm")
-    assert_clean_error(cli("compare", root, "--within", "seed"), "--within seed: seed never separates groups")
+    error_line(cli("compare", root, "--within", "seed"), "--within seed: seed never separates groups")
 
 
 def test_eval_setting_does_not_split_groups_for_last_and_best_metrics(tmp_path):

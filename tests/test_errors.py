@@ -3,12 +3,10 @@ no traceback, and no run folder left looking complete."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
-from conftest import cli, write_config
+from conftest import assert_one_line_error, cli, write_config
 
 
 def _imdb_npz(path, n=20):
@@ -79,45 +77,26 @@ def test_config_errors(tmp_path, out, case, config, extra, expected):
     else:
         write_config(path, **config)
     r = cli("run", path, "--set", f"output.dir={out}", *extra)
-    _assert_one_line_error(r, expected, out)
+    assert_one_line_error(r, expected, out)
     where = str(path) if not any(e.startswith("train.") or e.startswith("seed") for e in extra) else "--set"
     assert where in r.output
 
 
-def _assert_one_line_error(r, expected, out, started=False):
-    """One `Error:` line, exit 1, no traceback, and nothing half-written looks complete:
-    an error found before training (`started` False) leaves no run folder at all; a run
-    that started and failed leaves a summary.json that says how it ended."""
-    lines = [ln for ln in r.output.splitlines() if ln.strip()]
-    assert r.exit_code == 1, r.output
-    assert "Traceback" not in r.output
-    assert len(lines) == 1, r.output
-    assert lines[0].startswith("Error: ")
-    assert expected in lines[0], lines[0]
-    run_dirs = [c.parent for c in out.rglob("config.yaml")] if out.exists() else []
-    if not started:
-        assert run_dirs == [], "an error found before training leaves no run folder"
-        return
-    assert run_dirs, "the run started"
-    for d in run_dirs:
-        assert json.loads((d / "summary.json").read_text())["status"] != "completed"
-
-
 def test_missing_config_file(tmp_path, out):
     r = cli("run", tmp_path / "nope.yaml")
-    _assert_one_line_error(r, f"{tmp_path / 'nope.yaml'}: no such config file; check the path", out)
+    assert_one_line_error(r, f"{tmp_path / 'nope.yaml'}: no such config file; check the path", out)
 
 
 def test_config_is_a_folder(tmp_path, out):
     r = cli("validate", tmp_path)
-    _assert_one_line_error(r, f"{tmp_path}: is a folder, not a config file; pass a .yaml file", out)
+    assert_one_line_error(r, f"{tmp_path}: is a folder, not a config file; pass a .yaml file", out)
 
 
 def test_unreadable_config(tmp_path, out):
     p = tmp_path / "binary.yaml"
     p.write_bytes(b"\xff\xfe\x00bad")
     r = cli("validate", p)
-    _assert_one_line_error(r, f"{p}: cannot read (UnicodeDecodeError); pass a readable UTF-8 YAML file", out)
+    assert_one_line_error(r, f"{p}: cannot read (UnicodeDecodeError); pass a readable UTF-8 YAML file", out)
 
 
 DATA_CASES = [
@@ -140,7 +119,7 @@ def test_data_errors(tmp_path, out, case, args, expected):
     (tmp_path / "empty").mkdir()
     cfg = write_config(tmp_path / "real.yaml", data__name="imdb", data__subset=None)
     r = cli("run", cfg, "--set", f"output.dir={out}", *args(files))
-    _assert_one_line_error(r, expected.format(d=tmp_path), out)
+    assert_one_line_error(r, expected.format(d=tmp_path), out)
     assert not out.exists() or not list(out.rglob("config.yaml")), "no run folder before the data loads"
 
 
@@ -148,7 +127,7 @@ def test_env_data_dir_without_file(tmp_path, out, monkeypatch):
     monkeypatch.setenv("NORMBENCH_DATA_DIR", str(tmp_path))
     cfg = write_config(tmp_path / "real.yaml", data__name="imdb", data__subset=None)
     r = cli("run", cfg, "--set", f"output.dir={out}")
-    _assert_one_line_error(r, f"$NORMBENCH_DATA_DIR={tmp_path} holds none of imdb.npz; put the imdb data there or unset it to download", out)
+    assert_one_line_error(r, f"$NORMBENCH_DATA_DIR={tmp_path} holds none of imdb.npz; put the imdb data there or unset it to download", out)
 
 
 def test_unreachable_download(tmp_path, out, monkeypatch):
@@ -162,12 +141,12 @@ def test_unreachable_download(tmp_path, out, monkeypatch):
     monkeypatch.setattr(keras.datasets.imdb, "load_data", offline)
     cfg = write_config(tmp_path / "real.yaml", data__name="imdb", data__subset=None)
     r = cli("run", cfg, "--set", f"output.dir={out}")
-    _assert_one_line_error(r, "could not download IMDB through keras.datasets (URL fetch failure on https://storage.googleapis.com/tensorflow/tf-keras-datasets/imdb.npz: None -- [Errno -3] Temporary failure in name resolution); without internet, set data.path (or $NORMBENCH_DATA_DIR) to a local copy", out)
+    assert_one_line_error(r, "could not download IMDB through keras.datasets (URL fetch failure on https://storage.googleapis.com/tensorflow/tf-keras-datasets/imdb.npz: None -- [Errno -3] Temporary failure in name resolution); without internet, set data.path (or $NORMBENCH_DATA_DIR) to a local copy", out)
 
 
 def test_resume_not_a_run_folder(tmp_path, out):
     r = cli("run", "--resume", tmp_path)
-    _assert_one_line_error(r, f"{tmp_path}: not a run folder (no config.yaml); pass a folder that normbench run created", out)
+    assert_one_line_error(r, f"{tmp_path}: not a run folder (no config.yaml); pass a folder that normbench run created", out)
 
 
 def test_run_needs_config_or_resume():
@@ -211,7 +190,7 @@ def test_training_failure_is_one_line_and_recorded(tmp_path, out, monkeypatch, r
     _failing_training(request)
     cfg = write_config(tmp_path / "c.yaml", output__dir=str(out))
     r = cli("run", cfg, "-q")
-    _assert_one_line_error(r, "Error: training failed: RuntimeError: the injected failure "
+    assert_one_line_error(r, "Error: training failed: RuntimeError: the injected failure "
                               "(set NORMBENCH_DEBUG=1 for the traceback)", out, started=True)
     (run_dir,) = [c.parent for c in out.rglob("config.yaml")]
     s = runfolder.read_summary(run_dir)

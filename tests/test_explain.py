@@ -6,15 +6,10 @@ import re
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
+from conftest import cli
 from normbench import NormbenchError
-from normbench.cli import main
 from normbench.explain import TUTORIAL_MATRIX, explain, parse_matrix
-
-
-def cli(*args):
-    return CliRunner().invoke(main, list(args))
 
 
 @pytest.fixture(scope="module")

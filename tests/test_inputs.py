@@ -13,10 +13,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import REPO, cli, write_config
+from conftest import REPO, assert_one_line_error, cli, write_config
 from normbench import data as nbdata
 from normbench.config import from_dict, read_yaml
-from test_errors import _assert_one_line_error
 
 
 def _no_run_folder(out):
@@ -104,7 +103,7 @@ def _data_config(tmp_path, dataset, arrays):
 def test_bad_data_is_refused_before_training(tmp_path, out, case, dataset, arrays, expected):
     cfg, path = _data_config(tmp_path, dataset, arrays)
     r = cli("run", cfg, "--set", f"output.dir={out}", "-q")
-    _assert_one_line_error(r, f"Error: data.path: {path}: {expected}", out)
+    assert_one_line_error(r, f"Error: data.path: {path}: {expected}", out)
     assert r.output.startswith(f"Error: data.path: {path}: {expected}")
     _no_run_folder(out)
 
@@ -114,7 +113,7 @@ def test_bad_data_from_the_data_dir_names_the_variable(tmp_path, out, monkeypatc
     np.savez(tmp_path / "imdb.npz", x_train=IMDB_X, y_train=_set(IMDB_Y, 2, 3), x_test=IMDB_X, y_test=IMDB_Y)
     cfg = write_config(tmp_path / "real.yaml", data__name="imdb", data__subset=None)
     r = cli("run", cfg, "--set", f"output.dir={out}")
-    _assert_one_line_error(r, f"$NORMBENCH_DATA_DIR: {tmp_path / 'imdb.npz'}: y_train[2] = 3 is not a class of imdb (0-1)", out)
+    assert_one_line_error(r, f"$NORMBENCH_DATA_DIR: {tmp_path / 'imdb.npz'}: y_train[2] = 3 is not a class of imdb (0-1)", out)
 
 
 def _data_cfg(**data):
@@ -184,7 +183,7 @@ def test_library_error_keeps_its_reason(tmp_path, out, monkeypatch):
         "Error: training failed: InvalidArgumentError: Received a label value of 12 which is outside the valid range of [0, 10)."
     ), lines[0]
     assert lines[0].endswith("(set NORMBENCH_DEBUG=1 for the traceback)")
-    _assert_one_line_error(r, "training failed", out, started=True)  # and no summary says completed
+    assert_one_line_error(r, "training failed", out, started=True)  # and no summary says completed
 
 
 def test_memory_error_is_one_line(tmp_path, out, monkeypatch):
@@ -201,7 +200,7 @@ def test_memory_error_is_one_line(tmp_path, out, monkeypatch):
     assert r.exit_code == 1 and r.output.splitlines()[-1] == f"Error: out of memory (MemoryError); {fix}", r.output
     monkeypatch.setattr(normbench.train, "prepare", oom)
     r = cli("run", cfg, "--set", f"output.dir={out}")
-    _assert_one_line_error(r, f"training failed: out of memory (MemoryError); {fix}", out)
+    assert_one_line_error(r, f"training failed: out of memory (MemoryError); {fix}", out)
 
 
 # ----------------------------------------------------------------------------- YAML
@@ -257,7 +256,7 @@ def test_duplicate_keys_are_an_error(tmp_path, out, text, line, key, first):
     path = tmp_path / "dup.yaml"
     path.write_text(text)
     r = cli("run", path, "--set", f"output.dir={out}")
-    _assert_one_line_error(r, f"Error: {path}: line {line}: duplicate key {key} (first at line {first}); keep only one", out)
+    assert_one_line_error(r, f"Error: {path}: line {line}: duplicate key {key} (first at line {first}); keep only one", out)
 
 
 # ----------------------------------------------------------------------------- validate
@@ -297,7 +296,7 @@ LIMIT_CASES = [
 def test_limits_are_checked_by_validate(tmp_path, out, no_data, command, case, args, expected):
     cfg = write_config(tmp_path / "c.yaml")
     r = cli(command, cfg, "--set", f"output.dir={out}", *args)
-    _assert_one_line_error(r, f"Error: {expected}", out)
+    assert_one_line_error(r, f"Error: {expected}", out)
     _no_run_folder(out)
 
 
@@ -313,7 +312,7 @@ def test_output_dir_that_is_a_file(tmp_path, no_data, command, where):
     blocker.write_text("not a folder\n")
     target = blocker if where == "file" else blocker / "sub"
     r = cli(command, write_config(tmp_path / "c.yaml"), "--set", f"output.dir={target}")
-    _assert_one_line_error(
+    assert_one_line_error(
         r, f"Error: --set output.dir={target}: output.dir: {blocker} is a file, not a folder; "
         "choose another output.dir or move the file", tmp_path / "none")
     assert blocker.read_text() == "not a folder\n"
@@ -325,7 +324,7 @@ def test_subset_larger_than_local_data(tmp_path, out, no_data, command):
     np.savez(path, x_train=IMDB_X, y_train=IMDB_Y, x_test=IMDB_X[:3], y_test=IMDB_Y[:3])
     cfg = write_config(tmp_path / "c.yaml", data__name="imdb", data__path=str(path), data__subset={"train": 8, "test": 4})
     r = cli(command, cfg, "--set", f"output.dir={out}")
-    _assert_one_line_error(r, f"Error: {cfg}: data.subset.test: 4 is more than the 3 test examples in {path}; use at most 3", out)
+    assert_one_line_error(r, f"Error: {cfg}: data.subset.test: 4 is more than the 3 test examples in {path}; use at most 3", out)
     _no_run_folder(out)
 
 

@@ -11,8 +11,7 @@ import math
 import pandas as pd
 import pytest
 
-from conftest import REPO, cli, write_config
-from test_errors import _assert_one_line_error
+from conftest import REPO, assert_one_line_error, cli, history_rows, start_run, wait_rows, write_config
 
 # 160 examples, validation_split 0.2 -> n = 128 training examples; batch 32 -> S = 4 steps per epoch
 N_FIT, BATCH, S = 128, 32, 4
@@ -206,14 +205,14 @@ ERRORS = [
 def test_bad_values_give_one_line(out, case, sets, expected):
     args = sum((["--set", s] for s in sets), [])
     r = cli("run", REPO / "configs/smoke/imdb_none.yaml", "--set", f"output.dir={out}", *args)
-    _assert_one_line_error(r, expected, out)
+    assert_one_line_error(r, expected, out)
     assert not out.exists()  # checked before any folder is made
 
 
 def test_bad_value_in_a_file_names_the_file(tmp_path, out):
     path = write_config(tmp_path / "bad.yaml", train__optimizer="adam", train__momentum=0.9)
     r = cli("run", path, "--set", f"output.dir={out}")
-    _assert_one_line_error(r, f"{path}: train.momentum: applies only to optimizer sgd, not adam", out)
+    assert_one_line_error(r, f"{path}: train.momentum: applies only to optimizer sgd, not adam", out)
 
 
 def test_resumed_run_continues_the_schedule(tmp_path):
@@ -222,19 +221,17 @@ def test_resumed_run_continues_the_schedule(tmp_path):
     schedule instead of restarting it (1,600 examples at batch 64: S = 25, T = 125)."""
     import signal
 
-    from test_sweep import _rows, _start, _wait_rows
-
     out = tmp_path / "r"
-    proc = _start(REPO / "configs/smoke/imdb_none.yaml", out, "--set", "train.epochs=5",
+    proc = start_run(REPO / "configs/smoke/imdb_none.yaml", out, "--set", "train.epochs=5",
                   "--set", "train.schedule=cosine", "--set", "train.optimizer=sgd", "--set", "train.learning_rate=0.01")
-    run_dir = _wait_rows(out, 2, proc)
+    run_dir = wait_rows(out, 2, proc)
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, output
-    assert (run_dir / "backup" / "latest.weights.h5").exists() and len(_rows(run_dir)) < 5
+    assert (run_dir / "backup" / "latest.weights.h5").exists() and len(history_rows(run_dir)) < 5
     r = cli("run", "--resume", run_dir, "-q")
     assert r.exit_code == 0, r.output
-    rates = [float(row["learning_rate"]) for row in _rows(run_dir)]
+    rates = [float(row["learning_rate"]) for row in history_rows(run_dir)]
     assert rates == pytest.approx([0.01 * _cos(k * 25 - 1, 0, 125) for k in range(1, 6)], rel=1e-5, abs=1e-9)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import csv
 import math
 import statistics
 import subprocess
@@ -18,75 +19,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
+from conftest import cli, error_line, parse_table, write_run
 from normbench import NormbenchError, runfolder
-from normbench.cli import main
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def config_dict(*, name="exp", seed=0, norm="batch", arch="cifar10_cnn", batch_size=64, epochs=3, out="results", sweep=None,
-                data=None):
-    data = data or ("synthetic_cifar10" if arch == "cifar10_cnn" else "synthetic_imdb")
-    return {
-        "name": name,
-        "data": {"name": data, "path": None, "subset": {"train": 256, "test": 64}, "num_words": 10000, "maxlen": 200},
-        "model": {"arch": arch, "norm": norm, "norm_groups": 8, "unroll": False},
-        "seed": seed,
-        "train": {"epochs": epochs, "batch_size": batch_size, "optimizer": "adam", "learning_rate": 0.001,
-                  "validation_split": 0.2, "jit_compile": "auto", "deterministic": False},
-        "output": {"dir": out},
-        "sweep": sweep or {},
-    }
-
-
-FP = "sha256:" + "ab" * 32  # the data fingerprint of the fixtures' runs
-
-
-def write_run(root: Path, *, seed, norm="batch", test_accuracy=0.5, test_loss=1.0, status="completed", epochs=3,
-              batch_size=64, name=None, out="results", summary=True, curve_shift=0.0, sweep=None, run_id=None,
-              fingerprint=FP, finished_at="2026-01-01T00:00:00", extra=None, **kw) -> Path:
-    """A run folder as normbench.train writes it, with chosen numbers. fingerprint=None:
-    a run from before data fingerprints; `extra`: more summary keys (None deletes one)."""
-    name = name or f"exp_{norm}"
-    d = runfolder.run_path(root, name, run_id or f"20260101-000000-seed{seed}-bs{batch_size}")
-    d.mkdir(parents=True)
-    cfg = config_dict(name=name, seed=seed, norm=norm, batch_size=batch_size, epochs=epochs, out=out, sweep=sweep, **kw)
-    runfolder.write_config(d, yaml.safe_dump(cfg, sort_keys=False))
-    done = epochs if status == "completed" else 1
-    rows = []
-    for e in range(1, done + 1):
-        acc = min(0.99, 0.3 + 0.15 * e + curve_shift + 0.01 * seed)
-        rows.append({"epoch": e, "loss": 2.0 / e - curve_shift, "accuracy": acc, "val_loss": 2.2 / e,
-                     "val_accuracy": acc - 0.05, "learning_rate": 0.001, "epoch_seconds": 1.0 + 0.1 * seed})
-    runfolder.write_history(d, rows)
-    if summary:
-        last = rows[-1]
-        # every key train writes (None unless set below); write_summary refuses unknown keys
-        s = {k: None for k in runfolder.SUMMARY_KEYS if k not in runfolder.OPTIONAL_SUMMARY_KEYS}
-        s |= {
-            "status": status, "run_id": d.name, "name": name, "model": cfg["model"]["arch"], "norm": norm, "seed": seed,
-            "batch_size": batch_size, "test_loss": test_loss if status == "completed" else None,
-            "test_accuracy": test_accuracy if status == "completed" else None,
-            "best_val_accuracy": max(r["val_accuracy"] for r in rows), "best_epoch": len(rows),
-            "last_val_accuracy": last["val_accuracy"], "final_train_loss": last["loss"] if status != "diverged" else None,
-            "epochs_completed": len(rows), "epochs": epochs, "wall_seconds": 5.0 + seed, "first_epoch_seconds": 2.0,
-            "mean_epoch_seconds": statistics.mean(r["epoch_seconds"] for r in rows), "ms_per_step": 10.0 + seed,
-            "params": 1000, "steps_per_epoch": 4, "jit_compile": False, "versions": {}, "host": {},
-            "data_fingerprint": fingerprint, "finished_at": finished_at, "eval": "last",
-            "test_accuracy_last": test_accuracy if status == "completed" else None,
-            "test_loss_last": test_loss if status == "completed" else None,
-            "test_accuracy_best": test_accuracy if status == "completed" else None,
-            "test_loss_best": test_loss if status == "completed" else None,
-        }
-        for k, v in (extra or {}).items():
-            if v is None:
-                s.pop(k, None)
-            else:
-                s[k] = v
-        runfolder.write_summary(d, s)
-    return d
 
 
 ACC = {"batch": [0.80, 0.82, 0.85], "layer": [0.70, 0.74, 0.71]}
@@ -117,51 +54,61 @@ def expected(root: Path, key: str) -> dict:
     return {k: (len(v), statistics.mean(v), statistics.stdev(v) if len(v) > 1 else None) for k, v in by.items()}
 
 
-def cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
+def epoch_values(root: Path) -> dict:
+    """norm -> history column -> per epoch, the completed runs' values, read here from the
+    history.csv files with csv (the plot's own code not used)."""
+    by = {}
+    for p in sorted(root.rglob("summary.json")):
+        s = json.loads(p.read_text())
+        if s["status"] != "completed":
+            continue
+        with open(p.parent / "history.csv") as f:
+            for row in csv.DictReader(f):
+                for col in ("accuracy", "val_accuracy", "loss", "val_loss"):
+                    by.setdefault(s["norm"], {}).setdefault(col, {}).setdefault(int(row["epoch"]), []).append(float(row[col]))
+    return {norm: {col: [v for _, v in sorted(eps.items())] for col, eps in cols.items()} for norm, cols in by.items()}
 
 
-def assert_clean_error(result, *fragments):
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(lines) == 1, result.output
-    for frag in fragments:
-        assert frag in lines[0], lines[0]
+def t_interval(values, clip=None):
+    """The 95 % t-interval of the mean, from scipy, clipped to what the quantity can reach
+    (accuracies [0, 1], losses [0, inf): a t-interval of two seeds can pass either)."""
+    from scipy import stats as sps
+
+    mean, sd = statistics.mean(values), statistics.stdev(values)
+    lo, hi = (mean, mean) if sd == 0 else sps.t.interval(0.95, len(values) - 1, loc=mean, scale=sd / math.sqrt(len(values)))
+    return (max(clip[0], lo), min(clip[1], hi)) if clip else (lo, hi)
 
 
-def cells(line: str) -> list[str]:
-    return [c.strip() for c in line.split("  ") if c.strip()]
+def assert_curves_drawn(fig, root: Path, norms: list[str]):
+    """What plot_curves drew: per group (in `norms` order, one colour each), train accuracy
+    dashed and validation accuracy solid on the left panel, the two losses on the right,
+    each the per-epoch mean of the group's completed runs, in a band that spans the
+    95 % t-interval of that mean at each epoch."""
+    import numpy as np
 
-
-def parse_tables(text: str) -> list[list[dict]]:
-    """Every table of `compare` (format table) whose header starts with "#", as dicts."""
-    lines = text.splitlines()
-    tables = []
-    for start in (i for i, l in enumerate(lines) if l.startswith("#  ")):
-        header = cells(lines[start])
-        rows = []
-        for line in lines[start + 2:]:
-            if not line.strip():
-                break
-            rows.append(dict(zip(header, cells(line))))
-        tables.append(rows)
-    return tables
-
-
-def parse_table(text: str, section: int = 0) -> list[dict]:
-    """One section of `compare` (format table): its two blocks (the metric, the other
-    metrics) merged row by row, keyed by header."""
-    first, second = parse_tables(text)[2 * section:2 * section + 2]
-    return [a | b for a, b in zip(first, second, strict=True)]
-
-
-def png_shape(path: Path):
-    import matplotlib.image
-
-    assert path.stat().st_size > 0
-    return matplotlib.image.imread(str(path)).shape
+    want = epoch_values(root)
+    assert sorted(want) == sorted(norms)
+    ax_acc, ax_loss = fig.axes
+    assert (ax_acc.get_title(), ax_loss.get_title()) == ("Accuracy", "Loss")
+    colors = []
+    for ax, cols in ((ax_acc, ("accuracy", "val_accuracy")), (ax_loss, ("loss", "val_loss"))):
+        lines, bands = ax.get_lines(), ax.collections
+        assert len(lines) == len(bands) == 2 * len(norms)
+        for i, norm in enumerate(norms):
+            for j, col in enumerate(cols):
+                line, band, per_epoch = lines[2 * i + j], bands[2 * i + j], want[norm][col]
+                assert line.get_linestyle() == ("--" if j == 0 else "-")
+                assert list(line.get_xdata()) == list(range(1, len(per_epoch) + 1))
+                assert list(line.get_ydata()) == pytest.approx([statistics.mean(v) for v in per_epoch], abs=1e-12), (norm, col)
+                edge = np.asarray(band.get_paths()[0].vertices)
+                for e, v in enumerate(per_epoch, start=1):
+                    ys = edge[np.isclose(edge[:, 0], e), 1]
+                    want_lo, want_hi = t_interval(v, (0, 1) if "accuracy" in col else (0, math.inf))
+                    assert (ys.min(), ys.max()) == pytest.approx((want_lo, want_hi), abs=1e-9), (norm, col, e)
+            assert lines[2 * i].get_color() == lines[2 * i + 1].get_color()
+            colors.append(lines[2 * i].get_color())
+    assert len(set(map(str, colors[:len(norms)]))) == len(norms)  # one colour per group
+    assert colors[:len(norms)] == colors[len(norms):]  # the same on both panels
 
 
 # ----------------------------------------------------------------------------- compare: numbers
@@ -307,19 +254,19 @@ def test_compare_accepts_run_folders_and_dedupes(two_groups):
 
 def test_compare_unknown_metric(two_groups):
     r = cli("compare", two_groups, "--metric", "accuracyy")
-    assert_clean_error(r, "--metric accuracyy: unknown metric; choose one of: test_accuracy, test_loss")
+    error_line(r, "--metric accuracyy: unknown metric; choose one of: test_accuracy, test_loss")
 
 
 def test_compare_missing_path(tmp_path):
-    assert_clean_error(cli("compare", tmp_path / "nope"), str(tmp_path / "nope"), "no such file or folder")
+    error_line(cli("compare", tmp_path / "nope"), str(tmp_path / "nope"), "no such file or folder")
 
 
 def test_compare_path_without_runs(tmp_path):
     (tmp_path / "empty" / "sub").mkdir(parents=True)
-    assert_clean_error(cli("compare", tmp_path / "empty"), "no runs found", "output.dir")
+    error_line(cli("compare", tmp_path / "empty"), "no runs found", "output.dir")
     f = tmp_path / "notes.txt"
     f.write_text("x")
-    assert_clean_error(cli("compare", f), "is a file, not a run folder")
+    error_line(cli("compare", f), "is a file, not a run folder")
 
 
 @pytest.mark.parametrize("file, text, reason", [
@@ -355,13 +302,13 @@ def test_compare_lists_a_corrupt_run_apart(two_groups, file, text, reason):
 def test_compare_only_corrupt_runs(tmp_path):
     d = write_run(tmp_path, seed=1)
     (d / "summary.json").write_text("{")
-    assert_clean_error(cli("compare", tmp_path), "no completed runs to compare (1 corrupt)")
+    error_line(cli("compare", tmp_path), "no completed runs to compare (1 corrupt)")
 
 
 def test_compare_no_completed_runs(tmp_path):
     write_run(tmp_path, seed=1, status="diverged")
     r = cli("compare", tmp_path)
-    assert_clean_error(r, "no completed runs to compare (1 diverged)", "normbench run --resume")
+    error_line(r, "no completed runs to compare (1 diverged)", "normbench run --resume")
 
 
 def test_library_errors_are_normbench_errors(tmp_path):
@@ -378,22 +325,30 @@ def test_library_errors_are_normbench_errors(tmp_path):
 # ----------------------------------------------------------------------------- plot
 
 
-def test_plot_curves_png(two_groups, tmp_path):
+def test_plot_curves_draws_the_groups_mean_curves(two_groups, tmp_path):
+    from normbench import plots, results
+
     out = tmp_path / "plots" / "curves.png"
-    write_run(two_groups, seed=9, norm="batch", status="diverged")
+    write_run(two_groups, seed=9, norm="batch", status="diverged")  # one epoch: in a mean it would move epoch 1
     r = cli("plot", two_groups, "-o", out)
     assert r.exit_code == 0, r.output
     assert f"wrote {out} (2 groups, 6 runs)" in r.stdout
     assert "not averaged: diverged" in r.stderr
-    assert png_shape(out)[:2] == (500, 1300)
+    res = plots.plot_curves(results.load_runs([two_groups]), tmp_path / "lib.png")
+    assert (res.lines, res.runs, [x.status for x in res.excluded]) == (2, 6, ["diverged"])
+    assert_curves_drawn(res.figure, two_groups, ["batch", "layer"])
+    assert out.read_bytes() == (tmp_path / "lib.png").read_bytes()  # the CLI drew this same figure
 
 
 def test_compare_plot_option(two_groups, tmp_path):
+    from normbench import plots, results
+
     out = tmp_path / "c.png"
     r = cli("compare", two_groups, "--plot", out, "--format", "csv")
     assert r.exit_code == 0, r.output
-    assert png_shape(out)[:2] == (500, 1300)
     assert "wrote" not in r.stdout  # stdout stays pure CSV
+    plots.plot_curves(results.load_runs([two_groups]), tmp_path / "lib.png")
+    assert out.read_bytes() == (tmp_path / "lib.png").read_bytes()  # the curves, as the test above checks them
 
 
 @pytest.fixture
@@ -406,14 +361,31 @@ def batch_sweep(tmp_path) -> Path:
     return root
 
 
-def test_plot_vs_png(batch_sweep, tmp_path):
+def test_plot_vs_draws_each_points_mean_and_interval(batch_sweep, tmp_path):
+    import numpy as np
+
     from normbench import plots, results
 
     out = tmp_path / "bs.png"
     r = cli("plot", batch_sweep, "--vs", "train.batch_size", "-o", out)
     assert r.exit_code == 0, r.output
     assert "(2 lines, 12 runs)" in r.stdout
-    assert png_shape(out)[:2] == (500, 800)
+    res = plots.plot_vs(results.load_runs([batch_sweep]), "train.batch_size", tmp_path / "lib.png")
+    assert out.read_bytes() == (tmp_path / "lib.png").read_bytes()  # the CLI drew this same figure
+    (ax,) = res.figure.axes
+    assert ax.get_xscale() == "log" and [t.get_text() for t in ax.get_xticklabels()] == ["16", "64", "256"]
+    acc = {}
+    for s in (json.loads(p.read_text()) for p in sorted(batch_sweep.rglob("summary.json"))):
+        acc.setdefault(s["norm"], {}).setdefault(s["batch_size"], []).append(s["test_accuracy"])
+    bars = ax.containers
+    assert [b.get_label() for b in bars] == ["norm=batch (n=2 per point)", "norm=layer (n=2 per point)"]
+    for bar, norm in zip(bars, ("batch", "layer")):
+        line, _, (segments,) = bar.lines
+        vals = [acc[norm][bs] for bs in (16, 64, 256)]
+        assert list(line.get_ydata()) == pytest.approx([statistics.mean(v) for v in vals], abs=1e-12)
+        assert list(line.get_xdata()) == pytest.approx([16, 64, 256], rel=0.05)  # dodged sideways a little
+        for (lo, hi), v in zip(np.asarray(segments.get_segments())[:, :, 1], vals):  # the 95 % t-interval
+            assert (lo, hi) == pytest.approx(t_interval(v, (0, 1)), abs=1e-9)
     res = plots.plot_vs(results.load_runs([batch_sweep]), "train.batch_size", tmp_path / "bs2.png", "test_loss")
     assert res.log_x and res.lines == 2 and res.single == 0
     # a numeric key spanning less than 8x gets a linear axis; a text key a categorical one
@@ -431,16 +403,16 @@ def test_plot_vs_png(batch_sweep, tmp_path):
 
 def test_plot_errors(batch_sweep, tmp_path):
     r = cli("plot", batch_sweep, "--vs", "train.batchsize", "-o", tmp_path / "x.png")
-    assert_clean_error(r, "--vs train.batchsize: no such config key", "train.batch_size")
+    error_line(r, "--vs train.batchsize: no such config key", "train.batch_size")
     r = cli("plot", batch_sweep, "--vs", "train.batch_size", "--metric", "acc", "-o", tmp_path / "x.png")
-    assert_clean_error(r, "unknown metric")
-    assert_clean_error(cli("plot", batch_sweep, "-o", tmp_path / "x.bmpx"), "end the name in .png")
-    assert_clean_error(cli("plot", batch_sweep, "--metric", "test_loss", "-o", tmp_path / "x.png"), "--metric applies to --vs")
-    assert_clean_error(cli("plot", tmp_path / "nope", "-o", tmp_path / "x.png"), "no such file or folder")
-    assert_clean_error(cli("plot", batch_sweep), "Missing option '--output'")
+    error_line(r, "unknown metric")
+    error_line(cli("plot", batch_sweep, "-o", tmp_path / "x.bmpx"), "end the name in .png")
+    error_line(cli("plot", batch_sweep, "--metric", "test_loss", "-o", tmp_path / "x.png"), "--metric applies to --vs", code=2)
+    error_line(cli("plot", tmp_path / "nope", "-o", tmp_path / "x.png"), "no such file or folder")
+    error_line(cli("plot", batch_sweep), "Missing option '--output'", code=2)
     h = next(batch_sweep.rglob("history.csv"))
     h.write_text("epoch,loss\n1,0.5\n")
-    assert_clean_error(cli("plot", batch_sweep, "-o", tmp_path / "x.png"), str(h), "corrupt history.csv")
+    error_line(cli("plot", batch_sweep, "-o", tmp_path / "x.png"), str(h), "corrupt history.csv")
     assert not (tmp_path / "x.png").exists()
 
 
@@ -513,10 +485,14 @@ def test_e2e_compare_real_runs(real_runs):
 
 
 def test_e2e_plot_real_runs(real_runs, tmp_path):
+    from normbench import plots, results
+
     out = tmp_path / "curves.png"
     r = cli("plot", real_runs, "-o", out)
     assert r.exit_code == 0, r.output
-    assert png_shape(out)[:2] == (500, 1300)
+    res = plots.plot_curves(results.load_runs([real_runs]), tmp_path / "lib.png")
+    assert_curves_drawn(res.figure, real_runs, ["batch", "layer"])
+    assert out.read_bytes() == (tmp_path / "lib.png").read_bytes()
 
 
 def test_runs_from_before_a_config_key_existed_group_with_its_default(tmp_path):

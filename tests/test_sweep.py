@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY, cli, write_config
+from conftest import REPO, TINY, cli, history_rows, start_run, write_config
 from normbench import NormbenchError, runfolder
 from normbench import sweep as sw
 from normbench.config import load_config
@@ -144,30 +144,6 @@ def test_real_failure_is_reported_and_exit_is_nonzero(tmp_path):
 # ----------------------------------------------------------------------------- resume
 
 
-def _rows(run_dir):
-    with open(run_dir / "history.csv") as f:
-        return list(csv.DictReader(f))
-
-
-def _start(cfg_path, out, *extra):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "normbench", "run", str(cfg_path), "-q", "--set", f"output.dir={out}", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )
-
-
-def _wait_rows(out, n, proc, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        for h in out.rglob("history.csv"):
-            if len(_rows(h.parent)) >= n:
-                return h.parent
-        assert proc.poll() is None, proc.stdout.read()
-        time.sleep(0.02)
-    raise AssertionError("no epochs written in time")
-
-
 def test_signals_wait_for_the_end_of_a_deferred_block():
     from normbench import train
 
@@ -200,7 +176,7 @@ def test_backup_that_does_not_load_restarts_the_run(tmp_path):
     (run_dir / "backup" / "training_metadata.json").write_text('{"epoch": 1, "batch": 0}')
     r = cli("run", "--resume", run_dir, "-q")
     assert r.exit_code == 0, r.output
-    assert [int(row["epoch"]) for row in _rows(run_dir)] == [1, 2]
+    assert [int(row["epoch"]) for row in history_rows(run_dir)] == [1, 2]
 
 
 def test_resuming_a_completed_run_does_nothing(tmp_path):
@@ -219,12 +195,12 @@ def test_deterministic_runs_are_byte_identical(tmp_path):
     histories = []
     for i in range(2):
         out = tmp_path / f"r{i}"
-        proc = _start(REPO / "configs/smoke/cifar10_bn.yaml", out, "--set", "train.deterministic=true",
+        proc = start_run(REPO / "configs/smoke/cifar10_bn.yaml", out, "--set", "train.deterministic=true",
                       "--set", "train.epochs=2", "--set", "data.subset={train: 256, test: 64}")
         output, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, output
         (h,) = out.rglob("history.csv")
-        histories.append([(r["loss"], r["accuracy"], r["val_loss"], r["val_accuracy"]) for r in _rows(h.parent)])
+        histories.append([(r["loss"], r["accuracy"], r["val_loss"], r["val_accuracy"]) for r in history_rows(h.parent)])
     assert histories[0] == histories[1]
     assert len(histories[0]) == 2
 
@@ -259,7 +235,7 @@ def test_ray_modes_index_the_real_folders_and_leave_no_scratch(tmp_path):
         assert sorted(row["path"] for row in _index(out)) == [f"{name}/{d.name}" for d in runs]
         for d in runs:
             assert json.loads((d / "summary.json").read_text())["status"] == "completed"
-            assert len(_rows(d)) == 1
+            assert len(history_rows(d)) == 1
     assert _scratch_folders() == before
 
 
@@ -287,7 +263,7 @@ def test_ray_sweep_on_two_nodes(tmp_path, monkeypatch):
     for m in members:
         assert {p.name for p in m.run_dir.iterdir()} >= {"config.yaml", "history.csv", "summary.json"}
         assert json.loads((m.run_dir / "summary.json").read_text())["status"] == "completed"
-        assert len(_rows(m.run_dir)) == 1
+        assert len(history_rows(m.run_dir)) == 1
     assert sorted(row["path"] for row in _index(out)) == sorted(f"smoke_imdb_none/{m.run_id}" for m in members)
 
 
@@ -408,7 +384,7 @@ def test_two_concurrent_sweeps_train_each_member_once(tmp_path):
     for d in sorted((out / "smoke_imdb_none").iterdir()):
         log = (d / "log.txt").read_text()
         assert log.count("normbench: resuming") == 1, log  # trained by one process only
-        assert [int(r["epoch"]) for r in _rows(d)] == [1]
+        assert [int(r["epoch"]) for r in history_rows(d)] == [1]
         assert json.loads((d / "summary.json").read_text())["status"] == "completed"
 
 
@@ -416,7 +392,7 @@ def test_sigkill_of_the_driver_ends_its_members_and_a_rerun_trains_none_twice(tm
     out = tmp_path / "r"
     args = _tiny_args(out, "seed=0", extra=["train.epochs=8"])
     driver = _sweep_proc(*args)
-    run_dir = _wait_for(lambda: next((h.parent for h in out.rglob("history.csv") if _rows(h.parent)), None),
+    run_dir = _wait_for(lambda: next((h.parent for h in out.rglob("history.csv") if history_rows(h.parent)), None),
                         what="the member's first epoch")
     (member,) = _children(driver.pid)
     driver.kill()
@@ -426,7 +402,7 @@ def test_sigkill_of_the_driver_ends_its_members_and_a_rerun_trains_none_twice(tm
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
     r = cli(*["sweep", *args])
     assert r.exit_code == 0, r.output
-    assert [int(row["epoch"]) for row in _rows(run_dir)] == list(range(1, 9))
+    assert [int(row["epoch"]) for row in history_rows(run_dir)] == list(range(1, 9))
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
     assert [row["path"] for row in _index(out)] == [f"smoke_imdb_none/{run_dir.name}"]
 
@@ -566,7 +542,7 @@ def test_seeds_until_resumes_after_sigkill_without_duplicating_a_seed(tmp_path):
     rows = _index(out)
     assert sorted(row["seed"] for row in rows) == ["0", "1", "2"]
     for d in (out / "smoke_imdb_none").iterdir():
-        assert [int(row["epoch"]) for row in _rows(d)] == [1]
+        assert [int(row["epoch"]) for row in history_rows(d)] == [1]
         assert json.loads((d / "summary.json").read_text())["status"] == "completed"
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, cli
+from conftest import REPO, cli, error_line
 from normbench import NormbenchError
 from normbench.config import from_dict
 from normbench.models import build_model
@@ -41,13 +41,6 @@ def _cfg(tmp_path, model, data=None, **train):
     return p
 
 
-def _error(result):
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.strip().splitlines() if line.startswith("Error")]
-    assert len(lines) == 1 and result.output.strip().endswith(lines[0]), result.output  # validate prints the config first
-    return lines[0]
-
-
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     import subprocess
@@ -61,7 +54,7 @@ def saved(tmp_path_factory):
 def test_saved_model_validate_lists_every_slot_and_checks_groups(tmp_path, saved):
     r = cli("validate", _cfg(tmp_path, {"from": str(saved), "norm": "group", "insert_after": ["head"]}))
     assert r.exit_code == 1  # an inserted vector slot after the 10-unit head: 8 groups do not divide 10
-    assert _error(r) == ("Error: model.norm_groups: 8 groups do not divide the 10 channels of slot head_norm "
+    assert error_line(r) == ("Error: model.norm_groups: 8 groups do not divide the 10 channels of slot head_norm "
                          "(slot head_norm (after head)); use one of: 1, 2, 5, 10")
     r = cli("validate", _cfg(tmp_path, {"from": str(saved), "norm": "layer", "insert_after": ["conv_1"]}))
     assert r.exit_code == 0, r.output
@@ -232,5 +225,5 @@ def test_user_model_errors_are_one_line(tmp_path, case, saved):
     model.setdefault("norm", "batch")
     p = _cfg(tmp_path, model, data)
     r = cli("run", p, "--quiet") if case == "labels" else cli("validate", p)
-    assert _error(r) == expected
+    assert error_line(r) == expected
     assert not (tmp_path / "results").exists() or not list((tmp_path / "results").rglob("summary.json"))

@@ -1,0 +1,102 @@
+"""The benchmark scripts that had no test, each run once at a tiny size: it finishes and
+writes what its committed output has (the same columns, rows, layout). They run in this
+process (Keras is imported already; a subprocess would pay its import again)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import math
+import re
+import runpy
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+
+BENCH = REPO / "benchmarks"
+
+
+def _module(name, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))  # as `python benchmarks/x.py` has it: harness importable
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_harness_write_csv_keeps_each_scripts_layout(tmp_path, monkeypatch):
+    harness = _module("harness", monkeypatch)
+    rows = [{"a": 1, "b": 0.5}, {"a": 2, "c": "x"}]
+    harness.write_csv(tmp_path / "crlf.csv", rows)
+    assert (tmp_path / "crlf.csv").read_bytes() == b"a,b,c\r\n1,0.5,\r\n2,,x\r\n"
+    harness.write_csv(tmp_path / "lf.csv", rows, ["c", "a", "b"], lineterminator="\n", atomic=True)
+    assert (tmp_path / "lf.csv").read_bytes() == b"c,a,b\n,1,0.5\nx,2,\n"
+    assert not list(tmp_path.glob("*.tmp"))
+    # the committed CSVs are what write_csv writes for their rows (rnn_layers: csv's \r\n; cnn_limit: \n)
+    for name, ending in (("rnn_layers.csv", "\r\n"), ("compare_scale.csv", "\r\n"), ("tensorboard_cost.csv", "\r\n"),
+                         ("cnn_limit.csv", "\n"), ("step_time.csv", "\n")):
+        committed = (BENCH / name).read_bytes()
+        with open(BENCH / name, newline="") as f:
+            table = list(csv.DictReader(f))
+        harness.write_csv(tmp_path / name, table, lineterminator=ending)
+        assert (tmp_path / name).read_bytes() == committed, name
+
+
+def test_pixel_scaling_quick(monkeypatch, capsys):
+    _module("pixel_scaling", monkeypatch).main(["--quick"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "backend tensorflow, batch 64 x 32 x 32 x 3 uint8; ms per call: best of 1 x 2 calls"
+    wrong = {line[:16].strip(): int(re.search(r"last bit: +(\d+) of", line).group(1)) for line in out[1:]}
+    # the committed output's ways, and the finding: float64 division and the table are exact
+    assert list(wrong) == [line[:16].strip() for line in (BENCH / "pixel_scaling.txt").read_text().splitlines()
+                           if "wrong in the last bit" in line][:len(wrong)]
+    assert wrong["divide_f64"] == wrong["table"] == 0 and wrong["divide_f32"] > 0
+
+
+def test_recurrent_gradients(monkeypatch, capsys):
+    monkeypatch.chdir(REPO)  # it reads configs/smoke/imdb_ln.yaml
+    runpy.run_path(str(BENCH / "recurrent_gradients.py"), run_name="__main__")
+    out = capsys.readouterr().out.splitlines()
+    committed = [line for line in (BENCH / "recurrent_gradients.txt").read_text().splitlines() if line.strip()]
+    assert out[0] == committed[0] == "placement  variable  shape  gradient-norm"
+    # the same variables and shapes, placement by placement, as the committed file
+    assert [line.rsplit("  ", 1)[0] for line in out[1:]] == [line.rsplit("  ", 1)[0] for line in committed[1:]]
+    norms = [float(line.rsplit("  ", 1)[1]) for line in out[1:]]
+    assert all(math.isfinite(g) and g > 0 for g in norms)
+
+
+def test_tensorboard_cost(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("tensorboard")
+    out = tmp_path / "tb.csv"
+    # --reps 0: the callback's own cost only (the end-to-end half is train.run, timed twice)
+    _module("tensorboard_cost", monkeypatch).main(["--calls", "3", "--reps", "0", "--out", str(out)])
+    with open(out, newline="") as f:
+        header = f.readline().strip()
+        rows = list(csv.DictReader(open(out)))
+    assert header == (BENCH / "tensorboard_cost.csv").read_text().splitlines()[0]
+    assert [(r["kind"], r["tensorboard"]) for r in rows] == [("direct", "")]
+    assert float(rows[0]["start_ms"]) > 0 and 0 < float(rows[0]["per_epoch_ms_median"]) <= float(rows[0]["per_epoch_ms_p90"])
+    assert len(list((tmp_path).rglob("*"))) == 1  # its temporary run folder is gone: only the CSV is left
+    assert "direct: start" in capsys.readouterr().out
+
+
+def test_plain_imdb(tmp_path, monkeypatch, capsys):
+    """The plain script on a tiny imdb.npz of the source file's layout (word-index lists)."""
+    rng = np.random.default_rng(0)
+
+    def reviews(n):
+        x = np.empty(n, dtype=object)
+        x[:] = [list(rng.integers(1, 12000, rng.integers(5, 40))) for _ in range(n)]
+        return x
+
+    npz = tmp_path / "imdb.npz"
+    np.savez(npz, x_train=reviews(80), y_train=rng.integers(0, 2, 80), x_test=reviews(32), y_test=rng.integers(0, 2, 32))
+    monkeypatch.syspath_prepend(str(BENCH))
+    monkeypatch.setattr(sys, "argv", ["plain_imdb.py", str(npz)])
+    runpy.run_path(str(BENCH / "plain_imdb.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert re.fullmatch(r"test_accuracy (0\.\d{4}|1\.0000) test_loss \d+\.\d{4}", out.strip().splitlines()[-1])
+    assert out.count("Epoch 5/5") == 1  # the tutorial's 5 epochs
