@@ -12,10 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, cli, write_config
+from conftest import REPO, assert_one_line_error, cli, write_config, write_run
 from normbench import optim, runfolder, train
-from test_errors import _assert_one_line_error
-from test_results import write_run
 
 # ----------------------------------------------------------------------------- the split
 
@@ -54,7 +52,7 @@ def seen():
             counts["iterations"] = int(keras.ops.convert_to_numpy(opt.iterations))
             counts["total_steps"] = getattr(opt._learning_rate, "total_steps", None)  # what the schedule was built for
 
-    with train.extra_callbacks(lambda ctx: Count()):  # the public hook: after normbench's own callbacks
+    with train.extra_callbacks(lambda ctx: Count()):  # the public hook: after normbench's own
         yield counts
 
 
@@ -93,7 +91,7 @@ def test_a_split_leaving_no_training_example_fails_in_validate(tmp_path, out, co
     # old ceil said 1, passed validate, and Keras failed after the data loaded)
     cfg = write_config(tmp_path / "c.yaml", data__subset={"train": 10, "test": 4}, train__validation_split=0.9)
     r = cli(command, cfg, "--set", f"output.dir={out}")
-    _assert_one_line_error(r, f"Error: {cfg}: data.subset.train: 10 examples leave no training or validation data at "
+    assert_one_line_error(r, f"Error: {cfg}: data.subset.train: 10 examples leave no training or validation data at "
                               "validation_split 0.9 (Keras trains on the first floor(10 x (1 - 0.9)) = 0 and validates on 10); "
                               "use more, or change train.validation_split", out)
     assert not (out / "runs.csv").exists()
@@ -107,7 +105,7 @@ def test_a_local_file_too_small_to_split_fails_in_validate(tmp_path, out, comman
     cfg = write_config(tmp_path / "c.yaml", data__name="imdb", data__path=str(path), data__subset=None,
                        train__validation_split=0.8)
     r = cli(command, cfg, "--set", f"output.dir={out}")
-    _assert_one_line_error(r, f"Error: {cfg}: data.path: 3 examples leave no training or validation data at validation_split "
+    assert_one_line_error(r, f"Error: {cfg}: data.path: 3 examples leave no training or validation data at validation_split "
                               "0.8 (Keras trains on the first floor(3 x (1 - 0.8)) = 0 and validates on 3); "
                               f"{path} holds only 3 training examples; use a larger file, or change train.validation_split", out)
 
@@ -115,7 +113,7 @@ def test_a_local_file_too_small_to_split_fails_in_validate(tmp_path, out, comman
 def test_a_whole_set_that_cannot_split_fails_in_validate(tmp_path, out):
     cfg = write_config(tmp_path / "c.yaml", data__subset=None)  # synthetic_imdb: 5000 training examples
     r = cli("validate", cfg, "--set", f"output.dir={out}", "--set", "train.validation_split=1e-17")
-    _assert_one_line_error(r, "Error: --set train.validation_split=1e-17: train.validation_split: 5000 examples leave no "
+    assert_one_line_error(r, "Error: --set train.validation_split=1e-17: train.validation_split: 5000 examples leave no "
                               "training or validation data at validation_split 1e-17 (Keras trains on the first "
                               "floor(5000 x (1 - 1e-17)) = 5000 and validates on 0); the synthetic_imdb training set has "
                               "5000, or change train.validation_split", out)
@@ -142,7 +140,7 @@ def test_values_that_cannot_train_fail_in_validate(tmp_path, out, case, args, ex
     cfg = write_config(tmp_path / "c.yaml")
     for command in ("validate", "run"):
         r = cli(command, cfg, "--set", f"output.dir={out}", *args)
-        _assert_one_line_error(r, f"Error: {expected}", out)
+        assert_one_line_error(r, f"Error: {expected}", out)
 
 
 @pytest.mark.parametrize("key", ["output__dir", "data__path", "name"])
@@ -153,9 +151,9 @@ def test_a_nul_byte_in_a_path_fails_in_validate_and_sweep(tmp_path, out, key):
                  ["sweep", cfg, "--grid", "seed=0,1"]):
         r = cli(*args)
         if key == "name":  # the folder-safe name check comes first
-            _assert_one_line_error(r, f"Error: {cfg}: name: 'a\\x00b' is not a folder-safe name", out)
+            assert_one_line_error(r, f"Error: {cfg}: name: 'a\\x00b' is not a folder-safe name", out)
         else:
-            _assert_one_line_error(r, f"Error: {cfg}: {dotted}: '{out}/a\\x00b' contains a NUL byte, which no path "
+            assert_one_line_error(r, f"Error: {cfg}: {dotted}: '{out}/a\\x00b' contains a NUL byte, which no path "
                                       "can hold; remove it", out)
 
 
@@ -168,11 +166,11 @@ def test_grid_data_paths_are_checked_before_the_first_member_trains(tmp_path, ou
     missing = tmp_path / "missing.npz"
     for dry in ([], ["--dry-run"]):
         r = cli("sweep", cfg, "--set", f"output.dir={out}", "--grid", f"data.path={good},{missing}", *dry)
-        _assert_one_line_error(r, f"Error: --grid data.path={missing}: data.path: no such file {missing}; "
+        assert_one_line_error(r, f"Error: --grid data.path={missing}: data.path: no such file {missing}; "
                                   "point it at a local imdb.npz, or set it to null to download", out)
     long = tmp_path / ("d" * 300)
     r = cli("sweep", cfg, "--set", f"output.dir={out}", "--grid", f"data.path={good},{long}", "--dry-run")
-    _assert_one_line_error(r, f"Error: --grid data.path={long}: data.path: the component '{'d' * 24}'... is 300 bytes, "
+    assert_one_line_error(r, f"Error: --grid data.path={long}: data.path: the component '{'d' * 24}'... is 300 bytes, "
                               "more than the 255 a file or folder name may have; shorten it", out)
 
 
@@ -192,7 +190,7 @@ def test_sweep_member_folder_name_too_long(tmp_path, out):
 
 def test_sweep_output_with_a_nul_byte(tmp_path, out):
     r = cli("sweep", write_config(tmp_path / "c.yaml"), "--grid", "seed=0,1", "--output", f"{out}/a\0b", "--dry-run")
-    _assert_one_line_error(r, f"Error: --output '{out}/a\\x00b': '{out}/a\\x00b' contains a NUL byte, which no path "
+    assert_one_line_error(r, f"Error: --output '{out}/a\\x00b': '{out}/a\\x00b' contains a NUL byte, which no path "
                               "can hold; remove it", out)
 
 
