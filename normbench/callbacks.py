@@ -10,7 +10,6 @@ epoch's history row, best weights and backup are written.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -19,7 +18,8 @@ from pathlib import Path
 import keras
 
 from normbench import optim, runfolder
-from normbench.train import signals_deferred
+from normbench.atomic import atomic_file
+from normbench.signals import signals_deferred
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -144,15 +144,9 @@ class BestWeights(keras.callbacks.Callback):
 
         self.epoch, self.val_accuracy, self.weights = epoch + 1, float(acc), self.model.get_weights()
         self.path.parent.mkdir(exist_ok=True)
-        tmp = self.path.with_name(f".best.tmp{os.getpid()}.npz")
-        with signals_deferred():
-            try:
-                np.savez(tmp, epoch=self.epoch, val_accuracy=self.val_accuracy, count=len(self.weights),
-                         **{f"w{i}": w for i, w in enumerate(self.weights)})
-                os.replace(tmp, self.path)
-            except BaseException:  # e.g. a full disk: no temp file is left behind
-                tmp.unlink(missing_ok=True)
-                raise
+        with signals_deferred(), atomic_file(self.path, "wb") as f:  # a full disk leaves no temp file
+            np.savez(f, epoch=self.epoch, val_accuracy=self.val_accuracy, count=len(self.weights),
+                     **{f"w{i}": w for i, w in enumerate(self.weights)})
 
 
 def weights_bytes(model) -> int:

@@ -176,6 +176,12 @@ def _registry_help(table) -> str:
     return "; ".join(f"{name}: {one_line(f.__doc__ or '', 200)}" for name, f in table.items())
 
 
+def _executor_options_help() -> str:
+    from normbench.executors import options_of
+
+    return "; ".join(f"{name}: {', '.join(options_of(name)) or 'none'}" for name in EXECUTORS)
+
+
 def _note_excluded(excluded, collapsed=()) -> None:
     for r in excluded:
         click.echo(f"note: not averaged: {r.status} run {r.path}" + (f" ({r.problem})" if r.problem else ""), err=True)
@@ -334,13 +340,15 @@ class _HalfWidth(click.FloatRange):
 @click.option("--executor", type=click.Choice(list(EXECUTORS)), default="local", show_default=True,
               help=_registry_help(EXECUTORS) + ".")
 @click.option("--address", metavar="ADDR", help="Ray cluster address (default: start a local Ray).")
+@click.option("--executor-option", "executor_options", multiple=True, metavar="KEY=VALUE",
+              help="An option of the --executor (repeatable): " + _executor_options_help() + ".")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failing member.")
 @click.option("--dry-run", is_flag=True, help="List the members and their status; train nothing, create nothing.")
 @click.option("--seeds-until", "seeds_until", type=_HalfWidth(0, min_open=True), metavar="HALF_WIDTH",
               help="Add one seed per group per round until every group's 95 % interval half-width of --metric is <= HALF_WIDTH.")
 @click.option("--max-seeds", type=click.IntRange(1), metavar="N", help="With --seeds-until: stop at N seeds per group.")
 @click.option("--metric", default=None, help=f"With --seeds-until: the metric (default test_accuracy): {_METRIC_HELP}.")
-def sweep(config, grid, overrides, smoke, output, jobs, executor, address, fail_fast, dry_run, seeds_until, max_seeds, metric):
+def sweep(config, grid, overrides, smoke, output, jobs, executor, address, executor_options, fail_fast, dry_run, seeds_until, max_seeds, metric):
     """Train the grid of CONFIG x --grid values; re-running skips finished members
     and resumes unfinished ones from their last epoch.
 
@@ -378,7 +386,7 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, fail_
             return
     from normbench.progress import Progress
 
-    ex = sw.make_executor(executor, address)
+    ex = sw.make_executor(executor, address, executor_options)
     live = Progress(click.get_text_stream("stdout"))  # a status line on a terminal only
     try:
         if seeds_until is not None:
@@ -419,7 +427,7 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, fail_
               help="The validation metric whose mean over the tuning seeds picks each point: best_val_accuracy, last_val_accuracy.")
 @click.option("--metric", default="test_accuracy", show_default=True,
               help=f"The confirmation comparison's metric (and --seeds-until's): {_METRIC_HELP}.")
-@click.option("--seeds-until", "seeds_until", type=click.FloatRange(0, min_open=True), metavar="HALF_WIDTH",
+@click.option("--seeds-until", "seeds_until", type=_HalfWidth(0, min_open=True), metavar="HALF_WIDTH",
               help="Confirmation: add one seed per value per round until every 95 % interval half-width of --metric is <= HALF_WIDTH.")
 @click.option("--max-seeds", type=click.IntRange(1), metavar="N", help="With --seeds-until: at most N confirmation seeds per value.")
 @_set
@@ -430,10 +438,12 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, fail_
 @click.option("--executor", type=click.Choice(list(EXECUTORS)), default="local", show_default=True,
               help=_registry_help(EXECUTORS) + ".")
 @click.option("--address", metavar="ADDR", help="Ray cluster address (default: start a local Ray).")
+@click.option("--executor-option", "executor_options", multiple=True, metavar="KEY=VALUE",
+              help="An option of the --executor (repeatable): " + _executor_options_help() + ".")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failing member.")
 @click.option("--dry-run", is_flag=True, help="Show the members, the selection so far and the next step; train nothing, create nothing.")
 def tune(config, per, grid, trials, ranges, tune_seeds, confirm_seeds, select, metric, seeds_until, max_seeds, overrides, smoke,
-         output, jobs, executor, address, fail_fast, dry_run):
+         output, jobs, executor, address, executor_options, fail_fast, dry_run):
     """Compare each --per value at its own best --grid point: tune on the tuning seeds,
     select on validation, confirm on fresh seeds.
 
@@ -468,7 +478,7 @@ def tune(config, per, grid, trials, ranges, tune_seeds, confirm_seeds, select, m
         return
     from normbench import sweep as sw
 
-    ex = sw.make_executor(executor, address)
+    ex = sw.make_executor(executor, address, executor_options)
     try:
         res = tn.run_tune(spec, jobs=jobs, executor=ex, fail_fast=fail_fast, echo=click.echo)
     except KeyboardInterrupt:

@@ -566,7 +566,7 @@ def check_can_start(cfg: Config, where: _Where) -> None:
     are read, not the arrays)."""
     import os
 
-    from normbench.data import DATASETS, OWN_DATA, SYNTHETIC_SIZE, local_sizes
+    from normbench.data import OWN_DATA, local_sizes, train_size
 
     out = Path(cfg.output.dir).expanduser() / cfg.name
     q = out
@@ -587,7 +587,7 @@ def check_can_start(cfg: Config, where: _Where) -> None:
         # synthetic set trains: its known size must split (a user's image folder's size is its own)
 
         d = cfg.data
-        n = SYNTHETIC_SIZE["train"] if d.name.startswith("synthetic_") else DATASETS[d.name].size[0]
+        n = train_size(d.name)
         _check_split(where, "train.validation_split", n, cfg.train.validation_split, f"the {d.name} training set has {n}")
     if sizes and cfg.data.subset is None:  # the whole file trains: its size must split
         file, available = sizes

@@ -50,6 +50,21 @@ class DatasetSpec:
     load: Callable  # (DataConfig, seed) -> (x_train, y_train, x_test, y_test, source)
     filenames: tuple[str, ...] = ()  # what a data folder may hold for it
     size: tuple[int, int] = (0, 0)  # (train, test) examples of the real set; the most a subset may take
+    # made from the run's seed, not read from a file (the synthetic_* sets): never cached,
+    # SYNTHETIC_SIZE examples without data.subset, and its fingerprint differs per seed
+    generated: bool = False
+
+
+def is_generated(name: str) -> bool:
+    """Whether data set `name` is generated from the run's seed (DatasetSpec.generated)."""
+    spec = DATASETS.get(name)
+    return bool(spec and spec.generated)
+
+
+def train_size(name: str) -> int:
+    """Training examples of the whole data set `name` (no data.subset): a generated set's
+    default size, else the real set's."""
+    return SYNTHETIC_SIZE["train"] if is_generated(name) else DATASETS[name].size[0]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -418,8 +433,8 @@ DATASETS = {
     "cifar10": DatasetSpec("image", 10, _load_cifar10, CIFAR_FILES, (50000, 10000)),
     # synthetic sets are generated at the subset's size: at most the real set's, so a
     # typo cannot ask for a billion examples
-    "synthetic_imdb": DatasetSpec("sequence", 2, _synthetic_imdb, (), (25000, 25000)),
-    "synthetic_cifar10": DatasetSpec("image", 10, _synthetic_cifar10, (), (50000, 10000)),
+    "synthetic_imdb": DatasetSpec("sequence", 2, _synthetic_imdb, (), (25000, 25000), generated=True),
+    "synthetic_cifar10": DatasetSpec("image", 10, _synthetic_cifar10, (), (50000, 10000), generated=True),
     # your data (docs/own-model.md): classes from data.classes or the labels / folders
     "arrays": DatasetSpec("any", 0, _load_arrays, (), ANY_SIZE),
     "image_folder": DatasetSpec("image", 0, _load_image_folder, (), ANY_SIZE),
@@ -470,7 +485,7 @@ def check_limits(d, where) -> None:
         for split in ("train", "test"):
             n = getattr(d.subset, split)
             if n > size[split]:
-                made = "generates at most" if d.name.startswith("synthetic_") else "has"
+                made = "generates at most" if is_generated(d.name) else "has"
                 raise where.error(
                     f"data.subset.{split}",
                     f"{n} is more than the {size[split]} {split} examples {d.name} {made}; use at most {size[split]}",
@@ -493,7 +508,7 @@ def load_data(cfg, seed: int = 0) -> Data:
             check_own(cfg, source, arrays)
         else:
             check_arrays(cfg, source, arrays)
-        if cfg.subset is not None and not cfg.name.startswith("synthetic_"):
+        if cfg.subset is not None and not is_generated(cfg.name):
             tr = balanced_subset(ytr, cfg.subset.train, "data.subset.train")
             te = balanced_subset(yte, cfg.subset.test, "data.subset.test")
             xtr, ytr, xte, yte = xtr[tr], ytr[tr], xte[te], yte[te]
@@ -501,7 +516,7 @@ def load_data(cfg, seed: int = 0) -> Data:
         return {"x_train": xtr, "y_train": ytr, "x_test": xte, "y_test": yte}
 
     entry = None
-    local = None if cfg.name.startswith("synthetic_") or cfg.name in OWN_DATA else _find_local(cfg, spec.filenames)
+    local = None if is_generated(cfg.name) or cfg.name in OWN_DATA else _find_local(cfg, spec.filenames)
     if local is not None:  # Keras downloads and synthetic sets are not cached
         entry = datacache.entry_for(cfg, local, _cache_settings(cfg, spec))
     arrays, digest, _ = datacache.cached(entry, build, fingerprint, str(local))
@@ -563,7 +578,7 @@ def describe_source(cfg) -> str:
     """Where `load_data` would read this DataConfig from; raises if a local path is wrong.
     Cheap: reads no data (used by `normbench validate`)."""
     spec = DATASETS[cfg.name]
-    if cfg.name.startswith("synthetic_"):
+    if is_generated(cfg.name):
         return f"{cfg.name}: generated from the seed"
     if cfg.name in OWN_DATA:
         return f"{cfg.name} {Path(cfg.path).expanduser()}"
@@ -580,7 +595,7 @@ def describe_source(cfg) -> str:
 
 def _origin(cfg, source: str) -> str:
     """How an error names the data: the setting and the file it came from."""
-    if source.startswith(("keras.datasets", "synthetic_")):
+    if source.startswith("keras.datasets") or is_generated(cfg.name):
         return source
     return f"{'data.path' if cfg.path else '$' + ENV_DIR}: {source}"
 
@@ -746,7 +761,7 @@ def local_sizes(cfg) -> tuple[str, dict] | None:
     headers; None for downloads, synthetic sets and other formats (their sizes are the
     real sets', checked by the config). Raises if data.path is wrong, like load_data."""
     spec = DATASETS[cfg.name]
-    if cfg.name.startswith("synthetic_") or cfg.name == "image_folder":
+    if is_generated(cfg.name) or cfg.name == "image_folder":
         return None
     local = _find_local(cfg, spec.filenames)
     if local is None or local.is_dir() or not local.name.endswith(".npz"):

@@ -35,6 +35,8 @@ import sys
 import uuid
 from pathlib import Path
 
+from normbench.atomic import write_atomic
+
 ENV = "NORMBENCH_CACHE_DIR"
 OFF = ("off", "0", "false", "no", "none")
 DATA_FORMAT = 1  # bump when any step that makes the arrays changes (loaders, padding, subsets)
@@ -99,17 +101,11 @@ def source_digest(root: Path, path: Path) -> tuple[str, list]:
     digest = _hash_content(path)
     if _stat_id(path) == ident:  # not changed while it was read: worth remembering
         try:
-            _write_atomic(memo, json.dumps({"path": str(path), "stat": ident, "sha256": digest}))
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(memo, json.dumps({"path": str(path), "stat": ident, "sha256": digest}))
         except OSError:  # a read-only cache: its entries still serve, the memo is only a shortcut
             pass
     return digest, ident
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------- entries

@@ -48,7 +48,8 @@ import keras
 import numpy as np
 from keras import ops
 
-NORMS = (None, "layer", "rms")
+from normbench.norms import CELL_NORMS
+
 EPSILON = {"layer": 1e-3, "rms": 1e-6}  # keras.layers.LayerNormalization / RMSNormalization defaults
 
 
@@ -57,8 +58,8 @@ class HoistedSimpleRNN(keras.layers.Layer):
     def __init__(self, units, return_sequences=False, unroll=False, norm=None, epsilon=None, **kwargs):
         if units <= 0:
             raise ValueError(f"units must be a positive integer, got {units}")
-        if norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        if norm is not None and norm not in CELL_NORMS:  # None: a plain SimpleRNN cell
+            raise ValueError(f"norm must be None or one of {CELL_NORMS}, got {norm!r}")
         super().__init__(**kwargs)
         self.units = int(units)
         self.return_sequences = bool(return_sequences)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from normbench import NormbenchError
-from normbench.norms import make_norm
+from normbench.norms import RECURRENT_NORMS, make_norm
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,6 @@ def cifar10_cnn(model, data, num_classes, input_dtype=None):
 
 RNNS = ("keras", "fast")  # model.rnn: keras.layers.SimpleRNN, or normbench.layers.HoistedSimpleRNN
 PLACEMENTS = ("between", "recurrent")  # model.norm_placement
-RECURRENT_NORMS = ("layer", "rms", "none")  # norms that norm_placement: recurrent implements
 
 
 def check(cfg, where) -> None:

@@ -71,6 +71,12 @@ NORMS = {
 }
 
 
+# the norms that can also normalize inside an RNN's recurrence (model.norm_placement:
+# recurrent, layers.HoistedSimpleRNN's `norm`); "none" there is the plain cell
+CELL_NORMS = ("layer", "rms")
+RECURRENT_NORMS = (*CELL_NORMS, "none")  # the model.norm values norm_placement: recurrent accepts
+
+
 def make_norm(name: str, where: str, groups: int = 8, layer_name: str | None = None):
     """Build the norm layer `name` for a slot of kind `where` (see the module docstring).
     `layer_name` names the Keras layer (stable names keep resume backups loadable)."""

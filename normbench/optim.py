@@ -263,14 +263,9 @@ def planned_steps(config) -> int:
     """Training steps a config asks for (epochs x steps per epoch, after train.budget),
     from the config alone: data.subset.train, else the data set's size (a local file may
     hold fewer examples)."""
-    from normbench.data import DATASETS, SYNTHETIC_SIZE  # lazily: data is not needed for the plan's maths
+    from normbench.data import train_size  # lazily: data is not needed for the plan's maths
 
-    if config.data.subset:
-        n = config.data.subset.train
-    elif config.data.name.startswith("synthetic_"):
-        n = SYNTHETIC_SIZE["train"]
-    else:
-        n = DATASETS[config.data.name].size[0]
+    n = config.data.subset.train if config.data.subset else train_size(config.data.name)
     return plan(config, n).total_steps  # train.budget included
 
 

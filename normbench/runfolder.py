@@ -32,6 +32,7 @@ import os
 from pathlib import Path
 
 from normbench import NormbenchError, one_line
+from normbench.atomic import write_atomic  # every file of a run folder is written whole
 from normbench.runlock import LOCK_NAME as LOCK
 
 CONFIG = "config.yaml"
@@ -218,21 +219,6 @@ def has_history(run_dir) -> bool:
 
 
 # ----------------------------------------------------------------------------- files
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` so that readers see the old file or the whole new one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # e.g. a full disk: no temp file is left behind
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_config(run_dir, config_text: str) -> None:

@@ -71,7 +71,9 @@ class Run:
         """The data set is generated from the run's seed (the synthetic_* sets, see
         data.load_data): its fingerprint differs from seed to seed by design, so groups
         are not split on it."""
-        return str(self.config.get("data.name", "")).startswith("synthetic_")
+        from normbench.data import is_generated
+
+        return is_generated(str(self.config.get("data.name", "")))
 
     @property
     def finished(self) -> float:

@@ -11,9 +11,9 @@ A member folder has one owner at a time (normbench.runlock): a member locked by 
 process is "running elsewhere"; the sweep waits for it and resumes it only if that owner
 stopped before the end.
 
-Executors are small: `submit(member, threads) -> handle`, and handles are polled. `local`
-runs subprocesses on this machine (they die with the driver); `ray` sends each member
-to a Ray cluster.
+Executors (normbench.executors: the contract, `local` and `ray`) start members and are
+polled: `local` runs subprocesses on this machine (they die with the driver); `ray`
+sends each member to a Ray cluster.
 
 `sweep_until` adds one seed per group per round until every group's 95 % interval is
 narrow enough (`normbench sweep --seeds-until`).
@@ -25,10 +25,6 @@ import dataclasses
 import itertools
 import math
 import os
-import re
-import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +32,11 @@ from typing import Any
 
 import yaml
 
-from normbench import NormbenchError, one_line, runfolder
+from normbench import NormbenchError, runfolder
 from normbench.config import NAME_MAX, Config, dump_yaml, flatten, from_dict, parse_override, path_problem, read_yaml, with_values
-from normbench.runlock import BUSY_EXIT, Busy, RunLock, holder
-from normbench.train import signals_deferred
+from normbench.executors import EXECUTORS, Elsewhere, Executor, LocalExecutor, RayExecutor, make_executor  # noqa: F401 (the CLI's and tests' names)
+from normbench.runlock import Busy, holder
+from normbench.signals import sigterm_raises, signals_deferred
 
 ABBREV = {"model.norm": "norm", "train.batch_size": "bs", "seed": "seed"}
 
@@ -148,203 +145,6 @@ def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = Non
     return members
 
 
-# ----------------------------------------------------------------------------- executors
-
-
-class Elsewhere(str):
-    """An executor's result meaning: another process owns this member's folder."""
-
-
-def _die_with_parent(parent: int):
-    """preexec_fn for members: SIGTERM when the driver dies, even by SIGKILL (Linux
-    prctl PR_SET_PDEATHSIG; elsewhere nothing). SIGTERM makes a member save its state and
-    mark itself interrupted, so the next sweep resumes it."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the driver died before prctl: no signal would come
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-class LocalExecutor:
-    """Each member in its own `python -m normbench run --resume` process; its output goes
-    to <run_dir>/log.txt so parallel members do not interleave."""
-
-    name = "local"
-
-    def submit(self, member: Member, threads: int):
-        log = open(member.run_dir / "log.txt", "ab")
-        cmd = [sys.executable, "-m", "normbench", "run", "--resume", str(member.run_dir), "--threads", str(threads)]
-        parent = os.getpid()
-        preexec = (lambda: _die_with_parent(parent)) if sys.platform.startswith("linux") else None
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=preexec)
-        log.close()
-        return proc
-
-    def poll(self, handle) -> bool:
-        return handle.poll() is not None
-
-    def result(self, member: Member, handle) -> str | None:
-        """None on success, Elsewhere when another process owns the folder, else a one-line reason."""
-        if handle.returncode == 0:
-            return None
-        if handle.returncode == BUSY_EXIT:  # `Error: DIR: already running (pid N); ...`
-            found = re.search(r"already running \((pid \w+)\)", _last_error(member.run_dir / "log.txt") or "")
-            return Elsewhere(found.group(1) if found else "pid unknown")
-        return _last_error(member.run_dir / "log.txt") or f"exit status {handle.returncode}"
-
-    def cancel(self, handle) -> None:
-        if handle.poll() is None:
-            handle.terminate()
-
-    def wait(self, handle) -> None:
-        """After cancel: wait for the member to save its state and end."""
-        try:
-            handle.wait(30)
-        except subprocess.TimeoutExpired:
-            handle.kill()
-            handle.wait()
-
-
-def _last_error(log: Path) -> str | None:
-    try:
-        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return None
-    for ln in reversed(lines):
-        if ln.startswith("Error:") or "Error" in ln.split(":")[0]:
-            return one_line(ln, 300)
-    return one_line(lines[-1], 300) if lines else None
-
-
-class RayExecutor:
-    """Each member is one Ray task. With shared storage (the default) the task writes the
-    run folder itself; with `shared=False` it trains in a scratch folder on the worker
-    (removed afterwards) and returns the files, which the driver writes into the run
-    folder, with its runs.csv line; the driver holds the folder's lock meanwhile.
-    `nodes` records the Ray node id that ran each member."""
-
-    name = "ray"
-
-    def __init__(self, address: str | None = None, shared: bool = True, num_cpus: int | None = None):
-        try:
-            import ray
-        except ImportError:
-            raise NormbenchError("--executor ray needs Ray; install it with: pip install 'normbench[ray]'") from None
-        self.ray = ray
-        self.shared = shared
-        self.nodes: dict[str, str] = {}
-        self._locks: dict[str, RunLock] = {}
-        if not ray.is_initialized():
-            try:
-                if address:
-                    ray.init(address=address, log_to_driver=False)
-                else:
-                    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
-            except Exception as e:
-                raise NormbenchError(f"--address {address}: cannot connect to Ray ({one_line(e, 120)}); check the address or start the cluster") from None
-        self._task = ray.remote(_ray_member)
-
-    def submit(self, member: Member, threads: int):
-        if not self.shared:  # the folder is written here: this process owns it (or Busy)
-            self._locks[member.run_id] = RunLock(member.run_dir)
-        return self._task.options(num_cpus=threads).remote(
-            member.config.to_dict(), str(member.run_dir), threads, self.shared
-        )
-
-    def poll(self, handle) -> bool:
-        ready, _ = self.ray.wait([handle], timeout=0)
-        return bool(ready)
-
-    def result(self, member: Member, handle) -> str | None:
-        try:
-            try:
-                out = self.ray.get(handle)
-            except Exception as e:
-                return one_line(e, 200, kind=True)
-            self.nodes[member.run_id] = out.get("node")
-            if out.get("busy") is not None:
-                return Elsewhere(f"pid {out['busy'] or 'unknown'}")
-            if out.get("files"):
-                runfolder.write_files(member.run_dir, out["files"])
-                summary = runfolder.read_summary(member.run_dir) or {}
-                if summary.get("status") not in (None, "interrupted"):  # the index line for the real folder
-                    runfolder.append_index(member.run_dir.parent.parent, summary, member.run_dir)
-            return out.get("error")
-        finally:
-            lock = self._locks.pop(member.run_id, None)
-            if lock:
-                lock.release()
-
-    def cancel(self, handle) -> None:
-        self.ray.cancel(handle)
-
-    def wait(self, handle) -> None:
-        for lock in self._locks.values():
-            lock.release()
-        self._locks.clear()
-
-
-def _ray_member(config: dict, run_dir: str, threads: int, shared: bool) -> dict:
-    """Runs on a Ray worker. Without shared storage it trains in a scratch copy
-    `<tmp>/<name>/<run-id>` (so its runs.csv stays in the scratch folder too), returns
-    the files, and removes the scratch folder."""
-    import shutil
-    import tempfile
-
-    import ray
-
-    from normbench import train
-
-    node = ray.get_runtime_context().get_node_id()
-    target, scratch = Path(run_dir), None
-    if not shared:
-        scratch = Path(tempfile.mkdtemp(prefix="normbench-"))
-        target = scratch / target.parent.name / target.name
-        target.mkdir(parents=True)
-        runfolder.write_config(target, dump_yaml(from_dict(config, run_dir)))
-    try:
-        try:
-            train.resume_run(target, verbose=0, threads=threads)
-            error = None
-        except Busy as e:
-            return {"busy": e.pid or 0, "node": node, "files": {}}
-        except Exception as e:  # reported to the driver as one line
-            error = one_line(e, 200, kind=True)
-        files = runfolder.read_files(target) if not shared else {}
-        return {"error": error, "files": files, "node": node}
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _local(address: str | None = None):
-    """subprocesses on this machine"""
-    return LocalExecutor()
-
-
-def _ray(address: str | None = None):
-    """one Ray task per member (a local Ray, or the cluster at --address)"""
-    return RayExecutor(address)
-
-
-# name -> factory(address) -> executor; the CLI's --executor choices, the docstring its help
-EXECUTORS = {
-    "local": _local,
-    "ray": _ray,
-}
-
-
-def make_executor(name: str, address: str | None = None):
-    if name not in EXECUTORS:
-        raise NormbenchError(f"--executor {name}: unknown executor; choose one of: {', '.join(EXECUTORS)}")
-    return EXECUTORS[name](address)
-
-
 # ----------------------------------------------------------------------------- driver
 
 
@@ -353,18 +153,10 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM of the sweep driver, handled like Ctrl-C."""
-
-
-def _on_sigterm(signum, frame):
-    raise _Terminated()
-
-
 FINAL = ("completed", "diverged", "failed")  # statuses that another owner's run may end with
 
 
-def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast: bool = False, echo=print,
+def run_sweep(members: list[Member], *, jobs: int = 1, executor: Executor | None = None, fail_fast: bool = False, echo=print,
               finished: tuple[str, ...] = FINAL[:2], status_line=None, note=None) -> list[tuple[Member, str]]:
     """Train every member whose status is not in `finished`, `jobs` at a time. Returns
     [(member, error)] failures. A diverged member is finished by default: its result is
@@ -377,7 +169,7 @@ def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast:
     Progress: each finished member's line says done / running / left and the ETA, then
     `note()` when given; `status_line(text)`, when given, gets the same counts with each running
     member's epoch about once a second (normbench.progress shows it on a terminal)."""
-    executor = executor or LocalExecutor()
+    executor = executor or make_executor("local")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = max(1, cores // jobs)
     statuses = [m.status() for m in members]
@@ -398,10 +190,7 @@ def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast:
         waiting[m.run_id] = m
         echo(f"running elsewhere {m.run_id}: {why}; waiting for it")
 
-    try:
-        old_term = signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not the main thread
-        old_term = None
+    restore_sigterm = sigterm_raises()
     try:
         while todo or running or waiting:
             while todo and len(running) < jobs and not (fail_fast and failures):
@@ -473,8 +262,7 @@ def run_sweep(members: list[Member], *, jobs: int = 1, executor=None, fail_fast:
         _stop(executor, running)
         raise
     finally:
-        if old_term is not None:
-            signal.signal(signal.SIGTERM, old_term)
+        restore_sigterm()
     echo(f"sweep: finished in {_duration(time.time() - t0)}; {len(failures)} failed")
     return failures
 
@@ -487,13 +275,12 @@ def _status_text(done, total, running, left, durations, jobs, noted) -> str:
             f"{' | ' + ', '.join(now) if now else ''}")
 
 
-def _stop(executor, running: dict) -> None:
+def _stop(executor: Executor, running: dict) -> None:
     """Cancel every running member, then wait for each to save its state and end."""
     for _, h, _ in running.values():
         executor.cancel(h)
     for _, h, _ in running.values():
-        if hasattr(executor, "wait"):
-            executor.wait(h)
+        executor.wait(h)
     running.clear()
 
 
@@ -518,14 +305,6 @@ from normbench.metrics import LEVEL as CONFIDENCE  # noqa: E402  (the level of e
 FIRST_ROUND = 2  # seeds per group in the first round: the fewest that give an interval
 
 
-def half_width(values: list[float]) -> float:
-    """Half-width of the 95 % t-interval of the mean (stats.mean_ci); inf below 2 values."""
-    from normbench.stats import mean_ci
-
-    w = mean_ci(values, CONFIDENCE).half_width
-    return math.inf if math.isnan(w) else w
-
-
 def group_of(member: Member) -> str:
     """A member's group: its run id without the seed (run ids end with -seed=N)."""
     return member.run_id.rsplit("-seed=", 1)[0]
@@ -548,12 +327,26 @@ class SeedPlan:
 @dataclass
 class Round:
     seeds: int  # seeds per group
-    widths: dict[str, float]  # group -> half-width over its completed runs
-    completed: dict[str, int]  # group -> completed runs
+    values: dict[str, list[float]]  # group -> the metric over its completed runs
     unfinished: int  # members of these seeds not finished (no final status)
 
+    @property
+    def widths(self) -> dict[str, float]:
+        """group -> half-width of its 95 % t-interval (stats.mean_ci); inf below 2 values."""
+        from normbench.stats import mean_ci
+
+        widths = {g: mean_ci(v, CONFIDENCE).half_width for g, v in self.values.items()}
+        return {g: math.inf if math.isnan(w) else w for g, w in widths.items()}
+
+    @property
+    def completed(self) -> dict[str, int]:
+        return {g: len(v) for g, v in self.values.items()}
+
     def precise(self, target: float) -> bool:
-        return not self.unfinished and all(w <= target for w in self.widths.values())
+        """Every member finished and every group precise enough (stats.precise_enough)."""
+        from normbench.stats import precise_enough
+
+        return not self.unfinished and all(precise_enough(v, target, CONFIDENCE) for v in self.values.values())
 
 
 def plan_seeds(config_path: str, max_seeds: int, overrides=(), grid_items=(), smoke: bool = False,
@@ -584,7 +377,7 @@ def measure(members: list[Member], metric: str, k: int) -> Round:
         # a diverged (or failed) run is not completed: its group's interval uses the others
         if status == "completed" and isinstance(s.get(metric), (int, float)) and math.isfinite(s[metric]):
             values[group_of(m)].append(float(s[metric]))
-    return Round(k, {g: half_width(v) for g, v in values.items()}, {g: len(v) for g, v in values.items()}, unfinished)
+    return Round(k, values, unfinished)
 
 
 def rounds_done(plan: SeedPlan, metric: str) -> list[Round]:

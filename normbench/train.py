@@ -16,14 +16,13 @@ import datetime as _dt
 import math
 import os
 import platform
-import signal
 import statistics
 import sys
 import time
 import warnings
 from pathlib import Path
 
-from normbench import NormbenchError, __version__, one_line, optim, runfolder
+from normbench import NormbenchError, __version__, one_line, optim, runfolder, signals
 from normbench.config import Config, dump_yaml, from_dict, read_yaml
 from normbench.optim import resolved_unroll
 from normbench.runlock import RunLock
@@ -254,40 +253,12 @@ def prepare(cfg: Config, threads: int | None = None):
     return data, model
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C: the run is marked interrupted and can resume."""
-
-
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM during training; `run_dir` is the folder to resume."""
 
     def __init__(self, run_dir):
         super().__init__(str(run_dir))
         self.run_dir = run_dir
-
-
-@contextlib.contextmanager
-def signals_deferred():
-    """Ctrl-C and SIGTERM that arrive inside the block take effect when it ends (they are
-    re-raised then, to whatever handler was installed). Outside the main thread, where
-    handlers cannot be set, the block runs unprotected."""
-    pending = []
-    try:
-        old = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
-        if pending:
-            signal.raise_signal(pending[0])
-
-
-def _on_sigterm(signum, frame):
-    raise _Terminated()
 
 
 def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, verbose="auto", threads=None, resume=False, announce=None, lock=None) -> tuple[Path, dict]:
@@ -350,11 +321,7 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
         from normbench.usermodels import slots
 
         summary.update(model_source=info["source"], model_sha256=info["sha256"], norm_slots=slots(model))
-    old_handler = None
-    try:
-        old_handler = signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:
-        pass  # not the main thread (e.g. inside Ray): no SIGTERM handling
+    restore_sigterm = signals.sigterm_raises()  # SIGTERM is handled like Ctrl-C: the run stops resumable
     test = None
 
     def fit(model, callbacks):
@@ -400,8 +367,7 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
             raise _disk_full_error(run_dir) from None
         raise
     finally:
-        if old_handler is not None:
-            signal.signal(signal.SIGTERM, old_handler)
+        restore_sigterm()
         written = False
         try:
             try:

@@ -281,7 +281,7 @@ def test_a_read_only_cache_still_serves_an_entry_whose_source_was_touched(tmp_pa
     def read_only(path, text):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(datacache, "_write_atomic", read_only)
+    monkeypatch.setattr(datacache, "write_atomic", read_only)
     again = load_data(_imdb(src))
     _same(first, again)
     assert builds == ["imdb"]  # a hit (before: the cache was given up and the data rebuilt)

@@ -323,3 +323,17 @@ def test_eval_best_restores_the_best_epochs_weights(tmp_path, out, monkeypatch):
     assert s["test_loss"] == s["test_loss_best"] != s["test_loss_last"]
     # no weight file outlives the run (.lock: the folder's lock, runlock.py)
     assert sorted(p.name for p in run_dir.rglob("*")) == [".lock", "config.yaml", "history.csv", "summary.json"]
+
+
+def test_an_atomic_write_cut_short_keeps_the_old_file_and_no_temp_file(tmp_path):
+    from normbench.atomic import atomic_file, write_atomic
+
+    target = tmp_path / "best.npz"
+    write_atomic(target, b"old")
+    with pytest.raises(OSError):
+        with atomic_file(target, "wb") as f:
+            f.write(b"half of the new")
+            raise OSError(28, "No space left on device")  # what a full disk raises mid-write
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["best.npz"]
+    write_atomic(target, "new")
+    assert target.read_text() == "new"

@@ -74,6 +74,9 @@ class FakeExecutor:
     def cancel(self, handle):
         pass
 
+    def wait(self, handle):
+        pass
+
 
 def _members(tmp_path, n_seeds=3):
     cfg = write_config(tmp_path / "c.yaml")
@@ -145,18 +148,18 @@ def test_real_failure_is_reported_and_exit_is_nonzero(tmp_path):
 
 
 def test_signals_wait_for_the_end_of_a_deferred_block():
-    from normbench import train
+    from normbench import signals
 
-    old = signal.signal(signal.SIGTERM, train._on_sigterm)
+    old = signal.signal(signal.SIGTERM, signals.on_sigterm)
     steps = []
     try:
-        with pytest.raises(train._Terminated):
-            with train.signals_deferred():
+        with pytest.raises(signals.Terminated):
+            with signals.signals_deferred():
                 os.kill(os.getpid(), signal.SIGTERM)
                 time.sleep(0.05)  # delivered by now; a plain handler would have raised here
                 steps.append("finished")
         assert steps == ["finished"]
-        assert signal.getsignal(signal.SIGTERM) is train._on_sigterm  # handlers restored
+        assert signal.getsignal(signal.SIGTERM) is signals.on_sigterm  # handlers restored
     finally:
         signal.signal(signal.SIGTERM, old)
 
@@ -567,3 +570,62 @@ def test_output_that_is_a_file_is_one_line(tmp_path):
         assert r.exit_code == 1 and "Traceback" not in r.output
         assert r.output.strip() == f"Error: --output {f}: is a file, not a folder; choose another --output or move the file"
     assert f.read_text() == "not a folder"
+
+
+# ----------------------------------------------------------------------------- the executor contract
+
+
+def test_executors_follow_the_contract_and_the_fakes_do_too():
+    from normbench import executors
+
+    assert list(sw.EXECUTORS) == ["local", "ray"] and sw.EXECUTORS is executors.EXECUTORS
+    assert isinstance(sw.make_executor("local"), executors.Executor)
+    assert isinstance(FakeExecutor(), executors.Executor)
+    assert not isinstance(object(), executors.Executor)
+    assert executors.options_of("ray") == ["address", "shared", "num_cpus"]
+
+
+def test_executor_options_are_checked_and_converted(monkeypatch):
+    from normbench import executors
+
+    made = {}
+
+    @executors.register("probe")
+    def _probe(jobs_per_node: int = 1, shared: bool = True, queue: str | None = None):
+        """a probe"""
+        made.update(jobs_per_node=jobs_per_node, shared=shared, queue=queue)
+        return FakeExecutor()
+
+    try:
+        sw.make_executor("probe", address="ignored", options=["jobs_per_node=4", "shared=false", "queue=a=b"])
+        assert made == {"jobs_per_node": 4, "shared": False, "queue": "a=b"}  # --address: only where taken
+        for opts, error in ((["nodes=2"], "--executor-option nodes: not an option of --executor probe; "
+                                          "choose one of: jobs_per_node, shared, queue"),
+                            (["jobs_per_node=x"], "--executor-option jobs_per_node=x: expected an integer (option of --executor probe)"),
+                            (["shared=maybe"], "--executor-option shared=maybe: expected true or false (option of --executor probe)"),
+                            (["queue"], "--executor-option queue: expected KEY=VALUE, e.g. --executor-option address=auto")):
+            with pytest.raises(NormbenchError) as e:
+                sw.make_executor("probe", options=opts)
+            assert str(e.value) == error
+    finally:
+        del executors.EXECUTORS["probe"]
+
+
+def test_an_unknown_executor_option_is_one_line(tmp_path):
+    r = cli("sweep", *_tiny_args(tmp_path / "r", "seed=0"), "--executor-option", "address=x")
+    assert r.exit_code == 1
+    assert r.output.strip().splitlines()[-1] == "Error: --executor-option address: not an option of --executor local; it takes none"
+    assert not list((tmp_path / "r").rglob("summary.json"))
+
+
+def test_a_busy_exit_reads_as_running_elsewhere(tmp_path):
+    from normbench.executors import Elsewhere, exit_result
+    from normbench.runlock import BUSY_EXIT
+
+    log = tmp_path / "log.txt"
+    log.write_text("noise\nError: /r/x: already running (pid 4242); wait for it or stop it\n")
+    busy = exit_result(BUSY_EXIT, log)
+    assert isinstance(busy, Elsewhere) and busy == "pid 4242"
+    assert exit_result(0, log) is None
+    assert exit_result(1, log) == "Error: /r/x: already running (pid 4242); wait for it or stop it"
+    assert exit_result(3, tmp_path / "missing.txt") == "exit status 3"

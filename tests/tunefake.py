@@ -69,6 +69,9 @@ class FakeTrainer:
     def cancel(self, handle):
         pass
 
+    def wait(self, handle):
+        pass
+
 
 def main(argv) -> None:
     split = argv.index("--")
@@ -76,7 +79,7 @@ def main(argv) -> None:
     kill_at = int(hooks["kill-at"]) if "kill-at" in hooks else None
     from normbench import sweep
 
-    sweep.LocalExecutor = lambda: FakeTrainer(done_file, kill_at)  # what --executor local makes
+    sweep.EXECUTORS["local"] = lambda: FakeTrainer(done_file, kill_at)  # what --executor local makes
     from normbench.cli import main as cli
 
     cli(argv[split + 1:], prog_name="normbench")
