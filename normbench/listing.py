@@ -59,7 +59,7 @@ def entries(paths, statuses=(), now: float | None = None) -> list[Entry]:
             continue
         total = run.summary.get("epochs", run.config.get("train.epochs"))
         acc = run.summary.get("test_accuracy")
-        finished = run.finished if run.summary.get("finished_at") else None  # a finished run's own time
+        finished = run.finished_time if run.summary.get("finished_at") else None  # a finished run's own time
         last = finished or _last_write(run.path)
         try:
             done = int(run.epochs_completed)

@@ -323,7 +323,7 @@ def collapse_seeds(raw: list[tuple[list[Run], str | None, bool]], value: dict,
     groups, collapsed = [], []
     for rs, fp, split in raw:
         by_seed: dict[str, list[Run]] = {}
-        for r in sorted(rs, key=lambda r: (r.finished, str(r.path))):
+        for r in sorted(rs, key=lambda r: (r.finished_time, str(r.path))):
             by_seed.setdefault(canonical(r.config.get("seed")), []).append(r)
         collapsed += [(dup, kept[0]) for kept in by_seed.values() for dup in kept[1:]]
         kept = sorted((k[0] for k in by_seed.values()), key=lambda r: str(r.path))

@@ -76,7 +76,7 @@ class Run:
         return is_generated(str(self.config.get("data.name", "")))
 
     @property
-    def finished(self) -> float:
+    def finished_time(self) -> float:
         """When the run finished (summary finished_at, else summary.json's mtime), as a
         timestamp: the earliest of repeated runs of one seed is the one kept."""
         t = self.summary.get("finished_at")
