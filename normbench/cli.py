@@ -328,21 +328,30 @@ class _HalfWidth(click.FloatRange):
         return rv
 
 
+def _members(f):
+    """Where and how a sweep's or a tune's members train (sweep and tune share them)."""
+    for option in reversed((
+        click.option("--output", "output", metavar="DIR", help="Results folder (overrides output.dir; shared storage for Ray)."),
+        click.option("--jobs", "-j", type=click.IntRange(1), default=1, show_default=True,
+                     help="Members trained at once, each with cores/jobs CPU threads."),
+        click.option("--executor", type=click.Choice(list(EXECUTORS)), default="local", show_default=True,
+                     help=_registry_help(EXECUTORS) + "."),
+        click.option("--address", metavar="ADDR", help="Ray cluster address (default: start a local Ray)."),
+        click.option("--executor-option", "executor_options", multiple=True, metavar="KEY=VALUE",
+                     help="An option of the --executor (repeatable): " + _executor_options_help() + "."),
+        click.option("--fail-fast", is_flag=True, help="Stop at the first failing member."),
+    )):
+        f = option(f)
+    return f
+
+
 @main.command()
 @click.argument("config")
 @click.option("--grid", "grid", multiple=True, metavar="KEY.PATH=A,B,C",
               help="Values to sweep (repeatable; the product is run): --grid model.norm=batch,layer,none")
 @_set
 @_smoke
-@click.option("--output", "output", metavar="DIR", help="Results folder (overrides output.dir; shared storage for Ray).")
-@click.option("--jobs", "-j", type=click.IntRange(1), default=1, show_default=True,
-              help="Members trained at once, each with cores/jobs CPU threads.")
-@click.option("--executor", type=click.Choice(list(EXECUTORS)), default="local", show_default=True,
-              help=_registry_help(EXECUTORS) + ".")
-@click.option("--address", metavar="ADDR", help="Ray cluster address (default: start a local Ray).")
-@click.option("--executor-option", "executor_options", multiple=True, metavar="KEY=VALUE",
-              help="An option of the --executor (repeatable): " + _executor_options_help() + ".")
-@click.option("--fail-fast", is_flag=True, help="Stop at the first failing member.")
+@_members
 @click.option("--dry-run", is_flag=True, help="List the members and their status; train nothing, create nothing.")
 @click.option("--seeds-until", "seeds_until", type=_HalfWidth(0, min_open=True), metavar="HALF_WIDTH",
               help="Add one seed per group per round until every group's 95 % interval half-width of --metric is <= HALF_WIDTH.")
@@ -432,15 +441,7 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, execu
 @click.option("--max-seeds", type=click.IntRange(1), metavar="N", help="With --seeds-until: at most N confirmation seeds per value.")
 @_set
 @_smoke
-@click.option("--output", "output", metavar="DIR", help="Results folder (overrides output.dir; shared storage for Ray).")
-@click.option("--jobs", "-j", type=click.IntRange(1), default=1, show_default=True,
-              help="Members trained at once, each with cores/jobs CPU threads.")
-@click.option("--executor", type=click.Choice(list(EXECUTORS)), default="local", show_default=True,
-              help=_registry_help(EXECUTORS) + ".")
-@click.option("--address", metavar="ADDR", help="Ray cluster address (default: start a local Ray).")
-@click.option("--executor-option", "executor_options", multiple=True, metavar="KEY=VALUE",
-              help="An option of the --executor (repeatable): " + _executor_options_help() + ".")
-@click.option("--fail-fast", is_flag=True, help="Stop at the first failing member.")
+@_members
 @click.option("--dry-run", is_flag=True, help="Show the members, the selection so far and the next step; train nothing, create nothing.")
 def tune(config, per, grid, trials, ranges, tune_seeds, confirm_seeds, select, metric, seeds_until, max_seeds, overrides, smoke,
          output, jobs, executor, address, executor_options, fail_fast, dry_run):
