@@ -22,7 +22,7 @@ them). Repetitions alternate the order of the conditions.
 
     git archive main | tar -x -C /tmp/nb-before   # the code without the cache
     python benchmarks/startup_memory.py --before /tmp/nb-before --reps 3 \
-        --out benchmarks/startup_memory.csv
+        --out benchmarks/results/startup_memory.csv
 
 Writes one row per process to --out (and prints medians).
 """

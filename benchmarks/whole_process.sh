@@ -12,9 +12,9 @@
 #                                                 # plain script vs normbench vs normbench on jax
 #                                                 # (about 15 minutes on 2 cores)
 #   bash benchmarks/whole_process.sh help         # RESULTS.md "Start-up": normbench --help
-# Each writes what it prints to benchmarks/whole_process_<name>.txt, and the timed ones
-# one CSV row per run to benchmarks/whole_process_<name>.csv (e2e-imdb: to
-# benchmarks/e2e_imdb_3way.csv). Environment: NORMBENCH (default normbench), PYTHON
+# Each writes what it prints to benchmarks/results/whole_process_<name>.txt, and the timed ones
+# one CSV row per run to benchmarks/results/whole_process_<name>.csv (e2e-imdb: to
+# benchmarks/results/e2e_imdb_3way.csv). Environment: NORMBENCH (default normbench), PYTHON
 # (default python), DATA (the folder holding imdb.npz, default ../shared/data).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +30,7 @@ esac
 if [ "$what" = e2e-imdb ] && [ ! -f "$DATA/imdb.npz" ]; then
   echo "Error: DATA=$DATA: no imdb.npz there; set DATA to the folder that holds it" >&2; exit 2
 fi
-out="benchmarks/whole_process_${what}.txt"
+out="benchmarks/results/whole_process_${what}.txt"
 tmp="$(mktemp -d)"
 npz="$(printf %q "$DATA/imdb.npz")"  # quoted for alternate.py's shell-like splitting
 trap 'rm -rf "$tmp"' EXIT
@@ -39,7 +39,7 @@ case "$what" in
   jobs)
     # the first command is the baseline: ratio = --jobs 2 wall / --jobs 1 wall
     for extra in "" "--smoke"; do
-      alternate -n 2 --warmup 0 --timeout 900 --out "benchmarks/whole_process_jobs${extra:+_smoke}.csv" \
+      alternate -n 2 --warmup 0 --timeout 900 --out "benchmarks/results/whole_process_jobs${extra:+_smoke}.csv" \
         --cmd jobs1 "sh -c 'rm -rf $tmp/j1 && exec $NB sweep configs/smoke/imdb_ln.yaml --grid model.norm=batch,layer,none --grid seed=0,1 --output $tmp/j1 --jobs 1 $extra'" \
         --cmd jobs2 "sh -c 'rm -rf $tmp/j2 && exec $NB sweep configs/smoke/imdb_ln.yaml --grid model.norm=batch,layer,none --grid seed=0,1 --output $tmp/j2 --jobs 2 $extra'"
     done ;;
@@ -51,11 +51,11 @@ case "$what" in
     done
     "$NB" compare "$tmp/det" --metric ms_per_step ;;
   unroll)
-    alternate -n 3 --warmup 1 --timeout 900 --out benchmarks/whole_process_unroll.csv \
+    alternate -n 3 --warmup 1 --timeout 900 --out benchmarks/results/whole_process_unroll.csv \
       --cmd rolled "$NB run configs/smoke/imdb_ln.yaml -q --set model.unroll=false --set output.dir=$tmp/r" \
       --cmd unrolled "$NB run configs/smoke/imdb_ln.yaml -q --set model.unroll=true --set output.dir=$tmp/u" ;;
   jax-unroll)
-    alternate -n 1 --warmup 0 --timeout 900 --out benchmarks/whole_process_jax-unroll.csv \
+    alternate -n 1 --warmup 0 --timeout 900 --out benchmarks/results/whole_process_jax-unroll.csv \
       --cmd jax "$NB run configs/smoke/imdb_ln.yaml -q --set train.backend=jax --set model.unroll=false --set output.dir=$tmp/j" \
       --cmd jax-unrolled "$NB run configs/smoke/imdb_ln.yaml -q --set train.backend=jax --set model.unroll=true --set output.dir=$tmp/ju"
     "$NB" compare "$tmp/ju" "$tmp/j" --metric ms_per_step ;;
@@ -63,12 +63,12 @@ case "$what" in
     # issue 14's comparison, one call: the tutorial's size (5 epochs, 20,000 / 5,000 /
     # 25,000 reviews) on the real imdb.npz. The warm-up round is not counted; it also fills
     # normbench's data cache, as any first run does, so the counted runs read from it.
-    alternate -n 3 --warmup 1 --timeout 900 --out benchmarks/e2e_imdb_3way.csv --log "$tmp/logs" \
+    alternate -n 3 --warmup 1 --timeout 900 --out benchmarks/results/e2e_imdb_3way.csv --log "$tmp/logs" \
       --cmd plain "$PY benchmarks/plain_imdb.py $npz" \
       --cmd normbench "$NB run configs/imdb_ln.yaml -q --set data.path=$npz --set output.dir=$tmp/d" \
       --cmd normbench-jax "$NB run configs/imdb_ln.yaml -q --set data.path=$npz --set output.dir=$tmp/j --set train.backend=jax"
     grep -H test_accuracy "$tmp"/logs/plain.*.log || true  # the plain script's own test accuracy, per run
     $NB compare "$tmp/d" "$tmp/j" --metric test_accuracy ;;  # $NB unquoted: it may be "python -m normbench"
   help)
-    alternate -n 5 --warmup 1 --timeout 60 --out benchmarks/whole_process_help.csv --cmd help "$NB --help" ;;
+    alternate -n 5 --warmup 1 --timeout 60 --out benchmarks/results/whole_process_help.csv --cmd help "$NB --help" ;;
 esac 2>&1 | tee "$out"

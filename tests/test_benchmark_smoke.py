@@ -17,6 +17,7 @@ import pytest
 from conftest import REPO
 
 BENCH = REPO / "benchmarks"
+RESULTS = BENCH / "results"  # the committed outputs
 
 
 def _module(name, monkeypatch):
@@ -38,8 +39,8 @@ def test_harness_write_csv_keeps_each_scripts_layout(tmp_path, monkeypatch):
     # the committed CSVs are what write_csv writes for their rows (rnn_layers: csv's \r\n; cnn_limit: \n)
     for name, ending in (("rnn_layers.csv", "\r\n"), ("compare_scale.csv", "\r\n"), ("tensorboard_cost.csv", "\r\n"),
                          ("cnn_limit.csv", "\n"), ("step_time.csv", "\n")):
-        committed = (BENCH / name).read_bytes()
-        with open(BENCH / name, newline="") as f:
+        committed = (RESULTS / name).read_bytes()
+        with open(RESULTS / name, newline="") as f:
             table = list(csv.DictReader(f))
         harness.write_csv(tmp_path / name, table, lineterminator=ending)
         assert (tmp_path / name).read_bytes() == committed, name
@@ -51,7 +52,7 @@ def test_pixel_scaling_quick(monkeypatch, capsys):
     assert out[0] == "backend tensorflow, batch 64 x 32 x 32 x 3 uint8; ms per call: best of 1 x 2 calls"
     wrong = {line[:16].strip(): int(re.search(r"last bit: +(\d+) of", line).group(1)) for line in out[1:]}
     # the committed output's ways, and the finding: float64 division and the table are exact
-    assert list(wrong) == [line[:16].strip() for line in (BENCH / "pixel_scaling.txt").read_text().splitlines()
+    assert list(wrong) == [line[:16].strip() for line in (RESULTS / "pixel_scaling.txt").read_text().splitlines()
                            if "wrong in the last bit" in line][:len(wrong)]
     assert wrong["divide_f64"] == wrong["table"] == 0 and wrong["divide_f32"] > 0
 
@@ -60,7 +61,7 @@ def test_recurrent_gradients(monkeypatch, capsys):
     monkeypatch.chdir(REPO)  # it reads configs/smoke/imdb_ln.yaml
     runpy.run_path(str(BENCH / "recurrent_gradients.py"), run_name="__main__")
     out = capsys.readouterr().out.splitlines()
-    committed = [line for line in (BENCH / "recurrent_gradients.txt").read_text().splitlines() if line.strip()]
+    committed = [line for line in (RESULTS / "recurrent_gradients.txt").read_text().splitlines() if line.strip()]
     assert out[0] == committed[0] == "placement  variable  shape  gradient-norm"
     # the same variables and shapes, placement by placement, as the committed file
     assert [line.rsplit("  ", 1)[0] for line in out[1:]] == [line.rsplit("  ", 1)[0] for line in committed[1:]]
@@ -76,7 +77,7 @@ def test_tensorboard_cost(tmp_path, monkeypatch, capsys):
     with open(out, newline="") as f:
         header = f.readline().strip()
         rows = list(csv.DictReader(open(out)))
-    assert header == (BENCH / "tensorboard_cost.csv").read_text().splitlines()[0]
+    assert header == (RESULTS / "tensorboard_cost.csv").read_text().splitlines()[0]
     assert [(r["kind"], r["tensorboard"]) for r in rows] == [("direct", "")]
     assert float(rows[0]["start_ms"]) > 0 and 0 < float(rows[0]["per_epoch_ms_median"]) <= float(rows[0]["per_epoch_ms_p90"])
     assert len(list((tmp_path).rglob("*"))) == 1  # its temporary run folder is gone: only the CSV is left
