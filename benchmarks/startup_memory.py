@@ -138,7 +138,7 @@ def main(argv=None):
                     help="before (the --before code), cold / warm cache (this code)")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20, help="training batches per member before it stops (then validation + test)")
-    ap.add_argument("--out", default=str(HERE / "startup_memory.csv"))
+    ap.add_argument("--out", default=str(HERE / "results" / "startup_memory.csv"))
     args = ap.parse_args(argv)
     for code in (args.before, args.after):
         if not (Path(code) / "normbench" / "__init__.py").exists():
