@@ -38,7 +38,7 @@ Three measurements, each in fresh child processes:
 Outputs (--out X.csv): X.csv one row per variant x round (the limit's two rows per
 round included), X_flops.csv the per-layer FLOP table, X_summary.csv the summary.
 
-    python benchmarks/cnn_limit.py --out benchmarks/cnn_limit.csv     # the full run
+    python benchmarks/cnn_limit.py --out benchmarks/results/cnn_limit.csv     # the full run
     python benchmarks/cnn_limit.py --quick                            # < 1 min smoke check
 """
 

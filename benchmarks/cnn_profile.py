@@ -14,7 +14,7 @@ update (Adam), the input pipeline, and the rest (group_of).
 Data: random uint8 images of CIFAR-10's shape and random labels (the time of a step does
 not depend on the pixel values), batch from the config.
 
-    python benchmarks/cnn_profile.py --steps 100 --out benchmarks/cnn_profile.csv
+    python benchmarks/cnn_profile.py --steps 100 --out benchmarks/results/cnn_profile.csv
     python benchmarks/cnn_profile.py --steps 3 --warmup 2 --quick   # a smoke run
 
 Writes one row per op type to --out (sorted by time) and prints the groups' table.

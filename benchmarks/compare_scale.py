@@ -11,7 +11,7 @@ timed from here; peak RSS is its ru_maxrss from wait4. Repetitions alternate the
 
     git archive 51171fc | tar -x -C /tmp/nb-before     # the code before issue 23's changes
     python benchmarks/compare_scale.py --sizes 1000,10000 --reps 3 --before /tmp/nb-before \
-        --out benchmarks/compare_scale.csv
+        --out benchmarks/results/compare_scale.csv
 
 Writes one row per process to --out and prints the medians.
 """

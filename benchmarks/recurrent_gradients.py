@@ -3,7 +3,7 @@ recurrence (norm_placement: recurrent), on one batch of 64 of the IMDB smoke con
 synthetic reviews (200 pre-padded tokens), seed 0. Explains why the recurrent cell
 stays at chance in results/study/study_imdb_recurrent (results/README.md).
 
-    python benchmarks/recurrent_gradients.py > benchmarks/recurrent_gradients.txt
+    python benchmarks/recurrent_gradients.py > benchmarks/results/recurrent_gradients.txt
 """
 
 import os

@@ -25,7 +25,7 @@ by its pair's (fast / keras, fast_unroll / keras_unroll, recurrent / fast,
 recurrent_unroll / fast_unroll); the summary gives the median of those per-round ratios.
 The load average before and after each round is recorded (the machine is shared).
 
-    python benchmarks/rnn_layers.py --out benchmarks/rnn_layers.csv          # both backends
+    python benchmarks/rnn_layers.py --out benchmarks/results/rnn_layers.csv          # both backends
     python benchmarks/rnn_layers.py --backends tensorflow --rounds 3 --steps 20   # quick
 """
 

@@ -22,9 +22,15 @@ them). Repetitions alternate the order of the conditions.
 
     git archive main | tar -x -C /tmp/nb-before   # the code without the cache
     python benchmarks/startup_memory.py --before /tmp/nb-before --reps 3 \
-        --out benchmarks/startup_memory.csv
+        --out benchmarks/results/startup_memory.csv
 
 Writes one row per process to --out (and prints medians).
+
+    python benchmarks/startup_memory.py --quick --out /tmp/sm.csv   # a smoke check
+
+--quick checks the harness, not the figures: the smoke configs (configs/smoke/, generated
+data, shrunk as --smoke does), 2 steps, 1 repetition, conditions cold and warm; it needs
+no real data and no --before (a `before` condition asked for then runs this code).
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ import harness  # benchmarks/harness.py: python benchmarks/x.py puts benchmarks/
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 CONFIGS = {"cifar10": "configs/cifar10_bn.yaml", "imdb": "configs/imdb_ln.yaml"}
+QUICK_CONFIGS = {"cifar10": "configs/smoke/cifar10_bn.yaml", "imdb": "configs/smoke/imdb_ln.yaml"}  # generated data
 
 
 def _pss_rss_kb(pid: int) -> tuple[int, int]:
@@ -128,18 +135,32 @@ def measure(cmd: list[str], env: dict, first_step_dir: Path) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--before", required=True, help="source tree of the code without the cache (PYTHONPATH)")
+    ap.add_argument("--before", help="source tree of the code without the cache (PYTHONPATH); "
+                                     "required by the before condition (--quick: this tree)")
     ap.add_argument("--after", default=str(REPO), help="source tree with the cache (default: this one)")
     ap.add_argument("--data", default=str(REPO.parent.parent / "shared" / "data"), help="folder of the real data (NORMBENCH_DATA_DIR)")
     ap.add_argument("--plan", default="cifar10:member,imdb:first,cifar10:jobs2",
                     help="dataset:mode items; mode member, jobs2, or first (a member that exits at its first step)")
     ap.add_argument("--jobs2-reps", type=int, default=2, help="repetitions of the jobs2 items (each is long)")
-    ap.add_argument("--conditions", default="before,cold,warm",
-                    help="before (the --before code), cold / warm cache (this code)")
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=20, help="training batches per member before it stops (then validation + test)")
-    ap.add_argument("--out", default=str(HERE / "startup_memory.csv"))
+    ap.add_argument("--conditions", default=None,
+                    help="before (the --before code), cold / warm cache (this code); default before,cold,warm "
+                         "(--quick: cold,warm)")
+    ap.add_argument("--reps", type=int, default=None, help="repetitions (default 3; --quick: 1)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="training batches per member before it stops (then validation + test); default 20 (--quick: 2)")
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke check of the harness on generated data (configs/smoke/, shrunk as --smoke)")
+    ap.add_argument("--out", default=str(HERE / "results" / "startup_memory.csv"))
     args = ap.parse_args(argv)
+    quick = args.quick
+    args.conditions = args.conditions or ("cold,warm" if quick else "before,cold,warm")
+    args.reps = args.reps if args.reps is not None else (1 if quick else 3)
+    args.steps = args.steps if args.steps is not None else (2 if quick else 20)
+    if args.before is None:
+        if not quick and "before" in args.conditions.split(","):
+            raise SystemExit("--before: required by the before condition; give a source tree without the cache "
+                             "(see this file's docstring), or leave before out of --conditions")
+        args.before = args.after
     for code in (args.before, args.after):
         if not (Path(code) / "normbench" / "__init__.py").exists():
             raise SystemExit(f"{code} holds no normbench package")
@@ -166,12 +187,12 @@ def main(argv=None):
                             shutil.rmtree(cache, ignore_errors=True)
                         elif cond.startswith("warm") and not cache.exists():
                             # fill it once, unmeasured
-                            measure(_cmd(python, "member", dataset, tmp, 1),
-                                    _env(code, args.data, cache, 1), fs_dir)
-                        env = _env(code, args.data, cache, args.steps)
+                            measure(_cmd(python, "member", dataset, tmp, 1, quick),
+                                    _env(code, args.data, cache, 1, quick), fs_dir)
+                        env = _env(code, args.data, cache, args.steps, quick)
                         if mode == "first":
                             env["NB_EXIT_AT_FIRST"] = "1"
-                        r = measure(_cmd(python, mode, dataset, tmp, args.steps), env, fs_dir)
+                        r = measure(_cmd(python, mode, dataset, tmp, args.steps, quick), env, fs_dir)
                         shutil.rmtree(tmp / "runs", ignore_errors=True)
                         row = {"rep": rep, "dataset": dataset, "mode": mode, "condition": cond, **r}
                         print(json.dumps(row), flush=True)
@@ -187,22 +208,26 @@ def main(argv=None):
               f"load {statistics.median(r['load_before'] for r in rs):.1f}")
 
 
-def _env(code: str, data: str, cache: Path, steps: int) -> dict:
+def _env(code: str, data: str, cache: Path, steps: int, quick: bool = False) -> dict:
     env = dict(os.environ)
     # the shim's folder first, so that sweep members (python -m normbench) load it too
     env["PYTHONPATH"] = os.pathsep.join([str(HERE / "_shim"), code])
-    env["NORMBENCH_DATA_DIR"] = data
+    if quick:
+        env.pop("NORMBENCH_DATA_DIR", None)  # generated data: no folder to read
+    else:
+        env["NORMBENCH_DATA_DIR"] = data
     env["NORMBENCH_CACHE_DIR"] = str(cache)
     env["NB_STOP_AFTER"] = str(steps)
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     return env
 
 
-def _cmd(python: str, mode: str, dataset: str, tmp: Path, steps: int) -> list[str]:
-    base = ["--set", "train.epochs=1", "--set", f"output.dir={tmp / 'runs'}"]
+def _cmd(python: str, mode: str, dataset: str, tmp: Path, steps: int, quick: bool = False) -> list[str]:
+    base = ["--set", "train.epochs=1", "--set", f"output.dir={tmp / 'runs'}", *(["--smoke"] if quick else [])]
+    config = str(REPO / (QUICK_CONFIGS if quick else CONFIGS)[dataset])
     if mode in ("member", "first"):
-        return [python, "-m", "normbench", "run", str(REPO / CONFIGS[dataset]), "-q", *base]
-    return [python, "-m", "normbench", "sweep", str(REPO / CONFIGS[dataset]), "--grid", "seed=0,1", "--jobs", "2",
+        return [python, "-m", "normbench", "run", config, "-q", *base]
+    return [python, "-m", "normbench", "sweep", config, "--grid", "seed=0,1", "--jobs", "2",
             "--output", str(tmp / "runs"), *base]
 
 

@@ -465,7 +465,7 @@ def main(argv=None):
                     "warm-up round, so they share that process's speed; process: every run in a fresh process "
                     "(needed for time to first epoch and the end-to-end estimate)")
     ap.add_argument("--child-timeout", type=int, default=900, help="seconds per run")
-    ap.add_argument("--out", default="benchmarks/step_time.csv", help="summary CSV (per-run rows go to *_runs.csv)")
+    ap.add_argument("--out", default="benchmarks/results/step_time.csv", help="summary CSV (per-run rows go to *_runs.csv)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:

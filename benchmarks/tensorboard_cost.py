@@ -9,7 +9,7 @@ Two measurements, both on the CIFAR-10 smoke model (synthetic data, no download)
 2. end to end: --reps tiny runs (--epochs epochs each) with tensorboard off and on,
    alternated, and the median epoch_seconds of history.csv (epoch 1, which compiles, left out).
 
-    python benchmarks/tensorboard_cost.py --out benchmarks/tensorboard_cost.csv
+    python benchmarks/tensorboard_cost.py --out benchmarks/results/tensorboard_cost.csv
 
 Results: benchmarks/RESULTS.md, "TensorBoard's cost per epoch".
 """

@@ -12,6 +12,7 @@ import click
 
 from normbench import NormbenchError, __version__, one_line
 from normbench.listing import STATUSES
+from normbench.metrics import LEVEL_TEXT
 from normbench.plots import BANDS
 from normbench.results import METRICS
 from normbench.runfolder import ROLES
@@ -43,6 +44,13 @@ class _Group(click.Group):
 def main():
     """How does the normalization layer (batch, layer, none, ...) change how a Keras
     model trains? Run experiments from YAML configs and compare their curves."""
+
+
+def _level(command):
+    """Write the confidence level (metrics.LEVEL_TEXT) for `{level}` in a command's
+    docstring, before click reads it as the command's help."""
+    command.__doc__ = command.__doc__.replace("{level}", LEVEL_TEXT)
+    return command
 
 
 _set = click.option(
@@ -201,6 +209,7 @@ def _note_excluded(excluded, collapsed=()) -> None:
                    "train.learning_rate: each rate's norms are compared with each other only.")
 @click.option("--role", type=click.Choice(list(ROLES)), default=None,
               help="Only the runs `normbench tune` made for this role: " + "; ".join(f"{k}: {v}" for k, v in ROLES.items()) + ".")
+@_level
 def compare(paths, metric, fmt, output, plot_file, within, role):
     """Compare groups of runs, and say how sure the comparison is.
 
@@ -208,8 +217,8 @@ def compare(paths, metric, fmt, output, plot_file, within, role):
     Runs whose configs differ only in seed, and that ran on the same data, form a
     group; n counts distinct seeds (a seed run twice counts once). Groups are ranked
     within each model.arch on data.name section, never across. Each group shows n,
-    mean ± sample std and the 95 % t-interval of the metric's mean; each group against
-    its section's best: the difference with its 95 % Welch interval, Hedges' g, Welch's
+    mean ± sample std and the {level} t-interval of the metric's mean; each group against
+    its section's best: the difference with its {level} Welch interval, Hedges' g, Welch's
     p and the Holm-adjusted p, then a verdict in words (and the paired-by-seed difference
     when both ran the same seeds). test_*_last of runs older than it falls back to
     test_* only when they evaluated the last epoch; test_*_best leaves older runs out.
@@ -259,12 +268,13 @@ def compare(paths, metric, fmt, output, plot_file, within, role):
 @click.option("--metric", default=None, help=f"With --vs: the metric on the y axis (default test_accuracy; for a tune's runs, its --select): {_METRIC_HELP}.")
 @click.option("--band", type=click.Choice(list(BANDS)), default="ci", show_default=True,
               help="Band (curves) or error bars (--vs): " + "; ".join(f"{k}: {v}" for k, v in BANDS.items()) + ".")
+@_level
 def plot(paths, output, param, metric, band):
     """Plot runs: training curves per group, or a metric against a config key.
 
     \b
     Without --vs: accuracy and loss per epoch, one colour per group (runs that differ
-    only in seed), train dashed, validation solid, the mean with a band: the 95 %
+    only in seed), train dashed, validation solid, the mean with a band: the {level}
     t-interval of the mean (--band ci, default) or ± 1 sample std (--band std);
     bands are clipped to [0, 1] for accuracies and to >= 0 for losses.
     With --vs KEY: the final metric against KEY, one line per norm, the same error bars;
@@ -354,7 +364,7 @@ def _members(f):
 @_members
 @click.option("--dry-run", is_flag=True, help="List the members and their status; train nothing, create nothing.")
 @click.option("--seeds-until", "seeds_until", type=_HalfWidth(0, min_open=True), metavar="HALF_WIDTH",
-              help="Add one seed per group per round until every group's 95 % interval half-width of --metric is <= HALF_WIDTH.")
+              help=f"Add one seed per group per round until every group's {LEVEL_TEXT} interval half-width of --metric is <= HALF_WIDTH.")
 @click.option("--max-seeds", type=click.IntRange(1), metavar="N", help="With --seeds-until: stop at N seeds per group.")
 @click.option("--metric", default=None, help=f"With --seeds-until: the metric (default test_accuracy): {_METRIC_HELP}.")
 def sweep(config, grid, overrides, smoke, output, jobs, executor, address, executor_options, fail_fast, dry_run, seeds_until, max_seeds, metric):
@@ -437,7 +447,7 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, execu
 @click.option("--metric", default="test_accuracy", show_default=True,
               help=f"The confirmation comparison's metric (and --seeds-until's): {_METRIC_HELP}.")
 @click.option("--seeds-until", "seeds_until", type=_HalfWidth(0, min_open=True), metavar="HALF_WIDTH",
-              help="Confirmation: add one seed per value per round until every 95 % interval half-width of --metric is <= HALF_WIDTH.")
+              help=f"Confirmation: add one seed per value per round until every {LEVEL_TEXT} interval half-width of --metric is <= HALF_WIDTH.")
 @click.option("--max-seeds", type=click.IntRange(1), metavar="N", help="With --seeds-until: at most N confirmation seeds per value.")
 @_set
 @_smoke

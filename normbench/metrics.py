@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 
 LEVEL = 0.95  # confidence level of every interval (compare, plot bands, seeds-until, stats defaults)
+LEVEL_TEXT = f"{LEVEL * 100:g} %"  # LEVEL as help texts and messages write it: "95 %"
 
 ACCURACY = (0.0, 1.0)
 NON_NEGATIVE = (0.0, math.inf)

@@ -24,6 +24,9 @@ class ModelSpec:
     norm_channels: tuple[int, ...]  # channel count at each norm slot, for group checks
     description: str
     placements: tuple[str, ...] = ("between",)  # model.norm_placement values it implements
+    # the model.* keys beyond norm and norm_groups that its builder reads (a model that
+    # reads none, a user's model included, refuses them when set: usermodels.check)
+    options: tuple[str, ...] = ()
     # the model's own options: a frozen dataclass (typed fields with defaults) that config
     # parses `model.params: {...}` into (model.params in the builder); None = none
     params: type | None = None
@@ -33,15 +36,17 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {}
 
 
-def register(name, *, data_kind, loss, norm_channels, description, placements=("between",), params=None, check=None):
+def register(name, *, data_kind, loss, norm_channels, description, placements=("between",), options=(), params=None,
+             check=None):
     """Register a builder `fn(model_config, data_config, num_classes, input_dtype)`.
     A model with options of its own passes `params=` a frozen dataclass (each field typed,
     with a default: users write `model.params: {field: value}`, `--set model.params.field=v`)
     and, for rules beyond the types, `check=` a function (model_config, where) raising
-    `where.error("model.params.field", "what; fix")`."""
+    `where.error("model.params.field", "what; fix")`. `options=` names the flat model.*
+    keys (ModelConfig fields, e.g. unroll) the builder reads beyond norm and norm_groups."""
     def wrap(fn):
         MODELS[name] = ModelSpec(name, fn, data_kind, loss, tuple(norm_channels), description, tuple(placements),
-                                 params, check)
+                                 tuple(options), params, check)
         return fn
 
     return wrap
@@ -69,6 +74,7 @@ PRECISIONS = {
     norm_channels=(32, 32),
     description="Embedding(10000,128) > SimpleRNN(32, seq) > norm > SimpleRNN(32) > norm > Dense(1, sigmoid)",
     placements=("between", "recurrent"),
+    options=("unroll", "rnn", "norm_placement"),
 )
 def imdb_rnn(model, data, num_classes, input_dtype=None):  # token ids: always int32
     import keras
@@ -148,6 +154,16 @@ def cifar10_cnn(model, data, num_classes, input_dtype=None):
         ],
         name=f"cifar10_cnn_{model.norm}",
     )
+
+
+def readers() -> dict[str, list[str]]:
+    """model.* key -> the registered models that read it, for the keys only some read:
+    each model's `options`, and `params` for those that declare params."""
+    keys: dict[str, list[str]] = {}
+    for name, spec in MODELS.items():
+        for key in spec.options + (("params",) if spec.params is not None else ()):
+            keys.setdefault(key, []).append(name)
+    return keys
 
 
 RNNS = ("keras", "fast")  # model.rnn: keras.layers.SimpleRNN, or normbench.layers.HoistedSimpleRNN

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from normbench import NormbenchError, metrics, runfolder
+from normbench.metrics import LEVEL_TEXT
 from normbench.runs import HISTORY_NEEDED, ROLE_KEY, Run, completed
 from normbench.results import (
     LEVEL, canonical, label_of, not_grouped, show_value, check_metric, compare, short_fingerprint,
@@ -24,7 +25,7 @@ from normbench.results import (
 
 # --band name -> what the band or error bar shows (legend text)
 BANDS = {
-    "ci": f"{LEVEL * 100:g} % t-interval of the mean",
+    "ci": f"{LEVEL_TEXT} t-interval of the mean",
     "std": "± 1 sample std",
 }
 

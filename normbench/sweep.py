@@ -301,7 +301,7 @@ def _load(config_path, overrides, grid_items, smoke):
 
 # ----------------------------------------------------------------------------- --seeds-until
 
-from normbench.metrics import LEVEL as CONFIDENCE  # noqa: E402  (the level of every interval)
+from normbench.metrics import LEVEL as CONFIDENCE, LEVEL_TEXT  # noqa: E402  (the level of every interval)
 FIRST_ROUND = 2  # seeds per group in the first round: the fewest that give an interval
 
 
@@ -429,7 +429,7 @@ def sweep_until(plan: SeedPlan, target: float, metric: str = "test_accuracy", *,
         if failures:
             return failures, r
         if r.precise(target):
-            echo(f"seeds-until: every group's 95 % half-width of {metric} is <= {target:g} with {k} seeds; stopped")
+            echo(f"seeds-until: every group's {LEVEL_TEXT} half-width of {metric} is <= {target:g} with {k} seeds; stopped")
             return [], r
         if k >= max_seeds:
             wide = [g for g, w in r.widths.items() if w > target]

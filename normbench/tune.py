@@ -37,6 +37,7 @@ from typing import Any
 
 from normbench import NormbenchError, runfolder
 from normbench import sweep as sw
+from normbench.results import show_value
 
 # the metrics a tune may select on: measured on the validation split, never on test
 VALIDATION_METRICS = ("best_val_accuracy", "last_val_accuracy")
@@ -394,9 +395,9 @@ def select(records: list[Record], spec: TuneSpec, pairs=None) -> Selection:
                 continue  # an optimizer name has no edge
             ordered = sorted(nums, key=value_order)
             if best.point[k] == ordered[0]:
-                edges.append(f"the smallest {k} tried ({_show(ordered[0])})")
+                edges.append(f"the smallest {k} tried ({show_value(ordered[0])})")
             elif best.point[k] == ordered[-1]:
-                edges.append(f"the largest {k} tried ({_show(ordered[-1])})")
+                edges.append(f"the largest {k} tried ({show_value(ordered[-1])})")
         choices.append(Choice(v, best, ties, edges))
     return Selection(spec, cells, choices)
 
@@ -409,9 +410,9 @@ def _range_edges(spec: TuneSpec, point: dict) -> list[str]:
         f = (lambda x: math.log(x)) if log else (lambda x: x)
         share = (f(point[k]) - f(low)) / (f(high) - f(low))
         if share <= 0.05:
-            out.append(f"near the lowest {k} searched ({_show(low)})")
+            out.append(f"near the lowest {k} searched ({show_value(low)})")
         elif share >= 0.95:
-            out.append(f"near the highest {k} searched ({_show(high)})")
+            out.append(f"near the highest {k} searched ({show_value(high)})")
     return out
 
 
@@ -423,17 +424,11 @@ def selection_of(spec: TuneSpec) -> Selection:
     return select(read_records(dirs), spec, pairs)
 
 
-def _show(v) -> str:
-    from normbench.results import show_value as show
-
-    return show(v)
-
-
 def _point_label(point: dict) -> str:
     from normbench.results import short_names
 
     short = short_names(list(point))
-    return ", ".join(f"{short[k]}={_show(v)}" for k, v in point.items())
+    return ", ".join(f"{short[k]}={show_value(v)}" for k, v in point.items())
 
 
 def format_selection(sel: Selection) -> list[str]:
@@ -446,7 +441,7 @@ def format_selection(sel: Selection) -> list[str]:
     chosen = {(_key(ch.per), _key(ch.cell.point)) for ch in sel.choices if ch.cell is not None}
     if spec.trials is not None:
         return lines + _trial_table(sel, chosen) + _choices(sel)
-    header = ["grid point", *(_show(v) for v in spec.per_values)]
+    header = ["grid point", *(show_value(v) for v in spec.per_values)]
     rows = []
     for p in spec.points():
         row = [_point_label(p)]
@@ -482,7 +477,7 @@ def _trial_table(sel: Selection, chosen) -> list[str]:
         cells = sorted((c for c in sel.cells if _key(c.per) == _key(v)),
                        key=lambda c: [value_order(c.point[k]) for k in spec.keys])
         for c in cells:
-            rows.append([_show(v), _point_label(c.point), _cell_text(c, len(spec.tune_seeds))
+            rows.append([show_value(v), _point_label(c.point), _cell_text(c, len(spec.tune_seeds))
                          + (" *" if (_key(v), _key(c.point)) in chosen else "  ")])
     return _aligned(header, rows, left=2)
 
@@ -491,7 +486,7 @@ def _choices(sel: Selection) -> list[str]:
     spec, lines = sel.spec, []
     lines.append(f"selected (best mean {spec.select} on the tuning seeds; no test figure is read):")
     for ch in sel.choices:
-        name = f"{spec.per_key}={_show(ch.per)}"
+        name = f"{spec.per_key}={show_value(ch.per)}"
         if ch.cell is None:
             lines.append(f"  {name}: no grid point where every tuning seed completed; widen the grid or check the runs")
             continue
@@ -512,7 +507,7 @@ def _choices(sel: Selection) -> list[str]:
                      f"{steps} optimizer steps in all")
     else:
         lines.append("budget: NOT EQUAL so far: " + "; ".join(
-            f"{_show(v)} {r} runs, {s} optimizer steps" for v, (r, s) in per_value.items()))
+            f"{show_value(v)} {r} runs, {s} optimizer steps" for v, (r, s) in per_value.items()))
     return lines
 
 
@@ -537,7 +532,7 @@ class ConfirmPlan:
 def confirm_plan(sel: Selection) -> ConfirmPlan:
     missing = [ch.per for ch in sel.choices if ch.cell is None]
     if missing:
-        names = ", ".join(f"{sel.spec.per_key}={_show(v)}" for v in missing)
+        names = ", ".join(f"{sel.spec.per_key}={show_value(v)}" for v in missing)
         raise NormbenchError(f"{names}: no grid point where every tuning seed completed (the others diverged or "
                              f"failed); widen the grid toward safer values, or delete the failed folders to retrain them")
     return ConfirmPlan(sel.spec, sel.chosen(), sel.spec.confirm_seeds)
@@ -593,7 +588,7 @@ def point_of(spec: TuneSpec, params: dict) -> dict:
 
 
 def study_name(spec: TuneSpec, v) -> str:
-    return f"{spec.per_key}={_show(v)}"
+    return f"{spec.per_key}={show_value(v)}"
 
 
 def _studies(spec: TuneSpec, create: bool) -> dict:
@@ -709,7 +704,7 @@ def run_search(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool 
             return []
         done = len(_finished(studies[_key(batch[0][0])]))
         echo(f"optuna: trial {done + 1} of {spec.trials} for " + "; ".join(
-            f"{_show(v)} at {_point_label(p)}" for v, _, p in batch))
+            f"{show_value(v)} at {_point_label(p)}" for v, _, p in batch))
         members = spec.members_at([(v, p) for v, _, p in batch])
         failures = sw.run_sweep(members, jobs=jobs, executor=executor, fail_fast=fail_fast, echo=echo)
         if failures:
@@ -744,8 +739,8 @@ class TuneResult:
 
 def describe(spec: TuneSpec) -> str:
     if spec.trials is not None:
-        space = ", ".join([*(f"{k} in {{{', '.join(map(_show, v))}}}" for k, v in spec.grid.items()),
-                           *(f"{k} in [{_show(lo)}, {_show(hi)}]{' (log)' if log else ''}"
+        space = ", ".join([*(f"{k} in {{{', '.join(map(show_value, v))}}}" for k, v in spec.grid.items()),
+                           *(f"{k} in [{show_value(lo)}, {show_value(hi)}]{' (log)' if log else ''}"
                              for k, (lo, hi, log) in spec.ranges.items())])
         what = f"{spec.trials} Optuna trials (TPE) over {space}"
         n = len(spec.per_values) * spec.trials * len(spec.tune_seeds)
@@ -754,7 +749,7 @@ def describe(spec: TuneSpec) -> str:
         n = len(spec.per_values) * len(spec.points()) * len(spec.tune_seeds)
     confirm = (f"--seeds-until {spec.target:g} on {spec.metric}, at most {len(spec.confirm_seeds)} seeds"
                if spec.target is not None else f"{len(spec.confirm_seeds)} seed{'s' * (len(spec.confirm_seeds) != 1)} each")
-    return (f"tune: {len(spec.per_values)} x {spec.per_key} ({', '.join(map(_show, spec.per_values))}), "
+    return (f"tune: {len(spec.per_values)} x {spec.per_key} ({', '.join(map(show_value, spec.per_values))}), "
             f"{what} x {len(spec.tune_seeds)} tuning seed{'s' * (len(spec.tune_seeds) != 1)} ({', '.join(map(str, spec.tune_seeds))})"
             f" = {n} tuning runs{' at most' if spec.trials is not None else ''}, selected on {spec.select}; confirmation on fresh seeds "
             f"({', '.join(map(str, spec.confirm_seeds))}): {confirm}")

@@ -11,6 +11,7 @@ Keras is imported inside functions only.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -39,8 +40,7 @@ def _split_arch(arch: str) -> tuple[str, str]:
 def check(cfg, where) -> None:
     """model.* rules of a user model that need no Keras: files exist, keys fit the path."""
     m = cfg.model
-    if m.norm_placement != "between":
-        raise where.error("model.norm_placement", "recurrent applies to the built-in imdb_rnn only; use between")
+    _refuse_builtin_options(m, where)
     if m.from_ is None:
         for key in FROM_ONLY:
             if getattr(m, key) is not None:
@@ -66,6 +66,23 @@ def check(cfg, where) -> None:
             raise where.error("model.arch", f"{m.arch!r} is not package.module:function or path/file.py:function")
         if target.endswith(".py") and not Path(target).expanduser().is_file():
             raise where.error("model.arch", f"no such file {target}; check the path before ':{fn}'")
+
+
+def _refuse_builtin_options(m, where) -> None:
+    """A user's model reads none of the model.* keys only some built-in models read
+    (models.readers: model.unroll, model.rnn, ...): refuse each one set away from its
+    default, which would otherwise be silently ignored."""
+    from normbench.models import readers
+
+    defaults = {f.name: f.default for f in dataclasses.fields(m)}
+    for key, models in readers().items():
+        value, default = getattr(m, key), defaults[key]
+        if value != default or type(value) is not type(default):
+            raise where.error(f"model.{key}", f"your own model does not read it, only the built-in {' and '.join(models)} "
+                                              "does; remove it")
+    if m.params is not None and "params" not in readers():  # (any that did: the loop above)
+        key = f"model.params.{next(iter(m.params))}" if isinstance(m.params, dict) and m.params else "model.params"
+        raise where.error(key, "your own model reads no model.params (no built-in model declares any); remove it")
 
 
 # ----------------------------------------------------------------------------- norm slots

@@ -3,12 +3,15 @@
 Every helper more than one test file uses lives here, once (test files import each other
 never): the CLI runner `cli`, the error checks `error_line` / `assert_one_line_error`,
 configs (`write_config`), hand-written run folders (`write_run`), compare's tables
-(`parse_table`), and a normbench process started in the background (`start_run`).
+(`parse_table`), a normbench process started in the background (`start_run`), and the
+run sets the compare and plot tests share (`three`, `two_groups`, `real_runs`: a few
+tiny real trainings, once per session) with their readers (`compare_csv`, `group_stats`).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import statistics
@@ -246,3 +249,73 @@ def wait_rows(out, n, proc, timeout=120) -> Path:
         assert proc.poll() is None, proc.stdout.read()
         time.sleep(0.02)
     raise AssertionError("no epochs written in time")
+
+
+# ----------------------------------------------------------------------------- compare's run sets
+
+
+# compare's hand-written run sets (tests/test_compare_*.py, test_plot.py): three norms over
+# seeds that only partly overlap (ACC3, SEEDS3), and two norms x three seeds (ACC2, LOSS2)
+ACC3 = {"batch": [0.80, 0.83, 0.79, 0.86], "layer": [0.74, 0.80, 0.73, 0.78], "none": [0.70, 0.77, 0.72]}
+SEEDS3 = {"batch": [0, 1, 2, 3], "layer": [0, 1, 2, 3], "none": [0, 1, 5]}  # none shares only some seeds
+
+
+@pytest.fixture
+def three(tmp_path):
+    root = tmp_path / "r"
+    for norm, accs in ACC3.items():
+        for seed, acc in zip(SEEDS3[norm], accs):
+            write_run(root, seed=seed, norm=norm, test_accuracy=acc)
+    return root
+
+
+ACC2 = {"batch": [0.80, 0.82, 0.85], "layer": [0.70, 0.74, 0.71]}
+LOSS2 = {"batch": [0.60, 0.55, 0.50], "layer": [0.80, 0.75, 0.79]}
+
+
+@pytest.fixture
+def two_groups(tmp_path) -> Path:
+    """Two configs (norm batch / layer) x three seeds, all completed."""
+    root = tmp_path / "results"
+    for norm in ("batch", "layer"):
+        for i, seed in enumerate((1, 2, 3)):
+            write_run(root, seed=seed, norm=norm, test_accuracy=ACC2[norm][i], test_loss=LOSS2[norm][i],
+                      curve_shift=0.1 if norm == "batch" else 0.0)
+    return root
+
+
+def compare_csv(root, *args):
+    """compare's CSV of the runs under `root` as a DataFrame (the command must succeed)."""
+    import pandas as pd
+
+    r = cli("compare", root, "--format", "csv", *args)
+    assert r.exit_code == 0, r.output
+    return pd.read_csv(io.StringIO(r.stdout))
+
+
+def summaries(root: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(root.rglob("summary.json"))]
+
+
+def group_stats(root: Path, key: str) -> dict:
+    """norm -> (n, mean, sample std) of a summary key over completed runs, independently."""
+    by = {}
+    for s in summaries(root):
+        if s["status"] == "completed":
+            by.setdefault(s["norm"], []).append(s[key])
+    return {k: (len(v), statistics.mean(v), statistics.stdev(v) if len(v) > 1 else None) for k, v in by.items()}
+
+
+@pytest.fixture(scope="session")
+def real_runs(tmp_path_factory) -> Path:
+    """Two configs (BN, LN CNN on synthetic CIFAR-10) x two seeds, one epoch on tiny subsets."""
+    from normbench import train
+    from normbench.config import load_config
+
+    out = tmp_path_factory.mktemp("real")
+    root = Path(__file__).resolve().parents[1] / "configs" / "smoke"
+    for name in ("cifar10_bn", "cifar10_ln"):
+        for seed in (1, 2):
+            sets = [f"output.dir={out}", f"seed={seed}", "train.epochs=2", "data.subset.train=160", "data.subset.test=32"]
+            train.run(load_config(root / f"{name}.yaml", sets), verbose=0)
+    return out

@@ -172,6 +172,29 @@ def test_every_command_has_help():
         assert cmd.help, f"{name} has no help text"
 
 
+def test_help_states_the_confidence_level_that_metrics_level_sets():
+    """The level is one edit: with metrics.py's `LEVEL = 0.95` edited to 0.9, every
+    command's help that states a level states 90 %, none 95 %."""
+    code = (
+        "import sys, types, pathlib\n"
+        "import normbench\n"
+        "src = pathlib.Path(normbench.__file__).with_name('metrics.py').read_text()\n"
+        "assert src.count('\\nLEVEL = 0.95 ') == 1\n"
+        "m = sys.modules['normbench.metrics'] = types.ModuleType('normbench.metrics')\n"
+        "exec(compile(src.replace('\\nLEVEL = 0.95 ', '\\nLEVEL = ' + sys.argv[1] + ' '), 'metrics.py', 'exec'), m.__dict__)\n"
+        "normbench.metrics = m\n"
+        "from click.testing import CliRunner\n"
+        "from normbench.cli import main\n"
+        "texts = [CliRunner().invoke(main, [c, '--help'], terminal_width=400).output for c in main.commands]\n"
+        "print(sum(t.count('95 %') for t in texts), sum(t.count('90 %') for t in texts))\n"
+    )
+    counts = {level: subprocess.run([sys.executable, "-c", code, level], capture_output=True, text=True, check=True).stdout.split()
+              for level in ("0.95", "0.9")}
+    n = int(counts["0.95"][0])
+    assert n >= 6 and counts["0.95"][1] == "0"  # compare (2), plot (2), sweep, tune
+    assert counts["0.9"] == ["0", str(n)]
+
+
 def test_help_does_not_import_tensorflow():
     code = (
         "import sys\n"

@@ -152,6 +152,39 @@ def test_image_folder_data(tmp_path):
     assert run.summary["n_test"] == 8 and run.completed
 
 
+LAYERS = [{"Flatten": {}}, {"Dense": {"units": 4}}, {"norm": "vector"}, {"Dense": {"units": 10, "activation": "softmax"}}]
+
+
+@pytest.mark.parametrize("key,value", [("unroll", True), ("unroll", 4), ("unroll", "auto"), ("rnn", "fast"),
+                                       ("norm_placement", "recurrent")])
+def test_a_user_model_refuses_the_keys_only_imdb_rnn_reads(tmp_path, key, value):
+    """model.unroll, model.rnn and model.norm_placement shape the built-in imdb_rnn only:
+    a user's model would ignore them silently, so validate refuses each one set."""
+    r = cli("validate", _cfg(tmp_path, {"layers": LAYERS, "norm": "layer", key: value}))
+    assert error_line(r) == (f"Error: {tmp_path}/c.yaml: model.{key}: your own model does not read it, only the built-in "
+                             "imdb_rnn does; remove it")
+
+
+@pytest.mark.parametrize("path", ["from", "arch"])
+def test_every_kind_of_user_model_refuses_them_and_names_the_set(tmp_path, saved, path):
+    builder = tmp_path / "b.py"
+    builder.write_text("def build(norm, input_shape, num_classes):\n    raise ValueError('not built')\n")
+    p = _cfg(tmp_path, {path: str(saved) if path == "from" else f"{builder}:build", "norm": "layer"})
+    assert error_line(cli("validate", p, "--set", "model.unroll=1")) == (
+        "Error: --set model.unroll=1: model.unroll: your own model does not read it, only the built-in imdb_rnn does; "
+        "remove it")
+    assert error_line(cli("validate", p, "--set", "model.params.width=4")) == (
+        "Error: --set model.params.width=4: model.params.width: your own model reads no model.params (no built-in "
+        "model declares any); remove it")
+
+
+def test_a_user_model_written_with_those_keys_at_their_defaults_validates(tmp_path):
+    """Only a key set away from its default is refused: the defaults say nothing."""
+    model = {"layers": LAYERS, "norm": "layer", "unroll": False, "rnn": "keras", "norm_placement": "between"}
+    r = cli("validate", _cfg(tmp_path, model))
+    assert r.exit_code == 0, r.output
+
+
 class Sub:
     pass
 

@@ -1,0 +1,254 @@
+"""compare: what a group is and how it is labelled. Runs differing only in seed form
+a group (a seed run twice counts once), never across data sets, models or config keys
+that differ; sections, --within, the runs listed apart and not averaged, and old run
+folders' defaults. Run folders are hand-written (conftest.write_run); nothing trains."""
+
+from __future__ import annotations
+
+import io
+import json
+import statistics
+
+import pytest
+import yaml
+
+from conftest import ACC3, FP, cli, compare_csv, parse_table, write_run
+from normbench import runfolder
+
+
+# ----------------------------------------------------------------------------- a group: seeds, data, sections
+
+
+def test_repeated_seeds_are_collapsed_to_the_earliest_finished(three):
+    import pandas as pd
+
+    late = write_run(three, seed=1, norm="batch", test_accuracy=0.99, run_id="rerun-late",
+                     finished_at="2026-02-01T00:00:00")
+    early = write_run(three, seed=2, norm="batch", test_accuracy=0.60, run_id="rerun-early",
+                      finished_at="2025-12-01T00:00:00")
+    js = json.loads(cli("compare", three, "--format", "json").stdout)
+    batch = next(g for g in js["groups"] if g["model.norm"] == "batch")
+    kept = [ACC3["batch"][0], ACC3["batch"][1], 0.60, ACC3["batch"][3]]  # seed 2: the rerun finished first
+    assert batch["n"] == 4 and sorted(batch["seeds"]) == [0, 1, 2, 3]
+    assert batch["test_accuracy_mean"] == pytest.approx(statistics.mean(kept))
+    assert batch["test_accuracy_std"] == pytest.approx(statistics.stdev(kept))
+    assert str(late) not in batch["runs"] and str(early) in batch["runs"]
+    assert {c["path"]: c["seed"] for c in js["collapsed"]} == {str(late): 1, str(next(
+        p.parent for p in three.rglob("summary.json") if "seed2" in p.parent.name and "exp_batch" in str(p))): 2}
+    assert any("2 repeated runs of a seed collapsed" in n for n in js["notes"])
+    table = cli("compare", three).stdout
+    assert "2 repeated runs of a seed collapsed" in table and f"collapsed: {late}" in table
+    r = cli("compare", three, "--format", "csv")
+    assert pd.read_csv(io.StringIO(r.stdout)).set_index("model.norm").loc["batch", "n"] == 4
+    assert f"note: collapsed: {late}" in r.stderr
+
+
+def test_different_data_never_share_a_group(tmp_path):
+    """The same config on two copies of CIFAR-10 (another NORMBENCH_DATA_DIR): two groups."""
+    root = tmp_path / "r"
+    other = "sha256:" + "cd" * 32
+    for seed in (0, 1):
+        write_run(root, seed=seed, test_accuracy=0.8 + seed / 100, data="cifar10")
+        write_run(root, seed=seed, test_accuracy=0.6 + seed / 100, fingerprint=other, run_id=f"other-{seed}", data="cifar10")
+    write_run(root, seed=2, test_accuracy=0.7, fingerprint=None, run_id="old", data="cifar10")  # data unknown
+    js = json.loads(cli("compare", root, "--format", "json").stdout)
+    got = sorted((g["data_fingerprint"], g["n"], round(g["test_accuracy_mean"], 4)) for g in js["groups"]
+                 if g["data_fingerprint"])
+    assert got == [(FP, 2, 0.805), (other, 2, 0.605)]
+    unknown = [g for g in js["groups"] if g["data_fingerprint"] is None]
+    assert len(unknown) == 1 and unknown[0]["n"] == 1
+    assert any("1 config ran on different data" in n for n in js["notes"])
+    assert any("1 run predate data fingerprints and share a config that ran on several data sets" in n
+               for n in js["notes"])
+    rows = parse_table(cli("compare", root).stdout)
+    assert sorted(row["data"] for row in rows) == sorted(["abababab", "cdcdcdcd", "unknown"])
+
+
+def test_synthetic_data_differs_per_seed_by_design_and_is_not_split(tmp_path):
+    """synthetic_* sets are generated from the run's seed: every seed has its own
+    fingerprint, and the seeds still form one group (a real training showed this)."""
+    root = tmp_path / "r"
+    for seed in (0, 1, 2):
+        write_run(root, seed=seed, fingerprint=f"sha256:{seed:064d}")
+    js = json.loads(cli("compare", root, "--format", "json").stdout)
+    assert [g["n"] for g in js["groups"]] == [3] and js["notes"] == []
+
+
+def test_runs_without_a_fingerprint_join_with_a_note(tmp_path):
+    root = tmp_path / "r"
+    write_run(root, seed=0, test_accuracy=0.80, data="cifar10")
+    write_run(root, seed=1, test_accuracy=0.82, fingerprint=None, data="cifar10")
+    write_run(root, seed=2, test_accuracy=0.84, fingerprint=None, data="cifar10")
+    r = cli("compare", root)
+    assert "2 runs predate data fingerprints; grouped by config alone" in r.stdout
+    js = json.loads(cli("compare", root, "--format", "json").stdout)
+    assert [g["n"] for g in js["groups"]] == [3] and js["groups"][0]["data_fingerprint"] == FP
+    assert "data" not in parse_table(r.stdout)[0]  # no data column when no config was split
+
+
+def test_models_and_data_sets_are_ranked_in_their_own_sections(tmp_path):
+    root = tmp_path / "r"
+    for arch, base in (("cifar10_cnn", 0.60), ("imdb_rnn", 0.85)):
+        for norm, shift in (("batch", 0.02), ("layer", 0.0)):
+            for seed in (0, 1, 2):
+                write_run(root, seed=seed, norm=norm, arch=arch, name=f"{arch}_{norm}",
+                          test_accuracy=base + shift + seed / 100)
+    js = json.loads(cli("compare", root, "--format", "json").stdout)
+    assert js["sections"] == ["cifar10_cnn on synthetic_cifar10", "imdb_rnn on synthetic_imdb"]
+    got = [(g["section"], g["rank"], g["model.norm"]) for g in js["groups"]]
+    assert got == [("cifar10_cnn on synthetic_cifar10", 1, "batch"), ("cifar10_cnn on synthetic_cifar10", 2, "layer"),
+                   ("imdb_rnn on synthetic_imdb", 1, "batch"), ("imdb_rnn on synthetic_imdb", 2, "layer")]
+    # each difference is within its section: -0.02, never imdb against cifar (-0.25 or more)
+    diffs = [g["test_accuracy_diff"] for g in js["groups"] if g["rank"] == 2]
+    assert diffs == pytest.approx([-0.02, -0.02])
+    table = cli("compare", root).stdout
+    assert "== cifar10_cnn on synthetic_cifar10: 6 runs in 2 groups" in table
+    assert "== imdb_rnn on synthetic_imdb: 6 runs in 2 groups" in table
+    assert [row["#"] for row in parse_table(table, 1)] == ["1", "2"]
+    assert table.count("batch vs layer:") == 2
+    md = cli("compare", root, "--format", "markdown").stdout
+    assert "### cifar10_cnn on synthetic_cifar10" in md and "### imdb_rnn on synthetic_imdb" in md
+    assert list(compare_csv(root)["section"]) == [g[0] for g in got]
+
+
+def test_compare_groups_ignore_seed_name_output_sweep(tmp_path):
+    root = tmp_path / "r"
+    # same training config under different names, output dirs and sweep recipes: one group
+    write_run(root, seed=1, name="a", out="x", test_accuracy=0.5)
+    write_run(root, seed=2, name="b", out="y", test_accuracy=0.6, sweep={"train.batch_size": [64, 128]})
+    write_run(root, seed=1, name="c", batch_size=128, test_accuracy=0.7)
+    write_run(root, seed=2, name="c", batch_size=128, test_accuracy=0.9)
+    import pandas as pd
+
+    r = cli("compare", root, "--format", "csv")
+    df = pd.read_csv(io.StringIO(r.stdout))
+    assert list(df["train.batch_size"]) == [128, 64]
+    assert list(df["n"]) == [2, 2]
+    assert list(df["label"]) == ["batch_size=128", "batch_size=64"]
+    assert df["test_accuracy_mean"].tolist() == pytest.approx([0.8, 0.55])
+    table = cli("compare", root).stdout
+    assert "train.batch_size" in table and "model.norm" in table
+
+
+def test_compare_accepts_run_folders_and_dedupes(two_groups):
+    dirs = sorted(p.parent for p in two_groups.rglob("summary.json"))
+    r = cli("compare", dirs[0], dirs[1], dirs[0] / "summary.json", two_groups / "exp_batch", "--format", "csv")
+    import pandas as pd
+
+    df = pd.read_csv(io.StringIO(r.stdout))
+    assert df["n"].tolist() == [3]
+
+
+def test_eval_setting_does_not_split_groups_for_last_and_best_metrics(tmp_path):
+    import yaml
+
+    root = tmp_path / "r"
+    for seed in range(4):
+        d = write_run(root, seed=seed, norm="batch", test_accuracy=0.6 + seed / 100)
+        cfg = yaml.safe_load((d / "config.yaml").read_text())
+        cfg["train"]["eval"] = "last" if seed < 2 else "best"
+        (d / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    # test_accuracy follows train.eval, so the two settings are two groups ...
+    assert sorted(compare_csv(root)["n"]) == [2, 2]
+    # ... but the last-epoch and best-epoch figures are the same quantity under either setting
+    for metric in ("test_accuracy_last", "test_accuracy_best"):
+        rows = compare_csv(root, "--metric", metric)
+        assert list(rows["n"]) == [4]
+        assert rows[f"{metric}_mean"][0] == pytest.approx(0.615)
+
+
+# ----------------------------------------------------------------------------- --within
+
+
+def test_within_ranks_each_value_of_a_key_on_its_own(tmp_path):
+    root = tmp_path / "r"
+    for bs, (bn, ln) in {2: (0.30, 0.60), 16: (0.70, 0.62), 64: (0.75, 0.61)}.items():
+        for seed in (0, 1, 2):
+            write_run(root, seed=seed, norm="batch", batch_size=bs, test_accuracy=bn + seed / 100)
+            write_run(root, seed=seed, norm="layer", batch_size=bs, test_accuracy=ln + seed / 100)
+    rows = compare_csv(root, "--within", "train.batch_size").to_dict("records")
+    # numeric order of the sections (2, 16, 64, not "16", "2", "64"), two groups ranked in each
+    assert [r["section"] for r in rows] == [f"cifar10_cnn on synthetic_cifar10, train.batch_size={bs}"
+                                            for bs in (2, 2, 16, 16, 64, 64)]
+    assert [(r["model.norm"], r["rank"]) for r in rows] == [("layer", 1), ("batch", 2), ("batch", 1),
+                                                            ("layer", 2), ("batch", 1), ("layer", 2)]
+    # each difference is against its own section's best: batch - layer at batch size 2 is -30 pp
+    assert float(rows[1]["test_accuracy_diff"]) == pytest.approx(-0.30)
+    text = cli("compare", root, "--within", "train.batch_size").stdout
+    assert "within each of 3 sections (model.arch on data.name, train.batch_size)" in text.replace("\n  ", " ")
+    # without --within: one section, six groups ranked together
+    assert compare_csv(root)["section"].nunique() == 1
+
+
+# ----------------------------------------------------------------------------- runs not averaged
+
+
+def test_compare_excludes_unfinished_runs(two_groups):
+    before = cli("compare", two_groups, "--format", "csv").stdout
+    diverged = write_run(two_groups, seed=4, norm="batch", status="diverged")
+    interrupted = write_run(two_groups, seed=5, norm="layer", status="interrupted")
+    unfinished = write_run(two_groups, seed=6, norm="layer", summary=False)  # running, or killed
+    queued = write_run(two_groups, seed=7, norm="layer", summary=False)  # a sweep member not started yet
+    (queued / "history.csv").unlink()
+    r = cli("compare", two_groups, "--format", "csv")
+    assert r.stdout == before  # never averaged in
+    assert str(diverged) in r.stderr and "diverged" in r.stderr
+    table = cli("compare", two_groups).stdout
+    assert "not averaged: 4 runs" in table
+    for d, status, epochs in ((diverged, "diverged", "1/3"), (interrupted, "interrupted", "1/3"),
+                              (unfinished, "unfinished", "3/3"), (queued, "not started", "0/3")):
+        line = next(l for l in table.splitlines() if str(d) in l)
+        assert line.startswith(status) and f" {epochs} " in line
+    assert "normbench run --resume" in table
+    js = json.loads(cli("compare", two_groups, "--format", "json").stdout)
+    assert sorted(x["status"] for x in js["excluded"]) == ["diverged", "interrupted", "not started", "unfinished"]
+    assert [g["n"] for g in js["groups"]] == [3, 3]
+
+
+def test_runs_not_averaged_are_listed_with_the_keys_that_vary(tmp_path):
+    root = tmp_path / "r"
+    for bs in (16, 64):
+        for seed in (0, 1):
+            write_run(root, seed=seed, norm="batch", batch_size=bs)
+    d = write_run(root, seed=2, norm="batch", batch_size=16, status="diverged")
+    table = cli("compare", root).stdout
+    header = next(l for l in table.splitlines() if l.startswith("status"))
+    assert header.split()[:4] == ["status", "model.norm", "train.batch_size", "seed"]
+    line = next(l for l in table.splitlines() if str(d) in l)
+    assert line.split()[:4] == ["diverged", "batch", "16", "2"]
+
+
+# ----------------------------------------------------------------------------- old run folders
+
+
+def test_runs_from_before_a_config_key_existed_group_with_its_default(tmp_path):
+    """A run folder written before `train.backend` existed compares as the default
+    (tensorflow), in one group with new runs; a jax run is a group of its own."""
+    from normbench import results
+
+    root = tmp_path / "results"
+    write_run(root, seed=1, test_accuracy=0.80)  # config.yaml without train.backend
+    for seed, backend in ((2, "tensorflow"), (3, "jax")):
+        d = write_run(root, seed=seed, test_accuracy=0.82, name=f"exp_{backend}")
+        cfg = yaml.safe_load((d / "config.yaml").read_text())
+        cfg["train"]["backend"] = backend
+        (d / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    cmp = results.compare(results.load_runs([root]))
+    assert cmp.varying == ["train.backend"]
+    sizes = {row["train.backend"]: row["n"] for _, row in cmp.groups.iterrows()}
+    assert sizes == {"tensorflow": 2, "jax": 1}
+
+
+def test_an_old_config_that_no_longer_validates_still_gets_its_defaults(tmp_path):
+    """results fills keys added since a run was made by parsing alone: a config that a
+    later rule refuses (3 groups do not divide the CNN's 32 channels) still gets them."""
+    from normbench import results
+
+    d = write_run(tmp_path, seed=0, norm="group")
+    raw = yaml.safe_load((d / runfolder.CONFIG).read_text())
+    raw["model"]["norm_groups"] = 3
+    assert "eval" not in raw["train"]
+    runfolder.write_config(d, yaml.safe_dump(raw, sort_keys=False))
+    run = results.load_run(d)
+    assert run.config["train.eval"] == "last" and run.config["train.schedule"] == "constant"
+    assert run.config["model.norm_groups"] == 3  # as written
