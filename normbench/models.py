@@ -166,6 +166,22 @@ def readers() -> dict[str, list[str]]:
     return keys
 
 
+def refuse_unread(m, where, reads: tuple[str, ...], who: str) -> None:
+    """Refuse each model.* key of `readers()` that this model does not read (`reads`: its
+    spec's options; a user's model reads none) when set away from its default, which
+    would otherwise be silently ignored. `who` names the model in the error."""
+    import dataclasses
+
+    defaults = {f.name: f.default for f in dataclasses.fields(m)}
+    for key, models in readers().items():
+        if key in reads or key == "params":  # params: each model's own check
+            continue
+        value, default = getattr(m, key), defaults[key]
+        if value != default or type(value) is not type(default):
+            raise where.error(f"model.{key}", f"{who} does not read it, only the built-in {' and '.join(models)} "
+                                              "does; remove it")
+
+
 RNNS = ("keras", "fast")  # model.rnn: keras.layers.SimpleRNN, or normbench.layers.HoistedSimpleRNN
 PLACEMENTS = ("between", "recurrent")  # model.norm_placement
 
@@ -206,6 +222,12 @@ def check(cfg, where) -> None:
                 f"{m.norm_groups} groups do not divide the {'/'.join(map(str, bad))} channels that {m.arch} normalizes; "
                 f"use one of: {', '.join(map(str, ok))}",
             )
+    choice(where, "model.rnn", m.rnn, RNNS, "rnn implementation")
+    choice(where, "model.norm_placement", m.norm_placement, PLACEMENTS, "norm placement")
+    if m.norm_placement == "recurrent" and m.norm_placement not in spec.placements:
+        fits = ", ".join(n for n, s in MODELS.items() if "recurrent" in s.placements)
+        raise where.error("model.norm_placement", f"model {m.arch} has no recurrence to normalize; use between, or a model with one: {fits}")
+    refuse_unread(m, where, spec.options, m.arch)  # after the placement's own message above
     if isinstance(m.unroll, int) and not isinstance(m.unroll, bool):
         if m.unroll < 2:
             raise where.error("model.unroll", f"a chunk size must be >= 2, got {m.unroll}; or use true, false or auto")
@@ -214,11 +236,6 @@ def check(cfg, where) -> None:
                                               "unrolls all steps or none); set model.rnn: fast or unroll true/false")
     else:
         auto_bool(where, "model.unroll", m.unroll)
-    choice(where, "model.rnn", m.rnn, RNNS, "rnn implementation")
-    choice(where, "model.norm_placement", m.norm_placement, PLACEMENTS, "norm placement")
-    if m.norm_placement == "recurrent" and m.norm_placement not in spec.placements:
-        fits = ", ".join(n for n, s in MODELS.items() if "recurrent" in s.placements)
-        raise where.error("model.norm_placement", f"model {m.arch} has no recurrence to normalize; use between, or a model with one: {fits}")
     if m.norm_placement == "recurrent" and m.norm == "batch":
         raise where.error("model.norm_placement", "recurrent cannot use norm 'batch': batch norm inside the recurrence needs "
                           "per-time-step batch statistics (Cooijmans et al. 2016), which are not implemented; "

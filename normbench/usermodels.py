@@ -11,7 +11,6 @@ Keras is imported inside functions only.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -72,17 +71,12 @@ def _refuse_builtin_options(m, where) -> None:
     """A user's model reads none of the model.* keys only some built-in models read
     (models.readers: model.unroll, model.rnn, ...): refuse each one set away from its
     default, which would otherwise be silently ignored."""
-    from normbench.models import readers
+    from normbench.models import refuse_unread
 
-    defaults = {f.name: f.default for f in dataclasses.fields(m)}
-    for key, models in readers().items():
-        value, default = getattr(m, key), defaults[key]
-        if value != default or type(value) is not type(default):
-            raise where.error(f"model.{key}", f"your own model does not read it, only the built-in {' and '.join(models)} "
-                                              "does; remove it")
-    if m.params is not None and "params" not in readers():  # (any that did: the loop above)
+    refuse_unread(m, where, (), "your own model")
+    if m.params is not None:  # a builder's own options belong in its own file
         key = f"model.params.{next(iter(m.params))}" if isinstance(m.params, dict) and m.params else "model.params"
-        raise where.error(key, "your own model reads no model.params (no built-in model declares any); remove it")
+        raise where.error(key, "your own model reads no model.params (they are a built-in model's options); remove it")
 
 
 # ----------------------------------------------------------------------------- norm slots

@@ -182,6 +182,11 @@ def test_model_rnn_and_placement_build_the_right_layers():
          "model.unroll: a chunk size must be >= 2, got 1; or use true, false or auto"),
         ({"model__arch": "cifar10_cnn", "data__name": "synthetic_cifar10", "model__norm_placement": "recurrent"},
          "model.norm_placement: model cifar10_cnn has no recurrence to normalize; use between, or a model with one: imdb_rnn"),
+        # keys only imdb_rnn reads: the CNN would ignore them silently, so they are refused
+        ({"model__arch": "cifar10_cnn", "data__name": "synthetic_cifar10", "model__unroll": True},
+         "model.unroll: cifar10_cnn does not read it, only the built-in imdb_rnn does; remove it"),
+        ({"model__arch": "cifar10_cnn", "data__name": "synthetic_cifar10", "model__rnn": "fast"},
+         "model.rnn: cifar10_cnn does not read it, only the built-in imdb_rnn does; remove it"),
     ],
 )
 def test_placement_and_rnn_errors_are_one_line(tmp_path, changes, expected):

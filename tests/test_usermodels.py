@@ -174,8 +174,8 @@ def test_every_kind_of_user_model_refuses_them_and_names_the_set(tmp_path, saved
         "Error: --set model.unroll=1: model.unroll: your own model does not read it, only the built-in imdb_rnn does; "
         "remove it")
     assert error_line(cli("validate", p, "--set", "model.params.width=4")) == (
-        "Error: --set model.params.width=4: model.params.width: your own model reads no model.params (no built-in "
-        "model declares any); remove it")
+        "Error: --set model.params.width=4: model.params.width: your own model reads no model.params (they are a "
+        "built-in model's options); remove it")
 
 
 def test_a_user_model_written_with_those_keys_at_their_defaults_validates(tmp_path):
