@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from normbench import NormbenchError, metrics, runfolder
-from normbench.config import flatten
 
 HISTORY_NEEDED = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")  # history.csv columns a plot reads
 # a tune member's role (runfolder.ROLES, from role.json), kept with its config as this
@@ -121,28 +120,30 @@ def _number(v, key, where) -> float:
 
 
 def _read_config(d: Path) -> dict:
+    """A run's config, resolved and flattened (config.resolve_flat): from its index,
+    config.json, while that is config.yaml's (runfolder.read_config_index), else from
+    config.yaml itself (runs from before the index, or a config.yaml changed since)."""
     import yaml
 
+    from normbench.config import load_run_yaml, resolve_flat, schema_key
+
     cp = d / runfolder.CONFIG
-    if not cp.exists():
-        raise NormbenchError(f"{d}: run folder without config.yaml; restore config.yaml or delete the folder")
     try:
-        # libyaml's safe loader where PyYAML has it (far faster than the pure-Python one); a
-        # run's config.yaml is normbench's own output, so the strict checks of user configs are moot
-        raw = yaml.load(cp.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+        data = cp.read_bytes()
+    except FileNotFoundError:
+        raise NormbenchError(f"{d}: run folder without config.yaml; restore config.yaml or delete the folder") from None
     except OSError as e:
         raise runfolder.unreadable(cp, e) from None
+    flat = runfolder.read_config_index(d, data, schema_key())
+    if flat is not None:
+        return flat
+    try:
+        raw = load_run_yaml(runfolder.config_text(data))
     except (UnicodeDecodeError, yaml.YAMLError) as e:
         raise NormbenchError(f"{cp}: corrupt config.yaml ({e.__class__.__name__}); rerun that run or delete its folder") from None
     if not isinstance(raw, dict):
         raise NormbenchError(f"{cp}: corrupt config.yaml (not a mapping); rerun that run or delete its folder")
-    try:  # fill in keys added to the config after this run was made (their defaults), by parsing alone
-        from normbench.config import parse
-
-        raw = parse(raw, str(cp)).to_dict()
-    except NormbenchError:
-        pass  # a key or type this version no longer has: compare it as written
-    return flatten(raw)
+    return resolve_flat(raw, str(cp))
 
 
 def load_run(run_dir: str | Path) -> Run:
