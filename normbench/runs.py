@@ -48,7 +48,7 @@ class Run:
 
     def value(self, key: str) -> float:
         """A summary number as float; NaN when absent or null."""
-        return _number(self.summary.get(key), key, self.path / runfolder.SUMMARY)
+        return _number(self.summary.get(key), key, self.path)
 
     def metric(self, key: str) -> tuple[float, bool]:
         """(value of a ranking metric, whether it came from the metric's fallback key, see normbench.metrics).
@@ -111,11 +111,12 @@ class Run:
         return str(self.summary.get("error") or "")
 
 
-def _number(v, key, where) -> float:
+def _number(v, key, run_dir: Path) -> float:
     if v is None:
         return math.nan
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise NormbenchError(f"{where}: {key} is {v!r}, not a number; the file is corrupt, rerun the run or delete its folder")
+        raise NormbenchError(f"{run_dir / runfolder.SUMMARY}: {key} is {v!r}, not a number; the file is corrupt, "
+                             "rerun the run or delete its folder")
     return float(v)
 
 
@@ -185,7 +186,7 @@ def find_run_dirs(path: str | Path, unlisted: list | None = None) -> list[Path]:
         raise NormbenchError(f"{path}: is a file, not a run folder; pass a run folder or a folder that holds runs (e.g. results/)")
     found, seen, failed = [], set(), []
     for root, dirs, files in os.walk(p, onerror=failed.append, followlinks=True):
-        real = os.path.realpath(root)
+        real = _folder_key(root)
         if real in seen:  # reached again through a link
             dirs[:] = []
             continue
@@ -206,6 +207,16 @@ def find_run_dirs(path: str | Path, unlisted: list | None = None) -> list[Path]:
     return found
 
 
+def _folder_key(path) -> tuple | str:
+    """Which real folder `path` is, whatever links lead to it: its (device, inode), one stat
+    (a realpath is a stat per path component); its realpath if it cannot be stat'ed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return st.st_dev, st.st_ino
+
+
 def load_runs(paths) -> list[Run]:
     """Every run under the given paths, each folder once, in path order. A folder whose
     summary.json or config.yaml cannot be read is a Run with status "corrupt" and the
@@ -218,7 +229,7 @@ def load_runs(paths) -> list[Run]:
     for path in paths:
         unlisted = []
         for d in find_run_dirs(path, unlisted):
-            key = d.resolve()
+            key = _folder_key(d)
             if key not in seen:
                 seen.add(key)
                 try:
