@@ -486,6 +486,77 @@ def with_values(cfg: Config, values: dict[str, Any], source: str = "<sweep>", fl
     return cfg
 
 
+# ----------------------------------------------------------------------------- a run's config, read back
+
+
+def load_run_yaml(text: str):
+    """A run's config.yaml text -> data, with libyaml's safe loader where PyYAML has it (far
+    faster than the pure-Python one); a run's config.yaml is normbench's own output, so the
+    strict checks of user configs (load_yaml_strict) are moot. Raises yaml.YAMLError."""
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+
+
+def resolve_flat(raw: dict, source: str = "<config>") -> dict:
+    """A run's config.yaml mapping as compare reads it, flattened to dotted keys: keys added
+    to the config since the run was made get their defaults (parse alone); a mapping this
+    version cannot parse (a key or type it no longer has) is compared as written."""
+    try:
+        raw = parse(raw, source).to_dict()
+    except NormbenchError:
+        pass
+    return flatten(raw)
+
+
+# bump when resolve_flat would read the same config.yaml differently while every field
+# below stays the same (a new conversion rule, say): it retires every run's config.json
+RESOLVE_VERSION = 1
+
+
+def schema_key() -> str | None:
+    """What resolve_flat's answer depends on besides its input, as a short hash: RESOLVE_VERSION,
+    every config dataclass's fields (names, keys, types, defaults), OPTIONAL_KEYS and the
+    registered models' params dataclasses. A run's config.json (runfolder) holds the key it
+    was resolved under and is used only while this version's key is the same. None when a
+    default has no stable text (its repr is an address): then no config.json is written or read."""
+    from normbench.models import MODELS
+
+    return _schema_key(tuple((name, spec.params) for name, spec in MODELS.items()))
+
+
+@functools.lru_cache(maxsize=8)
+def _schema_key(models: tuple) -> str | None:
+    import hashlib
+
+    def fields(cls, seen: dict) -> None:
+        if cls in seen or not dataclasses.is_dataclass(cls):
+            return
+        seen[cls] = rows = []
+        hints = _hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.default_factory is not dataclasses.MISSING:
+                default = repr(f.default_factory())
+            else:
+                default = "<required>" if f.default is dataclasses.MISSING else repr(f.default)
+            rows.append((f.name, sorted(f.metadata.items()), repr(hints[f.name]), default))
+            stack = [hints[f.name]]
+            while stack:  # dataclasses inside Optional[...], list[...], ...
+                tp = stack.pop()
+                fields(tp, seen)
+                stack += typing.get_args(tp)
+
+    seen: dict = {}
+    fields(Config, seen)
+    parts = [RESOLVE_VERSION, [(c.__qualname__, rows) for c, rows in seen.items()], sorted(OPTIONAL_KEYS.items())]
+    for name, params in models:
+        per: dict = {}
+        fields(params, per)
+        parts.append((name, [(c.__qualname__, rows) for c, rows in per.items()]))
+    text = repr(parts)
+    if " at 0x" in text:  # a default shown by its address, which differs per process: no key, no index
+        return None
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def flatten(d: dict, prefix: str = "") -> dict:
     """{"a": {"b": 1}} -> {"a.b": 1}; empty mappings stay as values."""
     out = {}

@@ -72,8 +72,19 @@ class PlotResult:
     figure: object = None  # the matplotlib Figure saved to path: what was drawn, for tests to read
 
 
-def _history(run: Run):
-    return runfolder.history_frame(run.path, HISTORY_NEEDED)
+def _history(run: Run) -> list[tuple]:
+    """The run's history.csv rows, HISTORY_NEEDED's columns as floats."""
+    return runfolder.history_rows(run.path, HISTORY_NEEDED)
+
+
+def _per_epoch(rows: list[tuple]) -> dict[float, list[tuple]]:
+    """History rows by epoch, each epoch's rows in their order (as pandas' groupby("epoch")
+    keeps them; rows without an epoch are dropped, as it drops NaN keys)."""
+    out: dict[float, list[tuple]] = {}
+    for row in rows:
+        if not math.isnan(row[0]):
+            out.setdefault(row[0], []).append(row)
+    return out
 
 
 def _figure(width, height):
@@ -111,7 +122,6 @@ def plot_curves(runs: list[Run], out, title: str | None = None, band: str = "ci"
     mean over the group's runs with a shaded band (BANDS[band]; accuracy clipped to [0, 1])."""
     check_band(band)
     import numpy as np
-    import pandas as pd
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
     from matplotlib.ticker import MaxNLocator
@@ -127,18 +137,24 @@ def plot_curves(runs: list[Run], out, title: str | None = None, band: str = "ci"
     ax_acc, ax_loss = fig.subplots(1, 2)
     colors = _colors(len(comp.groups))
     handles = []
+    for ax in (ax_acc, ax_loss):
+        # no autoscaling while curves are added: matplotlib rescales the view over every curve so
+        # far as each band is added (quadratic in the groups); the limits are computed once, at draw
+        ax.set_autoscale_on(False)
     for gi, g in comp.groups.iterrows():
-        hist = pd.concat([_history(by_path[p]) for p in g["runs"]], ignore_index=True)
-        per_epoch = hist.groupby("epoch")
-        ep = np.array(sorted(per_epoch.groups))
+        per_epoch = _per_epoch([row for p in g["runs"] for row in _history(by_path[p])])
+        ep = np.array(sorted(per_epoch))
         c = colors[gi]
         for col, ax, style, alpha in (("accuracy", ax_acc, "--", 0.08), ("val_accuracy", ax_acc, "-", 0.18),
                                       ("loss", ax_loss, "--", 0.08), ("val_loss", ax_loss, "-", 0.18)):
-            m, lo, hi, _ = np.array([_band(per_epoch.get_group(e)[col], band, _bounds(col)) for e in ep]).T
+            i = HISTORY_NEEDED.index(col)
+            m, lo, hi, _ = np.array([_band([row[i] for row in per_epoch[e]], band, _bounds(col)) for e in ep]).T
             ax.plot(ep, m, style, color=c, marker="o", markersize=3.5, linewidth=1.8)
             if len(g["runs"]) > 1:
                 ax.fill_between(ep, lo, hi, color=c, alpha=alpha, linewidth=0)
         handles.append(Line2D([], [], color=c, linewidth=2.5, label=f"{g['label'] or 'all runs'} (n={g['n']})"))
+    for ax in (ax_acc, ax_loss):
+        ax.autoscale(enable=True)
     handles += [
         Line2D([], [], color="0.3", linestyle="-", label="validation"),
         Line2D([], [], color="0.3", linestyle="--", label="train"),

@@ -94,7 +94,15 @@ def show_value(v) -> str:
 def _group_key(run: Run) -> tuple:
     # a user's model file can change under one config: its sha256 (summary.json) splits groups
     built = (("<model_sha256>", canonical(run.summary.get("model_sha256"))),) if run.summary.get("model_sha256") else ()
-    return tuple(sorted((k, canonical(v)) for k, v in run.config.items() if not not_grouped(k))) + built
+    config = run.config
+    return tuple((k, canonical(config[k])) for k in _grouped_sorted(tuple(config))) + built
+
+
+@functools.lru_cache(maxsize=256)
+def _grouped_sorted(keys: tuple) -> tuple:
+    """The grouped ones of these config keys, sorted (runs of a sweep share one key order:
+    sorted once, not once per run)."""
+    return tuple(sorted(k for k in keys if not not_grouped(k)))
 
 
 def varying_keys(runs: list[Run]) -> list[str]:
@@ -103,6 +111,13 @@ def varying_keys(runs: list[Run]) -> list[str]:
     for r in runs:
         keys.update(dict.fromkeys(k for k in r.config if not not_grouped(k)))
     return [k for k in keys if len({canonical(r.config[k]) if k in r.config else "<missing>" for r in runs}) > 1]
+
+
+def _varying_between(groups: list[Group]) -> list[str]:
+    """varying_keys of the groups' runs, from each group's first run: the runs of a group
+    share every grouped key and its value (_group_key), so the others add no key and no
+    value (1,000 groups, not 10,000 runs)."""
+    return varying_keys([g.first for g in groups])
 
 
 def short_names(keys: list[str]) -> dict[str, str]:
@@ -207,6 +222,7 @@ class Ranked:
     paired: object = None  # stats.PairedDiff by seed, or None (the best, or no shared seeds)
     p_holm: float = math.nan  # Welch's p Holm-adjusted over the section's comparisons
     verdict: str | None = None  # the comparison in words (stats.verdict); None for the best
+    ci: object = None  # stats.Interval: the group's mean and its interval
 
 
 @dataclass
@@ -245,7 +261,7 @@ def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, .
     use, left_out, value = measured(runs, metric, notes)
     groups, collapsed = collapse_seeds(group_runs(use, notes), value, notes)
     kept_runs = [r for g in groups for r in g.runs]
-    varying = varying_keys(kept_runs)
+    varying = _varying_between(groups)
     columns = [k for k in ALWAYS_SHOWN if any(k in r.config for r in kept_runs) and k not in varying] + varying
     label_keys = varying or [k for k in ("model.norm",) if any(k in r.config for r in kept_runs)]
     ranked = []
@@ -361,7 +377,7 @@ def rank_section(section: str, groups: list[Group], metric: str, higher: bool, l
     compared with it once: Welch and paired differences, Holm's p over the section, a verdict."""
     from normbench import stats as st
 
-    name_keys = varying_keys([r for g in groups for r in g.runs]) or label_keys
+    name_keys = _varying_between(groups) or label_keys
     ranked = []
     for g in groups:
         r = Ranked(g, section, label_of(g.first, label_keys), _name(g.first, name_keys))
@@ -369,14 +385,16 @@ def rank_section(section: str, groups: list[Group], metric: str, higher: bool, l
             r.label += f", data={short_fingerprint(g.fingerprint)}"
             r.name += f" (data {short_fingerprint(g.fingerprint)})"
         ranked.append(r)
-    means = {id(r): st.mean_ci(r.group.values, LEVEL).mean for r in ranked}
-    ranked.sort(key=lambda r: (math.inf if math.isnan(means[id(r)]) else means[id(r)] * (-1 if higher else 1), r.label))
+    for r in ranked:
+        r.ci = st.mean_ci(r.group.values, LEVEL)
+    ranked.sort(key=lambda r: (math.inf if math.isnan(r.ci.mean) else r.ci.mean * (-1 if higher else 1), r.label))
     best, others = ranked[0], ranked[1:]
     for rank, r in enumerate(ranked, 1):
         r.rank = rank
     for r in others:
         r.diff = st.welch_diff(r.group.values, best.group.values, LEVEL)
-        r.paired = st.paired_diff(r.group.by_seed, best.group.by_seed, LEVEL)
+    for r, paired in zip(others, st.paired_diffs([(r.group.by_seed, best.group.by_seed) for r in others], LEVEL)):
+        r.paired = paired
     scale, unit = unit_of(metric)
     for r, p_holm in zip(others, st.holm([r.diff.p for r in others])):
         r.p_holm = p_holm
@@ -400,12 +418,12 @@ def _frame(ranked: list[Ranked], m: str, columns: list[str], split_data: bool):
         rec["data_fingerprint"] = g.fingerprint
         rec["n"] = len(g.runs)
         rec["seeds"] = [x.config.get("seed") for x in g.runs]
-        ci = st.mean_ci(g.values, LEVEL)
+        ci = r.ci
         rec |= {f"{m}_mean": ci.mean, f"{m}_std": ci.sd, f"{m}_ci_low": ci.low, f"{m}_ci_high": ci.high}
-        for k in stat_keys:
-            if k != m:
-                col = pd.Series([x.value(k) for x in g.runs], dtype=float)  # pandas: NaN skipped, ddof=1
-                rec[f"{k}_mean"], rec[f"{k}_std"] = float(col.mean()), float(col.std())
+        others = [k for k in stat_keys if k != m]
+        means, sds = st.rows_mean_sd([[x.value(k) for x in g.runs] for k in others])  # NaN skipped, ddof=1
+        for k, mean, sd in zip(others, means, sds):
+            rec[f"{k}_mean"], rec[f"{k}_std"] = mean, sd
         rec["runs"] = [str(x.path) for x in g.runs]
         if r.diff is not None:
             d, pr = r.diff, r.paired

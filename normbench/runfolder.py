@@ -5,6 +5,7 @@ read and write run folders through it.
     <output.dir>/runs.csv            one line per finished run (INDEX_COLUMNS), under a lock
     <output.dir>/<name>/<run-id>/    a run folder (`run_path`, `new_run_dir`)
         config.yaml   the fully resolved config, written first
+        config.json   config.yaml as compare reads it (flat JSON), written with it: a cache (`read_config_index`)
         history.csv   one row per finished epoch (HISTORY_COLUMNS), appended as it ends
         summary.json  written atomically at the end (SUMMARY_KEYS)
         backup/       resume state while the run is unfinished
@@ -25,10 +26,12 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import hashlib
 import io
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 from normbench import NormbenchError, one_line
@@ -36,6 +39,7 @@ from normbench.atomic import write_atomic  # every file of a run folder is writt
 from normbench.runlock import LOCK_NAME as LOCK
 
 CONFIG = "config.yaml"
+CONFIG_INDEX = "config.json"
 HISTORY = "history.csv"
 SUMMARY = "summary.json"
 BACKUP = "backup"
@@ -58,6 +62,10 @@ RESULT_FILES = (CONFIG, HISTORY, SUMMARY)
 # a run folder's files -> what each holds (runlock.py's .lock is listed with them in the docs)
 FILES = {
     CONFIG: "the fully resolved config (every default written out), written first",
+    CONFIG_INDEX: "config.yaml as compare reads it (resolved, flattened to dotted keys), as JSON, written right "
+                  "after it: a cache that spares reading YAML. Used only while its config_sha256 is config.yaml's "
+                  "sha256 and its schema is the reading version's config schema (config.schema_key); otherwise, "
+                  "or when it is missing (runs from before it), config.yaml is read. Safe to delete",
     HISTORY: "one row per finished epoch (HISTORY_COLUMNS), appended as the epoch ends",
     SUMMARY: "written atomically at the end (SUMMARY_KEYS); a folder without it is unfinished",
     BACKUP: "resume state (Keras BackupAndRestore, optimizer state included) while the run is unfinished; "
@@ -222,8 +230,68 @@ def has_history(run_dir) -> bool:
 
 
 def write_config(run_dir, config_text: str) -> None:
-    """config.yaml, the resolved config as YAML text (config.dump_yaml)."""
-    write_atomic(Path(run_dir) / CONFIG, config_text)
+    """config.yaml, the resolved config as YAML text (config.dump_yaml), then config.json,
+    its index: what `read_config_index` gives back while config.yaml stays these bytes."""
+    d = Path(run_dir)
+    data = config_text.encode("utf-8")
+    write_atomic(d / CONFIG, data)
+    index = _config_index(d, data)
+    if index is None:
+        (d / CONFIG_INDEX).unlink(missing_ok=True)
+    else:
+        write_atomic(d / CONFIG_INDEX, index)
+
+
+def _config_index(d: Path, data: bytes) -> str | None:
+    """config.json's text for config.yaml `data`; None when there is none to write: a config
+    that does not load as a mapping (the reader reports it), or values JSON would not give
+    back exactly (tuples, dates, NaN, keys that are not text)."""
+    import yaml
+
+    from normbench import config
+
+    key = config.schema_key()
+    if key is None:
+        return None
+    try:
+        raw = config.load_run_yaml(config_text(data))
+    except (UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(raw, dict):
+        return None
+    flat = config.resolve_flat(raw, str(d / CONFIG))
+    try:
+        if json.loads(json.dumps(flat, allow_nan=False)) != flat:
+            return None
+    except (TypeError, ValueError):
+        return None
+    return json.dumps({"config_sha256": hashlib.sha256(data).hexdigest(), "schema": key, "config": flat},
+                      indent=2, allow_nan=False) + "\n"
+
+
+def config_text(data: bytes) -> str:
+    """config.yaml's bytes as text, as Path.read_text reads it (UTF-8, universal newlines).
+    Raises UnicodeDecodeError."""
+    return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def read_config_index(run_dir, data: bytes, schema: str | None) -> dict | None:
+    """The flat config in config.json, when it is the index of config.yaml's `data` (its
+    sha256) resolved under config schema `schema` (config.schema_key); None otherwise:
+    missing, unreadable, not ours, stale (config.yaml changed since), or resolved by a
+    version with another schema. Then the caller reads config.yaml. Never raises: it is a
+    cache, and config.yaml is the record."""
+    if schema is None:
+        return None
+    try:
+        with open(Path(run_dir) / CONFIG_INDEX, "rb") as f:
+            index = json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+    if (not isinstance(index, dict) or index.get("schema") != schema or not isinstance(index.get("config"), dict)
+            or index.get("config_sha256") != hashlib.sha256(data).hexdigest()):
+        return None
+    return index["config"]
 
 
 def read_files(run_dir) -> dict[str, str]:
@@ -241,7 +309,10 @@ def write_files(run_dir, files: dict[str, str]) -> None:
     if unknown:
         raise ValueError(f"not run-folder result files: {sorted(unknown)}")
     for name in sorted(files, key=lambda n: n == SUMMARY):
-        write_atomic(d / name, files[name])
+        if name == CONFIG:
+            write_config(d, files[name])  # with its index
+        else:
+            write_atomic(d / name, files[name])
 
 
 # ----------------------------------------------------------------------------- summary.json
@@ -434,6 +505,31 @@ def history_frame(run_dir, columns=("epoch", "loss", "accuracy", "val_loss", "va
         return df[list(columns)].astype(float)
     except ValueError:
         raise _corrupt(hp, "a value is not a number") from None
+
+
+# a value history.csv's fast reading (history_rows) takes: a plain decimal number, or empty (NaN)
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def history_rows(run_dir, columns=("epoch", "loss", "accuracy", "val_loss", "val_accuracy")) -> list[tuple]:
+    """history.csv's `columns` as one tuple of floats per row: the numbers history_frame
+    gives, read with the csv module (pandas' read_csv costs ~3 ms a file; plot reads every
+    run's). A file this plain reading does not take whole (a value that is not a plain
+    decimal number or empty, a row of another length, a blank line, a missing or repeated
+    column, bytes that are not UTF-8) is read by history_frame instead, with its errors."""
+    hp = Path(run_dir) / HISTORY
+    try:
+        with open(hp, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        rows = None
+    if rows:
+        header, match = rows[0], _PLAIN_NUMBER.fullmatch
+        if len(set(header)) == len(header) and all(c in header for c in columns):
+            at = [header.index(c) for c in columns]
+            if all(len(r) == len(header) and all(v == "" or match(v) for v in r) for r in rows[1:]):
+                return [tuple(float(r[i]) if r[i] else math.nan for i in at) for r in rows[1:]]
+    return list(history_frame(run_dir, columns).itertuples(index=False, name=None))
 
 
 # ----------------------------------------------------------------------------- runs.csv

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from normbench import NormbenchError, metrics, runfolder
-from normbench.config import flatten
 
 HISTORY_NEEDED = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")  # history.csv columns a plot reads
 # a tune member's role (runfolder.ROLES, from role.json), kept with its config as this
@@ -49,7 +48,7 @@ class Run:
 
     def value(self, key: str) -> float:
         """A summary number as float; NaN when absent or null."""
-        return _number(self.summary.get(key), key, self.path / runfolder.SUMMARY)
+        return _number(self.summary.get(key), key, self.path)
 
     def metric(self, key: str) -> tuple[float, bool]:
         """(value of a ranking metric, whether it came from the metric's fallback key, see normbench.metrics).
@@ -112,37 +111,40 @@ class Run:
         return str(self.summary.get("error") or "")
 
 
-def _number(v, key, where) -> float:
+def _number(v, key, run_dir: Path) -> float:
     if v is None:
         return math.nan
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise NormbenchError(f"{where}: {key} is {v!r}, not a number; the file is corrupt, rerun the run or delete its folder")
+        raise NormbenchError(f"{run_dir / runfolder.SUMMARY}: {key} is {v!r}, not a number; the file is corrupt, "
+                             "rerun the run or delete its folder")
     return float(v)
 
 
 def _read_config(d: Path) -> dict:
+    """A run's config, resolved and flattened (config.resolve_flat): from its index,
+    config.json, while that is config.yaml's (runfolder.read_config_index), else from
+    config.yaml itself (runs from before the index, or a config.yaml changed since)."""
     import yaml
 
+    from normbench.config import load_run_yaml, resolve_flat, schema_key
+
     cp = d / runfolder.CONFIG
-    if not cp.exists():
-        raise NormbenchError(f"{d}: run folder without config.yaml; restore config.yaml or delete the folder")
     try:
-        # libyaml's safe loader where PyYAML has it (far faster than the pure-Python one); a
-        # run's config.yaml is normbench's own output, so the strict checks of user configs are moot
-        raw = yaml.load(cp.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+        data = cp.read_bytes()
+    except FileNotFoundError:
+        raise NormbenchError(f"{d}: run folder without config.yaml; restore config.yaml or delete the folder") from None
     except OSError as e:
         raise runfolder.unreadable(cp, e) from None
+    flat = runfolder.read_config_index(d, data, schema_key())
+    if flat is not None:
+        return flat
+    try:
+        raw = load_run_yaml(runfolder.config_text(data))
     except (UnicodeDecodeError, yaml.YAMLError) as e:
         raise NormbenchError(f"{cp}: corrupt config.yaml ({e.__class__.__name__}); rerun that run or delete its folder") from None
     if not isinstance(raw, dict):
         raise NormbenchError(f"{cp}: corrupt config.yaml (not a mapping); rerun that run or delete its folder")
-    try:  # fill in keys added to the config after this run was made (their defaults), by parsing alone
-        from normbench.config import parse
-
-        raw = parse(raw, str(cp)).to_dict()
-    except NormbenchError:
-        pass  # a key or type this version no longer has: compare it as written
-    return flatten(raw)
+    return resolve_flat(raw, str(cp))
 
 
 def load_run(run_dir: str | Path) -> Run:
@@ -184,7 +186,7 @@ def find_run_dirs(path: str | Path, unlisted: list | None = None) -> list[Path]:
         raise NormbenchError(f"{path}: is a file, not a run folder; pass a run folder or a folder that holds runs (e.g. results/)")
     found, seen, failed = [], set(), []
     for root, dirs, files in os.walk(p, onerror=failed.append, followlinks=True):
-        real = os.path.realpath(root)
+        real = _folder_key(root)
         if real in seen:  # reached again through a link
             dirs[:] = []
             continue
@@ -205,6 +207,16 @@ def find_run_dirs(path: str | Path, unlisted: list | None = None) -> list[Path]:
     return found
 
 
+def _folder_key(path) -> tuple | str:
+    """Which real folder `path` is, whatever links lead to it: its (device, inode), one stat
+    (a realpath is a stat per path component); its realpath if it cannot be stat'ed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return st.st_dev, st.st_ino
+
+
 def load_runs(paths) -> list[Run]:
     """Every run under the given paths, each folder once, in path order. A folder whose
     summary.json or config.yaml cannot be read is a Run with status "corrupt" and the
@@ -217,7 +229,7 @@ def load_runs(paths) -> list[Run]:
     for path in paths:
         unlisted = []
         for d in find_run_dirs(path, unlisted):
-            key = d.resolve()
+            key = _folder_key(d)
             if key not in seen:
                 seen.add(key)
                 try:

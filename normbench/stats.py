@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -129,6 +130,25 @@ def _values(values) -> "numpy.ndarray":  # noqa: F821
     return arr[~np.isnan(arr)]
 
 
+@functools.lru_cache(maxsize=4096)
+def t_ppf(q: float, df: float) -> float:
+    """Student t's quantile: what scipy.stats.t.ppf(q, df) returns, to the last bit (it is
+    scipy.special.stdtrit(df, q) behind the distribution's argument handling, which costs
+    ~50x the quantile itself; a test checks the equality). Cached: compare asks for
+    t_{0.975, n - 1} once per group, and groups share n."""
+    from scipy import special
+
+    return float(special.stdtrit(df, q))
+
+
+def t_sf(x: float, df: float) -> float:
+    """Student t's survival function: scipy.stats.t.sf(x, df) to the last bit
+    (scipy.special.stdtr(df, -x); a test checks it)."""
+    from scipy import special
+
+    return float(special.stdtr(df, -x))
+
+
 def _sd(arr) -> float:
     """Sample std (ddof = 1); exactly 0 when every value is identical; NaN for n < 2."""
     import numpy as np
@@ -143,16 +163,38 @@ def _sd(arr) -> float:
 # ----------------------------------------------------------------------------- one group
 
 
+def rows_mean_sd(rows) -> tuple[list[float], list[float]]:
+    """Mean and sample std (ddof = 1) of each row of numbers, NaN skipped: what pandas'
+    Series(row).mean() and .std() return, to the last bit (the same operations in the same
+    order as pandas' nanops: NaN set to 0, summed, divided by the count; the std from the
+    squares about that mean; a test checks it), without a Series per row. Rows of one
+    length; a row with no value has mean NaN, one with fewer than two has std NaN."""
+    import numpy as np
+
+    v = np.array(rows, dtype=float).reshape(len(rows), -1)
+    mask = np.isnan(v)
+    z = np.where(mask, 0.0, v)
+    count = (v.shape[1] - mask.sum(axis=1)).astype(float)
+    sums = z.sum(axis=1)
+    with np.errstate(all="ignore"):
+        mean = np.where(count > 0, sums / count, NAN)
+        enough = count > 1
+        avg = sums / np.where(enough, count, NAN)
+        sqr = (avg[:, None] - z) ** 2
+        sqr[mask] = 0
+        sd = np.sqrt(sqr.sum(axis=1) / np.where(enough, count - 1, NAN))
+    return [float(x) for x in mean], [float(x) for x in sd]
+
+
+
 def mean_ci(values: Sequence[float], level: float = LEVEL) -> Interval:
     """Mean and t-based confidence interval of the mean.
 
     half_width = t_{(1 + level)/2, n - 1} * s / sqrt(n), interval = mean ± half_width,
-    with t the Student t quantile (scipy.stats.t.ppf). n = 1 gives NaN bounds and
+    with t the Student t quantile (scipy.stats.t.ppf, as t_ppf). n = 1 gives NaN bounds and
     half_width; n = 0 gives NaN everywhere. Zero spread gives half_width 0.
     """
     _check_level(level)
-    from scipy import stats
-
     arr = _values(values)
     n = int(arr.size)
     if n == 0:
@@ -161,7 +203,7 @@ def mean_ci(values: Sequence[float], level: float = LEVEL) -> Interval:
     sd = _sd(arr)
     if n < 2:
         return Interval(mean, NAN, NAN, NAN, n, NAN, level)
-    half = float(stats.t.ppf((1 + level) / 2, n - 1)) * sd / math.sqrt(n)
+    half = t_ppf((1 + level) / 2, n - 1) * sd / math.sqrt(n)
     return Interval(mean, mean - half, mean + half, half, n, sd, level)
 
 
@@ -216,8 +258,6 @@ def welch_diff(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> 
     means differ (the limits scipy also returns), p and g NaN when they are equal.
     """
     _check_level(level)
-    from scipy import stats
-
     xa, xb = _values(a), _values(b)
     na, nb = int(xa.size), int(xb.size)
     ma = float(xa.mean()) if na else NAN
@@ -234,8 +274,8 @@ def welch_diff(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> 
         return Diff(diff, diff, diff, NAN if same else 0.0, NAN, NAN if same else math.copysign(math.inf, diff),
                     na, nb, ma, mb, sa, sb, level)
     df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
-    half = float(stats.t.ppf((1 + level) / 2, df)) * se
-    p = min(1.0, float(2 * stats.t.sf(abs(diff) / se, df)))
+    half = t_ppf((1 + level) / 2, df) * se
+    p = min(1.0, 2 * t_sf(abs(diff) / se, df))
     g = hedges_j(na + nb - 2) * diff / pooled
     return Diff(diff, diff - half, diff + half, p, df, g, na, nb, ma, mb, sa, sb, level)
 
@@ -253,11 +293,41 @@ def paired_diff(a_by_seed: Mapping, b_by_seed: Mapping, level: float = LEVEL) ->
     because var(d) = s_a^2 + s_b^2 - 2 r s_a s_b.
     n = 1 gives NaN bounds; identical differences give a zero-width interval.
     """
+    return paired_diffs([(a_by_seed, b_by_seed)], level)[0]
+
+
+def paired_diffs(pairs, level: float = LEVEL) -> list[PairedDiff | None]:
+    """paired_diff of each (a_by_seed, b_by_seed) in `pairs`, in order. scipy's ttest_rel is
+    called once per number of seeds for all the pairs at once: row by row it is the same
+    arithmetic, so each p is the one-pair call's to the last bit (a test checks it), without
+    its per-call argument handling (which dominated compare's statistics on thousands of groups)."""
     _check_level(level)
     import warnings
 
     import numpy as np
     from scipy import stats
+
+    out, tests = [], {}  # tests: n -> [(index in out, xa, xb)] of the pairs whose p needs ttest_rel
+    for a_by_seed, b_by_seed in pairs:
+        one = _paired(a_by_seed, b_by_seed, level)
+        if one is not None and one[1] is not None:
+            xa, xb = one[1]
+            tests.setdefault(xa.size, []).append((len(out), xa, xb))
+        out.append(one and one[0])
+    for rows in tests.values():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ps = stats.ttest_rel(np.array([r[1] for r in rows]), np.array([r[2] for r in rows]), axis=1).pvalue
+        for (i, _, _), p in zip(rows, ps):
+            out[i] = dataclasses.replace(out[i], p=float(p))
+    return out
+
+
+def _paired(a_by_seed: Mapping, b_by_seed: Mapping, level: float):
+    """paired_diff without its p where that needs ttest_rel: None (no pairing), or
+    (PairedDiff, None) when it is complete, or (PairedDiff with p NaN, (xa, xb)) when p is
+    ttest_rel(xa, xb)'s."""
+    import numpy as np
 
     def finite_keys(m):
         return {k for k, v in m.items() if v is not None and not math.isnan(float(v))}
@@ -274,19 +344,18 @@ def paired_diff(a_by_seed: Mapping, b_by_seed: Mapping, level: float = LEVEL) ->
     width_welch = welch_diff(xa, xb, level)
     ww = width_welch.high - width_welch.low
     if n < 2:
-        return PairedDiff(ci.mean, NAN, NAN, NAN, n, NAN, NAN, NAN, ww, level)
+        return PairedDiff(ci.mean, NAN, NAN, NAN, n, NAN, NAN, NAN, ww, level), None
     sd_d = ci.sd
+    test = None
     if sd_d == 0:
         p = NAN if ci.mean == 0 else 0.0
     else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            p = float(stats.ttest_rel(xa, xb).pvalue)
+        p, test = NAN, (xa, xb)
     if _sd(xa) and _sd(xb):  # both non-zero and not NaN
         r = float(np.corrcoef(xa, xb)[0, 1])
     else:
         r = NAN
-    return PairedDiff(ci.mean, ci.low, ci.high, p, n, sd_d, r, ci.high - ci.low, ww, level)
+    return PairedDiff(ci.mean, ci.low, ci.high, p, n, sd_d, r, ci.high - ci.low, ww, level), test
 
 
 # ----------------------------------------------------------------------------- many comparisons
@@ -324,7 +393,7 @@ def t_test_power(d: float, n: int, alpha: float = 0.05) -> float:
 
     df = 2 * n - 2
     delta = abs(d) * math.sqrt(n / 2)
-    c = float(stats.t.ppf(1 - alpha / 2, df))
+    c = t_ppf(1 - alpha / 2, df)
     return float(stats.nct.sf(c, df, delta) + stats.nct.cdf(-c, df, delta))
 
 
@@ -346,7 +415,13 @@ def seeds_needed(diff: float, sd_a: float, sd_b: float, alpha: float = 0.05, pow
     s = math.sqrt((sd_a**2 + sd_b**2) / 2)
     if s == 0:
         return None
-    d = abs(diff) / s
+    return _seeds_for(abs(diff) / s, alpha, power)
+
+
+@functools.lru_cache(maxsize=4096)
+def _seeds_for(d: float, alpha: float, power: float) -> int:
+    """seeds_needed for effect size d (cached: compare's table and its verdict ask for each
+    comparison's figure, once per side)."""
     if t_test_power(d, 2, alpha) >= power:
         return 2
     # normal approximation as a bracket, then bisection on the exact (monotone) power

@@ -16,6 +16,7 @@ import yaml
 from scipy import stats as sps
 
 from conftest import cli, error_line, write_run
+from normbench import runfolder
 
 
 def epoch_values(root: Path) -> dict:
@@ -255,3 +256,50 @@ def test_plot_errors(batch_sweep, tmp_path):
     h.write_text("epoch,loss\n1,0.5\n")
     error_line(cli("plot", batch_sweep, "-o", tmp_path / "x.png"), str(h), "corrupt history.csv")
     assert not (tmp_path / "x.png").exists()
+
+
+HEADER = "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,epoch_seconds\n"
+
+@pytest.mark.parametrize("text", [
+    HEADER + "1,0.5,0.6,0.7,0.55,0.001,1.2\n2,.4,6e-1,0.6,+0.6,1E-3,1\n",
+    HEADER + "1,0.5,,0.7,0.55,0.001,1.2\n2,nan,0.6,inf,0.6,0.001,1.0\n",  # empty, nan, inf
+    HEADER + "1,0.5,0.6,0.7,0.55,0.001,1.2\n2,0.4,0.6\n",  # a short row
+    HEADER + "1,0.5,0.6,0.7,0.55,0.001,1.2\n\n2,0.4,0.6,0.7,0.55,0.001,1.2\n",  # a blank line
+    HEADER + "1,0.5,0.6,0.7,0.55,0.001,1.2,9\n",  # a long row
+    HEADER + "1,1_0,0.6,0.7,0.55,0.001,1.2\n",  # float() would take it, pandas does not
+    HEADER + "1, 0.5,0.6,0.7,0.55,0.001,1.2\n",
+    HEADER + '1,"0.5",0.6,0.7,x,0.001,1.2\n',
+    "epoch,loss\n1,0.5\n",  # columns missing
+    HEADER,
+    "",
+    "\ufeff" + HEADER + "1,0.5,0.6,0.7,0.55,0.001,1.2\n",
+    HEADER.replace("loss,", "loss,loss,", 1) + "1,0.5,0.5,0.6,0.7,0.55,0.001,1.2\n",
+])
+def test_history_rows_gives_history_frames_numbers_or_its_error(tmp_path, text):
+    """plot reads history.csv with the csv module, and anything unusual through pandas'
+    history_frame: the same numbers, or the same one-line error."""
+    from normbench import NormbenchError
+    from normbench.runs import HISTORY_NEEDED
+
+    (tmp_path / runfolder.HISTORY).write_text(text, encoding="utf-8")
+    try:
+        want = [tuple(r) for r in runfolder.history_frame(tmp_path, HISTORY_NEEDED).itertuples(index=False)]
+    except NormbenchError as e:
+        with pytest.raises(NormbenchError) as got:
+            runfolder.history_rows(tmp_path, HISTORY_NEEDED)
+        assert str(got.value) == str(e)
+        return
+    got = runfolder.history_rows(tmp_path, HISTORY_NEEDED)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert all((math.isnan(a) and math.isnan(b)) or a == b for a, b in zip(g, w)), (g, w)
+
+def test_history_rows_of_every_committed_run_are_history_frames():
+    from normbench.runs import HISTORY_NEEDED
+
+    files = sorted((Path(__file__).resolve().parents[1] / "results").rglob(runfolder.HISTORY))
+    assert len(files) > 100
+    for h in files:
+        want = [tuple(r) for r in runfolder.history_frame(h.parent, HISTORY_NEEDED).itertuples(index=False)]
+        assert runfolder.history_rows(h.parent, HISTORY_NEEDED) == want, h
+

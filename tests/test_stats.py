@@ -334,6 +334,64 @@ def test_verdict_zero_spread_says_so():
 # ----------------------------------------------------------------------------- import cost
 
 
+# ----------------------------------------------------------------------------- exactly scipy's and pandas' figures, faster
+
+
+def _same(x, y) -> bool:
+    """Equal to the last bit (NaN equal to NaN, -0.0 apart from 0.0)."""
+    return (math.isnan(x) and math.isnan(y)) or (x == y and math.copysign(1, x) == math.copysign(1, y))
+
+
+def test_t_quantile_and_survival_function_are_scipys_to_the_last_bit():
+    qs = [0.5, 0.9, 0.95, 0.975, 0.995, 0.999]
+    dfs = [1, 2, 3, 9, 9.0, 17.3, 29, 1e3, 1e6, 0.5, nan]
+    for q in qs:
+        for df in dfs:
+            assert _same(S.t_ppf(q, df), float(sps.t.ppf(q, df))), (q, df)
+    for x in [0.0, 1e-9, 0.3, 1.7, 2.26, 12.0, 40.0, math.inf, nan]:
+        for df in dfs:
+            assert _same(S.t_sf(x, df), float(sps.t.sf(x, df))), (x, df)
+
+
+def test_rows_mean_sd_is_pandas_series_mean_and_std_to_the_last_bit():
+    import pandas as pd
+
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 3, 7, 8, 9, 10, 16, 33):
+        rows = rng.normal(0.8, 0.05, (6, n)) * 10.0 ** rng.integers(-4, 4, (6, 1))
+        rows[1, rng.random(n) < 0.4] = nan  # some missing
+        rows[2] = nan  # all missing
+        rows[3] = rows[3, 0]  # no spread
+        means, sds = S.rows_mean_sd(rows.tolist())
+        for row, mean, sd in zip(rows.tolist(), means, sds):
+            col = pd.Series(row, dtype=float)
+            assert _same(mean, float(col.mean())) and _same(sd, float(col.std())), (n, row)
+
+
+def test_paired_diffs_of_many_pairs_are_each_pairs_paired_diff_and_ttest_rel_p():
+    """One ttest_rel call per seed count over every pair gives each pair's own p exactly."""
+    rng = np.random.default_rng(3)
+    pairs = []
+    for n in (1, 2, 3, 5, 10, 10, 10, 12):
+        a = dict(enumerate(rng.normal(0.8, 0.02, n)))
+        pairs.append((a, {s: v - rng.normal(0.01, 0.01) for s, v in a.items()}))
+    pairs.append(({0: 0.5, 1: 0.75, 2: 1.0}, {0: 0.25, 1: 0.5, 2: 0.75}))  # constant differences: p 0, no test
+    pairs.append((a, {s: v for s, v in list(a.items())[:-1]}))  # different seeds: no pairing
+    together = S.paired_diffs(pairs)
+    assert together[-1] is None and together[-2].p == 0.0
+    for (a, b), p in zip(pairs, together):
+        one = S.paired_diff(a, b)
+        if p is None:
+            assert one is None
+            continue
+        assert all(_same(getattr(p, f), getattr(one, f)) for f in ("diff", "low", "high", "p", "sd_diff", "correlation",
+                                                                     "width_paired", "width_welch")) and p.n == one.n
+        if p.n >= 2 and p.sd_diff > 0:
+            seeds = sorted(a, key=repr)
+            ref = sps.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue
+            assert _same(p.p, float(ref))
+
+
 def test_importing_stats_loads_neither_scipy_nor_tensorflow():
     code = ("import sys, normbench.stats; "
             "print(sorted(m for m in ('scipy', 'tensorflow', 'keras', 'pandas') if m in sys.modules))")
