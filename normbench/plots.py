@@ -249,7 +249,8 @@ def plot_vs(runs: list[Run], param: str, out, metric: str | None = None, band: s
         raise NormbenchError(f"--vs {param}: every run has {param}={show_value(done[0].config.get(param))}, "
                              f"so there is nothing to plot against; {others}")
     comp = compare(runs, metric)  # the groups compare uses: one run per seed, data never mixed
-    data_of = {p: short_fingerprint(g["data_fingerprint"]) for _, g in comp.groups.iterrows() for p in g["runs"]}
+    # from the groups themselves: the frame's cell for a run without a fingerprint is NaN
+    data_of = {str(r.path): short_fingerprint(k.group.fingerprint) for k in comp.ranked for r in k.group.runs}
     line_keys = ["model.norm"] + [k for k in varying_keys(comp.runs) if k not in ("model.norm", param)]
 
     def line_of(r, fp):

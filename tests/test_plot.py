@@ -230,6 +230,24 @@ def test_plot_vs_shows_diverged_runs_as_a_share_of_seeds(tmp_path):
     assert shares == {("batch", "64"): 2, ("none", "16"): 3, ("none", "64"): 3}
 
 
+def test_plot_vs_mixes_runs_with_and_without_a_data_fingerprint(tmp_path):
+    """Runs from before data fingerprints beside newer ones (the committed batch-size figure
+    mixes study_cifar10_bs with study_cifar10): each point is drawn, none is lost to the
+    missing fingerprint (it crashed: the frame's empty cell is NaN, not None)."""
+    root = tmp_path / "r"
+    for seed in (0, 1):
+        for norm in ("batch", "layer"):
+            write_run(root, seed=seed, norm=norm, batch_size=16, test_accuracy=0.6, fingerprint=None, data="cifar10")
+            write_run(root, seed=seed, norm=norm, batch_size=64, test_accuracy=0.7, data="cifar10")
+    r = cli("plot", root, "--vs", "train.batch_size", "-o", tmp_path / "m.png")
+    assert r.exit_code == 0, r.output
+    from normbench import plots, results
+
+    res = plots.plot_vs(results.load_runs([root]), "train.batch_size", tmp_path / "lib.png")
+    (top,) = res.figure.axes
+    assert [list(c.lines[0].get_ydata()) for c in top.containers] == [pytest.approx([0.6, 0.7])] * 2
+
+
 # ----------------------------------------------------------------------------- errors
 
 
