@@ -322,7 +322,7 @@ def test_eval_best_restores_the_best_epochs_weights(tmp_path, out, monkeypatch):
     assert s["test_accuracy"] == s["test_accuracy_best"] != s["test_accuracy_last"]
     assert s["test_loss"] == s["test_loss_best"] != s["test_loss_last"]
     # no weight file outlives the run (.lock: the folder's lock, runlock.py)
-    assert sorted(p.name for p in run_dir.rglob("*")) == [".lock", "config.yaml", "history.csv", "summary.json"]
+    assert sorted(p.name for p in run_dir.rglob("*")) == [".lock", "config.json", "config.yaml", "history.csv", "summary.json"]
 
 
 def test_an_atomic_write_cut_short_keeps_the_old_file_and_no_temp_file(tmp_path):

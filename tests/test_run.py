@@ -56,7 +56,7 @@ def test_smoke_config_learns(smoke_runs, name):
 def test_run_folder_layout(smoke_runs, name):
     result, out = smoke_runs[name]
     run_dir = _run_dir(result)
-    assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "config.yaml", "history.csv", "summary.json"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "config.json", "config.yaml", "history.csv", "summary.json"]
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     shipped = yaml.safe_load((REPO / f"configs/smoke/{name}.yaml").read_text())
     assert cfg["model"] == {**cfg["model"], **shipped["model"]}
