@@ -203,6 +203,11 @@ class Group:
         return self.runs[0]
 
     @property
+    def model_sha(self) -> str | None:
+        """summary.json's model_sha256 (a user's model file); None for built-in models."""
+        return self.first.summary.get("model_sha256")
+
+    @property
     def by_seed(self) -> dict:
         """seed -> the metric of that seed's run (for the paired difference)."""
         return {r.config.get("seed"): v for r, v in zip(self.runs, self.values)}
@@ -241,6 +246,7 @@ class Comparison:
     split_data: bool = False  # some config ran on different data: groups show a data column
     within: tuple = ()  # compare --within: config keys that split sections further
     ranked: list[Ranked] = field(default_factory=list)  # the groups as dataclasses, in the table's row order
+    split_model: bool = False  # one config ran with different model files: groups show a model_file column
 
 
 def _plural(n: int, word: str, many: str | None = None) -> str:
@@ -264,13 +270,35 @@ def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, .
     varying = _varying_between(groups)
     columns = [k for k in ALWAYS_SHOWN if any(k in r.config for r in kept_runs) and k not in varying] + varying
     label_keys = varying or [k for k in ("model.norm",) if any(k in r.config for r in kept_runs)]
+    split_model = _model_files_split(groups, notes)
     ranked = []
     for name, gs in sections(groups, within).items():
         notes += _data_notes(name, gs)
-        ranked += rank_section(name, gs, metric, higher, label_keys)
-    return Comparison(metric, higher, columns, varying, _frame(ranked, metric, columns, any(g.split for g in groups)),
+        ranked += rank_section(name, gs, metric, higher, label_keys, split_model)
+    frame = _frame(ranked, metric, columns, any(g.split for g in groups), split_model)
+    return Comparison(metric, higher, columns, varying, frame,
                       kept_runs, [r for r in runs if not r.completed], collapsed, left_out, notes,
-                      list(dict.fromkeys(r.section for r in ranked)), any(g.split for g in groups), within, ranked)
+                      list(dict.fromkeys(r.section for r in ranked)), any(g.split for g in groups), within, ranked,
+                      split_model)
+
+
+def _model_files_split(groups: list[Group], notes: list[str]) -> bool:
+    """Whether some config ran with different model files (model_sha256 differs under the
+    same config and data): those groups would otherwise carry the same label."""
+    shas: dict[tuple, set] = {}
+    for g in groups:
+        key = tuple(kv for kv in _group_key(g.first) if kv[0] != "<model_sha256>") + (g.fingerprint,)
+        shas.setdefault(key, set()).add(g.model_sha)
+    split = sum(len(v) > 1 for v in shas.values())
+    if split:
+        notes.append(f"{_plural(split, 'config')} ran with different model files (summary.json's model_sha256 "
+                     f"differs): each file is a group of its own (column model_file)")
+    return bool(split)
+
+
+def short_model(sha: str | None) -> str:
+    """A group's model file as the model_file column shows it: its sha256's first 8 hex digits."""
+    return short_fingerprint(sha) if sha else "built-in"
 
 
 def measured(runs: list[Run], metric: str, notes: list[str]) -> tuple[list[Run], list[Run], dict]:
@@ -372,7 +400,8 @@ def _data_notes(section: str, groups: list[Group]) -> list[str]:
     return []
 
 
-def rank_section(section: str, groups: list[Group], metric: str, higher: bool, label_keys: list[str]) -> list[Ranked]:
+def rank_section(section: str, groups: list[Group], metric: str, higher: bool, label_keys: list[str],
+                 split_model: bool = False) -> list[Ranked]:
     """One section's groups, best first (by the metric's mean), each below the best
     compared with it once: Welch and paired differences, Holm's p over the section, a verdict."""
     from normbench import stats as st
@@ -384,6 +413,9 @@ def rank_section(section: str, groups: list[Group], metric: str, higher: bool, l
         if g.split:
             r.label += f", data={short_fingerprint(g.fingerprint)}"
             r.name += f" (data {short_fingerprint(g.fingerprint)})"
+        if split_model:
+            r.label += f", model={short_model(g.model_sha)}"
+            r.name += f" (model {short_model(g.model_sha)})"
         ranked.append(r)
     for r in ranked:
         r.ci = st.mean_ci(r.group.values, LEVEL)
@@ -402,7 +434,7 @@ def rank_section(section: str, groups: list[Group], metric: str, higher: bool, l
     return ranked
 
 
-def _frame(ranked: list[Ranked], m: str, columns: list[str], split_data: bool):
+def _frame(ranked: list[Ranked], m: str, columns: list[str], split_data: bool, split_model: bool = False):
     """The Comparison's table: one row per group, in `ranked`'s order."""
     import pandas as pd
 
@@ -416,6 +448,7 @@ def _frame(ranked: list[Ranked], m: str, columns: list[str], split_data: bool):
         rec.update({k: show_value(first.config.get(k)) for k in columns})
         rec["data"] = short_fingerprint(g.fingerprint)
         rec["data_fingerprint"] = g.fingerprint
+        rec["model_file"] = short_model(g.model_sha)
         rec["n"] = len(g.runs)
         rec["seeds"] = [x.config.get("seed") for x in g.runs]
         ci = r.ci
@@ -435,7 +468,8 @@ def _frame(ranked: list[Ranked], m: str, columns: list[str], split_data: bool):
                     f"{m}_seeds_needed": st.seeds_needed(d.diff, d.sd_a, d.sd_b, alpha=1 - LEVEL),
                     f"{m}_p_holm": r.p_holm, "verdict": r.verdict}
         records.append(rec)
-    out_cols = ["section", "rank", *columns, *(["data"] if split_data else []), "label", "n", "data_fingerprint",
+    out_cols = ["section", "rank", *columns, *(["data"] if split_data else []),
+                *(["model_file"] if split_model else []), "label", "n", "data_fingerprint",
                 *[f"{m}_{a}" for a in ("mean", "std", "ci_low", "ci_high", "diff", "diff_low", "diff_high", "hedges_g",
                                        "p_welch", "p_holm", "paired_diff", "paired_low", "paired_high",
                                        "paired_width_ratio", "seeds_needed")],

@@ -252,3 +252,34 @@ def test_an_old_config_that_no_longer_validates_still_gets_its_defaults(tmp_path
     run = results.load_run(d)
     assert run.config["train.eval"] == "last" and run.config["train.schedule"] == "constant"
     assert run.config["model.norm_groups"] == 3  # as written
+
+
+def test_one_config_with_two_model_files_is_told_apart(tmp_path):
+    """A user's model file changed under one config (model_sha256 differs): two groups per
+    norm, and the table, verdicts, CSV and plots name each by its file's sha, not a
+    repeated 'batch' that a reader cannot tell apart."""
+    root = tmp_path / "r"
+    for sha, acc in (("sha256:" + "aa" * 32, 0.5), ("sha256:" + "bb" * 32, 0.6)):
+        for norm in ("batch", "layer"):
+            for seed in (0, 1, 2):
+                write_run(root, seed=seed, norm=norm, test_accuracy=acc + seed / 100, run_id=f"{norm}-{sha[7:9]}-{seed}",
+                          extra={"model_sha256": sha, "model_source": "mine.keras"})
+    r = cli("compare", root)
+    assert r.exit_code == 0, r.output
+    rows = [line.split() for line in r.stdout.splitlines() if line[:2] in ("1 ", "2 ", "3 ", "4 ")][:4]
+    assert [row[1:4] for row in rows] == [["batch", "bbbbbbbb", "3"], ["layer", "bbbbbbbb", "3"],
+                                          ["batch", "aaaaaaaa", "3"], ["layer", "aaaaaaaa", "3"]]
+    assert "batch (model bbbbbbbb) vs batch (model aaaaaaaa): +10.0 pp" in " ".join(r.stdout.split())
+    assert "2 configs ran with different model files (summary.json's model_sha256 differs)" in " ".join(r.output.split())
+    import pandas as pd
+
+    df = pd.read_csv(io.StringIO(cli("compare", root, "--format", "csv").stdout))
+    assert sorted(df["label"]) == ["norm=batch, model=aaaaaaaa", "norm=batch, model=bbbbbbbb",
+                                   "norm=layer, model=aaaaaaaa", "norm=layer, model=bbbbbbbb"]
+    from normbench import plots, results
+
+    res = plots.plot_vs(results.load_runs([root]), "model.norm", tmp_path / "v.png")
+    assert res.lines == 4  # one line per norm and model file
+    one = cli("compare", *sorted((root / "exp_batch").glob("*-aa-*")), *sorted((root / "exp_layer").glob("*-aa-*")),
+              "--format", "csv")
+    assert "model_file" not in one.stdout.splitlines()[0]  # one model file: no column, labels as before
