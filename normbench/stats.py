@@ -405,7 +405,8 @@ def seeds_needed(diff: float, sd_a: float, sd_b: float, alpha: float = 0.05, pow
     >= power (exact, noncentral t). Cohen's textbook values (alpha 0.05, power 0.80):
     d = 0.2 -> 394, 0.5 -> 64, 0.8 -> 26, 1.0 -> 17.
     None when it cannot be said: diff is 0 or NaN, or the spread is 0 or NaN on both sides
-    (an infinite effect size), or any input is NaN.
+    (an infinite effect size), or any input is NaN, or the effect is so small (float noise
+    in two equal means) that more than MAX_SEEDS would be needed.
     """
     if not (0 < alpha < 1 and 0 < power < 1):
         raise ValueError(f"alpha and power must be strictly between 0 and 1, got {alpha!r}, {power!r}")
@@ -415,7 +416,21 @@ def seeds_needed(diff: float, sd_a: float, sd_b: float, alpha: float = 0.05, pow
     s = math.sqrt((sd_a**2 + sd_b**2) / 2)
     if s == 0:
         return None
-    return _seeds_for(abs(diff) / s, alpha, power)
+    d = abs(diff) / s
+    if 2 * (_z_sum(alpha, power) / d) ** 2 > MAX_SEEDS:  # a float-noise difference (1e-17): no count of seeds is meaningful
+        return None
+    return _seeds_for(d, alpha, power)
+
+
+MAX_SEEDS = 10**7  # seeds_needed answers None beyond this (the normal approximation's count)
+
+
+@functools.lru_cache(maxsize=64)
+def _z_sum(alpha: float, power: float) -> float:
+    """z_(1-alpha/2) + z_power, the normal approximation's numerator."""
+    from scipy import stats
+
+    return float(stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -425,10 +440,7 @@ def _seeds_for(d: float, alpha: float, power: float) -> int:
     if t_test_power(d, 2, alpha) >= power:
         return 2
     # normal approximation as a bracket, then bisection on the exact (monotone) power
-    from scipy import stats
-
-    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
-    hi = max(3, math.ceil(2 * (z / d) ** 2) + 2)
+    hi = max(3, math.ceil(2 * (_z_sum(alpha, power) / d) ** 2) + 2)
     while t_test_power(d, hi, alpha) < power:
         hi *= 2
     lo = 2  # power(lo) < target <= power(hi)
@@ -492,8 +504,9 @@ def verdict(name_a: str, name_b: str, diff: Diff, paired: PairedDiff | None = No
     pct = f"{diff.level * 100:g} %"
     dec = _decimals(diff.half_width * scale, 1 if unit == "pp" else 0, 1 if unit == "pp" else 3)
 
-    def num(x):
-        return f"{x * scale:+.{dec}f}"
+    def num(x):  # a difference that rounds to zero reads +0.0, not -0.0
+        text = f"{x * scale:+.{dec}f}"
+        return f"{0.0:+.{dec}f}" if float(text) == 0 else text
 
     head = f"{name_a} vs {name_b}: "
     n_text = f"n = {diff.n_a} each" if diff.n_a == diff.n_b else f"n = {diff.n_a} and {diff.n_b}"

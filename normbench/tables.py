@@ -28,8 +28,14 @@ def _nan(x) -> bool:
         return True
 
 
+def _num(x, digits, sign="") -> str:
+    """x to `digits` decimals; one that rounds to zero reads 0.0000 (+0.0000), never -0.0000."""
+    text = f"{x:{sign}.{digits}f}"
+    return f"{0.0:{sign}.{digits}f}" if float(text) == 0 else text
+
+
 def _f(x, digits) -> str:
-    return "n/a" if _nan(x) else f"{x:.{digits}f}"
+    return "n/a" if _nan(x) else _num(x, digits)
 
 
 def _pm(mean, std, digits=4) -> str:
@@ -41,7 +47,7 @@ def _pm(mean, std, digits=4) -> str:
 def _ci(low, high, digits=4, sign="") -> str:
     if _nan(low) or _nan(high):
         return "n/a"
-    return f"[{low:{sign}.{digits}f}, {high:{sign}.{digits}f}]"
+    return f"[{_num(low, digits, sign)}, {_num(high, digits, sign)}]"
 
 
 def _p(p) -> str:
@@ -80,7 +86,7 @@ def _section_cells(comp: Comparison, sec) -> tuple[list[str], list[list[str]], l
             row += ["best", "-", "-", "-"]
         else:
             diff = g[f"{m}_diff"]
-            d = "n/a" if _nan(diff) else f"{diff:+.4f} {_ci(g[f'{m}_diff_low'], g[f'{m}_diff_high'], sign='+')}"
+            d = "n/a" if _nan(diff) else f"{_num(diff, 4, '+')} {_ci(g[f'{m}_diff_low'], g[f'{m}_diff_high'], sign='+')}"
             row += [d.replace(" n/a", ""), _f(g[f"{m}_hedges_g"], 2), _p(g[f"{m}_p_welch"]), _p(g[f"{m}_p_holm"])]
         r1.append(row)
         r2.append([*head, *[_pm(g[f"{s.name}_mean"], g[f"{s.name}_std"], s.digits) if s.spread

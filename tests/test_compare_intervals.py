@@ -251,3 +251,18 @@ def test_last_and_best_test_metrics(tmp_path):
         assert cli("compare", root, "--metric", m).exit_code == 0
     r = cli("compare", root, "--metric", "test_accurracy_best")
     error_line(r, "test_accuracy_last, test_accuracy_best, test_loss_last, test_loss_best")
+
+
+def test_equal_means_up_to_float_noise_do_not_crash_compare(tmp_path):
+    """0.1, 0.2, 0.3 against 0.3, 0.2, 0.1: the means differ by ~1e-17 (summation order).
+    The seeds-needed search then asked scipy for ~1e31 seeds and crashed with a traceback;
+    now the verdict says no number of seeds would detect it, and the difference reads +0.0."""
+    root = tmp_path / "r"
+    for seed, (a, b) in enumerate([(0.1, 0.3), (0.2, 0.2), (0.3, 0.1)]):
+        write_run(root, seed=seed, norm="batch", test_accuracy=a)
+        write_run(root, seed=seed, norm="layer", test_accuracy=b)
+    r = cli("compare", root)
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.stdout.split())
+    assert "vs layer: +0.0 pp [-22.7, +22.7], p = 1.00 (n = 3 each): not resolved; no difference in the means" in text
+    assert not re.search(r"-0\.0+\b", text), text  # no negative zero in the table (-0.0000, g -0.00) or verdicts

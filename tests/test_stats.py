@@ -280,6 +280,15 @@ def test_verdict_not_resolved_says_how_many_seeds_would_do():
     assert need == 8
 
 
+def test_verdict_shows_a_difference_that_rounds_to_zero_as_plus_zero():
+    """Equal means up to float error (0.61 - 0.61 computed two ways) read +0.0 pp, never -0.0."""
+    import dataclasses
+
+    d = dataclasses.replace(S.welch_diff([0.6, 0.61, 0.62], [0.62, 0.61, 0.6]), diff=-1e-17)
+    text = S.verdict("batch", "layer", d)
+    assert text.startswith("batch vs layer: +0.0 pp [") and "-0.0" not in text
+
+
 def test_verdict_resolved_names_the_higher_group():
     d = S.welch_diff([0.70, 0.72, 0.71, 0.69], [0.80, 0.82, 0.81, 0.83])
     text = S.verdict("batch", "layer", d)
