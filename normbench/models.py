@@ -24,8 +24,8 @@ class ModelSpec:
     norm_channels: tuple[int, ...]  # channel count at each norm slot, for group checks
     description: str
     placements: tuple[str, ...] = ("between",)  # model.norm_placement values it implements
-    # the model.* keys beyond norm and norm_groups that its builder reads (a model that
-    # reads none, a user's model included, refuses them when set: usermodels.check)
+    # the model.* keys beyond norm and norm_groups that its builder reads (any other model,
+    # a user's included, refuses them when set: refuse_unread)
     options: tuple[str, ...] = ()
     # the model's own options: a frozen dataclass (typed fields with defaults) that config
     # parses `model.params: {...}` into (model.params in the builder); None = none
@@ -157,11 +157,11 @@ def cifar10_cnn(model, data, num_classes, input_dtype=None):
 
 
 def readers() -> dict[str, list[str]]:
-    """model.* key -> the registered models that read it, for the keys only some read:
-    each model's `options`, and `params` for those that declare params."""
+    """model.* key -> the registered models that read it, for the keys only some read
+    (each model's `options`; model.params has its own checks)."""
     keys: dict[str, list[str]] = {}
     for name, spec in MODELS.items():
-        for key in spec.options + (("params",) if spec.params is not None else ()):
+        for key in spec.options:
             keys.setdefault(key, []).append(name)
     return keys
 
@@ -174,7 +174,7 @@ def refuse_unread(m, where, reads: tuple[str, ...], who: str) -> None:
 
     defaults = {f.name: f.default for f in dataclasses.fields(m)}
     for key, models in readers().items():
-        if key in reads or key == "params":  # params: each model's own check
+        if key in reads:
             continue
         value, default = getattr(m, key), defaults[key]
         if value != default or type(value) is not type(default):

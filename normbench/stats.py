@@ -480,6 +480,13 @@ def _p_text(p: float, label: str = "p") -> str:
     return f"{label} = {p:.3f}" if p < 0.01 else f"{label} = {p:.2f}"
 
 
+def fixed(x: float, digits: int, sign: str = "") -> str:
+    """x to `digits` decimals (`sign` "+": always signed); a value that rounds to zero
+    reads 0.0 (+0.0), never -0.0. Verdicts and compare's tables both write numbers so."""
+    text = f"{x:{sign}.{digits}f}"
+    return f"{0.0:{sign}.{digits}f}" if float(text) == 0 else text
+
+
 def verdict(name_a: str, name_b: str, diff: Diff, paired: PairedDiff | None = None, *,
             metric: str = "test_accuracy", scale: float | None = None, unit: str | None = None,
             p_adjusted: float | None = None, power: float = 0.80) -> str:
@@ -504,9 +511,8 @@ def verdict(name_a: str, name_b: str, diff: Diff, paired: PairedDiff | None = No
     pct = f"{diff.level * 100:g} %"
     dec = _decimals(diff.half_width * scale, 1 if unit == "pp" else 0, 1 if unit == "pp" else 3)
 
-    def num(x):  # a difference that rounds to zero reads +0.0, not -0.0
-        text = f"{x * scale:+.{dec}f}"
-        return f"{0.0:+.{dec}f}" if float(text) == 0 else text
+    def num(x):
+        return fixed(x * scale, dec, "+")
 
     head = f"{name_a} vs {name_b}: "
     n_text = f"n = {diff.n_a} each" if diff.n_a == diff.n_b else f"n = {diff.n_a} and {diff.n_b}"

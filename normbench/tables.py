@@ -16,6 +16,7 @@ import re
 import textwrap
 
 from normbench import NormbenchError, metrics
+from normbench.stats import fixed
 from normbench.results import LEVEL, NOT_GROUPED, Comparison, show_value
 
 
@@ -28,14 +29,8 @@ def _nan(x) -> bool:
         return True
 
 
-def _num(x, digits, sign="") -> str:
-    """x to `digits` decimals; one that rounds to zero reads 0.0000 (+0.0000), never -0.0000."""
-    text = f"{x:{sign}.{digits}f}"
-    return f"{0.0:{sign}.{digits}f}" if float(text) == 0 else text
-
-
 def _f(x, digits) -> str:
-    return "n/a" if _nan(x) else _num(x, digits)
+    return "n/a" if _nan(x) else fixed(x, digits)
 
 
 def _pm(mean, std, digits=4) -> str:
@@ -47,7 +42,7 @@ def _pm(mean, std, digits=4) -> str:
 def _ci(low, high, digits=4, sign="") -> str:
     if _nan(low) or _nan(high):
         return "n/a"
-    return f"[{_num(low, digits, sign)}, {_num(high, digits, sign)}]"
+    return f"[{fixed(low, digits, sign)}, {fixed(high, digits, sign)}]"
 
 
 def _p(p) -> str:
@@ -86,7 +81,7 @@ def _section_cells(comp: Comparison, sec) -> tuple[list[str], list[list[str]], l
             row += ["best", "-", "-", "-"]
         else:
             diff = g[f"{m}_diff"]
-            d = "n/a" if _nan(diff) else f"{_num(diff, 4, '+')} {_ci(g[f'{m}_diff_low'], g[f'{m}_diff_high'], sign='+')}"
+            d = "n/a" if _nan(diff) else f"{fixed(diff, 4, '+')} {_ci(g[f'{m}_diff_low'], g[f'{m}_diff_high'], sign='+')}"
             row += [d.replace(" n/a", ""), _f(g[f"{m}_hedges_g"], 2), _p(g[f"{m}_p_welch"]), _p(g[f"{m}_p_holm"])]
         r1.append(row)
         r2.append([*head, *[_pm(g[f"{s.name}_mean"], g[f"{s.name}_std"], s.digits) if s.spread
