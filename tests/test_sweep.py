@@ -218,6 +218,7 @@ def _scratch_folders():
     return {p for p in Path(tempfile.gettempdir()).glob("normbench-*") if not p.name.startswith("normbench-test-cache-")}
 
 
+@pytest.mark.xdist_group("ray")  # one worker runs both Ray tests, one Ray instance at a time
 def test_ray_modes_index_the_real_folders_and_leave_no_scratch(tmp_path):
     """The CLI's Ray mode (shared storage), then the returned-files mode on the same
     local Ray instance: runs.csv points at the real folders, no scratch folder is left."""
@@ -242,6 +243,7 @@ def test_ray_modes_index_the_real_folders_and_leave_no_scratch(tmp_path):
     assert _scratch_folders() == before
 
 
+@pytest.mark.xdist_group("ray")
 def test_ray_sweep_on_two_nodes(tmp_path, monkeypatch):
     """Two 1-CPU Ray nodes on this machine: the members run on both, and every run folder
     arrives complete in the driver's output (returned-files mode)."""
@@ -629,3 +631,17 @@ def test_a_busy_exit_reads_as_running_elsewhere(tmp_path):
     assert exit_result(0, log) is None
     assert exit_result(1, log) == "Error: /r/x: already running (pid 4242); wait for it or stop it"
     assert exit_result(3, tmp_path / "missing.txt") == "exit status 3"
+
+
+def test_a_half_width_just_above_the_target_never_prints_as_the_target():
+    """0.01003 against --seeds-until 0.01 printed "0.0100  > 0.01" (a session's study log):
+    as many decimals as it takes to tell it apart; at or below the target, four."""
+    from normbench.stats import mean_ci
+
+    base = [0.0, 2.0, 1.0, 3.0, 0.0]
+    values = [v * 0.01003 / mean_ci(base, sw.CONFIDENCE).half_width for v in base]  # half-width 0.01003
+    w = mean_ci(values, sw.CONFIDENCE).half_width
+    assert format(w, ".4f") == "0.0100" and w > 0.01  # the case: four decimals would read as the target
+    line = sw.format_round(sw.Round(seeds=5, values={"g": values}, unfinished=0), 0.01)[1]
+    assert line.split()[2] == "0.01003" and line.endswith("> 0.01")
+    assert sw.format_round(sw.Round(seeds=5, values={"g": values}, unfinished=0), 0.05)[1].split()[2] == "0.0100"
