@@ -219,10 +219,13 @@ def _scratch_folders():
 
 
 @pytest.mark.xdist_group("ray")  # one worker runs both Ray tests, one Ray instance at a time
-def test_ray_modes_index_the_real_folders_and_leave_no_scratch(tmp_path):
+def test_ray_modes_index_the_real_folders_and_leave_no_scratch(tmp_path, monkeypatch):
     """The CLI's Ray mode (shared storage), then the returned-files mode on the same
-    local Ray instance: runs.csv points at the real folders, no scratch folder is left."""
+    local Ray instance: runs.csv points at the real folders, no scratch folder is left.
+    Without --address it starts a local Ray even where RAY_ADDRESS (or the file of the
+    last cluster this machine started) names another: Ray itself would connect there."""
     ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'normbench[ray]'")
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")  # nothing listens there
     before = _scratch_folders()
     shared, files = tmp_path / "shared", tmp_path / "files"
     try:
