@@ -406,7 +406,7 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, execu
     from normbench.progress import Progress
 
     ex = sw.make_executor(executor, address, executor_options)
-    live = Progress(click.get_text_stream("stdout"))  # a status line on a terminal only
+    live = Progress(sys.stdout)  # a status line on a terminal only (click.get_text_stream is deprecated in Click 8.5)
     try:
         if seeds_until is not None:
             failures, last = sw.sweep_until(plan, seeds_until, metric, jobs=jobs, executor=ex, fail_fast=fail_fast,
