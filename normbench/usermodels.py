@@ -320,7 +320,11 @@ def _from_python(cfg, num_classes, input_shape, input_dtype):
     except NormbenchError:
         raise
     except Exception as e:
-        raise NormbenchError(f"model.arch: {arch} raised {one_line(e, 160, kind=True)}; fix the builder") from None
+        # Keras' GroupNormalization checks its groups against the channels when the builder
+        # calls it: that fix is the config's
+        groups = cfg.model.norm == "group" and "groups" in str(e).lower()
+        fix = "set model.norm_groups to a number that divides the channels of every norm slot" if groups else "fix the builder"
+        raise NormbenchError(f"model.arch: {arch} raised {one_line(e, 160, kind=True)}; {fix}") from None
     if not isinstance(model, keras.Model):
         raise NormbenchError(f"model.arch: {arch} returned {type(model).__name__}, not a keras.Model; return the model")
     if tuple(model.input_shape[1:]) != tuple(input_shape):
