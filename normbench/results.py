@@ -91,11 +91,25 @@ def show_value(v) -> str:
     return str(v)
 
 
+# Facts of summary.json that tell apart runs of one config, so they never share a group:
+# a user's model file can change under one config (its sha256), and normbench's own code
+# can change what a config trains (0.2.0's fused batch norm; versions.normbench). Column
+# name -> (label word, the run's raw value or None, how the column shows it). A column is
+# shown only where some config ran with two values of it (Comparison.splits).
+def _normbench_version(run: Run) -> str | None:
+    return (run.summary.get("versions") or {}).get("normbench")
+
+
+SPLITS = {
+    "model_file": ("model", lambda run: run.summary.get("model_sha256"), lambda v: short_model(v)),
+    "normbench": ("normbench", _normbench_version, lambda v: v or "?"),
+}
+
+
 def _group_key(run: Run) -> tuple:
-    # a user's model file can change under one config: its sha256 (summary.json) splits groups
-    built = (("<model_sha256>", canonical(run.summary.get("model_sha256"))),) if run.summary.get("model_sha256") else ()
+    facts = tuple((f"<{col}>", canonical(v)) for col, (_, get, _) in SPLITS.items() if (v := get(run)))
     config = run.config
-    return tuple((k, canonical(config[k])) for k in _grouped_sorted(tuple(config))) + built
+    return tuple((k, canonical(config[k])) for k in _grouped_sorted(tuple(config))) + facts
 
 
 @functools.lru_cache(maxsize=256)
@@ -207,6 +221,11 @@ class Group:
         """summary.json's model_sha256 (a user's model file); None for built-in models."""
         return self.first.summary.get("model_sha256")
 
+    def shown(self, col: str) -> str:
+        """The group's value of a SPLITS column as tables show it (its runs share it)."""
+        _, get, show = SPLITS[col]
+        return show(get(self.first))
+
     @property
     def by_seed(self) -> dict:
         """seed -> the metric of that seed's run (for the paired difference)."""
@@ -246,7 +265,11 @@ class Comparison:
     split_data: bool = False  # some config ran on different data: groups show a data column
     within: tuple = ()  # compare --within: config keys that split sections further
     ranked: list[Ranked] = field(default_factory=list)  # the groups as dataclasses, in the table's row order
-    split_model: bool = False  # one config ran with different model files: groups show a model_file column
+    splits: tuple = ()  # SPLITS columns some config ran with two values of: groups show those columns
+
+    @property
+    def split_model(self) -> bool:
+        return "model_file" in self.splits
 
 
 def _plural(n: int, word: str, many: str | None = None) -> str:
@@ -270,30 +293,39 @@ def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, .
     varying = _varying_between(groups)
     columns = [k for k in ALWAYS_SHOWN if any(k in r.config for r in kept_runs) and k not in varying] + varying
     label_keys = varying or [k for k in ("model.norm",) if any(k in r.config for r in kept_runs)]
-    split_model = _model_files_split(groups, notes)
+    splits = _splits(groups, notes)
     ranked = []
     for name, gs in sections(groups, within).items():
         notes += _data_notes(name, gs)
-        ranked += rank_section(name, gs, metric, higher, label_keys, split_model)
-    frame = _frame(ranked, metric, columns, any(g.split for g in groups), split_model)
+        ranked += rank_section(name, gs, metric, higher, label_keys, splits)
+    frame = _frame(ranked, metric, columns, any(g.split for g in groups), splits)
     return Comparison(metric, higher, columns, varying, frame,
                       kept_runs, [r for r in runs if not r.completed], collapsed, left_out, notes,
                       list(dict.fromkeys(r.section for r in ranked)), any(g.split for g in groups), within, ranked,
-                      split_model)
+                      splits)
 
 
-def _model_files_split(groups: list[Group], notes: list[str]) -> bool:
-    """Whether some config ran with different model files (model_sha256 differs under the
-    same config and data): those groups would otherwise carry the same label."""
-    shas: dict[tuple, set] = {}
-    for g in groups:
-        key = tuple(kv for kv in _group_key(g.first) if kv[0] != "<model_sha256>") + (g.fingerprint,)
-        shas.setdefault(key, set()).add(g.model_sha)
-    split = sum(len(v) > 1 for v in shas.values())
-    if split:
-        notes.append(f"{_plural(split, 'config')} ran with different model files (summary.json's model_sha256 "
-                     f"differs): each file is a group of its own (column model_file)")
-    return bool(split)
+_SPLIT_NOTES = {
+    "model_file": "ran with different model files (summary.json's model_sha256 differs): each file is a group of its own",
+    "normbench": ("ran under different normbench versions (summary.json's versions.normbench differs; a version "
+                  "can change what a config trains): each version is a group of its own"),
+}
+
+
+def _splits(groups: list[Group], notes: list[str]) -> tuple[str, ...]:
+    """The SPLITS columns some config (with its data) has two values of: those groups
+    would otherwise carry the same label. A note per column says so."""
+    out = []
+    for col in SPLITS:
+        values: dict[tuple, set] = {}
+        for g in groups:
+            key = tuple(kv for kv in _group_key(g.first) if kv[0] != f"<{col}>") + (g.fingerprint,)
+            values.setdefault(key, set()).add(g.shown(col))
+        split = sum(len(v) > 1 for v in values.values())
+        if split:
+            notes.append(f"{_plural(split, 'config')} {_SPLIT_NOTES[col]} (column {col})")
+            out.append(col)
+    return tuple(out)
 
 
 def short_model(sha: str | None) -> str:
@@ -401,7 +433,7 @@ def _data_notes(section: str, groups: list[Group]) -> list[str]:
 
 
 def rank_section(section: str, groups: list[Group], metric: str, higher: bool, label_keys: list[str],
-                 split_model: bool = False) -> list[Ranked]:
+                 splits: tuple = ()) -> list[Ranked]:
     """One section's groups, best first (by the metric's mean), each below the best
     compared with it once: Welch and paired differences, Holm's p over the section, a verdict."""
     from normbench import stats as st
@@ -413,9 +445,10 @@ def rank_section(section: str, groups: list[Group], metric: str, higher: bool, l
         if g.split:
             r.label += f", data={short_fingerprint(g.fingerprint)}"
             r.name += f" (data {short_fingerprint(g.fingerprint)})"
-        if split_model:
-            r.label += f", model={short_model(g.model_sha)}"
-            r.name += f" (model {short_model(g.model_sha)})"
+        for col in splits:
+            word = SPLITS[col][0]
+            r.label += f", {word}={g.shown(col)}"
+            r.name += f" ({word} {g.shown(col)})"
         ranked.append(r)
     for r in ranked:
         r.ci = st.mean_ci(r.group.values, LEVEL)
@@ -434,7 +467,7 @@ def rank_section(section: str, groups: list[Group], metric: str, higher: bool, l
     return ranked
 
 
-def _frame(ranked: list[Ranked], m: str, columns: list[str], split_data: bool, split_model: bool = False):
+def _frame(ranked: list[Ranked], m: str, columns: list[str], split_data: bool, splits: tuple = ()):
     """The Comparison's table: one row per group, in `ranked`'s order."""
     import pandas as pd
 
@@ -448,7 +481,7 @@ def _frame(ranked: list[Ranked], m: str, columns: list[str], split_data: bool, s
         rec.update({k: show_value(first.config.get(k)) for k in columns})
         rec["data"] = short_fingerprint(g.fingerprint)
         rec["data_fingerprint"] = g.fingerprint
-        rec["model_file"] = short_model(g.model_sha)
+        rec |= {col: g.shown(col) for col in SPLITS}
         rec["n"] = len(g.runs)
         rec["seeds"] = [x.config.get("seed") for x in g.runs]
         ci = r.ci
@@ -469,7 +502,7 @@ def _frame(ranked: list[Ranked], m: str, columns: list[str], split_data: bool, s
                     f"{m}_p_holm": r.p_holm, "verdict": r.verdict}
         records.append(rec)
     out_cols = ["section", "rank", *columns, *(["data"] if split_data else []),
-                *(["model_file"] if split_model else []), "label", "n", "data_fingerprint",
+                *splits, "label", "n", "data_fingerprint",
                 *[f"{m}_{a}" for a in ("mean", "std", "ci_low", "ci_high", "diff", "diff_low", "diff_high", "hedges_g",
                                        "p_welch", "p_holm", "paired_diff", "paired_low", "paired_high",
                                        "paired_width_ratio", "seeds_needed")],

@@ -61,10 +61,10 @@ def _short(metric: str) -> str:
 
 def _group_cols(comp: Comparison, sec) -> list[str]:
     """Group columns worth showing in one section: the norm, whatever varies inside the
-    section, the data column when some config ran on different data, and the model_file
-    column when some config ran with different model files."""
+    section, the data column when some config ran on different data, and the model_file /
+    normbench column when some config ran with different model files / normbench versions."""
     keys = [c for c in comp.columns if c == "model.norm" or len(set(sec[c])) > 1]
-    return keys + (["data"] if comp.split_data else []) + (["model_file"] if comp.split_model else [])
+    return keys + (["data"] if comp.split_data else []) + list(comp.splits)
 
 
 def _section_cells(comp: Comparison, sec) -> tuple[list[str], list[list[str]], list[str], list[list[str]]]:

@@ -12,7 +12,7 @@ import statistics
 import pytest
 import yaml
 
-from conftest import ACC3, FP, cli, compare_csv, parse_table, write_run
+from conftest import ACC3, FP, cli, compare_csv, parse_table, write_run, cells
 from normbench import runfolder
 
 
@@ -283,3 +283,30 @@ def test_one_config_with_two_model_files_is_told_apart(tmp_path):
     one = cli("compare", *sorted((root / "exp_batch").glob("*-aa-*")), *sorted((root / "exp_layer").glob("*-aa-*")),
               "--format", "csv")
     assert "model_file" not in one.stdout.splitlines()[0]  # one model file: no column, labels as before
+
+
+def test_the_same_seeds_under_two_normbench_versions_are_two_groups(tmp_path):
+    """A config rerun under another normbench version (0.2.0's fused batch norm changes
+    what `batch` trains): compare kept the first run of each seed and dropped the others
+    as repeats, so the new runs vanished from a comparison made to test them. Now each
+    version is a group, named in a normbench column, labels and verdict, paired by seed;
+    runs of one version show no column."""
+    root = tmp_path / "r"
+    for version, acc, name in (("0.1.0", 0.60, "old"), ("0.2.0", 0.65, "new")):
+        for seed in (0, 1, 2):
+            write_run(root, seed=seed, name=name, test_accuracy=acc + seed / 100, run_id=f"{name}-{seed}",
+                      extra={"versions": {"normbench": version, "backend": "tensorflow"}})
+    r = cli("compare", root)
+    assert r.exit_code == 0, r.output
+    rows = [cells(line) for line in r.stdout.splitlines() if line[:2] in ("1 ", "2 ")][:2]
+    assert [row[1:4] for row in rows] == [["batch", "0.2.0", "3"], ["batch", "0.1.0", "3"]]
+    out = " ".join(r.stdout.split())
+    assert "batch (normbench 0.2.0) vs batch (normbench 0.1.0): +5.0 pp" in out and "Paired by seed (n = 3)" in out
+    assert "1 config ran under different normbench versions (summary.json's versions.normbench differs" in out
+    assert "collapsed" not in r.output
+    import pandas as pd
+
+    df = pd.read_csv(io.StringIO(cli("compare", root, "--format", "csv").stdout))
+    assert list(df["normbench"]) == ["0.2.0", "0.1.0"] and list(df["n"]) == [3, 3]
+    one = cli("compare", root / "new", "--format", "csv")
+    assert "normbench" not in one.stdout.splitlines()[0]  # one version: no column, labels as before
