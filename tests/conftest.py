@@ -229,12 +229,21 @@ def history_rows(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def as_from_a_shell():
+    """preexec_fn of a child a test signals: SIGINT at its default, as a shell's foreground
+    command has it. pytest-xdist's workers ignore SIGINT, a child inherits an ignored
+    signal, and Python then never turns SIGINT into KeyboardInterrupt."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_run(cfg_path, out, *extra):
     """`normbench run CONFIG -q` in its own process (stdout and stderr together)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.Popen(
         [sys.executable, "-m", "normbench", "run", str(cfg_path), "-q", "--set", f"output.dir={out}", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, preexec_fn=as_from_a_shell,
     )
 
 

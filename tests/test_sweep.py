@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY, cli, history_rows, start_run, write_config
+from conftest import REPO, TINY, as_from_a_shell, cli, history_rows, start_run, write_config
 from normbench import NormbenchError, runfolder
 from normbench import sweep as sw
 from normbench.config import load_config
@@ -214,8 +214,11 @@ def test_deterministic_runs_are_byte_identical(tmp_path):
 def _scratch_folders():
     import tempfile
 
-    # the Ray worker's scratch folders; not the test caches other test processes make (conftest)
-    return {p for p in Path(tempfile.gettempdir()).glob("normbench-*") if not p.name.startswith("normbench-test-cache-")}
+    # the Ray worker's scratch folders only: the other test worker makes folders of its own
+    # (benchmarks' normbench-bench-*, the test caches) and removes them meanwhile
+    from normbench.executors import SCRATCH_PREFIX
+
+    return set(Path(tempfile.gettempdir()).glob(SCRATCH_PREFIX + "*"))
 
 
 @pytest.mark.xdist_group("ray")  # one worker runs both Ray tests, one Ray instance at a time
@@ -317,7 +320,8 @@ def _wait_for(predicate, timeout=180, what="condition"):
 def _sweep_proc(*args):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.Popen([sys.executable, "-m", "normbench", "sweep", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=as_from_a_shell)
 
 
 def _index(out):

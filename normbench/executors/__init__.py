@@ -35,6 +35,9 @@ from typing import Any, Callable, Protocol, runtime_checkable
 from normbench import NormbenchError, one_line, runfolder
 from normbench.runlock import BUSY_EXIT, Busy
 
+# a member without shared storage trains in a scratch folder named so (then removed)
+SCRATCH_PREFIX = "normbench-member-scratch-"
+
 if typing.TYPE_CHECKING:
     from normbench.sweep import Member
 
@@ -135,7 +138,7 @@ def train_member(config: dict, run_dir: str, threads: int, shared: bool = True) 
 
     target, scratch = Path(run_dir), None
     if not shared:
-        scratch = Path(tempfile.mkdtemp(prefix="normbench-"))
+        scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
         target = scratch / target.parent.name / target.name
         target.mkdir(parents=True)
         runfolder.write_config(target, dump_yaml(from_dict(config, run_dir)))
