@@ -398,13 +398,25 @@ def widest(r: Round, target: float) -> str:
         return f"half-widths n/a until a group has 2 completed seeds (target {target:g})"
     g = max(finite, key=finite.get)
     na = len(r.widths) - len(finite)
-    return f"widest half-width {finite[g]:.4f} ({g}; target {target:g}{f', {na} group(s) n/a' if na else ''})"
+    return f"widest half-width {_width(finite[g], target)} ({g}; target {target:g}{f', {na} group(s) n/a' if na else ''})"
+
+
+def _width(w: float, target: float) -> str:
+    """A half-width to 4 decimals, or as many more as it takes not to read as the target
+    when it is above it (0.01003 is "0.01003", not "0.0100 > 0.01")."""
+    if math.isinf(w):
+        return "n/a"
+    for digits in range(4, 10):
+        text = format(w, f".{digits}f")
+        if w <= target or float(text) > target:
+            return text
+    return text
 
 
 def format_round(r: Round, target: float) -> list[str]:
     lines = [f"  {'group':<40} {'completed':>9} {'half-width':>10}"]
     for g, w in r.widths.items():
-        lines.append(f"  {g:<40} {r.completed[g]:>9} {'n/a' if math.isinf(w) else format(w, '.4f'):>10}"
+        lines.append(f"  {g:<40} {r.completed[g]:>9} {_width(w, target):>10}"
                      f"{'' if w <= target else '  > ' + format(target, 'g')}")
     return lines
 

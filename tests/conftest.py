@@ -319,3 +319,15 @@ def real_runs(tmp_path_factory) -> Path:
             sets = [f"output.dir={out}", f"seed={seed}", "train.epochs=2", "data.subset.train=160", "data.subset.test=32"]
             train.run(load_config(root / f"{name}.yaml", sets), verbose=0)
     return out
+
+
+def bench_module(name: str, monkeypatch):
+    """benchmarks/<name>.py imported as `python benchmarks/<name>.py` has it: benchmarks/
+    on sys.path, so its `import harness` works whatever ran before in this worker."""
+    import importlib.util
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -28,11 +28,12 @@ def test_step_time_quick(tmp_path):
         # a process that trained a Keras model on TensorFlow: hundreds of MB (~950 measured);
         # a unit slip (KiB or bytes read as MB) lands far outside
         assert 200 < float(rows[v]["peak_rss_mb"]) < 32_000
-    # the ratio is the two ms/step figures' (plain's own is 1), and the same model on the
-    # same data in one process is not 4x faster or slower under either (0.93-1.02 measured)
+    # the ratio is the two ms/step figures' (plain's own is 1); --quick times a handful of
+    # steps, so on a loaded machine one variant can land 4x off the other (4.04 seen beside
+    # a training study): the bound only catches a unit slip (1000x), not a speed change
     assert float(rows["plain"]["ratio_vs_plain"]) == 1
     assert float(rows["normbench"]["ratio_vs_plain"]) == pytest.approx(ms["normbench"] / ms["plain"], rel=1e-9)
-    assert 0.25 < ms["normbench"] / ms["plain"] < 4
+    assert 0.05 < ms["normbench"] / ms["plain"] < 20
     # `normbench --help` imports no TensorFlow: well under the seconds an import takes
     assert 0 < float(rows["normbench --help"]["startup_help_s"]) < 5
     runs = list(csv.DictReader(open(tmp_path / "step_time_runs.csv")))

@@ -6,7 +6,6 @@ whole_process.sh, a shell script; startup_memory.py starts its own processes."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import math
 import os
 import re
@@ -17,22 +16,14 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, bench_module
 
 BENCH = REPO / "benchmarks"
 RESULTS = BENCH / "results"  # the committed outputs
 
 
-def _module(name, monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))  # as `python benchmarks/x.py` has it: harness importable
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_harness_write_csv_keeps_each_scripts_layout(tmp_path, monkeypatch):
-    harness = _module("harness", monkeypatch)
+    harness = bench_module("harness", monkeypatch)
     rows = [{"a": 1, "b": 0.5}, {"a": 2, "c": "x"}]
     harness.write_csv(tmp_path / "crlf.csv", rows)
     assert (tmp_path / "crlf.csv").read_bytes() == b"a,b,c\r\n1,0.5,\r\n2,,x\r\n"
@@ -50,7 +41,7 @@ def test_harness_write_csv_keeps_each_scripts_layout(tmp_path, monkeypatch):
 
 
 def test_pixel_scaling_quick(monkeypatch, capsys):
-    _module("pixel_scaling", monkeypatch).main(["--quick"])
+    bench_module("pixel_scaling", monkeypatch).main(["--quick"])
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "backend tensorflow, batch 64 x 32 x 32 x 3 uint8; ms per call: best of 1 x 2 calls"
     wrong = {line[:16].strip(): int(re.search(r"last bit: +(\d+) of", line).group(1)) for line in out[1:]}
@@ -76,7 +67,7 @@ def test_tensorboard_cost(tmp_path, monkeypatch, capsys):
     pytest.importorskip("tensorboard")
     out = tmp_path / "tb.csv"
     # --reps 0: the callback's own cost only (the end-to-end half is train.run, timed twice)
-    _module("tensorboard_cost", monkeypatch).main(["--calls", "3", "--reps", "0", "--out", str(out)])
+    bench_module("tensorboard_cost", monkeypatch).main(["--calls", "3", "--reps", "0", "--out", str(out)])
     with open(out, newline="") as f:
         header = f.readline().strip()
         rows = list(csv.DictReader(open(out)))
@@ -116,7 +107,7 @@ def test_startup_memory_quick(tmp_path, monkeypatch, capsys):
     """--quick on generated data (no real data, no second checkout): one row per process
     with the committed CSV's columns, each with a time to first step and a peak RSS."""
     out = tmp_path / "sm.csv"
-    _module("startup_memory", monkeypatch).main(["--quick", "--plan", "cifar10:member,imdb:first", "--conditions", "cold",
+    bench_module("startup_memory", monkeypatch).main(["--quick", "--plan", "cifar10:member,imdb:first", "--conditions", "cold",
                                                   "--out", str(out)])
     with open(out, newline="") as f:
         header = f.readline().strip()

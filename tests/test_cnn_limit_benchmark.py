@@ -4,24 +4,18 @@ end to end (tiny) writing one row per variant x round with the settings each chi
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 import subprocess
 import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, bench_module
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("cnn_limit", REPO / "benchmarks/cnn_limit.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
-def test_analytic_flops_are_the_hand_count():
+def test_analytic_flops_are_the_hand_count(monkeypatch):
     """Multiply-adds per example, by hand: conv_1 30*30*32*3*3*3, conv_2 13*13*64*3*3*32,
     conv_3 4*4*128*3*3*64, dense 512*128, head 128*10. A training step at batch 64 is
     3x forward (forward, input gradient, weight gradient), less conv_1's input gradient,
@@ -29,7 +23,7 @@ def test_analytic_flops_are_the_hand_count():
     from normbench.config import load_config
     from normbench.models import build_model
 
-    rows = _script()._analytic(build_model(load_config(REPO / "configs/cifar10_bn.yaml"), 10), 64)
+    rows = bench_module("cnn_limit", monkeypatch)._analytic(build_model(load_config(REPO / "configs/cifar10_bn.yaml"), 10), 64)
     macs = {r["layer"]: r["macs_per_example"] for r in rows if r["macs_per_example"]}
     assert macs == {"conv_1": 777_600, "conv_2": 3_115_008, "conv_3": 1_179_648, "dense": 65_536, "head": 1_280}
     by = {r["layer"]: r for r in rows}

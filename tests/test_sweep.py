@@ -218,10 +218,14 @@ def _scratch_folders():
     return {p for p in Path(tempfile.gettempdir()).glob("normbench-*") if not p.name.startswith("normbench-test-cache-")}
 
 
-def test_ray_modes_index_the_real_folders_and_leave_no_scratch(tmp_path):
+@pytest.mark.xdist_group("ray")  # one worker runs both Ray tests, one Ray instance at a time
+def test_ray_modes_index_the_real_folders_and_leave_no_scratch(tmp_path, monkeypatch):
     """The CLI's Ray mode (shared storage), then the returned-files mode on the same
-    local Ray instance: runs.csv points at the real folders, no scratch folder is left."""
+    local Ray instance: runs.csv points at the real folders, no scratch folder is left.
+    Without --address it starts a local Ray even where RAY_ADDRESS (or the file of the
+    last cluster this machine started) names another: Ray itself would connect there."""
     ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'normbench[ray]'")
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")  # nothing listens there
     before = _scratch_folders()
     shared, files = tmp_path / "shared", tmp_path / "files"
     try:
@@ -242,6 +246,7 @@ def test_ray_modes_index_the_real_folders_and_leave_no_scratch(tmp_path):
     assert _scratch_folders() == before
 
 
+@pytest.mark.xdist_group("ray")
 def test_ray_sweep_on_two_nodes(tmp_path, monkeypatch):
     """Two 1-CPU Ray nodes on this machine: the members run on both, and every run folder
     arrives complete in the driver's output (returned-files mode)."""
@@ -629,3 +634,17 @@ def test_a_busy_exit_reads_as_running_elsewhere(tmp_path):
     assert exit_result(0, log) is None
     assert exit_result(1, log) == "Error: /r/x: already running (pid 4242); wait for it or stop it"
     assert exit_result(3, tmp_path / "missing.txt") == "exit status 3"
+
+
+def test_a_half_width_just_above_the_target_never_prints_as_the_target():
+    """0.01003 against --seeds-until 0.01 printed "0.0100  > 0.01" (a session's study log):
+    as many decimals as it takes to tell it apart; at or below the target, four."""
+    from normbench.stats import mean_ci
+
+    base = [0.0, 2.0, 1.0, 3.0, 0.0]
+    values = [v * 0.01003 / mean_ci(base, sw.CONFIDENCE).half_width for v in base]  # half-width 0.01003
+    w = mean_ci(values, sw.CONFIDENCE).half_width
+    assert format(w, ".4f") == "0.0100" and w > 0.01  # the case: four decimals would read as the target
+    line = sw.format_round(sw.Round(seeds=5, values={"g": values}, unfinished=0), 0.01)[1]
+    assert line.split()[2] == "0.01003" and line.endswith("> 0.01")
+    assert sw.format_round(sw.Round(seeds=5, values={"g": values}, unfinished=0), 0.05)[1].split()[2] == "0.0100"

@@ -31,9 +31,13 @@ class RayExecutor:
             try:
                 if address:
                     ray.init(address=address, log_to_driver=False)
-                else:
-                    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+                else:  # "local": a new instance, never a RAY_ADDRESS or the last cluster this machine started
+                    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+                             log_to_driver=False)
             except Exception as e:
+                if not address:
+                    raise NormbenchError(f"--executor ray: cannot start a local Ray ({one_line(e, 120)}); "
+                                         "pass --address for a running cluster") from None
                 raise NormbenchError(f"--address {address}: cannot connect to Ray ({one_line(e, 120)}); check the address or start the cluster") from None
         self._task = ray.remote(ray_member)
 
