@@ -6,7 +6,7 @@ The modules that need them (models, train, data loaders) import them inside func
 
 import re
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def load_runs(paths):

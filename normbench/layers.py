@@ -215,3 +215,54 @@ class Pixels(keras.layers.Layer):
         if keras.backend.backend() == "tensorflow":
             return ops.cast(ops.divide(ops.cast(x, "float64"), 255.0), "float32")
         return ops.take(PIXEL_TABLE, ops.cast(x, "int32"), axis=0)
+
+
+# ----------------------------------------------------------------------------- FusedBatchNormalization
+
+
+@keras.saving.register_keras_serializable(package="normbench")
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+    """keras.layers.BatchNormalization whose training call on TensorFlow is one fused
+    kernel (FusedBatchNormV3, oneDNN's on this CPU) forward and one back, where Keras 3
+    runs plain ops (moments: mean, squared difference; then several passes for the
+    gradient). The mathematics is Keras' own: normalize with the batch's mean and
+    population variance (ddof 0), gamma and beta after; the moving statistics move by
+    `momentum` towards the batch's mean and **population** variance. TensorFlow's kernel
+    returns the batch variance with Bessel's correction (n / (n - 1)); it is taken back
+    here, so the moving variance is Keras' (a batch of one gives 0, as Keras). Only
+    rounding differs (the kernel sums in another order); inference and every case the
+    kernel does not cover (another backend, a mask, renorm, an axis other than the last,
+    rank other than 2-4, scale or center off, epsilon below the kernel's 1.001e-5) are
+    Keras' own call. Weights, names, shapes and initializers are BatchNormalization's,
+    so backups and get_weights()/set_weights() move between the two either way. Why:
+    the norm layers were half of the CNN's training step (benchmarks/RESULTS.md, "The
+    CNN's training step, per op")."""
+
+    def _fused(self, inputs, training, mask) -> bool:
+        rank = len(inputs.shape)
+        return (bool(training) and self.trainable and mask is None and not self.renorm
+                and keras.backend.backend() == "tensorflow" and 2 <= rank <= 4
+                and self.axis in (-1, rank - 1) and self.scale and self.center
+                and self.epsilon >= 1.001e-5)
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fused(inputs, training, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        x = tf.cast(inputs, "float32")
+        shape = tf.shape(x)
+        channels = x.shape[-1]
+        x4 = {2: lambda: tf.reshape(x, [-1, 1, 1, channels]),
+              3: lambda: tf.expand_dims(x, 2),
+              4: lambda: x}[len(inputs.shape)]()
+        y, mean, var_bessel, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+            x=x4, scale=tf.cast(self.gamma, "float32"), offset=tf.cast(self.beta, "float32"),
+            mean=tf.zeros([0]), variance=tf.zeros([0]), epsilon=self.epsilon,
+            data_format="NHWC", is_training=True)
+        n = tf.cast(tf.size(x) // channels, "float32")  # values per channel in this batch
+        variance = tf.where(n > 1, var_bessel * ((n - 1) / tf.maximum(n, 1)), tf.zeros_like(var_bessel))
+        m = self.momentum
+        self.moving_mean.assign(ops.cast(self.moving_mean, "float32") * m + mean * (1.0 - m))
+        self.moving_variance.assign(ops.cast(self.moving_variance, "float32") * m + variance * (1.0 - m))
+        return ops.cast(tf.reshape(y, shape), self.compute_dtype)

@@ -11,11 +11,15 @@ Axes, exactly:
 
 | name  | layer                       | conv                          | sequence                       | vector       |
 |-------|-----------------------------|-------------------------------|--------------------------------|--------------|
-| batch | BatchNormalization()        | per channel, over N, H, W     | per unit, over N and time      | per unit, over N |
+| batch | BatchNormalization()*       | per channel, over N, H, W     | per unit, over N and time      | per unit, over N |
 | layer | LayerNormalization(axis=..) | per sample over H, W, C: [1,2,3] | per sample and time step over units: -1 | per sample over units: -1 |
 | group | GroupNormalization(groups)  | per sample and group over H, W, C/g | per sample and group over time, units/g | per sample and group |
 | rms   | RMSNormalization(axis=..)   | like layer, no centering: [1,2,3] | like layer: -1             | like layer: -1 |
 | none  | Identity()                  | -                             | -                              | -            |
+
+*`normbench.layers.FusedBatchNormalization`: Keras' BatchNormalization (same weights,
+same mathematics, population variance in the moving statistics) whose training call on
+TensorFlow is one fused kernel; only rounding differs.
 
 `layer` on a conv map uses axis [1, 2, 3] because layer normalization (Ba et al. 2016)
 normalizes each sample over *all* its features; Keras' default axis=-1 would normalize
@@ -32,9 +36,9 @@ SLOTS = ("conv", "sequence", "vector")
 
 
 def _batch(where, groups, **kw):
-    from keras import layers
+    from normbench.layers import FusedBatchNormalization  # Keras' layer, one fused kernel on TensorFlow
 
-    return layers.BatchNormalization(**kw)
+    return FusedBatchNormalization(**kw)
 
 
 def _layer(where, groups, **kw):
