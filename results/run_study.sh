@@ -31,3 +31,9 @@ tune configs/study/cifar10_tuned.yaml --per model.norm=batch,layer,none --grid t
   --tune-seeds 0,1 --seeds-until 0.01 --max-seeds 10 "$@"
 tune configs/study/imdb_tuned.yaml --per model.norm=batch,layer,none --grid train.learning_rate=0.0001,0.0003,0.001,0.003,0.01 \
   --tune-seeds 0,1 --seeds-until 0.01 --max-seeds 10 "$@"
+# normbench 0.2.0's fused batch norm against Keras' layer: the reference study's BN seeds 0-4 again (issue 23)
+sweep configs/study/cifar10_fused_bn.yaml "$@"
+# bfloat16 end to end (issue 23): one member at a time, so each run's wall time is its own; the
+# CIFAR-10 pair is the one still to run (about 40 minutes on 2 cores)
+sweep configs/study/imdb_bf16.yaml "$@" --jobs 1     # the last --jobs wins over one in "$@"
+sweep configs/study/cifar10_bf16.yaml "$@" --jobs 1
