@@ -246,7 +246,7 @@ def test_ray_modes_index_the_real_folders_and_leave_no_scratch(tmp_path, monkeyp
         for d in runs:
             assert json.loads((d / "summary.json").read_text())["status"] == "completed"
             assert len(history_rows(d)) == 1
-    assert _scratch_folders() == before
+    assert _scratch_folders() <= before  # none of its own left (an earlier Ray test's may still be going away)
 
 
 @pytest.mark.xdist_group("ray")
