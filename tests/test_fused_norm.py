@@ -110,3 +110,20 @@ def test_other_cases_are_keras_own_call():
     mask[:, -1] = False
     a, b = keras.layers.BatchNormalization(), FusedBatchNormalization()
     np.testing.assert_array_equal(a(x, training=True, mask=mask).numpy(), b(x, training=True, mask=mask).numpy())
+
+
+def test_under_mixed_bfloat16_it_computes_in_float32_and_returns_bfloat16():
+    """train.precision: mixed_bfloat16: like Keras' layer, the statistics in float32 and
+    the output in the policy's bfloat16; the same values as Keras' layer to bfloat16's
+    precision, the moving statistics to float32's."""
+    import keras
+
+    from normbench.layers import FusedBatchNormalization
+
+    x = np.random.default_rng(4).normal(1.0, 2.0, size=(8, 5, 5, 6)).astype("float32")
+    a, b = keras.layers.BatchNormalization(dtype="mixed_bfloat16"), FusedBatchNormalization(dtype="mixed_bfloat16")
+    ya, yb = a(x, training=True), b(x, training=True)
+    assert keras.backend.standardize_dtype(yb.dtype) == "bfloat16" == keras.backend.standardize_dtype(ya.dtype)
+    np.testing.assert_allclose(np.asarray(yb, "float32"), np.asarray(ya, "float32"), atol=0.05)
+    for va, vb in zip(a.non_trainable_weights, b.non_trainable_weights):
+        np.testing.assert_allclose(vb.numpy(), va.numpy(), rtol=1e-5)
