@@ -20,7 +20,7 @@ from normbench.metrics import LEVEL_TEXT
 from normbench.runs import HISTORY_NEEDED, ROLE_KEY, Run, completed
 from normbench.results import (
     LEVEL, canonical, label_of, not_grouped, show_value, check_metric, compare, short_fingerprint, SPLITS,
-    value_order, varying_keys,
+    split_shown, value_order, varying_keys,
 )
 
 # --band name -> what the band or error bar shows (legend text)
@@ -255,7 +255,7 @@ def plot_vs(runs: list[Run], param: str, out, metric: str | None = None, band: s
 
     def line_of(r, fp):
         return (label_of(r, line_keys) + (f", data={fp}" if comp.split_data else "")
-                + "".join(f", {SPLITS[col][0]}={SPLITS[col][2](SPLITS[col][1](r))}" for col in comp.splits))
+                + "".join(f", {SPLITS[col][0]}={split_shown(col, r)}" for col in comp.splits))
 
     rows = [{"line": line_of(r, data_of[str(r.path)]), "x": r.config.get(param), "y": r.metric(metric)[0]}
             for r in comp.runs]

@@ -106,6 +106,12 @@ SPLITS = {
 }
 
 
+def split_shown(col: str, run: Run) -> str:
+    """A run's value of a SPLITS column as tables, labels and plot lines show it."""
+    _, get, show = SPLITS[col]
+    return show(get(run))
+
+
 def _group_key(run: Run) -> tuple:
     facts = tuple((f"<{col}>", canonical(v)) for col, (_, get, _) in SPLITS.items() if (v := get(run)))
     config = run.config
@@ -216,15 +222,9 @@ class Group:
     def first(self) -> Run:
         return self.runs[0]
 
-    @property
-    def model_sha(self) -> str | None:
-        """summary.json's model_sha256 (a user's model file); None for built-in models."""
-        return self.first.summary.get("model_sha256")
-
     def shown(self, col: str) -> str:
         """The group's value of a SPLITS column as tables show it (its runs share it)."""
-        _, get, show = SPLITS[col]
-        return show(get(self.first))
+        return split_shown(col, self.first)
 
     @property
     def by_seed(self) -> dict:
@@ -266,10 +266,6 @@ class Comparison:
     within: tuple = ()  # compare --within: config keys that split sections further
     ranked: list[Ranked] = field(default_factory=list)  # the groups as dataclasses, in the table's row order
     splits: tuple = ()  # SPLITS columns some config ran with two values of: groups show those columns
-
-    @property
-    def split_model(self) -> bool:
-        return "model_file" in self.splits
 
 
 def _plural(n: int, word: str, many: str | None = None) -> str:
@@ -316,10 +312,11 @@ def _splits(groups: list[Group], notes: list[str]) -> tuple[str, ...]:
     """The SPLITS columns some config (with its data) has two values of: those groups
     would otherwise carry the same label. A note per column says so."""
     out = []
+    keys = [_group_key(g.first) for g in groups]  # once per group, not once per column
     for col in SPLITS:
         values: dict[tuple, set] = {}
-        for g in groups:
-            key = tuple(kv for kv in _group_key(g.first) if kv[0] != f"<{col}>") + (g.fingerprint,)
+        for g, group_key in zip(groups, keys):
+            key = tuple(kv for kv in group_key if kv[0] != f"<{col}>") + (g.fingerprint,)
             values.setdefault(key, set()).add(g.shown(col))
         split = sum(len(v) > 1 for v in values.values())
         if split:

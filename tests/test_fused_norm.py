@@ -110,6 +110,7 @@ def test_other_cases_are_keras_own_call():
     mask[:, -1] = False
     a, b = keras.layers.BatchNormalization(), FusedBatchNormalization()
     np.testing.assert_array_equal(a(x, training=True, mask=mask).numpy(), b(x, training=True, mask=mask).numpy())
+    np.testing.assert_array_equal(a(x, training=False).numpy(), b(x, training=False).numpy())  # inference
 
 
 def test_under_mixed_bfloat16_it_computes_in_float32_and_returns_bfloat16():

@@ -26,7 +26,7 @@ def _model(arch, norm, **kw):
 
 def _kind(layer) -> str:
     """A layer's Keras class: normbench's FusedBatchNormalization is a BatchNormalization
-    (Keras' layer with a fused training kernel, tests/test_layers.py)."""
+    (Keras' layer with a fused training kernel, tests/test_fused_norm.py)."""
     import keras
 
     return "BatchNormalization" if isinstance(layer, keras.layers.BatchNormalization) else layer.__class__.__name__
