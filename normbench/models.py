@@ -284,6 +284,17 @@ def loss_for(config, model):
     return MODELS[config.model.arch].loss
 
 
+def metrics_for(config, model) -> list:
+    """The metrics a model trains with ("accuracy" in history and summary): the registered
+    models' outputs are probabilities; a user's model's accuracy follows its output layer
+    (a logit is thresholded at 0, not 0.5: usermodels.metrics_for)."""
+    from normbench import usermodels
+
+    if usermodels.is_user_model(config.model):
+        return usermodels.metrics_for(model)
+    return ["accuracy"]
+
+
 @contextlib.contextmanager
 def dtype_policy(precision: str):
     """Build layers under Keras' dtype policy `precision` (train.precision), then put the
