@@ -317,6 +317,30 @@ def metrics_for(model) -> list:
     return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
 
+def input_text(cfg) -> str:
+    """validate's line on what the model is fed: x's dtype, shape and value range, as the
+    model's input gets them (images: the pixels as stored, 0-255 uint8; arrays: as in the file)."""
+    import numpy as np
+
+    from normbench.data import _find_local, input_spec
+
+    shape, dtype, _ = input_spec(cfg.data)
+    name, hi = cfg.data.name, None
+    if name in ("imdb", "synthetic_imdb"):
+        values = f"token ids 0 to {cfg.data.num_words - 1}"
+    elif name != "arrays":
+        values, hi = "pixels 0 to 255", 255
+    else:
+        with np.load(_find_local(cfg.data, ()), mmap_mode="r") as f:
+            lo = min(float(np.min(f[k])) for k in ("x_train", "x_test"))
+            hi = max(float(np.max(f[k])) for k in ("x_train", "x_test"))
+        values = f"values {lo:g} to {hi:g}"
+    text = f"x as the model gets it: {dtype}, shape {list(shape)} per example, {values}"
+    if is_user_model(cfg.model) and hi is not None and hi > 1.5:
+        text += " (not rescaled: if your model expects [0, 1] or [-1, 1], scale inside it, e.g. a Rescaling layer)"
+    return text
+
+
 def _sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
