@@ -162,11 +162,10 @@ def validate(config, overrides, smoke, no_model):
         from normbench.models import build_model
         from normbench.usermodels import input_text, slots
 
-        click.echo(f"# {input_text(cfg)}")  # dtype and range of x as the model gets them
-
         _use_backend(cfg, config)
         shape, dtype, classes = input_spec(cfg.data)
         model = build_model(cfg, classes or DATASETS[cfg.data.name].num_classes, dtype, shape)
+        click.echo(f"# {input_text(cfg, model)}")  # dtype and range of x as the model gets them
         model.summary(print_fn=lambda line, **kw: click.echo(line))
         for line in slots(model):  # a user's model: every norm slot and what it became
             click.echo(f"# {line}")

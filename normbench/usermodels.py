@@ -317,9 +317,13 @@ def metrics_for(model) -> list:
     return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
 
-def input_text(cfg) -> str:
+SCALING = ("Rescaling", "Normalization", "Pixels")  # layers that put raw values in range inside the model
+
+
+def input_text(cfg, model=None) -> str:
     """validate's line on what the model is fed: x's dtype, shape and value range, as the
-    model's input gets them (images: the pixels as stored, 0-255 uint8; arrays: as in the file)."""
+    model's input gets them (images: the pixels as stored, 0-255 uint8; arrays: as in the file);
+    a note when a user's `model` has no scaling layer (SCALING) and values go past 1."""
     import numpy as np
 
     from normbench.data import _find_local, input_spec
@@ -336,7 +340,8 @@ def input_text(cfg) -> str:
             hi = max(float(np.max(f[k])) for k in ("x_train", "x_test"))
         values = f"values {lo:g} to {hi:g}"
     text = f"x as the model gets it: {dtype}, shape {list(shape)} per example, {values}"
-    if is_user_model(cfg.model) and hi is not None and hi > 1.5:
+    scaled = model is not None and any(type(x).__name__ in SCALING for x in model._flatten_layers(include_self=False))
+    if is_user_model(cfg.model) and hi is not None and hi > 1.5 and not scaled:
         text += " (not rescaled: if your model expects [0, 1] or [-1, 1], scale inside it, e.g. a Rescaling layer)"
     return text
 

@@ -414,6 +414,49 @@ def test_a_missing_custom_class_names_the_class_and_the_fix(tmp_path):
                              "find; give the .py file or module that defines it: model.custom_objects: layers.py")
 
 
+def test_a_saved_transformer_block_with_norms_in_its_code_is_refused_naming_it(tmp_path):
+    """keras.io's TransformerBlock keeps its LayerNormalization layers as attributes used
+    in its call: with its class supplied the model loads, and is refused in one line
+    naming the layer (never a comparison of unswapped models)."""
+    objects = tmp_path / "blocks.py"
+    objects.write_text("""import keras
+from keras import layers
+
+
+@keras.saving.register_keras_serializable(package="nb_test_blocks")
+class TransformerBlock(layers.Layer):
+    def __init__(self, embed_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.embed_dim = embed_dim
+        self.ffn = layers.Dense(embed_dim)
+        self.layernorm1 = layers.LayerNormalization(epsilon=1e-6, name="layernorm1")
+
+    def call(self, x):
+        return self.layernorm1(x + self.ffn(x))
+
+    def get_config(self):
+        return {**super().get_config(), "embed_dim": self.embed_dim}
+""")
+    saved = _save(tmp_path / "tb.keras", f"""
+import sys
+sys.path.insert(0, {str(tmp_path)!r})
+from blocks import TransformerBlock
+inp = keras.Input((5, 4))
+h = layers.LayerNormalization(name="ln_graph")(layers.Dense(8)(inp))
+h = TransformerBlock(8, name="transformer_block")(h)
+model = keras.Model(inp, layers.Dense(2, activation="softmax")(layers.GlobalAveragePooling1D()(h)))""")
+    f = _arrays(tmp_path / "d.npz", shape=(5, 4))
+    p = _cfg(tmp_path, {"from": str(saved), "norm": "batch", "custom_objects": str(objects)},
+             {"name": "arrays", "path": str(f)})
+    expected = ("Error: model.from: layer transformer_block (TransformerBlock) holds layernorm1 (LayerNormalization) "
+                "inside its own Python code, where normbench cannot swap it; expose its norms: write a builder "
+                "(model.arch: file.py:function) that creates them with norm('sequence'|'conv'|'vector') "
+                "(docs/own-model.md)")
+    assert error_line(cli("validate", p)) == expected
+    assert error_line(cli("run", p, "--quiet")) == expected
+    assert _no_run_folder(tmp_path)
+
+
 def test_a_truncated_keras_file_is_not_called_missing(tmp_path):
     saved = _save(tmp_path / "ok.keras", "inp = keras.Input((6,))\n"
                   "model = keras.Model(inp, layers.Dense(2)(layers.BatchNormalization()(inp)))")
