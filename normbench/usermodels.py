@@ -144,8 +144,6 @@ def make_slot(cfg, kind: str, shape, name: str, what: str, old: str = "", axis: 
     divisibility), tagged so `slots(model)` can list it. `axis`: where the features lie
     (-1, or 1 for a channels-first conv map: batch and group norms then keep axis 1; layer,
     rms and none do not depend on it)."""
-    from normbench.norms import make_norm
-
     m = cfg.model
     if len(shape) != SLOT_RANKS[kind]:
         fits = slot_kind(shape, what)
@@ -156,18 +154,27 @@ def make_slot(cfg, kind: str, shape, name: str, what: str, old: str = "", axis: 
         ok = [g for g in range(1, channels + 1) if channels % g == 0]
         raise NormbenchError(f"model.norm_groups: {m.norm_groups} groups do not divide the {channels} channels of slot {name} "
                              f"({what}); use one of: {', '.join(map(str, ok))}")
-    if axis % len(shape) == len(shape) - 1 or m.norm not in ("batch", "group"):
-        layer = make_norm(m.norm, kind, m.norm_groups, name)
-    elif m.norm == "batch":  # channels first: the same per-channel statistics, over axis 1
-        from normbench.layers import FusedBatchNormalization
-
-        layer = FusedBatchNormalization(axis=1, name=name)
-    else:
-        import keras
-
-        layer = keras.layers.GroupNormalization(groups=m.norm_groups, axis=1, name=name)
+    layer = _norm_layer(cfg, kind, name, axis % len(shape) != len(shape) - 1)
     layer._normbench_slot = (kind, _shape_text(shape), old)
     return layer
+
+
+def _norm_layer(cfg, kind: str, name: str, channels_first: bool = False):
+    """model.norm's layer for a slot; on a channels-first conv map batch and group norm
+    keep axis 1 (the same per-channel statistics); layer, rms and none cover every
+    feature whatever the layout."""
+    from normbench.norms import make_norm
+
+    m = cfg.model
+    if not channels_first or m.norm not in ("batch", "group"):
+        return make_norm(m.norm, kind, m.norm_groups, name)
+    if m.norm == "batch":
+        from normbench.layers import FusedBatchNormalization
+
+        return FusedBatchNormalization(axis=1, name=name)
+    import keras
+
+    return keras.layers.GroupNormalization(groups=m.norm_groups, axis=1, name=name)
 
 
 def _instance_note(layer) -> str:
@@ -434,7 +441,10 @@ def _from_layers(cfg, num_classes, input_shape, input_dtype):
             what = f"{prefix}[{i}] (norm {kind})"
             if extra or kind not in SLOT_RANKS:
                 raise NormbenchError(f"{what}: a norm slot is {{norm: conv|sequence|vector}} (optionally name:); got {entry}")
-            layer = make_slot(cfg, kind, tuple(x.shape), name, what)
+            # a conv slot after a channels-first layer normalizes its channels, axis 1
+            first = next((b.data_format for b in reversed(built) if getattr(b, "data_format", None)), None)
+            axis = 1 if kind == "conv" and first == "channels_first" else -1
+            layer = make_slot(cfg, kind, tuple(x.shape), name, what, axis=axis)
         else:
             if not isinstance(entry, dict) or len(entry) != 1:
                 raise NormbenchError(f"{prefix}[{i}]: expected {{LayerClass: {{arguments}}}} or {{norm: conv}}, got {entry!r}")
@@ -494,15 +504,17 @@ def _from_python(cfg, num_classes, input_shape, input_dtype):
         raise NormbenchError(f"model.arch: {target} has no function {fn_name!r}; define it or fix the name after ':'")
     made = 0
 
-    def norm(kind: str, name: str | None = None):
-        """The model.norm layer for a slot of kind conv | sequence | vector."""
+    def norm(kind: str, name: str | None = None, channels_first: bool = False):
+        """The model.norm layer for a slot of kind conv | sequence | vector
+        (channels_first: a conv map laid out (batch, channels, height, width))."""
         nonlocal made
         made += 1
-        from normbench.norms import make_norm
-
         if kind not in SLOT_RANKS:
             raise NormbenchError(f"model.arch: {arch} asked for a norm slot of kind {kind!r}; use conv, sequence or vector")
-        layer = make_norm(cfg.model.norm, kind, cfg.model.norm_groups, name or f"norm_{made}")
+        if channels_first and kind != "conv":
+            raise NormbenchError(f"model.arch: {arch} asked for a channels_first {kind} slot; only conv maps have a "
+                                 "channels-first layout: drop channels_first")
+        layer = _norm_layer(cfg, kind, name or f"norm_{made}", channels_first)
         layer._normbench_slot = (kind, "?", "")
         return layer
 

@@ -224,6 +224,23 @@ model = keras.Model(inp, layers.Dense(2, activation="softmax", name="head")(laye
             "(norm_groups 8 >= its 8 channels: one channel per group, so this slot is instance normalization)") in r.output
 
 
+def test_a_layer_list_or_builder_slot_on_a_channels_first_map_keeps_axis_1(tmp_path):
+    f = _arrays(tmp_path / "d.npz", shape=(3, 6, 6))
+    data = {"name": "arrays", "path": str(f)}
+    b = tmp_path / "cf.py"
+    b.write_text("import keras\nfrom keras import layers\n\ndef build(norm, input_shape, num_classes):\n"
+                 "    x = inp = keras.Input(input_shape)\n"
+                 "    x = norm('conv', 'slot', channels_first=True)(layers.Conv2D(8, 3, data_format='channels_first')(x))\n"
+                 "    return keras.Model(inp, layers.Dense(num_classes, activation='softmax')(layers.Flatten()(x)))\n")
+    listed = {"layers": [{"Conv2D": {"filters": 8, "kernel_size": 3, "data_format": "channels_first"}},
+                         {"norm": "conv", "name": "slot"}, {"Flatten": {}}, {"Dense": {"units": 2, "activation": "softmax"}}]}
+    for model in (listed, {"arch": f"{b}:build"}):
+        for norm in ("batch", "group"):
+            built = build_model(from_dict({"name": "t", "data": data, "model": {**model, "norm": norm, "norm_groups": 4}}), 2)
+            slot = built.get_layer("slot")
+            assert slot.axis == 1 and tuple(slot.weights[0].shape) == (8,), (model, norm)
+
+
 def test_a_norm_over_an_axis_normbench_cannot_keep_is_refused(tmp_path):
     saved = _save(tmp_path / "seq.keras", """
 inp = keras.Input((5, 4))
