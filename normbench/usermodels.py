@@ -4,9 +4,13 @@ model whose norm layers are swapped (`model.from: model.keras`). docs/own-model.
 
 Every norm slot, whatever the path, is a `normbench.norms.make_norm` layer of the slot
 kind its input's rank gives (conv: rank 4, sequence: rank 3, vector: rank 2), so
-`model.norm` means the same axes as in the built-in models. `check` is cheap (no Keras:
-`validate --no-model`); `build` raises one NormbenchError line naming the layer or file.
-Keras is imported inside functions only.
+`model.norm` means the same axes as in the built-in models (a channels-first conv map's
+batch and group norms keep axis 1). `check` is cheap (no Keras: `validate --no-model`);
+`build` raises one NormbenchError line naming the layer or file, and `verify`s the built
+model (nested models included): every slot holds model.norm, no norm layer is left
+outside a slot, and there is at least one slot. A user model's loss and accuracy follow
+its output layer (`loss_for`, `metrics_for`: a logit is class 1 above 0). A saved model's
+custom classes come from `model.custom_objects`. Keras is imported inside functions only.
 """
 
 from __future__ import annotations
