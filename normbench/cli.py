@@ -150,20 +150,22 @@ def run(config, overrides, smoke, resume_dir, quiet, threads):
 @click.option("--no-model", is_flag=True, help="Skip building the model (no TensorFlow import).")
 def validate(config, overrides, smoke, no_model):
     """Check CONFIG without training: print the resolved config and the model summary."""
-    from normbench.config import dump_yaml, load_config
+    from normbench.config import load_config
     from normbench.data import DATASETS, describe_source
+    from normbench.models import shown_yaml
 
     cfg = load_config(config, overrides, smoke)
-    click.echo(dump_yaml(cfg), nl=False)
+    click.echo(shown_yaml(cfg), nl=False)  # without the keys this model and data never read
     click.echo(f"# data: {describe_source(cfg.data)}")
     if not no_model:
         from normbench.data import input_spec
         from normbench.models import build_model
-        from normbench.usermodels import slots
+        from normbench.usermodels import input_text, slots
 
         _use_backend(cfg, config)
         shape, dtype, classes = input_spec(cfg.data)
         model = build_model(cfg, classes or DATASETS[cfg.data.name].num_classes, dtype, shape)
+        click.echo(f"# {input_text(cfg, model)}")  # dtype and range of x as the model gets them
         model.summary(print_fn=lambda line, **kw: click.echo(line))
         for line in slots(model):  # a user's model: every norm slot and what it became
             click.echo(f"# {line}")

@@ -50,7 +50,8 @@ class DataConfig:
 
 # keys left out of to_dict() when None: config.yaml of a run that does not use them reads
 # as it did before they existed
-OPTIONAL_KEYS = {"model": ("params", "layers", "from", "insert_after", "keep_weights", "safe_mode"),
+OPTIONAL_KEYS = {"model": ("params", "layers", "from", "insert_after", "keep_weights", "safe_mode",
+                           "custom_objects"),
                  "data": ("classes", "image_size")}
 
 
@@ -71,6 +72,9 @@ class ModelConfig:
     insert_after: Optional[list] = None  # model.from: also put a norm after these layers (names or class names)
     keep_weights: Optional[bool] = None  # model.from: keep the saved non-norm weights; null = re-initialized (a fair comparison)
     safe_mode: Optional[bool] = None  # model.from: Keras' safe_mode for loading; null = on (Lambda layers refused)
+    # model.from: a .py file or module defining the model's custom layer classes, imported before
+    # loading (a saved model with its own classes cannot load without them; docs/own-model.md)
+    custom_objects: Optional[str] = None
 
     @property
     def label(self) -> str:

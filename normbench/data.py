@@ -354,6 +354,10 @@ def _labels_classes(cfg, source, y_train, y_test) -> int:
         bad = _bad_number(np.asarray(y).reshape(-1), name, "class label", 0, top, outside)
         if bad:
             raise NormbenchError(f"{_origin(cfg, source)}: {bad}; fix the labels" + (" or data.classes" if k else ""))
+    present = np.unique(np.asarray(y_train).reshape(-1))
+    if present.size == 1:  # one class: nothing to tell apart, every model "learns" it
+        raise NormbenchError(f"{_origin(cfg, source)}: y_train holds one class only ({present[0]}); "
+                             "a comparison needs examples of two classes or more; fix the labels")
     return k or int(max(np.max(y_train), np.max(y_test))) + 1
 
 

@@ -182,6 +182,33 @@ def refuse_unread(m, where, reads: tuple[str, ...], who: str) -> None:
                                               "does; remove it")
 
 
+def unused_keys(config) -> list[str]:
+    """The config keys this model and data never read (validate does not show them): the
+    model.* keys of readers() the model does not read (a user's model reads none), and the
+    sequence data's data.num_words and data.maxlen on other data."""
+    from normbench import usermodels
+    from normbench.data import DATASETS
+
+    spec = None if usermodels.is_user_model(config.model) else MODELS.get(config.model.arch)
+    reads = spec.options if spec else ()
+    out = [f"model.{key}" for key in readers() if key not in reads]
+    if DATASETS[config.data.name].kind != "sequence":
+        out += ["data.num_words", "data.maxlen"]
+    return out
+
+
+def shown_yaml(config) -> str:
+    """The resolved config as validate shows it: without unused_keys(), named in a comment."""
+    import yaml
+
+    hidden, shown = unused_keys(config), config.to_dict()
+    for key in hidden:
+        section, name = key.split(".")
+        shown[section].pop(name, None)
+    note = f"# not read by this model and data (not shown): {', '.join(hidden)}\n" if hidden else ""
+    return yaml.safe_dump(shown, sort_keys=False) + note
+
+
 RNNS = ("keras", "fast")  # model.rnn: keras.layers.SimpleRNN, or normbench.layers.HoistedSimpleRNN
 PLACEMENTS = ("between", "recurrent")  # model.norm_placement
 
@@ -282,6 +309,17 @@ def loss_for(config, model):
     if usermodels.is_user_model(config.model):
         return usermodels.loss_for(model)
     return MODELS[config.model.arch].loss
+
+
+def metrics_for(config, model) -> list:
+    """The metrics a model trains with ("accuracy" in history and summary): the registered
+    models' outputs are probabilities; a user's model's accuracy follows its output layer
+    (a logit is thresholded at 0, not 0.5: usermodels.metrics_for)."""
+    from normbench import usermodels
+
+    if usermodels.is_user_model(config.model):
+        return usermodels.metrics_for(model)
+    return ["accuracy"]
 
 
 @contextlib.contextmanager

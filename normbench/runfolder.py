@@ -150,6 +150,8 @@ SUMMARY_KEYS = {
     "model_source": "user models only: model.layers file (or 'model.layers'), model.from file or model.arch builder",
     "model_sha256": "user models only: sha256 of that file (or of the inline layer list); compare groups on it",
     "norm_slots": "user models only: one line per norm slot (name, kind, input shape, old layer -> new layer)",
+    "norm_slots_verified": "user models only: norm slots found holding model.norm when the built model was walked "
+                           "(nested models included) before training; no norm layer was left outside them",
     "error": "failed runs only: the exception, one line",
     "epochs_completed": "rows in history.csv",
     "epochs": "epochs trained: train.epochs, or what train.budget steps resolved it to",
@@ -172,7 +174,7 @@ SUMMARY_KEYS = {
                    "shown as n/a ms/step",
     "finished_at": "ISO time the summary was written",
 }
-OPTIONAL_SUMMARY_KEYS = ("error", "model_source", "model_sha256", "norm_slots")
+OPTIONAL_SUMMARY_KEYS = ("error", "model_source", "model_sha256", "norm_slots", "norm_slots_verified")
 
 
 def _corrupt(path: Path, why: str) -> NormbenchError:

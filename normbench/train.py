@@ -209,14 +209,14 @@ def compiled_model(cfg: Config, num_classes: int, n_examples: int, input_dtype: 
     shape `input_shape` per example (user models; `info` gets what was built)."""
     import keras
 
-    from normbench.models import build_model, loss_for
+    from normbench.models import build_model, loss_for, metrics_for
 
     keras.utils.set_random_seed(cfg.seed)
     model = build_model(cfg, num_classes, input_dtype, input_shape, info)
     model.compile(
         optimizer=optim.build(cfg, optim.plan(cfg, n_examples)),
         loss=loss_for(cfg, model),
-        metrics=["accuracy"],
+        metrics=metrics_for(cfg, model),
         jit_compile=cfg.train.jit_compile,
     )
     return model
@@ -320,7 +320,8 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
     if info:  # a user's model (normbench.usermodels): what was built, so compare never mixes two
         from normbench.usermodels import slots
 
-        summary.update(model_source=info["source"], model_sha256=info["sha256"], norm_slots=slots(model))
+        summary.update(model_source=info["source"], model_sha256=info["sha256"], norm_slots=slots(model),
+                       norm_slots_verified=info.get("norm_slots_verified"))
     restore_sigterm = signals.sigterm_raises()  # SIGTERM is handled like Ctrl-C: the run stops resumable
     test = None
 

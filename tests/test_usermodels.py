@@ -52,10 +52,10 @@ def saved(tmp_path_factory):
 
 
 def test_saved_model_validate_lists_every_slot_and_checks_groups(tmp_path, saved):
-    r = cli("validate", _cfg(tmp_path, {"from": str(saved), "norm": "group", "insert_after": ["head"]}))
-    assert r.exit_code == 1  # an inserted vector slot after the 10-unit head: 8 groups do not divide 10
-    assert error_line(r) == ("Error: model.norm_groups: 8 groups do not divide the 10 channels of slot head_norm "
-                         "(slot head_norm (after head)); use one of: 1, 2, 5, 10")
+    r = cli("validate", _cfg(tmp_path, {"from": str(saved), "norm": "group", "norm_groups": 3, "insert_after": ["dense"]}))
+    assert r.exit_code == 1  # 3 groups do not divide bn_1's 16 channels
+    assert error_line(r) == ("Error: model.norm_groups: 3 groups do not divide the 16 channels of slot bn_1 "
+                             "(slot bn_1); use one of: 1, 2, 4, 8, 16")
     r = cli("validate", _cfg(tmp_path, {"from": str(saved), "norm": "layer", "insert_after": ["conv_1"]}))
     assert r.exit_code == 0, r.output
     slots = [line for line in r.output.splitlines() if line.startswith("# slot")]
