@@ -12,6 +12,7 @@ read and write run folders through it.
         log.txt       a sweep member's output (local executor)
         .lock         held by the process training the run (runlock.py)
         role.json     a `normbench tune` member only: its ROLES role (`write_role`)
+        command.txt   a sweep or tune member: the command line that created it (`write_command`)
 
 A folder without summary.json, or whose summary.json status is not "completed", is
 not a finished run. Error policy, for every reader: a missing file is "not there yet"
@@ -45,6 +46,7 @@ SUMMARY = "summary.json"
 BACKUP = "backup"
 LOG = "log.txt"
 ROLE = "role.json"
+COMMAND = "command.txt"
 INDEX = "runs.csv"
 # folders under an output.dir that hold copies of run files, never runs: the walk that
 # finds run folders (results.find_run_dirs) does not enter them
@@ -73,6 +75,8 @@ FILES = {
     LOG: "a sweep member's console output (local executor)",
     LOCK: "held by the process training the run (one owner at a time; normbench/runlock.py)",
     ROLE: "`normbench tune` members only: the run's role (ROLES) and how the tune chose, written before it trains",
+    COMMAND: "`normbench sweep` and `tune` members: the command line that created the folder, one line, written with "
+             "config.yaml (`normbench report` lists it under the commands that reproduce the study)",
 }
 
 # history.csv's columns, in file order -> what each holds
@@ -383,6 +387,35 @@ def write_role(run_dir, role: str, **info) -> None:
     if role not in ROLES:
         raise ValueError(f"role {role!r} not in runfolder.ROLES")
     write_atomic(Path(run_dir) / ROLE, json.dumps({"role": role, **info}, indent=2, sort_keys=True) + "\n")
+
+
+# The command line of this process as `normbench ...`, set by the CLI (cli.main) and
+# written into each folder a sweep or tune creates; None when normbench runs as a library.
+_command_line: str | None = None
+
+
+def set_command_line(args) -> None:
+    """Record this process's command (the CLI's arguments, without the program name)."""
+    import shlex
+
+    global _command_line
+    _command_line = shlex.join(["normbench", *map(str, args)])
+
+
+def write_command(run_dir) -> None:
+    """command.txt: the command line that created the folder, when the CLI recorded one."""
+    if _command_line is not None:
+        write_atomic(Path(run_dir) / COMMAND, _command_line + "\n")
+
+
+def read_command(run_dir) -> str | None:
+    """The command.txt line of a run folder; None when it has none (made before it was
+    recorded, by `normbench run`, or through the library) or it cannot be read."""
+    try:
+        text = (Path(run_dir) / COMMAND).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text or None
 
 
 def read_role(run_dir) -> dict | None:

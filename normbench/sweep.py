@@ -141,6 +141,7 @@ def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = Non
             except OSError as e:
                 raise NormbenchError(f"output.dir: cannot create {run_dir} ({e.strerror}); choose a writable folder") from None
             runfolder.write_config(run_dir, dump_yaml(c))
+            runfolder.write_command(run_dir)
         members.append(Member(rid, c, run_dir))
     return members
 
