@@ -295,12 +295,15 @@ def _run_rows(runs: list[Run], comp, metric: str, base: str) -> list[dict]:
     return rows
 
 
-def _left_out(comp, metric: str) -> list[dict]:
-    out = [{"path": _rel(r.path), "status": r.status, "why": r.note or r.status} for r in comp.excluded]
-    out += [{"path": _rel(d.path), "status": d.status,
-             "why": f"a repeat of seed {d.config.get('seed')}: the run that finished first is kept ({_rel(k.path)})"}
+def _left_out(comp, metric: str, base: str) -> list[dict]:
+    def rel(p):
+        return os.path.relpath(p, base) if base else _rel(p)
+
+    out = [{"path": rel(r.path), "status": r.status, "why": r.note or r.status} for r in comp.excluded]
+    out += [{"path": rel(d.path), "status": d.status,
+             "why": f"a repeat of seed {d.config.get('seed')}: the run that finished first is kept ({rel(k.path)})"}
             for d, k in comp.collapsed]
-    out += [{"path": _rel(r.path), "status": r.status, "why": f"no {metric} in its summary.json"} for r in comp.left_out]
+    out += [{"path": rel(r.path), "status": r.status, "why": f"no {metric} in its summary.json"} for r in comp.left_out]
     return out
 
 
@@ -407,13 +410,14 @@ def build_report(paths, out, metric: str = "test_accuracy", within: tuple[str, .
     if tune:
         figures += len(tune["figures"])
     names = sorted({str(r.summary.get("name") or r.config.get("name") or "") for r in runs} - {""})
+    base = _base(runs)
     env = _environment()
     page = env.get_template(TEMPLATE).render(
         title=title or f"normbench study: {', '.join(names) or ', '.join(map(str, paths))}",
         version=__version__, level=LEVEL_TEXT, metric=metric, data=data, sections=sections,
         higher="higher" if data["higher_is_better"] else "lower",
         notes=data.get("notes") or [], method=_method(runs, comp, data), tune=tune, cross=_cross(comp, data),
-        runs=_run_rows(runs, comp, metric, _base(runs)), base=_rel(_base(runs)) if _base(runs) else "", left_out=_left_out(comp, metric),
+        runs=_run_rows(runs, comp, metric, base), base=_rel(base) if base else "", left_out=_left_out(comp, metric, base),
         commands=_commands(runs, paths, out, metric, within, compared_role), compared_role=compared_role,
         n_runs=len(runs), n_compared=len(comp.runs),
         compare_json=json.dumps(data, indent=1, allow_nan=False).replace("</", "<\\/"),
