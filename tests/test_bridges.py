@@ -96,6 +96,47 @@ def test_tensorboard_has_every_epoch_once_and_the_hparams(runs):
     assert not [k for k in hp if k.startswith(("output.", "sweep."))]
 
 
+def _hparams_config(folder: Path):
+    """The HParams experiment config TensorBoard finds in `folder`, read with its own
+    reader and protos: ([metric titles in column order], {hparam: [values]})."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = _events(folder).PluginTagToContent("hparams")["_hparams_/experiment"]
+    exp = plugin_data_pb2.HParamsPluginData.FromString(content).experiment
+    hparams = {h.name: [getattr(v, v.WhichOneof("kind")) for v in h.domain_discrete.values] for h in exp.hparam_infos}
+    metrics = [(m.name.group, m.name.tag, m.display_name) for m in exp.metric_infos]
+    return metrics, hparams
+
+
+def test_the_hparams_table_opens_on_the_headline(runs, tmp_path):
+    """TensorBoard's HParams config: test accuracy, then validation accuracy, are the first
+    metric columns, and only the keys that vary are hparams (the sweep's empty section,
+    which leaked as "{}", and the constants are gone). The tiny run's own folder first,
+    then a sweep's folder of three norms x two seeds."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    from conftest import write_run
+    from normbench.callbacks import write_hparams_config
+
+    metrics, hparams = _hparams_config(runs["tb"].parent)  # written when the TensorBoard run ended
+    assert metrics[:2] == [("", "test_accuracy", "test accuracy"), ("validation", "epoch_accuracy", "validation accuracy")]
+    assert list(hparams) == ["model.norm"]  # one run, nothing varied yet: the norm alone
+    root = _events(runs["tb"])
+    info = plugin_data_pb2.HParamsPluginData.FromString(
+        root.PluginTagToContent("hparams")["_hparams_/session_start_info"]).session_start_info
+    assert "sweep" not in info.hparams and "{}" not in [v.string_value for v in info.hparams.values()]
+
+    study = tmp_path / "r"
+    for norm in ("batch", "layer", "none"):
+        for seed in (0, 1):
+            write_run(study, seed=seed, norm=norm, name="study", run_id=f"{norm}-{seed}")
+    write_hparams_config(study / "study")
+    metrics, hparams = _hparams_config(study / "study")
+    assert [title for _, _, title in metrics] == ["test accuracy", "validation accuracy", "test loss", "validation loss",
+                                                  "train accuracy", "train loss"]
+    assert hparams == {"model.norm": ["batch", "layer", "none"], "seed": [0.0, 1.0]}
+
+
 @pytest.mark.parametrize("command", ["run", "validate"])
 def test_tensorboard_missing_fails_before_the_run_folder(tmp_path, monkeypatch, command):
     from normbench import checks
