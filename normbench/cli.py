@@ -590,6 +590,10 @@ def export_mlflow(paths, tracking_uri, experiment):
     res = export_runs(paths, tracking_uri, experiment)
     click.echo(f"exported {len(res.added)} run(s) to {res.tracking_uri} (experiment {res.experiment}); "
                f"{len(res.present)} already there, {len(res.unfinished)} not finished")
+    if res.ui_url:
+        serve = "" if res.tracking_uri.startswith(("http://", "https://")) else \
+            f" (after: mlflow ui --backend-store-uri {res.tracking_uri})"
+        click.echo(f"runs table: {res.ui_url}{serve}")
 
 
 def _sweep_report(members) -> None:

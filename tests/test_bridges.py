@@ -234,6 +234,47 @@ def test_mlflow_export_reads_back_with_mlflowclient(runs, mlflow_store):
         assert json.loads(summary_copy.read_text()) == s
 
 
+def test_mlflow_runs_read_as_the_comparison(runs, mlflow_store):
+    """What MLflow's runs table and charts show: run names that say norm and seed, the
+    summary's constants as params (not one-point metric charts), per-epoch timestamps
+    from the run's own epoch times, a training experiment, and the address of its runs
+    table printed by the export."""
+    from mlflow.tracking import MlflowClient
+
+    from normbench.frames import run_name
+
+    uri, output = mlflow_store
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("bridges")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # not MLflow 3's GenAI view
+    assert output.splitlines()[-1] == (f"runs table: http://127.0.0.1:5000/#/experiments/{exp.experiment_id}/runs "
+                                       f"(after: mlflow ui --backend-store-uri {uri})")
+    got = {mr.data.tags["normbench.run_id"]: mr for mr in client.search_runs([exp.experiment_id])}
+    names = set()
+    for key in ("tb", "plain"):
+        run_dir = runs[key]
+        mr, s = got[run_name(run_dir)], runfolder.read_summary(run_dir)
+        names.add(mr.info.run_name)
+        # seed is all that varies between the two runs (output.* is not a setting)
+        assert mr.info.run_name == f"norm=none, seed={s['seed']}"
+        p, m = mr.data.params, mr.data.metrics
+        for k in ("n_train", "n_val", "n_test", "params", "steps_per_epoch", "epochs", "epochs_completed"):
+            assert p[k] == str(s[k]) and k not in m, k
+        assert p["versions.keras"] == s["versions"]["keras"] and "versions" not in p
+        for k in ("test_accuracy", "test_loss", "best_val_accuracy", "wall_seconds", "mean_epoch_seconds"):
+            assert m[k] == pytest.approx(s[k]) and k not in p, k
+        rows = runfolder.read_history(run_dir)
+        history = client.get_metric_history(mr.info.run_id, "val_accuracy")
+        start = mr.info.start_time
+        want, elapsed = [], 0.0
+        for r in rows:
+            elapsed += float(r["epoch_seconds"])
+            want.append(start + int(elapsed * 1000))
+        assert [h.timestamp for h in history] == want
+        assert len(set(want)) == len(want)  # each epoch at its own time, not all at the end
+    assert len(names) == 2
+
+
 def test_mlflow_export_twice_adds_nothing(runs, mlflow_store):
     from mlflow.tracking import MlflowClient
 
