@@ -414,3 +414,38 @@ def test_progress_line_is_live_on_a_terminal_only():
         p.close()
     assert log.getvalue() == "[1/2 done] completed a\n"  # CI and log files: the permanent lines only
     assert tty.getvalue() == "sweep: 0/2 done\r\x1b[2K[1/2 done] completed a\nsweep: 1/2 done\r\x1b[2K"
+
+
+# ----------------------------------------------------------------------------- Optuna
+
+
+def test_optuna_db_names_the_metric_and_each_trials_runs(tmp_path):
+    """optuna.db read back with Optuna itself (as optuna-dashboard reads it): each study's
+    objective is named by the tune's --select, and each trial carries its run folders and
+    seeds. The stand-in trainer (tests/tunefake.py) completes members at once."""
+    optuna = pytest.importorskip("optuna")
+    from conftest import write_config
+    from normbench import tune
+    from tunefake import FakeTrainer
+
+    cfg = write_config(tmp_path / "c.yaml")
+    spec = tune.load_spec(str(cfg), "model.norm=batch,none", [], output=str(tmp_path / "r"), trials=3,
+                          ranges=["train.learning_rate=0.0001:0.1:log"])
+    assert tune.run_tune(spec, executor=FakeTrainer(), jobs=4, echo=lambda s: None).failures == []
+    folder = tmp_path / "r" / spec.cfg.name
+    storage = f"sqlite:///{folder / 'optuna.db'}"
+    for norm in ("batch", "none"):
+        study = optuna.load_study(study_name=f"model.norm={norm}", storage=storage)
+        assert study.metric_names == ["best_val_accuracy"]
+        assert len(study.trials) == 3
+        for t in study.trials:
+            folders = t.user_attrs["normbench.run_folders"]
+            assert t.user_attrs["normbench.seeds"] == [0, 1]  # the tuning seeds
+            assert len(folders) == 2
+            for f in folders:  # each a run folder of this norm at this trial's point, as run
+                role = runfolder.read_role(folder / f)
+                s = runfolder.read_summary(folder / f)
+                assert role["role"] == "tuning" and s["norm"] == norm and s["status"] == "completed"
+            lr = t.user_attrs["normbench.point"]["train.learning_rate"]
+            assert lr == pytest.approx(t.params["train.learning_rate"], rel=1e-2)
+            assert all(f"learning_rate={lr:g}" in f or f"learning_rate={lr}" in f for f in folders), (lr, folders)
