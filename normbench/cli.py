@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from normbench import NormbenchError, __version__, one_line
-from normbench.listing import STATUSES
+from normbench.listing import FORMATS as LS_FORMATS, STATUSES
 from normbench.metrics import LEVEL_TEXT
 from normbench.plots import BANDS
 from normbench.results import METRICS
@@ -545,7 +545,9 @@ def tune(config, per, grid, trials, ranges, tune_seeds, confirm_seeds, select, m
 @_paths
 @click.option("--status", "statuses", multiple=True, type=click.Choice(list(STATUSES)),
               help="Only runs with this status (repeatable).")
-def ls_cmd(paths, statuses):
+@click.option("--format", "fmt", type=click.Choice(list(LS_FORMATS)), default="table", show_default=True,
+              help="table for reading; json (an array of records) or csv for scripts (docs/bridges.md).")
+def ls_cmd(paths, statuses, fmt):
     """List run folders: id, status, norm, seed, test accuracy, epochs done/total, age.
 
     Age is the time since the run last wrote a file, so a run that stopped long ago
@@ -560,8 +562,8 @@ def ls_cmd(paths, statuses):
 
     rows = listing.entries(paths, statuses)
     base = Path(paths[0]).expanduser() if len(paths) == 1 and Path(paths[0]).is_dir() else None
-    click.echo(listing.format_entries(rows, base), nl=False)
-    if not rows:
+    click.echo(listing.format_entries(rows, base, fmt), nl=False)
+    if not rows and fmt == "table":
         click.echo(f"no run with status {', '.join(statuses)}", err=True)
 
 

@@ -449,3 +449,63 @@ def test_optuna_db_names_the_metric_and_each_trials_runs(tmp_path):
             lr = t.user_attrs["normbench.point"]["train.learning_rate"]
             assert lr == pytest.approx(t.params["train.learning_rate"], rel=1e-2)
             assert all(f"learning_rate={lr:g}" in f or f"learning_rate={lr}" in f for f in folders), (lr, folders)
+
+
+# ----------------------------------------------------------------------------- formats for papers and scripts
+
+
+def _three_norms(root: Path) -> Path:
+    from conftest import write_run
+
+    for norm, base in (("batch", 0.80), ("layer", 0.70), ("none", 0.60)):
+        for seed in range(3):
+            write_run(root, seed=seed, norm=norm, test_accuracy=base + 0.01 * seed, name="study_x",
+                      run_id=f"{norm}_{seed}")
+    write_run(root, seed=5, norm="none", summary=False, name="study_x", run_id="killed")
+    return root
+
+
+def test_compare_latex_is_one_booktabs_table_per_section_with_compares_numbers(tmp_path):
+    import io
+
+    import pandas as pd
+
+    root = _three_norms(tmp_path / "r")
+    r = cli("compare", root, "--format", "latex")
+    assert r.exit_code == 0, r.output
+    tex = r.stdout  # the note on the unfinished run goes to stderr
+    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 1
+    assert r"\caption{imdb\_rnn on synthetic\_imdb: 9 runs in 3 groups" not in tex  # the section is the CNN's
+    assert r"\caption{cifar10\_cnn on synthetic\_cifar10: 9 runs in 3 groups: test\_accuracy" in tex
+    body = tex[tex.index(r"\midrule") + len(r"\midrule"):tex.index(r"\bottomrule")].strip().splitlines()
+    rows = [[c.strip() for c in line.removesuffix(r"\\").split("&")] for line in body]
+    csv_rows = pd.read_csv(io.StringIO(cli("compare", root, "--format", "csv").stdout))
+    assert [row[1] for row in rows] == list(csv_rows["model.norm"]) == ["batch", "layer", "none"]
+    for row, (_, g) in zip(rows, csv_rows.iterrows()):
+        assert row[3] == f"{g['test_accuracy_mean']:.4f} $\\pm$ {g['test_accuracy_std']:.4f}"
+    assert rows[1][5].startswith("$-$0.1000 [$-$")  # minus signs, not hyphens
+    assert tex.count(r"\item ") == 2  # a verdict per comparison with the best
+    assert "_" not in tex.replace(r"\_", "")  # every underscore escaped
+
+
+def test_ls_json_and_csv_load_into_pandas(tmp_path):
+    import io
+    import json
+
+    import pandas as pd
+
+    root = _three_norms(tmp_path / "r")
+    r = cli("ls", root, "--format", "json")
+    assert r.exit_code == 0, r.output
+    df = pd.DataFrame(json.loads(r.stdout))  # the line docs/bridges.md gives
+    assert len(df) == 10
+    assert list(df.columns) == ["run", "status", "norm", "seed", "test_accuracy", "epochs_done", "epochs_total",
+                                "age_seconds", "path"]
+    by = df.set_index("run")
+    assert by.loc["study_x/batch_2", "test_accuracy"] == pytest.approx(0.82)
+    assert by.loc["study_x/killed", "status"] == "unfinished" and pd.isna(by.loc["study_x/killed", "test_accuracy"])
+    csv_df = pd.read_csv(io.StringIO(cli("ls", root, "--format", "csv").stdout))
+    assert list(csv_df["run"]) == list(df["run"])
+    assert csv_df["test_accuracy"].tolist() == pytest.approx(df["test_accuracy"].tolist(), nan_ok=True)
+    r = cli("ls", root, "--status", "failed", "--format", "json")
+    assert r.exit_code == 0 and json.loads(r.stdout) == []  # no rows: still valid JSON, nothing else on stdout
