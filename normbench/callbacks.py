@@ -24,7 +24,8 @@ from normbench.signals import signals_deferred
 
 class EpochLog(keras.callbacks.Callback):
     """history.csv with CSVLogger's semantics (append + flush each epoch) but fixed
-    columns, epochs from 1, learning rate and epoch time; no per-batch work. On a
+    columns, epochs from 1, learning rate and epoch time; per batch only a clock read (the
+    step within the epoch goes to .progress once a second). On a
     resumed run it first drops rows past the epoch Keras restored, so every epoch
     appears exactly once (the row is written before the backup, so a crash between
     them leaves one extra row, never a missing one). Rows that do not parse (a line
@@ -52,6 +53,15 @@ class EpochLog(keras.callbacks.Callback):
             self._reconcile(epoch)
         self.t0 = time.perf_counter()
         self.val_seconds = 0.0
+        self.epoch, self._progress_at = epoch + 1, 0.0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        # the step within the epoch for a sweep's status line, at most once a second; a batch
+        # *begin* hook: Keras calls it anyway, with no logs to fetch from the device
+        now = time.monotonic()
+        if now - self._progress_at >= 1.0:
+            self._progress_at = now
+            runfolder.write_progress(self.run_dir, self.epoch, int(batch), self.params.get("steps"))
 
     def on_test_begin(self, logs=None):
         self.t_val = time.perf_counter()
@@ -80,6 +90,7 @@ class EpochLog(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if not self.reconciled:  # a resume after the last epoch: no epoch began
             self._reconcile(self.epochs)
+        runfolder.remove_progress(self.run_dir)
 
 
 class Backup(keras.callbacks.BackupAndRestore):

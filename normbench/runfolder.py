@@ -13,6 +13,7 @@ read and write run folders through it.
         .lock         held by the process training the run (runlock.py)
         role.json     a `normbench tune` member only: its ROLES role (`write_role`)
         command.txt   a sweep or tune member: the command line that created it (`write_command`)
+        .progress     while it trains: epoch and step, for a sweep's status line (`write_progress`)
 
 A folder without summary.json, or whose summary.json status is not "completed", is
 not a finished run. Error policy, for every reader: a missing file is "not there yet"
@@ -47,6 +48,7 @@ BACKUP = "backup"
 LOG = "log.txt"
 ROLE = "role.json"
 COMMAND = "command.txt"
+PROGRESS = ".progress"
 INDEX = "runs.csv"
 # folders under an output.dir that hold copies of run files, never runs: the walk that
 # finds run folders (results.find_run_dirs) does not enter them
@@ -77,6 +79,8 @@ FILES = {
     ROLE: "`normbench tune` members only: the run's role (ROLES) and how the tune chose, written before it trains",
     COMMAND: "`normbench sweep` and `tune` members: the command line that created the folder, one line, written with "
              "config.yaml (`normbench report` lists it under the commands that reproduce the study)",
+    PROGRESS: "while the run trains: its epoch and step within the epoch, rewritten at most once a second (a "
+              "sweep's live status line reads it); deleted when training ends. Local state, not a result",
 }
 
 # history.csv's columns, in file order -> what each holds
@@ -387,6 +391,33 @@ def write_role(run_dir, role: str, **info) -> None:
     if role not in ROLES:
         raise ValueError(f"role {role!r} not in runfolder.ROLES")
     write_atomic(Path(run_dir) / ROLE, json.dumps({"role": role, **info}, indent=2, sort_keys=True) + "\n")
+
+
+def write_progress(run_dir, epoch: int, step: int, steps: int | None) -> None:
+    """.progress: where training is within the run (replaced whole; no fsync: it is a hint)."""
+    d = Path(run_dir)
+    tmp = d / f".{PROGRESS}.tmp{os.getpid()}"
+    try:
+        tmp.write_text(json.dumps({"epoch": epoch, "step": step, "steps": steps}), encoding="utf-8")
+        os.replace(tmp, d / PROGRESS)
+    except OSError:  # a full disk must not stop training for a progress hint
+        tmp.unlink(missing_ok=True)
+
+
+def read_progress(run_dir) -> dict | None:
+    """{"epoch", "step", "steps"} of a run that is training, else None."""
+    try:
+        p = json.loads((Path(run_dir) / PROGRESS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return p if isinstance(p, dict) and isinstance(p.get("epoch"), int) and isinstance(p.get("step"), int) else None
+
+
+def remove_progress(run_dir) -> None:
+    try:
+        (Path(run_dir) / PROGRESS).unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 # The command line of this process as `normbench ...`, set by the CLI (cli.main) and

@@ -416,6 +416,83 @@ def test_progress_line_is_live_on_a_terminal_only():
     assert tty.getvalue() == "sweep: 0/2 done\r\x1b[2K[1/2 done] completed a\nsweep: 1/2 done\r\x1b[2K"
 
 
+def test_status_line_shows_steps_within_the_epoch_and_an_eta_that_moves(tmp_path):
+    """Two members running for 60 s, one of them 40 % into its 5 epochs (epoch 3, step
+    0 of 100 after 2 epochs) and the other no step yet; 3 left. The ETA is the running
+    member's time to go (60 / 0.4 - 60 = 90 s) plus the mean total time (150 s) for each
+    of the other 4, over 2 jobs; 30 s later, at step 50, it has shrunk."""
+    from conftest import write_config
+    from normbench import sweep as sw
+
+    members = sw.load_sweep(str(write_config(tmp_path / "c.yaml", train__epochs=5)), grid_items=["seed=0,1"],
+                            output=str(tmp_path / "r"))
+    a, b = members
+    runfolder.write_history(a.run_dir, [{"epoch": e, "loss": 1, "accuracy": 0.5, "val_loss": 1, "val_accuracy": 0.5,
+                                         "learning_rate": 0.001, "epoch_seconds": 30} for e in (1, 2)])
+    runfolder.write_progress(a.run_dir, 3, 0, 100)
+    running = {a.run_id: (a, None, 1000.0), b.run_id: (b, None, 1000.0)}
+    text = sw._status_text(0, 5, running, 3, [], 2, "", now=1060.0)
+    assert text == (f"sweep: 0/5 done, 2 running, 3 left, ETA {sw._duration((90 + 150 * 4) / 2)} | "
+                    f"{a.run_id} epoch 3/5 step 0/100, {b.run_id} epoch 0/5")
+    runfolder.write_progress(a.run_dir, 3, 50, 100)
+    later = sw._status_text(0, 5, running, 3, [], 2, "", now=1090.0)  # 2.5 epochs in 90 s: 180 s each
+    assert later.startswith(f"sweep: 0/5 done, 2 running, 3 left, ETA {sw._duration((90 + 180 * 4) / 2)} | ")
+    assert f"{a.run_id} epoch 3/5 step 50/100" in later
+
+
+def test_a_training_run_writes_its_step_and_removes_it_at_the_end(tmp_path):
+    """.progress during a real tiny run: each epoch's first step is written (at most once
+    a second after that), with Keras' steps per epoch; gone when training ends."""
+    import keras
+
+    from normbench import train
+
+    seen = []
+
+    class Spy(keras.callbacks.Callback):
+        def __init__(self, run_dir):
+            super().__init__()
+            self.run_dir = run_dir
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(runfolder.read_progress(self.run_dir))
+
+    out = tmp_path / "r"
+    with train.extra_callbacks(lambda ctx: Spy(ctx.run_dir)):
+        r = cli("run", CIFAR, "-q", *_sets(*TINY, "train.epochs=2", f"output.dir={out}"))
+    assert r.exit_code == 0, r.output
+    (run_dir,) = [c.parent for c in out.rglob(runfolder.CONFIG)]
+    steps = runfolder.read_summary(run_dir)["steps_per_epoch"]
+    assert [p["epoch"] for p in seen] == [1, 2] and {p["steps"] for p in seen} == {steps}
+    assert all(0 <= p["step"] < steps for p in seen)
+    assert not (run_dir / runfolder.PROGRESS).exists()
+
+
+def test_a_long_status_wraps_instead_of_being_cut():
+    import io
+
+    from normbench.progress import Progress, wrap
+
+    names = [f"study_cifar10_small_batch-norm={n}-bs=2-learning_rate=0.001-seed={s}" for n in ("batch", "group")
+             for s in range(2)]
+    text = "sweep: 0/8 done, 4 running, 4 left | " + ", ".join(f"{n} epoch 1/5 step 10/313" for n in names)
+    lines = wrap(text, 100)
+    assert len(lines) > 1 and all(len(ln) <= 100 for ln in lines)
+    assert " ".join(ln.strip() for ln in lines) == text  # every character kept: nothing cut
+    assert all(any(n in ln for ln in lines) for n in names)  # each group name whole, on one line
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty = Tty()
+    p = Progress(tty, every=0)
+    p.update("a " * 200)  # wider than any terminal
+    shown = tty.getvalue()
+    p.close()
+    assert tty.getvalue() == shown + "\r\x1b[2K" + "\x1b[1A\x1b[2K" * shown.count("\n")  # every line cleared
+
+
 # ----------------------------------------------------------------------------- Optuna
 
 
