@@ -305,3 +305,35 @@ def test_the_report_opens_offline_in_chromium(tmp_path, folder, figures):
     for f in seen["figures"]:  # each figure laid out at a readable size, with its lines and labels drawn
         assert f["w"] > 400 and f["h"] > 250 and f["lines"] > 20 and f["text"] > 5, f
     assert seen["json"] == "test_accuracy"
+
+
+def _make_reports_lines() -> list[tuple[str, list[str]]]:
+    """(study, extra report options) of each line of results/make_reports.sh."""
+    out = []
+    for line in (REPO / "results/make_reports.sh").read_text().splitlines():
+        if line.startswith("r "):
+            study, *extra = line.split()[1:]
+            out.append((study, extra))
+    return out
+
+
+def test_every_committed_study_has_a_current_report():
+    """Each study folder under results/study/ has its page in results/reports/, and each
+    page's embedded comparison is what compare says of those runs today (a page left
+    behind by a change to the runs or to compare fails here)."""
+    from normbench import results, tables
+    from normbench.runs import ROLE_KEY, with_role
+
+    lines = _make_reports_lines()
+    studies = sorted(p.name for p in (REPO / "results/study").iterdir() if p.is_dir())
+    assert sorted(study for study, _ in lines) == studies
+    for study, extra in lines:
+        page = REPO / "results/reports" / f"{study}.html"
+        assert page.exists(), f"{page}: run bash results/make_reports.sh"
+        within = tuple(extra[i + 1] for i, x in enumerate(extra) if x == "--within")
+        runs = results.load_runs([REPO / "results/study" / study])
+        role = "confirmation" if any(r.config.get(ROLE_KEY) == "confirmation" for r in runs) else None
+        comp = results.compare(with_role(runs, role), "test_accuracy", within)
+        want = tables.format_json(comp).replace(str(REPO) + "/", "")  # the pages name folders from the repository
+        got = json.loads(Page(page.read_text(encoding="utf-8")).json_text)
+        assert got == json.loads(want), study
