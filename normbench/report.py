@@ -217,7 +217,7 @@ def _method(runs: list[Run], comp, data: dict) -> dict:
     from normbench.results import not_grouped, short_fingerprint, show_value, varying_keys
 
     with_config = [r for r in runs if r.config]
-    varying = varying_keys(with_config)
+    varying = [k for k in varying_keys(with_config) if k != ROLE_KEY]  # a tune's roles: the Tuning section's
     varied = [(k, ", ".join(show_value(v) for v in _values(with_config, k))) for k in varying]
     keys: dict[str, None] = {}
     for r in with_config:
