@@ -283,7 +283,7 @@ def _status_text(done, total, running, left, durations, jobs, noted, now: float 
     share done (epochs and steps), and a member not started takes the mean of the finished
     ones and those estimates."""
     now = time.time() if now is None else now
-    places, to_go, totals = [], 0.0, list(durations)
+    places, to_go, totals, unknown = [], 0.0, list(durations), 0
     for m, _, started in running.values():
         place, share = _where(m)
         places.append(f"{m.run_id} {place}")
@@ -291,10 +291,11 @@ def _status_text(done, total, running, left, durations, jobs, noted, now: float 
             whole = (now - started) / share  # this member's time, start to end, at its pace so far
             totals.append(whole)
             to_go += max(0.0, whole - (now - started))
+        else:
+            unknown += 1  # no step yet: counted as a member to come
     eta = ""
     if totals:
         mean = sum(totals) / len(totals)
-        unknown = sum(1 for m, _, _ in running.values() if _where(m)[1] <= 0)
         eta = f", ETA {_duration((to_go + mean * (left + unknown)) / jobs)}"
     return (f"sweep: {done}/{total} done, {len(running)} running, {left} left{eta}{'; ' + noted if noted else ''}"
             f"{' | ' + ', '.join(places) if places else ''}")
