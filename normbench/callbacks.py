@@ -24,7 +24,8 @@ from normbench.signals import signals_deferred
 
 class EpochLog(keras.callbacks.Callback):
     """history.csv with CSVLogger's semantics (append + flush each epoch) but fixed
-    columns, epochs from 1, learning rate and epoch time; no per-batch work. On a
+    columns, epochs from 1, learning rate and epoch time; per batch only a clock read (the
+    step within the epoch goes to .progress once a second). On a
     resumed run it first drops rows past the epoch Keras restored, so every epoch
     appears exactly once (the row is written before the backup, so a crash between
     them leaves one extra row, never a missing one). Rows that do not parse (a line
@@ -52,6 +53,15 @@ class EpochLog(keras.callbacks.Callback):
             self._reconcile(epoch)
         self.t0 = time.perf_counter()
         self.val_seconds = 0.0
+        self.epoch, self._progress_at = epoch + 1, 0.0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        # the step within the epoch for a sweep's status line, at most once a second; a batch
+        # *begin* hook: Keras calls it anyway, with no logs to fetch from the device
+        now = time.monotonic()
+        if now - self._progress_at >= 1.0:
+            self._progress_at = now
+            runfolder.write_progress(self.run_dir, self.epoch, int(batch), self.params.get("steps"))
 
     def on_test_begin(self, logs=None):
         self.t_val = time.perf_counter()
@@ -80,6 +90,7 @@ class EpochLog(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if not self.reconciled:  # a resume after the last epoch: no epoch began
             self._reconcile(self.epochs)
+        runfolder.remove_progress(self.run_dir)
 
 
 class Backup(keras.callbacks.BackupAndRestore):
@@ -197,7 +208,7 @@ class TensorBoardLog(keras.callbacks.TensorBoard):
 
         out = {}
         for key, value in flatten(self.cfg.to_dict()).items():
-            if key.startswith(self.HPARAMS_SKIPPED):
+            if key.startswith(self.HPARAMS_SKIPPED) or key == "sweep":  # an empty sweep: section flattens to "{}"
                 continue
             out[key] = value if isinstance(value, (bool, int, float, str)) else str(value)
         return out
@@ -234,6 +245,68 @@ class TensorBoardLog(keras.callbacks.TensorBoard):
         with self._root_writer() as writer, writer.as_default():
             for name, value in values.items():
                 self.summary.scalar(name, value, step=step)
+        write_hparams_config(self.run_dir.parent)
+
+
+# TensorBoard's HParams table, headline first: these metric columns in this order (tag,
+# the sub-folder it is logged under, the column's title)
+HPARAMS_METRICS = (
+    ("test_accuracy", "", "test accuracy"),
+    ("epoch_accuracy", "validation", "validation accuracy"),
+    ("test_loss", "", "test loss"),
+    ("epoch_loss", "validation", "validation loss"),
+    ("epoch_accuracy", "train", "train accuracy"),
+    ("epoch_loss", "train", "train loss"),
+)
+HPARAMS_CONFIG = "events.out.tfevents.0.normbench-hparams"  # sorts first; replaced whole on each write
+
+
+def write_hparams_config(folder) -> Path | None:
+    """The HParams experiment config of the runs in `folder` (a sweep's or tune's folder,
+    <output.dir>/<name>/): the metric columns HPARAMS_METRICS, test accuracy first, and
+    only the config keys that vary between the runs (seed included; model.norm when
+    nothing varies), so TensorBoard's HParams table opens on the comparison rather than
+    on 35 settings of which most are constants. Every run folder that has a config.yaml
+    counts (a sweep creates them all before training), so each run's end writes the same
+    config; the file is replaced atomically. Written with tensorboard's record writer,
+    without TensorFlow. None when no run folder is there."""
+    import time
+
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.plugins.hparams import api as hp
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    from normbench import NormbenchError
+    from normbench.results import canonical, value_order, varying_keys
+    from normbench.runs import load_runs
+
+    folder = Path(folder)
+    try:
+        runs = [r for r in load_runs([folder]) if r.config]
+    except NormbenchError:
+        return None
+    if not runs:
+        return None
+    keys = [k for k in varying_keys(runs) if k != "role"]
+    seeds = {canonical(r.config.get("seed")) for r in runs}
+    keys = (keys or ["model.norm"]) + (["seed"] if len(seeds) > 1 else [])
+    params = []
+    for k in keys:
+        values = sorted({canonical(r.config.get(k)): r.config.get(k) for r in runs}.values(), key=value_order)
+        kinds = {type(v) for v in values}
+        if kinds <= {int, float} and int in kinds and float in kinds:
+            values = [float(v) for v in values]
+        elif not (len(kinds) == 1 and kinds <= {int, float, str, bool}):
+            values = [str(v) for v in values]
+        params.append(hp.HParam(k, hp.Discrete(values)))
+    metrics = [hp.Metric(tag, group=group or None, display_name=title) for tag, group, title in HPARAMS_METRICS]
+    pb = hp.hparams_config_pb(hparams=params, metrics=metrics, time_created_secs=time.time())
+    path = folder / HPARAMS_CONFIG
+    with atomic_file(path, "wb") as f:
+        writer = RecordWriter(f)
+        writer.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
+        writer.write(event_pb2.Event(wall_time=time.time(), step=0, summary=pb).SerializeToString())
+    return path
 
 
 def tensorboard(ctx: "Context"):

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from normbench import NormbenchError, __version__, one_line
-from normbench.listing import STATUSES
+from normbench.listing import FORMATS as LS_FORMATS, STATUSES
 from normbench.metrics import LEVEL_TEXT
 from normbench.plots import BANDS
 from normbench.results import METRICS
@@ -25,6 +25,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 class _Group(click.Group):
     """Every library error becomes `Error: <one line>` and exit status 1, no traceback."""
+
+    def main(self, args=None, *a, **kw):
+        # the command line as typed, for the command.txt of each folder a sweep or tune creates
+        from normbench import runfolder
+
+        runfolder.set_command_line(sys.argv[1:] if args is None else args)
+        return super().main(args, *a, **kw)
 
     def invoke(self, ctx):
         try:
@@ -270,8 +277,9 @@ def compare(paths, metric, fmt, output, plot_file, within, role):
 @click.option("--metric", default=None, help=f"With --vs: the metric on the y axis (default test_accuracy; for a tune's runs, its --select): {_METRIC_HELP}.")
 @click.option("--band", type=click.Choice(list(BANDS)), default="ci", show_default=True,
               help="Band (curves) or error bars (--vs): " + "; ".join(f"{k}: {v}" for k, v in BANDS.items()) + ".")
+@click.option("--log-loss", is_flag=True, help="Curves: the loss panel on a log scale.")
 @_level
-def plot(paths, output, param, metric, band):
+def plot(paths, output, param, metric, band, log_loss):
     """Plot runs: training curves per group, or a metric against a config key.
 
     \b
@@ -309,10 +317,41 @@ def plot(paths, output, param, metric, band):
         if res.confirmed:
             what += f", {res.confirmed} confirmation point{'s' * (res.confirmed != 1)}"
     else:
-        res = plots.plot_curves(runs, output, band=band)
+        res = plots.plot_curves(runs, output, band=band, log_loss=log_loss)
         what = f"{res.lines} group{'s' * (res.lines != 1)}"
     _note_excluded(res.excluded, res.collapsed)
     click.echo(f"wrote {res.path} ({what}, {res.runs} runs)")
+
+
+@main.command()
+@_paths
+@click.option("--output", "-o", "output", required=True, metavar="FILE", help="The page to write (.html).")
+@click.option("--metric", default="test_accuracy", show_default=True, help=f"Rank groups by this summary metric: {_METRIC_HELP}.")
+@click.option("--within", "within", metavar="KEY", multiple=True,
+              help="Rank separately for each value of this config key, as compare --within (repeatable).")
+@click.option("--title", metavar="TEXT", help="The page's title (default: the study names).")
+@click.option("--log-loss", is_flag=True, help="The loss panels on a log scale.")
+@_level
+def report(paths, output, metric, within, title, log_loss):
+    """One self-contained HTML page for a study, verdict first.
+
+    \b
+    The ranked table with its {level} intervals and verdicts, then the method (what
+    varied, what was held fixed, data, versions, host), the curves (mean, band and each
+    seed), each seed's final metric, for a `normbench tune` folder its tuning curves and
+    budget (the verdict then compares its confirmation runs), every run and the runs left
+    out, and the commands that reproduce it. Figures are inline SVG and compare's JSON
+    is embedded: the page requests nothing outside itself (docs/report.md).
+
+    \b
+    Example:  normbench report results/study/study_imdb -o study_imdb.html
+    """
+    from normbench.report import build_report
+
+    res = build_report(paths, output, metric, tuple(within), title, log_loss)
+    _note_excluded(res.excluded)
+    click.echo(f"wrote {res.path} ({res.bytes // 1024} KB: {len(res.sections)} section"
+               f"{'s' * (len(res.sections) != 1)}, {res.compared} runs compared, {res.figures} figures)")
 
 
 @main.command()
@@ -508,7 +547,9 @@ def tune(config, per, grid, trials, ranges, tune_seeds, confirm_seeds, select, m
 @_paths
 @click.option("--status", "statuses", multiple=True, type=click.Choice(list(STATUSES)),
               help="Only runs with this status (repeatable).")
-def ls_cmd(paths, statuses):
+@click.option("--format", "fmt", type=click.Choice(list(LS_FORMATS)), default="table", show_default=True,
+              help="table for reading; json (an array of records) or csv for scripts (docs/bridges.md).")
+def ls_cmd(paths, statuses, fmt):
     """List run folders: id, status, norm, seed, test accuracy, epochs done/total, age.
 
     Age is the time since the run last wrote a file, so a run that stopped long ago
@@ -523,8 +564,8 @@ def ls_cmd(paths, statuses):
 
     rows = listing.entries(paths, statuses)
     base = Path(paths[0]).expanduser() if len(paths) == 1 and Path(paths[0]).is_dir() else None
-    click.echo(listing.format_entries(rows, base), nl=False)
-    if not rows:
+    click.echo(listing.format_entries(rows, base, fmt), nl=False)
+    if not rows and fmt == "table":
         click.echo(f"no run with status {', '.join(statuses)}", err=True)
 
 
@@ -553,6 +594,10 @@ def export_mlflow(paths, tracking_uri, experiment):
     res = export_runs(paths, tracking_uri, experiment)
     click.echo(f"exported {len(res.added)} run(s) to {res.tracking_uri} (experiment {res.experiment}); "
                f"{len(res.present)} already there, {len(res.unfinished)} not finished")
+    if res.ui_url:
+        serve = "" if res.tracking_uri.startswith(("http://", "https://")) else \
+            f" (after: mlflow ui --backend-store-uri {res.tracking_uri})"
+        click.echo(f"runs table: {res.ui_url}{serve}")
 
 
 def _sweep_report(members) -> None:

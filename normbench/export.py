@@ -1,11 +1,17 @@
 """Replay finished run folders into MLflow (`normbench export mlflow`, docs/bridges.md).
 
-Each run folder becomes one MLflow run: parameters = the flattened resolved config (the
-same keys `normbench compare` groups by, defaults of old configs filled in), metrics =
-every history.csv column with step = the epoch (from 1), plus summary.json's figures
-(test_accuracy, test_loss, wall_seconds ...) at step = the epochs completed; tags = the
-status, normbench's run id and the run folder; artifacts = config.yaml, history.csv,
-summary.json. The run's start and end times are the run's own.
+Each run folder becomes one MLflow run named by what tells it apart ("norm=batch,
+seed=0", with the other config keys that vary among the runs exported): parameters = the
+flattened resolved config (the same keys `normbench compare` groups by, defaults of old
+configs filled in) and summary.json's constants (n_train, params, steps_per_epoch,
+versions.*, host.* ...: one value per run, not a one-point chart); metrics = every
+history.csv column with step = the epoch (from 1), each epoch's timestamp the run's start
+plus its epoch_seconds so far, plus summary.json's figures (metrics.SUMMARY: test
+accuracy, test loss, wall_seconds ...) at step = the epochs completed; tags = the status,
+normbench's run id and the run folder; artifacts = config.yaml, history.csv,
+summary.json. The run's start and end times are the run's own. A new experiment is
+tagged as a training experiment (mlflow.experimentKind), so MLflow 3's UI opens it on
+its runs table rather than its GenAI view; `Exported.ui_url` is that table's address.
 
 Exporting is idempotent: each MLflow run carries `normbench.run_id` (<name>/<run-id>)
 and `normbench.config_sha256` (of config.yaml), and a run folder already present in the
@@ -23,7 +29,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from normbench import NormbenchError, one_line, results, runfolder
+from normbench import NormbenchError, metrics, one_line, results, runfolder
 from normbench.frames import run_name
 
 FINISHED = ("completed", "diverged", "failed")  # a summary.json that no later process will change
@@ -32,6 +38,14 @@ DB = "mlflow.db"
 ARTIFACTS = runfolder.MLFLOW_ARTIFACTS  # results.find_run_dirs does not enter it
 TAG_ID, TAG_SHA, TAG_DONE = "normbench.run_id", "normbench.config_sha256", "normbench.exported"
 INSTALL = "mlflow: not installed; install it with: pip install 'normbench[mlflow]'"
+# summary.json figures that are metrics (the rest of its numbers are constants of the run: params)
+SUMMARY_METRICS = (*metrics.SUMMARY, "first_epoch_seconds")
+# summary.json keys that are neither: a tag, the run's times, or already a config param
+SUMMARY_SKIPPED = ("status", "run_id", "name", "model", "norm", "seed", "batch_size", "started_at", "finished_at",
+                   "error")
+# MLflow 3 opens an experiment in its GenAI view unless it is tagged as model training
+KIND_TAG, KIND_TRAINING = "mlflow.experimentKind", "custom_model_development"
+UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store
 
 
 @dataclass
@@ -41,6 +55,16 @@ class Exported:
     added: list = field(default_factory=list)  # run folders exported now
     present: list = field(default_factory=list)  # already in the experiment: skipped
     unfinished: list = field(default_factory=list)  # (folder, status): not finished, not exported
+    experiment_id: str | None = None
+
+    @property
+    def ui_url(self) -> str | None:
+        """The experiment's runs table (MLflow 3's training view): under `mlflow ui` for a
+        local store, under the server itself for an http(s) tracking URI."""
+        if self.experiment_id is None:
+            return None
+        base = self.tracking_uri.rstrip("/") if self.tracking_uri.startswith(("http://", "https://")) else UI
+        return f"{base}/#/experiments/{self.experiment_id}/runs"
 
 
 def default_tracking_uri(run_dir: Path) -> str:
@@ -70,6 +94,13 @@ def _number(value) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(float(value)) else None
+
+
+def _float(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
 
 
 def _sha(run_dir: Path) -> str:
@@ -111,9 +142,14 @@ def _export(paths, tracking_uri, experiment, MlflowClient, Metric, Param, RunTag
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         where = _sqlite_dir(out.tracking_uri)  # artifacts beside a local database, not in the cwd
-        exp_id = client.create_experiment(experiment, artifact_location=(where / ARTIFACTS).as_uri() if where else None)
+        exp_id = client.create_experiment(experiment, artifact_location=(where / ARTIFACTS).as_uri() if where else None,
+                                          tags={KIND_TAG: KIND_TRAINING})
     else:
         exp_id = exp.experiment_id
+        if KIND_TAG not in exp.tags:  # an experiment an older export made: open it on its runs, too
+            client.set_experiment_tag(exp_id, KIND_TAG, KIND_TRAINING)
+    out.experiment_id = exp_id
+    keys = ["model.norm", *[k for k in results.varying_keys(finished) if k not in ("model.norm", "role")]]
     present, partial = set(), []
     for mr in _all_runs(client, exp_id):
         key = (mr.data.tags.get(TAG_ID), mr.data.tags.get(TAG_SHA))
@@ -131,7 +167,9 @@ def _export(paths, tracking_uri, experiment, MlflowClient, Metric, Param, RunTag
         if key in present:
             out.present.append(run.path)
             continue
-        _export_one(client, exp_id, run, key, Metric, Param, RunTag)
+        title = ", ".join(x for x in (results.label_of(run, [k for k in keys if k in run.config]),
+                                      f"seed={results.show_value(run.config.get('seed'))}") if x)
+        _export_one(client, exp_id, run, key, Metric, Param, RunTag, title)
         present.add(key)
         out.added.append(run.path)
     return out
@@ -147,27 +185,45 @@ def _all_runs(client, exp_id):
             return
 
 
-def _export_one(client, exp_id, run, key, Metric, Param, RunTag) -> None:
+def _summary_params(s: dict) -> dict:
+    """summary.json's constants as params: every value that is not a SUMMARY_METRICS figure
+    nor SUMMARY_SKIPPED; versions and host flattened to versions.* and host.*."""
+    out = {}
+    for k, v in s.items():
+        if k in SUMMARY_METRICS or k in SUMMARY_SKIPPED or v is None:
+            continue
+        if isinstance(v, dict):
+            out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+        else:
+            out[k] = v
+    return out
+
+
+def _export_one(client, exp_id, run, key, Metric, Param, RunTag, title: str) -> None:
     s = run.summary
     start, end = _ms(s.get("started_at")), _ms(s.get("finished_at"))
     tags = {TAG_ID: key[0], TAG_SHA: key[1], "normbench.status": run.status, "normbench.path": str(run.path)}
     if s.get("error"):
         tags["normbench.error"] = str(s["error"])[:5000]
-    mr = client.create_run(exp_id, start_time=start, tags=tags, run_name=key[0])
+    mr = client.create_run(exp_id, start_time=start, tags=tags, run_name=title)
     rid = mr.info.run_id
     t = end or start or 0
-    params = [Param(k, _param(v)[:6000]) for k, v in run.config.items()]
+    params = [Param(k, _param(v)[:6000]) for k, v in {**run.config, **_summary_params(s)}.items()]
     metrics = []
+    elapsed = 0.0  # the run's own clock: its start plus each epoch's seconds (resumed runs: their epochs' sum)
     for row in runfolder.read_history(run.path):
         if not runfolder.well_formed(row):
             continue
+        seconds = _number(_float(row.get("epoch_seconds")))
+        elapsed += seconds or 0.0
+        when = start + int(elapsed * 1000) if start is not None and seconds is not None else t
         for column in runfolder.HISTORY_COLUMNS[1:]:
             if row[column] not in ("", None) and math.isfinite(float(row[column])):
-                metrics.append(Metric(column, float(row[column]), t, int(row["epoch"])))
+                metrics.append(Metric(column, float(row[column]), when, int(row["epoch"])))
     last = int(s.get("epochs_completed") or 0)
-    for k, v in s.items():
-        if _number(v) is not None and k not in ("seed", "batch_size"):  # those two are params
-            metrics.append(Metric(k, _number(v), t, last))
+    for k in SUMMARY_METRICS:
+        if _number(s.get(k)) is not None:
+            metrics.append(Metric(k, _number(s[k]), t, last))
     for chunk in _chunks(params, 100):  # MLflow's per-request limits
         client.log_batch(rid, params=chunk)
     for chunk in _chunks(metrics, 1000):

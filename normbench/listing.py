@@ -71,9 +71,50 @@ def entries(paths, statuses=(), now: float | None = None) -> list[Entry]:
     return out
 
 
-def format_entries(rows: list[Entry], base: Path | None = None) -> str:
-    """A plain aligned table (run folders relative to `base`)."""
+def _record(e: Entry, base: Path | None) -> dict:
+    """One run as a flat record for scripts: numbers as numbers (null when absent)."""
+    try:
+        name = str(e.path.relative_to(base)) if base else str(e.path)
+    except ValueError:
+        name = str(e.path)
+    acc = None if e.test_accuracy is None or math.isnan(e.test_accuracy) else e.test_accuracy
+    return {"run": name or ".", "status": e.status, "norm": e.norm, "seed": e.seed, "test_accuracy": acc,
+            "epochs_done": e.epochs_done, "epochs_total": e.epochs_total,
+            "age_seconds": None if e.age_seconds is None else round(e.age_seconds, 1), "path": str(e.path)}
+
+
+def format_json(rows: list[Entry], base: Path | None = None) -> str:
+    """one JSON array of records (pandas: pd.read_json(io.StringIO(text)) or pd.DataFrame(json.loads(text)))"""
+    import json
+
+    return json.dumps([_record(e, base) for e in rows], indent=1) + "\n"
+
+
+def format_csv(rows: list[Entry], base: Path | None = None) -> str:
+    """CSV with a header row, the JSON records' columns (pandas: pd.read_csv)"""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    cols = list(_record(rows[0], base)) if rows else ["run", "status", "norm", "seed", "test_accuracy", "epochs_done",
+                                                        "epochs_total", "age_seconds", "path"]
+    w = csv.DictWriter(buf, cols, lineterminator="\n")
+    w.writeheader()
+    for e in rows:
+        w.writerow({k: "" if v is None else v for k, v in _record(e, base).items()})
+    return buf.getvalue()
+
+
+def format_entries(rows: list[Entry], base: Path | None = None, fmt: str = "table") -> str:
+    """The rows in format `fmt` (a FORMATS name); "table": a plain aligned table (run
+    folders relative to `base`)."""
+    if fmt != "table":
+        return FORMATS[fmt](rows, base)
     cells = [HEADER, *(e.cells(base) for e in rows)]
     widths = [max(len(c[i]) for c in cells) for i in range(len(HEADER))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
     return "\n".join(lines) + "\n"
+
+
+# ls --format: name -> formatter(rows, base) (the table is format_entries' own)
+FORMATS = {"table": None, "json": format_json, "csv": format_csv}

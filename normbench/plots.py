@@ -117,9 +117,35 @@ def _colors(n):
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def plot_curves(runs: list[Run], out, title: str | None = None, band: str = "ci") -> PlotResult:
+def draw_seeds_and_mean(ax, histories: list[list[tuple]], col: str, color, band: str = "ci", label=None,
+                        style: str = "-", alpha: float = 0.18, seeds: bool = True) -> None:
+    """One group's history column on `ax`: each seed as a thin line (so 3 seeds read as 3
+    runs, not as a band), the mean over seeds (thick, markers) and its band (BANDS[band],
+    clipped to the column's bounds). `histories`: each run's _history rows."""
+    import numpy as np
+
+    i = HISTORY_NEEDED.index(col)
+    if seeds and len(histories) > 1:
+        for rows in histories:
+            pts = sorted((row[0], row[i]) for row in rows if not math.isnan(row[0]))
+            if pts:
+                ax.plot(*zip(*pts), style, color=color, linewidth=0.7, alpha=0.45)
+    per_epoch = _per_epoch([row for rows in histories for row in rows])
+    ep = np.array(sorted(per_epoch))
+    if not len(ep):
+        return
+    m, lo, hi, _ = np.array([_band([row[i] for row in per_epoch[e]], band, _bounds(col)) for e in ep]).T
+    ax.plot(ep, m, style, color=color, marker="o", markersize=3.5, linewidth=2.0, label=label)
+    if len(histories) > 1:
+        ax.fill_between(ep, lo, hi, color=color, alpha=alpha, linewidth=0)
+
+
+def plot_curves(runs: list[Run], out, title: str | None = None, band: str = "ci", log_loss: bool = False,
+                seeds: bool = True) -> PlotResult:
     """Accuracy and loss per epoch, one colour per group: train dashed, validation solid,
-    mean over the group's runs with a shaded band (BANDS[band]; accuracy clipped to [0, 1])."""
+    mean over the group's runs with a shaded band (BANDS[band]; accuracy clipped to [0, 1]),
+    and each seed's validation curve as a thin line (`seeds`). `log_loss`: the loss panel
+    on a log scale (losses that fall by orders of magnitude, or one group far above)."""
     check_band(band)
     import numpy as np
     from matplotlib.lines import Line2D
@@ -142,20 +168,20 @@ def plot_curves(runs: list[Run], out, title: str | None = None, band: str = "ci"
         # far as each band is added (quadratic in the groups); the limits are computed once, at draw
         ax.set_autoscale_on(False)
     for gi, g in comp.groups.iterrows():
-        per_epoch = _per_epoch([row for p in g["runs"] for row in _history(by_path[p])])
-        ep = np.array(sorted(per_epoch))
+        hists = [_history(by_path[p]) for p in g["runs"]]
         c = colors[gi]
         for col, ax, style, alpha in (("accuracy", ax_acc, "--", 0.08), ("val_accuracy", ax_acc, "-", 0.18),
                                       ("loss", ax_loss, "--", 0.08), ("val_loss", ax_loss, "-", 0.18)):
-            i = HISTORY_NEEDED.index(col)
-            m, lo, hi, _ = np.array([_band([row[i] for row in per_epoch[e]], band, _bounds(col)) for e in ep]).T
-            ax.plot(ep, m, style, color=c, marker="o", markersize=3.5, linewidth=1.8)
-            if len(g["runs"]) > 1:
-                ax.fill_between(ep, lo, hi, color=c, alpha=alpha, linewidth=0)
+            # thin per-seed lines for validation only: train's would double the lines
+            draw_seeds_and_mean(ax, hists, col, c, band, style=style, alpha=alpha, seeds=seeds and col.startswith("val_"))
         handles.append(Line2D([], [], color=c, linewidth=2.5, label=f"{g['label'] or 'all runs'} (n={g['n']})"))
     for ax in (ax_acc, ax_loss):
         ax.autoscale(enable=True)
+    if log_loss:
+        ax_loss.set_yscale("log")
     handles += [
+        *([Line2D([], [], color="0.3", linewidth=0.7, alpha=0.6, label="thin: each seed (validation)")]
+          if seeds and len(comp.runs) > len(comp.groups) else []),
         Line2D([], [], color="0.3", linestyle="-", label="validation"),
         Line2D([], [], color="0.3", linestyle="--", label="train"),
         Patch(color="0.3", alpha=0.2, label=f"band: {BANDS[band]}"),
@@ -163,7 +189,7 @@ def plot_curves(runs: list[Run], out, title: str | None = None, band: str = "ci"
     for ax, name in ((ax_acc, "accuracy"), (ax_loss, "loss")):
         ax.set_title(name.capitalize())
         ax.set_xlabel("epoch")
-        ax.set_ylabel(name)
+        ax.set_ylabel(name + (" (log scale)" if log_loss and name == "loss" else ""))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     fig.legend(handles=handles, loc="outside right upper", fontsize=9, frameon=False)
@@ -192,9 +218,9 @@ def _tune_parts(runs: list[Run]):
     return tuning, confirmation, info
 
 
-def _selected_points(tuning: list[Run], info: dict) -> list[tuple[Run, dict]]:
+def _selected_points(tuning: list[Run], info: dict, confirmation: list[Run] = ()) -> list[tuple[Run, dict]]:
     """normbench.tune.select over these tuning runs, as the tune chose: (a run of each
-    chosen cell, its point)."""
+    chosen cell, its point); on a tie, the tied point with confirmation runs."""
     from normbench import tune
 
     per, grid_keys = info.get("per", "model.norm"), [k for k in info.get("grid", []) if k != "seed"]
@@ -207,14 +233,21 @@ def _selected_points(tuning: list[Run], info: dict) -> list[tuple[Run, dict]]:
     spec = tune.TuneSpec(None, per, values(per), {k: values(k) for k in grid_keys},
                          info.get("tune_seeds") or sorted({r.config.get("seed") for r in tuning}), [], info["select"])
     sel = tune.select([tune.Record(r.path, r.config, tune.view_of(r.summary)) for r in tuning], spec)
+
+    def at(rs, per_value, point):
+        return [r for r in rs if canonical(r.config.get(per)) == canonical(per_value)
+                and all(canonical(r.config.get(k)) == canonical(v) for k, v in point.items())]
+
     out = []
     for ch in sel.choices:
         if ch.cell is None:
             continue
-        run = next((r for r in tuning if canonical(r.config.get(per)) == canonical(ch.per)
-                    and all(canonical(r.config.get(k)) == canonical(v) for k, v in ch.cell.point.items())), None)
+        # of tied points, the one the tune chose is the one its confirmation runs ran at (the
+        # grid order that broke the tie is the command line's, which the folders do not keep)
+        cell = next((c for c in [ch.cell, *ch.ties] if at(confirmation, ch.per, c.point)), ch.cell)
+        run = next(iter(at(tuning, ch.per, cell.point)), None)
         if run is not None:
-            out.append((run, ch.cell.point))
+            out.append((run, cell.point))
     return out
 
 
@@ -244,6 +277,11 @@ def plot_vs(runs: list[Run], param: str, out, metric: str | None = None, band: s
     if not any(param in r.config for r in done):
         keys = vary or [k for k in _param_keys(done) if not not_grouped(k)]
         raise NormbenchError(f"--vs {param}: no such config key in these runs; use a dotted key such as: {', '.join(keys)}")
+    if not_grouped(param):
+        what = ("the replicate key: runs that differ only in seed are one group, and their spread is the error bar"
+                if param == "seed" else "not what was trained (compare pools runs over it)")
+        others = f"plot against a key that varies: {', '.join(vary)}" if vary else "no config key varies between these runs"
+        raise NormbenchError(f"--vs {param}: {param} is {what}; {others}")
     if param not in vary:
         others = f"pick one that varies: {', '.join(vary)}" if vary else "no config key varies between these runs"
         raise NormbenchError(f"--vs {param}: every run has {param}={show_value(done[0].config.get(param))}, "
@@ -309,7 +347,7 @@ def plot_vs(runs: list[Run], param: str, out, metric: str | None = None, band: s
         ax.plot(x[one], m[one], "o", markerfacecolor="white", markeredgecolor=colors[i], markersize=7, markeredgewidth=1.8)
     marked = confirmed = 0
     if info is not None and param in info.get("grid", []):
-        for run, point in _selected_points(tuning, info):
+        for run, point in _selected_points(tuning, info, confirmation):
             name, xk = line_of(run, short_fingerprint(run.fingerprint)), canonical(point[param])
             if name not in plotted or xk not in pos:
                 continue
@@ -359,7 +397,8 @@ def plot_vs(runs: list[Run], param: str, out, metric: str | None = None, band: s
         handles.append(Line2D([], [], linestyle="none", marker="D", color="0.5", markeredgecolor="black", markersize=7,
                               label="confirmation runs at the selected point (fresh seeds)"))
     ax.legend(handles=handles, fontsize=9, loc="best")
-    return PlotResult(_save(fig, out), len(lines), len(comp.runs), comp.excluded, log, comp.collapsed, single,
+    return PlotResult(_save(fig, out) if out is not None else None, len(lines), len(comp.runs), comp.excluded, log,
+                      comp.collapsed, single,
                       sum(len(d) for _, d in diverged.values()), marked, confirmed, figure=fig)
 
 

@@ -12,6 +12,8 @@ read and write run folders through it.
         log.txt       a sweep member's output (local executor)
         .lock         held by the process training the run (runlock.py)
         role.json     a `normbench tune` member only: its ROLES role (`write_role`)
+        command.txt   a sweep or tune member: the command line that created it (`write_command`)
+        .progress     while it trains: epoch and step, for a sweep's status line (`write_progress`)
 
 A folder without summary.json, or whose summary.json status is not "completed", is
 not a finished run. Error policy, for every reader: a missing file is "not there yet"
@@ -45,6 +47,8 @@ SUMMARY = "summary.json"
 BACKUP = "backup"
 LOG = "log.txt"
 ROLE = "role.json"
+COMMAND = "command.txt"
+PROGRESS = ".progress"
 INDEX = "runs.csv"
 # folders under an output.dir that hold copies of run files, never runs: the walk that
 # finds run folders (results.find_run_dirs) does not enter them
@@ -73,6 +77,10 @@ FILES = {
     LOG: "a sweep member's console output (local executor)",
     LOCK: "held by the process training the run (one owner at a time; normbench/runlock.py)",
     ROLE: "`normbench tune` members only: the run's role (ROLES) and how the tune chose, written before it trains",
+    COMMAND: "`normbench sweep` and `tune` members: the command line that created the folder, one line, written with "
+             "config.yaml (`normbench report` lists it under the commands that reproduce the study)",
+    PROGRESS: "while the run trains: its epoch and step within the epoch, rewritten at most once a second (a "
+              "sweep's live status line reads it); deleted when training ends. Local state, not a result",
 }
 
 # history.csv's columns, in file order -> what each holds
@@ -385,6 +393,62 @@ def write_role(run_dir, role: str, **info) -> None:
     if role not in ROLES:
         raise ValueError(f"role {role!r} not in runfolder.ROLES")
     write_atomic(Path(run_dir) / ROLE, json.dumps({"role": role, **info}, indent=2, sort_keys=True) + "\n")
+
+
+def write_progress(run_dir, epoch: int, step: int, steps: int | None) -> None:
+    """.progress: where training is within the run (replaced whole; no fsync: it is a hint)."""
+    d = Path(run_dir)
+    tmp = d / f".{PROGRESS}.tmp{os.getpid()}"
+    try:
+        tmp.write_text(json.dumps({"epoch": epoch, "step": step, "steps": steps}), encoding="utf-8")
+        os.replace(tmp, d / PROGRESS)
+    except OSError:  # a full disk must not stop training for a progress hint
+        tmp.unlink(missing_ok=True)
+
+
+def read_progress(run_dir) -> dict | None:
+    """{"epoch", "step", "steps"} of a run that is training, else None."""
+    try:
+        p = json.loads((Path(run_dir) / PROGRESS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return p if isinstance(p, dict) and isinstance(p.get("epoch"), int) and isinstance(p.get("step"), int) else None
+
+
+def remove_progress(run_dir) -> None:
+    try:
+        (Path(run_dir) / PROGRESS).unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+# The command line of this process as `normbench ...`, set by the CLI (cli.main) and
+# written into each folder a sweep or tune creates; None when normbench runs as a library.
+_command_line: str | None = None
+
+
+def set_command_line(args) -> None:
+    """Record this process's command (the CLI's arguments, without the program name)."""
+    import shlex
+
+    global _command_line
+    _command_line = shlex.join(["normbench", *map(str, args)])
+
+
+def write_command(run_dir) -> None:
+    """command.txt: the command line that created the folder, when the CLI recorded one."""
+    if _command_line is not None:
+        write_atomic(Path(run_dir) / COMMAND, _command_line + "\n")
+
+
+def read_command(run_dir) -> str | None:
+    """The command.txt line of a run folder; None when it has none (made before it was
+    recorded, by `normbench run`, or through the library) or it cannot be read."""
+    try:
+        text = (Path(run_dir) / COMMAND).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text or None
 
 
 def read_role(run_dir) -> dict | None:

@@ -141,6 +141,7 @@ def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = Non
             except OSError as e:
                 raise NormbenchError(f"output.dir: cannot create {run_dir} ({e.strerror}); choose a writable folder") from None
             runfolder.write_config(run_dir, dump_yaml(c))
+            runfolder.write_command(run_dir)
         members.append(Member(rid, c, run_dir))
     return members
 
@@ -267,12 +268,37 @@ def run_sweep(members: list[Member], *, jobs: int = 1, executor: Executor | None
     return failures
 
 
-def _status_text(done, total, running, left, durations, jobs, noted) -> str:
-    """The live status line: counts, ETA, each running member's epochs so far."""
-    eta = f", ETA {_duration(sum(durations) / len(durations) * (left + len(running)) / jobs)}" if durations else ""
-    now = [f"{m.run_id} epoch {runfolder.count_epochs(m.run_dir)}/{m.config.train.epochs}" for m, _, _ in running.values()]
+def _where(m: Member) -> tuple[str, float]:
+    """A running member's place ("epoch 2/5 step 120/313") and the share of its epochs done."""
+    epochs, done = m.config.train.epochs, runfolder.count_epochs(m.run_dir)
+    p = runfolder.read_progress(m.run_dir)
+    if p and p["epoch"] == done + 1 and p.get("steps"):
+        return f"epoch {p['epoch']}/{epochs} step {p['step']}/{p['steps']}", (done + p["step"] / p["steps"]) / epochs
+    return f"epoch {done}/{epochs}", done / epochs if epochs else 0.0
+
+
+def _status_text(done, total, running, left, durations, jobs, noted, now: float | None = None) -> str:
+    """The live status line: counts, ETA, each running member's epoch and step. The ETA
+    moves with the running members: each one's time to go is its elapsed time over its
+    share done (epochs and steps), and a member not started takes the mean of the finished
+    ones and those estimates."""
+    now = time.time() if now is None else now
+    places, to_go, totals, unknown = [], 0.0, list(durations), 0
+    for m, _, started in running.values():
+        place, share = _where(m)
+        places.append(f"{m.run_id} {place}")
+        if share > 0:
+            whole = (now - started) / share  # this member's time, start to end, at its pace so far
+            totals.append(whole)
+            to_go += max(0.0, whole - (now - started))
+        else:
+            unknown += 1  # no step yet: counted as a member to come
+    eta = ""
+    if totals:
+        mean = sum(totals) / len(totals)
+        eta = f", ETA {_duration((to_go + mean * (left + unknown)) / jobs)}"
     return (f"sweep: {done}/{total} done, {len(running)} running, {left} left{eta}{'; ' + noted if noted else ''}"
-            f"{' | ' + ', '.join(now) if now else ''}")
+            f"{' | ' + ', '.join(places) if places else ''}")
 
 
 def _stop(executor: Executor, running: dict) -> None:

@@ -201,6 +201,37 @@ def format_markdown(comp: Comparison) -> str:
     return "\n".join(parts) + "\n"
 
 
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _tex(text) -> str:
+    """Plain text as LaTeX: its special characters escaped, ± and the minus sign as math."""
+    out = "".join(_LATEX_SPECIAL.get(c, c) for c in str(text))
+    out = re.sub(r"(?<![\w.])-(?=\d)", "$-$", out)  # a minus sign, not a hyphen
+    return out.replace("±", r"$\pm$").replace("−", "$-$")
+
+
+def format_latex(comp: Comparison) -> str:
+    """LaTeX for a paper: per section a booktabs table of the metric (mean ± std, interval, vs best, g, Holm p) and its verdicts"""
+    parts = [f"% normbench compare: {_tex(_legend(comp)[0])}", "% needs \\usepackage{booktabs}"]
+    for name, sec in _sections(comp):
+        h1, r1, _, _ = _section_cells(comp, sec)
+        keep = [i for i, h in enumerate(h1) if h != "p"]  # Welch's p: the Holm-adjusted one is reported
+        head, rows = [h1[i] for i in keep], [[r[i] for i in keep] for r in r1]
+        cols = "".join("r" if _NUMERIC.fullmatch(rows[-1][i]) else "l" for i in range(len(head)))
+        parts += ["", r"\begin{table}[t]", r"\centering", rf"\caption{{{_tex(_section_head(comp, name, sec))}: "
+                  rf"{_tex(comp.metric)}, mean $\pm$ sample std over seeds, {_tex(_PCT)} intervals, each group against "
+                  rf"the best (Welch; Holm-adjusted p).}}",
+                  rf"\begin{{tabular}}{{{cols}}}", r"\toprule", " & ".join(_tex(h) for h in head) + r" \\",
+                  r"\midrule", *(" & ".join(_tex(c) for c in row) + r" \\" for row in rows), r"\bottomrule",
+                  r"\end{tabular}", r"\end{table}"]
+        verdicts = _verdicts(sec)
+        if verdicts:
+            parts += ["", r"\begin{itemize}", *(rf"\item {_tex(v)}" for v in verdicts), r"\end{itemize}"]
+    return "\n".join(parts) + "\n"
+
+
 def format_csv(comp: Comparison) -> str:
     """the groups only, one numeric column per statistic, the verdict last"""
     return comp.groups.drop(columns=["runs", "seeds", "name"]).to_csv(index=False, lineterminator="\n")
@@ -270,4 +301,5 @@ FORMATS = {
     "csv": format_csv,
     "markdown": format_markdown,
     "json": format_json,
+    "latex": format_latex,
 }

@@ -611,6 +611,12 @@ def _studies(spec: TuneSpec, create: bool) -> dict:
         if create:
             out[_key(v)] = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
                                                direction="maximize" if METRICS[spec.select] else "minimize")
+            if out[_key(v)].metric_names is None:  # optuna-dashboard names the objective, not "Objective 0"
+                import warnings
+
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    out[_key(v)].set_metric_names([spec.select])
         else:
             try:
                 out[_key(v)] = optuna.load_study(study_name=name, storage=storage)
@@ -672,6 +678,21 @@ def _sampler(spec: TuneSpec, v, n: int):
     return TPESampler(seed=seed, n_startup_trials=min(10, max(2, spec.trials // 3)))
 
 
+def _label_trials(spec: TuneSpec, studies: dict, batch: list, members: list, trial_ids: dict) -> None:
+    """Each trial's run folders (relative to the tune folder) and seeds as user attributes,
+    before they train, so optuna-dashboard shows which normbench runs a trial is."""
+    import optuna
+
+    base = tune_dir(spec)
+    for v, number, point in batch:
+        mine = [m for m in members if _key(m.config.get(spec.per_key)) == _key(v)
+                and all(_key(m.config.get(k)) == _key(x) for k, x in point.items())]
+        trial = optuna.trial.Trial(studies[_key(v)], trial_ids[number, _key(v)])
+        trial.set_user_attr("normbench.run_folders", sorted(str(Path(m.run_dir).relative_to(base)) for m in mine))
+        trial.set_user_attr("normbench.seeds", sorted(m.config.seed for m in mine))
+        trial.set_user_attr("normbench.point", {k: point[k] for k in point})
+
+
 def run_search(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool = False, echo=print) -> list:
     """The tuning phase with --optuna: rounds of one trial per --per value (so every value
     has had the same number of trials at every moment) until each has spec.trials; each
@@ -685,6 +706,7 @@ def run_search(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool 
     studies = _studies(spec, create=True)
     dists = _distributions(spec)
     storage = _storage(tune_dir(spec) / STORAGE)
+    trial_ids: dict = {}  # (trial number, per value) -> Optuna's trial id (its user attributes are set by id)
     while True:
         batch = []  # (per value, trial number, point)
         for v in spec.per_values:
@@ -694,18 +716,20 @@ def run_search(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool 
                 continue
             running = [t for t in trials if t.state == TrialState.RUNNING]
             if running:
-                number, params = running[0].number, running[0].params
+                number, params, trial_id = running[0].number, running[0].params, running[0]._trial_id
             else:
                 asked = optuna.load_study(study_name=study_name(spec, v), storage=storage,
                                           sampler=_sampler(spec, v, len(trials))).ask(dists)
-                number, params = asked.number, asked.params
+                number, params, trial_id = asked.number, asked.params, asked._trial_id
             batch.append((v, number, point_of(spec, params)))
+            trial_ids[number, _key(v)] = trial_id
         if not batch:
             return []
         done = len(_finished(studies[_key(batch[0][0])]))
         echo(f"optuna: trial {done + 1} of {spec.trials} for " + "; ".join(
             f"{show_value(v)} at {_point_label(p)}" for v, _, p in batch))
         members = spec.members_at([(v, p) for v, _, p in batch])
+        _label_trials(spec, studies, batch, members, trial_ids)
         failures = sw.run_sweep(members, jobs=jobs, executor=executor, fail_fast=fail_fast, echo=echo)
         if failures:
             return failures

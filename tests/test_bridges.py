@@ -96,6 +96,47 @@ def test_tensorboard_has_every_epoch_once_and_the_hparams(runs):
     assert not [k for k in hp if k.startswith(("output.", "sweep."))]
 
 
+def _hparams_config(folder: Path):
+    """The HParams experiment config TensorBoard finds in `folder`, read with its own
+    reader and protos: ([metric titles in column order], {hparam: [values]})."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = _events(folder).PluginTagToContent("hparams")["_hparams_/experiment"]
+    exp = plugin_data_pb2.HParamsPluginData.FromString(content).experiment
+    hparams = {h.name: [getattr(v, v.WhichOneof("kind")) for v in h.domain_discrete.values] for h in exp.hparam_infos}
+    metrics = [(m.name.group, m.name.tag, m.display_name) for m in exp.metric_infos]
+    return metrics, hparams
+
+
+def test_the_hparams_table_opens_on_the_headline(runs, tmp_path):
+    """TensorBoard's HParams config: test accuracy, then validation accuracy, are the first
+    metric columns, and only the keys that vary are hparams (the sweep's empty section,
+    which leaked as "{}", and the constants are gone). The tiny run's own folder first,
+    then a sweep's folder of three norms x two seeds."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    from conftest import write_run
+    from normbench.callbacks import write_hparams_config
+
+    metrics, hparams = _hparams_config(runs["tb"].parent)  # written when the TensorBoard run ended
+    assert metrics[:2] == [("", "test_accuracy", "test accuracy"), ("validation", "epoch_accuracy", "validation accuracy")]
+    assert list(hparams) == ["model.norm"]  # one run, nothing varied yet: the norm alone
+    root = _events(runs["tb"])
+    info = plugin_data_pb2.HParamsPluginData.FromString(
+        root.PluginTagToContent("hparams")["_hparams_/session_start_info"]).session_start_info
+    assert "sweep" not in info.hparams and "{}" not in [v.string_value for v in info.hparams.values()]
+
+    study = tmp_path / "r"
+    for norm in ("batch", "layer", "none"):
+        for seed in (0, 1):
+            write_run(study, seed=seed, norm=norm, name="study", run_id=f"{norm}-{seed}")
+    write_hparams_config(study / "study")
+    metrics, hparams = _hparams_config(study / "study")
+    assert [title for _, _, title in metrics] == ["test accuracy", "validation accuracy", "test loss", "validation loss",
+                                                  "train accuracy", "train loss"]
+    assert hparams == {"model.norm": ["batch", "layer", "none"], "seed": [0.0, 1.0]}
+
+
 @pytest.mark.parametrize("command", ["run", "validate"])
 def test_tensorboard_missing_fails_before_the_run_folder(tmp_path, monkeypatch, command):
     from normbench import checks
@@ -191,6 +232,47 @@ def test_mlflow_export_reads_back_with_mlflowclient(runs, mlflow_store):
         assert sorted(a.path for a in client.list_artifacts(mr.info.run_id)) == ["config.yaml", "history.csv", "summary.json"]
         summary_copy = Path(client.download_artifacts(mr.info.run_id, "summary.json", str(run_dir.parent.parent.parent)))
         assert json.loads(summary_copy.read_text()) == s
+
+
+def test_mlflow_runs_read_as_the_comparison(runs, mlflow_store):
+    """What MLflow's runs table and charts show: run names that say norm and seed, the
+    summary's constants as params (not one-point metric charts), per-epoch timestamps
+    from the run's own epoch times, a training experiment, and the address of its runs
+    table printed by the export."""
+    from mlflow.tracking import MlflowClient
+
+    from normbench.frames import run_name
+
+    uri, output = mlflow_store
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("bridges")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # not MLflow 3's GenAI view
+    assert output.splitlines()[-1] == (f"runs table: http://127.0.0.1:5000/#/experiments/{exp.experiment_id}/runs "
+                                       f"(after: mlflow ui --backend-store-uri {uri})")
+    got = {mr.data.tags["normbench.run_id"]: mr for mr in client.search_runs([exp.experiment_id])}
+    names = set()
+    for key in ("tb", "plain"):
+        run_dir = runs[key]
+        mr, s = got[run_name(run_dir)], runfolder.read_summary(run_dir)
+        names.add(mr.info.run_name)
+        # seed is all that varies between the two runs (output.* is not a setting)
+        assert mr.info.run_name == f"norm=none, seed={s['seed']}"
+        p, m = mr.data.params, mr.data.metrics
+        for k in ("n_train", "n_val", "n_test", "params", "steps_per_epoch", "epochs", "epochs_completed"):
+            assert p[k] == str(s[k]) and k not in m, k
+        assert p["versions.keras"] == s["versions"]["keras"] and "versions" not in p
+        for k in ("test_accuracy", "test_loss", "best_val_accuracy", "wall_seconds", "mean_epoch_seconds"):
+            assert m[k] == pytest.approx(s[k]) and k not in p, k
+        rows = runfolder.read_history(run_dir)
+        history = client.get_metric_history(mr.info.run_id, "val_accuracy")
+        start = mr.info.start_time
+        want, elapsed = [], 0.0
+        for r in rows:
+            elapsed += float(r["epoch_seconds"])
+            want.append(start + int(elapsed * 1000))
+        assert [h.timestamp for h in history] == want
+        assert len(set(want)) == len(want)  # each epoch at its own time, not all at the end
+    assert len(names) == 2
 
 
 def test_mlflow_export_twice_adds_nothing(runs, mlflow_store):
@@ -332,3 +414,175 @@ def test_progress_line_is_live_on_a_terminal_only():
         p.close()
     assert log.getvalue() == "[1/2 done] completed a\n"  # CI and log files: the permanent lines only
     assert tty.getvalue() == "sweep: 0/2 done\r\x1b[2K[1/2 done] completed a\nsweep: 1/2 done\r\x1b[2K"
+
+
+def test_status_line_shows_steps_within_the_epoch_and_an_eta_that_moves(tmp_path):
+    """Two members running for 60 s, one of them 40 % into its 5 epochs (epoch 3, step
+    0 of 100 after 2 epochs) and the other no step yet; 3 left. The ETA is the running
+    member's time to go (60 / 0.4 - 60 = 90 s) plus the mean total time (150 s) for each
+    of the other 4, over 2 jobs; 30 s later, at step 50, it has shrunk."""
+    from conftest import write_config
+    from normbench import sweep as sw
+
+    members = sw.load_sweep(str(write_config(tmp_path / "c.yaml", train__epochs=5)), grid_items=["seed=0,1"],
+                            output=str(tmp_path / "r"))
+    a, b = members
+    runfolder.write_history(a.run_dir, [{"epoch": e, "loss": 1, "accuracy": 0.5, "val_loss": 1, "val_accuracy": 0.5,
+                                         "learning_rate": 0.001, "epoch_seconds": 30} for e in (1, 2)])
+    runfolder.write_progress(a.run_dir, 3, 0, 100)
+    running = {a.run_id: (a, None, 1000.0), b.run_id: (b, None, 1000.0)}
+    text = sw._status_text(0, 5, running, 3, [], 2, "", now=1060.0)
+    assert text == (f"sweep: 0/5 done, 2 running, 3 left, ETA {sw._duration((90 + 150 * 4) / 2)} | "
+                    f"{a.run_id} epoch 3/5 step 0/100, {b.run_id} epoch 0/5")
+    runfolder.write_progress(a.run_dir, 3, 50, 100)
+    later = sw._status_text(0, 5, running, 3, [], 2, "", now=1090.0)  # 2.5 epochs in 90 s: 180 s each
+    assert later.startswith(f"sweep: 0/5 done, 2 running, 3 left, ETA {sw._duration((90 + 180 * 4) / 2)} | ")
+    assert f"{a.run_id} epoch 3/5 step 50/100" in later
+
+
+def test_a_training_run_writes_its_step_and_removes_it_at_the_end(tmp_path):
+    """.progress during a real tiny run: each epoch's first step is written (at most once
+    a second after that), with Keras' steps per epoch; gone when training ends."""
+    import keras
+
+    from normbench import train
+
+    seen = []
+
+    class Spy(keras.callbacks.Callback):
+        def __init__(self, run_dir):
+            super().__init__()
+            self.run_dir = run_dir
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(runfolder.read_progress(self.run_dir))
+
+    out = tmp_path / "r"
+    with train.extra_callbacks(lambda ctx: Spy(ctx.run_dir)):
+        r = cli("run", CIFAR, "-q", *_sets(*TINY, "train.epochs=2", f"output.dir={out}"))
+    assert r.exit_code == 0, r.output
+    (run_dir,) = [c.parent for c in out.rglob(runfolder.CONFIG)]
+    steps = runfolder.read_summary(run_dir)["steps_per_epoch"]
+    assert [p["epoch"] for p in seen] == [1, 2] and {p["steps"] for p in seen} == {steps}
+    assert all(0 <= p["step"] < steps for p in seen)
+    assert not (run_dir / runfolder.PROGRESS).exists()
+
+
+def test_a_long_status_wraps_instead_of_being_cut():
+    import io
+
+    from normbench.progress import Progress, wrap
+
+    names = [f"study_cifar10_small_batch-norm={n}-bs=2-learning_rate=0.001-seed={s}" for n in ("batch", "group")
+             for s in range(2)]
+    text = "sweep: 0/8 done, 4 running, 4 left | " + ", ".join(f"{n} epoch 1/5 step 10/313" for n in names)
+    lines = wrap(text, 100)
+    assert len(lines) > 1 and all(len(ln) <= 100 for ln in lines)
+    assert " ".join(ln.strip() for ln in lines) == text  # every character kept: nothing cut
+    assert all(any(n in ln for ln in lines) for n in names)  # each group name whole, on one line
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty = Tty()
+    p = Progress(tty, every=0)
+    p.update("a " * 200)  # wider than any terminal
+    shown = tty.getvalue()
+    p.close()
+    assert tty.getvalue() == shown + "\r\x1b[2K" + "\x1b[1A\x1b[2K" * shown.count("\n")  # every line cleared
+
+
+# ----------------------------------------------------------------------------- Optuna
+
+
+def test_optuna_db_names_the_metric_and_each_trials_runs(tmp_path):
+    """optuna.db read back with Optuna itself (as optuna-dashboard reads it): each study's
+    objective is named by the tune's --select, and each trial carries its run folders and
+    seeds. The stand-in trainer (tests/tunefake.py) completes members at once."""
+    optuna = pytest.importorskip("optuna")
+    from conftest import write_config
+    from normbench import tune
+    from tunefake import FakeTrainer
+
+    cfg = write_config(tmp_path / "c.yaml")
+    spec = tune.load_spec(str(cfg), "model.norm=batch,none", [], output=str(tmp_path / "r"), trials=3,
+                          ranges=["train.learning_rate=0.0001:0.1:log"])
+    assert tune.run_tune(spec, executor=FakeTrainer(), jobs=4, echo=lambda s: None).failures == []
+    folder = tmp_path / "r" / spec.cfg.name
+    storage = f"sqlite:///{folder / 'optuna.db'}"
+    for norm in ("batch", "none"):
+        study = optuna.load_study(study_name=f"model.norm={norm}", storage=storage)
+        assert study.metric_names == ["best_val_accuracy"]
+        assert len(study.trials) == 3
+        for t in study.trials:
+            folders = t.user_attrs["normbench.run_folders"]
+            assert t.user_attrs["normbench.seeds"] == [0, 1]  # the tuning seeds
+            assert len(folders) == 2
+            for f in folders:  # each a run folder of this norm at this trial's point, as run
+                role = runfolder.read_role(folder / f)
+                s = runfolder.read_summary(folder / f)
+                assert role["role"] == "tuning" and s["norm"] == norm and s["status"] == "completed"
+            lr = t.user_attrs["normbench.point"]["train.learning_rate"]
+            assert lr == pytest.approx(t.params["train.learning_rate"], rel=1e-2)
+            assert all(f"learning_rate={lr:g}" in f or f"learning_rate={lr}" in f for f in folders), (lr, folders)
+
+
+# ----------------------------------------------------------------------------- formats for papers and scripts
+
+
+def _three_norms(root: Path) -> Path:
+    from conftest import write_run
+
+    for norm, base in (("batch", 0.80), ("layer", 0.70), ("none", 0.60)):
+        for seed in range(3):
+            write_run(root, seed=seed, norm=norm, test_accuracy=base + 0.01 * seed, name="study_x",
+                      run_id=f"{norm}_{seed}")
+    write_run(root, seed=5, norm="none", summary=False, name="study_x", run_id="killed")
+    return root
+
+
+def test_compare_latex_is_one_booktabs_table_per_section_with_compares_numbers(tmp_path):
+    import io
+
+    import pandas as pd
+
+    root = _three_norms(tmp_path / "r")
+    r = cli("compare", root, "--format", "latex")
+    assert r.exit_code == 0, r.output
+    tex = r.stdout  # the note on the unfinished run goes to stderr
+    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 1
+    assert r"\caption{imdb\_rnn on synthetic\_imdb: 9 runs in 3 groups" not in tex  # the section is the CNN's
+    assert r"\caption{cifar10\_cnn on synthetic\_cifar10: 9 runs in 3 groups: test\_accuracy" in tex
+    body = tex[tex.index(r"\midrule") + len(r"\midrule"):tex.index(r"\bottomrule")].strip().splitlines()
+    rows = [[c.strip() for c in line.removesuffix(r"\\").split("&")] for line in body]
+    csv_rows = pd.read_csv(io.StringIO(cli("compare", root, "--format", "csv").stdout))
+    assert [row[1] for row in rows] == list(csv_rows["model.norm"]) == ["batch", "layer", "none"]
+    for row, (_, g) in zip(rows, csv_rows.iterrows()):
+        assert row[3] == f"{g['test_accuracy_mean']:.4f} $\\pm$ {g['test_accuracy_std']:.4f}"
+    assert rows[1][5].startswith("$-$0.1000 [$-$")  # minus signs, not hyphens
+    assert tex.count(r"\item ") == 2  # a verdict per comparison with the best
+    assert "_" not in tex.replace(r"\_", "")  # every underscore escaped
+
+
+def test_ls_json_and_csv_load_into_pandas(tmp_path):
+    import io
+    import json
+
+    import pandas as pd
+
+    root = _three_norms(tmp_path / "r")
+    r = cli("ls", root, "--format", "json")
+    assert r.exit_code == 0, r.output
+    df = pd.DataFrame(json.loads(r.stdout))  # the line docs/bridges.md gives
+    assert len(df) == 10
+    assert list(df.columns) == ["run", "status", "norm", "seed", "test_accuracy", "epochs_done", "epochs_total",
+                                "age_seconds", "path"]
+    by = df.set_index("run")
+    assert by.loc["study_x/batch_2", "test_accuracy"] == pytest.approx(0.82)
+    assert by.loc["study_x/killed", "status"] == "unfinished" and pd.isna(by.loc["study_x/killed", "test_accuracy"])
+    csv_df = pd.read_csv(io.StringIO(cli("ls", root, "--format", "csv").stdout))
+    assert list(csv_df["run"]) == list(df["run"])
+    assert csv_df["test_accuracy"].tolist() == pytest.approx(df["test_accuracy"].tolist(), nan_ok=True)
+    r = cli("ls", root, "--status", "failed", "--format", "json")
+    assert r.exit_code == 0 and json.loads(r.stdout) == []  # no rows: still valid JSON, nothing else on stdout

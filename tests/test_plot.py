@@ -34,6 +34,18 @@ def epoch_values(root: Path) -> dict:
     return {norm: {col: [v for _, v in sorted(eps.items())] for col, eps in cols.items()} for norm, cols in by.items()}
 
 
+def per_seed_values(root: Path, col: str) -> dict:
+    """norm -> [each completed run's history column, by epoch], read here with csv."""
+    by = {}
+    for p in sorted(root.rglob("summary.json")):
+        s = json.loads(p.read_text())
+        if s["status"] != "completed":
+            continue
+        with open(p.parent / "history.csv") as f:
+            by.setdefault(s["norm"], []).append([float(row[col]) for row in csv.DictReader(f)])
+    return by
+
+
 def t_interval(values, clip=None):
     """The 95 % t-interval of the mean, from scipy, clipped to what the quantity can reach
     (accuracies [0, 1], losses [0, inf): a t-interval of two seeds can pass either)."""
@@ -57,8 +69,14 @@ def assert_curves_drawn(fig, root: Path, norms: list[str]):
     assert (ax_acc.get_title(), ax_loss.get_title()) == ("Accuracy", "Loss")
     colors = []
     for ax, cols in ((ax_acc, ("accuracy", "val_accuracy")), (ax_loss, ("loss", "val_loss"))):
-        lines, bands = ax.get_lines(), ax.collections
+        drawn, bands = ax.get_lines(), ax.collections
+        lines = [ln for ln in drawn if ln.get_linewidth() > 1]  # the means
+        thin = [ln for ln in drawn if ln.get_linewidth() <= 1]  # each seed's validation curve
         assert len(lines) == len(bands) == 2 * len(norms)
+        seeds = per_seed_values(root, cols[1])
+        assert sorted(tuple(ln.get_ydata()) for ln in thin) == sorted(
+            tuple(v) for norm in norms for v in seeds[norm] if len(seeds[norm]) > 1)
+        assert all(ln.get_linestyle() == "-" for ln in thin)
         for i, norm in enumerate(norms):
             for j, col in enumerate(cols):
                 line, band, per_epoch = lines[2 * i + j], bands[2 * i + j], want[norm][col]
@@ -321,3 +339,50 @@ def test_history_rows_of_every_committed_run_are_history_frames():
         want = [tuple(r) for r in runfolder.history_frame(h.parent, HISTORY_NEEDED).itertuples(index=False)]
         assert runfolder.history_rows(h.parent, HISTORY_NEEDED) == want, h
 
+
+
+def test_plot_vs_seed_says_seed_is_the_replicate_key(two_groups, tmp_path):
+    r = cli("plot", two_groups, "--vs", "seed", "-o", tmp_path / "s.png")
+    assert error_line(r) == ("Error: --vs seed: seed is the replicate key: runs that differ only in seed are one group, "
+                             "and their spread is the error bar; plot against a key that varies: model.norm")
+
+
+def test_log_loss_puts_the_loss_panel_on_a_log_scale(two_groups, tmp_path):
+    from normbench import plots, results
+
+    res = plots.plot_curves(results.load_runs([two_groups]), tmp_path / "c.png", log_loss=True)
+    ax_acc, ax_loss = res.figure.axes
+    assert (ax_acc.get_yscale(), ax_loss.get_yscale()) == ("linear", "log")
+    assert ax_loss.get_ylabel() == "loss (log scale)"
+    r = cli("plot", two_groups, "-o", tmp_path / "d.png", "--log-loss")
+    assert r.exit_code == 0 and (tmp_path / "d.png").stat().st_size > 0
+
+
+def test_tune_plot_stars_the_tied_point_the_tune_confirmed(tmp_path):
+    """Two rates tie on validation: the tune keeps the first in the grid's order as typed
+    (0.01 before 0.001) and confirms there. The plot stars that point, with its
+    confirmation diamond, not the tied point first in numeric order."""
+    import tunefake
+    from conftest import write_config
+    from normbench import plots, results, tune
+
+    old = dict(tunefake.VAL)
+    tunefake.VAL[("batch", 0.01)] = tunefake.VAL[("batch", 0.001)] = 0.8
+    try:
+        spec = tune.load_spec(str(write_config(tmp_path / "c.yaml")), "model.norm=batch,layer",
+                              ["train.learning_rate=0.01,0.001"], output=str(tmp_path / "r"), confirm_seeds="5")
+        res = tune.run_tune(spec, executor=tunefake.FakeTrainer(), jobs=2, echo=lambda s: None)
+        assert res.failures == []
+    finally:
+        tunefake.VAL.clear()
+        tunefake.VAL.update(old)
+    batch, layer = tune.selection_of(spec).choices
+    assert batch.cell.point["train.learning_rate"] == 0.01 and len(batch.ties) == 1
+    out = plots.plot_vs(results.load_runs([tmp_path / "r"]), "train.learning_rate", tmp_path / "lr.png")
+    assert (out.selected, out.confirmed) == (2, 2)  # a star and a confirmation diamond per norm
+    ax = out.figure.axes[0]
+    stars = [ln for ln in ax.get_lines() if ln.get_marker() == "*"]
+    diamonds = [ln for ln in ax.get_lines() if ln.get_marker() == "D"]
+    # batch's (the first line: its x is dodged by 2 ** -0.0125) at 0.01, where it was confirmed
+    assert stars[0].get_xdata()[0] == pytest.approx(0.01, rel=0.02)
+    assert diamonds[0].get_xdata()[0] == pytest.approx(0.01, rel=0.06)
