@@ -539,8 +539,7 @@ def _same_run_verdict(best: str, r: Ranked, higher: bool, scale: float, unit: st
     head = (f"{best} vs {r.name}: {k} of {n} runs are the same run (one identity in both groups: the same training "
             f"in two folders, one observation, not two)")
     if differ:
-        head += (f"; {differ} of them gave different results (training not bit-reproducible here, e.g. other "
-                 f"thread counts)")
+        head += f"; {differ} of them gave different results (the same inputs, other numbers: not bit-reproducible)"
     pr = r.paired and r.paired.swapped()
     if pr is None or pr.n < 2 or math.isnan(pr.low):
         shared = 0 if pr is None else pr.n

@@ -390,3 +390,15 @@ def test_identity_leaves_out_what_does_not_train_and_old_runs_get_one(tmp_path):
     assert load_run(write_run(tmp_path / "d", seed=0, run_id="x", fingerprint=None)).identity is None
     recorded = load_run(write_run(tmp_path / "e", seed=0, run_id="x", extra={"identity": "sha256:given"}))
     assert recorded.identity == "sha256:given"
+
+
+def test_shared_runs_with_different_results_are_named_and_still_paired(tmp_path):
+    """One identity (same config, seed, data, version), other numbers: a rerun that did not
+    reproduce bit for bit. Still one training setting per seed: paired, and named."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for s, (x, y) in enumerate([(0.70, 0.72), (0.74, 0.75), (0.69, 0.73)]):
+        write_run(a, seed=s, test_accuracy=x, run_id=f"s{s}")
+        runfolder.write_role(write_run(b, seed=s, test_accuracy=y, run_id=f"s{s}"), "confirmation")
+    v = next(g["verdict"] for g in json.loads(cli("compare", a, b, "--format", "json").stdout)["groups"] if g["verdict"])
+    assert "3 of 3 runs are the same run" in v and "3 of them gave different results" in v
+    assert "paired over the 3 shared seeds: +2.3 pp" in v
