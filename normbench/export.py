@@ -14,8 +14,9 @@ the experiment (all three equal) is skipped. The identity tells apart two runs o
 config in two output folders that trained on different data (same run id, same
 config.yaml), and counts the same run copied into two folders once. A run without an
 identity (no data fingerprint) is keyed by its folder instead; an MLflow run exported
-before the identity tag matches a run folder only at its recorded path (`normbench.path`). A run is tagged `normbench.exported` only once everything is
-logged, so an export cut short is replaced, not skipped, the next time.
+before the identity tag matches a run folder only at its recorded path (`normbench.path`).
+A run is tagged `normbench.exported` only once everything is logged, so an export cut
+short is replaced, not skipped, the next time.
 
 mlflow is an optional extra (`pip install 'normbench[mlflow]'`), imported inside.
 """

@@ -244,7 +244,7 @@ class Ranked:
     rank: int = 0  # 1 = the section's best
     diff: object = None  # stats.Diff: this group minus the best (Welch); None for the best
     paired: object = None  # stats.PairedDiff by seed, or None (the best, or no shared seeds)
-    p_holm: float = math.nan  # Welch's p Holm-adjusted over the section's comparisons
+    p_holm: float = math.nan  # Welch's p (paired, where groups share runs) Holm-adjusted over the section
     verdict: str | None = None  # the comparison in words (stats.verdict); None for the best
     ci: object = None  # stats.Interval: the group's mean and its interval
     # [(this group's run, the best's run)] with one identity (normbench.identity): the same
@@ -543,7 +543,8 @@ def _same_run_verdict(best: str, r: Ranked, higher: bool, scale: float, unit: st
     pr = r.paired and r.paired.swapped()
     if pr is None or pr.n < 2 or math.isnan(pr.low):
         shared = 0 if pr is None else pr.n
-        return head + f"; {shared} shared seed{'s' * (shared != 1)}: too few to pair, and the unpaired test would count the same runs twice: not resolved."
+        return head + (f"; {shared} shared seed{'s' * (shared != 1)}: too few to pair, and the unpaired test would "
+                       f"count the same runs twice: not resolved.")
     dec = max(1 if unit == "pp" else 3, st._decimals(pr.half_width * scale, 1 if unit == "pp" else 0, 1))
 
     def num(x):

@@ -114,7 +114,8 @@ def _distinct(comp: Comparison) -> str:
     """' (13 distinct: 7 are the same run in two groups)' when groups share runs (results.same_runs)."""
     if not comp.same:
         return ""
-    return f" ({distinct_runs(comp)} distinct: {len(comp.same)} {'is' if len(comp.same) == 1 else 'are'} the same run in two groups)"
+    verb = "is" if len(comp.same) == 1 else "are"
+    return f" ({distinct_runs(comp)} distinct: {len(comp.same)} {verb} the same run in two groups)"
 
 
 def _section_head(comp: Comparison, name: str, sec) -> str:
