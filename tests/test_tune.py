@@ -520,3 +520,12 @@ def test_confirmation_seeds_are_fresh_against_every_run_of_the_point_it_is_shown
                                              + str(fixed / "fixed_study" / "seed3").replace(".", r"\.") + r"\); that "
                                              r"run is not a fresh draw"):
         tune.confirm_plan(tune.selection_of(spec3))
+
+
+def test_against_a_missing_folder_is_one_line(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml")
+    r = cli("tune", cfg, "--per", PER, "--grid", GRID, "--output", tmp_path / "r", "--against", tmp_path / "nope",
+            "--dry-run")
+    assert r.exit_code == 1 and r.output == (f"Error: --against {tmp_path / 'nope'}: no such folder; pass a folder of "
+                                             f"runs the confirmation seeds must be fresh against, e.g. --against results/\n")
+    assert not (tmp_path / "r").exists()
