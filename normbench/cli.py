@@ -483,18 +483,23 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, execu
 @click.option("--confirm-seeds", metavar="SEEDS",
               help="Fresh seeds of the confirmation runs, none a tuning seed (default: the next seeds after them; "
                    "3 of them without --seeds-until).")
-@click.option("--select", default="best_val_accuracy", show_default=True,
-              help="The validation metric whose mean over the tuning seeds picks each point: best_val_accuracy, last_val_accuracy.")
+@click.option("--select", default=None,
+              help="The validation metric whose mean over the tuning seeds picks each point: best_val_accuracy, "
+                   "last_val_accuracy (default: --metric's counterpart, best_val_accuracy for a best-epoch --metric, "
+                   "else last_val_accuracy).")
 @click.option("--metric", default="test_accuracy", show_default=True,
               help=f"The confirmation comparison's metric (and --seeds-until's): {_METRIC_HELP}.")
 @click.option("--seeds-until", "seeds_until", type=_HalfWidth(0, min_open=True), metavar="HALF_WIDTH",
               help=f"Confirmation: add one seed per value per round until every {LEVEL_TEXT} interval half-width of --metric is <= HALF_WIDTH.")
 @click.option("--max-seeds", type=click.IntRange(1), metavar="N", help="With --seeds-until: at most N confirmation seeds per value.")
+@click.option("--against", "against", multiple=True, metavar="DIR",
+              help="Folders of runs (repeatable) the confirmation seeds must be fresh against, besides the output folder: "
+                   "a seed any run there made at a selected point is skipped (refused if given in --confirm-seeds).")
 @_set
 @_smoke
 @_members
 @click.option("--dry-run", is_flag=True, help="Show the members, the selection so far and the next step; train nothing, create nothing.")
-def tune(config, per, grid, trials, ranges, tune_seeds, confirm_seeds, select, metric, seeds_until, max_seeds, overrides, smoke,
+def tune(config, per, grid, trials, ranges, tune_seeds, confirm_seeds, select, metric, seeds_until, max_seeds, against, overrides, smoke,
          output, jobs, executor, address, executor_options, fail_fast, dry_run):
     """Compare each --per value at its own best --grid point: tune on the tuning seeds,
     select on validation, confirm on fresh seeds.
@@ -523,7 +528,7 @@ def tune(config, per, grid, trials, ranges, tune_seeds, confirm_seeds, select, m
         raise click.UsageError("--seeds-until needs --max-seeds N (the most confirmation seeds per value)")
     spec = tn.load_spec(config, per, grid, overrides, smoke, tune_seeds=tune_seeds, confirm_seeds=confirm_seeds,
                         select=select, metric=metric, target=seeds_until, max_seeds=max_seeds, output=output,
-                        trials=trials, ranges=ranges)
+                        trials=trials, ranges=ranges, against=against)
     if dry_run:
         for line in tn.dry_run(spec):
             click.echo(line)

@@ -13,10 +13,16 @@ summary.json. The run's start and end times are the run's own. A new experiment 
 tagged as a training experiment (mlflow.experimentKind), so MLflow 3's UI opens it on
 its runs table rather than its GenAI view; `Exported.ui_url` is that table's address.
 
-Exporting is idempotent: each MLflow run carries `normbench.run_id` (<name>/<run-id>)
-and `normbench.config_sha256` (of config.yaml), and a run folder already present in the
-experiment is skipped. A run is tagged `normbench.exported` only once everything is
-logged, so an export cut short is replaced, not skipped, the next time.
+Exporting is idempotent: each MLflow run carries `normbench.run_id` (<name>/<run-id>),
+`normbench.config_sha256` (of config.yaml) and `normbench.identity` (normbench.identity:
+what determined the training, data fingerprint included), and a run already present in
+the experiment (all three equal) is skipped. The identity tells apart two runs of one
+config in two output folders that trained on different data (same run id, same
+config.yaml), and counts the same run copied into two folders once. A run without an
+identity (no data fingerprint) is keyed by its folder instead; an MLflow run exported
+before the identity tag matches a run folder only at its recorded path (`normbench.path`).
+A run is tagged `normbench.exported` only once everything is logged, so an export cut
+short is replaced, not skipped, the next time.
 
 mlflow is an optional extra (`pip install 'normbench[mlflow]'`), imported inside.
 """
@@ -37,6 +43,7 @@ DEFAULT_EXPERIMENT = "normbench"
 DB = "mlflow.db"
 ARTIFACTS = runfolder.MLFLOW_ARTIFACTS  # results.find_run_dirs does not enter it
 TAG_ID, TAG_SHA, TAG_DONE = "normbench.run_id", "normbench.config_sha256", "normbench.exported"
+TAG_IDENTITY, TAG_PATH = "normbench.identity", "normbench.path"
 INSTALL = "mlflow: not installed; install it with: pip install 'normbench[mlflow]'"
 # summary.json figures that are metrics (the rest of its numbers are constants of the run: params)
 SUMMARY_METRICS = (*metrics.SUMMARY, "first_epoch_seconds")
@@ -152,10 +159,12 @@ def _export(paths, tracking_uri, experiment, MlflowClient, Metric, Param, RunTag
     keys = ["model.norm", *[k for k in results.varying_keys(finished) if k not in ("model.norm", "role")]]
     present, partial = set(), []
     for mr in _all_runs(client, exp_id):
-        key = (mr.data.tags.get(TAG_ID), mr.data.tags.get(TAG_SHA))
-        if key[0] is None:
+        tags = mr.data.tags
+        if tags.get(TAG_ID) is None:
             continue
-        if mr.data.tags.get(TAG_DONE) == "true":
+        # exported before the identity tag: that run folder, at the path it was exported from
+        key = (tags.get(TAG_ID), tags.get(TAG_SHA), tags.get(TAG_IDENTITY) or f"path:{tags.get(TAG_PATH)}")
+        if tags.get(TAG_DONE) == "true":
             present.add(key)
         else:
             partial.append((key, mr.info.run_id))
@@ -163,8 +172,8 @@ def _export(paths, tracking_uri, experiment, MlflowClient, Metric, Param, RunTag
         client.delete_run(run_id)
 
     for run in finished:
-        key = (run_name(run.path), _sha(run.path))
-        if key in present:
+        key = (run_name(run.path), _sha(run.path), run.identity or f"path:{run.path}")
+        if key in present or (key[0], key[1], f"path:{run.path}") in present:
             out.present.append(run.path)
             continue
         title = ", ".join(x for x in (results.label_of(run, [k for k in keys if k in run.config]),
@@ -202,7 +211,9 @@ def _summary_params(s: dict) -> dict:
 def _export_one(client, exp_id, run, key, Metric, Param, RunTag, title: str) -> None:
     s = run.summary
     start, end = _ms(s.get("started_at")), _ms(s.get("finished_at"))
-    tags = {TAG_ID: key[0], TAG_SHA: key[1], "normbench.status": run.status, "normbench.path": str(run.path)}
+    tags = {TAG_ID: key[0], TAG_SHA: key[1], "normbench.status": run.status, TAG_PATH: str(run.path)}
+    if run.identity:
+        tags[TAG_IDENTITY] = run.identity
     if s.get("error"):
         tags["normbench.error"] = str(s["error"])[:5000]
     mr = client.create_run(exp_id, start_time=start, tags=tags, run_name=title)

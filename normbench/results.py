@@ -244,9 +244,12 @@ class Ranked:
     rank: int = 0  # 1 = the section's best
     diff: object = None  # stats.Diff: this group minus the best (Welch); None for the best
     paired: object = None  # stats.PairedDiff by seed, or None (the best, or no shared seeds)
-    p_holm: float = math.nan  # Welch's p Holm-adjusted over the section's comparisons
+    p_holm: float = math.nan  # Welch's p (paired, where groups share runs) Holm-adjusted over the section
     verdict: str | None = None  # the comparison in words (stats.verdict); None for the best
     ci: object = None  # stats.Interval: the group's mean and its interval
+    # [(this group's run, the best's run)] with one identity (normbench.identity): the same
+    # run in two folders. Then the comparison is paired over the shared seeds (`paired`).
+    same: list = field(default_factory=list)
 
 
 @dataclass
@@ -266,6 +269,7 @@ class Comparison:
     within: tuple = ()  # compare --within: config keys that split sections further
     ranked: list[Ranked] = field(default_factory=list)  # the groups as dataclasses, in the table's row order
     splits: tuple = ()  # SPLITS columns some config ran with two values of: groups show those columns
+    same: list = field(default_factory=list)  # [(run, run)] of one identity in two groups: each one run, not two
 
 
 def _plural(n: int, word: str, many: str | None = None) -> str:
@@ -295,10 +299,36 @@ def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, .
         notes += _data_notes(name, gs)
         ranked += rank_section(name, gs, metric, higher, label_keys, splits)
     frame = _frame(ranked, metric, columns, any(g.split for g in groups), splits)
+    same = _same_across(groups)
+    if same:
+        notes.append(f"{_plural(len(same), 'run')} found in two groups as the same run (one identity: the same config "
+                     f"but for name, output, sweep, role and data.path, the same seed, data, normbench version and "
+                     f"backend): each is one observation, so comparisons between groups that share runs are paired "
+                     f"over their shared seeds (their Holm p is the paired test's); Welch's columns of those rows "
+                     f"count the shared runs twice")
     return Comparison(metric, higher, columns, varying, frame,
                       kept_runs, [r for r in runs if not r.completed], collapsed, left_out, notes,
                       list(dict.fromkeys(r.section for r in ranked)), any(g.split for g in groups), within, ranked,
-                      splits)
+                      splits, same)
+
+
+def _same_across(groups: list[Group]) -> list[tuple[Run, Run]]:
+    """[(run, run of an earlier group)] of one identity in two groups (a run in three
+    groups gives two pairs): the runs compare counts once (`distinct_runs`)."""
+    first: dict[str, Run] = {}
+    out = []
+    for g in groups:
+        for r in g.runs:
+            if r.identity in first:
+                out.append((r, first[r.identity]))
+            elif r.identity:
+                first[r.identity] = r
+    return out
+
+
+def distinct_runs(comp: Comparison) -> int:
+    """The comparison's runs, each run found in several groups counted once."""
+    return len(comp.runs) - len(comp.same)
 
 
 _SPLIT_NOTES = {
@@ -457,11 +487,81 @@ def rank_section(section: str, groups: list[Group], metric: str, higher: bool, l
         r.diff = st.welch_diff(r.group.values, best.group.values, LEVEL)
     for r, paired in zip(others, st.paired_diffs([(r.group.by_seed, best.group.by_seed) for r in others], LEVEL)):
         r.paired = paired
+    for r in others:  # the same run in both groups: one observation, so paired over the shared seeds
+        r.same = same_runs(r.group, best.group)
+        if r.same:
+            shared = set(r.group.by_seed) & set(best.group.by_seed)
+            r.paired = st.paired_diff({k: v for k, v in r.group.by_seed.items() if k in shared},
+                                      {k: v for k, v in best.group.by_seed.items() if k in shared}, LEVEL)
     scale, unit = unit_of(metric)
-    for r, p_holm in zip(others, st.holm([r.diff.p for r in others])):
+    for r, p_holm in zip(others, st.holm([_family_p(r) for r in others])):
         r.p_holm = p_holm
-        r.verdict = _verdict(best.name, r, metric, higher, scale, unit, p_holm if len(others) > 1 else None)
+        if r.same:
+            r.verdict = _same_run_verdict(best.name, r, higher, scale, unit, p_holm if len(others) > 1 else None)
+        else:
+            r.verdict = _verdict(best.name, r, metric, higher, scale, unit, p_holm if len(others) > 1 else None)
     return ranked
+
+
+def same_runs(a: Group, b: Group) -> list[tuple[Run, Run]]:
+    """[(run of a, run of b)] with one identity (normbench.identity): the same training
+    found in two folders, e.g. a tune's confirmation run that a fixed-rate study already
+    made. Such runs are one observation: a comparison of a and b must pair them."""
+    in_b = {r.identity: r for r in b.runs if r.identity}
+    return [(r, in_b[r.identity]) for r in a.runs if r.identity in in_b]
+
+
+def _results(run: Run) -> tuple:
+    """What a run's training gave: its result figures as summary.json holds them."""
+    return tuple(run.summary.get(k) for k in ("test_accuracy", "test_loss", "best_val_accuracy", "final_train_loss"))
+
+
+def _family_p(r: Ranked) -> float:
+    """The p a comparison brings into Holm's family: Welch's, or, where the two groups
+    share runs, the paired test's over the shared seeds (1 when the shared seeds gave
+    the same values: nothing to tell apart; NaN when fewer than 2 seeds are shared)."""
+    if not r.same:
+        return r.diff.p
+    if r.paired is None or r.paired.n < 2:
+        return math.nan
+    return 1.0 if math.isnan(r.paired.p) else r.paired.p
+
+
+def _same_run_verdict(best: str, r: Ranked, higher: bool, scale: float, unit: str, p_holm) -> str:
+    """The verdict of two groups that share runs: "k of n runs are the same run", then the
+    paired difference over the shared seeds (best minus r) and whether it is resolved.
+    Welch's unpaired interval would count each shared run twice, as two independent draws."""
+    from normbench import stats as st
+
+    k, n = len(r.same), min(r.diff.n_a, r.diff.n_b)
+    differ = sum(_results(a) != _results(b) for a, b in r.same)
+    u = f" {unit}" if unit else ""
+    head = (f"{best} vs {r.name}: {k} of {n} runs are the same run (one identity in both groups: the same training "
+            f"in two folders, one observation, not two)")
+    if differ:
+        head += f"; {differ} of them gave different results (the same inputs, other numbers: not bit-reproducible)"
+    pr = r.paired and r.paired.swapped()
+    if pr is None or pr.n < 2 or math.isnan(pr.low):
+        shared = 0 if pr is None else pr.n
+        return head + (f"; {shared} shared seed{'s' * (shared != 1)}: too few to pair, and the unpaired test would "
+                       f"count the same runs twice: not resolved.")
+    dec = max(1 if unit == "pp" else 3, st._decimals(pr.half_width * scale, 1 if unit == "pp" else 0, 1))
+
+    def num(x):
+        return st.fixed(x * scale, dec, "+")
+
+    p = pr.p if p_holm is None or math.isnan(p_holm) else p_holm
+    label = "p" if p_holm is None or math.isnan(p_holm) else "Holm p"
+    p_text = "n/a" if math.isnan(p) else ("< 0.001" if p < 0.001 else f"= {p:.3f}" if p < 0.01 else f"= {p:.2f}")
+    line = (f"{head}; paired over the {pr.n} shared seeds: {num(pr.diff)}{u} [{num(pr.low)}, {num(pr.high)}], "
+            f"{label} {p_text} (n = {pr.n} pairs): ")
+    if pr.resolved and not math.isnan(p) and p < 1 - LEVEL:
+        hi, lo = (best, r.name) if pr.diff > 0 else (r.name, best)
+        better = "" if higher else f" Lower is better, so {lo} is better."
+        return line + f"resolved: {hi} higher than {lo} by {abs(pr.diff) * scale:.{dec}f}{u}.{better}"
+    if pr.sd_diff == 0 and pr.diff == 0:
+        return line + "not resolved: every shared seed gave the same value in both groups."
+    return line + ("not resolved after the Holm adjustment." if pr.resolved else "not resolved.")
 
 
 def _frame(ranked: list[Ranked], m: str, columns: list[str], split_data: bool, splits: tuple = ()):
@@ -488,6 +588,7 @@ def _frame(ranked: list[Ranked], m: str, columns: list[str], split_data: bool, s
         for k, mean, sd in zip(others, means, sds):
             rec[f"{k}_mean"], rec[f"{k}_std"] = mean, sd
         rec["runs"] = [str(x.path) for x in g.runs]
+        rec["same_runs"] = len(r.same)
         if r.diff is not None:
             d, pr = r.diff, r.paired
             rec |= {f"{m}_diff": d.diff, f"{m}_diff_low": d.low, f"{m}_diff_high": d.high,
@@ -503,7 +604,8 @@ def _frame(ranked: list[Ranked], m: str, columns: list[str], split_data: bool, s
                 *[f"{m}_{a}" for a in ("mean", "std", "ci_low", "ci_high", "diff", "diff_low", "diff_high", "hedges_g",
                                        "p_welch", "p_holm", "paired_diff", "paired_low", "paired_high",
                                        "paired_width_ratio", "seeds_needed")],
-                *[f"{k}_{a}" for k in stat_keys if k != m for a in ("mean", "std")], "verdict", "seeds", "runs", "name"]
+                *[f"{k}_{a}" for k in stat_keys if k != m for a in ("mean", "std")], "verdict", "same_runs", "seeds", "runs",
+                "name"]
     table = pd.DataFrame(records).reindex(columns=out_cols)
     table[f"{m}_seeds_needed"] = table[f"{m}_seeds_needed"].astype("Int64")
     table["verdict"] = table["verdict"].where(table["verdict"].notna(), None)

@@ -139,6 +139,11 @@ SUMMARY_KEYS = {
     "batch_size": "train.batch_size",
     "data_source": "where the data came from (Keras download or a file)",
     "data_fingerprint": "sha256 of the arrays actually used, before scaling",
+    "identity": "sha256 of what determines the training (normbench/identity.py): the resolved config without "
+                "name, output.*, sweep.*, role and data.path; the seed; data_fingerprint; versions.normbench; the "
+                "backend; model_sha256. compare and tune count runs of one identity as one run, and export mlflow "
+                "tells runs apart by it; for runs from before this key it is computed from config.yaml and "
+                "summary.json",
     "eval": "train.eval: which weights test_loss/test_accuracy come from (last or best)",
     "n_train": "training examples (after the validation split)",
     "n_val": "validation examples",

@@ -26,12 +26,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from normbench import NormbenchError, metrics, runfolder
+from normbench import NormbenchError, identity, metrics, runfolder
 
 HISTORY_NEEDED = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")  # history.csv columns a plot reads
 # a tune member's role (runfolder.ROLES, from role.json), kept with its config as this
 # key: tuning and confirmation runs at one point never share a group
-ROLE_KEY = "role"
+ROLE_KEY = identity.ROLE_KEY
 
 
 @dataclass
@@ -41,6 +41,10 @@ class Run:
     config: dict  # the resolved config, flattened to dotted keys
     summary: dict = field(default_factory=dict)
     problem: str = ""  # status "corrupt" / "unreadable": what is wrong, one line naming the file
+    # what determines the training, as one hash (normbench.identity): summary.json's
+    # `identity`, or computed from config.yaml and summary.json for runs from before it;
+    # None without a data fingerprint. Two runs with one identity are the same run.
+    identity: str | None = None
 
     @property
     def completed(self) -> bool:
@@ -156,7 +160,9 @@ def load_run(run_dir: str | Path) -> Run:
     if role:
         config[ROLE_KEY] = role["role"]
     status = summary.get("status") or ("unfinished" if runfolder.has_history(d) else "not started")
-    run = Run(d, status, config, summary)
+    recorded = summary.get("identity")
+    ident = recorded if isinstance(recorded, str) and recorded else identity.identity(config, summary)
+    run = Run(d, status, config, summary, identity=ident)
     for key in metrics.SUMMARY:  # fail here, on the file, rather than later in the statistics
         run.value(key)
     return run

@@ -17,7 +17,7 @@ import textwrap
 
 from normbench import NormbenchError, metrics
 from normbench.stats import fixed
-from normbench.results import LEVEL, NOT_GROUPED, Comparison, show_value
+from normbench.results import LEVEL, NOT_GROUPED, Comparison, distinct_runs, show_value
 
 
 def _nan(x) -> bool:
@@ -99,7 +99,8 @@ def _legend(comp: Comparison) -> list[str]:
     better = "higher" if comp.higher_is_better else "lower"
     ns = len(comp.sections)
     return [
-        f"{len(comp.runs)} completed run{'s' * (len(comp.runs) != 1)} in {n_groups} group{'s' * (n_groups != 1)} "
+        f"{len(comp.runs)} completed run{'s' * (len(comp.runs) != 1)}{_distinct(comp)} in {n_groups} "
+        f"group{'s' * (n_groups != 1)} "
         f"(runs grouped by config except {NOT_GROUPED}, and by data); n counts distinct seeds; "
         f"ranked by {comp.metric} ({better} is better) within {'each of ' if ns > 1 else ''}"
         f"{ns} section{'s' * (ns != 1)} (model.arch on data.name{''.join(', ' + k for k in comp.within)})",
@@ -107,6 +108,14 @@ def _legend(comp: Comparison) -> list[str]:
         f"section's best, with Welch's {_PCT} interval; g: Hedges' g; p: Welch's t-test; Holm p: p adjusted over "
         f"the section's comparisons with its best; n/a with one seed",
     ]
+
+
+def _distinct(comp: Comparison) -> str:
+    """' (13 distinct: 7 are the same run in two groups)' when groups share runs (results.same_runs)."""
+    if not comp.same:
+        return ""
+    verb = "is" if len(comp.same) == 1 else "are"
+    return f" ({distinct_runs(comp)} distinct: {len(comp.same)} {verb} the same run in two groups)"
 
 
 def _section_head(comp: Comparison, name: str, sec) -> str:
@@ -287,6 +296,7 @@ def _json(comp: Comparison) -> dict:
             for dup, kept in comp.collapsed
         ],
         "left_out": [str(r.path) for r in comp.left_out],
+        "same_runs": [{"path": str(a.path), "same_as": str(b.path), "identity": a.identity} for a, b in comp.same],
         "excluded": [
             {"status": r.status, "path": str(r.path), "model.norm": r.config.get("model.norm"), "seed": r.config.get("seed"),
              "epochs_completed": r.epochs_completed, "note": r.note}

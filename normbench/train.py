@@ -23,7 +23,8 @@ import warnings
 from pathlib import Path
 
 from normbench import NormbenchError, __version__, one_line, optim, runfolder, signals
-from normbench.config import Config, dump_yaml, from_dict, read_yaml
+from normbench.config import Config, dump_yaml, from_dict, load_run_yaml, read_yaml, resolve_flat
+from normbench.identity import identity
 from normbench.optim import resolved_unroll
 from normbench.runlock import RunLock
 
@@ -322,6 +323,8 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
 
         summary.update(model_source=info["source"], model_sha256=info["sha256"], norm_slots=slots(model),
                        norm_slots_verified=info.get("norm_slots_verified"))
+    # the same run in two folders is one run: the identity of config.yaml as compare reads it back
+    summary["identity"] = identity(resolve_flat(load_run_yaml(dump_yaml(cfg))), summary)
     restore_sigterm = signals.sigterm_raises()  # SIGTERM is handled like Ctrl-C: the run stops resumable
     test = None
 

@@ -69,6 +69,10 @@ class TuneSpec:
     source: str = "<tune>"
     ranges: dict = field(default_factory=dict)  # --optuna: key -> (low, high, log) searched continuously
     trials: int | None = None  # --optuna N: trials per --per value (TPE); None: the grid
+    # --against DIR: folders of runs the confirmation seeds must be fresh against (besides
+    # the output folder): a seed already run at a selected point is not a fresh draw
+    against: list = field(default_factory=list)
+    seeds_given: bool = False  # --confirm-seeds was given: a used seed in it is refused, not skipped
 
     @property
     def keys(self) -> list[str]:
@@ -157,6 +161,26 @@ def parse_seeds(text: str | None, flag: str) -> list[int] | None:
     return list(dict.fromkeys(seeds))
 
 
+def endpoint(metric: str, eval_: str = "last") -> str | None:
+    """Which epoch a metric reads: "best" (the best validation epoch's weights), "last",
+    or None (a time, not an epoch's figure). test_accuracy/test_loss read the weights
+    train.eval picks (`eval_`)."""
+    if metric.endswith("_best") or metric == "best_val_accuracy":
+        return "best"
+    if metric in ("test_accuracy", "test_loss"):
+        return eval_
+    if metric.endswith("_last") or metric in ("last_val_accuracy", "final_train_loss"):
+        return "last"
+    return None
+
+
+def default_select(metric: str, eval_: str = "last") -> str:
+    """--select's default: the validation counterpart of --metric, so the choice and the
+    verdict read one endpoint: best_val_accuracy for a best-epoch verdict, else (the last
+    epoch, or a metric of no epoch) last_val_accuracy."""
+    return "best_val_accuracy" if endpoint(metric, eval_) == "best" else "last_val_accuracy"
+
+
 def check_select(select: str) -> None:
     """--select must be a validation metric: selecting on test leaks the test set."""
     from normbench.results import check_metric
@@ -175,18 +199,19 @@ def check_select(select: str) -> None:
 
 
 def load_spec(config_path: str, per: str, grid_items=(), overrides=(), smoke: bool = False, *,
-              tune_seeds: str | None = None, confirm_seeds: str | None = None, select: str = "best_val_accuracy",
+              tune_seeds: str | None = None, confirm_seeds: str | None = None, select: str | None = None,
               metric: str = "test_accuracy", target: float | None = None, max_seeds: int | None = None,
-              output: str | None = None, trials: int | None = None, ranges=()) -> TuneSpec:
+              output: str | None = None, trials: int | None = None, ranges=(), against=()) -> TuneSpec:
     """Read and check a tune before anything is created: one line per bad input.
     `trials` (--optuna N): an Optuna search of N trials per --per value over `ranges`
     (--range key=LOW:HIGH[:log]) and the grid keys' values (as choices)."""
     from normbench.config import load_config
     from normbench.results import check_metric
 
-    check_select(select)
     check_metric(metric)
     cfg = load_config(config_path, overrides, smoke)
+    select = select or default_select(metric, cfg.train.eval)
+    check_select(select)
     if cfg.sweep:
         raise NormbenchError(f"{config_path}: has a sweep: section ({', '.join(cfg.sweep)}); tune makes its own grid "
                              f"from --per, --grid and the seeds; remove the section")
@@ -243,8 +268,12 @@ def load_spec(config_path: str, per: str, grid_items=(), overrides=(), smoke: bo
     while len(seeds) < n:
         seeds.append(max(seeds + tseeds) + 1)
     seeds = seeds[:n]
+    for d in against:
+        if not Path(d).expanduser().is_dir():
+            raise NormbenchError(f"--against {d}: no such folder; pass a folder of runs the confirmation seeds must "
+                                 f"be fresh against, e.g. --against results/")
     spec = TuneSpec(cfg, per_key, per_values, grid, tseeds, seeds, select, metric, target, output,
-                    f"{config_path} (tune)", space, trials)
+                    f"{config_path} (tune)", space, trials, [str(d) for d in against], cseeds is not None)
     if trials is not None:  # the space's corners are valid configs (each grid value, each range end)
         n_corners = max([2, *map(len, grid.values())])
         corners = [{**{k: vals[i % len(vals)] for k, vals in grid.items()},
@@ -485,6 +514,11 @@ def _trial_table(sel: Selection, chosen) -> list[str]:
 def _choices(sel: Selection) -> list[str]:
     spec, lines = sel.spec, []
     lines.append(f"selected (best mean {spec.select} on the tuning seeds; no test figure is read):")
+    chose, verdict = endpoint(spec.select), endpoint(spec.metric, spec.cfg.train.eval)
+    if verdict is not None and chose != verdict:
+        lines.append(f"  note: endpoints differ: selected on {spec.select} (the {chose} epoch) while the verdict reads "
+                     f"{spec.metric} (the {verdict} epoch's weights); a point chosen on one endpoint need not be best "
+                     f"on the other: --select {default_select(spec.metric, spec.cfg.train.eval)} matches --metric")
     for ch in sel.choices:
         name = f"{spec.per_key}={show_value(ch.per)}"
         if ch.cell is None:
@@ -523,6 +557,7 @@ class ConfirmPlan:
     spec: TuneSpec
     chosen: list  # [(per value, point)]
     seeds: list[int]
+    skipped: dict = field(default_factory=dict)  # seed -> a run folder that ran it at a chosen point already
 
     def members(self, k: int, create: bool = True) -> list[sw.Member]:
         # seed by seed: a round stopped early has every value of its first seeds
@@ -530,12 +565,78 @@ class ConfirmPlan:
 
 
 def confirm_plan(sel: Selection) -> ConfirmPlan:
+    """The confirmation members: seeds fresh against the tuning seeds and against every
+    run the tune is shown (`used_seeds`) at a selected point, the same seeds for every
+    value (so they pair by seed). Default seeds that ran already are skipped (the plan's
+    `skipped` says where); seeds given with --confirm-seeds that ran already are refused."""
+    spec = sel.spec
     missing = [ch.per for ch in sel.choices if ch.cell is None]
     if missing:
-        names = ", ".join(f"{sel.spec.per_key}={show_value(v)}" for v in missing)
+        names = ", ".join(f"{spec.per_key}={show_value(v)}" for v in missing)
         raise NormbenchError(f"{names}: no grid point where every tuning seed completed (the others diverged or "
                              f"failed); widen the grid toward safer values, or delete the failed folders to retrain them")
-    return ConfirmPlan(sel.spec, sel.chosen(), sel.spec.confirm_seeds)
+    chosen = sel.chosen()
+    used = used_seeds(spec, chosen)
+    if spec.seeds_given:
+        clash = [s for s in spec.confirm_seeds if s in used]
+        if clash:
+            s = clash[0]
+            raise NormbenchError(
+                f"--confirm-seeds: seed {s} already ran at a selected point "
+                f"({used[s]}); that run is not a fresh draw (compare would count it twice), so pick seeds no run at "
+                f"these points used, or leave --confirm-seeds out to skip them")
+        seeds = list(spec.confirm_seeds)
+    else:
+        seeds, s = [], min(spec.confirm_seeds)
+        while len(seeds) < len(spec.confirm_seeds):
+            if s not in used and s not in spec.tune_seeds:
+                seeds.append(s)
+            s += 1
+    skipped = {s: used[s] for s in sorted(used) if s < max(seeds) and s not in spec.tune_seeds}
+    spec.confirm_seeds = seeds  # role.json records the seeds used
+    plan = ConfirmPlan(spec, chosen, seeds)
+    plan.skipped = skipped
+    return plan
+
+
+def _point_key(flat: dict, per_key: str | None = None) -> str:
+    """A run's point: its flat config without the seed and the keys that do not train
+    (normbench.identity.not_training: name, output, sweep, role, data.path)."""
+    from normbench import identity
+    from normbench.results import canonical
+
+    return canonical({k: v for k, v in sorted(flat.items()) if k != "seed" and not identity.not_training(k)})
+
+
+def used_seeds(spec: TuneSpec, chosen: list) -> dict:
+    """seed -> a run folder that already ran it at one of the `chosen` (per value, point)s,
+    among the runs the tune is shown: its output folder and --against folders, except
+    this tune's own confirmation runs (the ones it resumes)."""
+    from normbench.config import load_run_yaml, resolve_flat
+    from normbench.config import dump_yaml
+    from normbench.runs import find_run_dirs, load_runs
+
+    points = {}
+    for m in spec.members_at(chosen, create=False, seeds=[spec.confirm_seeds[0]], role="confirmation"):
+        points[_point_key(resolve_flat(load_run_yaml(dump_yaml(m.config))))] = m
+    own = tune_dir(spec).resolve()
+    folders = [Path(spec.output or spec.cfg.output.dir).expanduser(), *(Path(d).expanduser() for d in spec.against)]
+    used: dict = {}
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        try:
+            find_run_dirs(folder, [])
+        except NormbenchError:  # no runs there yet
+            continue
+        for run in load_runs([folder]):
+            if not run.config or run.config.get("seed") is None:
+                continue
+            if run.config.get("role") == "confirmation" and run.path.resolve().parent == own:
+                continue  # this tune's own confirmation run
+            if _point_key(run.config) in points:
+                used.setdefault(run.config["seed"], run.path)
+    return used
 
 
 # ----------------------------------------------------------------------------- Optuna (--optuna N)
@@ -798,6 +899,8 @@ def run_tune(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool = 
         echo(line)
     plan = confirm_plan(sel)
     echo(f"== confirmation: fresh seeds at each {spec.per_key}'s selected point (the tuning runs are not averaged in)")
+    for line in skipped_lines(plan):
+        echo(line)
     if spec.target is not None:
         failures, last = sw.sweep_until(plan, spec.target, spec.metric, jobs=jobs, executor=executor,
                                         fail_fast=fail_fast, echo=echo)
@@ -819,6 +922,17 @@ def run_tune(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool = 
         return result
     echo(tables.format_comparison(result.comparison, "table").rstrip("\n"))
     return result
+
+
+def skipped_lines(plan: ConfirmPlan) -> list[str]:
+    """The seeds the confirmation skipped because a run the tune is shown ran them at a
+    selected point already."""
+    if not plan.skipped:
+        return []
+    seeds = ", ".join(map(str, plan.skipped))
+    first = next(iter(plan.skipped.values()))
+    return [f"confirmation seeds: {', '.join(map(str, plan.seeds))}; seed{'s' * (len(plan.skipped) != 1)} {seeds} "
+            f"skipped: already run at a selected point (e.g. {first}), so not fresh draws"]
 
 
 def stale_confirmations(spec: TuneSpec, confirmation: list[sw.Member]) -> list:
@@ -858,6 +972,7 @@ def dry_run(spec: TuneSpec) -> list[str]:
         return lines
     lines += format_selection(sel)
     plan = confirm_plan(sel)
+    lines += skipped_lines(plan)
     if spec.target is not None:
         return lines + sw.describe_until(plan, spec.target, spec.metric)
     for m in plan.members(len(plan.seeds), create=False):

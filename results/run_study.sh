@@ -26,10 +26,12 @@ sweep configs/study/cifar10_lr_tolerance.yaml "$@"
 sweep configs/study/own_saved_functional.yaml --seeds-until 0.02 --max-seeds 6 "$@"
 # each norm at its own tuned learning rate, confirmed on fresh seeds (issue 21; docs/tune.md)
 tune() { echo "== normbench tune $*"; $NORMBENCH tune "$@"; }
-# CIFAR-10: four rates over 33x; IMDB: 0.0001 added after every norm's best sat at 0.0003, the low edge
+# CIFAR-10: four rates over 33x; IMDB: 0.0001 added after every norm's best sat at 0.0003, the low edge, and
+# 0.00003 after selecting on the verdict's endpoint (last_val_accuracy, tune's default since issue 29) put no
+# norm's choice at 0.0001. Both now confirm on seeds fresh against the fixed-rate study in results/study.
 tune configs/study/cifar10_tuned.yaml --per model.norm=batch,layer,none --grid train.learning_rate=0.0003,0.001,0.003,0.01 \
   --tune-seeds 0,1 --seeds-until 0.01 --max-seeds 10 "$@"
-tune configs/study/imdb_tuned.yaml --per model.norm=batch,layer,none --grid train.learning_rate=0.0001,0.0003,0.001,0.003,0.01 \
+tune configs/study/imdb_tuned.yaml --per model.norm=batch,layer,none --grid train.learning_rate=0.00003,0.0001,0.0003,0.001,0.003,0.01 \
   --tune-seeds 0,1 --seeds-until 0.01 --max-seeds 10 "$@"
 # normbench 0.2.0's fused batch norm against Keras' layer: the reference study's BN seeds 0-4 again (issue 23)
 sweep configs/study/cifar10_fused_bn.yaml "$@"

@@ -586,3 +586,29 @@ def test_ls_json_and_csv_load_into_pandas(tmp_path):
     assert csv_df["test_accuracy"].tolist() == pytest.approx(df["test_accuracy"].tolist(), nan_ok=True)
     r = cli("ls", root, "--status", "failed", "--format", "json")
     assert r.exit_code == 0 and json.loads(r.stdout) == []  # no rows: still valid JSON, nothing else on stdout
+def test_mlflow_tells_apart_runs_of_one_config_on_different_data(tmp_path):
+    """Issue 28: the same config in two output folders, trained on different data (another
+    NORMBENCH_DATA_DIR), has the same run id and config.yaml; its identity (data
+    fingerprint included) differs, so both are exported. A bit-identical copy of one of
+    them in a third folder is the same run: already there."""
+    import shutil
+
+    from conftest import write_run
+
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    a = write_run(tmp_path / "a", seed=0, run_id="r", data="cifar10")
+    b = write_run(tmp_path / "b", seed=0, run_id="r", data="cifar10", fingerprint="sha256:" + "cd" * 32)
+    assert (a / "config.yaml").read_bytes() == (b / "config.yaml").read_bytes()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    r = cli("export", "mlflow", tmp_path / "a", tmp_path / "b", "--tracking-uri", uri)
+    assert r.exit_code == 0, r.output
+    assert "exported 2 run(s)" in r.output
+    shutil.copytree(a, tmp_path / "c" / a.parent.name / a.name)
+    r = cli("export", "mlflow", tmp_path / "a", tmp_path / "b", tmp_path / "c", "--tracking-uri", uri)
+    assert "exported 0 run(s)" in r.output and "3 already there" in r.output, r.output
+    client = MlflowClient(tracking_uri=uri)
+    found = client.search_runs([client.get_experiment_by_name("normbench").experiment_id])
+    assert sorted(m.data.tags["normbench.path"] for m in found) == sorted([str(a), str(b)])
+    assert len({m.data.tags["normbench.identity"] for m in found}) == 2

@@ -310,3 +310,95 @@ def test_the_same_seeds_under_two_normbench_versions_are_two_groups(tmp_path):
     assert list(df["normbench"]) == ["0.2.0", "0.1.0"] and list(df["n"]) == [3, 3]
     one = cli("compare", root / "new", "--format", "csv")
     assert "normbench" not in one.stdout.splitlines()[0]  # one version: no column, labels as before
+
+
+# ----------------------------------------------------------------------------- the same run in two folders
+
+
+def test_the_same_run_in_two_folders_is_counted_once_and_paired(tmp_path):
+    """A tune's confirmation runs that a fixed-rate study already made (issue 29): folder
+    fixed/ holds seeds 0-4; folder tuned/ holds bit-identical copies of seeds 2-4 (marked
+    confirmation runs, so they form a group of their own) and fresh seeds 1, 5, 6. Seed 1
+    of fixed/ predates data fingerprints (no identity), so seeds 1-4 are shared, 3 of them
+    the same run. compare counts those 3 once and compares the groups paired over the
+    shared seeds, not with Welch's test, which would count them twice."""
+    import shutil
+
+    from scipy import stats as sps
+
+    fixed, tuned = tmp_path / "fixed", tmp_path / "tuned"
+    acc_fixed = {0: 0.70, 1: 0.71, 2: 0.74, 3: 0.69, 4: 0.73}
+    runs = {s: write_run(fixed, seed=s, norm="layer", test_accuracy=a, run_id=f"seed{s}",
+                         fingerprint=None if s == 1 else FP) for s, a in acc_fixed.items()}
+    acc_tuned = {1: 0.76, 5: 0.78, 6: 0.75}
+    for s in (2, 3, 4):
+        shutil.copytree(runs[s], tuned / "exp_layer" / f"seed{s}")  # the same files in another folder
+    for s, a in acc_tuned.items():
+        write_run(tuned, seed=s, norm="layer", test_accuracy=a, run_id=f"seed{s}")
+    for d in (tuned / "exp_layer").iterdir():
+        runfolder.write_role(d, "confirmation")
+    acc_tuned |= {s: acc_fixed[s] for s in (2, 3, 4)}
+
+    js = json.loads(cli("compare", fixed, tuned, "--format", "json").stdout)
+    assert sorted(g["n"] for g in js["groups"]) == [5, 6]
+    assert sorted((p["path"].split("/")[-3], p["same_as"].split("/")[-3]) for p in js["same_runs"]) == \
+        [("tuned", "fixed")] * 3
+    assert {g["same_runs"] for g in js["groups"]} == {0, 3}
+    shared = [1, 2, 3, 4]
+    a, b = [acc_tuned[s] for s in shared], [acc_fixed[s] for s in shared]
+    p = sps.ttest_rel(a, b).pvalue
+    other = next(g for g in js["groups"] if g["verdict"])
+    best_is_tuned = other["role"] == "null"  # the other group is the fixed one
+    diff = (sum(a) - sum(b)) / 4 * (1 if best_is_tuned else -1)
+    assert best_is_tuned  # the tuned group's mean is higher
+    assert f"3 of 5 runs are the same run" in other["verdict"]
+    assert f"paired over the 4 shared seeds: {diff * 100:+.1f} pp" in other["verdict"]
+    assert f"p = {p:.2f}" in other["verdict"] and "(n = 4 pairs)" in other["verdict"]
+    assert other["test_accuracy_p_holm"] == pytest.approx(p)
+    text = cli("compare", fixed, tuned).stdout
+    assert text.startswith("11 completed runs (8 distinct: 3 are the same run in two groups) in 2 groups")
+    assert "3 runs found in two groups as the same run" in text
+
+
+def test_a_run_copied_within_one_group_counts_once(tmp_path):
+    """The same run copied into a second folder without a role joins its own group: one seed, n once."""
+    import shutil
+
+    fixed = tmp_path / "fixed"
+    runs = [write_run(fixed, seed=s, test_accuracy=0.7 + s / 100, run_id=f"seed{s}") for s in range(3)]
+    shutil.copytree(runs[0], tmp_path / "copy" / "exp_batch" / "seed0")
+    js = json.loads(cli("compare", fixed, tmp_path / "copy", "--format", "json").stdout)
+    assert [g["n"] for g in js["groups"]] == [3] and len(js["collapsed"]) == 1 and js["same_runs"] == []
+
+
+def test_identity_leaves_out_what_does_not_train_and_old_runs_get_one(tmp_path):
+    """identity: name, output, sweep, role and data.path do not change it; the seed, the
+    data, the normbench version and any trained key do. Run folders from before the
+    summary.json key get theirs computed from config.yaml and summary.json."""
+    from normbench import identity
+    from normbench.runs import load_run
+
+    base = load_run(write_run(tmp_path / "a", seed=0, run_id="x"))
+    assert base.summary["identity"] is None and base.identity == identity.identity(base.config, base.summary)
+    same = load_run(write_run(tmp_path / "b", seed=0, run_id="x", name="other", out="elsewhere",
+                              sweep={"seed": [0, 1]}))
+    assert same.identity == base.identity
+    for changed in (dict(seed=1), dict(seed=0, fingerprint="sha256:" + "cd" * 32), dict(seed=0, batch_size=32),
+                    dict(seed=0, extra={"versions": {"normbench": "9.9"}})):
+        other = load_run(write_run(tmp_path / f"c{len(list(tmp_path.iterdir()))}", run_id="x", **changed))
+        assert other.identity != base.identity, changed
+    assert load_run(write_run(tmp_path / "d", seed=0, run_id="x", fingerprint=None)).identity is None
+    recorded = load_run(write_run(tmp_path / "e", seed=0, run_id="x", extra={"identity": "sha256:given"}))
+    assert recorded.identity == "sha256:given"
+
+
+def test_shared_runs_with_different_results_are_named_and_still_paired(tmp_path):
+    """One identity (same config, seed, data, version), other numbers: a rerun that did not
+    reproduce bit for bit. Still one training setting per seed: paired, and named."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for s, (x, y) in enumerate([(0.70, 0.72), (0.74, 0.75), (0.69, 0.73)]):
+        write_run(a, seed=s, test_accuracy=x, run_id=f"s{s}")
+        runfolder.write_role(write_run(b, seed=s, test_accuracy=y, run_id=f"s{s}"), "confirmation")
+    v = next(g["verdict"] for g in json.loads(cli("compare", a, b, "--format", "json").stdout)["groups"] if g["verdict"])
+    assert "3 of 3 runs are the same run" in v and "3 of them gave different results" in v
+    assert "paired over the 3 shared seeds: +2.3 pp" in v

@@ -223,3 +223,19 @@ def test_one_epoch_has_no_ms_per_step(out):
     s = json.loads((_run_dir(r) / "summary.json").read_text())
     assert s["epochs_completed"] == 1 and s["ms_per_step"] is None and s["first_epoch_seconds"] > 0
     assert ", n/a ms/step -> " in r.output
+
+
+def test_the_recorded_identity_is_the_one_computed_from_the_folder(smoke_runs, tmp_path):
+    """summary.json's identity is what normbench.identity computes from the run folder's
+    config.yaml and summary.json (as for runs from before the key), so a trained run and
+    an old run folder of the same training match; a copy elsewhere keeps it."""
+    import shutil
+
+    from normbench import identity, runs
+
+    d = _run_dir(smoke_runs["imdb_ln"][0])
+    run = runs.load_run(d)
+    assert run.summary["identity"].startswith("sha256:")
+    assert run.summary["identity"] == identity.identity(run.config, run.summary)
+    copy = shutil.copytree(d, tmp_path / "elsewhere" / "imdb" / d.name)
+    assert runs.load_run(copy).identity == run.identity

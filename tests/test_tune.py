@@ -30,6 +30,7 @@ def _spec(tmp_path, **kw):
     cfg = write_config(tmp_path / "c.yaml")
     kw.setdefault("target", 1e-9)
     kw.setdefault("max_seeds", 3)
+    kw.setdefault("select", "best_val_accuracy")  # the fake summaries' validation figure (tunefake.scores)
     return tune.load_spec(str(cfg), PER, [GRID], output=str(tmp_path / "r"), **kw)
 
 
@@ -267,7 +268,8 @@ def test_dry_run_creates_nothing_then_shows_the_selection(tmp_path):
     for m in spec.tuning_members():
         fake.submit(m, 1)
     r = cli(*args)
-    assert "  model.norm=layer: learning_rate=0.003 (best_val_accuracy 0.7910)" in r.output
+    # no --select: the validation counterpart of the verdict's test_accuracy (the last epoch's weights)
+    assert "  model.norm=layer: learning_rate=0.003 (last_val_accuracy 0.7810)" in r.output
     assert r.output.count(" todo  confirmation ") == 9  # 3 norms x the default 3 fresh seeds
     assert r.output.count(f"{out}/smoke_imdb_ln/imdb_rnn-norm=layer-bs=64-learning_rate=0.003-seed=") == 2 + 3
     assert not list(out.rglob("*seed=2"))
@@ -424,7 +426,7 @@ def test_a_grid_over_several_keys_tunes_their_product(tmp_path):
     res = tune.run_tune(spec, executor=FakeTrainer(), jobs=8, echo=lines.append)
     assert res.failures == [] and len(spec.tuning_members(create=False)) == 2 * 4 * 2
     # the fake's scores ignore the optimizer: a tie, kept in grid order, and no edge for a name
-    assert ("  model.norm=batch: learning_rate=0.001, optimizer=adam (best_val_accuracy 0.8010); tie with "
+    assert ("  model.norm=batch: learning_rate=0.001, optimizer=adam (last_val_accuracy 0.7910); tie with "
             "learning_rate=0.001, optimizer=rmsprop (same mean): the first in grid order is kept; at the grid's edge: "
             "the smallest train.learning_rate tried (0.001), so the best may lie beyond it: widen the grid") in lines
     assert sorted(m.run_id for m in res.confirmation) == [
@@ -455,3 +457,75 @@ def test_confirmation_runs_of_an_earlier_selection_are_named_not_compared(tmp_pa
         ("batch", 0.001), ("layer", 0.002), ("none", 0.002)}
     note = next(ln for ln in lines if ln.startswith("note: "))
     assert note.startswith(f"note: 6 confirmation runs in {tmp_path / 'r/smoke_imdb_ln'} at points an earlier selection")
+
+
+# ----------------------------------------------------------------------------- one endpoint, fresh seeds (issue 29)
+
+
+@pytest.mark.parametrize("metric, eval_, select", [
+    ("test_accuracy", "last", "last_val_accuracy"), ("test_accuracy", "best", "best_val_accuracy"),
+    ("test_accuracy_last", "best", "last_val_accuracy"), ("test_accuracy_best", "last", "best_val_accuracy"),
+    ("test_loss_best", "last", "best_val_accuracy"), ("ms_per_step", "last", "last_val_accuracy")])
+def test_select_defaults_to_the_validation_counterpart_of_the_metric(tmp_path, metric, eval_, select):
+    cfg = write_config(tmp_path / "c.yaml")
+    spec = tune.load_spec(str(cfg), PER, [GRID], ["train.eval=" + eval_], output=str(tmp_path / "r"), metric=metric)
+    assert spec.select == select
+    assert f"selected on {select};" in tune.describe(spec)
+
+
+def test_a_selection_on_another_endpoint_than_the_verdict_is_named(tmp_path):
+    spec = _spec(tmp_path)  # --select best_val_accuracy, the verdict test_accuracy of the last epoch's weights
+    for m in spec.tuning_members():
+        FakeTrainer().submit(m, 1)
+    lines = tune.format_selection(tune.selection_of(spec))
+    assert ("  note: endpoints differ: selected on best_val_accuracy (the best epoch) while the verdict reads "
+            "test_accuracy (the last epoch's weights); a point chosen on one endpoint need not be best on the other: "
+            "--select last_val_accuracy matches --metric") in lines
+    (tmp_path / "b").mkdir()
+    same = _spec(tmp_path / "b", select="last_val_accuracy")
+    for m in same.tuning_members():
+        FakeTrainer().submit(m, 1)
+    assert not [ln for ln in tune.format_selection(tune.selection_of(same)) if "endpoints differ" in ln]
+
+
+def test_confirmation_seeds_are_fresh_against_every_run_of_the_point_it_is_shown(tmp_path):
+    """A fixed-rate study already ran layer at 0.003 (a point the tune selects) on seeds
+    0-3, in another folder: the confirmation skips seeds 2 and 3 for every norm (so
+    they still pair by seed), and says so; given in --confirm-seeds, they are refused."""
+    from normbench.config import dump_yaml
+
+    fixed = tmp_path / "fixed"
+    (tmp_path / "probe").mkdir()
+    probe = _spec(tmp_path / "probe", select="last_val_accuracy")
+    for seed in range(4):  # layer at 0.003 as the tune's members train it, under another name and folder
+        m, = probe.members_at([("layer", {"train.learning_rate": 0.003})], create=False, seeds=[seed])
+        d = runfolder.run_path(fixed, "fixed_study", f"seed{seed}")
+        d.mkdir(parents=True)
+        runfolder.write_config(d, dump_yaml(m.config).replace(f"name: {m.config.name}", "name: fixed_study"))
+    spec, res, lines = _tuned(tmp_path, select="last_val_accuracy", against=[str(fixed)])
+    assert spec.confirm_seeds == [4, 5, 6]
+    assert sorted({m.config.seed for m in res.confirmation}) == [4, 5, 6]
+    assert any(ln.startswith("confirmation seeds: 4, 5, 6; seeds 2, 3 skipped: already run at a selected point (e.g. "
+                             f"{fixed / 'fixed_study' / 'seed2'})") for ln in lines), lines
+    # without --against the fixed study is not shown: the first fresh seeds are 2-4
+    (tmp_path / "alone").mkdir()
+    spec2, _, _ = _tuned(tmp_path / "alone", select="last_val_accuracy")
+    assert spec2.confirm_seeds == [2, 3, 4]
+    # seeds given with --confirm-seeds that ran already are refused, naming the run
+    (tmp_path / "given").mkdir()
+    spec3 = _spec(tmp_path / "given", select="last_val_accuracy", confirm_seeds="3,4", against=[str(fixed)])
+    for m in spec3.tuning_members():
+        FakeTrainer().submit(m, 1)
+    with pytest.raises(NormbenchError, match=r"^--confirm-seeds: seed 3 already ran at a selected point \("
+                                             + str(fixed / "fixed_study" / "seed3").replace(".", r"\.") + r"\); that "
+                                             r"run is not a fresh draw"):
+        tune.confirm_plan(tune.selection_of(spec3))
+
+
+def test_against_a_missing_folder_is_one_line(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml")
+    r = cli("tune", cfg, "--per", PER, "--grid", GRID, "--output", tmp_path / "r", "--against", tmp_path / "nope",
+            "--dry-run")
+    assert r.exit_code == 1 and r.output == (f"Error: --against {tmp_path / 'nope'}: no such folder; pass a folder of "
+                                             f"runs the confirmation seeds must be fresh against, e.g. --against results/\n")
+    assert not (tmp_path / "r").exists()
