@@ -14,7 +14,7 @@ from normbench import NormbenchError, __version__, one_line
 from normbench.listing import STATUSES
 from normbench.metrics import LEVEL_TEXT
 from normbench.plots import BANDS
-from normbench.results import METRICS
+from normbench.results import FAMILIES, METRICS
 from normbench.runfolder import ROLES
 from normbench.sweep import EXECUTORS
 from normbench.tables import FORMATS
@@ -209,8 +209,14 @@ def _note_excluded(excluded, collapsed=()) -> None:
                    "train.learning_rate: each rate's norms are compared with each other only.")
 @click.option("--role", type=click.Choice(list(ROLES)), default=None,
               help="Only the runs `normbench tune` made for this role: " + "; ".join(f"{k}: {v}" for k, v in ROLES.items()) + ".")
+@click.option("--margin", type=float, default=None, metavar="M",
+              help="Equivalence margin in the metric's units (0.01 = 1 pp of accuracy): each verdict is higher, lower, "
+                   "equivalent within ±M (two one-sided tests) or not resolved. Default: the runs' declared compare.margin.")
+@click.option("--family", type=click.Choice(list(FAMILIES)), default=None,
+              help="The comparisons one Holm adjustment covers: " + "; ".join(f"{k}: {v}" for k, v in FAMILIES.items())
+                   + ". Default: the runs' declared compare.family, else vs-best.")
 @_level
-def compare(paths, metric, fmt, output, plot_file, within, role):
+def compare(paths, metric, fmt, output, plot_file, within, role, margin, family):
     """Compare groups of runs, and say how sure the comparison is.
 
     PATH is a run folder, or a folder searched recursively for run folders.
@@ -239,7 +245,7 @@ def compare(paths, metric, fmt, output, plot_file, within, role):
 
     results.check_metric(metric)
     runs = results.with_role(results.load_runs(paths), role)
-    comp = results.compare(runs, metric, within)
+    comp = results.compare(runs, metric, within, margin=margin, family=family)
     text = tables.format_comparison(comp, fmt)
     if output:
         try:

@@ -56,13 +56,19 @@ EVAL_KEY = "train.eval"  # which weights test_* reports; test_*_last/_best are t
 STATS = metrics.STATS  # per-group statistics (mean and sample std of each)
 ALWAYS_SHOWN = ("model.arch", "model.norm")  # group columns shown even when all groups share them
 SECTION_KEYS = ("model.arch", "data.name")  # groups are ranked only against groups of the same section
-NOT_GROUPED = "seed, name, output.*, sweep.*"
+NOT_GROUPED = "seed, name, output.*, sweep.*, compare.*"
+# compare --family: which comparisons one Holm adjustment covers (name -> what it holds)
+FAMILIES = {
+    "vs-best": "each group against its section's best",
+    "all-pairs": "every pair of groups in the section",
+}
+DEFAULT_FAMILY = "vs-best"
 LEVEL = metrics.LEVEL  # confidence level of every interval
 
 
 def not_grouped(key: str) -> bool:
-    """Config keys compare pools over (seed, name, output.*, sweep.*), never groups on."""
-    return key in ("seed", "name") or key.split(".")[0] in ("output", "sweep")
+    """Config keys compare pools over (seed, name, output.*, sweep.*, compare.*), never groups on."""
+    return key in ("seed", "name") or key.split(".")[0] in ("output", "sweep", "compare")
 
 
 # ----------------------------------------------------------------------------- grouping
@@ -246,7 +252,40 @@ class Ranked:
     paired: object = None  # stats.PairedDiff by seed, or None (the best, or no shared seeds)
     p_holm: float = math.nan  # Welch's p Holm-adjusted over the section's comparisons
     verdict: str | None = None  # the comparison in words (stats.verdict); None for the best
-    ci: object = None  # stats.Interval: the group's mean and its interval
+    ci: object = None  # stats.Interval: the group's mean and its interval (bounded for a bounded metric)
+    p_tost: float = math.nan  # with a margin: TOST p against the best, Holm-adjusted over the family
+    call: str | None = None  # stats.CALLS: this group against the best (higher / lower / equivalent / not resolved)
+    did_not_learn: str | None = None  # why the group did not learn (did_not_learn()); None: it learned
+
+
+@dataclass
+class Pair:
+    """One comparison of the section's family: a minus b (a ranked above b)."""
+
+    section: str
+    a: Ranked
+    b: Ranked
+    diff: object  # stats.Diff of a - b (bounded for a bounded metric)
+    paired: object  # stats.PairedDiff or None
+    p_holm: float  # Welch's p Holm-adjusted over the section's family
+    p_tost: float  # TOST p Holm-adjusted over the family (NaN without a margin)
+    call: str  # stats.CALLS
+    verdict: str
+    role: str | None = None  # "primary", "exploratory", or None (no analysis declared)
+
+
+@dataclass
+class Across:
+    """P(A better than B) over the sections both ran in (stats.improvement_interval)."""
+
+    a: str
+    b: str
+    p: float
+    low: float
+    high: float
+    sections: int  # tasks with runs of both
+    runs_a: int
+    runs_b: int
 
 
 @dataclass
@@ -266,39 +305,215 @@ class Comparison:
     within: tuple = ()  # compare --within: config keys that split sections further
     ranked: list[Ranked] = field(default_factory=list)  # the groups as dataclasses, in the table's row order
     splits: tuple = ()  # SPLITS columns some config ran with two values of: groups show those columns
+    margin: float | None = None  # equivalence margin in the metric's units (compare --margin / compare.margin)
+    family: str = DEFAULT_FAMILY  # FAMILIES: the comparisons one Holm adjustment covers
+    pairs: list = field(default_factory=list)  # Pair: every comparison of every section's family, in order
+    declared: dict = field(default_factory=dict)  # the runs' compare.* block (primary, margin, family); {} if none
+    primary: bool | None = None  # True: this is the declared primary analysis; False: exploratory; None: none declared
+    across: list = field(default_factory=list)  # Across: P(A better than B) over sections, when there are several
+    bounds: tuple | None = None  # the metric's range (metrics.bounds_of); its intervals are intersected with it
 
 
 def _plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
-def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, ...] = ()) -> Comparison:
-    """Group completed runs by config (minus seed/name/output/sweep) and data fingerprint,
-    one run per seed, and rank the groups within each (model.arch, data.name) section with
-    intervals, effect sizes and a verdict per comparison with the section's best.
+def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, ...] = (),
+            margin: float | None = None, family: str | None = None) -> Comparison:
+    """Group completed runs by config (minus seed/name/output/sweep/compare) and data
+    fingerprint, one run per seed, and rank the groups within each (model.arch, data.name)
+    section with intervals, effect sizes and a verdict per comparison of the section's
+    family (FAMILIES: each group against the best, or every pair), Holm-adjusted over it.
     `within`: config keys that split sections further (one section per learning rate,
     say), so each value's norms are ranked against each other only.
+    `margin` (the metric's units): each verdict also tests equivalence within ±margin
+    (stats.tost_p). `margin` and `family` default to the runs' declared analysis
+    (their config's compare: block, declared()), else no margin and vs-best.
+    Groups that did not learn (did_not_learn) are ranked after those that did, never best.
+    With several sections, `across` holds P(A better than B) for each pair of group
+    names found in at least two sections.
     NormbenchError when no run completed, or none has a value for the metric."""
     higher = check_metric(metric)
+    if margin is not None:
+        check_margin(margin, "--margin")
+    if family is not None:
+        check_family(family, "--family")
     within = tuple(dict.fromkeys(within))
     check_within(runs, within)
     notes: list[str] = []
     use, left_out, value = measured(runs, metric, notes)
     groups, collapsed = collapse_seeds(group_runs(use, notes), value, notes)
     kept_runs = [r for g in groups for r in g.runs]
+    declared_block = declared(kept_runs, notes)
+    primary_metric = declared_block.get("primary")
+    if margin is None and primary_metric in (None, metric):
+        margin = declared_block.get("margin")
+    family = family or declared_block.get("family") or DEFAULT_FAMILY
+    primary = None
+    if primary_metric is not None:
+        primary = (primary_metric == metric and margin == declared_block.get("margin")
+                   and family == (declared_block.get("family") or DEFAULT_FAMILY))
     varying = _varying_between(groups)
     columns = [k for k in ALWAYS_SHOWN if any(k in r.config for r in kept_runs) and k not in varying] + varying
     label_keys = varying or [k for k in ("model.norm",) if any(k in r.config for r in kept_runs)]
     splits = _splits(groups, notes)
-    ranked = []
+    ranked, pairs = [], []
     for name, gs in sections(groups, within).items():
         notes += _data_notes(name, gs)
-        ranked += rank_section(name, gs, metric, higher, label_keys, splits)
+        rs, ps = rank_section(name, gs, metric, higher, label_keys, splits, margin=margin, family=family)
+        ranked += rs
+        pairs += ps
+    role = None if primary is None else ("primary" if primary else "exploratory")
+    for pair in pairs:
+        pair.role = role
+    flops = [r for r in ranked if r.did_not_learn]
+    for r in flops:
+        notes.append(f"did not learn: {r.section}, {r.label}: {r.did_not_learn}; ranked after the groups that "
+                     f"learned, never best, and its verdicts are marked")
     frame = _frame(ranked, metric, columns, any(g.split for g in groups), splits)
-    return Comparison(metric, higher, columns, varying, frame,
+    section_names = list(dict.fromkeys(r.section for r in ranked))
+    comp = Comparison(metric, higher, columns, varying, frame,
                       kept_runs, [r for r in runs if not r.completed], collapsed, left_out, notes,
-                      list(dict.fromkeys(r.section for r in ranked)), any(g.split for g in groups), within, ranked,
-                      splits)
+                      section_names, any(g.split for g in groups), within, ranked, splits)
+    comp.margin, comp.family, comp.pairs = margin, family, pairs
+    comp.declared, comp.primary, comp.bounds = declared_block, primary, metrics.bounds_of(metric) if _bounded(metric) else None
+    comp.across = across_sections(ranked, higher) if len(section_names) > 1 else []
+    return comp
+
+
+def check_margin(margin, where: str) -> float:
+    """An equivalence margin: a positive finite number in the metric's units."""
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not (margin > 0 and math.isfinite(margin)):
+        raise NormbenchError(f"{where} {margin}: must be a positive number in the metric's units, "
+                             f"e.g. 0.01 (1 pp of accuracy)")
+    return float(margin)
+
+
+def check_family(family, where: str) -> str:
+    if family not in FAMILIES:
+        raise NormbenchError(f"{where} {family}: unknown family; choose one of: {', '.join(FAMILIES)}")
+    return family
+
+
+DECLARED_KEYS = ("primary", "margin", "family")  # a study config's compare: block (config.CompareConfig)
+
+
+def declared(runs: list[Run], notes: list[str]) -> dict:
+    """The analysis the runs' study declared: their config's compare.primary, .margin and
+    .family (config.CompareConfig), when every run that declares one declares the same;
+    {} when none does, or when they disagree (a note says so)."""
+    blocks = {json.dumps({k: r.config.get(f"compare.{k}") for k in DECLARED_KEYS}, sort_keys=True)
+              for r in runs if r.config.get("compare.primary") is not None}
+    if not blocks:
+        return {}
+    if len(blocks) > 1:
+        notes.append(f"the runs declare {len(blocks)} different primary analyses (compare: blocks of their "
+                     f"configs); none is used, and no verdict is marked primary")
+        return {}
+    return {k: v for k, v in json.loads(blocks.pop()).items() if v is not None}
+
+
+def _bounded(metric: str) -> bool:
+    """Whether a metric's intervals are bounded: a range closed on both sides (accuracies
+    in [0, 1]). Half-open ranges (losses, times in [0, inf)) keep their t intervals."""
+    b = metrics.bounds_of(metric)
+    return b is not None and all(math.isfinite(x) for x in b)
+
+
+# ----------------------------------------------------------------------------- did not learn
+
+LEARN_METRIC = "test_accuracy"  # the accuracy compared with chance, whatever compare ranks by
+
+
+def chance_of(run: Run) -> tuple[float | None, str]:
+    """(chance accuracy, where it came from): summary.json's chance_accuracy (the test
+    set's majority-class rate, recorded by train), else 1/classes for runs that predate it
+    (data.classes, or the data set's number of classes: exact for balanced test sets
+    such as IMDB's and CIFAR-10's); (None, why) when neither is known."""
+    v = run.summary.get("chance_accuracy")
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+        return float(v), "the test set's majority-class rate"
+    k = run.config.get("data.classes")
+    if not k:
+        from normbench.data import DATASETS
+
+        spec = DATASETS.get(str(run.config.get("data.name")))
+        k = spec.num_classes if spec else None
+    if k:
+        return 1.0 / k, f"1/{k} classes: the run predates chance_accuracy"
+    return None, "unknown"
+
+
+def first_train_loss(run: Run) -> float:
+    """The first epoch's train loss: summary.json's first_train_loss, else history.csv's
+    first row (runs that predate the key); NaN when neither has it."""
+    v = run.summary.get("first_train_loss")
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    from normbench import runfolder
+
+    try:
+        rows = runfolder.read_history(run.path)
+        return float(rows[0]["loss"]) if rows and rows[0].get("loss") not in (None, "") else math.nan
+    except (NormbenchError, OSError, ValueError, KeyError):
+        return math.nan
+
+
+def did_not_learn(group: Group) -> str | None:
+    """Why a group did not learn, or None when it did. It did not learn when
+    - its mean test accuracy is not above chance (chance_of) by more than two binomial
+      standard errors of one run's accuracy, 2 sqrt(c (1 - c) / n_test) (a model that
+      predicts one class scores at most the majority rate; the band is test-set noise), or
+    - its mean final train loss is not below its mean first-epoch train loss."""
+    reasons = []
+    accs = [v for v in (r.value(LEARN_METRIC) for r in group.runs) if not math.isnan(v)]
+    chance, how = chance_of(group.first)
+    if accs and chance is not None:
+        mean = sum(accs) / len(accs)
+        n_test = group.first.summary.get("n_test")
+        tol = 2 * math.sqrt(chance * (1 - chance) / n_test) if isinstance(n_test, int) and n_test > 0 else 0.0
+        if mean <= chance + tol:
+            band = f" + {tol:.4f} (two binomial standard errors)" if tol else ""
+            reasons.append(f"{LEARN_METRIC} {mean:.4f} is not above chance {chance:.4f}{band} ({how})")
+    firsts = [v for v in map(first_train_loss, group.runs) if math.isfinite(v)]
+    finals = [v for v in (r.value("final_train_loss") for r in group.runs) if math.isfinite(v)]
+    if firsts and finals:
+        first, final = sum(firsts) / len(firsts), sum(finals) / len(finals)
+        if final >= first:
+            reasons.append(f"its final train loss {final:.4f} has not fallen from the first epoch's {first:.4f}")
+    return "; ".join(reasons) or None
+
+
+# ----------------------------------------------------------------------------- across sections
+
+
+def across_sections(ranked: list[Ranked], higher: bool) -> list[Across]:
+    """P(A better than B) (stats.improvement_interval) for each pair of group names that
+    share at least two sections, over those sections (the tasks) and their runs; each pair
+    oriented so that P >= 0.5 (A the one more often better), in the order the names first
+    appear. For a metric where lower is better, better means lower."""
+    from normbench import stats as st
+
+    by_section: dict[str, dict[str, list[float]]] = {}
+    for r in ranked:
+        vals = [v if higher else -v for v in r.group.values]
+        by_section.setdefault(r.section, {}).setdefault(r.name, vals)
+    names = list(dict.fromkeys(r.name for r in ranked))
+    out = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            tasks = [sec for sec in by_section.values() if a in sec and b in sec]
+            if len(tasks) < 2:
+                continue
+            xs, ys = [t[a] for t in tasks], [t[b] for t in tasks]
+            p, low, high = st.improvement_interval(xs, ys, LEVEL)
+            if p < 0.5:
+                a2, b2, xs, ys = b, a, ys, xs
+                p, low, high = st.improvement_interval(xs, ys, LEVEL)
+            else:
+                a2, b2 = a, b
+            out.append(Across(a2, b2, p, low, high, len(tasks), sum(map(len, xs)), sum(map(len, ys))))
+    return out
 
 
 _SPLIT_NOTES = {
@@ -430,11 +645,16 @@ def _data_notes(section: str, groups: list[Group]) -> list[str]:
 
 
 def rank_section(section: str, groups: list[Group], metric: str, higher: bool, label_keys: list[str],
-                 splits: tuple = ()) -> list[Ranked]:
-    """One section's groups, best first (by the metric's mean), each below the best
-    compared with it once: Welch and paired differences, Holm's p over the section, a verdict."""
+                 splits: tuple = (), *, margin: float | None = None,
+                 family: str = DEFAULT_FAMILY) -> tuple[list[Ranked], list[Pair]]:
+    """One section's groups, best first (by the metric's mean; groups that did not learn
+    after those that did), and the section's family of comparisons (FAMILIES): Welch and
+    paired differences, Holm's p over the family, TOST with a margin, a verdict each.
+    Each group below the best carries its comparison with the best (the table's row)."""
     from normbench import stats as st
 
+    bounds = metrics.bounds_of(metric) if _bounded(metric) else None
+    dbounds = st.diff_bounds(bounds)
     name_keys = _varying_between(groups) or label_keys
     ranked = []
     for g in groups:
@@ -446,22 +666,55 @@ def rank_section(section: str, groups: list[Group], metric: str, higher: bool, l
             word = SPLITS[col][0]
             r.label += f", {word}={g.shown(col)}"
             r.name += f" ({word} {g.shown(col)})"
+        r.did_not_learn = did_not_learn(g)
         ranked.append(r)
     for r in ranked:
-        r.ci = st.mean_ci(r.group.values, LEVEL)
-    ranked.sort(key=lambda r: (math.inf if math.isnan(r.ci.mean) else r.ci.mean * (-1 if higher else 1), r.label))
+        r.ci = st.bounded(st.mean_ci(r.group.values, LEVEL), bounds)
+    ranked.sort(key=lambda r: (r.did_not_learn is not None,
+                               math.inf if math.isnan(r.ci.mean) else r.ci.mean * (-1 if higher else 1), r.label))
     best, others = ranked[0], ranked[1:]
     for rank, r in enumerate(ranked, 1):
         r.rank = rank
     for r in others:
-        r.diff = st.welch_diff(r.group.values, best.group.values, LEVEL)
+        r.diff = st.bounded(st.welch_diff(r.group.values, best.group.values, LEVEL), dbounds)
     for r, paired in zip(others, st.paired_diffs([(r.group.by_seed, best.group.by_seed) for r in others], LEVEL)):
-        r.paired = paired
+        r.paired = st.bounded(paired, dbounds)
+    check_family(family, "family")
+    if family == "all-pairs":
+        members = [(ranked[i], ranked[j]) for i in range(len(ranked)) for j in range(i + 1, len(ranked))]
+    else:
+        members = [(best, r) for r in others]
+    diffs, to_pair = [], []
+    for a, b in members:
+        if a is best:
+            diffs.append(b.diff.swapped())
+            to_pair.append(None)
+        else:
+            diffs.append(st.bounded(st.welch_diff(a.group.values, b.group.values, LEVEL), dbounds))
+            to_pair.append((a.group.by_seed, b.group.by_seed))
+    paired_rest = iter(st.paired_diffs([x for x in to_pair if x is not None], LEVEL))
+    paireds = [(b.paired and b.paired.swapped()) if x is None else st.bounded(next(paired_rest), dbounds)
+               for (a, b), x in zip(members, to_pair)]
+    p_holm = st.holm([d.p for d in diffs])
+    p_tost = st.holm([st.tost_p(d, margin) for d in diffs]) if margin is not None else [math.nan] * len(diffs)
     scale, unit = unit_of(metric)
-    for r, p_holm in zip(others, st.holm([r.diff.p for r in others])):
-        r.p_holm = p_holm
-        r.verdict = _verdict(best.name, r, metric, higher, scale, unit, p_holm if len(others) > 1 else None)
-    return ranked
+    several = len(members) > 1
+    pairs = []
+    for (a, b), d, pr, ph, pt in zip(members, diffs, paireds, p_holm, p_tost):
+        call = st.call(d, ph if several else None, pt if margin is not None else None)
+        text = st.verdict(a.name, b.name, d, pr, metric=metric, scale=scale, unit=unit,
+                          p_adjusted=ph if several else None, margin=margin,
+                          p_tost=(pt if several else None) if margin is not None else None)
+        if call in ("higher", "lower") and not higher:
+            text += f" Lower is better for {metric}, so {a.name if call == 'lower' else b.name} is better."
+        flops = [x.name for x in (a, b) if x.did_not_learn]
+        if flops:
+            text = f"[did not learn: {', '.join(flops)}] " + text
+        pairs.append(Pair(section, a, b, d, pr, ph, pt, call, text))
+        if a is best:
+            b.p_holm, b.p_tost, b.verdict = ph, pt, text
+            b.call = {"higher": "lower", "lower": "higher"}.get(call, call)
+    return ranked, pairs
 
 
 def _frame(ranked: list[Ranked], m: str, columns: list[str], split_data: bool, splits: tuple = ()):
@@ -496,17 +749,20 @@ def _frame(ranked: list[Ranked], m: str, columns: list[str], split_data: bool, s
                     f"{m}_paired_high": pr.high if pr else math.nan,
                     f"{m}_paired_width_ratio": pr.width_ratio if pr else math.nan,
                     f"{m}_seeds_needed": st.seeds_needed(d.diff, d.sd_a, d.sd_b, alpha=1 - LEVEL),
-                    f"{m}_p_holm": r.p_holm, "verdict": r.verdict}
+                    f"{m}_p_holm": r.p_holm, f"{m}_p_tost": r.p_tost, f"{m}_call": r.call, "verdict": r.verdict}
+        rec["did_not_learn"] = r.did_not_learn
         records.append(rec)
     out_cols = ["section", "rank", *columns, *(["data"] if split_data else []),
                 *splits, "label", "n", "data_fingerprint",
                 *[f"{m}_{a}" for a in ("mean", "std", "ci_low", "ci_high", "diff", "diff_low", "diff_high", "hedges_g",
-                                       "p_welch", "p_holm", "paired_diff", "paired_low", "paired_high",
+                                       "p_welch", "p_holm", "p_tost", "call", "paired_diff", "paired_low", "paired_high",
                                        "paired_width_ratio", "seeds_needed")],
-                *[f"{k}_{a}" for k in stat_keys if k != m for a in ("mean", "std")], "verdict", "seeds", "runs", "name"]
+                *[f"{k}_{a}" for k in stat_keys if k != m for a in ("mean", "std")], "did_not_learn", "verdict",
+                "seeds", "runs", "name"]
     table = pd.DataFrame(records).reindex(columns=out_cols)
     table[f"{m}_seeds_needed"] = table[f"{m}_seeds_needed"].astype("Int64")
-    table["verdict"] = table["verdict"].where(table["verdict"].notna(), None)
+    for col in ("verdict", "did_not_learn", f"{m}_call"):
+        table[col] = table[col].astype(object).where(table[col].notna(), None)
     return table
 
 
@@ -516,17 +772,3 @@ def _name(run: Run, keys: list[str]) -> str:
     if len(keys) == 1:
         return show_value(run.config.get(keys[0]))
     return label_of(run, keys)
-
-
-def _verdict(best: str, r: Ranked, metric: str, higher: bool, scale: float, unit: str, p_holm) -> str:
-    """stats.verdict of the best group (named `best`) vs r, from r's differences swapped
-    (best minus r); for a metric where lower is better, a resolved verdict says which
-    group is better."""
-    from normbench import stats as st
-
-    d, pr = r.diff.swapped(), r.paired and r.paired.swapped()
-    text = st.verdict(best, r.name, d, pr, metric=metric, scale=scale, unit=unit, p_adjusted=p_holm)
-    resolved = d.resolved and d.sd_a + d.sd_b > 0 and (p_holm is None or math.isnan(p_holm) or p_holm < 1 - LEVEL)
-    if resolved and not higher:
-        text += f" Lower is better for {metric}, so {best} is better."
-    return text

@@ -489,7 +489,8 @@ def fixed(x: float, digits: int, sign: str = "") -> str:
 
 def verdict(name_a: str, name_b: str, diff: Diff, paired: PairedDiff | None = None, *,
             metric: str = "test_accuracy", scale: float | None = None, unit: str | None = None,
-            p_adjusted: float | None = None, power: float = 0.80) -> str:
+            p_adjusted: float | None = None, power: float = 0.80, margin: float | None = None,
+            p_tost: float | None = None) -> str:
     """One line in words about ``diff`` (a - b), for example
 
     ``batch vs layer: +4.6 pp [-2.1, +11.3], p = 0.28 (n = 3 each): not resolved; about
@@ -501,6 +502,12 @@ def verdict(name_a: str, name_b: str, diff: Diff, paired: PairedDiff | None = No
     metric (unit_for). The seeds-needed figure is seeds_needed on the observed difference
     and spreads at alpha = 1 - level (unadjusted for multiple comparisons). A paired result, when given, is appended with its
     interval and how its width compares with the unpaired one.
+
+    With a ``margin`` (in the metric's units), the verdict is exactly one of call()'s:
+    higher / lower (resolved, as above), "equivalent within ±margin" (two one-sided tests,
+    tost_p, or ``p_tost`` when given, e.g. Holm-adjusted, below alpha), or not resolved,
+    which then says that neither a difference nor equivalence is shown. Without a margin
+    a verdict never says there is no difference: an interval that includes 0 is "not resolved".
     """
     if scale is None or unit is None:
         s0, u0 = unit_for(metric)
@@ -522,23 +529,40 @@ def verdict(name_a: str, name_b: str, diff: Diff, paired: PairedDiff | None = No
     p = diff.p if p_adjusted is None or math.isnan(p_adjusted) else p_adjusted
     p_label = "p" if p_adjusted is None or math.isnan(p_adjusted) else "Holm p"
     line = f"{head}{num(diff.diff)}{u} [{num(diff.low)}, {num(diff.high)}], {_p_text(p, p_label)} ({n_text}): "
+    if margin is not None and p_tost is None:
+        p_tost = tost_p(diff, margin)
+    verdict_call = call(diff, p_adjusted, p_tost if margin is not None else None)
+    tl = "Holm TOST p" if p_adjusted is not None and not math.isnan(p_adjusted) else "TOST p"
+    m_text = f"±{fixed(margin * scale, max(dec, 1 if unit == 'pp' else dec), '')}{u}" if margin is not None else ""
     if diff.sd_a == 0 and diff.sd_b == 0:
         if diff.diff == 0:
-            line += "no difference and no spread: every seed gave the same value in both groups."
+            line += "every seed gave the same value in both groups, so there is no spread to test against"
         else:
-            line += "every seed gave the same value within each group, so there is no spread to test against."
+            line += "every seed gave the same value within each group, so there is no spread to test against"
+        if verdict_call == "equivalent":
+            line += f"; equivalent within {m_text} (both groups' values lie within it)."
+        else:
+            line += "; not resolved." if diff.diff == 0 else "."
         return line + _paired_text(paired, num, u, pct)
     adjusted_fails = p_adjusted is not None and not math.isnan(p_adjusted) and not p_adjusted < alpha
-    if diff.resolved and not adjusted_fails:
+    if verdict_call == "equivalent":
+        se = math.sqrt(diff.sd_a**2 / diff.n_a + diff.sd_b**2 / diff.n_b)
+        half = t_ppf(1 - alpha, diff.df) * se
+        line += (f"equivalent within {m_text}: the {(1 - 2 * alpha) * 100:g} % interval "
+                 f"[{num(diff.diff - half)}, {num(diff.diff + half)}] lies inside it ({_p_text(p_tost, tl)}), "
+                 f"so a difference larger than the margin is ruled out.")
+    elif diff.resolved and not adjusted_fails:
         higher, lower = (name_a, name_b) if diff.diff > 0 else (name_b, name_a)
         amount = f"{abs(diff.diff) * scale:.{dec}f}{u}"
         line += f"resolved: {higher} higher than {lower} by {amount} (Hedges' g = {diff.hedges_g:+.2f})."
     else:
         line += "not resolved after the Holm adjustment" if diff.resolved else "not resolved"
+        if margin is not None:
+            line += f" (nor equivalent within {m_text}: {_p_text(p_tost, tl)})"
         need = seeds_needed(diff.diff, diff.sd_a, diff.sd_b, alpha=alpha, power=power)
         pw = f"{power * 100:g} %"
         if need is None:
-            line += "; no difference in the means, so no number of seeds is predicted to detect one."
+            line += "; the two means are equal, so no number of seeds is predicted to detect a difference."
         elif need <= min(diff.n_a, diff.n_b):
             line += (f"; {need} seeds per group would detect a difference this size with {pw} power "
                      f"before any adjustment for multiple comparisons.")
@@ -565,3 +589,151 @@ def _paired_text(paired: PairedDiff | None, num, u: str, pct: str) -> str:
         text += f"interval {ratio:.2f}x the unpaired width (pairing did not narrow it)"
     text += ", excludes 0." if paired.resolved else ", includes 0."
     return text
+
+
+# ----------------------------------------------------------------------------- bounded metrics
+
+
+def bounded(ci, bounds: tuple[float, float] | None):
+    """An Interval (or Diff, PairedDiff) whose low/high are intersected with `bounds`, the
+    range the estimated quantity cannot leave: accuracies' means lie in [0, 1], so their
+    differences lie in [-1, 1] (diff_bounds). None: unchanged (an unbounded metric).
+
+    Why intersection: the true mean lies inside `bounds`, so whenever the t (or Welch)
+    interval covers it, the intersected interval covers it too; the coverage is exactly
+    the t interval's, the width never grows, and a mean inside the bounds is never cut off
+    (the point estimate, an average of values in the range, is always in it, so the result
+    is never empty). Whether a difference interval excludes 0 is unchanged (0 is inside
+    [-1, 1]), and so are p-values and TOST, which are computed on the unbounded scale.
+    A logit-scale (delta method) interval was the alternative; near a bound it widens the
+    inner side many-fold ([1, 1, 0.996]: lower end 0.905 instead of 0.993), and bootstrap
+    percentile intervals under-cover at the 3 to 10 seeds a study has (docs/compare.md)."""
+    if bounds is None or ci is None:
+        return ci
+    lo, hi = bounds
+    low = ci.low if math.isnan(ci.low) else min(max(ci.low, lo), hi)
+    high = ci.high if math.isnan(ci.high) else max(min(ci.high, hi), lo)
+    return dataclasses.replace(ci, low=low, high=high)
+
+
+def diff_bounds(bounds: tuple[float, float] | None) -> tuple[float, float] | None:
+    """The range of a difference of two means in `bounds`: [lo - hi, hi - lo]."""
+    if bounds is None:
+        return None
+    lo, hi = bounds
+    return (lo - hi, hi - lo)
+
+
+# ----------------------------------------------------------------------------- equivalence
+
+
+def tost_p(diff: Diff, margin: float) -> float:
+    """Two one-sided tests (Schuirmann 1987) of |mean(a) - mean(b)| < margin, Welch's
+    standard error and degrees of freedom:
+
+    p_low  = sf_t((diff + margin) / se, df)    (H0: diff <= -margin)
+    p_high = sf_t((margin - diff) / se, df)    (H0: diff >= +margin)
+    p_tost = max(p_low, p_high)
+
+    what statsmodels.stats.weightstats.ttost_ind(a, b, -margin, margin, usevar="unequal")
+    returns as its p (a test checks it). Equivalence at alpha = 1 - level is p_tost < alpha,
+    the same as the (1 - 2 alpha) Welch interval lying inside (-margin, margin).
+    NaN with fewer than two values on a side; with no spread on either side, 0 when
+    |diff| < margin and 1 otherwise."""
+    if not (isinstance(margin, (int, float)) and margin > 0 and math.isfinite(margin)):
+        raise ValueError(f"margin must be a positive finite number, got {margin!r}")
+    if diff.n_a < 2 or diff.n_b < 2 or math.isnan(diff.diff):
+        return NAN
+    se = math.sqrt(diff.sd_a**2 / diff.n_a + diff.sd_b**2 / diff.n_b)
+    if se == 0:
+        return 0.0 if abs(diff.diff) < margin else 1.0
+    df = diff.df
+    return max(t_sf((diff.diff + margin) / se, df), t_sf((margin - diff.diff) / se, df))
+
+
+CALLS = ("higher", "lower", "equivalent", "not resolved")  # a verdict is exactly one of these
+
+
+def call(diff: Diff, p_adjusted: float | None = None, p_tost_adjusted: float | None = None) -> str:
+    """The verdict on a - b as one word of CALLS:
+
+    - "higher" / "lower": the interval excludes 0 and (when given) the Holm-adjusted p is
+      below alpha = 1 - level: a is higher / lower than b;
+    - "equivalent": not that, and the (Holm-adjusted) TOST p is below alpha: the
+      difference is inside the margin (only with a margin: p_tost_adjusted given);
+    - "not resolved": neither.
+    A resolved difference takes precedence over equivalence: a difference shown to
+    exist and to be smaller than the margin reads "higher"/"lower" (its size says the rest).
+    Groups without spread (every seed the same value on both sides) are "not resolved"
+    unless equivalence is shown, as verdict() says."""
+    alpha = 1 - diff.level
+    spread = not (diff.sd_a == 0 and diff.sd_b == 0)
+    ok_adjusted = p_adjusted is None or math.isnan(p_adjusted) or p_adjusted < alpha
+    if spread and diff.resolved and ok_adjusted:
+        return "higher" if diff.diff > 0 else "lower"
+    if p_tost_adjusted is not None and not math.isnan(p_tost_adjusted) and p_tost_adjusted < alpha:
+        return "equivalent"
+    return "not resolved"
+
+
+# ----------------------------------------------------------------------------- across tasks
+
+
+def _improvement(x, y) -> float:
+    """P(X > Y) for one task: the share of (x_i, y_j) pairs with x_i > y_j, ties counting
+    one half (the Mann-Whitney U statistic over N M)."""
+    import numpy as np
+
+    x = np.asarray(x, dtype=float)[:, None]
+    y = np.asarray(y, dtype=float)[None, :]
+    return float(((x > y) + 0.5 * (x == y)).mean())
+
+
+def probability_of_improvement(tasks_x: Sequence[Sequence[float]], tasks_y: Sequence[Sequence[float]]) -> float:
+    """The probability of improvement of X over Y across tasks (Agarwal et al., "Deep
+    Reinforcement Learning at the Edge of the Statistical Precipice", NeurIPS 2021, and
+    rliable's metrics.probability_of_improvement):
+
+    P(X > Y) = (1 / M) sum_m P(X_m > Y_m),
+    P(X_m > Y_m) = (1 / (N_m K_m)) sum_i sum_j S(x_mi, y_mj),  S = 1 if x > y, 1/2 if x = y, else 0,
+
+    with x_m1..x_mN the runs of X on task m and y_m1..y_mK those of Y. Every task weighs
+    the same whatever its number of runs. NaN values are dropped; a task where a side has
+    no value is left out; NaN when no task is left."""
+    vals = []
+    for x, y in zip(tasks_x, tasks_y):
+        x, y = _values(x), _values(y)
+        if x.size and y.size:
+            vals.append(_improvement(x, y))
+    return sum(vals) / len(vals) if vals else NAN
+
+
+def improvement_interval(tasks_x, tasks_y, level: float = LEVEL, reps: int = 2000,
+                         seed: int = 0) -> tuple[float, float, float]:
+    """(P(X > Y), low, high): probability_of_improvement with a stratified bootstrap
+    percentile interval, as rliable computes it (StratifiedIndependentBootstrap): in each
+    of `reps` replicates, the runs of X and the runs of Y are resampled with replacement
+    independently within each task (the tasks are the strata and are all kept), and the
+    statistic recomputed; the interval is the replicates' (1 - level)/2 and (1 + level)/2
+    quantiles (numpy's linear interpolation). `seed` fixes the random stream, so the same
+    runs give the same interval on every call (compare's outputs regenerate byte for byte).
+    NaN bounds when no task has values on both sides."""
+    _check_level(level)
+    import numpy as np
+
+    pairs = [(_values(x), _values(y)) for x, y in zip(tasks_x, tasks_y)]
+    pairs = [(x, y) for x, y in pairs if x.size and y.size]
+    if not pairs:
+        return NAN, NAN, NAN
+    point = sum(_improvement(x, y) for x, y in pairs) / len(pairs)
+    rng = np.random.default_rng(seed)
+    total = np.zeros(reps)
+    for x, y in pairs:
+        xs = x[rng.integers(0, x.size, size=(reps, x.size))]  # (reps, N)
+        ys = y[rng.integers(0, y.size, size=(reps, y.size))]  # (reps, K)
+        gt = (xs[:, :, None] > ys[:, None, :]).mean(axis=(1, 2))
+        eq = (xs[:, :, None] == ys[:, None, :]).mean(axis=(1, 2))
+        total += gt + 0.5 * eq
+    boot = total / len(pairs)
+    low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    return point, float(low), float(high)
