@@ -129,7 +129,7 @@ def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = Non
         if cfg_path.exists():
             new = flatten(c.to_dict())
             was = flatten(from_dict(read_yaml(cfg_path), str(cfg_path)).to_dict())
-            diff = [k for k in {**was, **new} if was.get(k) != new.get(k) and not k.startswith(("output.", "sweep"))]
+            diff = [k for k in {**was, **new} if was.get(k) != new.get(k) and not k.startswith(("output.", "sweep", "compare."))]
             if diff:
                 raise NormbenchError(
                     f"{run_dir}: made with a different config ({', '.join(diff[:3])} differ); "

@@ -264,5 +264,5 @@ def test_equal_means_up_to_float_noise_do_not_crash_compare(tmp_path):
     r = cli("compare", root)
     assert r.exit_code == 0, r.output
     text = " ".join(r.stdout.split())
-    assert "vs layer: +0.0 pp [-22.7, +22.7], p = 1.00 (n = 3 each): not resolved; no difference in the means" in text
+    assert "vs layer: +0.0 pp [-22.7, +22.7], p = 1.00 (n = 3 each): not resolved; the two means are equal" in text
     assert not re.search(r"-0\.0+\b", text), text  # no negative zero in the table (-0.0000, g -0.00) or verdicts
