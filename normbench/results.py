@@ -669,7 +669,7 @@ def rank_section(section: str, groups: list[Group], metric: str, higher: bool, l
         r.did_not_learn = did_not_learn(g)
         ranked.append(r)
     for r in ranked:
-        r.ci = st.bounded(st.mean_ci(r.group.values, LEVEL), bounds)
+        r.ci = st.bounded_mean_ci(r.group.values, bounds, LEVEL)
     ranked.sort(key=lambda r: (r.did_not_learn is not None,
                                math.inf if math.isnan(r.ci.mean) else r.ci.mean * (-1 if higher else 1), r.label))
     best, others = ranked[0], ranked[1:]

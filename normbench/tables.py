@@ -130,7 +130,7 @@ def _bounds_text(comp: Comparison, diff: bool = False) -> str:
     lo, hi = comp.bounds
     if diff:
         return f", intersected with {_range(lo - hi, hi - lo)}"
-    return f", intersected with {_range(lo, hi)}, the range of {comp.metric} (coverage unchanged)"
+    return f" on the logit scale of {_range(lo, hi)}, the range of {comp.metric} (delta method; inside the range)"
 
 
 def _margin_text(comp: Comparison) -> str:
@@ -315,7 +315,7 @@ def _json(comp: Comparison) -> dict:
         "level": LEVEL,
         "std": "sample std, ddof=1",
         "n": "distinct seeds in the group (repeated runs of a seed collapsed to the earliest finished)",
-        "ci": f"{m}_ci_low/_ci_high: t-interval of the mean (normbench.stats.mean_ci)",
+        "ci": f"{m}_ci_low/_ci_high: the interval of the mean (see interval)",
         "diff": f"{m}_diff: this group's mean minus its section's best, with Welch's interval (_diff_low/_diff_high)",
         "p": "Welch's t-test (scipy.stats.ttest_ind, equal_var=False) against the section's best; "
              "_p_holm: Holm-adjusted over the section's comparisons",
@@ -324,9 +324,10 @@ def _json(comp: Comparison) -> dict:
         "seeds_needed": "seeds per group for a two-sided t-test (alpha 0.05) to detect the observed difference "
                         "with 80 % power",
         "grouped_by": f"config except {NOT_GROUPED}, and data fingerprint",
-        "interval": (f"t-interval intersected with the metric's range {list(comp.bounds)} (differences: "
-                     f"{[comp.bounds[0] - comp.bounds[1], comp.bounds[1] - comp.bounds[0]]}); coverage unchanged "
-                     "(normbench.stats.bounded)") if comp.bounds else "t-interval (the metric is unbounded)",
+        "interval": (f"{m}_ci_*: t-interval of the mean on the logit scale of the metric's range "
+                     f"{list(comp.bounds)} (delta method, normbench.stats.bounded_mean_ci); differences: Welch's "
+                     f"interval intersected with {[comp.bounds[0] - comp.bounds[1], comp.bounds[1] - comp.bounds[0]]} "
+                     "(normbench.stats.bounded)") if comp.bounds else f"{m}_ci_*: t-interval (the metric is unbounded)",
         "margin": comp.margin,
         "family": comp.family,
         "family_holds": FAMILIES[comp.family],
