@@ -334,6 +334,17 @@ def explain(matrix):
     click.echo(ex.format_explanation(ex.explain(rows)), nl=False)
 
 
+class _UntilTarget(click.ParamType):
+    """sweep --seeds-until: a half-width (a finite number > 0) or the word resolved."""
+
+    name = "HALF_WIDTH|resolved"
+
+    def convert(self, value, param, ctx):
+        if value == "resolved" or not isinstance(value, str):
+            return value
+        return _HalfWidth(0, min_open=True).convert(value, param, ctx)
+
+
 class _HalfWidth(click.FloatRange):
     """A finite number > 0 (FloatRange lets NaN through: no comparison with it is true)."""
 
@@ -369,11 +380,21 @@ def _members(f):
 @_smoke
 @_members
 @click.option("--dry-run", is_flag=True, help="List the members and their status; train nothing, create nothing.")
-@click.option("--seeds-until", "seeds_until", type=_HalfWidth(0, min_open=True), metavar="HALF_WIDTH",
-              help=f"Add one seed per group per round until every group's {LEVEL_TEXT} interval half-width of --metric is <= HALF_WIDTH.")
+@click.option("--seeds-until", "seeds_until", type=_UntilTarget(), metavar="HALF_WIDTH|resolved",
+              help=f"Add one seed per group per round until every group's {LEVEL_TEXT} interval half-width of --metric is "
+                   f"<= HALF_WIDTH; or, with 'resolved', until every comparison is resolved (or equivalent within "
+                   f"--margin), each round tested at alpha / rounds.")
 @click.option("--max-seeds", type=click.IntRange(1), metavar="N", help="With --seeds-until: stop at N seeds per group.")
-@click.option("--metric", default=None, help=f"With --seeds-until: the metric (default test_accuracy): {_METRIC_HELP}.")
-def sweep(config, grid, overrides, smoke, output, jobs, executor, address, executor_options, fail_fast, dry_run, seeds_until, max_seeds, metric):
+@click.option("--metric", default=None, help=f"With --seeds-until: the metric (default: the config's compare.primary, "
+                                             f"else test_accuracy): {_METRIC_HELP}.")
+@click.option("--margin", type=float, default=None, metavar="M",
+              help="With --seeds-until resolved: also stop on equivalence within ±M (the metric's units); default: "
+                   "the config's compare.margin.")
+@click.option("--family", type=click.Choice(list(FAMILIES)), default=None,
+              help="With --seeds-until resolved: the comparisons that must be resolved; default: the config's "
+                   "compare.family, else vs-best.")
+def sweep(config, grid, overrides, smoke, output, jobs, executor, address, executor_options, fail_fast, dry_run, seeds_until,
+          max_seeds, metric, margin, family):
     """Train the grid of CONFIG x --grid values; re-running skips finished members
     and resumes unfinished ones from their last epoch.
 
@@ -392,12 +413,22 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, execu
         raise click.UsageError("--max-seeds and --metric apply to --seeds-until; add --seeds-until HALF_WIDTH")
     if seeds_until is not None and max_seeds is None:
         raise click.UsageError("--seeds-until needs --max-seeds N (the most seeds per group)")
+    if seeds_until != "resolved" and (margin is not None or family is not None):
+        raise click.UsageError("--margin and --family apply to --seeds-until resolved")
     if seeds_until is not None:
         from normbench import results
 
-        metric = metric or "test_accuracy"
-        results.check_metric(metric)
         plan = sw.plan_seeds(config, max_seeds, overrides, grid, smoke, output)
+        declared = plan.cfg.compare
+        metric = metric or (declared.primary if declared else None) or "test_accuracy"
+        results.check_metric(metric)
+        if seeds_until == "resolved":
+            if margin is None and declared and declared.primary == metric:
+                margin = declared.margin
+            if margin is not None:
+                results.check_margin(margin, "--margin")
+            family = family or (declared.family if declared else None) or results.DEFAULT_FAMILY
+            seeds_until = sw.Resolve(margin, family, max(1, max_seeds - sw.FIRST_ROUND + 1))
         if dry_run:
             for line in sw.describe_until(plan, seeds_until, metric):
                 click.echo(line)
