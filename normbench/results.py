@@ -58,7 +58,7 @@ ALWAYS_SHOWN = ("model.arch", "model.norm")  # group columns shown even when all
 SECTION_KEYS = ("model.arch", "data.name")  # groups are ranked only against groups of the same section
 NOT_GROUPED = "seed, name, output.*, sweep.*, compare.*"
 # compare --family: which comparisons one Holm adjustment covers (name -> what it holds)
-FAMILIES = {
+FAMILIES = {  # stats.FAMILIES, in words
     "vs-best": "each group against its section's best",
     "all-pairs": "every pair of groups in the section",
 }
@@ -680,28 +680,19 @@ def rank_section(section: str, groups: list[Group], metric: str, higher: bool, l
     for r, paired in zip(others, st.paired_diffs([(r.group.by_seed, best.group.by_seed) for r in others], LEVEL)):
         r.paired = st.bounded(paired, dbounds)
     check_family(family, "family")
-    if family == "all-pairs":
-        members = [(ranked[i], ranked[j]) for i in range(len(ranked)) for j in range(i + 1, len(ranked))]
-    else:
-        members = [(best, r) for r in others]
-    diffs, to_pair = [], []
-    for a, b in members:
-        if a is best:
-            diffs.append(b.diff.swapped())
-            to_pair.append(None)
-        else:
-            diffs.append(st.bounded(st.welch_diff(a.group.values, b.group.values, LEVEL), dbounds))
-            to_pair.append((a.group.by_seed, b.group.by_seed))
+    tests = st.family_tests([r.group.values for r in ranked], family, margin, LEVEL)
+    members = [(ranked[t.i], ranked[t.j]) for t in tests]
+    diffs = [st.bounded(t.diff, dbounds) for t in tests]
+    to_pair = [None if a is best else (a.group.by_seed, b.group.by_seed) for a, b in members]
     paired_rest = iter(st.paired_diffs([x for x in to_pair if x is not None], LEVEL))
     paireds = [(b.paired and b.paired.swapped()) if x is None else st.bounded(next(paired_rest), dbounds)
                for (a, b), x in zip(members, to_pair)]
-    p_holm = st.holm([d.p for d in diffs])
-    p_tost = st.holm([st.tost_p(d, margin) for d in diffs]) if margin is not None else [math.nan] * len(diffs)
+    p_holm = [t.p_holm for t in tests]
+    p_tost = [t.p_tost for t in tests]
     scale, unit = unit_of(metric)
     several = len(members) > 1
     pairs = []
-    for (a, b), d, pr, ph, pt in zip(members, diffs, paireds, p_holm, p_tost):
-        call = st.call(d, ph if several else None, pt if margin is not None else None)
+    for (a, b), d, pr, ph, pt, call in zip(members, diffs, paireds, p_holm, p_tost, (t.call for t in tests)):
         text = st.verdict(a.name, b.name, d, pr, metric=metric, scale=scale, unit=unit,
                           p_adjusted=ph if several else None, margin=margin,
                           p_tost=(pt if several else None) if margin is not None else None)

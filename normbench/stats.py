@@ -717,6 +717,47 @@ def call(diff: Diff, p_adjusted: float | None = None, p_tost_adjusted: float | N
     return "not resolved"
 
 
+FAMILIES = ("vs-best", "all-pairs")  # what one Holm adjustment covers (results.FAMILIES says it in words)
+
+
+@dataclass(frozen=True)
+class FamilyTest:
+    """One comparison of a family: values[i] - values[j] (i ranked above j)."""
+
+    i: int
+    j: int
+    diff: Diff  # welch_diff(values[i], values[j])
+    p_holm: float  # Welch's p, Holm-adjusted over the family
+    p_tost: float  # TOST p (tost_p), Holm-adjusted over the family; NaN without a margin
+    call: str  # call(diff, p_holm, p_tost): higher / lower / equivalent / not resolved
+
+
+def family_tests(values: Sequence[Sequence[float]], family: str = "vs-best", margin: float | None = None,
+                 level: float = LEVEL) -> list[FamilyTest]:
+    """The family of comparisons among groups given best first (values[0] is the best):
+    "vs-best": values[0] against each other group; "all-pairs": every pair (i, j), i < j.
+    Each: Welch's difference (welch_diff), Welch's p Holm-adjusted over the family (holm),
+    with a margin the TOST p (tost_p) Holm-adjusted over the family, and its call.
+
+    Holm over the family keeps the chance of any false "higher"/"lower" in it at or below
+    1 - level, whatever the dependence between the tests. With "vs-best" the best is chosen
+    from the same data, so its comparisons are selected ones and the family-wise error
+    exceeds the level slightly (about 0.056 at 3 equal groups, docs/compare.md);
+    "all-pairs" does not select. compare and sweep --seeds-until resolved both call this."""
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    k = len(values)
+    if family == "all-pairs":
+        members = [(i, j) for i in range(k) for j in range(i + 1, k)]
+    else:
+        members = [(0, j) for j in range(1, k)]
+    diffs = [welch_diff(values[i], values[j], level) for i, j in members]
+    p_holm = holm([d.p for d in diffs])
+    p_tost = holm([tost_p(d, margin) for d in diffs]) if margin is not None else [NAN] * len(diffs)
+    return [FamilyTest(i, j, d, ph, pt, call(d, ph, pt if margin is not None else None))
+            for (i, j), d, ph, pt in zip(members, diffs, p_holm, p_tost)]
+
+
 # ----------------------------------------------------------------------------- across tasks
 
 

@@ -415,16 +415,8 @@ class Resolve:
         from normbench import stats as st
 
         groups = sorted(r.values, key=lambda g: -_mean(r.values[g]))
-        if self.family == "all-pairs":
-            members = [(a, b) for i, a in enumerate(groups) for b in groups[i + 1:]]
-        else:
-            members = [(groups[0], b) for b in groups[1:]] if groups else []
-        diffs = [st.welch_diff(r.values[a], r.values[b], self.level) for a, b in members]
-        p_holm = st.holm([d.p for d in diffs])
-        tost = st.holm([st.tost_p(d, self.margin) for d in diffs]) if self.margin else [None] * len(diffs)
-        several = len(diffs) > 1
-        return [(a, b, st.call(d, ph if several else None, pt))
-                for (a, b), d, ph, pt in zip(members, diffs, p_holm, tost)]
+        tests = st.family_tests([r.values[g] for g in groups], self.family, self.margin, self.level)
+        return [(groups[t.i], groups[t.j], t.call) for t in tests]
 
     def met(self, r: "Round") -> bool:
         calls = self.calls(r)
