@@ -136,7 +136,7 @@ def _bounds_text(comp: Comparison, diff: bool = False) -> str:
 def _margin_text(comp: Comparison) -> str:
     if comp.margin is None:
         return ("verdicts: higher, lower or not resolved; without an equivalence margin (--margin) an interval "
-                "that includes 0 is not resolved, never evidence of no difference")
+                "that includes 0 is not resolved, which does not show that the groups are alike")
     scale, unit = metrics.unit_of(comp.metric)
     m = f"±{comp.margin * scale:g}{' ' + unit if unit else ''}"
     return (f"verdicts: higher, lower, equivalent within {m} or not resolved; equivalent: two one-sided tests "

@@ -425,9 +425,9 @@ def chance_accuracy(y_test) -> float | None:
     (results.did_not_learn). None for an empty test set."""
     import numpy as np
 
-    y = np.asarray(y_test).reshape(len(y_test), -1)
-    if not len(y):
+    if not len(y_test):
         return None
+    y = np.asarray(y_test).reshape(len(y_test), -1)
     labels = y.argmax(axis=1) if y.shape[1] > 1 else y[:, 0]  # one-hot or integer labels
     return round(float(np.unique(labels, return_counts=True)[1].max() / len(labels)), 6)
 
