@@ -215,8 +215,11 @@ def _note_excluded(excluded, collapsed=()) -> None:
 @click.option("--family", type=click.Choice(list(FAMILIES)), default=None,
               help="The comparisons one Holm adjustment covers: " + "; ".join(f"{k}: {v}" for k, v in FAMILIES.items())
                    + ". Default: the runs' declared compare.family, else vs-best.")
+@click.option("--study", "study", metavar="CONFIG",
+              help="Take the declared primary analysis (compare: block) from this study config instead of the runs' "
+                   "(runs made before the block existed carry none).")
 @_level
-def compare(paths, metric, fmt, output, plot_file, within, role, margin, family):
+def compare(paths, metric, fmt, output, plot_file, within, role, margin, family, study):
     """Compare groups of runs, and say how sure the comparison is.
 
     PATH is a run folder, or a folder searched recursively for run folders.
@@ -245,7 +248,8 @@ def compare(paths, metric, fmt, output, plot_file, within, role, margin, family)
 
     results.check_metric(metric)
     runs = results.with_role(results.load_runs(paths), role)
-    comp = results.compare(runs, metric, within, margin=margin, family=family)
+    comp = results.compare(runs, metric, within, margin=margin, family=family,
+                           study=results.study_block(study) if study else None)
     text = tables.format_comparison(comp, fmt)
     if output:
         try:

@@ -319,7 +319,7 @@ def _plural(n: int, word: str, many: str | None = None) -> str:
 
 
 def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, ...] = (),
-            margin: float | None = None, family: str | None = None) -> Comparison:
+            margin: float | None = None, family: str | None = None, study: dict | None = None) -> Comparison:
     """Group completed runs by config (minus seed/name/output/sweep/compare) and data
     fingerprint, one run per seed, and rank the groups within each (model.arch, data.name)
     section with intervals, effect sizes and a verdict per comparison of the section's
@@ -328,7 +328,8 @@ def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, .
     say), so each value's norms are ranked against each other only.
     `margin` (the metric's units): each verdict also tests equivalence within ±margin
     (stats.tost_p). `margin` and `family` default to the runs' declared analysis
-    (their config's compare: block, declared()), else no margin and vs-best.
+    (their config's compare: block, declared(); or `study`, the block of a study config,
+    for runs made before they carried one), else no margin and vs-best.
     Groups that did not learn (did_not_learn) are ranked after those that did, never best.
     With several sections, `across` holds P(A better than B) for each pair of group
     names found in at least two sections.
@@ -344,7 +345,7 @@ def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, .
     use, left_out, value = measured(runs, metric, notes)
     groups, collapsed = collapse_seeds(group_runs(use, notes), value, notes)
     kept_runs = [r for g in groups for r in g.runs]
-    declared_block = declared(kept_runs, notes)
+    declared_block = declared(kept_runs, notes) if study is None else {k: v for k, v in study.items() if v is not None}
     primary_metric = declared_block.get("primary")
     if margin is None and primary_metric in (None, metric):
         margin = declared_block.get("margin")
@@ -411,6 +412,17 @@ def declared(runs: list[Run], notes: list[str]) -> dict:
                      f"configs); none is used, and no verdict is marked primary")
         return {}
     return {k: v for k, v in json.loads(blocks.pop()).items() if v is not None}
+
+
+def study_block(path: str) -> dict:
+    """The compare: block of a study config file, as declared() gives it (compare --study)."""
+    from normbench.config import from_dict, read_yaml
+
+    block = from_dict(read_yaml(path), str(path)).compare
+    if block is None:
+        raise NormbenchError(f"--study {path}: no compare: block; declare the primary analysis there "
+                             f"(compare: {{primary: test_accuracy, margin: 0.01, family: vs-best}}, docs/compare.md)")
+    return dataclasses.asdict(block)
 
 
 def _bounded(metric: str) -> bool:

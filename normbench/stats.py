@@ -606,9 +606,9 @@ def bounded_mean_ci(values: Sequence[float], bounds: tuple[float, float] | None,
     It estimates the arithmetic mean (the transform is of the mean, not of the values, so
     values at the bound are fine), matches the t interval where the mean is far from the
     bounds, and near a bound is asymmetric: short towards the bound, longer towards the
-    inside, where a skewed sample's mean has its uncertainty. Simulated accuracies near 1
-    (docs/compare.md, tests/test_stats_simulation.py): the t interval covers 92.5-93 % at
-    3-10 seeds, this one 94-95 %. Every value the same (or all at a bound): the point
+    inside, where a skewed sample's mean has its uncertainty. On simulated accuracies near 1
+    it keeps its coverage where the t interval's falls short (tests/test_stats_simulation.py;
+    the rates: benchmarks/RESULTS.md). Every value the same (or all at a bound): the point
     interval, as mean_ci. Fewer than two values: NaN bounds, as mean_ci. A mean outside
     (lo, hi) (values outside the range: not a bounded metric after all) falls back to the
     t interval intersected with the bounds. bounds None: mean_ci unchanged."""
@@ -742,7 +742,7 @@ def family_tests(values: Sequence[Sequence[float]], family: str = "vs-best", mar
     Holm over the family keeps the chance of any false "higher"/"lower" in it at or below
     1 - level, whatever the dependence between the tests. With "vs-best" the best is chosen
     from the same data, so its comparisons are selected ones and the family-wise error
-    exceeds the level slightly (about 0.056 at 3 equal groups, docs/compare.md);
+    exceeds the level slightly (benchmarks/RESULTS.md);
     "all-pairs" does not select. compare and sweep --seeds-until resolved both call this."""
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")

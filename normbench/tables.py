@@ -158,8 +158,8 @@ def _primary_text(comp: Comparison) -> str:
         return ("no primary analysis declared (a study config's compare: block declares one): every verdict "
                 "below is exploratory")
     if comp.primary:
-        return f"primary analysis, as the runs' study declares it ({_declared_text(comp)}): verdicts marked primary"
-    return (f"the runs' study declares its primary analysis as {_declared_text(comp)}; this one differs, so every "
+        return f"primary analysis, as the study declares it ({_declared_text(comp)}): verdicts marked primary"
+    return (f"the study declares its primary analysis as {_declared_text(comp)}; this one differs, so every "
             f"verdict below is exploratory")
 
 

@@ -140,7 +140,7 @@ def test_declared_primary_analysis_marks_verdicts_primary(tmp_path):
     r = cli("compare", root)
     assert r.exit_code == 0, r.output
     text = _flat(r.stdout)
-    assert ("primary analysis, as the runs' study declares it (test_accuracy, margin 0.02, family all-pairs): "
+    assert ("primary analysis, as the study declares it (test_accuracy, margin 0.02, family all-pairs): "
             "verdicts marked primary") in text
     assert "primary: batch vs layer:" in text
     js = json.loads(cli("compare", root, "--format", "json").stdout)
@@ -161,6 +161,21 @@ def test_no_declaration_says_every_verdict_is_exploratory(three):
     assert ("no primary analysis declared (a study config's compare: block declares one): every verdict below is "
             "exploratory") in text
     assert "primary:" not in text and "\n  exploratory:" not in cli("compare", three).stdout
+
+
+def test_a_study_config_declares_the_analysis_for_runs_without_one(tmp_path):
+    root = tmp_path / "r"
+    _declared_runs(root, None)
+    study = write_config(tmp_path / "study.yaml", compare={"primary": "test_accuracy", "family": "all-pairs"})
+    js = json.loads(cli("compare", root, "--study", study, "--format", "json").stdout)
+    assert js["primary"] is True and js["family"] == "all-pairs" and js["margin"] is None
+    assert json.loads(cli("compare", root, "--format", "json").stdout)["primary"] is None
+    bare = write_config(tmp_path / "bare.yaml")
+    r = cli("compare", root, "--study", bare)
+    assert r.exit_code == 1
+    assert r.output.strip().splitlines()[-1] == (
+        f"Error: --study {bare}: no compare: block; declare the primary analysis there (compare: {{primary: "
+        "test_accuracy, margin: 0.01, family: vs-best}, docs/compare.md)")
 
 
 def test_runs_that_declare_different_analyses_use_none(tmp_path):
