@@ -492,7 +492,7 @@ def did_not_learn(group: Group) -> str | None:
     if firsts and finals:
         first, final = sum(firsts) / len(firsts), sum(finals) / len(finals)
         if final >= first:
-            reasons.append(f"its final train loss {final:.4f} has not fallen from the first epoch's {first:.4f}")
+            reasons.append(f"its final train loss {final:.4g} has not fallen from the first epoch's {first:.4g}")
     return "; ".join(reasons) or None
 
 
