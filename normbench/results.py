@@ -377,7 +377,7 @@ def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, .
                       kept_runs, [r for r in runs if not r.completed], collapsed, left_out, notes,
                       section_names, any(g.split for g in groups), within, ranked, splits)
     comp.margin, comp.family, comp.pairs = margin, family, pairs
-    comp.declared, comp.primary, comp.bounds = declared_block, primary, metrics.bounds_of(metric) if _bounded(metric) else None
+    comp.declared, comp.primary, comp.bounds = declared_block, primary, metrics.interval_bounds(metric)
     comp.across = across_sections(ranked, higher) if len(section_names) > 1 else []
     return comp
 
@@ -423,13 +423,6 @@ def study_block(path: str) -> dict:
         raise NormbenchError(f"--study {path}: no compare: block; declare the primary analysis there "
                              f"(compare: {{primary: test_accuracy, margin: 0.01, family: vs-best}}, docs/compare.md)")
     return dataclasses.asdict(block)
-
-
-def _bounded(metric: str) -> bool:
-    """Whether a metric's intervals are bounded: a range closed on both sides (accuracies
-    in [0, 1]). Half-open ranges (losses, times in [0, inf)) keep their t intervals."""
-    b = metrics.bounds_of(metric)
-    return b is not None and all(math.isfinite(x) for x in b)
 
 
 # ----------------------------------------------------------------------------- did not learn
@@ -665,7 +658,7 @@ def rank_section(section: str, groups: list[Group], metric: str, higher: bool, l
     Each group below the best carries its comparison with the best (the table's row)."""
     from normbench import stats as st
 
-    bounds = metrics.bounds_of(metric) if _bounded(metric) else None
+    bounds = metrics.interval_bounds(metric)
     dbounds = st.diff_bounds(bounds)
     name_keys = _varying_between(groups) or label_keys
     ranked = []

@@ -5,7 +5,9 @@ from it, so a new format is one function and one entry here.
 The human formats show, per section (model.arch on data.name): a block with the metric
 (mean ± std, 95 % interval, difference from the section's best with its Welch interval,
 Hedges' g, p and Holm p), a block with the other metrics (mean ± std), and one verdict
-line per comparison with the best. CSV and JSON carry the same numbers as columns.
+line per comparison of the section's family (compare --family), marked primary or
+exploratory when the runs declare an analysis; then P(A better than B) across sections
+when there are several. CSV and JSON carry the same numbers as columns.
 """
 
 from __future__ import annotations

@@ -226,3 +226,11 @@ def test_improvement_interval_is_rliables_stratified_bootstrap():
 def test_improvement_interval_when_one_side_always_wins():
     assert S.improvement_interval([[0.9, 0.91], [0.8, 0.85]], [[0.5, 0.6], [0.7, 0.75]]) == (1.0, 1.0, 1.0)
     assert all(math.isnan(v) for v in S.improvement_interval([[]], [[0.5]]))
+
+
+def test_the_metric_table_says_which_intervals_are_bounded():
+    from normbench import metrics
+
+    assert metrics.interval_bounds("test_accuracy") == metrics.interval_bounds("best_val_accuracy") == (0.0, 1.0)
+    for name in ("test_loss", "final_train_loss", "ms_per_step", "best_epoch", "no_such_metric"):
+        assert metrics.interval_bounds(name) is None, name
