@@ -102,3 +102,20 @@ def test_tost_calls_equivalence_at_most_5_percent_of_the_time_at_the_margin(trut
         b = rng.normal(0.0, sd, size=n)
         false += stats.call(stats.welch_diff(a, b), None, stats.tost_p(stats.welch_diff(a, b), margin)) == "equivalent"
     assert false / N <= 0.05, false / N
+
+
+def test_the_benchmark_script_prints_its_tables(tmp_path, capsys):
+    """benchmarks/stats_simulation.py (the rates in benchmarks/RESULTS.md), at 30 studies."""
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("stats_simulation", REPO / "benchmarks" / "stats_simulation.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "sim.txt"
+    mod.main(["--studies", "30", "--sections", "2,3", "--out", str(out)])
+    text = out.read_text()
+    assert text.startswith("30 simulated studies per row (seeded)")
+    assert "2. family-wise error" in text and "3. TOST's type-I error" in text and "1. coverage" not in text
+    assert len([l for l in text.splitlines() if l.strip().startswith(("3 ", "4 ", "5 "))]) == 6
