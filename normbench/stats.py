@@ -540,7 +540,7 @@ def verdict(name_a: str, name_b: str, diff: Diff, paired: PairedDiff | None = No
         else:
             line += "every seed gave the same value within each group, so there is no spread to test against"
         if verdict_call == "equivalent":
-            line += f"; equivalent within {m_text} (both groups' values lie within it)."
+            line += f"; equivalent within {m_text} (a difference without spread, inside the margin)."
         else:
             line += "; not resolved." if diff.diff == 0 else "."
         return line + _paired_text(paired, num, u, pct)
