@@ -294,13 +294,13 @@ def test_probability_of_improvement_across_sections(tmp_path):
 # ----------------------------------------------------------------------------- sweep --seeds-until resolved
 
 
-def _members_with_values(tmp_path, values: dict, max_seeds: int):
+def _members_with_values(tmp_path, values: dict, max_seeds: int, **changes):
     """A sweep's members (norm x seed) with summary.json written by hand: the metric each
     seed's run gave, so --seeds-until's --dry-run reads the rounds without training."""
     from normbench import runfolder, sweep as sw
 
     tmp_path.mkdir(parents=True, exist_ok=True)
-    cfg = write_config(tmp_path / "c.yaml")
+    cfg = write_config(tmp_path / "c.yaml", **changes)
     plan = sw.plan_seeds(str(cfg), max_seeds, (), (f"model.norm={','.join(values)}",), False, str(tmp_path / "r"))
     for m in plan.members(max_seeds):
         norm, seed = m.config.model.norm, m.config.seed
@@ -332,3 +332,27 @@ def test_seeds_until_resolved_stops_when_every_comparison_is_resolved_or_equival
     assert out[-1].startswith("stops at ") and "or equivalent within ±0.02" in out[-1]
     r = cli("sweep", cfg, "--seeds-until", "0.01", "--max-seeds", "3", "--margin", "0.02", "--dry-run")
     assert r.exit_code == 2 and "--margin and --family apply to --seeds-until resolved" in r.output
+
+
+def test_a_study_configs_compare_block_reaches_its_members_and_compare(tmp_path):
+    values = {"batch": [0.80, 0.79, 0.80], "layer": [0.60, 0.64, 0.61]}
+    # members made before the block existed ...
+    _members_with_values(tmp_path, values, 3)
+    # ... are not "made with a different config" once the study declares its analysis
+    block = {"primary": "test_accuracy", "margin": 0.02, "family": "all-pairs"}
+    _members_with_values(tmp_path / "decl", values, 3, compare=block)
+    from normbench import sweep as sw
+
+    cfg = write_config(tmp_path / "again.yaml", compare=block)
+    plan = sw.plan_seeds(str(cfg), 3, (), ("model.norm=batch,layer",), False, str(tmp_path / "r"))
+    assert len(plan.members(3, create=False)) == 6
+    # new members carry it in their config.yaml, and compare reads it from there
+    member = next((tmp_path / "decl" / "r").rglob("config.yaml"))
+    assert "compare:" in member.read_text() and "family: all-pairs" in member.read_text()
+    js = json.loads(cli("compare", tmp_path / "decl" / "r", "--format", "json").stdout)
+    assert js["declared"] == block and js["primary"] is True and js["margin"] == 0.02
+    # and the sweep's --seeds-until resolved takes its margin and family from it
+    r = cli("sweep", tmp_path / "decl" / "c.yaml", "--grid", "model.norm=batch,layer", "--output",
+            tmp_path / "decl" / "r", "--seeds-until", "resolved", "--max-seeds", "3", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "every comparison (all-pairs) resolved or equivalent within ±0.02" in r.output
