@@ -237,6 +237,13 @@ def compare(paths, metric, fmt, output, plot_file, within, role, margin, family,
     With --within KEY, each value of KEY is a section of its own (e.g. one per learning
     rate), so the question "which norm is best at this rate?" is asked per rate.
 
+    Each verdict is higher, lower or not resolved; with --margin M also "equivalent
+    within ±M" (two one-sided tests); never "no difference" without a margin. Accuracy
+    intervals stay inside [0, 1]. Groups that did not learn (accuracy not above chance,
+    or train loss not falling) are flagged and never best. With several sections,
+    P(A better than B) across them. A study config's compare: block (or --study) declares
+    the primary analysis; other analyses are labelled exploratory (docs/compare.md).
+
     Runs of `normbench tune` carry a role (tuning or confirmation): runs of different
     roles never share a group, and --role confirmation keeps the tuned comparison's runs.
 
