@@ -455,12 +455,15 @@ def first_train_loss(run: Run) -> float:
     v = run.summary.get("first_train_loss")
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         return float(v)
+    import csv
+
     from normbench import runfolder
 
-    try:
-        rows = runfolder.read_history(run.path)
-        return float(rows[0]["loss"]) if rows and rows[0].get("loss") not in (None, "") else math.nan
-    except (NormbenchError, OSError, ValueError, KeyError):
+    try:  # the header and the first row only: compare reads this for every run that predates the key
+        with open(run.path / runfolder.HISTORY, newline="", encoding="utf-8") as f:
+            row = next(csv.DictReader(f), None)
+        return float(row["loss"]) if row and row.get("loss") not in (None, "") else math.nan
+    except (OSError, ValueError, KeyError, TypeError):
         return math.nan
 
 
