@@ -14,7 +14,7 @@ from normbench import NormbenchError, __version__, one_line
 from normbench.listing import FORMATS as LS_FORMATS, STATUSES
 from normbench.metrics import LEVEL_TEXT
 from normbench.plots import BANDS
-from normbench.results import METRICS
+from normbench.results import FAMILIES, METRICS
 from normbench.runfolder import ROLES
 from normbench.sweep import EXECUTORS
 from normbench.tables import FORMATS
@@ -218,8 +218,17 @@ def _note_excluded(excluded, collapsed=()) -> None:
                    "train.learning_rate: each rate's norms are compared with each other only.")
 @click.option("--role", type=click.Choice(list(ROLES)), default=None,
               help="Only the runs `normbench tune` made for this role: " + "; ".join(f"{k}: {v}" for k, v in ROLES.items()) + ".")
+@click.option("--margin", type=float, default=None, metavar="M",
+              help="Equivalence margin in the metric's units (0.01 = 1 pp of accuracy): each verdict is higher, lower, "
+                   "equivalent within ±M (two one-sided tests) or not resolved. Default: the runs' declared compare.margin.")
+@click.option("--family", type=click.Choice(list(FAMILIES)), default=None,
+              help="The comparisons one Holm adjustment covers: " + "; ".join(f"{k}: {v}" for k, v in FAMILIES.items())
+                   + ". Default: the runs' declared compare.family, else vs-best.")
+@click.option("--study", "study", metavar="CONFIG",
+              help="Take the declared primary analysis (compare: block) from this study config instead of the runs' "
+                   "(runs made before the block existed carry none).")
 @_level
-def compare(paths, metric, fmt, output, plot_file, within, role):
+def compare(paths, metric, fmt, output, plot_file, within, role, margin, family, study):
     """Compare groups of runs, and say how sure the comparison is.
 
     PATH is a run folder, or a folder searched recursively for run folders.
@@ -237,6 +246,13 @@ def compare(paths, metric, fmt, output, plot_file, within, role):
     With --within KEY, each value of KEY is a section of its own (e.g. one per learning
     rate), so the question "which norm is best at this rate?" is asked per rate.
 
+    Each verdict is higher, lower or not resolved; with --margin M also "equivalent
+    within ±M" (two one-sided tests); never "no difference" without a margin. Accuracy
+    intervals stay inside [0, 1]. Groups that did not learn (accuracy not above chance,
+    or train loss not falling) are flagged and never best. With several sections,
+    P(A better than B) across them. A study config's compare: block (or --study) declares
+    the primary analysis; other analyses are labelled exploratory (docs/compare.md).
+
     Runs of `normbench tune` carry a role (tuning or confirmation): runs of different
     roles never share a group, and --role confirmation keeps the tuned comparison's runs.
 
@@ -248,7 +264,8 @@ def compare(paths, metric, fmt, output, plot_file, within, role):
 
     results.check_metric(metric)
     runs = results.with_role(results.load_runs(paths), role)
-    comp = results.compare(runs, metric, within)
+    comp = results.compare(runs, metric, within, margin=margin, family=family,
+                           study=results.study_block(study) if study else None)
     text = tables.format_comparison(comp, fmt)
     if output:
         try:
@@ -369,6 +386,17 @@ def explain(matrix):
     click.echo(ex.format_explanation(ex.explain(rows)), nl=False)
 
 
+class _UntilTarget(click.ParamType):
+    """sweep --seeds-until: a half-width (a finite number > 0) or the word resolved."""
+
+    name = "HALF_WIDTH|resolved"
+
+    def convert(self, value, param, ctx):
+        if value == "resolved" or not isinstance(value, str):
+            return value
+        return _HalfWidth(0, min_open=True).convert(value, param, ctx)
+
+
 class _HalfWidth(click.FloatRange):
     """A finite number > 0 (FloatRange lets NaN through: no comparison with it is true)."""
 
@@ -404,11 +432,21 @@ def _members(f):
 @_smoke
 @_members
 @click.option("--dry-run", is_flag=True, help="List the members and their status; train nothing, create nothing.")
-@click.option("--seeds-until", "seeds_until", type=_HalfWidth(0, min_open=True), metavar="HALF_WIDTH",
-              help=f"Add one seed per group per round until every group's {LEVEL_TEXT} interval half-width of --metric is <= HALF_WIDTH.")
+@click.option("--seeds-until", "seeds_until", type=_UntilTarget(), metavar="HALF_WIDTH|resolved",
+              help=f"Add one seed per group per round until every group's {LEVEL_TEXT} interval half-width of --metric is "
+                   f"<= HALF_WIDTH; or, with 'resolved', until every comparison is resolved (or equivalent within "
+                   f"--margin), each round tested at alpha / rounds.")
 @click.option("--max-seeds", type=click.IntRange(1), metavar="N", help="With --seeds-until: stop at N seeds per group.")
-@click.option("--metric", default=None, help=f"With --seeds-until: the metric (default test_accuracy): {_METRIC_HELP}.")
-def sweep(config, grid, overrides, smoke, output, jobs, executor, address, executor_options, fail_fast, dry_run, seeds_until, max_seeds, metric):
+@click.option("--metric", default=None, help=f"With --seeds-until: the metric (default: the config's compare.primary, "
+                                             f"else test_accuracy): {_METRIC_HELP}.")
+@click.option("--margin", type=float, default=None, metavar="M",
+              help="With --seeds-until resolved: also stop on equivalence within ±M (the metric's units); default: "
+                   "the config's compare.margin.")
+@click.option("--family", type=click.Choice(list(FAMILIES)), default=None,
+              help="With --seeds-until resolved: the comparisons that must be resolved; default: the config's "
+                   "compare.family, else vs-best.")
+def sweep(config, grid, overrides, smoke, output, jobs, executor, address, executor_options, fail_fast, dry_run, seeds_until,
+          max_seeds, metric, margin, family):
     """Train the grid of CONFIG x --grid values; re-running skips finished members
     and resumes unfinished ones from their last epoch.
 
@@ -427,12 +465,22 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, execu
         raise click.UsageError("--max-seeds and --metric apply to --seeds-until; add --seeds-until HALF_WIDTH")
     if seeds_until is not None and max_seeds is None:
         raise click.UsageError("--seeds-until needs --max-seeds N (the most seeds per group)")
+    if seeds_until != "resolved" and (margin is not None or family is not None):
+        raise click.UsageError("--margin and --family apply to --seeds-until resolved")
     if seeds_until is not None:
         from normbench import results
 
-        metric = metric or "test_accuracy"
-        results.check_metric(metric)
         plan = sw.plan_seeds(config, max_seeds, overrides, grid, smoke, output)
+        declared = plan.cfg.compare
+        metric = metric or (declared.primary if declared else None) or "test_accuracy"
+        results.check_metric(metric)
+        if seeds_until == "resolved":
+            if margin is None and declared and declared.primary == metric:
+                margin = declared.margin
+            if margin is not None:
+                results.check_margin(margin, "--margin")
+            family = family or (declared.family if declared else None) or results.DEFAULT_FAMILY
+            seeds_until = sw.Resolve(margin, family, max(1, max_seeds - sw.FIRST_ROUND + 1))
         if dry_run:
             for line in sw.describe_until(plan, seeds_until, metric):
                 click.echo(line)

@@ -124,6 +124,18 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class CompareConfig:
+    # The analysis a study declares before it runs (docs/compare.md): compare marks the
+    # verdicts of exactly this analysis "primary" and every other one "exploratory", so a
+    # reader knows which verdict answers the study's question. Not trained on: compare
+    # never groups runs by these keys, and a sweep does not treat a changed block as a
+    # changed member.
+    primary: Optional[str] = None  # the metric whose verdict answers the question (a compare --metric choice, e.g. test_accuracy)
+    margin: Optional[float] = None  # equivalence margin in that metric's units (0.01 = 1 pp): only then can a verdict read "equivalent"
+    family: str = "vs-best"  # vs-best | all-pairs: the comparisons one Holm adjustment covers (results.FAMILIES)
+
+
+@dataclass(frozen=True)
 class Config:
     name: str
     data: DataConfig
@@ -132,6 +144,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     sweep: dict = field(default_factory=dict)  # key.path -> list of values (normbench sweep)
+    compare: Optional[CompareConfig] = None  # the study's declared analysis (primary metric, margin, family); None: none declared
 
     def to_dict(self) -> dict:
         """The resolved config as plain data (what config.yaml in a run folder holds).
@@ -139,6 +152,8 @@ class Config:
         not use them reads as it did before they existed."""
         out = dataclasses.asdict(self)
         out["model"]["from"] = out["model"].pop("from_")
+        if out.get("compare") is None:
+            out.pop("compare", None)  # config.yaml of a run without a declared analysis reads as before
         for section, keys in OPTIONAL_KEYS.items():
             for key in keys:
                 if out[section].get(key) is None:
@@ -328,6 +343,22 @@ def _check(cfg: Config, where: _Where) -> None:
     for key, values in cfg.sweep.items():
         if not isinstance(values, list) or not values:
             raise where.error(f"sweep.{key}", f"expected a non-empty list of values, got {_describe(values)}")
+    if cfg.compare is not None:
+        _check_compare(cfg.compare, where)
+
+
+def _check_compare(c: CompareConfig, where: _Where) -> None:
+    """compare.*: the metric and family from results' tables, a positive margin."""
+    from normbench.results import FAMILIES, METRICS
+
+    if c.primary is None:
+        raise where.error("compare.primary", f"missing; name the metric whose verdict answers the study's question, "
+                                             f"one of: {', '.join(METRICS)}")
+    _choice(where, "compare.primary", c.primary, METRICS, "metric")
+    _choice(where, "compare.family", c.family, FAMILIES, "family")
+    if c.margin is not None and not (c.margin > 0 and math.isfinite(c.margin)):
+        raise where.error("compare.margin", f"must be a positive number in {c.primary}'s units, got {c.margin}; "
+                                            "e.g. 0.01 (1 pp of accuracy)")
 
 
 def _check_split(where, key: str, n: int, validation_split: float, fix: str) -> None:

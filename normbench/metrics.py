@@ -108,3 +108,13 @@ def bounds_of(name: str) -> tuple[float, float] | None:
     None when the table does not know it."""
     m = TABLE.get(name)
     return m.bounds if m else None
+
+
+def interval_bounds(name: str) -> tuple[float, float] | None:
+    """The range compare keeps a metric's intervals inside (stats.bounded_mean_ci for a
+    group's mean, stats.bounded for a difference), or None for a t interval as it is: a
+    metric bounded on both sides (`bounds` with two finite ends: the accuracies, [0, 1]).
+    Losses and times, bounded below only, keep their t intervals; an unknown name too."""
+    b = bounds_of(name)
+    return b if b is not None and all(math.isfinite(x) for x in b) else None
+

@@ -56,13 +56,19 @@ EVAL_KEY = "train.eval"  # which weights test_* reports; test_*_last/_best are t
 STATS = metrics.STATS  # per-group statistics (mean and sample std of each)
 ALWAYS_SHOWN = ("model.arch", "model.norm")  # group columns shown even when all groups share them
 SECTION_KEYS = ("model.arch", "data.name")  # groups are ranked only against groups of the same section
-NOT_GROUPED = "seed, name, output.*, sweep.*"
+NOT_GROUPED = "seed, name, output.*, sweep.*, compare.*"
+# compare --family: which comparisons one Holm adjustment covers (name -> what it holds)
+FAMILIES = {  # stats.FAMILIES, in words
+    "vs-best": "each group against its section's best",
+    "all-pairs": "every pair of groups in the section",
+}
+DEFAULT_FAMILY = "vs-best"
 LEVEL = metrics.LEVEL  # confidence level of every interval
 
 
 def not_grouped(key: str) -> bool:
-    """Config keys compare pools over (seed, name, output.*, sweep.*), never groups on."""
-    return key in ("seed", "name") or key.split(".")[0] in ("output", "sweep")
+    """Config keys compare pools over (seed, name, output.*, sweep.*, compare.*), never groups on."""
+    return key in ("seed", "name") or key.split(".")[0] in ("output", "sweep", "compare")
 
 
 # ----------------------------------------------------------------------------- grouping
@@ -246,10 +252,44 @@ class Ranked:
     paired: object = None  # stats.PairedDiff by seed, or None (the best, or no shared seeds)
     p_holm: float = math.nan  # Welch's p (paired, where groups share runs) Holm-adjusted over the section
     verdict: str | None = None  # the comparison in words (stats.verdict); None for the best
-    ci: object = None  # stats.Interval: the group's mean and its interval
+    ci: object = None  # stats.Interval: the group's mean and its interval (bounded for a bounded metric)
+    p_tost: float = math.nan  # with a margin: TOST p against the best, Holm-adjusted over the family
+    call: str | None = None  # stats.CALLS: this group against the best (higher / lower / equivalent / not resolved)
+    did_not_learn: str | None = None  # why the group did not learn (did_not_learn()); None: it learned
     # [(this group's run, the best's run)] with one identity (normbench.identity): the same
     # run in two folders. Then the comparison is paired over the shared seeds (`paired`).
     same: list = field(default_factory=list)
+
+
+@dataclass
+class Pair:
+    """One comparison of the section's family: a minus b (a ranked above b)."""
+
+    section: str
+    a: Ranked
+    b: Ranked
+    diff: object  # stats.Diff of a - b (bounded for a bounded metric)
+    paired: object  # stats.PairedDiff or None
+    p_holm: float  # Welch's p Holm-adjusted over the section's family
+    p_tost: float  # TOST p Holm-adjusted over the family (NaN without a margin)
+    call: str  # stats.CALLS
+    verdict: str
+    role: str | None = None  # "primary", "exploratory", or None (no analysis declared)
+    same: list = field(default_factory=list)  # [(run of a, run of b)] of one identity: paired over shared seeds
+
+
+@dataclass
+class Across:
+    """P(A better than B) over the sections both ran in (stats.improvement_interval)."""
+
+    a: str
+    b: str
+    p: float
+    low: float
+    high: float
+    sections: int  # tasks with runs of both
+    runs_a: int
+    runs_b: int
 
 
 @dataclass
@@ -270,34 +310,72 @@ class Comparison:
     ranked: list[Ranked] = field(default_factory=list)  # the groups as dataclasses, in the table's row order
     splits: tuple = ()  # SPLITS columns some config ran with two values of: groups show those columns
     same: list = field(default_factory=list)  # [(run, run)] of one identity in two groups: each one run, not two
+    margin: float | None = None  # equivalence margin in the metric's units (compare --margin / compare.margin)
+    family: str = DEFAULT_FAMILY  # FAMILIES: the comparisons one Holm adjustment covers
+    pairs: list = field(default_factory=list)  # Pair: every comparison of every section's family, in order
+    declared: dict = field(default_factory=dict)  # the runs' compare.* block (primary, margin, family); {} if none
+    primary: bool | None = None  # True: this is the declared primary analysis; False: exploratory; None: none declared
+    across: list = field(default_factory=list)  # Across: P(A better than B) over sections, when there are several
+    bounds: tuple | None = None  # the metric's range (metrics.bounds_of); its intervals are intersected with it
 
 
 def _plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
-def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, ...] = ()) -> Comparison:
-    """Group completed runs by config (minus seed/name/output/sweep) and data fingerprint,
-    one run per seed, and rank the groups within each (model.arch, data.name) section with
-    intervals, effect sizes and a verdict per comparison with the section's best.
+def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, ...] = (),
+            margin: float | None = None, family: str | None = None, study: dict | None = None) -> Comparison:
+    """Group completed runs by config (minus seed/name/output/sweep/compare) and data
+    fingerprint, one run per seed, and rank the groups within each (model.arch, data.name)
+    section with intervals, effect sizes and a verdict per comparison of the section's
+    family (FAMILIES: each group against the best, or every pair), Holm-adjusted over it.
     `within`: config keys that split sections further (one section per learning rate,
     say), so each value's norms are ranked against each other only.
+    `margin` (the metric's units): each verdict also tests equivalence within ±margin
+    (stats.tost_p). `margin` and `family` default to the runs' declared analysis
+    (their config's compare: block, declared(); or `study`, the block of a study config,
+    for runs made before they carried one), else no margin and vs-best.
+    Groups that did not learn (did_not_learn) are ranked after those that did, never best.
+    With several sections, `across` holds P(A better than B) for each pair of group
+    names found in at least two sections.
     NormbenchError when no run completed, or none has a value for the metric."""
     higher = check_metric(metric)
+    if margin is not None:
+        check_margin(margin, "--margin")
+    if family is not None:
+        check_family(family, "--family")
     within = tuple(dict.fromkeys(within))
     check_within(runs, within)
     notes: list[str] = []
     use, left_out, value = measured(runs, metric, notes)
     groups, collapsed = collapse_seeds(group_runs(use, notes), value, notes)
     kept_runs = [r for g in groups for r in g.runs]
+    declared_block = declared(kept_runs, notes) if study is None else {k: v for k, v in study.items() if v is not None}
+    primary_metric = declared_block.get("primary")
+    if margin is None and primary_metric in (None, metric):
+        margin = declared_block.get("margin")
+    family = family or declared_block.get("family") or DEFAULT_FAMILY
+    primary = None
+    if primary_metric is not None:
+        primary = (primary_metric == metric and margin == declared_block.get("margin")
+                   and family == (declared_block.get("family") or DEFAULT_FAMILY))
     varying = _varying_between(groups)
     columns = [k for k in ALWAYS_SHOWN if any(k in r.config for r in kept_runs) and k not in varying] + varying
     label_keys = varying or [k for k in ("model.norm",) if any(k in r.config for r in kept_runs)]
     splits = _splits(groups, notes)
-    ranked = []
+    ranked, pairs = [], []
     for name, gs in sections(groups, within).items():
         notes += _data_notes(name, gs)
-        ranked += rank_section(name, gs, metric, higher, label_keys, splits)
+        rs, ps = rank_section(name, gs, metric, higher, label_keys, splits, margin=margin, family=family)
+        ranked += rs
+        pairs += ps
+    role = None if primary is None else ("primary" if primary else "exploratory")
+    for pair in pairs:
+        pair.role = role
+    flops = [r for r in ranked if r.did_not_learn]
+    for r in flops:
+        notes.append(f"did not learn: {r.section}, {r.label}: {r.did_not_learn}; ranked after the groups that "
+                     f"learned, never best, and its verdicts are marked")
     frame = _frame(ranked, metric, columns, any(g.split for g in groups), splits)
     same = _same_across(groups)
     if same:
@@ -306,10 +384,157 @@ def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, .
                      f"backend): each is one observation, so comparisons between groups that share runs are paired "
                      f"over their shared seeds (their Holm p is the paired test's); Welch's columns of those rows "
                      f"count the shared runs twice")
-    return Comparison(metric, higher, columns, varying, frame,
+    section_names = list(dict.fromkeys(r.section for r in ranked))
+    comp = Comparison(metric, higher, columns, varying, frame,
                       kept_runs, [r for r in runs if not r.completed], collapsed, left_out, notes,
-                      list(dict.fromkeys(r.section for r in ranked)), any(g.split for g in groups), within, ranked,
-                      splits, same)
+                      section_names, any(g.split for g in groups), within, ranked, splits)
+    comp.margin, comp.family, comp.pairs = margin, family, pairs
+    comp.declared, comp.primary, comp.bounds = declared_block, primary, metrics.interval_bounds(metric)
+    comp.across = across_sections(ranked, higher) if len(section_names) > 1 else []
+    comp.same = same
+    return comp
+
+
+def check_margin(margin, where: str) -> float:
+    """An equivalence margin: a positive finite number in the metric's units."""
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not (margin > 0 and math.isfinite(margin)):
+        raise NormbenchError(f"{where} {margin}: must be a positive number in the metric's units, "
+                             f"e.g. 0.01 (1 pp of accuracy)")
+    return float(margin)
+
+
+def check_family(family, where: str) -> str:
+    if family not in FAMILIES:
+        raise NormbenchError(f"{where} {family}: unknown family; choose one of: {', '.join(FAMILIES)}")
+    return family
+
+
+DECLARED_KEYS = ("primary", "margin", "family")  # a study config's compare: block (config.CompareConfig)
+
+
+def declared(runs: list[Run], notes: list[str]) -> dict:
+    """The analysis the runs' study declared: their config's compare.primary, .margin and
+    .family (config.CompareConfig), when every run that declares one declares the same;
+    {} when none does, or when they disagree (a note says so)."""
+    blocks = {json.dumps({k: r.config.get(f"compare.{k}") for k in DECLARED_KEYS}, sort_keys=True)
+              for r in runs if r.config.get("compare.primary") is not None}
+    if not blocks:
+        return {}
+    if len(blocks) > 1:
+        notes.append(f"the runs declare {len(blocks)} different primary analyses (compare: blocks of their "
+                     f"configs); none is used, and no verdict is marked primary")
+        return {}
+    return {k: v for k, v in json.loads(blocks.pop()).items() if v is not None}
+
+
+def study_block(path: str) -> dict:
+    """The compare: block of a study config file, as declared() gives it (compare --study)."""
+    from normbench.config import from_dict, read_yaml
+
+    block = from_dict(read_yaml(path), str(path)).compare
+    if block is None:
+        raise NormbenchError(f"--study {path}: no compare: block; declare the primary analysis there "
+                             f"(compare: {{primary: test_accuracy, margin: 0.01, family: vs-best}}, docs/compare.md)")
+    return dataclasses.asdict(block)
+
+
+# ----------------------------------------------------------------------------- did not learn
+
+LEARN_METRIC = "test_accuracy"  # the accuracy compared with chance, whatever compare ranks by
+
+
+def chance_of(run: Run) -> tuple[float | None, str]:
+    """(chance accuracy, where it came from): summary.json's chance_accuracy (the test
+    set's majority-class rate, recorded by train), else 1/classes for runs that predate it
+    (data.classes, or the data set's number of classes: exact for balanced test sets
+    such as IMDB's and CIFAR-10's); (None, why) when neither is known."""
+    v = run.summary.get("chance_accuracy")
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+        return float(v), "the test set's majority-class rate"
+    k = run.config.get("data.classes")
+    if not k:
+        from normbench.data import DATASETS
+
+        spec = DATASETS.get(str(run.config.get("data.name")))
+        k = spec.num_classes if spec else None
+    if k:
+        return 1.0 / k, f"1/{k} classes: the run predates chance_accuracy"
+    return None, "unknown"
+
+
+def first_train_loss(run: Run) -> float:
+    """The first epoch's train loss: summary.json's first_train_loss, else history.csv's
+    first row (runs that predate the key); NaN when neither has it."""
+    v = run.summary.get("first_train_loss")
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    import csv
+
+    from normbench import runfolder
+
+    try:  # the header and the first row only: compare reads this for every run that predates the key
+        with open(run.path / runfolder.HISTORY, newline="", encoding="utf-8") as f:
+            row = next(csv.DictReader(f), None)
+        return float(row["loss"]) if row and row.get("loss") not in (None, "") else math.nan
+    except (OSError, ValueError, KeyError, TypeError):
+        return math.nan
+
+
+def did_not_learn(group: Group) -> str | None:
+    """Why a group did not learn, or None when it did. It did not learn when
+    - its mean test accuracy is not above chance (chance_of) by more than two binomial
+      standard errors of one run's accuracy, 2 sqrt(c (1 - c) / n_test) (a model that
+      predicts one class scores at most the majority rate; the band is test-set noise), or
+    - its mean final train loss is not below its mean first-epoch train loss."""
+    reasons = []
+    accs = [v for v in (r.value(LEARN_METRIC) for r in group.runs) if not math.isnan(v)]
+    chance, how = chance_of(group.first)
+    if accs and chance is not None:
+        mean = sum(accs) / len(accs)
+        n_test = group.first.summary.get("n_test")
+        tol = 2 * math.sqrt(chance * (1 - chance) / n_test) if isinstance(n_test, int) and n_test > 0 else 0.0
+        if mean - chance <= tol + 1e-12:  # 1e-12: three runs at 0.1 average to 0.10000000000000002
+            band = f" + {tol:.4f} (two binomial standard errors)" if tol else ""
+            reasons.append(f"{LEARN_METRIC} {mean:.4f} is not above chance {chance:.4f}{band} ({how})")
+    firsts = [v for v in map(first_train_loss, group.runs) if math.isfinite(v)]
+    finals = [v for v in (r.value("final_train_loss") for r in group.runs) if math.isfinite(v)]
+    if firsts and finals:
+        first, final = sum(firsts) / len(firsts), sum(finals) / len(finals)
+        if final >= first:
+            reasons.append(f"its final train loss {final:.4g} has not fallen from the first epoch's {first:.4g}")
+    return "; ".join(reasons) or None
+
+
+# ----------------------------------------------------------------------------- across sections
+
+
+def across_sections(ranked: list[Ranked], higher: bool) -> list[Across]:
+    """P(A better than B) (stats.improvement_interval) for each pair of group names that
+    share at least two sections, over those sections (the tasks) and their runs; each pair
+    oriented so that P >= 0.5 (A the one more often better), in the order the names first
+    appear. For a metric where lower is better, better means lower."""
+    from normbench import stats as st
+
+    by_section: dict[str, dict[str, list[float]]] = {}
+    for r in ranked:
+        vals = [v if higher else -v for v in r.group.values]
+        by_section.setdefault(r.section, {}).setdefault(r.name, vals)
+    names = list(dict.fromkeys(r.name for r in ranked))
+    out = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            tasks = [sec for sec in by_section.values() if a in sec and b in sec]
+            if len(tasks) < 2:
+                continue
+            xs, ys = [t[a] for t in tasks], [t[b] for t in tasks]
+            p, low, high = st.improvement_interval(xs, ys, LEVEL)
+            if p < 0.5:
+                a2, b2, xs, ys = b, a, ys, xs
+                p, low, high = st.improvement_interval(xs, ys, LEVEL)
+            else:
+                a2, b2 = a, b
+            out.append(Across(a2, b2, p, low, high, len(tasks), sum(map(len, xs)), sum(map(len, ys))))
+    return out
 
 
 def _same_across(groups: list[Group]) -> list[tuple[Run, Run]]:
@@ -460,11 +685,16 @@ def _data_notes(section: str, groups: list[Group]) -> list[str]:
 
 
 def rank_section(section: str, groups: list[Group], metric: str, higher: bool, label_keys: list[str],
-                 splits: tuple = ()) -> list[Ranked]:
-    """One section's groups, best first (by the metric's mean), each below the best
-    compared with it once: Welch and paired differences, Holm's p over the section, a verdict."""
+                 splits: tuple = (), *, margin: float | None = None,
+                 family: str = DEFAULT_FAMILY) -> tuple[list[Ranked], list[Pair]]:
+    """One section's groups, best first (by the metric's mean; groups that did not learn
+    after those that did), and the section's family of comparisons (FAMILIES): Welch and
+    paired differences, Holm's p over the family, TOST with a margin, a verdict each.
+    Each group below the best carries its comparison with the best (the table's row)."""
     from normbench import stats as st
 
+    bounds = metrics.interval_bounds(metric)
+    dbounds = st.diff_bounds(bounds)
     name_keys = _varying_between(groups) or label_keys
     ranked = []
     for g in groups:
@@ -476,31 +706,94 @@ def rank_section(section: str, groups: list[Group], metric: str, higher: bool, l
             word = SPLITS[col][0]
             r.label += f", {word}={g.shown(col)}"
             r.name += f" ({word} {g.shown(col)})"
+        r.did_not_learn = did_not_learn(g)
         ranked.append(r)
     for r in ranked:
-        r.ci = st.mean_ci(r.group.values, LEVEL)
-    ranked.sort(key=lambda r: (math.inf if math.isnan(r.ci.mean) else r.ci.mean * (-1 if higher else 1), r.label))
+        r.ci = st.bounded_mean_ci(r.group.values, bounds, LEVEL)
+    ranked.sort(key=lambda r: (r.did_not_learn is not None,
+                               math.inf if math.isnan(r.ci.mean) else r.ci.mean * (-1 if higher else 1), r.label))
     best, others = ranked[0], ranked[1:]
     for rank, r in enumerate(ranked, 1):
         r.rank = rank
     for r in others:
-        r.diff = st.welch_diff(r.group.values, best.group.values, LEVEL)
+        r.diff = st.bounded(st.welch_diff(r.group.values, best.group.values, LEVEL), dbounds)
     for r, paired in zip(others, st.paired_diffs([(r.group.by_seed, best.group.by_seed) for r in others], LEVEL)):
-        r.paired = paired
-    for r in others:  # the same run in both groups: one observation, so paired over the shared seeds
-        r.same = same_runs(r.group, best.group)
-        if r.same:
-            shared = set(r.group.by_seed) & set(best.group.by_seed)
-            r.paired = st.paired_diff({k: v for k, v in r.group.by_seed.items() if k in shared},
-                                      {k: v for k, v in best.group.by_seed.items() if k in shared}, LEVEL)
+        r.paired = st.bounded(paired, dbounds)
+    check_family(family, "family")
+    tests = st.family_tests([r.group.values for r in ranked], family, margin, LEVEL)
+    members = [(ranked[t.i], ranked[t.j]) for t in tests]
+    diffs = [st.bounded(t.diff, dbounds) for t in tests]
+    to_pair = [None if a is best else (a.group.by_seed, b.group.by_seed) for a, b in members]
+    paired_rest = iter(st.paired_diffs([x for x in to_pair if x is not None], LEVEL))
+    paireds = [(b.paired and b.paired.swapped()) if x is None else st.bounded(next(paired_rest), dbounds)
+               for (a, b), x in zip(members, to_pair)]
+    sames = [same_runs(a.group, b.group) for a, b in members]
+    if any(sames):  # the same run in both groups: one observation, so those pairs are paired over the shared seeds
+        paireds = [_shared_paired(a, b, dbounds) if same else pr for (a, b), pr, same in zip(members, paireds, sames)]
+        tests = _with_shared(tests, paireds, sames, margin)
+    p_holm = [t.p_holm for t in tests]
+    p_tost = [t.p_tost for t in tests]
     scale, unit = unit_of(metric)
-    for r, p_holm in zip(others, st.holm([_family_p(r) for r in others])):
-        r.p_holm = p_holm
-        if r.same:
-            r.verdict = _same_run_verdict(best.name, r, higher, scale, unit, p_holm if len(others) > 1 else None)
+    several = len(members) > 1
+    pairs = []
+    for (a, b), d, pr, ph, pt, call, same in zip(members, diffs, paireds, p_holm, p_tost, (t.call for t in tests), sames):
+        if same:
+            text = _same_run_verdict(a.name, b.name, same, min(d.n_a, d.n_b), pr, higher, scale, unit,
+                                     ph if several else None)
         else:
-            r.verdict = _verdict(best.name, r, metric, higher, scale, unit, p_holm if len(others) > 1 else None)
-    return ranked
+            text = st.verdict(a.name, b.name, d, pr, metric=metric, scale=scale, unit=unit,
+                              p_adjusted=ph if several else None, margin=margin,
+                              p_tost=(pt if several else None) if margin is not None else None)
+            if call in ("higher", "lower") and not higher:
+                text += f" Lower is better for {metric}, so {a.name if call == 'lower' else b.name} is better."
+        flops = [x.name for x in (a, b) if x.did_not_learn]
+        if flops:
+            text = f"[did not learn: {', '.join(flops)}] " + text
+        pairs.append(Pair(section, a, b, d, pr, ph, pt, call, text, same=same))
+        if a is best:
+            b.p_holm, b.p_tost, b.verdict, b.same = ph, pt, text, same
+            b.paired = pr.swapped() if (same and pr is not None) else b.paired
+            b.call = {"higher": "lower", "lower": "higher"}.get(call, call)
+    return ranked, pairs
+
+
+def _shared_paired(a: Ranked, b: Ranked, dbounds):
+    """a minus b paired over the seeds both groups ran (they share runs: one observation each)."""
+    from normbench import stats as st
+
+    shared = set(a.group.by_seed) & set(b.group.by_seed)
+    return st.bounded(st.paired_diff({k: v for k, v in a.group.by_seed.items() if k in shared},
+                                     {k: v for k, v in b.group.by_seed.items() if k in shared}, LEVEL), dbounds)
+
+
+def _shared_p(pr) -> float:
+    """The p a shared-run comparison brings into Holm's family: the paired test's over the
+    shared seeds (1 when they gave the same values: nothing to tell apart; NaN when fewer
+    than 2 seeds are shared)."""
+    if pr is None or pr.n < 2:
+        return math.nan
+    return 1.0 if math.isnan(pr.p) else pr.p
+
+
+def _with_shared(tests, paireds, sames, margin):
+    """The family's tests with Holm redone where pairs share runs: their p is the paired
+    test's (Welch's would count each shared run twice); their call is the paired interval's
+    (higher / lower when it excludes 0 and the Holm p is below alpha; no equivalence test:
+    TOST here is Welch's, so with shared runs it is not claimed)."""
+    from normbench import stats as st
+
+    ps = [_shared_p(pr) if same else t.diff.p for t, pr, same in zip(tests, paireds, sames)]
+    holm = st.holm(ps)
+    out = []
+    for t, pr, same, ph in zip(tests, paireds, sames, holm):
+        if same:
+            ok = pr is not None and pr.n >= 2 and pr.resolved and not math.isnan(ph) and ph < 1 - LEVEL
+            c = ("higher" if pr.diff > 0 else "lower") if ok else "not resolved"
+            out.append(dataclasses.replace(t, p_holm=ph, p_tost=math.nan, call=c))
+        else:
+            c = st.call(t.diff, ph, t.p_tost if margin is not None else None)
+            out.append(dataclasses.replace(t, p_holm=ph, call=c))
+    return out
 
 
 def same_runs(a: Group, b: Group) -> list[tuple[Run, Run]]:
@@ -516,31 +809,19 @@ def _results(run: Run) -> tuple:
     return tuple(run.summary.get(k) for k in ("test_accuracy", "test_loss", "best_val_accuracy", "final_train_loss"))
 
 
-def _family_p(r: Ranked) -> float:
-    """The p a comparison brings into Holm's family: Welch's, or, where the two groups
-    share runs, the paired test's over the shared seeds (1 when the shared seeds gave
-    the same values: nothing to tell apart; NaN when fewer than 2 seeds are shared)."""
-    if not r.same:
-        return r.diff.p
-    if r.paired is None or r.paired.n < 2:
-        return math.nan
-    return 1.0 if math.isnan(r.paired.p) else r.paired.p
-
-
-def _same_run_verdict(best: str, r: Ranked, higher: bool, scale: float, unit: str, p_holm) -> str:
+def _same_run_verdict(a: str, b: str, same: list, n: int, pr, higher: bool, scale: float, unit: str, p_holm) -> str:
     """The verdict of two groups that share runs: "k of n runs are the same run", then the
-    paired difference over the shared seeds (best minus r) and whether it is resolved.
+    paired difference over the shared seeds (`pr`: a minus b) and whether it is resolved.
     Welch's unpaired interval would count each shared run twice, as two independent draws."""
     from normbench import stats as st
 
-    k, n = len(r.same), min(r.diff.n_a, r.diff.n_b)
-    differ = sum(_results(a) != _results(b) for a, b in r.same)
+    k = len(same)
+    differ = sum(_results(x) != _results(y) for x, y in same)
     u = f" {unit}" if unit else ""
-    head = (f"{best} vs {r.name}: {k} of {n} runs are the same run (one identity in both groups: the same training "
+    head = (f"{a} vs {b}: {k} of {n} runs are the same run (one identity in both groups: the same training "
             f"in two folders, one observation, not two)")
     if differ:
         head += f"; {differ} of them gave different results (the same inputs, other numbers: not bit-reproducible)"
-    pr = r.paired and r.paired.swapped()
     if pr is None or pr.n < 2 or math.isnan(pr.low):
         shared = 0 if pr is None else pr.n
         return head + (f"; {shared} shared seed{'s' * (shared != 1)}: too few to pair, and the unpaired test would "
@@ -556,7 +837,7 @@ def _same_run_verdict(best: str, r: Ranked, higher: bool, scale: float, unit: st
     line = (f"{head}; paired over the {pr.n} shared seeds: {num(pr.diff)}{u} [{num(pr.low)}, {num(pr.high)}], "
             f"{label} {p_text} (n = {pr.n} pairs): ")
     if pr.resolved and not math.isnan(p) and p < 1 - LEVEL:
-        hi, lo = (best, r.name) if pr.diff > 0 else (r.name, best)
+        hi, lo = (a, b) if pr.diff > 0 else (b, a)
         better = "" if higher else f" Lower is better, so {lo} is better."
         return line + f"resolved: {hi} higher than {lo} by {abs(pr.diff) * scale:.{dec}f}{u}.{better}"
     if pr.sd_diff == 0 and pr.diff == 0:
@@ -597,18 +878,20 @@ def _frame(ranked: list[Ranked], m: str, columns: list[str], split_data: bool, s
                     f"{m}_paired_high": pr.high if pr else math.nan,
                     f"{m}_paired_width_ratio": pr.width_ratio if pr else math.nan,
                     f"{m}_seeds_needed": st.seeds_needed(d.diff, d.sd_a, d.sd_b, alpha=1 - LEVEL),
-                    f"{m}_p_holm": r.p_holm, "verdict": r.verdict}
+                    f"{m}_p_holm": r.p_holm, f"{m}_p_tost": r.p_tost, f"{m}_call": r.call, "verdict": r.verdict}
+        rec["did_not_learn"] = r.did_not_learn
         records.append(rec)
     out_cols = ["section", "rank", *columns, *(["data"] if split_data else []),
                 *splits, "label", "n", "data_fingerprint",
                 *[f"{m}_{a}" for a in ("mean", "std", "ci_low", "ci_high", "diff", "diff_low", "diff_high", "hedges_g",
-                                       "p_welch", "p_holm", "paired_diff", "paired_low", "paired_high",
+                                       "p_welch", "p_holm", "p_tost", "call", "paired_diff", "paired_low", "paired_high",
                                        "paired_width_ratio", "seeds_needed")],
-                *[f"{k}_{a}" for k in stat_keys if k != m for a in ("mean", "std")], "verdict", "same_runs", "seeds", "runs",
-                "name"]
+                *[f"{k}_{a}" for k in stat_keys if k != m for a in ("mean", "std")], "did_not_learn", "verdict",
+                "same_runs", "seeds", "runs", "name"]
     table = pd.DataFrame(records).reindex(columns=out_cols)
     table[f"{m}_seeds_needed"] = table[f"{m}_seeds_needed"].astype("Int64")
-    table["verdict"] = table["verdict"].where(table["verdict"].notna(), None)
+    for col in ("verdict", "did_not_learn", f"{m}_call"):
+        table[col] = table[col].astype(object).where(table[col].notna(), None)
     return table
 
 
@@ -618,17 +901,3 @@ def _name(run: Run, keys: list[str]) -> str:
     if len(keys) == 1:
         return show_value(run.config.get(keys[0]))
     return label_of(run, keys)
-
-
-def _verdict(best: str, r: Ranked, metric: str, higher: bool, scale: float, unit: str, p_holm) -> str:
-    """stats.verdict of the best group (named `best`) vs r, from r's differences swapped
-    (best minus r); for a metric where lower is better, a resolved verdict says which
-    group is better."""
-    from normbench import stats as st
-
-    d, pr = r.diff.swapped(), r.paired and r.paired.swapped()
-    text = st.verdict(best, r.name, d, pr, metric=metric, scale=scale, unit=unit, p_adjusted=p_holm)
-    resolved = d.resolved and d.sd_a + d.sd_b > 0 and (p_holm is None or math.isnan(p_holm) or p_holm < 1 - LEVEL)
-    if resolved and not higher:
-        text += f" Lower is better for {metric}, so {best} is better."
-    return text

@@ -148,6 +148,8 @@ SUMMARY_KEYS = {
     "n_train": "training examples (after the validation split)",
     "n_val": "validation examples",
     "n_test": "test examples",
+    "chance_accuracy": "the test set's majority-class rate (always predicting its most frequent class); compare flags "
+                       "a group not above it as \"did not learn\"",
     "params": "model parameters (count_params)",
     "steps_per_epoch": "training steps per epoch",
     "optimizer_steps": "optimizer steps of the whole run: epochs x steps_per_epoch",
@@ -178,6 +180,8 @@ SUMMARY_KEYS = {
     "best_epoch": "its epoch (the earliest on ties)",
     "last_val_accuracy": "val_accuracy of the last epoch",
     "final_train_loss": "loss of the last epoch",
+    "first_train_loss": "loss of the first epoch (compare flags a group whose final train loss is not below it as "
+                        "\"did not learn\")",
     "wall_seconds": "wall time of the whole run in this process",
     "first_epoch_seconds": "the first epoch's time (includes graph tracing)",
     "mean_epoch_seconds": "mean epoch time (validation included)",

@@ -489,7 +489,8 @@ def fixed(x: float, digits: int, sign: str = "") -> str:
 
 def verdict(name_a: str, name_b: str, diff: Diff, paired: PairedDiff | None = None, *,
             metric: str = "test_accuracy", scale: float | None = None, unit: str | None = None,
-            p_adjusted: float | None = None, power: float = 0.80) -> str:
+            p_adjusted: float | None = None, power: float = 0.80, margin: float | None = None,
+            p_tost: float | None = None) -> str:
     """One line in words about ``diff`` (a - b), for example
 
     ``batch vs layer: +4.6 pp [-2.1, +11.3], p = 0.28 (n = 3 each): not resolved; about
@@ -501,6 +502,12 @@ def verdict(name_a: str, name_b: str, diff: Diff, paired: PairedDiff | None = No
     metric (unit_for). The seeds-needed figure is seeds_needed on the observed difference
     and spreads at alpha = 1 - level (unadjusted for multiple comparisons). A paired result, when given, is appended with its
     interval and how its width compares with the unpaired one.
+
+    With a ``margin`` (in the metric's units), the verdict is exactly one of call()'s:
+    higher / lower (resolved, as above), "equivalent within ±margin" (two one-sided tests,
+    tost_p, or ``p_tost`` when given, e.g. Holm-adjusted, below alpha), or not resolved,
+    which then says that neither a difference nor equivalence is shown. Without a margin
+    a verdict never says there is no difference: an interval that includes 0 is "not resolved".
     """
     if scale is None or unit is None:
         s0, u0 = unit_for(metric)
@@ -522,23 +529,40 @@ def verdict(name_a: str, name_b: str, diff: Diff, paired: PairedDiff | None = No
     p = diff.p if p_adjusted is None or math.isnan(p_adjusted) else p_adjusted
     p_label = "p" if p_adjusted is None or math.isnan(p_adjusted) else "Holm p"
     line = f"{head}{num(diff.diff)}{u} [{num(diff.low)}, {num(diff.high)}], {_p_text(p, p_label)} ({n_text}): "
+    if margin is not None and p_tost is None:
+        p_tost = tost_p(diff, margin)
+    verdict_call = call(diff, p_adjusted, p_tost if margin is not None else None)
+    tl = "Holm TOST p" if p_adjusted is not None and not math.isnan(p_adjusted) else "TOST p"
+    m_text = f"±{fixed(margin * scale, max(dec, 1 if unit == 'pp' else dec), '')}{u}" if margin is not None else ""
     if diff.sd_a == 0 and diff.sd_b == 0:
         if diff.diff == 0:
-            line += "no difference and no spread: every seed gave the same value in both groups."
+            line += "every seed gave the same value in both groups, so there is no spread to test against"
         else:
-            line += "every seed gave the same value within each group, so there is no spread to test against."
+            line += "every seed gave the same value within each group, so there is no spread to test against"
+        if verdict_call == "equivalent":
+            line += f"; equivalent within {m_text} (a difference without spread, inside the margin)."
+        else:
+            line += "; not resolved." if diff.diff == 0 else "."
         return line + _paired_text(paired, num, u, pct)
     adjusted_fails = p_adjusted is not None and not math.isnan(p_adjusted) and not p_adjusted < alpha
-    if diff.resolved and not adjusted_fails:
+    if verdict_call == "equivalent":
+        se = math.sqrt(diff.sd_a**2 / diff.n_a + diff.sd_b**2 / diff.n_b)
+        half = t_ppf(1 - alpha, diff.df) * se
+        line += (f"equivalent within {m_text}: the {(1 - 2 * alpha) * 100:g} % interval "
+                 f"[{num(diff.diff - half)}, {num(diff.diff + half)}] lies inside it ({_p_text(p_tost, tl)}), "
+                 f"so a difference larger than the margin is ruled out.")
+    elif diff.resolved and not adjusted_fails:
         higher, lower = (name_a, name_b) if diff.diff > 0 else (name_b, name_a)
         amount = f"{abs(diff.diff) * scale:.{dec}f}{u}"
         line += f"resolved: {higher} higher than {lower} by {amount} (Hedges' g = {diff.hedges_g:+.2f})."
     else:
         line += "not resolved after the Holm adjustment" if diff.resolved else "not resolved"
+        if margin is not None:
+            line += f" (nor equivalent within {m_text}: {_p_text(p_tost, tl)})"
         need = seeds_needed(diff.diff, diff.sd_a, diff.sd_b, alpha=alpha, power=power)
         pw = f"{power * 100:g} %"
         if need is None:
-            line += "; no difference in the means, so no number of seeds is predicted to detect one."
+            line += "; the two means are equal, so no number of seeds is predicted to detect a difference."
         elif need <= min(diff.n_a, diff.n_b):
             line += (f"; {need} seeds per group would detect a difference this size with {pw} power "
                      f"before any adjustment for multiple comparisons.")
@@ -565,3 +589,233 @@ def _paired_text(paired: PairedDiff | None, num, u: str, pct: str) -> str:
         text += f"interval {ratio:.2f}x the unpaired width (pairing did not narrow it)"
     text += ", excludes 0." if paired.resolved else ", includes 0."
     return text
+
+
+# ----------------------------------------------------------------------------- bounded metrics
+
+
+def bounded_mean_ci(values: Sequence[float], bounds: tuple[float, float] | None, level: float = LEVEL) -> Interval:
+    """The mean of a metric that cannot leave `bounds` = (lo, hi), both finite (accuracies:
+    [0, 1]), with an interval inside them: the t interval built on the logit scale of the
+    mean (delta method), mapped back. With u = (x - lo) / (hi - lo), m = mean(u),
+    se = s_u / sqrt(n), L = logit(m) = ln(m / (1 - m)):
+
+    h = t_{(1 + level)/2, n - 1} * se / (m (1 - m))       (d logit(m) / dm = 1 / (m (1 - m)))
+    interval = lo + (hi - lo) * [expit(L - h), expit(L + h)]
+
+    It estimates the arithmetic mean (the transform is of the mean, not of the values, so
+    values at the bound are fine), matches the t interval where the mean is far from the
+    bounds, and near a bound is asymmetric: short towards the bound, longer towards the
+    inside, where a skewed sample's mean has its uncertainty. On simulated accuracies near 1
+    it keeps its coverage where the t interval's falls short (tests/test_stats_simulation.py;
+    the rates: benchmarks/RESULTS.md). Every value the same (or all at a bound): the point
+    interval, as mean_ci. Fewer than two values: NaN bounds, as mean_ci. A mean outside
+    (lo, hi) (values outside the range: not a bounded metric after all) falls back to the
+    t interval intersected with the bounds. bounds None: mean_ci unchanged."""
+    ci = mean_ci(values, level)
+    if bounds is None or ci.n < 2 or not ci.sd > 0:
+        return ci
+    lo, hi = bounds
+    width = hi - lo
+    m = (ci.mean - lo) / width
+    if not 0 < m < 1:
+        return bounded(ci, bounds)
+    se = ci.sd / width / math.sqrt(ci.n)
+    h = t_ppf((1 + level) / 2, ci.n - 1) * se / (m * (1 - m))
+    logit = math.log(m / (1 - m))
+    low = lo + width * _expit(logit - h)
+    high = lo + width * _expit(logit + h)
+    return Interval(ci.mean, low, high, (high - low) / 2, ci.n, ci.sd, level)
+
+
+def _expit(x: float) -> float:
+    """1 / (1 + e^-x) without overflow (scipy.special.expit's value)."""
+    if x >= 0:
+        return 1 / (1 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1 + e)
+
+
+def bounded(ci, bounds: tuple[float, float] | None):
+    """An Interval, Diff or PairedDiff whose low/high are intersected with `bounds`, the
+    range the estimated quantity cannot leave: a difference of two accuracies' means lies
+    in [-1, 1] (diff_bounds). None: unchanged (an unbounded metric).
+
+    Why intersection for differences: the true difference lies inside `bounds`, so
+    whenever Welch's interval covers it, the intersected interval covers it too (coverage
+    exactly Welch's), the width never grows, and the interval is never empty (the point
+    estimate is inside the range). 0 is inside [-1, 1], so whether the interval excludes 0
+    is unchanged, and it stays in step with Welch's p, the Holm p and TOST, all computed on
+    the unbounded scale. (A transformed difference interval would not: its "excludes 0"
+    could disagree with p.) Differences of accuracies are far from +-1 in practice; the
+    intersection only keeps a degenerate interval (n = 2, t_1 = 12.7) inside the range."""
+    if bounds is None or ci is None:
+        return ci
+    lo, hi = bounds
+    low = ci.low if math.isnan(ci.low) else min(max(ci.low, lo), hi)
+    high = ci.high if math.isnan(ci.high) else max(min(ci.high, hi), lo)
+    return dataclasses.replace(ci, low=low, high=high)
+
+
+def diff_bounds(bounds: tuple[float, float] | None) -> tuple[float, float] | None:
+    """The range of a difference of two means in `bounds`: [lo - hi, hi - lo]."""
+    if bounds is None:
+        return None
+    lo, hi = bounds
+    return (lo - hi, hi - lo)
+
+
+# ----------------------------------------------------------------------------- equivalence
+
+
+def tost_p(diff: Diff, margin: float) -> float:
+    """Two one-sided tests (Schuirmann 1987) of |mean(a) - mean(b)| < margin, Welch's
+    standard error and degrees of freedom:
+
+    p_low  = sf_t((diff + margin) / se, df)    (H0: diff <= -margin)
+    p_high = sf_t((margin - diff) / se, df)    (H0: diff >= +margin)
+    p_tost = max(p_low, p_high)
+
+    what statsmodels.stats.weightstats.ttost_ind(a, b, -margin, margin, usevar="unequal")
+    returns as its p (a test checks it). Equivalence at alpha = 1 - level is p_tost < alpha,
+    the same as the (1 - 2 alpha) Welch interval lying inside (-margin, margin).
+    NaN with fewer than two values on a side; with no spread on either side, 0 when
+    |diff| < margin and 1 otherwise."""
+    if not (isinstance(margin, (int, float)) and margin > 0 and math.isfinite(margin)):
+        raise ValueError(f"margin must be a positive finite number, got {margin!r}")
+    if diff.n_a < 2 or diff.n_b < 2 or math.isnan(diff.diff):
+        return NAN
+    se = math.sqrt(diff.sd_a**2 / diff.n_a + diff.sd_b**2 / diff.n_b)
+    if se == 0:
+        return 0.0 if abs(diff.diff) < margin else 1.0
+    df = diff.df
+    return max(t_sf((diff.diff + margin) / se, df), t_sf((margin - diff.diff) / se, df))
+
+
+CALLS = ("higher", "lower", "equivalent", "not resolved")  # a verdict is exactly one of these
+
+
+def call(diff: Diff, p_adjusted: float | None = None, p_tost_adjusted: float | None = None) -> str:
+    """The verdict on a - b as one word of CALLS:
+
+    - "higher" / "lower": the interval excludes 0 and (when given) the Holm-adjusted p is
+      below alpha = 1 - level: a is higher / lower than b;
+    - "equivalent": not that, and the (Holm-adjusted) TOST p is below alpha: the
+      difference is inside the margin (only with a margin: p_tost_adjusted given);
+    - "not resolved": neither.
+    A resolved difference takes precedence over equivalence: a difference shown to
+    exist and to be smaller than the margin reads "higher"/"lower" (its size says the rest).
+    Groups without spread (every seed the same value on both sides) are "not resolved"
+    unless equivalence is shown, as verdict() says."""
+    alpha = 1 - diff.level
+    spread = not (diff.sd_a == 0 and diff.sd_b == 0)
+    ok_adjusted = p_adjusted is None or math.isnan(p_adjusted) or p_adjusted < alpha
+    if spread and diff.resolved and ok_adjusted:
+        return "higher" if diff.diff > 0 else "lower"
+    if p_tost_adjusted is not None and not math.isnan(p_tost_adjusted) and p_tost_adjusted < alpha:
+        return "equivalent"
+    return "not resolved"
+
+
+FAMILIES = ("vs-best", "all-pairs")  # what one Holm adjustment covers (results.FAMILIES says it in words)
+
+
+@dataclass(frozen=True)
+class FamilyTest:
+    """One comparison of a family: values[i] - values[j] (i ranked above j)."""
+
+    i: int
+    j: int
+    diff: Diff  # welch_diff(values[i], values[j])
+    p_holm: float  # Welch's p, Holm-adjusted over the family
+    p_tost: float  # TOST p (tost_p), Holm-adjusted over the family; NaN without a margin
+    call: str  # call(diff, p_holm, p_tost): higher / lower / equivalent / not resolved
+
+
+def family_tests(values: Sequence[Sequence[float]], family: str = "vs-best", margin: float | None = None,
+                 level: float = LEVEL) -> list[FamilyTest]:
+    """The family of comparisons among groups given best first (values[0] is the best):
+    "vs-best": values[0] against each other group; "all-pairs": every pair (i, j), i < j.
+    Each: Welch's difference (welch_diff), Welch's p Holm-adjusted over the family (holm),
+    with a margin the TOST p (tost_p) Holm-adjusted over the family, and its call.
+
+    Holm over the family keeps the chance of any false "higher"/"lower" in it at or below
+    1 - level, whatever the dependence between the tests. With "vs-best" the best is chosen
+    from the same data, so its comparisons are selected ones and the family-wise error
+    exceeds the level slightly (benchmarks/RESULTS.md);
+    "all-pairs" does not select. compare and sweep --seeds-until resolved both call this."""
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    k = len(values)
+    if family == "all-pairs":
+        members = [(i, j) for i in range(k) for j in range(i + 1, k)]
+    else:
+        members = [(0, j) for j in range(1, k)]
+    diffs = [welch_diff(values[i], values[j], level) for i, j in members]
+    p_holm = holm([d.p for d in diffs])
+    p_tost = holm([tost_p(d, margin) for d in diffs]) if margin is not None else [NAN] * len(diffs)
+    return [FamilyTest(i, j, d, ph, pt, call(d, ph, pt if margin is not None else None))
+            for (i, j), d, ph, pt in zip(members, diffs, p_holm, p_tost)]
+
+
+# ----------------------------------------------------------------------------- across tasks
+
+
+def _improvement(x, y) -> float:
+    """P(X > Y) for one task: the share of (x_i, y_j) pairs with x_i > y_j, ties counting
+    one half (the Mann-Whitney U statistic over N M)."""
+    import numpy as np
+
+    x = np.asarray(x, dtype=float)[:, None]
+    y = np.asarray(y, dtype=float)[None, :]
+    return float(((x > y) + 0.5 * (x == y)).mean())
+
+
+def probability_of_improvement(tasks_x: Sequence[Sequence[float]], tasks_y: Sequence[Sequence[float]]) -> float:
+    """The probability of improvement of X over Y across tasks (Agarwal et al., "Deep
+    Reinforcement Learning at the Edge of the Statistical Precipice", NeurIPS 2021, and
+    rliable's metrics.probability_of_improvement):
+
+    P(X > Y) = (1 / M) sum_m P(X_m > Y_m),
+    P(X_m > Y_m) = (1 / (N_m K_m)) sum_i sum_j S(x_mi, y_mj),  S = 1 if x > y, 1/2 if x = y, else 0,
+
+    with x_m1..x_mN the runs of X on task m and y_m1..y_mK those of Y. Every task weighs
+    the same whatever its number of runs. NaN values are dropped; a task where a side has
+    no value is left out; NaN when no task is left."""
+    vals = []
+    for x, y in zip(tasks_x, tasks_y):
+        x, y = _values(x), _values(y)
+        if x.size and y.size:
+            vals.append(_improvement(x, y))
+    return sum(vals) / len(vals) if vals else NAN
+
+
+def improvement_interval(tasks_x, tasks_y, level: float = LEVEL, reps: int = 2000,
+                         seed: int = 0) -> tuple[float, float, float]:
+    """(P(X > Y), low, high): probability_of_improvement with a stratified bootstrap
+    percentile interval, as rliable computes it (StratifiedIndependentBootstrap): in each
+    of `reps` replicates, the runs of X and the runs of Y are resampled with replacement
+    independently within each task (the tasks are the strata and are all kept), and the
+    statistic recomputed; the interval is the replicates' (1 - level)/2 and (1 + level)/2
+    quantiles (numpy's linear interpolation). `seed` fixes the random stream, so the same
+    runs give the same interval on every call (compare's outputs regenerate byte for byte).
+    NaN bounds when no task has values on both sides."""
+    _check_level(level)
+    import numpy as np
+
+    pairs = [(_values(x), _values(y)) for x, y in zip(tasks_x, tasks_y)]
+    pairs = [(x, y) for x, y in pairs if x.size and y.size]
+    if not pairs:
+        return NAN, NAN, NAN
+    point = sum(_improvement(x, y) for x, y in pairs) / len(pairs)
+    rng = np.random.default_rng(seed)
+    total = np.zeros(reps)
+    for x, y in pairs:
+        xs = x[rng.integers(0, x.size, size=(reps, x.size))]  # (reps, N)
+        ys = y[rng.integers(0, y.size, size=(reps, y.size))]  # (reps, K)
+        gt = (xs[:, :, None] > ys[:, None, :]).mean(axis=(1, 2))
+        eq = (xs[:, :, None] == ys[:, None, :]).mean(axis=(1, 2))
+        total += gt + 0.5 * eq
+    boot = total / len(pairs)
+    low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    return point, float(low), float(high)

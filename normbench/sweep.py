@@ -129,7 +129,7 @@ def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = Non
         if cfg_path.exists():
             new = flatten(c.to_dict())
             was = flatten(from_dict(read_yaml(cfg_path), str(cfg_path)).to_dict())
-            diff = [k for k in {**was, **new} if was.get(k) != new.get(k) and not k.startswith(("output.", "sweep"))]
+            diff = [k for k in {**was, **new} if was.get(k) != new.get(k) and not k.startswith(("output.", "sweep", "compare."))]
             if diff:
                 raise NormbenchError(
                     f"{run_dir}: made with a different config ({', '.join(diff[:3])} differ); "
@@ -417,8 +417,57 @@ def rounds_done(plan: SeedPlan, metric: str) -> list[Round]:
     return out
 
 
+@dataclass(frozen=True)
+class Resolve:
+    """--seeds-until resolved: stop when every comparison of the family (results.FAMILIES)
+    among the sweep's groups is resolved (higher or lower) or, with a margin, equivalent
+    within ±margin (stats.call). The rule looks at the tests after every round, and a rule
+    that stops when a test passes inflates its error rates (optional stopping), so each
+    look tests at alpha / looks (Bonferroni over the rounds that can stop): the chance that
+    any look calls a difference or an equivalence that is not there stays <= alpha.
+    The verdicts compare prints afterwards are fixed-n ones at the usual level: read them
+    with that in mind (docs/compare.md)."""
+
+    margin: float | None = None
+    family: str = "vs-best"
+    looks: int = 1  # rounds that can stop: max seeds - FIRST_ROUND + 1
+
+    @property
+    def level(self) -> float:
+        return 1 - (1 - CONFIDENCE) / max(1, self.looks)
+
+    def calls(self, r: "Round") -> list[tuple[str, str, str]]:
+        """[(group a, group b, call of a - b)] of the family, at this rule's level."""
+        from normbench import stats as st
+
+        groups = sorted(r.values, key=lambda g: -_mean(r.values[g]))
+        tests = st.family_tests([r.values[g] for g in groups], self.family, self.margin, self.level)
+        return [(groups[t.i], groups[t.j], t.call) for t in tests]
+
+    def met(self, r: "Round") -> bool:
+        calls = self.calls(r)
+        return bool(calls) and all(c != "not resolved" for _, _, c in calls)
+
+    def text(self) -> str:
+        eq = f" or equivalent within ±{self.margin:g}" if self.margin else ""
+        return f"every comparison ({self.family}) resolved{eq}, each look at alpha {(1 - CONFIDENCE):g}/{self.looks}"
+
+
+def _mean(v: list[float]) -> float:
+    return sum(v) / len(v) if v else -math.inf
+
+
+def _stops(r: "Round", target) -> bool:
+    """Whether round r meets the stopping rule: a half-width (float) or Resolve."""
+    if isinstance(target, Resolve):
+        return not r.unfinished and target.met(r)
+    return r.precise(target)
+
+
 def widest(r: Round, target: float) -> str:
     """The progress note of a round under way: its widest half-width so far."""
+    if isinstance(target, Resolve):
+        return f"{sum(c == 'not resolved' for _, _, c in target.calls(r))} comparison(s) not resolved so far"
     finite = {g: w for g, w in r.widths.items() if not math.isinf(w)}
     if not finite:
         return f"half-widths n/a until a group has 2 completed seeds (target {target:g})"
@@ -440,6 +489,9 @@ def _width(w: float, target: float) -> str:
 
 
 def format_round(r: Round, target: float) -> list[str]:
+    if isinstance(target, Resolve):
+        lines = [f"  {'group':<40} {'completed':>9}"] + [f"  {g:<40} {r.completed[g]:>9}" for g in r.values]
+        return lines + [f"  {a} vs {b}: {c} (at {target.level * 100:.4g} %)" for a, b, c in target.calls(r)]
     lines = [f"  {'group':<40} {'completed':>9} {'half-width':>10}"]
     for g, w in r.widths.items():
         lines.append(f"  {g:<40} {r.completed[g]:>9} {_width(w, target):>10}"
@@ -466,8 +518,15 @@ def sweep_until(plan: SeedPlan, target: float, metric: str = "test_accuracy", *,
             echo(line)
         if failures:
             return failures, r
-        if r.precise(target):
-            echo(f"seeds-until: every group's {LEVEL_TEXT} half-width of {metric} is <= {target:g} with {k} seeds; stopped")
+        if _stops(r, target):
+            if isinstance(target, Resolve):
+                echo(f"seeds-until: {target.text()}, on {metric} with {k} seeds; stopped")
+            else:
+                echo(f"seeds-until: every group's {LEVEL_TEXT} half-width of {metric} is <= {target:g} with {k} seeds; stopped")
+            return [], r
+        if k >= max_seeds and isinstance(target, Resolve):
+            left = sum(c == "not resolved" for _, _, c in target.calls(r))
+            echo(f"seeds-until: --max-seeds {max_seeds} reached; {left} comparison(s) still not resolved")
             return [], r
         if k >= max_seeds:
             wide = [g for g, w in r.widths.items() if w > target]
@@ -481,13 +540,15 @@ def describe_until(plan: SeedPlan, target: float, metric: str) -> list[str]:
     done = rounds_done(plan, metric)
     groups = {group_of(m) for m in plan.members(1, create=False)}
     k = len(done)
-    lines = [f"seeds-until {target:g} on {metric}, at most {len(plan.seeds)} seeds, {len(groups)} group{'s' * (len(groups) != 1)}: "
+    lines = [f"seeds-until {'resolved' if isinstance(target, Resolve) else format(target, 'g')} on {metric}, at most {len(plan.seeds)} seeds, {len(groups)} group{'s' * (len(groups) != 1)}: "
              f"{k} seed{'s' * (k != 1)} finished in every group"
              f"{' (' + ', '.join(map(str, plan.seeds[:k])) + ')' if k else ''}"]
-    stop = next((r for r in done[FIRST_ROUND - 1:] if r.precise(target)), None)
+    stop = next((r for r in done[FIRST_ROUND - 1:] if _stops(r, target)), None)
     if done:
         lines += format_round(stop or done[-1], target)
-    if stop:
+    if stop and isinstance(target, Resolve):
+        lines.append(f"stops at {stop.seeds} seeds: {target.text()}")
+    elif stop:
         lines.append(f"stops at {stop.seeds} seeds: every group's half-width is <= {target:g}")
     elif k >= len(plan.seeds):
         lines.append(f"stops at {k} seeds: --max-seeds reached")

@@ -5,7 +5,9 @@ from it, so a new format is one function and one entry here.
 The human formats show, per section (model.arch on data.name): a block with the metric
 (mean ± std, 95 % interval, difference from the section's best with its Welch interval,
 Hedges' g, p and Holm p), a block with the other metrics (mean ± std), and one verdict
-line per comparison with the best. CSV and JSON carry the same numbers as columns.
+line per comparison of the section's family (compare --family), marked primary or
+exploratory when the runs declare an analysis; then P(A better than B) across sections
+when there are several. CSV and JSON carry the same numbers as columns.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import textwrap
 
 from normbench import NormbenchError, metrics
 from normbench.stats import fixed
-from normbench.results import LEVEL, NOT_GROUPED, Comparison, distinct_runs, show_value
+from normbench.results import FAMILIES, LEVEL, NOT_GROUPED, Comparison, distinct_runs, show_value
 
 
 def _nan(x) -> bool:
@@ -64,7 +66,12 @@ def _group_cols(comp: Comparison, sec) -> list[str]:
     section, the data column when some config ran on different data, and the model_file /
     normbench column when some config ran with different model files / normbench versions."""
     keys = [c for c in comp.columns if c == "model.norm" or len(set(sec[c])) > 1]
-    return keys + (["data"] if comp.split_data else []) + list(comp.splits)
+    return keys + (["data"] if comp.split_data else []) + list(comp.splits) + (["learned"] if _flops(sec) else [])
+
+
+def _flops(sec) -> bool:
+    """Some group of the section did not learn (results.did_not_learn)."""
+    return any(isinstance(v, str) for v in sec["did_not_learn"])
 
 
 def _section_cells(comp: Comparison, sec) -> tuple[list[str], list[list[str]], list[str], list[list[str]]]:
@@ -75,10 +82,12 @@ def _section_cells(comp: Comparison, sec) -> tuple[list[str], list[list[str]], l
     h2 = ["#", *cols, *[s.short for s in shown]]
     r1, r2 = [], []
     for _, g in sec.iterrows():
+        g = g.copy()
+        g["learned"] = "no" if isinstance(g["did_not_learn"], str) else "yes"
         head = [str(g["rank"]), *[str(g[c]) for c in cols]]
         row = [*head, str(g["n"]), _pm(g[f"{m}_mean"], g[f"{m}_std"]), _ci(g[f"{m}_ci_low"], g[f"{m}_ci_high"])]
         if g["rank"] == 1:
-            row += ["best", "-", "-", "-"]
+            row += ["best" if g["learned"] == "yes" else "top (did not learn)", "-", "-", "-"]
         else:
             diff = g[f"{m}_diff"]
             d = "n/a" if _nan(diff) else f"{fixed(diff, 4, '+')} {_ci(g[f'{m}_diff_low'], g[f'{m}_diff_high'], sign='+')}"
@@ -104,9 +113,12 @@ def _legend(comp: Comparison) -> list[str]:
         f"(runs grouped by config except {NOT_GROUPED}, and by data); n counts distinct seeds; "
         f"ranked by {comp.metric} ({better} is better) within {'each of ' if ns > 1 else ''}"
         f"{ns} section{'s' * (ns != 1)} (model.arch on data.name{''.join(', ' + k for k in comp.within)})",
-        f"values: mean ± sample std (ddof=1); {_PCT} CI: t-interval of the mean; vs best: this group minus the "
-        f"section's best, with Welch's {_PCT} interval; g: Hedges' g; p: Welch's t-test; Holm p: p adjusted over "
-        f"the section's comparisons with its best; n/a with one seed",
+        f"values: mean ± sample std (ddof=1); {_PCT} CI: t-interval of the mean{_bounds_text(comp)}; vs best: this "
+        f"group minus the section's best, with Welch's {_PCT} interval{_bounds_text(comp, diff=True)}; g: Hedges' g; "
+        f"p: Welch's t-test; Holm p: p adjusted over the section's family ({comp.family}: {FAMILIES[comp.family]}); "
+        f"n/a with one seed",
+        _margin_text(comp),
+        _primary_text(comp),
     ]
 
 
@@ -118,12 +130,73 @@ def _distinct(comp: Comparison) -> str:
     return f" ({distinct_runs(comp)} distinct: {len(comp.same)} {verb} the same run in two groups)"
 
 
+def _range(lo, hi) -> str:
+    return f"[{lo:g}, {hi:g}]"
+
+
+def _bounds_text(comp: Comparison, diff: bool = False) -> str:
+    """How a bounded metric's intervals are kept in its range (stats.bounded)."""
+    if comp.bounds is None:
+        return ""
+    lo, hi = comp.bounds
+    if diff:
+        return f", intersected with {_range(lo - hi, hi - lo)}"
+    return f" on the logit scale of {_range(lo, hi)}, the range of {comp.metric} (delta method; inside the range)"
+
+
+def _margin_text(comp: Comparison) -> str:
+    if comp.margin is None:
+        return ("verdicts: higher, lower or not resolved; without an equivalence margin (--margin) an interval "
+                "that includes 0 is not resolved, which does not show that the groups are alike")
+    scale, unit = metrics.unit_of(comp.metric)
+    m = f"±{comp.margin * scale:g}{' ' + unit if unit else ''}"
+    return (f"verdicts: higher, lower, equivalent within {m} or not resolved; equivalent: two one-sided tests "
+            f"(TOST, Welch) at alpha {1 - LEVEL:g} each, Holm-adjusted over the family, i.e. the "
+            f"{(1 - 2 * (1 - LEVEL)) * 100:g}% interval inside {m}")
+
+
+def _declared_text(comp: Comparison) -> str:
+    d = comp.declared
+    parts = [f"{d['primary']}"]
+    if "margin" in d:
+        parts.append(f"margin {d['margin']:g}")
+    parts.append(f"family {d.get('family', 'vs-best')}")
+    return ", ".join(parts)
+
+
+def _primary_text(comp: Comparison) -> str:
+    if comp.primary is None:
+        return ("no primary analysis declared (a study config's compare: block declares one): every verdict "
+                "below is exploratory")
+    if comp.primary:
+        return f"primary analysis, as the study declares it ({_declared_text(comp)}): verdicts marked primary"
+    return (f"the study declares its primary analysis as {_declared_text(comp)}; this one differs, so every "
+            f"verdict below is exploratory")
+
+
 def _section_head(comp: Comparison, name: str, sec) -> str:
     return f"{name}: {sec['n'].sum()} runs in {len(sec)} group{'s' * (len(sec) != 1)}"
 
 
-def _verdicts(sec) -> list[str]:
-    return [v for v in sec["verdict"] if isinstance(v, str)]
+def _verdicts(comp: Comparison, name: str) -> list[str]:
+    """The section's verdicts, one per comparison of its family, each marked primary or
+    exploratory when the runs declare a primary analysis."""
+    return [f"{p.role}: {p.verdict}" if p.role else p.verdict for p in comp.pairs if p.section == name]
+
+
+def _verdicts_head(comp: Comparison) -> str:
+    return f"verdicts ({_PCT} intervals, {FAMILIES[comp.family]}):"
+
+
+_ACROSS_HEAD = (f"across sections: P(A better than B) over the sections both ran in and their runs (ties count "
+                f"one half; each section weighs the same), with a stratified bootstrap {_PCT} interval (runs "
+                f"resampled within each section, 2000 replicates; Agarwal et al., NeurIPS 2021); an interval above "
+                f"0.5 means A is more often better")
+
+
+def _across_lines(comp: Comparison) -> list[str]:
+    return [f"{a.a} better than {a.b}: P = {a.p:.2f} [{a.low:.2f}, {a.high:.2f}] ({a.sections} sections; "
+            f"{a.runs_a} and {a.runs_b} runs)" for a in comp.across]
 
 
 def _notes(comp: Comparison) -> list[str]:
@@ -179,10 +252,11 @@ def format_table(comp: Comparison) -> str:
     for name, sec in _sections(comp):
         h1, r1, h2, r2 = _section_cells(comp, sec)
         parts += ["", f"== {_section_head(comp, name, sec)}", _text_table(h1, r1), "", _text_table(h2, r2)]
-        verdicts = _verdicts(sec)
+        verdicts = _verdicts(comp, name)
         if verdicts:
-            parts += ["", f"verdicts ({_PCT} intervals, each group against the section's best):",
-                      *(_wrap(v) for v in verdicts)]
+            parts += ["", _verdicts_head(comp), *(_wrap(v) for v in verdicts)]
+    if comp.across:
+        parts += ["", _wrap(_ACROSS_HEAD, ""), *(_wrap(v) for v in _across_lines(comp))]
     notes = _notes(comp)
     if notes:
         parts += ["", "notes:", *(_wrap(n) for n in notes)]
@@ -198,9 +272,14 @@ def format_markdown(comp: Comparison) -> str:
     for name, sec in _sections(comp):
         h1, r1, h2, r2 = _section_cells(comp, sec)
         parts += ["", f"### {_section_head(comp, name, sec)}", "", _md_table(h1, r1), "", _md_table(h2, r2)]
-        verdicts = _verdicts(sec)
+        verdicts = _verdicts(comp, name)
         if verdicts:
-            parts += ["", *(f"- {v}" for v in verdicts)]
+            parts += ["", f"{_verdicts_head(comp)}", "", *(f"- {v}" for v in verdicts)]
+    if comp.across:
+        rows = [[a.a, a.b, f"{a.p:.2f}", _ci(a.low, a.high, 2), str(a.sections), f"{a.runs_a} / {a.runs_b}"]
+                for a in comp.across]
+        parts += ["", f"_{_ACROSS_HEAD}_", "",
+                  _md_table(["A", "B", "P(A better than B)", f"{_PCT} CI", "sections", "runs A / B"], rows)]
     notes = _notes(comp)
     if notes:
         parts += ["", "Notes:", "", *(f"- {n}" for n in notes)]
@@ -278,7 +357,7 @@ def _json(comp: Comparison) -> dict:
         "level": LEVEL,
         "std": "sample std, ddof=1",
         "n": "distinct seeds in the group (repeated runs of a seed collapsed to the earliest finished)",
-        "ci": f"{m}_ci_low/_ci_high: t-interval of the mean (normbench.stats.mean_ci)",
+        "ci": f"{m}_ci_low/_ci_high: the interval of the mean (see interval)",
         "diff": f"{m}_diff: this group's mean minus its section's best, with Welch's interval (_diff_low/_diff_high)",
         "p": "Welch's t-test (scipy.stats.ttest_ind, equal_var=False) against the section's best; "
              "_p_holm: Holm-adjusted over the section's comparisons",
@@ -287,6 +366,30 @@ def _json(comp: Comparison) -> dict:
         "seeds_needed": "seeds per group for a two-sided t-test (alpha 0.05) to detect the observed difference "
                         "with 80 % power",
         "grouped_by": f"config except {NOT_GROUPED}, and data fingerprint",
+        "interval": (f"{m}_ci_*: t-interval of the mean on the logit scale of the metric's range "
+                     f"{list(comp.bounds)} (delta method, normbench.stats.bounded_mean_ci); differences: Welch's "
+                     f"interval intersected with {[comp.bounds[0] - comp.bounds[1], comp.bounds[1] - comp.bounds[0]]} "
+                     "(normbench.stats.bounded)") if comp.bounds else f"{m}_ci_*: t-interval (the metric is unbounded)",
+        "margin": comp.margin,
+        "family": comp.family,
+        "family_holds": FAMILIES[comp.family],
+        "tost": (f"{m}_p_tost: two one-sided Welch tests of |difference| < margin, Holm-adjusted over the family; "
+                 "call: higher / lower / equivalent / not resolved (this group against its section's best)"),
+        "declared": comp.declared,
+        "primary": comp.primary,
+        "pairs": [
+            {"section": p.section, "a": p.a.name, "b": p.b.name, "diff": _clean(p.diff.diff),
+             "diff_low": _clean(p.diff.low), "diff_high": _clean(p.diff.high), "p_welch": _clean(p.diff.p),
+             "p_holm": _clean(p.p_holm), "p_tost": _clean(p.p_tost), "call": p.call, "role": p.role,
+             "verdict": p.verdict}
+            for p in comp.pairs
+        ],
+        "across": [
+            {"a": a.a, "b": a.b, "p_a_better": _clean(a.p), "low": _clean(a.low), "high": _clean(a.high),
+             "sections": a.sections, "runs_a": a.runs_a, "runs_b": a.runs_b}
+            for a in comp.across
+        ],
+        "across_method": _ACROSS_HEAD,
         "sections": comp.sections,
         "varying": comp.varying,
         "notes": comp.notes,

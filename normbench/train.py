@@ -304,6 +304,7 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
         "n_train": n_fit,
         "n_val": plan.n_val,
         "n_test": len(data.x_test),
+        "chance_accuracy": chance_accuracy(data.y_test),
         "params": int(model.count_params()),
         "steps_per_epoch": steps,
         "optimizer_steps": plan.total_steps,
@@ -422,6 +423,19 @@ def _evaluate(model, data, cfg, best) -> dict:
     return out
 
 
+def chance_accuracy(y_test) -> float | None:
+    """The test set's majority-class rate: the accuracy of always predicting its most
+    frequent class, the chance level compare's "did not learn" flag compares with
+    (results.did_not_learn). None for an empty test set."""
+    import numpy as np
+
+    if not len(y_test):
+        return None
+    y = np.asarray(y_test).reshape(len(y_test), -1)
+    labels = y.argmax(axis=1) if y.shape[1] > 1 else y[:, 0]  # one-hot or integer labels
+    return round(float(np.unique(labels, return_counts=True)[1].max() / len(labels)), 6)
+
+
 def _finite(x):
     if x is None:
         return None
@@ -456,6 +470,7 @@ def _finish(run_dir, cfg, log, status, test, t_start, steps, epochs) -> dict:
         "best_epoch": best[1],
         "last_val_accuracy": _finite(last.get("val_accuracy")) if last.get("val_accuracy") else None,
         "final_train_loss": _finite(last.get("loss")) if last.get("loss") else None,
+        "first_train_loss": _finite(rows[0].get("loss")) if rows and rows[0].get("loss") else None,
         "wall_seconds": round(time.perf_counter() - t_start, 2),
         "first_epoch_seconds": float(rows[0]["epoch_seconds"]) if rows else None,
         "mean_epoch_seconds": round(statistics.mean(float(r["epoch_seconds"]) for r in rows), 3) if rows else None,

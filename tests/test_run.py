@@ -103,6 +103,9 @@ def test_summary_keys_are_the_documented_ones(smoke_runs, name):
 
     s = runfolder.read_summary(_run_dir(smoke_runs[name][0]))
     assert set(s) == set(runfolder.SUMMARY_KEYS) - set(runfolder.OPTIONAL_SUMMARY_KEYS)
+    # what compare's "did not learn" reads: the majority-class rate (at least 1 / classes) and the first epoch's loss
+    assert 1 / (2 if name == "imdb_ln" else 10) <= s["chance_accuracy"] < 1
+    assert s["first_train_loss"] == pytest.approx(float(runfolder.read_history(_run_dir(smoke_runs[name][0]))[0]["loss"]))
 
 
 def test_results_index(smoke_runs):
