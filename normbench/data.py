@@ -117,15 +117,104 @@ def _download(what: str, fn):
         ) from None
 
 
-def _read_npz(path: Path, required=("x_train", "y_train", "x_test", "y_test"), allow_pickle=False) -> dict:
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _check_container(path: Path) -> None:
+    """A data .npz must be a zip archive: an empty file, a pickle or a lone .npy array
+    is named as what it is (np.load would read the last two, or raise EOFError, which
+    click turns into a bare "Aborted!")."""
     import zipfile
 
-    np = _np()
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as e:
+        raise NormbenchError(f"data.path: cannot read {path} ({e.strerror}); check its permissions") from None
+    if not head:
+        raise NormbenchError(f"data.path: {path} is empty (0 bytes); check the file is complete (re-download or re-copy it)")
+    save = "save the arrays with numpy.savez(file, x_train=..., y_train=..., x_test=..., y_test=...)"
+    if head[:1] == b"\x80":  # pickle protocol 2 and later
+        raise NormbenchError(f"data.path: {path} is a Python pickle, not a .npz (normbench never unpickles data); {save}")
+    if head == b"\x93NUMPY":
+        raise NormbenchError(f"data.path: {path} is a single .npy array, not a .npz of four; {save}")
     if not zipfile.is_zipfile(path):
         raise NormbenchError(
             f"data.path: {path} is not a .npz file (no zip archive inside); "
             "check the file is complete (re-download or re-copy it)"
         )
+
+
+def _npz_headers(path: Path, required=NPZ_KEYS) -> dict:
+    """{key: (shape, dtype)} of a .npz's arrays, read from their .npy headers (no data is
+    read, so a file of any size costs milliseconds); one NormbenchError naming the file
+    when it is not a .npz holding `required`."""
+    import zipfile
+
+    np = _np()
+    _check_container(path)
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    out = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = {n[:-4]: n for n in z.namelist() if n.endswith(".npy")}
+            missing = [k for k in required if k not in members]
+            if missing:
+                raise NormbenchError(
+                    f"data.path: {path} lacks the arrays {', '.join(missing)}; "
+                    f"a data .npz needs {', '.join(required)}"
+                )
+            for k in required:
+                with z.open(members[k]) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version not in readers:
+                        raise ValueError(f"{k} is a .npy of format version {version[0]}.{version[1]}")
+                    shape, _, dtype = readers[version](f)
+                out[k] = (tuple(shape), np.dtype(dtype))
+    except NormbenchError:
+        raise
+    except Exception as e:  # a damaged member, a bad header
+        raise _unreadable(path, e) from None
+    return out
+
+
+def check_npz(cfg, path: Path) -> dict:
+    """A local .npz data file checked from its headers alone, before anything is built:
+    the four arrays, numbers where numbers must be (arrays and CIFAR files; Keras' IMDB
+    file holds object arrays of word lists), no empty split, one label per example, and
+    for your arrays one example shape. The same lines load_data gives for these faults.
+    Returns {"train": n, "test": m}, the number of labels of each split."""
+    np = _np()
+    h = _npz_headers(path)
+    origin = _origin(cfg, str(path))
+    own = cfg.name in OWN_DATA
+    for k, (shape, dtype) in h.items():
+        if dtype.hasobject and cfg.name != "imdb":
+            raise NormbenchError(f"{origin}: {k} holds Python objects (dtype object), not numbers; "
+                                 "store numeric arrays, e.g. numpy.asarray(x, dtype='float32')")
+    for split in ("train", "test"):
+        (xs, _), (ys, _) = h[f"x_{split}"], h[f"y_{split}"]
+        n, labels = (xs[0] if xs else 0), int(np.prod(ys))
+        if n == 0 or labels == 0:
+            raise NormbenchError(f"{origin}: the {split} set is empty; fix the file" if own else
+                                 f"{origin}: the {split} set is empty (x_{split} has {n} examples, y_{split} {labels} "
+                                 f"labels); {_fix(str(path))}")
+    for split in ("train", "test"):
+        (xs, _), (ys, _) = h[f"x_{split}"], h[f"y_{split}"]
+        if own and len(xs) < 2:
+            raise _unreadable(path, ValueError(f"x_{split} has shape {xs}, expected (N, ...)"))
+        if xs[0] != int(np.prod(ys)):
+            raise NormbenchError(f"{origin}: x_{split} has {xs[0]} examples but y_{split} has {int(np.prod(ys))} labels "
+                                 f"(one label per example); {'fix the file' if own else _fix(str(path))}")
+    if own and h["x_train"][0][1:] != h["x_test"][0][1:]:
+        raise NormbenchError(f"{origin}: x_train examples have shape {list(h['x_train'][0][1:])} but "
+                             f"x_test's {list(h['x_test'][0][1:])}; store both splits with one example shape")
+    return {split: int(np.prod(h[f"y_{split}"][0])) for split in ("train", "test")}
+
+
+def _read_npz(path: Path, required=NPZ_KEYS, allow_pickle=False) -> dict:
+    np = _np()
+    _check_container(path)
     try:
         with np.load(path, allow_pickle=allow_pickle) as f:
             missing = [k for k in required if k not in f.files]
@@ -361,6 +450,7 @@ def _load_arrays(cfg, seed):
     """data.name arrays: an .npz with x_train, y_train, x_test, y_test of any shapes."""
     np = _np()
     local = _find_local(cfg, ())
+    check_npz(cfg, local)  # the lines validate gives, before any array is read
     try:
         a = _read_npz(local)
     except _PickleNeeded:
@@ -736,35 +826,15 @@ def _pixels(x):
     return x if x.dtype == "uint8" else x.astype("uint8")
 
 
-def _npz_lengths(path: Path) -> dict | None:
-    """{"train": len(y_train), "test": len(y_test)} from a .npz's array headers, without
-    reading the arrays; None when the file cannot be read that way (load_data will say why)."""
-    import zipfile
-
-    np = _np()
-    out = {}
-    try:
-        with zipfile.ZipFile(path) as z:
-            for split in ("train", "test"):
-                with z.open(f"y_{split}.npy") as f:
-                    version = np.lib.format.read_magic(f)
-                    read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}[version]
-                    shape, _, _ = read(f)
-                out[split] = int(np.prod(shape))
-    except Exception:
-        return None
-    return out
-
-
 def local_sizes(cfg) -> tuple[str, dict] | None:
     """(file, {"train": n, "test": m}) for a local .npz data file, read cheaply from its
     headers; None for downloads, synthetic sets and other formats (their sizes are the
-    real sets', checked by the config). Raises if data.path is wrong, like load_data."""
+    real sets', checked by the config). Raises if data.path is wrong or the file is not
+    a usable .npz (check_npz), with load_data's line."""
     spec = DATASETS[cfg.name]
     if is_generated(cfg.name) or cfg.name == "image_folder":
         return None
     local = _find_local(cfg, spec.filenames)
     if local is None or local.is_dir() or not local.name.endswith(".npz"):
         return None
-    sizes = _npz_lengths(local)
-    return (str(local), sizes) if sizes else None
+    return str(local), check_npz(cfg, local)
