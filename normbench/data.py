@@ -464,6 +464,94 @@ def _load_arrays(cfg, seed):
     return a["x_train"], np.asarray(a["y_train"]).reshape(-1), a["x_test"], np.asarray(a["y_test"]).reshape(-1), str(local)
 
 
+IMAGE_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # the extensions Keras' image_dataset_from_directory reads
+
+
+def _class_folders(folder: Path) -> list[str]:
+    """The class folders of an image folder split as Keras' reader sees them: sorted
+    sub-folders, hidden ones (.ipynb_checkpoints, .git) left out."""
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Every file Keras' reader takes from an image folder split, in its order."""
+    out = []
+    for c in _class_folders(folder):
+        for root, _, files in sorted(os.walk(folder / c), key=lambda w: w[0]):
+            out += [Path(root) / f for f in sorted(files) if f.lower().endswith(IMAGE_FORMATS)]
+    return out
+
+
+def _image_trouble(path: Path) -> str | None:
+    """What is wrong with an image file, from its first and last bytes alone: empty, not
+    an image format TensorFlow decodes, or cut short (no end marker); None if it looks
+    whole. A file that only looks cut short is decoded to be sure (_decode_error)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+            size = f.seek(0, 2)
+            f.seek(max(size - 64, 0))
+            tail = f.read().rstrip(b"\x00")
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    if not size:
+        return "is empty (0 bytes)"
+    if head.startswith(b"\xff\xd8\xff"):
+        whole = b"\xff\xd9" in tail
+    elif head.startswith(b"\x89PNG\r\n\x1a\n"):
+        whole = b"IEND" in tail
+    elif head[:6] in (b"GIF87a", b"GIF89a"):
+        whole = tail.endswith(b";")
+    elif head[:2] == b"BM":
+        whole = size >= int.from_bytes(head[2:6], "little")
+    elif head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        whole = size >= 8 + int.from_bytes(head[4:8], "little")
+    else:
+        return "is not an image (not JPEG, PNG, GIF, BMP or WebP data)"
+    if whole:
+        return None
+    reason = _decode_error(path)
+    return f"is cut short ({reason})" if reason else None
+
+
+def _decode_error(path: Path) -> str | None:
+    """The reason TensorFlow's decoder (the one Keras' reader uses) gives for this file,
+    or None when it decodes."""
+    import re
+    import sys
+
+    import tensorflow as tf
+
+    sys.stderr.flush()
+    saved = os.dup(2)  # libjpeg writes "Improper call to JPEG library ..." to fd 2 itself; the reason is in the error
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            tf.io.decode_image(tf.io.read_file(str(path)), channels=3, expand_animations=False)
+    except Exception as e:
+        text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", str(e))  # TensorFlow's op decoration
+        return one_line(re.sub(r"\s*\[Op:\w+\].*", "", text), 120)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return None
+
+
+def _bad_image(path: Path, reason: str) -> NormbenchError:
+    return NormbenchError(f"data.path: {path} {reason}; replace the file or delete it")
+
+
+def check_images(cfg) -> None:
+    """An image folder's files checked before anything trains (validate, and run before
+    decoding): each file's first and last bytes; one line naming the first bad file."""
+    root = Path(cfg.path).expanduser()
+    for split in ("train", "test"):
+        for f in _image_files(root / split):
+            reason = _image_trouble(f)
+            if reason:
+                raise _bad_image(f, reason)
+
+
 def _image_split(cfg, folder: Path, split: str):
     import keras
 
@@ -476,15 +564,26 @@ def _image_split(cfg, folder: Path, split: str):
         raise NormbenchError(f"data.path: cannot read images from {folder} ({one_line(e, 120)}); "
                              "it needs one folder of images per class") from None
     xs, ys = [], []
-    for x, y in ds:
-        xs.append(np.clip(np.rint(x.numpy()), 0, 255).astype("uint8"))  # resized pixels, stored like real images
-        ys.append(y.numpy())
+    done = 0
+    try:
+        for x, y in ds:
+            xs.append(np.clip(np.rint(x.numpy()), 0, 255).astype("uint8"))  # resized pixels, stored like real images
+            ys.append(y.numpy())
+            done += len(ys[-1])
+    except Exception as e:  # a file that looked whole but does not decode: find it (its batch, file by file)
+        for f in ds.file_paths[done:]:
+            reason = _decode_error(Path(f))
+            if reason:
+                raise _bad_image(Path(f), f"cannot be decoded ({reason})") from None
+        raise NormbenchError(f"data.path: cannot read images from {folder} ({one_line(e, 120)}); "
+                             "check its image files") from None
     return np.concatenate(xs), np.concatenate(ys), list(ds.class_names)
 
 
 def _load_image_folder(cfg, seed):
     """data.name image_folder: <path>/train/<class>/*.png|jpg... and <path>/test/<class>/..."""
     root = Path(cfg.path).expanduser()
+    check_images(cfg)  # an empty, foreign or cut file named before TensorFlow decodes anything
     xtr, ytr, names = _image_split(cfg, root / "train", "train")
     xte, yte, test_names = _image_split(cfg, root / "test", "test")
     if names != test_names:
@@ -495,7 +594,7 @@ def _load_image_folder(cfg, seed):
 
 def _image_folder_classes(cfg) -> int:
     train = Path(cfg.path).expanduser() / "train"
-    return len([p for p in train.iterdir() if p.is_dir()]) if train.is_dir() else 0
+    return len(_class_folders(train)) if train.is_dir() else 0
 
 
 def input_spec(cfg) -> tuple[tuple, str, int]:
@@ -665,11 +764,14 @@ def fingerprint(*arrays) -> str:
 
 
 def describe_source(cfg) -> str:
-    """Where `load_data` would read this DataConfig from; raises if a local path is wrong.
-    Cheap: reads no data (used by `normbench validate`)."""
+    """Where `load_data` would read this DataConfig from; raises if a local path is wrong
+    or an image folder holds a bad file (check_images). Cheap: reads no arrays (used by
+    `normbench validate`)."""
     spec = DATASETS[cfg.name]
     if is_generated(cfg.name):
         return f"{cfg.name}: generated from the seed"
+    if cfg.name == "image_folder":
+        check_images(cfg)  # each file's first and last bytes: a bad file is named before training
     if cfg.name in OWN_DATA:
         return f"{cfg.name} {Path(cfg.path).expanduser()}"
     local = _find_local(cfg, spec.filenames)
