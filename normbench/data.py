@@ -608,11 +608,11 @@ def input_spec(cfg) -> tuple[tuple, str, int]:
     if cfg.name == "image_folder":
         return (*cfg.image_size, 3), "uint8", cfg.classes or _image_folder_classes(cfg)
     local = _find_local(cfg, ())
-    with np.load(local, mmap_mode="r") as f:
-        x = f["x_train"]
-        shape, dtype = tuple(x.shape[1:]), x.dtype.name
+    check_npz(cfg, local)
+    x_shape, x_dtype = _npz_headers(local)["x_train"]  # a .npz is never memory-mapped: f["x_train"] reads it all
+    with np.load(local) as f:
         classes = _labels_classes(cfg, str(local), f["y_train"], f["y_test"])
-    return shape, dtype, classes
+    return tuple(x_shape[1:]), x_dtype.name, classes
 
 
 ANY_SIZE = (10**9, 10**9)  # your data: its own size, checked against the file (config.check_can_start)

@@ -139,6 +139,12 @@ def _check_sqlite(uri: str, db: Path, named: bool, force: bool) -> None:
         raise NormbenchError(f"{where}: {q} is a file, not a folder; choose a store path under a folder, or move the file")
     if db.is_dir():
         raise NormbenchError(f"{where}: {db} is a folder, not a database file; name a file, e.g. {db / DB}")
+    # SQLite writes a journal beside the database: its folder must be writable, or MLflow
+    # retries "unable to open database file" for minutes before it gives up
+    if q.is_dir() and not os.access(q, os.W_OK | os.X_OK) or db.exists() and not os.access(db, os.W_OK):
+        what = db if db.exists() and not os.access(db, os.W_OK) else q
+        raise NormbenchError(f"{where}: {what} is not writable; give yourself write access, or export to a store in "
+                             f"a folder you can write to (--tracking-uri sqlite:///FOLDER/{DB})")
     if not db.exists() or db.stat().st_size == 0:
         return
     with open(db, "rb") as f:
