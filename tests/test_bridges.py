@@ -447,3 +447,42 @@ def test_a_summary_json_that_is_a_folder_is_named_as_such(three_runs):
     assert bad.problem == ("summary.json: is a folder, not the file normbench writes; move that folder out of "
                            "the run folder (it holds no result of this run) and try again")
     assert "permissions" not in cli("compare", three_runs).output
+
+
+def _as_user_without_privileges(*args):
+    """`normbench ARGS` in a process that file permissions bind: as is when not root;
+    as root, with every capability dropped (setpriv), so a folder without write
+    permission is read-only to it as to any user (Python lives under /root here, so
+    switching to another uid cannot run it). None when neither is possible."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "normbench", *map(str, args)]
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            return None
+        cmd = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def test_export_into_a_read_only_results_folder_is_one_line_at_once(three_runs):
+    """The default store beside read-only results: refused before MLflow opens it (before:
+    MLflow retried "unable to open database file" for minutes, then one line)."""
+    import os
+
+    pytest.importorskip("mlflow")
+    os.chmod(three_runs, 0o555)
+    try:
+        r = _as_user_without_privileges("export", "mlflow", three_runs)
+        if r is None:
+            pytest.skip("root without setpriv: cannot make a folder read-only to this process")
+        assert r.returncode == 1, r.stdout + r.stderr
+        uri = f"sqlite:///{three_runs.resolve() / 'mlflow.db'}"
+        assert r.stderr.strip().splitlines()[-1] == (
+            f"Error: the default store {uri}: {three_runs.resolve()} is not writable; give yourself write access, or "
+            "export to a store in a folder you can write to (--tracking-uri sqlite:///FOLDER/mlflow.db)")
+        assert "Traceback" not in r.stderr and not (three_runs / "mlflow.db").exists()
+    finally:
+        os.chmod(three_runs, 0o755)

@@ -289,3 +289,23 @@ def test_a_truncated_jpeg_is_named(tmp_path):
     r = cli("validate", "--no-model", _image_cfg(tmp_path, tmp_path / "img"))
     assert error_line(r) == (f"Error: data.path: {bad} is cut short (jpeg::Uncompress failed. Invalid JPEG data or crop "
                              "window.); replace the file or delete it")
+
+
+def test_validate_reads_your_arrays_labels_only(tmp_path, monkeypatch):
+    """What a model is built for comes from x_train's .npy header: a .npz is never
+    memory-mapped, so reading f["x_train"] read the whole array (a 1.2 GB file held 2 GB
+    resident during validate, benchmarks in docs/reliability.md)."""
+    from numpy.lib import npyio
+
+    from normbench.data import input_spec
+
+    f = tmp_path / "d.npz"
+    np.savez(f, x_train=np.zeros((30, 5, 4), "float32"), y_train=np.arange(30) % 3, x_test=np.zeros((9, 5, 4), "float32"),
+             y_test=np.arange(9) % 3)
+    read = []
+    getitem = npyio.NpzFile.__getitem__
+    monkeypatch.setattr(npyio.NpzFile, "__getitem__", lambda self, key: read.append(key) or getitem(self, key))
+    cfg = from_dict({"name": "t", "data": {"name": "arrays", "path": str(f)},
+                     "model": {"layers": [{"Flatten": {}}], "norm": "none"}}).data
+    assert input_spec(cfg) == ((5, 4), "float32", 3)
+    assert sorted(read) == ["y_test", "y_train"]
