@@ -293,8 +293,8 @@ def test_a_truncated_jpeg_is_named(tmp_path):
 
 def test_validate_reads_your_arrays_labels_only(tmp_path, monkeypatch):
     """What a model is built for comes from x_train's .npy header: a .npz is never
-    memory-mapped, so reading f["x_train"] read the whole array (a 1.2 GB file held 2 GB
-    resident during validate, benchmarks in docs/reliability.md)."""
+    memory-mapped, so reading f["x_train"] read the whole array into memory during
+    validate (docs/reliability.md, "a 1.2 GB arrays .npz")."""
     from numpy.lib import npyio
 
     from normbench.data import input_spec
