@@ -105,6 +105,9 @@ def export_mlflow(paths, tracking_uri: str | None = None, experiment: str = DEFA
         with _StoreLock(tracking_uri or store, tracking_uri is not None, force):
             return _export(paths, tracking_uri or store, experiment, MlflowClient, Metric, Param, RunTag)
     except MlflowException as e:
+        if "must be in the 'active' state" in str(e):  # deleted in the UI: MLflow keeps its name, in its trash
+            raise NormbenchError(f"mlflow {uri}: experiment {experiment} is deleted (in MLflow's trash, which keeps "
+                                 "its name); restore it (mlflow experiments restore) or choose another --experiment") from None
         raise NormbenchError(f"mlflow {uri}: {one_line(e, 160).rstrip('.')}; check --tracking-uri and --experiment") from None
     except Exception as e:  # the store's own layers (SQLAlchemy, sqlite3, the file system): one line, not a traceback
         if not (isinstance(e, OSError) or type(e).__module__.split(".")[0] in ("sqlalchemy", "sqlite3", "alembic")):

@@ -486,3 +486,18 @@ def test_export_into_a_read_only_results_folder_is_one_line_at_once(three_runs):
         assert "Traceback" not in r.stderr and not (three_runs / "mlflow.db").exists()
     finally:
         os.chmod(three_runs, 0o755)
+
+
+def test_export_into_a_deleted_experiment_says_so(three_runs, tmp_path):
+    """Before: "The experiment 1 must be in the 'active' state. Current state is deleted"."""
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    client.delete_experiment(client.create_experiment("gone"))
+    r = cli("export", "mlflow", three_runs, "--tracking-uri", uri, "--experiment", "gone")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert r.output.strip().splitlines()[-1] == (
+        f"Error: mlflow {uri}: experiment gone is deleted (in MLflow's trash, which keeps its name); restore it "
+        "(mlflow experiments restore) or choose another --experiment")
