@@ -632,7 +632,9 @@ def export():
 @click.option("--tracking-uri", metavar="URI", help="Any URI MLflow accepts (sqlite:///file.db, http://host:5000, ...). "
               "Default: a local SQLite store beside the results, sqlite:///<output.dir>/mlflow.db.")
 @click.option("--experiment", default="normbench", show_default=True, help="MLflow experiment to export into (created if missing).")
-def export_mlflow(paths, tracking_uri, experiment):
+@click.option("--force", is_flag=True, help="Export into a SQLite file that another application made (MLflow adds its tables to it); "
+              "without it such a file is refused.")
+def export_mlflow(paths, tracking_uri, experiment, force):
     """Export finished runs (completed, diverged, failed) into MLflow: params = the
     flattened config, per-epoch metrics (step = epoch), summary figures, the status as a
     tag, config.yaml/history.csv/summary.json as artifacts. Runs already exported are
@@ -644,7 +646,7 @@ def export_mlflow(paths, tracking_uri, experiment):
     """
     from normbench.export import export_mlflow as export_runs
 
-    res = export_runs(paths, tracking_uri, experiment)
+    res = export_runs(paths, tracking_uri, experiment, force=force)
     click.echo(f"exported {len(res.added)} run(s) to {res.tracking_uri} (experiment {res.experiment}); "
                f"{len(res.present)} already there, {len(res.unfinished)} not finished")
     if res.ui_url:

@@ -117,15 +117,104 @@ def _download(what: str, fn):
         ) from None
 
 
-def _read_npz(path: Path, required=("x_train", "y_train", "x_test", "y_test"), allow_pickle=False) -> dict:
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _check_container(path: Path) -> None:
+    """A data .npz must be a zip archive: an empty file, a pickle or a lone .npy array
+    is named as what it is (np.load would read the last two, or raise EOFError, which
+    click turns into a bare "Aborted!")."""
     import zipfile
 
-    np = _np()
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as e:
+        raise NormbenchError(f"data.path: cannot read {path} ({e.strerror}); check its permissions") from None
+    if not head:
+        raise NormbenchError(f"data.path: {path} is empty (0 bytes); check the file is complete (re-download or re-copy it)")
+    save = "save the arrays with numpy.savez(file, x_train=..., y_train=..., x_test=..., y_test=...)"
+    if head[:1] == b"\x80":  # pickle protocol 2 and later
+        raise NormbenchError(f"data.path: {path} is a Python pickle, not a .npz (normbench never unpickles data); {save}")
+    if head == b"\x93NUMPY":
+        raise NormbenchError(f"data.path: {path} is a single .npy array, not a .npz of four; {save}")
     if not zipfile.is_zipfile(path):
         raise NormbenchError(
             f"data.path: {path} is not a .npz file (no zip archive inside); "
             "check the file is complete (re-download or re-copy it)"
         )
+
+
+def _npz_headers(path: Path, required=NPZ_KEYS) -> dict:
+    """{key: (shape, dtype)} of a .npz's arrays, read from their .npy headers (no data is
+    read, so a file of any size costs milliseconds); one NormbenchError naming the file
+    when it is not a .npz holding `required`."""
+    import zipfile
+
+    np = _np()
+    _check_container(path)
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    out = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = {n[:-4]: n for n in z.namelist() if n.endswith(".npy")}
+            missing = [k for k in required if k not in members]
+            if missing:
+                raise NormbenchError(
+                    f"data.path: {path} lacks the arrays {', '.join(missing)}; "
+                    f"a data .npz needs {', '.join(required)}"
+                )
+            for k in required:
+                with z.open(members[k]) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version not in readers:
+                        raise ValueError(f"{k} is a .npy of format version {version[0]}.{version[1]}")
+                    shape, _, dtype = readers[version](f)
+                out[k] = (tuple(shape), np.dtype(dtype))
+    except NormbenchError:
+        raise
+    except Exception as e:  # a damaged member, a bad header
+        raise _unreadable(path, e) from None
+    return out
+
+
+def check_npz(cfg, path: Path) -> dict:
+    """A local .npz data file checked from its headers alone, before anything is built:
+    the four arrays, numbers where numbers must be (arrays and CIFAR files; Keras' IMDB
+    file holds object arrays of word lists), no empty split, one label per example, and
+    for your arrays one example shape. The same lines load_data gives for these faults.
+    Returns {"train": n, "test": m}, the number of labels of each split."""
+    np = _np()
+    h = _npz_headers(path)
+    origin = _origin(cfg, str(path))
+    own = cfg.name in OWN_DATA
+    for k, (shape, dtype) in h.items():
+        if dtype.hasobject and cfg.name != "imdb":
+            raise NormbenchError(f"{origin}: {k} holds Python objects (dtype object), not numbers; "
+                                 "store numeric arrays, e.g. numpy.asarray(x, dtype='float32')")
+    for split in ("train", "test"):
+        (xs, _), (ys, _) = h[f"x_{split}"], h[f"y_{split}"]
+        n, labels = (xs[0] if xs else 0), int(np.prod(ys))
+        if n == 0 or labels == 0:
+            raise NormbenchError(f"{origin}: the {split} set is empty; fix the file" if own else
+                                 f"{origin}: the {split} set is empty (x_{split} has {n} examples, y_{split} {labels} "
+                                 f"labels); {_fix(str(path))}")
+    for split in ("train", "test"):
+        (xs, _), (ys, _) = h[f"x_{split}"], h[f"y_{split}"]
+        if own and len(xs) < 2:
+            raise _unreadable(path, ValueError(f"x_{split} has shape {xs}, expected (N, ...)"))
+        if xs[0] != int(np.prod(ys)):
+            raise NormbenchError(f"{origin}: x_{split} has {xs[0]} examples but y_{split} has {int(np.prod(ys))} labels "
+                                 f"(one label per example); {'fix the file' if own else _fix(str(path))}")
+    if own and h["x_train"][0][1:] != h["x_test"][0][1:]:
+        raise NormbenchError(f"{origin}: x_train examples have shape {list(h['x_train'][0][1:])} but "
+                             f"x_test's {list(h['x_test'][0][1:])}; store both splits with one example shape")
+    return {split: int(np.prod(h[f"y_{split}"][0])) for split in ("train", "test")}
+
+
+def _read_npz(path: Path, required=NPZ_KEYS, allow_pickle=False) -> dict:
+    np = _np()
+    _check_container(path)
     try:
         with np.load(path, allow_pickle=allow_pickle) as f:
             missing = [k for k in required if k not in f.files]
@@ -365,6 +454,7 @@ def _load_arrays(cfg, seed):
     """data.name arrays: an .npz with x_train, y_train, x_test, y_test of any shapes."""
     np = _np()
     local = _find_local(cfg, ())
+    check_npz(cfg, local)  # the lines validate gives, before any array is read
     try:
         a = _read_npz(local)
     except _PickleNeeded:
@@ -376,6 +466,94 @@ def _load_arrays(cfg, seed):
         raise NormbenchError(f"{_origin(cfg, str(local))}: x_train examples have shape {list(a['x_train'].shape[1:])} but "
                              f"x_test's {list(a['x_test'].shape[1:])}; store both splits with one example shape")
     return a["x_train"], np.asarray(a["y_train"]).reshape(-1), a["x_test"], np.asarray(a["y_test"]).reshape(-1), str(local)
+
+
+IMAGE_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # the extensions Keras' image_dataset_from_directory reads
+
+
+def _class_folders(folder: Path) -> list[str]:
+    """The class folders of an image folder split as Keras' reader sees them: sorted
+    sub-folders, hidden ones (.ipynb_checkpoints, .git) left out."""
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Every file Keras' reader takes from an image folder split, in its order."""
+    out = []
+    for c in _class_folders(folder):
+        for root, _, files in sorted(os.walk(folder / c), key=lambda w: w[0]):
+            out += [Path(root) / f for f in sorted(files) if f.lower().endswith(IMAGE_FORMATS)]
+    return out
+
+
+def _image_trouble(path: Path) -> str | None:
+    """What is wrong with an image file, from its first and last bytes alone: empty, not
+    an image format TensorFlow decodes, or cut short (no end marker); None if it looks
+    whole. A file that only looks cut short is decoded to be sure (_decode_error)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+            size = f.seek(0, 2)
+            f.seek(max(size - 64, 0))
+            tail = f.read().rstrip(b"\x00")
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    if not size:
+        return "is empty (0 bytes)"
+    if head.startswith(b"\xff\xd8\xff"):
+        whole = b"\xff\xd9" in tail
+    elif head.startswith(b"\x89PNG\r\n\x1a\n"):
+        whole = b"IEND" in tail
+    elif head[:6] in (b"GIF87a", b"GIF89a"):
+        whole = tail.endswith(b";")
+    elif head[:2] == b"BM":
+        whole = size >= int.from_bytes(head[2:6], "little")
+    elif head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        whole = size >= 8 + int.from_bytes(head[4:8], "little")
+    else:
+        return "is not an image (not JPEG, PNG, GIF, BMP or WebP data)"
+    if whole:
+        return None
+    reason = _decode_error(path)
+    return f"is cut short ({reason})" if reason else None
+
+
+def _decode_error(path: Path) -> str | None:
+    """The reason TensorFlow's decoder (the one Keras' reader uses) gives for this file,
+    or None when it decodes."""
+    import re
+    import sys
+
+    import tensorflow as tf
+
+    sys.stderr.flush()
+    saved = os.dup(2)  # libjpeg writes "Improper call to JPEG library ..." to fd 2 itself; the reason is in the error
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            tf.io.decode_image(tf.io.read_file(str(path)), channels=3, expand_animations=False)
+    except Exception as e:
+        text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", str(e))  # TensorFlow's op decoration
+        return one_line(re.sub(r"\s*\[Op:\w+\].*", "", text), 120)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return None
+
+
+def _bad_image(path: Path, reason: str) -> NormbenchError:
+    return NormbenchError(f"data.path: {path} {reason}; replace the file or delete it")
+
+
+def check_images(cfg) -> None:
+    """An image folder's files checked before anything trains (validate, and run before
+    decoding): each file's first and last bytes; one line naming the first bad file."""
+    root = Path(cfg.path).expanduser()
+    for split in ("train", "test"):
+        for f in _image_files(root / split):
+            reason = _image_trouble(f)
+            if reason:
+                raise _bad_image(f, reason)
 
 
 def _image_split(cfg, folder: Path, split: str):
@@ -390,15 +568,26 @@ def _image_split(cfg, folder: Path, split: str):
         raise NormbenchError(f"data.path: cannot read images from {folder} ({one_line(e, 120)}); "
                              "it needs one folder of images per class") from None
     xs, ys = [], []
-    for x, y in ds:
-        xs.append(np.clip(np.rint(x.numpy()), 0, 255).astype("uint8"))  # resized pixels, stored like real images
-        ys.append(y.numpy())
+    done = 0
+    try:
+        for x, y in ds:
+            xs.append(np.clip(np.rint(x.numpy()), 0, 255).astype("uint8"))  # resized pixels, stored like real images
+            ys.append(y.numpy())
+            done += len(ys[-1])
+    except Exception as e:  # a file that looked whole but does not decode: find it (its batch, file by file)
+        for f in ds.file_paths[done:]:
+            reason = _decode_error(Path(f))
+            if reason:
+                raise _bad_image(Path(f), f"cannot be decoded ({reason})") from None
+        raise NormbenchError(f"data.path: cannot read images from {folder} ({one_line(e, 120)}); "
+                             "check its image files") from None
     return np.concatenate(xs), np.concatenate(ys), list(ds.class_names)
 
 
 def _load_image_folder(cfg, seed):
     """data.name image_folder: <path>/train/<class>/*.png|jpg... and <path>/test/<class>/..."""
     root = Path(cfg.path).expanduser()
+    check_images(cfg)  # an empty, foreign or cut file named before TensorFlow decodes anything
     xtr, ytr, names = _image_split(cfg, root / "train", "train")
     xte, yte, test_names = _image_split(cfg, root / "test", "test")
     if names != test_names:
@@ -409,7 +598,7 @@ def _load_image_folder(cfg, seed):
 
 def _image_folder_classes(cfg) -> int:
     train = Path(cfg.path).expanduser() / "train"
-    return len([p for p in train.iterdir() if p.is_dir()]) if train.is_dir() else 0
+    return len(_class_folders(train)) if train.is_dir() else 0
 
 
 def input_spec(cfg) -> tuple[tuple, str, int]:
@@ -423,11 +612,11 @@ def input_spec(cfg) -> tuple[tuple, str, int]:
     if cfg.name == "image_folder":
         return (*cfg.image_size, 3), "uint8", cfg.classes or _image_folder_classes(cfg)
     local = _find_local(cfg, ())
-    with np.load(local, mmap_mode="r") as f:
-        x = f["x_train"]
-        shape, dtype = tuple(x.shape[1:]), x.dtype.name
+    check_npz(cfg, local)
+    x_shape, x_dtype = _npz_headers(local)["x_train"]  # a .npz is never memory-mapped: f["x_train"] reads it all
+    with np.load(local) as f:
         classes = _labels_classes(cfg, str(local), f["y_train"], f["y_test"])
-    return shape, dtype, classes
+    return tuple(x_shape[1:]), x_dtype.name, classes
 
 
 ANY_SIZE = (10**9, 10**9)  # your data: its own size, checked against the file (config.check_can_start)
@@ -579,11 +768,14 @@ def fingerprint(*arrays) -> str:
 
 
 def describe_source(cfg) -> str:
-    """Where `load_data` would read this DataConfig from; raises if a local path is wrong.
-    Cheap: reads no data (used by `normbench validate`)."""
+    """Where `load_data` would read this DataConfig from; raises if a local path is wrong
+    or an image folder holds a bad file (check_images). Cheap: reads no arrays (used by
+    `normbench validate`)."""
     spec = DATASETS[cfg.name]
     if is_generated(cfg.name):
         return f"{cfg.name}: generated from the seed"
+    if cfg.name == "image_folder":
+        check_images(cfg)  # each file's first and last bytes: a bad file is named before training
     if cfg.name in OWN_DATA:
         return f"{cfg.name} {Path(cfg.path).expanduser()}"
     local = _find_local(cfg, spec.filenames)
@@ -740,35 +932,15 @@ def _pixels(x):
     return x if x.dtype == "uint8" else x.astype("uint8")
 
 
-def _npz_lengths(path: Path) -> dict | None:
-    """{"train": len(y_train), "test": len(y_test)} from a .npz's array headers, without
-    reading the arrays; None when the file cannot be read that way (load_data will say why)."""
-    import zipfile
-
-    np = _np()
-    out = {}
-    try:
-        with zipfile.ZipFile(path) as z:
-            for split in ("train", "test"):
-                with z.open(f"y_{split}.npy") as f:
-                    version = np.lib.format.read_magic(f)
-                    read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}[version]
-                    shape, _, _ = read(f)
-                out[split] = int(np.prod(shape))
-    except Exception:
-        return None
-    return out
-
-
 def local_sizes(cfg) -> tuple[str, dict] | None:
     """(file, {"train": n, "test": m}) for a local .npz data file, read cheaply from its
     headers; None for downloads, synthetic sets and other formats (their sizes are the
-    real sets', checked by the config). Raises if data.path is wrong, like load_data."""
+    real sets', checked by the config). Raises if data.path is wrong or the file is not
+    a usable .npz (check_npz), with load_data's line."""
     spec = DATASETS[cfg.name]
     if is_generated(cfg.name) or cfg.name == "image_folder":
         return None
     local = _find_local(cfg, spec.filenames)
     if local is None or local.is_dir() or not local.name.endswith(".npz"):
         return None
-    sizes = _npz_lengths(local)
-    return (str(local), sizes) if sizes else None
+    return str(local), check_npz(cfg, local)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,9 +120,12 @@ def _chunks(items, n):
         yield items[i:i + n]
 
 
-def export_mlflow(paths, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -> Exported:
+def export_mlflow(paths, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT,
+                  force: bool = False) -> Exported:
     """Export the finished runs under `paths` into MLflow experiment `experiment` at
-    `tracking_uri` (default: default_tracking_uri of the first run)."""
+    `tracking_uri` (default: default_tracking_uri of the first run). A local SQLite store
+    is checked first (_check_sqlite; `force` lets MLflow add its tables to another
+    application's database) and held by one export at a time (_StoreLock)."""
     try:
         from mlflow.entities import Metric, Param, RunTag
         from mlflow.tracking import MlflowClient
@@ -130,11 +134,112 @@ def export_mlflow(paths, tracking_uri: str | None = None, experiment: str = DEFA
 
     from mlflow.exceptions import MlflowException
 
+    store = None
+    if tracking_uri is None:  # the default store, beside the first run (as _export would choose it)
+        first = results.find_run_dirs(paths if isinstance(paths, (str, Path)) else paths[0], []) if paths else []
+        store = default_tracking_uri(first[0]) if first else None
+    uri = tracking_uri or store or "the default tracking URI"
     try:
-        return _export(paths, tracking_uri, experiment, MlflowClient, Metric, Param, RunTag)
+        with _StoreLock(tracking_uri or store, tracking_uri is not None, force):
+            return _export(paths, tracking_uri or store, experiment, MlflowClient, Metric, Param, RunTag)
     except MlflowException as e:
-        uri = tracking_uri or "the default tracking URI"
+        if "must be in the 'active' state" in str(e):  # deleted in the UI: MLflow keeps its name, in its trash
+            raise NormbenchError(f"mlflow {uri}: experiment {experiment} is deleted (in MLflow's trash, which keeps "
+                                 "its name); restore it (mlflow experiments restore) or choose another --experiment") from None
         raise NormbenchError(f"mlflow {uri}: {one_line(e, 160).rstrip('.')}; check --tracking-uri and --experiment") from None
+    except Exception as e:  # the store's own layers (SQLAlchemy, sqlite3, the file system): one line, not a traceback
+        if not (isinstance(e, OSError) or type(e).__module__.split(".")[0] in ("sqlalchemy", "sqlite3", "alembic")):
+            raise
+        raise NormbenchError(f"mlflow {uri}: cannot open the store ({one_line(e, 160, kind=True)}); "
+                             "check --tracking-uri") from None
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+MLFLOW_TABLES = {"experiments", "runs", "alembic_version"}  # a store MLflow made has these
+
+
+def _sqlite_file(uri: str) -> Path | None:
+    """The database file of a sqlite:/// URI (None for other URIs and in-memory ones)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    rest = uri[len("sqlite:///"):].split("?")[0]
+    return Path(rest).expanduser() if rest and rest != ":memory:" else None
+
+
+def _check_sqlite(uri: str, db: Path, named: bool, force: bool) -> None:
+    """Refuse, in one line, a SQLite store MLflow would fail on or should not touch: a
+    path under a file, a folder, a file that is no SQLite database, and (without
+    --force) another application's database, into which MLflow would create its tables."""
+    import sqlite3
+
+    where = f"--tracking-uri {uri}" if named else f"the default store {uri}"
+    q = db.parent
+    while not q.exists() and q != q.parent:
+        q = q.parent
+    if q.exists() and not q.is_dir():
+        raise NormbenchError(f"{where}: {q} is a file, not a folder; choose a store path under a folder, or move the file")
+    if db.is_dir():
+        raise NormbenchError(f"{where}: {db} is a folder, not a database file; name a file, e.g. {db / DB}")
+    # SQLite writes a journal beside the database: its folder must be writable, or MLflow
+    # retries "unable to open database file" for minutes before it gives up
+    if q.is_dir() and not os.access(q, os.W_OK | os.X_OK) or db.exists() and not os.access(db, os.W_OK):
+        what = db if db.exists() and not os.access(db, os.W_OK) else q
+        raise NormbenchError(f"{where}: {what} is not writable; give yourself write access, or export to a store in "
+                             f"a folder you can write to (--tracking-uri sqlite:///FOLDER/{DB})")
+    if not db.exists() or db.stat().st_size == 0:
+        return
+    with open(db, "rb") as f:
+        head = f.read(len(SQLITE_MAGIC))
+    if head != SQLITE_MAGIC:
+        raise NormbenchError(f"{where}: {db} is not a SQLite database; name a new file or an MLflow store")
+    try:
+        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        raise NormbenchError(f"{where}: cannot read {db} ({e}); check the file") from None
+    if tables and not MLFLOW_TABLES <= tables and not force:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise NormbenchError(f"{where}: {db} is a SQLite database of another application (tables {shown}), not an "
+                             "MLflow store, and MLflow would create its own tables inside it; name another file, "
+                             "or pass --force to add them anyway")
+
+
+class _StoreLock:
+    """One export at a time into a local SQLite store: an exclusive lock on the folder
+    that holds the database (no file is added beside it), waited for. Two exports that
+    start together on a fresh store would both create MLflow's tables, and one dies
+    ("table alembic_version already exists"); both would also find a run missing and
+    add it twice. Other URIs (a tracking server) are not locked here."""
+
+    def __init__(self, uri, named, force):
+        self.fd = None
+        db = _sqlite_file(uri) if uri else None
+        if db is None:
+            return
+        _check_sqlite(uri, db, named, force)
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+            import fcntl
+
+            self.fd = os.open(db.parent, os.O_RDONLY)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except ImportError:  # not POSIX: no lock
+            return
+        except OSError as e:
+            where = f"--tracking-uri {uri}" if named else f"the default store {uri}"
+            raise NormbenchError(f"{where}: cannot use the folder {db.parent} ({e.strerror}); "
+                                 "choose a store in a folder you can write to") from None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the lock
+            self.fd = None
 
 
 def _export(paths, tracking_uri, experiment, MlflowClient, Metric, Param, RunTag) -> Exported:

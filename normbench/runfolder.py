@@ -204,6 +204,9 @@ class UnreadableFile(NormbenchError):
 
 
 def unreadable(path: Path, e: OSError) -> UnreadableFile:
+    if isinstance(e, IsADirectoryError):  # not a permissions problem: something made a folder of that name
+        return UnreadableFile(f"{path}: is a folder, not the file normbench writes; move that folder "
+                              f"out of the run folder (it holds no result of this run) and try again")
     why = "permission denied" if isinstance(e, PermissionError) else (e.strerror or e.__class__.__name__)
     return UnreadableFile(f"{path}: cannot read {path.name} ({why}); a permissions or disk problem, not a broken run: "
                           f"give yourself read access (e.g. chmod -R u+rX {path.parent}) and try again")

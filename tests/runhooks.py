@@ -18,6 +18,9 @@ Hooks (each patches normbench or Keras in this process only):
                          TensorFlow's thread settings as this process runs with them
   count=FILE             at exit write JSON to FILE: training batches and epochs run and
                          final evaluations started in this process
+  tables-barrier=DIR     (no Keras) when MLflow starts creating a fresh store's tables, wait
+                         up to 5 s for a second process to get there too (a file per
+                         process in DIR), so two exports create them at the same moment
 """
 
 from __future__ import annotations
@@ -187,14 +190,35 @@ def _install(hooks: dict) -> None:
     train.add_callbacks(lambda ctx: [cls() for cls in extra])
 
 
+def _tables_barrier(folder: str) -> None:
+    import time
+    from pathlib import Path
+
+    import mlflow.store.db.utils as db_utils
+
+    create = db_utils._initialize_tables
+
+    def barrier(engine):
+        Path(folder, str(os.getpid())).touch()
+        end = time.monotonic() + 5
+        while len(list(Path(folder).iterdir())) < 2 and time.monotonic() < end:
+            time.sleep(0.01)
+        return create(engine)
+
+    db_utils._initialize_tables = barrier
+
+
 def main(argv) -> None:
     split = argv.index("--")
     hooks = dict((h.split("=", 1) + [""])[:2] for h in argv[:split])
     unknown = set(hooks) - {"kill-after-epoch", "term-in-backup-save", "term-in-evaluate",
-                            "disk-full-after-epoch", "probe", "count"}
+                            "disk-full-after-epoch", "probe", "count", "tables-barrier"}
     if unknown:
         raise SystemExit(f"runhooks: unknown hook(s) {sorted(unknown)}")
-    _install(hooks)
+    if "tables-barrier" in hooks:
+        _tables_barrier(hooks.pop("tables-barrier"))
+    if hooks:
+        _install(hooks)
     from normbench.cli import main as cli
 
     cli(argv[split + 1:], prog_name="normbench")

@@ -612,3 +612,170 @@ def test_mlflow_tells_apart_runs_of_one_config_on_different_data(tmp_path):
     found = client.search_runs([client.get_experiment_by_name("normbench").experiment_id])
     assert sorted(m.data.tags["normbench.path"] for m in found) == sorted([str(a), str(b)])
     assert len({m.data.tags["normbench.identity"] for m in found}) == 2
+# ----------------------------------------------------------------------------- MLflow stores (issue 28)
+
+
+@pytest.fixture
+def three_runs(tmp_path):
+    """Three finished hand-written runs (no training)."""
+    from conftest import write_run
+
+    out = tmp_path / "results"
+    for seed in range(3):
+        write_run(out, seed=seed)
+    return out
+
+
+def _mlflow_runs(uri):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    return client.search_runs([client.get_experiment_by_name("normbench").experiment_id])
+
+
+def test_two_exports_at_once_on_a_fresh_store_both_succeed(three_runs, tmp_path):
+    """Both processes reach MLflow's table creation together (a barrier hook in
+    tests/runhooks.py holds the first until the second arrives, or 5 s): one creates the
+    store and exports, the other waits for it and finds every run there (before: "table
+    alembic_version already exists", a traceback)."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("mlflow")
+    uri = f"sqlite:///{tmp_path / 'fresh.db'}"
+    (tmp_path / "barrier").mkdir()
+    cmd = [sys.executable, str(REPO / "tests/runhooks.py"), f"tables-barrier={tmp_path / 'barrier'}", "--",
+           "export", "mlflow", str(three_runs), "--tracking-uri", uri]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    lines = sorted(o.strip().splitlines()[-1] for o in outs)
+    assert lines == [f"exported 0 run(s) to {uri} (experiment normbench); 3 already there, 0 not finished",
+                     f"exported 3 run(s) to {uri} (experiment normbench); 0 already there, 0 not finished"]
+    assert len(_mlflow_runs(uri)) == 3
+
+
+def _foreign_db(path):
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE users (id INTEGER, name TEXT)")
+    con.execute("CREATE TABLE orders (id INTEGER)")
+    con.commit()
+    con.close()
+    return path
+
+
+def _tables(path):
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    try:
+        return {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        con.close()
+
+
+STORES = [
+    ("under-a-file", "afile/mlflow.db", "{d}/afile is a file, not a folder; choose a store path under a folder, or move the file"),
+    ("a-folder", "adir", "{d}/adir is a folder, not a database file; name a file, e.g. {d}/adir/mlflow.db"),
+    ("not-sqlite", "notes.db", "{d}/notes.db is not a SQLite database; name a new file or an MLflow store"),
+    ("another-app", "app.db", "{d}/app.db is a SQLite database of another application (tables orders, users), not an "
+                              "MLflow store, and MLflow would create its own tables inside it; name another file, "
+                              "or pass --force to add them anyway"),
+]
+
+
+@pytest.mark.parametrize("case,name,expected", STORES, ids=[s[0] for s in STORES])
+def test_a_store_path_mlflow_cannot_or_should_not_use_is_one_line(three_runs, tmp_path, case, name, expected):
+    """Before: a FileExistsError traceback (under a file), MLflow's own errors, and for
+    another application's SQLite file, MLflow's tables created inside it unasked."""
+    pytest.importorskip("mlflow")
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "notes.db").write_text("just notes\n")
+    _foreign_db(tmp_path / "app.db")
+    uri = f"sqlite:///{tmp_path / name}"
+    r = cli("export", "mlflow", three_runs, "--tracking-uri", uri)
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert r.output.strip().splitlines()[-1] == f"Error: --tracking-uri {uri}: " + expected.format(d=tmp_path)
+    assert _tables(tmp_path / "app.db") == {"users", "orders"}  # untouched
+    assert list((tmp_path / "adir").iterdir()) == [] and (tmp_path / "afile").read_text() == "x"
+
+
+def test_force_exports_into_another_applications_sqlite_file(three_runs, tmp_path):
+    pytest.importorskip("mlflow")
+    db = _foreign_db(tmp_path / "app.db")
+    r = cli("export", "mlflow", three_runs, "--tracking-uri", f"sqlite:///{db}", "--force")
+    assert r.exit_code == 0, r.output
+    assert {"users", "orders", "experiments", "runs"} <= _tables(db)
+    assert len(_mlflow_runs(f"sqlite:///{db}")) == 3
+
+
+def test_a_summary_json_that_is_a_folder_is_named_as_such(three_runs):
+    """Before: "cannot read summary.json (Is a directory); a permissions or disk problem"."""
+    from normbench import results
+
+    run = sorted(three_runs.rglob("summary.json"))[1]
+    run.unlink()
+    run.mkdir()
+    (bad,) = [r for r in results.load_runs([str(three_runs)]) if not r.completed]
+    assert bad.problem == ("summary.json: is a folder, not the file normbench writes; move that folder out of "
+                           "the run folder (it holds no result of this run) and try again")
+    assert "permissions" not in cli("compare", three_runs).output
+
+
+def _as_user_without_privileges(*args):
+    """`normbench ARGS` in a process that file permissions bind: as is when not root;
+    as root, with every capability dropped (setpriv), so a folder without write
+    permission is read-only to it as to any user (Python lives under /root here, so
+    switching to another uid cannot run it). None when neither is possible."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "normbench", *map(str, args)]
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            return None
+        cmd = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def test_export_into_a_read_only_results_folder_is_one_line_at_once(three_runs):
+    """The default store beside read-only results: refused before MLflow opens it (before:
+    MLflow retried "unable to open database file" for minutes, then one line)."""
+    import os
+
+    pytest.importorskip("mlflow")
+    os.chmod(three_runs, 0o555)
+    try:
+        r = _as_user_without_privileges("export", "mlflow", three_runs)
+        if r is None:
+            pytest.skip("root without setpriv: cannot make a folder read-only to this process")
+        assert r.returncode == 1, r.stdout + r.stderr
+        uri = f"sqlite:///{three_runs.resolve() / 'mlflow.db'}"
+        assert r.stderr.strip().splitlines()[-1] == (
+            f"Error: the default store {uri}: {three_runs.resolve()} is not writable; give yourself write access, or "
+            "export to a store in a folder you can write to (--tracking-uri sqlite:///FOLDER/mlflow.db)")
+        assert "Traceback" not in r.stderr and not (three_runs / "mlflow.db").exists()
+    finally:
+        os.chmod(three_runs, 0o755)
+
+
+def test_export_into_a_deleted_experiment_says_so(three_runs, tmp_path):
+    """Before: "The experiment 1 must be in the 'active' state. Current state is deleted"."""
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    client.delete_experiment(client.create_experiment("gone"))
+    r = cli("export", "mlflow", three_runs, "--tracking-uri", uri, "--experiment", "gone")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert r.output.strip().splitlines()[-1] == (
+        f"Error: mlflow {uri}: experiment gone is deleted (in MLflow's trash, which keeps its name); restore it "
+        "(mlflow experiments restore) or choose another --experiment")

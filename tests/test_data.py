@@ -193,3 +193,119 @@ def test_real_cifar10_shapes_and_balance():
     d = load_data(_data_cfg(name="cifar10", path=str(path), subset={"train": 1000, "test": 200}))
     assert d.x_train.shape == (1000, 32, 32, 3) and d.x_train.dtype == np.uint8
     assert np.bincount(d.y_train).tolist() == [100] * 10
+
+
+# ----------------------------------------------------------------------------- image folders (issue 28)
+
+
+def _image_folder(root, fault=None, ext="png"):
+    """train/ and test/ with classes cat and dog of 12x10 images, one fault put in."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("test", 2)):
+        for c in ("cat", "dog"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (12, 10, 3), dtype="uint8")).save(root / split / c / f"{i}.{ext}")
+    bad = root / "train" / "dog" / f"3.{ext}"
+    whole = bad.read_bytes()
+    if fault == "hidden":
+        for split in ("train", "test"):
+            (root / split / ".ipynb_checkpoints").mkdir()
+    elif fault == "empty":
+        bad.write_bytes(b"")
+    elif fault == "not-an-image":
+        bad.write_bytes(b"<html>403 Forbidden</html>")
+    elif fault == "truncated":
+        bad.write_bytes(whole[: len(whole) // 2])
+    elif fault == "damaged":  # whole length and end marker, scrambled pixel data: only decoding finds it
+        b = bytearray(whole)
+        start = b.index(b"IDAT") + 8
+        b[start:start + 40] = bytes(v ^ 0x5A for v in b[start:start + 40])
+        bad.write_bytes(bytes(b))
+    return bad
+
+
+def _image_cfg(tmp_path, root, units=2):
+    import yaml
+
+    raw = {"name": "img", "data": {"name": "image_folder", "path": str(root), "image_size": [8, 8]},
+           "model": {"layers": [{"Rescaling": {"scale": 0.00392}}, {"Flatten": {}}, {"Dense": {"units": 4}}, {"norm": "vector"},
+                                {"Dense": {"units": units, "activation": "softmax"}}], "norm": "layer"},
+           "train": {"epochs": 1, "batch_size": 4}, "output": {"dir": str(tmp_path / "results")}}
+    p = tmp_path / "img.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    return p
+
+
+def test_image_folder_skips_hidden_folders_as_keras_does(tmp_path):
+    """.ipynb_checkpoints beside the class folders is no class: Keras' reader skips it,
+    so the class count does too (before: 3 classes, and validate refused the 2-unit model)."""
+    from conftest import cli
+
+    _image_folder(tmp_path / "img", "hidden")
+    cfg = _image_cfg(tmp_path, tmp_path / "img")
+    r = cli("validate", cfg)
+    assert r.exit_code == 0, r.output
+    data = {"name": "image_folder", "path": str(tmp_path / "img"), "image_size": [8, 8]}
+    assert load_data(from_dict({"name": "t", "data": data, "model": {"layers": [{"Flatten": {}}], "norm": "none"}}).data).num_classes == 2
+
+
+IMAGE_FAULTS = [
+    ("empty", "is empty (0 bytes)", True),
+    ("not-an-image", "is not an image (not JPEG, PNG, GIF, BMP or WebP data)", True),
+    ("truncated", "is cut short (Invalid PNG data, size 220)", True),
+    ("damaged", "cannot be decoded (Invalid PNG data, size 440)", False),
+]
+
+
+@pytest.mark.parametrize("fault,problem,by_validate", IMAGE_FAULTS, ids=[f[0] for f in IMAGE_FAULTS])
+def test_a_bad_image_is_named_before_training(tmp_path, fault, problem, by_validate):
+    """A bad image file is named in one line, by validate (from each file's first and
+    last bytes) and by run before any run folder exists (before: validate said OK and run
+    ended "training failed: InvalidArgumentError: ... Unknown image file format", naming
+    no file). A file damaged inside, whole at both ends, is found by run's decoding only."""
+    from conftest import assert_one_line_error, cli, error_line
+
+    bad = _image_folder(tmp_path / "img", fault)
+    cfg = _image_cfg(tmp_path, tmp_path / "img")
+    expected = f"Error: data.path: {bad} {problem}; replace the file or delete it"
+    r = cli("validate", cfg)
+    if by_validate:
+        assert error_line(r) == expected
+        assert error_line(cli("validate", "--no-model", cfg)) == expected
+    else:
+        assert r.exit_code == 0, r.output
+    r = cli("run", cfg, "-q")
+    assert_one_line_error(r, expected, tmp_path / "results")
+    assert error_line(r) == expected
+
+
+def test_a_truncated_jpeg_is_named(tmp_path):
+    from conftest import cli, error_line
+
+    bad = _image_folder(tmp_path / "img", "truncated", ext="jpg")
+    r = cli("validate", "--no-model", _image_cfg(tmp_path, tmp_path / "img"))
+    assert error_line(r) == (f"Error: data.path: {bad} is cut short (jpeg::Uncompress failed. Invalid JPEG data or crop "
+                             "window.); replace the file or delete it")
+
+
+def test_validate_reads_your_arrays_labels_only(tmp_path, monkeypatch):
+    """What a model is built for comes from x_train's .npy header: a .npz is never
+    memory-mapped, so reading f["x_train"] read the whole array into memory during
+    validate (docs/reliability.md, "a 1.2 GB arrays .npz")."""
+    from numpy.lib import npyio
+
+    from normbench.data import input_spec
+
+    f = tmp_path / "d.npz"
+    np.savez(f, x_train=np.zeros((30, 5, 4), "float32"), y_train=np.arange(30) % 3, x_test=np.zeros((9, 5, 4), "float32"),
+             y_test=np.arange(9) % 3)
+    read = []
+    getitem = npyio.NpzFile.__getitem__
+    monkeypatch.setattr(npyio.NpzFile, "__getitem__", lambda self, key: read.append(key) or getitem(self, key))
+    cfg = from_dict({"name": "t", "data": {"name": "arrays", "path": str(f)},
+                     "model": {"layers": [{"Flatten": {}}], "norm": "none"}}).data
+    assert input_spec(cfg) == ((5, 4), "float32", 3)
+    assert sorted(read) == ["y_test", "y_train"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error, cli, write_config
+from conftest import assert_one_line_error, cli, error_line, write_config
 
 
 def _imdb_npz(path, n=20):
@@ -121,6 +121,69 @@ def test_data_errors(tmp_path, out, case, args, expected):
     r = cli("run", cfg, "--set", f"output.dir={out}", *args(files))
     assert_one_line_error(r, expected.format(d=tmp_path), out)
     assert not out.exists() or not list(out.rglob("config.yaml")), "no run folder before the data loads"
+
+
+def _bad_npz(path, case):
+    """A .npz data file with one fault (or no .npz at all)."""
+    import pickle
+
+    x, y = np.zeros((8, 4, 4, 3), "float32"), np.arange(8) % 2
+    if case == "object-dtype":
+        words = np.empty(8, dtype=object)
+        words[:] = [[1, 2]] * 8
+        np.savez(path, x_train=words, y_train=y, x_test=words, y_test=y)
+    elif case == "missing-key":
+        np.savez(path, x_train=x, y_train=y, x_test=x)
+    elif case == "zero-test-rows":
+        np.savez(path, x_train=x, y_train=y, x_test=x[:0], y_test=y[:0])
+    elif case == "pickle":
+        path.write_bytes(pickle.dumps({"x_train": x, "y_train": y}))
+    elif case == "empty-file":
+        path.write_bytes(b"")
+    elif case == "npy":
+        np.save(open(path, "wb"), x)
+    elif case == "labels-mismatch":
+        np.savez(path, x_train=x, y_train=y[:7], x_test=x, y_test=y)
+    return path
+
+
+BAD_NPZ = [
+    ("object-dtype", "data.path: {f}: x_train holds Python objects (dtype object), not numbers; store numeric arrays, "
+                     "e.g. numpy.asarray(x, dtype='float32')"),
+    ("missing-key", "data.path: {f} lacks the arrays y_test; a data .npz needs x_train, y_train, x_test, y_test"),
+    ("zero-test-rows", "data.path: {f}: the test set is empty; fix the file"),
+    ("pickle", "data.path: {f} is a Python pickle, not a .npz (normbench never unpickles data); save the arrays with "
+               "numpy.savez(file, x_train=..., y_train=..., x_test=..., y_test=...)"),
+    ("empty-file", "data.path: {f} is empty (0 bytes); check the file is complete (re-download or re-copy it)"),
+    ("npy", "data.path: {f} is a single .npy array, not a .npz of four; save the arrays with "
+            "numpy.savez(file, x_train=..., y_train=..., x_test=..., y_test=...)"),
+    ("labels-mismatch", "data.path: {f}: x_train has 8 examples but y_train has 7 labels (one label per example); fix the file"),
+]
+
+
+@pytest.mark.parametrize("command", ["validate", "validate --no-model", "run"])
+@pytest.mark.parametrize("case,expected", BAD_NPZ, ids=[c[0] for c in BAD_NPZ])
+def test_bad_npz_is_one_line_in_validate_as_in_run(tmp_path, out, command, case, expected):
+    """Your arrays .npz, broken five ways (issue 28): validate, with or without the model,
+    gives run's line, read from the file's headers, before anything is built or printed
+    (before: validate printed tracebacks, or a bare "Aborted!" for the empty file, and
+    `validate --no-model` said OK)."""
+    f = _bad_npz(tmp_path / "d.npz", case)
+    cfg = write_config(tmp_path / "c.yaml", data={"name": "arrays", "path": str(f)}, output__dir=str(out),
+                       model={"layers": [{"Flatten": {}}, {"norm": "vector"}, {"Dense": {"units": 2, "activation": "softmax"}}],
+                              "norm": "batch"})
+    r = cli(*command.split(), cfg, "-q" if command == "run" else "--smoke")
+    assert_one_line_error(r, expected.format(f=f), out)
+    assert error_line(r) == "Error: " + expected.format(f=f)
+
+
+def test_bad_imdb_npz_is_refused_by_validate(tmp_path, out):
+    """A built-in set's local .npz is checked the same way (before: `validate` said OK for
+    an empty imdb.npz; `run` then failed)."""
+    f = _bad_npz(tmp_path / "imdb.npz", "empty-file")
+    cfg = write_config(tmp_path / "c.yaml", data__name="imdb", data__path=str(f), output__dir=str(out))
+    r = cli("validate", "--no-model", cfg)
+    assert_one_line_error(r, f"data.path: {f} is empty (0 bytes); check the file is complete (re-download or re-copy it)", out)
 
 
 def test_env_data_dir_without_file(tmp_path, out, monkeypatch):
