@@ -310,11 +310,11 @@ def format_latex(comp: Comparison) -> str:
         cols = "".join("r" if _NUMERIC.fullmatch(rows[-1][i]) else "l" for i in range(len(head)))
         parts += ["", r"\begin{table}[t]", r"\centering", rf"\caption{{{_tex(_section_head(comp, name, sec))}: "
                   rf"{_tex(comp.metric)}, mean $\pm$ sample std over seeds, {_tex(_PCT)} intervals, each group against "
-                  rf"the best (Welch; Holm-adjusted p).}}",
+                  rf"the best (Welch; Holm-adjusted p; {_tex(FAMILIES[comp.family])}).}}",
                   rf"\begin{{tabular}}{{{cols}}}", r"\toprule", " & ".join(_tex(h) for h in head) + r" \\",
                   r"\midrule", *(" & ".join(_tex(c) for c in row) + r" \\" for row in rows), r"\bottomrule",
                   r"\end{tabular}", r"\end{table}"]
-        verdicts = _verdicts(sec)
+        verdicts = _verdicts(comp, name)
         if verdicts:
             parts += ["", r"\begin{itemize}", *(rf"\item {_tex(v)}" for v in verdicts), r"\end{itemize}"]
     return "\n".join(parts) + "\n"

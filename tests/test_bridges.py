@@ -513,7 +513,7 @@ def test_optuna_db_names_the_metric_and_each_trials_runs(tmp_path):
     storage = f"sqlite:///{folder / 'optuna.db'}"
     for norm in ("batch", "none"):
         study = optuna.load_study(study_name=f"model.norm={norm}", storage=storage)
-        assert study.metric_names == ["best_val_accuracy"]
+        assert study.metric_names == ["last_val_accuracy"]  # tune --select: the validation counterpart of --metric
         assert len(study.trials) == 3
         for t in study.trials:
             folders = t.user_attrs["normbench.run_folders"]
@@ -651,7 +651,7 @@ def test_two_exports_at_once_on_a_fresh_store_both_succeed(three_runs, tmp_path)
              for _ in range(2)]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    lines = sorted(o.strip().splitlines()[-1] for o in outs)
+    lines = sorted(next(ln for ln in o.strip().splitlines() if ln.startswith("exported")) for o in outs)
     assert lines == [f"exported 0 run(s) to {uri} (experiment normbench); 3 already there, 0 not finished",
                      f"exported 3 run(s) to {uri} (experiment normbench); 0 already there, 0 not finished"]
     assert len(_mlflow_runs(uri)) == 3
