@@ -276,7 +276,7 @@ def write_hparams_config(folder) -> Path | None:
     from tensorboard.plugins.hparams import api as hp
     from tensorboard.summary.writer.record_writer import RecordWriter
 
-    from normbench import NormbenchError
+    from normbench.errors import NormbenchError
     from normbench.results import canonical, value_order, varying_keys
     from normbench.runs import load_runs
 

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import click
 
-from normbench import NormbenchError, __version__, one_line
+from normbench.errors import NormbenchError, one_line
+from normbench.version import __version__
 from normbench.listing import FORMATS as LS_FORMATS, STATUSES
 from normbench.metrics import LEVEL_TEXT
 from normbench.plots import BANDS
 from normbench.results import FAMILIES, METRICS
 from normbench.runfolder import ROLES
-from normbench.sweep import EXECUTORS
+from normbench.executors.base import EXECUTORS, make_executor, options_of
 from normbench.tables import FORMATS
 
 # TensorFlow's C++ start-up chatter hides the progress bar; users can still raise it.
@@ -194,7 +195,6 @@ def _registry_help(table) -> str:
 
 
 def _executor_options_help() -> str:
-    from normbench.executors import options_of
 
     return "; ".join(f"{name}: {', '.join(options_of(name)) or 'none'}" for name in EXECUTORS)
 
@@ -494,7 +494,7 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, execu
             return
     from normbench.progress import Progress
 
-    ex = sw.make_executor(executor, address, executor_options)
+    ex = make_executor(executor, address, executor_options)
     live = Progress(sys.stdout)  # a status line on a terminal only (click.get_text_stream is deprecated in Click 8.5)
     try:
         if seeds_until is not None:
@@ -583,7 +583,7 @@ def tune(config, per, grid, trials, ranges, tune_seeds, confirm_seeds, select, m
         return
     from normbench import sweep as sw
 
-    ex = sw.make_executor(executor, address, executor_options)
+    ex = make_executor(executor, address, executor_options)
     try:
         res = tn.run_tune(spec, jobs=jobs, executor=ex, fail_fast=fail_fast, echo=click.echo)
     except KeyboardInterrupt:

@@ -20,7 +20,8 @@ from typing import Any, Optional, Union
 
 import yaml
 
-from normbench import NormbenchError
+from normbench.errors import NormbenchError
+from normbench.strictyaml import Refused, load_yaml_strict
 from normbench.checks import AUTO_BOOL, at_least as _at_least, at_most as _at_most, auto_bool as _auto_bool, choice as _choice
 
 # config.py parses; each registry checks its own rules (data.check, models.check,
@@ -348,13 +349,13 @@ def _check(cfg: Config, where: _Where) -> None:
 
 
 def _check_compare(c: CompareConfig, where: _Where) -> None:
-    """compare.*: the metric and family from results' tables, a positive margin."""
-    from normbench.results import FAMILIES, METRICS
+    """compare.*: the metric and family from the metric table (normbench.metrics), a positive margin."""
+    from normbench.metrics import FAMILIES, RANKED
 
     if c.primary is None:
         raise where.error("compare.primary", f"missing; name the metric whose verdict answers the study's question, "
-                                             f"one of: {', '.join(METRICS)}")
-    _choice(where, "compare.primary", c.primary, METRICS, "metric")
+                                             f"one of: {', '.join(RANKED)}")
+    _choice(where, "compare.primary", c.primary, RANKED, "metric")
     _choice(where, "compare.family", c.family, FAMILIES, "family")
     if c.margin is not None and not (c.margin > 0 and math.isfinite(c.margin)):
         raise where.error("compare.margin", f"must be a positive number in {c.primary}'s units, got {c.margin}; "
@@ -414,7 +415,7 @@ def read_yaml(path: str | Path) -> dict:
         raise NormbenchError(f"{path}: cannot read ({e.__class__.__name__}); pass a readable UTF-8 YAML file") from None
     try:
         raw = load_yaml_strict(text)
-    except _Refused as e:
+    except Refused as e:
         raise NormbenchError(f"{path}: line {e.line}: {e.problem}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -614,47 +615,6 @@ def dump_yaml(cfg: Config) -> str:
 
 MAX_SEED = 2**32 - 1  # keras.utils.set_random_seed (NumPy's legacy seed) takes 0..2**32-1
 MAX_BATCH_SIZE = 8_192
-
-
-class _Refused(yaml.YAMLError):
-    """YAML that safe_load would accept but normbench refuses (aliases, duplicate keys)."""
-
-    def __init__(self, mark, problem: str):
-        super().__init__(problem)
-        self.line = mark.line + 1
-        self.problem = problem
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """safe_load without aliases (a 465-byte "billion laughs" of nested aliases expands
-    exponentially wherever the values are copied or printed) and without duplicate
-    keys (PyYAML lets the last one win silently)."""
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise _Refused(event.start_mark, f"YAML aliases (*{event.anchor}) are not supported; write the value out in full")
-        return super().compose_node(parent, index)
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            seen = {}
-            for key_node, _ in node.value:
-                if not isinstance(key_node, yaml.ScalarNode):
-                    continue  # PyYAML reports unhashable keys itself
-                key = self.construct_object(key_node)
-                if key in seen:
-                    raise _Refused(
-                        key_node.start_mark,
-                        f"duplicate key {key!r} (first at line {seen[key]}); keep only one",
-                    )
-                seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
-
-
-def load_yaml_strict(text: str):
-    """yaml.safe_load, refusing aliases and duplicate keys (raises _Refused)."""
-    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def _check_limits(cfg: Config, where: _Where) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from normbench import NormbenchError, one_line
+from normbench.errors import NormbenchError, one_line
 
 ENV_DIR = "NORMBENCH_DATA_DIR"
 SUBSET_SEED = 0  # subsets do not depend on the run seed: every seed sees the same examples

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from normbench import NormbenchError
+from normbench.errors import NormbenchError
 
 TUTORIAL_MATRIX = [[2, 4, 6, 8, 10], [5, 3, 1, 9, 7], [7, 8, 2, 4, 6]]
 MAX_ROWS, MAX_COLS = 12, 8

@@ -36,7 +36,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from normbench import NormbenchError, metrics, one_line, results, runfolder
+from normbench.errors import NormbenchError, one_line
+from normbench import metrics, results, runfolder
 from normbench.frames import run_name
 
 FINISHED = ("completed", "diverged", "failed")  # a summary.json that no later process will change

@@ -19,7 +19,6 @@ import csv
 from normbench import results, runfolder
 from normbench.config import flatten
 
-FIRST = ("run", "status", "path")
 
 
 def run_name(path) -> str:

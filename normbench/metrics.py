@@ -118,3 +118,7 @@ def interval_bounds(name: str) -> tuple[float, float] | None:
     b = bounds_of(name)
     return b if b is not None and all(math.isfinite(x) for x in b) else None
 
+
+# the families one Holm adjustment can cover (results.FAMILIES says each in words): each group
+# against the section's best, or every pair; a study config's compare.family names one
+FAMILIES = ("vs-best", "all-pairs")

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
-from normbench import NormbenchError
+from normbench.errors import NormbenchError
 from normbench.norms import RECURRENT_NORMS, make_norm
 
 
@@ -231,7 +231,8 @@ def check(cfg, where) -> None:
     at_least(where, "model.norm_groups", m.norm_groups, 1)
     from normbench import usermodels
 
-    if usermodels.is_user_model(m):
+    if usermodels.is_user_model(m):  # it reads none of the built-in models' own options
+        refuse_unread(m, where, (), "your own model")
         usermodels.check(cfg, where)
         return
     choice(where, "model.arch", m.arch, MODELS, "model")

@@ -30,7 +30,7 @@ unit, as in Ba et al.'s per-neuron gain. `rms` is `keras.layers.RMSNormalization
 
 from __future__ import annotations
 
-from normbench import NormbenchError
+from normbench.errors import NormbenchError
 
 SLOTS = ("conv", "sequence", "vector")
 

@@ -45,10 +45,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # pragma: no cover
-    from normbench.config import Config
 
 @dataclass(frozen=True)
 class OptimizerSpec:

@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from normbench import NormbenchError, metrics, runfolder
+from normbench.errors import NormbenchError
+from normbench import metrics, runfolder
 from normbench.metrics import LEVEL_TEXT
 from normbench.runs import HISTORY_NEEDED, ROLE_KEY, Run, completed
 from normbench.results import (

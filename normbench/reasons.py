@@ -11,7 +11,7 @@ by name.
 
 from __future__ import annotations
 
-from normbench import one_line
+from normbench.errors import one_line
 
 LIMIT = 300  # characters of reason kept in the one line
 

@@ -35,7 +35,9 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from normbench import NormbenchError, __version__, metrics, runfolder
+from normbench.errors import NormbenchError
+from normbench.version import __version__
+from normbench import metrics, runfolder
 from normbench.metrics import LEVEL_TEXT
 from normbench.runs import ROLE_KEY, Run, load_runs, with_role
 

@@ -41,7 +41,8 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from normbench import NormbenchError, metrics
+from normbench.errors import NormbenchError
+from normbench import metrics
 # reading run folders is normbench.runs'; its names stay importable from here
 from normbench.runs import (  # noqa: F401
     HISTORY_NEEDED, ROLE_KEY, Run, completed, find_run_dirs, load_run, load_runs, with_role,

@@ -36,7 +36,7 @@ import os
 import re
 from pathlib import Path
 
-from normbench import NormbenchError, one_line
+from normbench.errors import NormbenchError, one_line
 from normbench.atomic import write_atomic  # every file of a run folder is written whole
 from normbench.runlock import LOCK_NAME as LOCK
 

@@ -17,7 +17,7 @@ import os
 import time
 from pathlib import Path
 
-from normbench import NormbenchError
+from normbench.errors import NormbenchError
 
 LOCK_NAME = ".lock"
 BUSY_EXIT = 75  # `normbench run --resume` on a busy folder (EX_TEMPFAIL): sweeps read it as "running elsewhere"

@@ -26,7 +26,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from normbench import NormbenchError, identity, metrics, runfolder
+from normbench.errors import NormbenchError
+from normbench import identity, metrics, runfolder
 
 HISTORY_NEEDED = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")  # history.csv columns a plot reads
 # a tune member's role (runfolder.ROLES, from role.json), kept with its config as this

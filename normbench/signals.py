@@ -32,16 +32,6 @@ def sigterm_raises():
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt():
-    """sigterm_raises() for the duration of a block."""
-    restore = sigterm_raises()
-    try:
-        yield
-    finally:
-        restore()
-
-
-@contextlib.contextmanager
 def signals_deferred():
     """Ctrl-C and SIGTERM that arrive inside the block take effect when it ends (they are
     re-raised then, to whatever handler was installed). Outside the main thread, where

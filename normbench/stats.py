@@ -24,7 +24,7 @@ import functools
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from normbench.metrics import LEVEL, unit_of
+from normbench.metrics import FAMILIES, LEVEL, unit_of
 
 NAN = math.nan
 
@@ -717,7 +717,6 @@ def call(diff: Diff, p_adjusted: float | None = None, p_tost_adjusted: float | N
     return "not resolved"
 
 
-FAMILIES = ("vs-best", "all-pairs")  # what one Holm adjustment covers (results.FAMILIES says it in words)
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,10 @@ from typing import Any
 
 import yaml
 
-from normbench import NormbenchError, runfolder
+from normbench.errors import NormbenchError
+from normbench import runfolder
 from normbench.config import NAME_MAX, Config, dump_yaml, flatten, from_dict, parse_override, path_problem, read_yaml, with_values
-from normbench.executors import EXECUTORS, Elsewhere, Executor, LocalExecutor, RayExecutor, make_executor  # noqa: F401 (the CLI's and tests' names)
+from normbench.executors.base import Elsewhere, Executor, make_executor
 from normbench.runlock import Busy, holder
 from normbench.signals import sigterm_raises, signals_deferred
 

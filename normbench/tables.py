@@ -17,7 +17,8 @@ import math
 import re
 import textwrap
 
-from normbench import NormbenchError, metrics
+from normbench.errors import NormbenchError
+from normbench import metrics
 from normbench.stats import fixed
 from normbench.results import FAMILIES, LEVEL, NOT_GROUPED, Comparison, distinct_runs, show_value
 

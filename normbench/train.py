@@ -22,7 +22,9 @@ import time
 import warnings
 from pathlib import Path
 
-from normbench import NormbenchError, __version__, one_line, optim, runfolder, signals
+from normbench.errors import NormbenchError, one_line
+from normbench.version import __version__
+from normbench import optim, runfolder, signals
 from normbench.config import Config, dump_yaml, from_dict, load_run_yaml, read_yaml, resolve_flat
 from normbench.identity import identity
 from normbench.optim import resolved_unroll

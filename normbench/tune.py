@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from normbench import NormbenchError, runfolder
+from normbench.errors import NormbenchError
+from normbench import runfolder
 from normbench import sweep as sw
 from normbench.results import show_value
 

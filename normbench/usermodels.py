@@ -19,7 +19,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from normbench import NormbenchError, one_line
+from normbench.errors import NormbenchError, one_line
 
 SLOT_RANKS = {"conv": 4, "sequence": 3, "vector": 2}  # slot kind -> input rank (batch axis included)
 # the layers model.from swaps (keras.layers class names)
@@ -41,9 +41,10 @@ def _split_arch(arch: str) -> tuple[str, str]:
 
 
 def check(cfg, where) -> None:
-    """model.* rules of a user model that need no Keras: files exist, keys fit the path."""
+    """model.* rules of a user model that need no Keras: files exist, keys fit the path.
+    (models.check refuses the built-in models' options first: that table is models'.)"""
     m = cfg.model
-    _refuse_builtin_options(m, where)
+    _refuse_params(m, where)
     if m.from_ is None:
         for key in FROM_ONLY:
             if getattr(m, key) is not None:
@@ -75,13 +76,8 @@ def check(cfg, where) -> None:
             raise where.error("model.arch", f"no such file {target}; check the path before ':{fn}'")
 
 
-def _refuse_builtin_options(m, where) -> None:
-    """A user's model reads none of the model.* keys only some built-in models read
-    (models.readers: model.unroll, model.rnn, ...): refuse each one set away from its
-    default, which would otherwise be silently ignored."""
-    from normbench.models import refuse_unread
-
-    refuse_unread(m, where, (), "your own model")
+def _refuse_params(m, where) -> None:
+    """A user's model reads no model.params: refuse them rather than ignore them."""
     if m.params is not None:  # a builder's own options belong in its own file
         key = f"model.params.{next(iter(m.params))}" if isinstance(m.params, dict) and m.params else "model.params"
         raise where.error(key, "your own model reads no model.params (they are a built-in model's options); remove it")
@@ -396,7 +392,7 @@ def layer_classes() -> dict:
 
 def _read_layers(m):
     """(entries, how errors name an entry, source, sha256)."""
-    from normbench.config import load_yaml_strict
+    from normbench.strictyaml import load_yaml_strict
 
     if isinstance(m.layers, str):
         p = Path(m.layers).expanduser()

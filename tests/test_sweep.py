@@ -17,6 +17,7 @@ import pytest
 from conftest import REPO, TINY, as_from_a_shell, cli, history_rows, start_run, write_config
 from normbench import NormbenchError, runfolder
 from normbench import sweep as sw
+from normbench.executors.ray_tasks import RayExecutor
 from normbench.config import load_config
 
 
@@ -216,7 +217,7 @@ def _scratch_folders():
 
     # the Ray worker's scratch folders only: the other test worker makes folders of its own
     # (benchmarks' normbench-bench-*, the test caches) and removes them meanwhile
-    from normbench.executors import SCRATCH_PREFIX
+    from normbench.executors.base import SCRATCH_PREFIX
 
     return set(Path(tempfile.gettempdir()).glob(SCRATCH_PREFIX + "*"))
 
@@ -236,7 +237,7 @@ def test_ray_modes_index_the_real_folders_and_leave_no_scratch(tmp_path, monkeyp
         assert r.exit_code == 0, r.output
         members = sw.load_sweep(str(REPO / "configs/smoke/imdb_ln.yaml"), overrides=TINY,
                                 grid_items=["model.norm=batch"], output=str(files))
-        ex = sw.RayExecutor(shared=False)
+        ex = RayExecutor(shared=False)
         assert sw.run_sweep(members, executor=ex, echo=lambda s: None) == []
     finally:
         ray.shutdown()
@@ -265,7 +266,7 @@ def test_ray_sweep_on_two_nodes(tmp_path, monkeypatch):
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False)
-        ex = sw.RayExecutor(shared=False)
+        ex = RayExecutor(shared=False)
         assert sw.run_sweep(members, jobs=2, executor=ex, echo=lambda s: None) == []
     finally:
         ray.shutdown()
@@ -585,17 +586,17 @@ def test_output_that_is_a_file_is_one_line(tmp_path):
 
 
 def test_executors_follow_the_contract_and_the_fakes_do_too():
-    from normbench import executors
+    from normbench.executors import base as executors
 
-    assert list(sw.EXECUTORS) == ["local", "ray"] and sw.EXECUTORS is executors.EXECUTORS
-    assert isinstance(sw.make_executor("local"), executors.Executor)
+    assert list(executors.EXECUTORS) == ["local", "ray"]
+    assert isinstance(executors.make_executor("local"), executors.Executor)
     assert isinstance(FakeExecutor(), executors.Executor)
     assert not isinstance(object(), executors.Executor)
     assert executors.options_of("ray") == ["address", "shared", "num_cpus"]
 
 
 def test_executor_options_are_checked_and_converted(monkeypatch):
-    from normbench import executors
+    from normbench.executors import base as executors
 
     made = {}
 
@@ -606,7 +607,7 @@ def test_executor_options_are_checked_and_converted(monkeypatch):
         return FakeExecutor()
 
     try:
-        sw.make_executor("probe", address="ignored", options=["jobs_per_node=4", "shared=false", "queue=a=b"])
+        executors.make_executor("probe", address="ignored", options=["jobs_per_node=4", "shared=false", "queue=a=b"])
         assert made == {"jobs_per_node": 4, "shared": False, "queue": "a=b"}  # --address: only where taken
         for opts, error in ((["nodes=2"], "--executor-option nodes: not an option of --executor probe; "
                                           "choose one of: jobs_per_node, shared, queue"),
@@ -614,7 +615,7 @@ def test_executor_options_are_checked_and_converted(monkeypatch):
                             (["shared=maybe"], "--executor-option shared=maybe: expected true or false (option of --executor probe)"),
                             (["queue"], "--executor-option queue: expected KEY=VALUE, e.g. --executor-option address=auto")):
             with pytest.raises(NormbenchError) as e:
-                sw.make_executor("probe", options=opts)
+                executors.make_executor("probe", options=opts)
             assert str(e.value) == error
     finally:
         del executors.EXECUTORS["probe"]
@@ -628,7 +629,7 @@ def test_an_unknown_executor_option_is_one_line(tmp_path):
 
 
 def test_a_busy_exit_reads_as_running_elsewhere(tmp_path):
-    from normbench.executors import Elsewhere, exit_result
+    from normbench.executors.base import Elsewhere, exit_result
     from normbench.runlock import BUSY_EXIT
 
     log = tmp_path / "log.txt"

@@ -77,9 +77,9 @@ def main(argv) -> None:
     split = argv.index("--")
     done_file, hooks = argv[0], dict(h.split("=", 1) for h in argv[1:split])
     kill_at = int(hooks["kill-at"]) if "kill-at" in hooks else None
-    from normbench import sweep
+    from normbench.executors.base import EXECUTORS
 
-    sweep.EXECUTORS["local"] = lambda: FakeTrainer(done_file, kill_at)  # what --executor local makes
+    EXECUTORS["local"] = lambda: FakeTrainer(done_file, kill_at)  # what --executor local makes
     from normbench.cli import main as cli
 
     cli(argv[split + 1:], prog_name="normbench")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from normbench import runfolder
-from normbench.executors import die_with_parent, exit_result, member_command, register
+from normbench.executors.base import die_with_parent, exit_result, member_command, register
 
 
 class LocalExecutor:

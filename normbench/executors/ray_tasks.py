@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from normbench import NormbenchError, one_line
-from normbench.executors import collect, register, train_member
+from normbench.errors import NormbenchError, one_line
+from normbench.executors.base import collect, register, train_member
 from normbench.runlock import RunLock
 
 
