@@ -201,11 +201,11 @@ def test_the_cli_records_a_sweeps_and_a_tunes_command_line(tmp_path, monkeypatch
     """Through the CLI (click's main, as `normbench sweep` and `tune` run): each folder
     they create holds the command line as typed. The stand-in trainer (tests/tunefake.py)
     completes members at once."""
-    from normbench import sweep
+    from normbench.executors.base import EXECUTORS
     from tunefake import FakeTrainer
 
     monkeypatch.setattr(runfolder, "_command_line", None)
-    monkeypatch.setitem(sweep.EXECUTORS, "local", FakeTrainer)
+    monkeypatch.setitem(EXECUTORS, "local", FakeTrainer)
     cfg = write_config(tmp_path / "c.yaml")
     args = ["sweep", str(cfg), "--grid", "seed=0,1", "--output", str(tmp_path / "s")]
     assert cli(*args).exit_code == 0
