@@ -46,11 +46,14 @@ class DataConfig:
     # your data (data.name arrays | image_folder; docs/own-model.md); None = not used
     classes: Optional[int] = None  # number of classes; None = inferred from the labels (arrays) or folders
     image_size: Optional[list] = None  # image_folder: [height, width] every image is resized to
+    # input scaling fitted on the training rows only (normbench/preprocess.py: none | minmax | zscore):
+    # the tutorial's first step (docs/inputs.md)
+    preprocess: str = "none"
 
 
 # keys left out of to_dict() when None: config.yaml of a run that does not use them reads
 # as it did before they existed
-OPTIONAL_KEYS = {"model": ("params", "layers", "from", "insert_after", "keep_weights", "safe_mode"),
+OPTIONAL_KEYS = {"model": ("params", "layers", "from", "insert_after", "keep_weights", "safe_mode", "norms"),
                  "data": ("classes", "image_size")}
 
 
@@ -71,6 +74,9 @@ class ModelConfig:
     insert_after: Optional[list] = None  # model.from: also put a norm after these layers (names or class names)
     keep_weights: Optional[bool] = None  # model.from: keep the saved non-norm weights; null = re-initialized (a fair comparison)
     safe_mode: Optional[bool] = None  # model.from: Keras' safe_mode for loading; null = on (Lambda layers refused)
+    # a norm per slot, {slot name or slot kind: norm}, e.g. {input: batch, vector: none}: a slot's norm is
+    # its name's entry, else its kind's (conv | sequence | vector), else model.norm; every model path; null = none
+    norms: Optional[dict] = None
 
     @property
     def label(self) -> str:

@@ -108,20 +108,23 @@ def slot_kind(shape, what: str) -> str:
 def make_slot(cfg, kind: str, shape, name: str, what: str, old: str = ""):
     """The model.norm layer for one slot, checked against its input (rank and group
     divisibility), tagged so `slots(model)` can list it."""
+    from normbench.models import slot_norm
     from normbench.norms import make_norm
 
     m = cfg.model
+    norm = slot_norm(m, name, kind)  # model.norms: by the slot's name, else its kind, else model.norm
     if len(shape) != SLOT_RANKS[kind]:
         fits = slot_kind(shape, what)
         raise NormbenchError(f"{what}: a {kind} slot takes rank-{SLOT_RANKS[kind]} input, this one gets "
                              f"{_shape_text(shape)}; use norm {fits}")
     channels = shape[-1]
-    if m.norm == "group" and channels is not None and channels % m.norm_groups:
+    if norm == "group" and channels is not None and channels % m.norm_groups:
         ok = [g for g in range(1, channels + 1) if channels % g == 0]
         raise NormbenchError(f"model.norm_groups: {m.norm_groups} groups do not divide the {channels} channels of slot {name} "
                              f"({what}); use one of: {', '.join(map(str, ok))}")
-    layer = make_norm(m.norm, kind, m.norm_groups, name)
+    layer = make_norm(norm, kind, m.norm_groups, name)
     layer._normbench_slot = (kind, _shape_text(shape), old)
+    layer._normbench_slot_key = (name, kind)
     return layer
 
 
@@ -307,12 +310,15 @@ def _from_python(cfg, num_classes, input_shape, input_dtype):
         """The model.norm layer for a slot of kind conv | sequence | vector."""
         nonlocal made
         made += 1
+        from normbench.models import slot_norm
         from normbench.norms import make_norm
 
         if kind not in SLOT_RANKS:
             raise NormbenchError(f"model.arch: {arch} asked for a norm slot of kind {kind!r}; use conv, sequence or vector")
-        layer = make_norm(cfg.model.norm, kind, cfg.model.norm_groups, name or f"norm_{made}")
+        name = name or f"norm_{made}"
+        layer = make_norm(slot_norm(cfg.model, name, kind), kind, cfg.model.norm_groups, name)
         layer._normbench_slot = (kind, "?", "")
+        layer._normbench_slot_key = (name, kind)
         return layer
 
     try:
