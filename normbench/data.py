@@ -519,7 +519,7 @@ DATASETS = {
     # your data (docs/own-model.md): classes from data.classes or the labels / folders
     # tables of feature vectors (the MLP's): scikit-learn's bundled sets (read from files inside
     # the package, no download; held-out test rows: TABULAR_TEST) and a synthetic salary table
-    "breast_cancer": DatasetSpec("tabular", 2, _load_breast_cancer, (), (455, 114), shape=(30,), dtype="float32",
+    "breast_cancer": DatasetSpec("tabular", 2, _load_breast_cancer, (), (456, 113), shape=(30,), dtype="float32",
                                  extra="tabular"),
     "wine": DatasetSpec("tabular", 3, _load_wine, (), (142, 36), shape=(13,), dtype="float32", extra="tabular"),
     "synthetic_salary": DatasetSpec("tabular", 2, _synthetic_salary, (), (50000, 10000), generated=True,
