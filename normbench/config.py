@@ -116,6 +116,9 @@ class TrainConfig:
     deterministic: bool = False  # TensorFlow op determinism: identical reruns, slower
     precision: str = "float32"  # float32 | mixed_bfloat16: Keras dtype policy of the layers (models.PRECISIONS); output layer and loss stay float32
     backend: str = "tensorflow"  # Keras backend; tensorflow is the faster of the two on CPU for both models (benchmarks/RESULTS.md)
+    # training steps per call into the compiled graph (Keras' compile(steps_per_execution)): tiny models are bound by
+    # Keras' per-step Python overhead, which this divides; same batches and updates (benchmarks/RESULTS.md, "Tabular")
+    steps_per_execution: int = 1
     eval: str = "last"  # test_accuracy from the last epoch's weights (the tutorial) or the best validation epoch's; both are recorded
 
 
@@ -152,7 +155,7 @@ class Config:
     def get(self, dotted: str):
         node = self
         for part in dotted.split("."):
-            node = getattr(node, "from_" if part == "from" else part)
+            node = node.get(part) if isinstance(node, dict) else getattr(node, "from_" if part == "from" else part)
         return node
 
 
@@ -315,6 +318,7 @@ def _check(cfg: Config, where: _Where) -> None:
     models.check(cfg, where)
     _at_least(where, "train.epochs", t.epochs, 1)
     _at_least(where, "train.batch_size", t.batch_size, 1)
+    _at_least(where, "train.steps_per_execution", t.steps_per_execution, 1)
     optim.check(t, where)
     if not 0 < t.validation_split < 1:
         raise where.error("train.validation_split", f"must be between 0 and 1 (exclusive), got {t.validation_split}")

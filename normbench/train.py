@@ -218,6 +218,7 @@ def compiled_model(cfg: Config, num_classes: int, n_examples: int, input_dtype: 
         loss=loss_for(cfg, model),
         metrics=["accuracy"],
         jit_compile=cfg.train.jit_compile,
+        steps_per_execution=cfg.train.steps_per_execution,
     )
     return model
 
