@@ -122,3 +122,22 @@ def test_inline_layer_lists_get_compact_labels():
     shown = show_value(layers)
     assert shown.startswith("#") and len(shown) == 9 and shown == show_value(json.loads(json.dumps(layers)))
     assert shown != show_value(layers[:2]) and show_value([8, 16]) == "[8, 16]"  # short lists stay as they are
+
+
+def test_non_finite_steps_are_counted(tmp_path):
+    """Features near float32's limit overflow a linear layer's logits: the loss turns
+    non-finite, the steps are counted, and the run stops as diverged."""
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(100, 3)) * 1e37).astype("float32")
+    np.savez(tmp_path / "big.npz", x_train=x[:80], y_train=np.arange(80) % 2, x_test=x[80:], y_test=np.arange(20) % 2)
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump({"name": "d", "data": {"name": "arrays", "path": str(tmp_path / "big.npz")},
+                                 "model": {"layers": [{"Dense": {"units": 2}}], "norm": "none"},
+                                 "train": {"epochs": 2, "batch_size": 16, "optimizer": "sgd", "learning_rate": 1.0},
+                                 "output": {"dir": str(tmp_path / "results")}}))
+    r = cli("run", p, "--quiet")
+    assert r.exit_code == 2, r.output
+    (run_dir,) = (tmp_path / "results" / "d").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    rows = list(csv.DictReader(open(run_dir / "history.csv")))
+    assert summary["status"] == "diverged" and summary["nonfinite_steps"] == int(rows[-1]["nonfinite_steps"]) >= 1
