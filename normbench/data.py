@@ -695,6 +695,8 @@ def describe_source(cfg) -> str:
     spec = DATASETS[cfg.name]
     if is_generated(cfg.name):
         return f"{cfg.name}: generated from the seed"
+    if spec.kind == "tabular":  # read from files inside an installed package
+        return f"{cfg.name}: scikit-learn's bundled copy (no download)"
     if cfg.name in OWN_DATA:
         return f"{cfg.name} {Path(cfg.path).expanduser()}"
     local = _find_local(cfg, spec.filenames)
@@ -879,7 +881,7 @@ def local_sizes(cfg) -> tuple[str, dict] | None:
     headers; None for downloads, synthetic sets and other formats (their sizes are the
     real sets', checked by the config). Raises if data.path is wrong, like load_data."""
     spec = DATASETS[cfg.name]
-    if is_generated(cfg.name) or cfg.name == "image_folder":
+    if is_generated(cfg.name) or cfg.name == "image_folder" or spec.kind == "tabular":
         return None
     local = _find_local(cfg, spec.filenames)
     if local is None or local.is_dir() or not local.name.endswith(".npz"):

@@ -141,3 +141,14 @@ def test_non_finite_steps_are_counted(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     rows = list(csv.DictReader(open(run_dir / "history.csv")))
     assert summary["status"] == "diverged" and summary["nonfinite_steps"] == int(rows[-1]["nonfinite_steps"]) >= 1
+
+
+def test_a_data_folder_setting_does_not_touch_the_bundled_tables(tmp_path):
+    """$NORMBENCH_DATA_DIR (results/run_study.sh sets it) names a folder of local copies;
+    the bundled tables are read from scikit-learn whatever it says."""
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump({"name": "t", "data": {"name": "wine"}, "model": {"arch": "mlp", "norm": "none"},
+                                 "output": {"dir": str(tmp_path / "r")}}))
+    r = cli("validate", p, "--no-model", env={"NORMBENCH_DATA_DIR": str(tmp_path)})
+    assert r.exit_code == 0, r.output
+    assert "wine: scikit-learn's bundled copy (no download)" in r.output
