@@ -12,9 +12,11 @@ turn R times so that a busy spell of the shared machine hits them alike:
   normbench-gn   the same without the gradient-norm measure (the cost of that measure)
   normbench+spe  train.steps_per_execution: 12 (one call into the graph per epoch)
 
-ms/step is each process's median over epochs 2..E of (epoch time - validation time) /
-steps (summary.json's ms_per_step for normbench; the same for plain); the table gives the
-median over the R processes of each variant, and the load average while it ran.
+ms/step is each process's median over epochs 2..E of its training steps' time (from
+on_epoch_begin to on_test_begin, the same callback in both paths: normbench's per-epoch
+work, its history row and backup, falls outside) / steps, as wall time and as the
+process's CPU time (less sensitive to a busy machine); the table gives the median over
+the R processes of each variant, and the load average while it ran.
 
     python benchmarks/tabular_step.py                # R=5, 15 epochs
     python benchmarks/tabular_step.py --repeats 3 --epochs 8
@@ -29,14 +31,40 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("plain", "normbench", "normbench-gn", "normbench+spe")
 
 
-def child(variant: str, epochs: int) -> float:
-    """One process: train the variant, return its ms/step."""
+class _Window:
+    """Times each epoch's training steps only, in both paths alike: from on_epoch_begin to
+    on_test_begin (validation starts as the last step ends, before any per-epoch work such
+    as normbench's history row or backup), wall and this process's CPU time."""
+
+    def __new__(cls):
+        import keras
+
+        class Window(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.wall, self.cpu = [], []
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self.t0, self.c0 = time.perf_counter(), time.process_time()
+
+            def on_test_begin(self, logs=None):
+                if hasattr(self, "t0"):
+                    self.wall.append(time.perf_counter() - self.t0)
+                    self.cpu.append(time.process_time() - self.c0)
+                    del self.t0
+
+        return Window()
+
+
+def child(variant: str, epochs: int) -> dict:
+    """One process: train the variant; its median ms/step (wall and CPU) over epochs 2.."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from normbench.config import from_dict
 
@@ -46,6 +74,10 @@ def child(variant: str, epochs: int) -> float:
                      "steps_per_execution": 12 if variant == "normbench+spe" else 1},
            "output": {"dir": tempfile.mkdtemp()}}
     cfg = from_dict(raw)
+    from normbench.quiet import import_keras
+
+    import_keras()
+    window = _Window()
     if variant.startswith("normbench"):
         from normbench import train
 
@@ -53,43 +85,25 @@ def child(variant: str, epochs: int) -> float:
             from normbench import callbacks
 
             callbacks.GradientNorms.on_train_begin = lambda self, logs=None: None  # not installed: empty columns
-        _, summary = train.run(cfg, verbose=0)
-        return summary["ms_per_step"]
-    import time
+        with train.extra_callbacks(lambda ctx: window):
+            _, summary = train.run(cfg, verbose=0)
+        steps = summary["steps_per_epoch"]
+    else:
+        import keras
+        import numpy as np
 
-    import keras
-    import numpy as np
+        from normbench.data import load_data
 
-    from normbench.data import load_data
-
-    data = load_data(cfg.data, 0, 0.2)  # the same arrays
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((30,)), keras.layers.Dense(32, activation="relu"),
-                              keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2, activation="softmax")])
-    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-
-    class Timer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.train = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0, self.val = time.perf_counter(), 0.0
-
-        def on_test_begin(self, logs=None):
-            self.tv = time.perf_counter()
-
-        def on_test_end(self, logs=None):
-            self.val += time.perf_counter() - self.tv
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.train.append(time.perf_counter() - self.t0 - self.val)
-
-    timer = Timer()
-    model.fit(np.asarray(data.x_train), data.y_train, epochs=epochs, batch_size=32, validation_split=0.2, verbose=0,
-              callbacks=[timer])
-    steps = -(-int(len(data.x_train) * 0.8) // 32)
-    return round(statistics.median(timer.train[1:]) * 1000 / steps, 3)
+        data = load_data(cfg.data, 0, 0.2)  # the same arrays
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((30,)), keras.layers.Dense(32, activation="relu"),
+                                  keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2, activation="softmax")])
+        model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.fit(np.asarray(data.x_train), data.y_train, epochs=epochs, batch_size=32, validation_split=0.2, verbose=0,
+                  callbacks=[window])
+        steps = -(-int(len(data.x_train) * 0.8) // 32)
+    return {"wall": round(statistics.median(window.wall[1:]) * 1000 / steps, 3),
+            "cpu": round(statistics.median(window.cpu[1:]) * 1000 / steps, 3)}
 
 
 def main() -> None:
@@ -99,26 +113,29 @@ def main() -> None:
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        print(json.dumps({"ms_per_step": child(a.child, a.epochs)}))
+        print(json.dumps(child(a.child, a.epochs)))
         return
-    times = {v: [] for v in VARIANTS}
+    times = {v: {"wall": [], "cpu": []} for v in VARIANTS}
     loads = []
     env = {**os.environ, "PYTHONPATH": str(REPO), "NORMBENCH_CACHE_DIR": "off"}
     for r in range(a.repeats):
         for v in VARIANTS:
             out = subprocess.run([sys.executable, __file__, "--child", v, "--epochs", str(a.epochs)], env=env,
                                  capture_output=True, text=True, check=True)
-            times[v].append(json.loads(out.stdout.strip().splitlines()[-1])["ms_per_step"])
+            got = json.loads(out.stdout.strip().splitlines()[-1])
+            for k in ("wall", "cpu"):
+                times[v][k].append(got[k])
             loads.append(os.getloadavg()[0])
-            print(f"repeat {r + 1} {v}: {times[v][-1]} ms/step (load {loads[-1]:.1f})", file=sys.stderr)
-    base = statistics.median(times["plain"])
-    print(f"cpu count {os.cpu_count()}, 1-minute load average during the runs: median {statistics.median(loads):.1f}, "
+            print(f"repeat {r + 1} {v}: {got} ms/step (load {loads[-1]:.1f})", file=sys.stderr)
+    print(f"cpu count {os.cpu_count()}, 1-minute load average after each process: median {statistics.median(loads):.1f}, "
           f"range {min(loads):.1f}-{max(loads):.1f}")
-    print("| variant | ms/step, median of medians | each process | vs plain |")
-    print("|---|---|---|---|")
+    base = {k: statistics.median(times["plain"][k]) for k in ("wall", "cpu")}
+    print("| variant | wall ms/step (median of R) | vs plain | CPU ms/step (median of R) | vs plain | each process, wall / CPU |")
+    print("|---|---|---|---|---|---|")
     for v in VARIANTS:
-        m = statistics.median(times[v])
-        print(f"| {v} | {m:.2f} | {', '.join(f'{t:.2f}' for t in times[v])} | {m / base:.2f}x |")
+        w, c = (statistics.median(times[v][k]) for k in ("wall", "cpu"))
+        each = ", ".join(f"{x:.1f}/{y:.1f}" for x, y in zip(times[v]["wall"], times[v]["cpu"]))
+        print(f"| {v} | {w:.2f} | {w / base['wall']:.2f}x | {c:.2f} | {c / base['cpu']:.2f}x | {each} |")
 
 
 if __name__ == "__main__":
