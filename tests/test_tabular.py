@@ -152,3 +152,27 @@ def test_a_data_folder_setting_does_not_touch_the_bundled_tables(tmp_path):
     r = cli("validate", p, "--no-model", env={"NORMBENCH_DATA_DIR": str(tmp_path)})
     assert r.exit_code == 0, r.output
     assert "wine: scikit-learn's bundled copy (no download)" in r.output
+
+
+def test_compare_labels_inline_layer_lists_by_a_short_hash(tmp_path):
+    """Two inline model.layers configs: compare's labels and verdicts name each by '#' and
+    8 hex digits, not by its 100-character list."""
+    from conftest import write_run
+    from normbench import results
+    from normbench.results import show_value
+
+    lists = [[{"Dense": {"units": u, "activation": "relu"}}, {"norm": "vector"}, {"Dense": {"units": 10, "activation": "softmax"}}]
+             for u in (64, 128)]
+    for i, layers in enumerate(lists):
+        for seed in (0, 1):
+            d = write_run(tmp_path, seed=seed, test_accuracy=0.5 + 0.1 * i + 0.01 * seed, run_id=f"l{i}-{seed}", name="own")
+            raw = yaml.safe_load((d / "config.yaml").read_text())
+            raw["model"] = {"layers": layers, "norm": "batch"}
+            (d / "config.yaml").write_text(yaml.safe_dump(raw))
+            (d / "config.json").unlink(missing_ok=True)
+    comp = results.compare(results.load_runs([str(tmp_path)]))
+    labels = sorted(r.label for r in comp.ranked)
+    assert labels == sorted(f"layers={show_value(layers)}" for layers in lists)
+    assert all(len(label) < 20 for label in labels)
+    verdicts = [r.verdict for r in comp.ranked if r.verdict]
+    assert verdicts and all(show_value(lists[0]) in v and "Dense" not in v for v in verdicts)
