@@ -162,7 +162,7 @@ def _export_one(client, exp_id, run, key, Metric, Param, RunTag) -> None:
         if not runfolder.well_formed(row):
             continue
         for column in runfolder.HISTORY_COLUMNS[1:]:
-            if row[column] not in ("", None) and math.isfinite(float(row[column])):
+            if row.get(column) not in ("", None) and math.isfinite(float(row[column])):  # absent: a column newer than the run
                 metrics.append(Metric(column, float(row[column]), t, int(row["epoch"])))
     last = int(s.get("epochs_completed") or 0)
     for k, v in s.items():
