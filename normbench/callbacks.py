@@ -31,9 +31,10 @@ class EpochLog(keras.callbacks.Callback):
     them leaves one extra row, never a missing one). Rows that do not parse (a line
     cut short by a crash or a full disk) are dropped too, never the backup."""
 
-    def __init__(self, run_dir: Path, epochs: int):
+    def __init__(self, run_dir: Path, epochs: int, grads: GradientNorms | None = None):
         super().__init__()
         self.run_dir, self.epochs = Path(run_dir), epochs
+        self.grads = grads  # the epoch's gradient-norm columns come from it
         self.reconciled = False
         self.train_seconds = []  # epoch time minus validation time, this process only
         self.diverged = False
@@ -82,6 +83,7 @@ class EpochLog(keras.callbacks.Callback):
             "val_accuracy": logs.get("val_accuracy"),
             "learning_rate": optim.last_learning_rate(self.model.optimizer),  # the epoch's last step's
             "epoch_seconds": round(seconds, 3),
+            **(self.grads.epoch_values() if self.grads else {}),
         }
         if row["loss"] is None or not math.isfinite(float(row["loss"])):
             self.diverged = True
@@ -91,6 +93,59 @@ class EpochLog(keras.callbacks.Callback):
         if not self.reconciled:  # a resume after the last epoch: no epoch began
             self._reconcile(self.epochs)
         runfolder.remove_progress(self.run_dir)
+
+
+class GradientNorms(keras.callbacks.Callback):
+    """The global gradient norm (the L2 norm of all gradients together, before the
+    optimizer's update) of every training step, summed, maxed and counted per epoch in
+    variables that the step itself updates, so nothing crosses to Python per step: the
+    optimizer's apply_gradients is wrapped once per optimizer (TensorFlow backend; on JAX,
+    whose trainer applies gradients statelessly, the columns stay empty). Steps whose norm
+    is NaN or inf (a non-finite loss gives non-finite gradients) are counted apart and left
+    out of the mean and max. Its cost is in benchmarks/RESULTS.md ("Gradient norms")."""
+
+    def __init__(self):
+        super().__init__()
+        self.installed = False
+        self.total = self.top = self.steps = self.bad = None
+
+    def on_train_begin(self, logs=None):
+        opt = getattr(self.model, "optimizer", None)
+        if keras.backend.backend() != "tensorflow" or opt is None or getattr(opt, "_normbench_grad_norms", None):
+            self.installed = bool(opt is not None and getattr(opt, "_normbench_grad_norms", None) is self)
+            return
+        self.total, self.top, self.steps, self.bad = (
+            keras.Variable(0.0, dtype="float32", trainable=False, name=f"grad_norm_{k}") for k in ("sum", "max", "n", "bad"))
+        original, ops = opt.apply_gradients, keras.ops
+
+        def apply_gradients(grads_and_vars, *args, **kwargs):
+            pairs = list(grads_and_vars)
+            squares = [ops.sum(ops.square(ops.cast(g, "float32"))) for g, _ in pairs if g is not None]
+            norm = ops.sqrt(ops.sum(ops.stack(squares))) if squares else ops.convert_to_tensor(0.0)
+            finite = ops.isfinite(norm)
+            kept = ops.where(finite, norm, 0.0)
+            self.total.assign_add(kept)
+            self.top.assign(ops.maximum(self.top, kept))
+            self.steps.assign_add(ops.where(finite, 1.0, 0.0))
+            self.bad.assign_add(ops.where(finite, 0.0, 1.0))
+            return original(pairs, *args, **kwargs)
+
+        object.__setattr__(opt, "apply_gradients", apply_gradients)  # not tracked: backups stay as they were
+        object.__setattr__(opt, "_normbench_grad_norms", self)
+        self.installed = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.installed:
+            for v in (self.total, self.top, self.steps, self.bad):
+                v.assign(0.0)
+
+    def epoch_values(self) -> dict:
+        """This epoch's grad_norm_mean, grad_norm_max, nonfinite_steps (None when not measured)."""
+        if not self.installed:
+            return {"grad_norm_mean": None, "grad_norm_max": None, "nonfinite_steps": None}
+        n, bad = float(self.steps.numpy()), int(self.bad.numpy())
+        return {"grad_norm_mean": float(self.total.numpy()) / n if n else None,
+                "grad_norm_max": float(self.top.numpy()) if n else None, "nonfinite_steps": bad}
 
 
 class Backup(keras.callbacks.BackupAndRestore):
@@ -339,12 +394,13 @@ def build(run_dir: Path, epochs: int, cfg=None, extra=()) -> RunCallbacks:
     """normbench's callbacks for one fit of `epochs` epochs into `run_dir`, then what each
     factory in `extra` returns for them (a callback, a list of them, or None)."""
     run_dir = Path(run_dir)
-    log, best = EpochLog(run_dir, epochs), BestWeights(run_dir, epochs)
+    grads = GradientNorms()
+    log, best = EpochLog(run_dir, epochs, grads), BestWeights(run_dir, epochs)
     # the backup is deleted by train.run() once summary.json is written, not when fit
     # ends, so an interrupt during the test evaluation keeps every finished epoch
     backup = Backup(str(run_dir / runfolder.BACKUP), double_checkpoint=True, delete_checkpoint=False)
     # order matters: the history row and best weights are written before the backup is saved
-    callbacks = [log, keras.callbacks.TerminateOnNaN(), best, backup]
+    callbacks = [grads, log, keras.callbacks.TerminateOnNaN(), best, backup]
     ctx = Context(run_dir, cfg, epochs, log, best)
     for factory in extra:
         made = factory(ctx)

@@ -47,12 +47,15 @@ class DataConfig:
     # your data (data.name arrays | image_folder; docs/own-model.md); None = not used
     classes: Optional[int] = None  # number of classes; None = inferred from the labels (arrays) or folders
     image_size: Optional[list] = None  # image_folder: [height, width] every image is resized to
+    # input scaling fitted on the training rows only (normbench/preprocess.py: none | minmax | zscore):
+    # the tutorial's first step (docs/inputs.md)
+    preprocess: str = "none"
 
 
 # keys left out of to_dict() when None: config.yaml of a run that does not use them reads
 # as it did before they existed
 OPTIONAL_KEYS = {"model": ("params", "layers", "from", "insert_after", "keep_weights", "safe_mode",
-                           "custom_objects"),
+                           "custom_objects", "norms"),
                  "data": ("classes", "image_size")}
 
 
@@ -76,6 +79,9 @@ class ModelConfig:
     # model.from: a .py file or module defining the model's custom layer classes, imported before
     # loading (a saved model with its own classes cannot load without them; docs/own-model.md)
     custom_objects: Optional[str] = None
+    # a norm per slot, {slot name or slot kind: norm}, e.g. {input: batch, vector: none}: a slot's norm is
+    # its name's entry, else its kind's (conv | sequence | vector), else model.norm; every model path; null = none
+    norms: Optional[dict] = None
 
     @property
     def label(self) -> str:
@@ -115,6 +121,9 @@ class TrainConfig:
     deterministic: bool = False  # TensorFlow op determinism: identical reruns, slower
     precision: str = "float32"  # float32 | mixed_bfloat16: Keras dtype policy of the layers (models.PRECISIONS); output layer and loss stay float32
     backend: str = "tensorflow"  # Keras backend; tensorflow is the faster of the two on CPU for both models (benchmarks/RESULTS.md)
+    # training steps per call into the compiled graph (Keras' compile(steps_per_execution)): tiny models are bound by
+    # Keras' per-step Python overhead, which this divides; same batches and updates (benchmarks/RESULTS.md, "Tabular")
+    steps_per_execution: int = 1
     eval: str = "last"  # test_accuracy from the last epoch's weights (the tutorial) or the best validation epoch's; both are recorded
 
 
@@ -166,7 +175,7 @@ class Config:
     def get(self, dotted: str):
         node = self
         for part in dotted.split("."):
-            node = getattr(node, "from_" if part == "from" else part)
+            node = node.get(part) if isinstance(node, dict) else getattr(node, "from_" if part == "from" else part)
         return node
 
 
@@ -329,6 +338,7 @@ def _check(cfg: Config, where: _Where) -> None:
     models.check(cfg, where)
     _at_least(where, "train.epochs", t.epochs, 1)
     _at_least(where, "train.batch_size", t.batch_size, 1)
+    _at_least(where, "train.steps_per_execution", t.steps_per_execution, 1)
     optim.check(t, where)
     if not 0 < t.validation_split < 1:
         raise where.error("train.validation_split", f"must be between 0 and 1 (exclusive), got {t.validation_split}")
@@ -365,7 +375,7 @@ def _check_compare(c: CompareConfig, where: _Where) -> None:
 def _check_split(where, key: str, n: int, validation_split: float, fix: str) -> None:
     """Raise, naming `key`, when Keras' split of n examples leaves no training or no
     validation example (Keras would fail only after the data loaded)."""
-    from normbench.optim import split
+    from normbench.data import split
 
     n_fit, n_val = split(n, validation_split)
     if n_fit < 1 or n_val < 1:

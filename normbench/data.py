@@ -18,12 +18,24 @@ NumPy and Keras are imported inside functions so that `normbench --help` stays f
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from normbench.errors import NormbenchError, one_line
+
+def split(n_examples: int, validation_split: float) -> tuple[int, int]:
+    """(training, validation) examples that `fit(validation_split=...)` makes of
+    `n_examples`: Keras trains on the first floor(n * (1 - split)) and validates on the
+    rest, with exactly this float expression (keras/src/trainers/data_adapters/
+    array_slicing.py, train_validation_split). The only place normbench computes the
+    split: summary.json's n_train/n_val, the plan's steps, the schedules, `budget: steps`
+    and `validate`'s check and data.preprocess's fitting rows all come from here."""
+    n_fit = int(math.floor(n_examples * (1.0 - validation_split)))
+    return n_fit, n_examples - n_fit
+
 
 ENV_DIR = "NORMBENCH_DATA_DIR"
 SUBSET_SEED = 0  # subsets do not depend on the run seed: every seed sees the same examples
@@ -41,11 +53,12 @@ class Data:
     num_classes: int
     source: str  # where it came from, recorded in summary.json
     fingerprint: str = ""  # sha256 of the arrays as loaded (images: before any conversion), in summary.json
+    preprocess_fingerprint: str = ""  # data.preprocess's fitted statistics (normbench.preprocess); "" for none
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    kind: str  # "sequence" or "image"
+    kind: str  # "sequence" (token ids), "image" or "tabular" (feature vectors)
     num_classes: int
     load: Callable  # (DataConfig, seed) -> (x_train, y_train, x_test, y_test, source)
     filenames: tuple[str, ...] = ()  # what a data folder may hold for it
@@ -53,6 +66,9 @@ class DatasetSpec:
     # made from the run's seed, not read from a file (the synthetic_* sets): never cached,
     # SYNTHETIC_SIZE examples without data.subset, and its fingerprint differs per seed
     generated: bool = False
+    shape: tuple = ()  # one example's shape when fixed (the tabular sets), for input_spec; () = by name or file
+    dtype: str = ""  # its dtype when fixed
+    extra: str = ""  # the optional extra (pip install 'normbench[extra]') its loader needs; "" = none
 
 
 def is_generated(name: str) -> bool:
@@ -430,6 +446,80 @@ def _synthetic_cifar10(cfg, seed):
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:], f"synthetic_cifar10(seed={seed})"
 
 
+# ----------------------------------------------------------------------------- tabular
+
+TABULAR_TEST = 0.2  # the share of a bundled tabular set held out as its test split (fixed rows, SUBSET_SEED)
+# the synthetic salary table's columns: (name, low, high), the scales of the tutorial's employee table
+SALARY_COLUMNS = (
+    ("age", 20, 65),  # years
+    ("salary", 20_000, 200_000),  # per year
+    ("years_experience", 0, 40),
+    ("weekly_hours", 10, 60),
+    ("commute_km", 0.5, 80),
+    ("rating", 1, 5),  # performance rating
+)
+
+
+def _sklearn(name: str):
+    """A scikit-learn bundled data set's (X, y): read from files inside the package, no download."""
+    try:
+        from sklearn import datasets
+    except ImportError:
+        raise NormbenchError(f"data.name {name} needs scikit-learn, which is not installed; install it with "
+                             "`pip install 'normbench[tabular]'`") from None
+    bunch = getattr(datasets, f"load_{name}")()
+    return bunch.data, bunch.target
+
+
+def _held_out(x, y, source):
+    """A fixed train/test split of a set that ships as one table: TABULAR_TEST of the rows
+    per class to test, shuffled with SUBSET_SEED (so Keras' validation tail is random rows)."""
+    np = _np()
+    rng = np.random.default_rng(SUBSET_SEED)
+    test = []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        test.append(idx[: int(round(len(idx) * TABULAR_TEST))])
+    test = np.concatenate(test)
+    train = np.setdiff1d(np.arange(len(y)), test)
+    train, test = rng.permutation(train), rng.permutation(test)
+    x, y = np.asarray(x, dtype="float32"), np.asarray(y, dtype="int64")
+    return x[train], y[train], x[test], y[test], source
+
+
+def _load_breast_cancer(cfg, seed):
+    """scikit-learn's Wisconsin breast cancer table: 569 tumours, 30 features from ~0.001 to ~4,000, 2 classes."""
+    return _held_out(*_sklearn("breast_cancer"), "sklearn.datasets.load_breast_cancer")
+
+
+def _load_wine(cfg, seed):
+    """scikit-learn's wine table: 178 wines, 13 features from ~0.1 to ~1,700, 3 classes."""
+    return _held_out(*_sklearn("wine"), "sklearn.datasets.load_wine")
+
+
+def _synthetic_salary(cfg, seed):
+    """An employee table on the tutorial's scales (SALARY_COLUMNS: age 20-65, salary
+    20,000-200,000, ...). Hidden rule: the label (1 = left within a year) is whether a
+    weighted sum of the standardized columns plus noise is positive, so every column
+    matters on the same footing whatever its scale."""
+    np = _np()
+    n_train, n_test = _sizes(cfg)
+    n = n_train + n_test
+    rng = np.random.default_rng(seed)
+    age = rng.uniform(20, 65, n)
+    experience = np.minimum(rng.uniform(0, 1, n) * (age - 18), 40)
+    salary = np.clip(20_000 + 3_000 * experience + rng.lognormal(10.2, 0.5, n), 20_000, 200_000)
+    hours = rng.uniform(10, 60, n)
+    commute = rng.uniform(0.5, 80, n)
+    rating = rng.integers(1, 6, n).astype("float64")
+    x = np.stack([age, salary, experience, hours, commute, rating], axis=1)
+    z = (x - x.mean(axis=0)) / x.std(axis=0)
+    latent = z @ np.array([-0.5, -1.5, -0.8, 1.0, 1.0, -0.7]) + 0.5 * rng.normal(size=n)
+    y = (latent > 0).astype("int64")
+    x = x.astype("float32")
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:], f"synthetic_salary(seed={seed})"
+
+
 # ----------------------------------------------------------------------------- your data
 
 
@@ -605,6 +695,9 @@ def input_spec(cfg) -> tuple[tuple, str, int]:
     """(one example's shape, dtype, classes) of a DataConfig, read cheaply: the built-in
     sets' known shapes, an arrays .npz's headers (and labels), an image folder's layout."""
     np = _np()
+    spec = DATASETS[cfg.name]
+    if spec.shape:
+        return spec.shape, spec.dtype, spec.num_classes
     if cfg.name in ("imdb", "synthetic_imdb"):
         return (cfg.maxlen,), "int32", 2
     if cfg.name in ("cifar10", "synthetic_cifar10"):
@@ -629,6 +722,13 @@ DATASETS = {
     "synthetic_imdb": DatasetSpec("sequence", 2, _synthetic_imdb, (), (25000, 25000), generated=True),
     "synthetic_cifar10": DatasetSpec("image", 10, _synthetic_cifar10, (), (50000, 10000), generated=True),
     # your data (docs/own-model.md): classes from data.classes or the labels / folders
+    # tables of feature vectors (the MLP's): scikit-learn's bundled sets (read from files inside
+    # the package, no download; held-out test rows: TABULAR_TEST) and a synthetic salary table
+    "breast_cancer": DatasetSpec("tabular", 2, _load_breast_cancer, (), (456, 113), shape=(30,), dtype="float32",
+                                 extra="tabular"),
+    "wine": DatasetSpec("tabular", 3, _load_wine, (), (142, 36), shape=(13,), dtype="float32", extra="tabular"),
+    "synthetic_salary": DatasetSpec("tabular", 2, _synthetic_salary, (), (50000, 10000), generated=True,
+                                    shape=(len(SALARY_COLUMNS),), dtype="float32"),
     "arrays": DatasetSpec("any", 0, _load_arrays, (), ANY_SIZE),
     "image_folder": DatasetSpec("image", 0, _load_image_folder, (), ANY_SIZE),
 }
@@ -644,6 +744,13 @@ def check(d, where) -> None:
     from normbench.checks import at_least, choice
 
     choice(where, "data.name", d.name, DATASETS, "dataset")
+    from normbench import preprocess
+    from normbench.checks import installed
+
+    preprocess.check(d.preprocess, DATASETS[d.name].kind, where, d.name)
+    if DATASETS[d.name].extra == "tabular" and not installed("sklearn"):
+        raise where.error("data.name", f"{d.name} needs scikit-learn, which is not installed; install it with "
+                                       "`pip install 'normbench[tabular]'`")
     at_least(where, "data.num_words", d.num_words, 4)  # 0 pad, 1 start, 2 oov, 3 unused
     at_least(where, "data.maxlen", d.maxlen, 1)
     if d.subset is not None:
@@ -685,14 +792,19 @@ def check_limits(d, where) -> None:
                 )
 
 
-def load_data(cfg, seed: int = 0) -> Data:
-    """Load data set `cfg.name` (a DataConfig), then take `cfg.subset` if set. Arrays read
-    from a local file come from the data cache when it holds them (normbench/datacache.py):
-    memory-mapped, read-only, the same arrays and fingerprint as a fresh load."""
+def load_data(cfg, seed: int = 0, validation_split: float | None = None) -> Data:
+    """Load data set `cfg.name` (a DataConfig), then take `cfg.subset` if set, then apply
+    `cfg.preprocess` fitted on the rows Keras trains on at `validation_split` (required
+    unless preprocess is none; normbench.preprocess). Arrays read from a local file come
+    from the data cache when it holds them (normbench/datacache.py): memory-mapped,
+    read-only, the same arrays and fingerprints as a fresh load."""
     from normbench import datacache
 
     spec = DATASETS[cfg.name]
-    loaded = {}
+    loaded, extra = {}, {}
+    scaled = cfg.preprocess != "none"
+    if scaled and validation_split is None:
+        raise ValueError("data.preprocess needs the validation split: its statistics are fitted on the training rows only")
 
     def build() -> dict:
         xtr, ytr, xte, yte, source = spec.load(cfg, seed)
@@ -706,13 +818,25 @@ def load_data(cfg, seed: int = 0) -> Data:
             te = balanced_subset(yte, cfg.subset.test, "data.subset.test")
             xtr, ytr, xte, yte = xtr[tr], ytr[tr], xte[te], yte[te]
         loaded["source"] = source
+        if scaled:
+            from normbench import preprocess
+
+            extra["data_fingerprint"] = fingerprint(xtr, ytr, xte, yte)  # the data before preprocessing
+            fitted = preprocess.fit_transform(cfg.preprocess, xtr, xte, split(len(xtr), validation_split)[0])
+            xtr, xte = fitted.x_train, fitted.x_test
+            extra["preprocess_fingerprint"] = fitted.fingerprint
         return {"x_train": xtr, "y_train": ytr, "x_test": xte, "y_test": yte}
 
     entry = None
-    local = None if is_generated(cfg.name) or cfg.name in OWN_DATA else _find_local(cfg, spec.filenames)
-    if local is not None:  # Keras downloads and synthetic sets are not cached
-        entry = datacache.entry_for(cfg, local, _cache_settings(cfg, spec))
-    arrays, digest, _ = datacache.cached(entry, build, fingerprint, str(local))
+    local = None if is_generated(cfg.name) or cfg.name in OWN_DATA or spec.kind == "tabular" else _find_local(cfg, spec.filenames)
+    if local is None and cfg.name == "arrays":
+        local = _find_local(cfg, ())
+    if local is not None and (cfg.name != "arrays" or scaled):  # Keras downloads and synthetic sets are not cached
+        settings = _cache_settings(cfg, spec)
+        if scaled:  # the preprocessed arrays: keyed by the method and the rows it is fitted on
+            settings.update(preprocess=cfg.preprocess, validation_split=validation_split)
+        entry = datacache.entry_for(cfg, local, settings)
+    arrays, digest, _ = datacache.cached(entry, build, fingerprint, str(local), extra)
     xtr, ytr, xte, yte = (arrays[k] for k in ("x_train", "y_train", "x_test", "y_test"))
     if spec.kind == "image":  # uint8 (scaled to [0, 1] per batch by the model) or float32 in [0, 1]
         xtr, xte = _pixels(xtr), _pixels(xte)
@@ -721,7 +845,9 @@ def load_data(cfg, seed: int = 0) -> Data:
         classes = cfg.classes or int(max(ytr.max(), yte.max())) + 1
         if cfg.name == "image_folder":
             classes = cfg.classes or _image_folder_classes(cfg)
-    return Data(xtr, ytr, xte, yte, classes, loaded.get("source", str(local)), digest)
+    source = loaded.get("source", str(local))
+    return Data(xtr, ytr, xte, yte, classes, source, extra.get("data_fingerprint", digest),
+                extra.get("preprocess_fingerprint", ""))
 
 
 def check_own(cfg, source: str, arrays: dict) -> None:
@@ -776,6 +902,8 @@ def describe_source(cfg) -> str:
         return f"{cfg.name}: generated from the seed"
     if cfg.name == "image_folder":
         check_images(cfg)  # each file's first and last bytes: a bad file is named before training
+    if spec.kind == "tabular":  # read from files inside an installed package
+        return f"{cfg.name}: scikit-learn's bundled copy (no download)"
     if cfg.name in OWN_DATA:
         return f"{cfg.name} {Path(cfg.path).expanduser()}"
     local = _find_local(cfg, spec.filenames)
@@ -875,6 +1003,9 @@ def check_arrays(cfg, source: str, arrays: dict) -> None:
                 bad = _bad_number(x, name, "pixel", 0, 255, "is outside 0-255, the range of integer pixels")
             if bad:
                 fail(bad, "store pixels as uint8 0-255 or as floats already scaled to [0, 1]" if " is outside " in bad else fix)
+        elif spec.kind == "tabular":  # feature values: any finite number
+            if x.dtype.kind == "f" and x.size and not np.isfinite(x).all():
+                fail(f"{_bad_number(x, name, 'value', -np.inf, None, '')}")
         else:
             top = cfg.num_words - 1
             bad = _bad_number(x, name, "token id", 0, top, f"is not a token id of the {cfg.num_words}-word vocabulary (0-{top})")
@@ -938,7 +1069,7 @@ def local_sizes(cfg) -> tuple[str, dict] | None:
     real sets', checked by the config). Raises if data.path is wrong or the file is not
     a usable .npz (check_npz), with load_data's line."""
     spec = DATASETS[cfg.name]
-    if is_generated(cfg.name) or cfg.name == "image_folder":
+    if is_generated(cfg.name) or cfg.name == "image_folder" or spec.kind == "tabular":
         return None
     local = _find_local(cfg, spec.filenames)
     if local is None or local.is_dir() or not local.name.endswith(".npz"):

@@ -120,6 +120,7 @@ class Entry:
         self.source = source  # (path, stat id before hashing): the bytes the key's sha256 is of
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
         self.dir = root / f"{name}-{digest[:24]}"
+        self.extra: dict = {}  # what `store` was given beside the arrays (meta.json's "extra"), after `load`
 
     def load(self, fingerprint) -> tuple[dict, str] | None:
         """(arrays memory-mapped read-only, fingerprint) when the entry is complete and
@@ -144,12 +145,13 @@ class Entry:
             digest = fingerprint(*(arrays[k] for k in KEYS))
             if digest != meta["fingerprint"]:
                 raise ValueError("the arrays' sha256 differs from the one recorded")
+            self.extra = dict(meta.get("extra") or {})
         except Exception as e:  # truncated .npy, bad JSON, missing key, wrong content...
             self._discard(str(e)[:160])
             return None
         return arrays, digest
 
-    def store(self, arrays: dict, digest: str, source: str) -> bool:
+    def store(self, arrays: dict, digest: str, source: str, extra: dict | None = None) -> bool:
         """Write the entry (atomically); False when the cache folder cannot be written."""
         import numpy as np
 
@@ -164,6 +166,7 @@ class Entry:
                 "fingerprint": digest,
                 "dtypes": {k: np.asarray(arrays[k]).dtype.str for k in KEYS},
                 "shapes": {k: list(np.shape(arrays[k])) for k in KEYS},
+                "extra": extra or {},  # facts about the arrays a hit must give back (data.preprocess's fingerprints)
             }
             (tmp / META).write_text(json.dumps(meta, indent=1))  # written last: marks it complete
             try:
@@ -261,19 +264,23 @@ def entry_for(cfg, source: Path, settings: dict) -> Entry | None:
     return Entry(root, cfg.name, key, (Path(source).resolve(), ident))
 
 
-def cached(entry: Entry | None, build, fingerprint, source: str = "") -> tuple[dict, str, bool]:
+def cached(entry: Entry | None, build, fingerprint, source: str = "", extra: dict | None = None) -> tuple[dict, str, bool]:
     """(arrays, fingerprint, hit): from the entry when it is sound, else `build()` (which
     returns the arrays) stored into it and read back memory-mapped. One process builds
-    while the others wait for it."""
+    while the others wait for it. `extra`: a dict that `build()` fills with facts about
+    the arrays (JSON values); stored in the entry, and filled from it on a hit."""
+    extra = {} if extra is None else extra
     if entry is None:
         arrays = build()
         return arrays, fingerprint(*(arrays[k] for k in KEYS)), False
     got = entry.load(fingerprint)
     if got:
+        extra.update(entry.extra)
         return (*got, True)
     with entry.lock() as lock:
         got = entry.load(fingerprint)  # filled while this process waited
         if got:
+            extra.update(entry.extra)
             return (*got, True)
         if lock.held:  # no one else writes this entry now: temporary folders are orphans
             for tmp in entry.root.glob(f".tmp-{entry.dir.name}-*"):
@@ -283,7 +290,7 @@ def cached(entry: Entry | None, build, fingerprint, source: str = "") -> tuple[d
         if entry.source_changed():  # the file changed since it was hashed: these arrays are not the key's
             _notice(f"{source} changed while it was read; these arrays are used but not cached")
             return arrays, digest, False
-        if entry.store(arrays, digest, source):
+        if entry.store(arrays, digest, source, dict(extra)):
             got = entry.load(fingerprint)  # the mapped copy, shared with the other members
             if got and got[1] == digest:
                 return (*got, False)

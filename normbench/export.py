@@ -335,7 +335,7 @@ def _export_one(client, exp_id, run, key, Metric, Param, RunTag, title: str) -> 
         elapsed += seconds or 0.0
         when = start + int(elapsed * 1000) if start is not None and seconds is not None else t
         for column in runfolder.HISTORY_COLUMNS[1:]:
-            if row[column] not in ("", None) and math.isfinite(float(row[column])):
+            if row.get(column) not in ("", None) and math.isfinite(float(row[column])):  # absent: a column newer than the run
                 metrics.append(Metric(column, float(row[column]), when, int(row["epoch"])))
     last = int(s.get("epochs_completed") or 0)
     for k in SUMMARY_METRICS:

@@ -76,11 +76,17 @@ _ENTRIES = (
     _time("mean_epoch_seconds", "s", ranked=True, stat=True, header="s/epoch", shown=6, spread=False, digits=2),
     _time("ms_per_step", "ms", ranked=True, stat=True, header="ms/step", shown=7, spread=False, digits=1),
     _time("wall_seconds", "s", ranked=True, stat=True),
+    # speed of convergence and stability (the tutorial's claims about input scaling)
+    Metric("epochs_to_95", False, ranked=True, unit="epochs", bounds=NON_NEGATIVE),
+    Metric("mean_grad_norm", False, ranked=True, bounds=NON_NEGATIVE),
+    Metric("max_grad_norm", False, ranked=True, bounds=NON_NEGATIVE),
     # history.csv columns (plot curves)
     _accuracy("accuracy", source="history"),
     _accuracy("val_accuracy", source="history"),
     _loss("loss", source="history"),
     _loss("val_loss", source="history"),
+    Metric("grad_norm_mean", False, source="history", bounds=NON_NEGATIVE),
+    Metric("grad_norm_max", False, source="history", bounds=NON_NEGATIVE),
 )
 
 TABLE: dict[str, Metric] = {m.name: m for m in _ENTRIES}

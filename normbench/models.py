@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from normbench.errors import NormbenchError
-from normbench.norms import RECURRENT_NORMS, make_norm
+from normbench.norms import RECURRENT_NORMS, make_norm, slot_norm
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,31 @@ def register(name, *, data_kind, loss, norm_channels, description, placements=("
     return wrap
 
 
+def make_slot(m, kind: str, name: str, default: str | None = None):
+    """The norm layer of a built-in model's slot `name` (kind conv | sequence | vector), as
+    model.norms and model.norm say; tagged so build_model can check model.norms' keys."""
+    layer = make_norm(slot_norm(m, name, kind, default), kind, m.norm_groups, name)
+    layer._normbench_slot_key = (name, kind)
+    return layer
+
+
+def check_slot_keys(m, model, who: str) -> None:
+    """Every model.norms key names a slot or a slot kind of the built model (a typo would
+    otherwise leave that slot at model.norm silently)."""
+    if not m.norms:
+        return
+    slots = []
+    for layer in model._flatten_layers(include_self=False):
+        key = getattr(layer, "_normbench_slot_key", None)
+        if key:
+            slots.append(key)
+    names, kinds = {n for n, _ in slots}, {k for _, k in slots}
+    unknown = [k for k in m.norms if k not in names and k not in kinds]
+    if unknown:
+        listed = ", ".join(f"{n} ({k})" for n, k in slots) or "none"
+        raise NormbenchError(f"model.norms: {who} has no slot or slot kind {unknown[0]!r}; its slots: {listed}")
+
+
 # Layers carry fixed names: Keras' default names count up per process (embedding_10 ...),
 # and a resume backup must load into a model built in another process.
 # Every model's output layer ("head") computes in float32 whatever train.precision says:
@@ -85,8 +110,8 @@ def imdb_rnn(model, data, num_classes, input_dtype=None):  # token ids: always i
     # recurrence only, as in the paper (and `between` vs `recurrent` differ in placement,
     # not in the number of normalizations).
     recurrent = model.norm_placement == "recurrent"
-    slot_norm = "none" if recurrent else model.norm
-    norm = lambda where, name: make_norm(slot_norm, where, model.norm_groups, name)  # noqa: E731
+    norm = lambda where, name: (make_norm("none", where, model.norm_groups, name) if recurrent  # noqa: E731
+                                else make_slot(model, where, name))
     return keras.Sequential(
         [
             keras.Input(shape=(data.maxlen,), dtype="int32"),
@@ -134,7 +159,7 @@ def cifar10_cnn(model, data, num_classes, input_dtype=None):
 
     from normbench.layers import Pixels
 
-    norm = lambda where, name: make_norm(model.norm, where, model.norm_groups, name)  # noqa: E731
+    norm = lambda where, name: make_slot(model, where, name)  # noqa: E731
     blocks = []
     for i, filters in enumerate((32, 64, 128), start=1):
         blocks += [
@@ -154,6 +179,56 @@ def cifar10_cnn(model, data, num_classes, input_dtype=None):
         ],
         name=f"cifar10_cnn_{model.norm}",
     )
+
+
+@dataclass(frozen=True)
+class MLPParams:
+    hidden: list = field(default_factory=lambda: [64, 32])  # units of each hidden Dense layer, a norm slot after each
+    input_norm: str = "none"  # the norm of the slot on the inputs, named "input" (model.norms can set it too)
+    activation: str = "relu"  # of the hidden layers (a keras activation name)
+
+
+def _check_mlp(m, where) -> None:
+    from normbench.checks import choice
+    from normbench.norms import NORMS
+
+    p = m.params
+    if not p.hidden or not all(isinstance(u, int) and not isinstance(u, bool) and u >= 1 for u in p.hidden):
+        raise where.error("model.params.hidden", f"expected a list of positive layer sizes, e.g. [64, 32], got {p.hidden!r}")
+    choice(where, "model.params.input_norm", p.input_norm, NORMS, "norm")
+    choice(where, "model.params.activation", p.activation, ACTIVATIONS, "activation")
+
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "elu", "selu", "swish", "linear")  # model.params.activation
+
+
+@register(
+    "mlp",
+    data_kind="tabular",
+    loss="sparse_categorical_crossentropy",
+    norm_channels=(),
+    description="input norm (params.input_norm) > [Dense(h, relu) > norm] for h in params.hidden > Dense(classes, softmax)",
+    params=MLPParams,
+    check=_check_mlp,
+)
+def mlp(model, data, num_classes, input_dtype=None):
+    """A multilayer perceptron for feature vectors (tabular data, or arrays of shape (N, F)):
+    a norm slot "input" on the inputs, then one Dense layer and a norm slot per hidden size."""
+    import keras
+    from keras import layers
+
+    from normbench.data import input_spec
+
+    shape, _, _ = input_spec(data)
+    if len(shape) != 1:
+        raise NormbenchError(f"model mlp: the data's examples have shape {list(shape)}; the MLP takes feature vectors "
+                             "(N, features): flatten them, or use another model")
+    p = model.params
+    stack = [keras.Input(shape=shape, dtype="float32"), make_slot(model, "vector", "input", p.input_norm)]
+    for i, units in enumerate(p.hidden, start=1):
+        stack += [layers.Dense(units, activation=p.activation, name=f"dense_{i}"), make_slot(model, "vector", f"norm_{i}")]
+    stack.append(layers.Dense(num_classes, activation="softmax", dtype="float32", name="head"))
+    return keras.Sequential(stack, name=f"mlp_{model.norm}")
 
 
 def readers() -> dict[str, list[str]]:
@@ -229,6 +304,12 @@ def check(cfg, where) -> None:
         raise where.error(given[1], f"give one of model.arch, model.layers, model.from, not {' and '.join(given)}")
     choice(where, "model.norm", m.norm, NORMS, "norm")
     at_least(where, "model.norm_groups", m.norm_groups, 1)
+    for slot, norm in (m.norms or {}).items():
+        if not isinstance(slot, str) or not slot:
+            raise where.error("model.norms", f"keys are slot names or kinds (e.g. input, norm_1, vector), got {slot!r}")
+        choice(where, f"model.norms.{slot}", norm, NORMS, "norm")
+    if m.norms and m.norm_placement == "recurrent":
+        raise where.error("model.norms", "norm_placement recurrent has no norm slots between layers to set; remove one of them")
     from normbench import usermodels
 
     if usermodels.is_user_model(m):  # it reads none of the built-in models' own options
@@ -290,6 +371,7 @@ def build_model(config, num_classes: int, input_dtype: str | None = None, input_
             input_dtype = input_dtype or dtype
         with dtype_policy(config.train.precision):
             model, built = usermodels.build(config, num_classes, input_shape, input_dtype)
+        check_slot_keys(config.model, model, "your model")
         if info is not None:
             info.update(built)
         return model
@@ -300,7 +382,9 @@ def build_model(config, num_classes: int, input_dtype: str | None = None, input_
 
     model = dataclasses.replace(config.model, unroll=resolved_unroll(config))
     with dtype_policy(config.train.precision):
-        return spec.build(model, config.data, num_classes, input_dtype)
+        built = spec.build(model, config.data, num_classes, input_dtype)
+    check_slot_keys(model, built, f"model {config.model.arch}")
+    return built
 
 
 def loss_for(config, model):

@@ -89,3 +89,10 @@ def make_norm(name: str, where: str, groups: int = 8, layer_name: str | None = N
     if where not in SLOTS:
         raise ValueError(f"unknown norm slot {where!r}; one of {SLOTS}")
     return NORMS[name](where, groups, **({"name": layer_name} if layer_name else {}))
+
+
+def slot_norm(m, name: str, kind: str, default: str | None = None) -> str:
+    """The norm of one slot (model.norms): its name's entry, else its kind's, else `default`
+    (the slot's own, e.g. the MLP's input slot: params.input_norm), else model.norm."""
+    norms = m.norms or {}
+    return norms.get(name, norms.get(kind, default if default is not None else m.norm))

@@ -126,17 +126,6 @@ def takers(option: str) -> list[str]:
     return [name for name, spec in OPTIMIZERS.items() if option in spec.options]
 
 
-def split(n_examples: int, validation_split: float) -> tuple[int, int]:
-    """(training, validation) examples that `fit(validation_split=...)` makes of
-    `n_examples`: Keras trains on the first floor(n * (1 - split)) and validates on the
-    rest, with exactly this float expression (keras/src/trainers/data_adapters/
-    array_slicing.py, train_validation_split). The only place normbench computes the
-    split: summary.json's n_train/n_val, the plan's steps, the schedules, `budget: steps`
-    and `validate`'s check all come from here."""
-    n_fit = int(math.floor(n_examples * (1.0 - validation_split)))
-    return n_fit, n_examples - n_fit
-
-
 @dataclass(frozen=True)
 class Plan:
     """How a config trains on n examples: the numbers in the module docstring."""
@@ -152,6 +141,8 @@ class Plan:
 
 def plan(cfg: "Config", n_examples: int) -> Plan:
     """The training plan for `n_examples` training examples (before the validation split)."""
+    from normbench.data import split  # Keras' validation split is a fact about the data
+
     t = cfg.train
     n_fit, n_val = split(n_examples, t.validation_split)
     steps = math.ceil(n_fit / t.batch_size)

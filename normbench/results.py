@@ -95,7 +95,14 @@ def show_value(v) -> str:
         return "true" if v else "false"
     if isinstance(v, float):
         return format(v, "g") if v.is_integer() else repr(v)  # 64.0 -> 64, 0.001 -> 0.001
+    if isinstance(v, (list, dict)) and len(text := canonical(v)) > COMPACT:  # an inline model.layers list, say
+        import hashlib
+
+        return "#" + hashlib.sha256(text.encode()).hexdigest()[:8]  # stable: the same list, the same label
     return str(v)
+
+
+COMPACT = 40  # a list or mapping value longer than this (as JSON) is shown as '#' and a short hash of it
 
 
 # Facts of summary.json that tell apart runs of one config, so they never share a group:

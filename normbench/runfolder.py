@@ -93,8 +93,16 @@ HISTORY_DESCRIPTIONS = {
     "learning_rate": "the rate the epoch's last optimizer step used, after scaling, warm-up and schedule "
                      "(docs/training.md)",
     "epoch_seconds": "wall time of the epoch, validation included",
+    "grad_norm_mean": "mean over the epoch's training steps of the global gradient norm (the L2 norm of all "
+                      "gradients together, before the update); steps with a non-finite norm left out; empty on the "
+                      "jax backend and in runs from before it",
+    "grad_norm_max": "the largest of those norms in the epoch",
+    "nonfinite_steps": "training steps of the epoch whose gradient norm was NaN or inf (a non-finite loss); "
+                       "Keras' TerminateOnNaN stops the run at the first such batch",
 }
 HISTORY_COLUMNS = list(HISTORY_DESCRIPTIONS)
+# columns added after runs were recorded: a row without them is still whole (well_formed)
+OPTIONAL_HISTORY = ("grad_norm_mean", "grad_norm_max", "nonfinite_steps")
 
 # runs.csv's columns, in file order -> what each holds
 INDEX_DESCRIPTIONS = {
@@ -144,6 +152,9 @@ SUMMARY_KEYS = {
                 "backend; model_sha256. compare and tune count runs of one identity as one run, and export mlflow "
                 "tells runs apart by it; for runs from before this key it is computed from config.yaml and "
                 "summary.json",
+    "preprocess_fingerprint": "sha256 of data.preprocess's method, the training rows it was fitted on and the "
+                              "statistics it fitted (normbench/preprocess.py); null for preprocess none. compare "
+                              "groups runs by it with data_fingerprint",
     "eval": "train.eval: which weights test_loss/test_accuracy come from (last or best)",
     "n_train": "training examples (after the validation split)",
     "n_val": "validation examples",
@@ -185,6 +196,11 @@ SUMMARY_KEYS = {
     "wall_seconds": "wall time of the whole run in this process",
     "first_epoch_seconds": "the first epoch's time (includes graph tracing)",
     "mean_epoch_seconds": "mean epoch time (validation included)",
+    "epochs_to_95": "the first epoch whose val_accuracy reached 95 % of the run's best_val_accuracy (speed of "
+                    "convergence); null without validation accuracy",
+    "mean_grad_norm": "mean over the run's epochs of history.csv's grad_norm_mean; null when not measured (jax)",
+    "max_grad_norm": "the largest grad_norm_max of the run",
+    "nonfinite_steps": "training steps of the run whose gradient norm was NaN or inf (history.csv's column summed)",
     "ms_per_step": "median over epochs after the first of the epoch's training time (validation excluded), divided "
                    "by steps per epoch; the first epoch a process trains includes tracing and compiling and is never "
                    "timed, so a 1-epoch run such as --smoke, or a resume that trains one epoch, reports null, "
@@ -508,6 +524,8 @@ def well_formed(row: dict) -> bool:
     for column in HISTORY_COLUMNS[1:]:
         value = row.get(column)
         if value is None:
+            if column in OPTIONAL_HISTORY:
+                continue
             return False
         if value != "":
             try:
@@ -531,7 +549,7 @@ def reconcile_history(run_dir, upto: int) -> int:
     rows = list(csv.DictReader(io.StringIO(text)))
     good = [r for r in rows if well_formed(r)]
     by_epoch = {int(r["epoch"]): r for r in good if int(r["epoch"]) <= upto}
-    kept = [{c: by_epoch[e][c] for c in HISTORY_COLUMNS} for e in sorted(by_epoch)]
+    kept = [{c: by_epoch[e].get(c) or "" for c in HISTORY_COLUMNS} for e in sorted(by_epoch)]
     if kept != rows:
         write_history(run_dir, kept)
     return len(rows) - len(good)

@@ -66,9 +66,13 @@ class Run:
 
     @property
     def fingerprint(self) -> str | None:
-        """summary.json's data_fingerprint; None for runs that predate it."""
+        """summary.json's data_fingerprint (with its preprocess_fingerprint, when data.preprocess
+        fitted statistics); None for runs that predate it."""
         fp = self.summary.get("data_fingerprint")
-        return fp if isinstance(fp, str) and fp else None
+        if not (isinstance(fp, str) and fp):
+            return None
+        pre = self.summary.get("preprocess_fingerprint")  # data.preprocess's fitted statistics: part of the data
+        return f"{fp}+{pre.split(':', 1)[-1][:16]}" if isinstance(pre, str) and pre else fp
 
     @property
     def data_from_seed(self) -> bool:

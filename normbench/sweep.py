@@ -86,6 +86,8 @@ def run_id_for(cfg: Config, grid_keys) -> str:
     for k in keys:
         name = ABBREV.get(k, k.split(".")[-1])
         parts.append(f"{name}={_fmt(cfg.get(k))}")
+        if k == "model.norm" and cfg.model.norms and not any(g.startswith("model.norms") for g in grid_keys):
+            parts.append("norms=" + "+".join(f"{slot}.{norm}" for slot, norm in sorted(cfg.model.norms.items())))
     return "-".join(parts).replace("/", "_")
 
 

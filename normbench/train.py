@@ -221,6 +221,7 @@ def compiled_model(cfg: Config, num_classes: int, n_examples: int, input_dtype: 
         loss=loss_for(cfg, model),
         metrics=metrics_for(cfg, model),
         jit_compile=cfg.train.jit_compile,
+        steps_per_execution=cfg.train.steps_per_execution,
     )
     return model
 
@@ -249,7 +250,7 @@ def prepare(cfg: Config, threads: int | None = None):
             import tensorflow as tf
 
             tf.config.experimental.enable_op_determinism()
-    data = load_data(cfg.data, cfg.seed)
+    data = load_data(cfg.data, cfg.seed, cfg.train.validation_split)
     info = {}
     model = compiled_model(cfg, data.num_classes, len(data.x_train), data.x_train.dtype.name, data.x_train.shape[1:], info)
     model.normbench_info = info  # what a user model was built from (summary.json's model_source, model_sha256)
@@ -302,6 +303,7 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
         "batch_size": cfg.train.batch_size,
         "data_source": data.source,
         "data_fingerprint": data.fingerprint,
+        "preprocess_fingerprint": data.preprocess_fingerprint or None,
         "eval": cfg.train.eval,
         "n_train": n_fit,
         "n_val": plan.n_val,
@@ -480,7 +482,25 @@ def _finish(run_dir, cfg, log, status, test, t_start, steps, epochs) -> dict:
     }
     # median train-only time per epoch (validation excluded) over the steps per epoch
     out["ms_per_step"] = round(statistics.median(timed) * 1000 / steps, 3) if timed else None
+    out.update(_convergence(rows, best[0]))
     return out
+
+
+def _convergence(rows: list[dict], best_val) -> dict:
+    """Speed and stability measures of history.csv's rows: epochs to 95 % of the best
+    validation accuracy, the gradient norms' mean and max, the non-finite steps."""
+    def numbers(column):
+        return [float(r[column]) for r in rows if r.get(column) not in (None, "")]
+
+    reached = [int(r["epoch"]) for r in rows if r.get("val_accuracy") not in (None, "")
+               and best_val is not None and float(r["val_accuracy"]) >= 0.95 * best_val]
+    means, tops, bad = numbers("grad_norm_mean"), numbers("grad_norm_max"), numbers("nonfinite_steps")
+    return {
+        "epochs_to_95": min(reached) if reached else None,
+        "mean_grad_norm": _finite(statistics.mean(means)) if means else None,
+        "max_grad_norm": _finite(max(tops)) if tops else None,
+        "nonfinite_steps": int(sum(bad)) if bad else None,
+    }
 
 
 def resume_run(run_dir: str | Path, **kwargs) -> tuple[Path, dict]:

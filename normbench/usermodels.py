@@ -144,31 +144,36 @@ def make_slot(cfg, kind: str, shape, name: str, what: str, old: str = "", axis: 
     divisibility), tagged so `slots(model)` can list it. `axis`: where the features lie
     (-1, or 1 for a channels-first conv map: batch and group norms then keep axis 1; layer,
     rms and none do not depend on it)."""
+    from normbench.norms import slot_norm
+
     m = cfg.model
+    norm = slot_norm(m, name, kind)  # model.norms: by the slot's name, else its kind, else model.norm
     if len(shape) != SLOT_RANKS[kind]:
         fits = slot_kind(shape, what)
         raise NormbenchError(f"{what}: a {kind} slot takes rank-{SLOT_RANKS[kind]} input, this one gets "
                              f"{_shape_text(shape)}; use norm {fits}")
     channels = shape[axis]
-    if m.norm == "group" and channels is not None and channels % m.norm_groups:
+    if norm == "group" and channels is not None and channels % m.norm_groups:
         ok = [g for g in range(1, channels + 1) if channels % g == 0]
         raise NormbenchError(f"model.norm_groups: {m.norm_groups} groups do not divide the {channels} channels of slot {name} "
                              f"({what}); use one of: {', '.join(map(str, ok))}")
     layer = _norm_layer(cfg, kind, name, axis % len(shape) != len(shape) - 1)
     layer._normbench_slot = (kind, _shape_text(shape), old)
+    layer._normbench_slot_key = (name, kind)
     return layer
 
 
 def _norm_layer(cfg, kind: str, name: str, channels_first: bool = False):
-    """model.norm's layer for a slot; on a channels-first conv map batch and group norm
+    """The slot's norm layer (model.norms, else model.norm); on a channels-first conv map batch and group norm
     keep axis 1 (the same per-channel statistics); layer, rms and none cover every
     feature whatever the layout."""
-    from normbench.norms import make_norm
+    from normbench.norms import make_norm, slot_norm
 
     m = cfg.model
-    if not channels_first or m.norm not in ("batch", "group"):
-        return make_norm(m.norm, kind, m.norm_groups, name)
-    if m.norm == "batch":
+    norm = slot_norm(m, name, kind)  # model.norms: by the slot's name, else its kind, else model.norm
+    if not channels_first or norm not in ("batch", "group"):
+        return make_norm(norm, kind, m.norm_groups, name)
+    if norm == "batch":
         from normbench.layers import FusedBatchNormalization
 
         return FusedBatchNormalization(axis=1, name=name)
@@ -514,8 +519,10 @@ def _from_python(cfg, num_classes, input_shape, input_dtype):
         if channels_first and kind != "conv":
             raise NormbenchError(f"model.arch: {arch} asked for a channels_first {kind} slot; only conv maps have a "
                                  "channels-first layout: drop channels_first")
-        layer = _norm_layer(cfg, kind, name or f"norm_{made}", channels_first)
+        name = name or f"norm_{made}"
+        layer = _norm_layer(cfg, kind, name, channels_first)
         layer._normbench_slot = (kind, "?", "")
+        layer._normbench_slot_key = (name, kind)
         return layer
 
     try:

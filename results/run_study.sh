@@ -39,3 +39,10 @@ sweep configs/study/cifar10_fused_bn.yaml "$@"
 # CIFAR-10 pair is the one still to run (about 40 minutes on 2 cores)
 sweep configs/study/imdb_bf16.yaml "$@" --jobs 1     # the last --jobs wins over one in "$@"
 sweep configs/study/cifar10_bf16.yaml "$@" --jobs 1
+# input normalization on tabular data (issue 31): the hidden norm none on every table first,
+# then batch, then layer (the same member folders as the configs' whole sweeps)
+for norm in none batch layer; do
+  for table in breast_cancer salary wine; do
+    sweep configs/study/tabular_$table.yaml --grid model.norm=$norm "$@"
+  done
+done

@@ -13,20 +13,20 @@ import numpy as np
 import pytest
 
 from conftest import REPO, assert_one_line_error, cli, write_config, write_run
-from normbench import optim, runfolder, train
+from normbench import data, optim, runfolder, train
 
 # ----------------------------------------------------------------------------- the split
 
 
 def test_split_is_keras_own_formula():
-    """optim.split is the slicing of keras' train_validation_split, float expression included."""
+    """data.split is the slicing of keras' train_validation_split, float expression included."""
     import keras
 
     from keras.src.trainers.data_adapters.array_slicing import train_validation_split
 
     for n, s in [(13, 0.3), (7, 0.5), (10, 0.7), (11, 0.9), (160, 0.2), (3, 0.34), (1001, 0.1)]:
         (tr, _), (va, _) = train_validation_split((np.zeros(n), np.zeros(n)), validation_split=s)
-        assert optim.split(n, s) == (len(tr), len(va)), (n, s)
+        assert data.split(n, s) == (len(tr), len(va)), (n, s)
     assert keras  # imported for its side effect of choosing the backend
 
 

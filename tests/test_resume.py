@@ -301,7 +301,9 @@ def test_eval_best_restores_the_best_epochs_weights(tmp_path, out, monkeypatch):
 
     def evaluate(model, data, cfg, best):
         result = real_evaluate(model, data, cfg, best)
-        n_fit, _ = optim.split(len(data.x_train), cfg.train.validation_split)  # Keras' split
+        from normbench.data import split
+
+        n_fit, _ = split(len(data.x_train), cfg.train.validation_split)  # Keras' split
         seen["val"] = model.evaluate(data.x_train[n_fit:], data.y_train[n_fit:], batch_size=cfg.train.batch_size,
                                      verbose=0, return_dict=True)
         return result

@@ -15,7 +15,8 @@ import yaml
 
 from conftest import REPO, TINY, cli
 
-HISTORY = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds"]
+HISTORY = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds",
+           "grad_norm_mean", "grad_norm_max", "nonfinite_steps"]
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +70,7 @@ def test_run_folder_layout(smoke_runs, name):
     assert [int(r["epoch"]) for r in rows] == list(range(1, shipped["train"]["epochs"] + 1))
     assert all(float(r["learning_rate"]) == pytest.approx(0.001) for r in rows)
     assert all(float(r["epoch_seconds"]) > 0 for r in rows)
+    assert all(0 < float(r["grad_norm_mean"]) <= float(r["grad_norm_max"]) and r["nonfinite_steps"] == "0" for r in rows)
 
     s = json.loads((run_dir / "summary.json").read_text())
     assert s["status"] == "completed"
