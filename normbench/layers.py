@@ -266,3 +266,39 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         self.moving_mean.assign(ops.cast(self.moving_mean, "float32") * m + mean * (1.0 - m))
         self.moving_variance.assign(ops.cast(self.moving_variance, "float32") * m + variance * (1.0 - m))
         return ops.cast(tf.reshape(y, shape), self.compute_dtype)
+
+
+# ----------------------------------------------------------------------------- DyT
+
+
+@keras.saving.register_keras_serializable(package="normbench")
+class DyT(keras.layers.Layer):
+    """Dynamic Tanh (Zhu, Chen, He, LeCun and Liu, CVPR 2025, "Transformers without
+    Normalization"), a drop-in for a norm layer that computes no statistics:
+
+        y = gamma * tanh(alpha * x) + beta
+
+    elementwise; `alpha` is one learnable scalar (initialised at `alpha_init`, 0.5 as in
+    the paper's default), `gamma` (init 1) and `beta` (init 0) have one value per channel
+    (the last axis), as the paper's per-channel affine. Computes in the layer's dtype
+    policy; weights `alpha`, `gamma`, `beta` (names fixed so backups load)."""
+
+    def __init__(self, alpha_init=0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha_init = float(alpha_init)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.alpha = self.add_weight(shape=(), name="alpha", initializer=keras.initializers.Constant(self.alpha_init))
+        self.gamma = self.add_weight(shape=(channels,), name="gamma", initializer="ones")
+        self.beta = self.add_weight(shape=(channels,), name="beta", initializer="zeros")
+
+    def call(self, x):
+        alpha = ops.cast(self.alpha, x.dtype)
+        return ops.tanh(alpha * x) * ops.cast(self.gamma, x.dtype) + ops.cast(self.beta, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "alpha_init": self.alpha_init}
