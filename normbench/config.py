@@ -96,7 +96,7 @@ class TrainConfig:
     # null = Keras' default for the chosen optimizer
     momentum: Optional[float] = None  # sgd: momentum in [0, 1); null = 0
     nesterov: Optional[bool] = None  # sgd: Nesterov momentum; null = false
-    weight_decay: Optional[float] = None  # adamw: decoupled decay, w -= lr * weight_decay * w; null = 0.004
+    weight_decay: Optional[float] = None  # adamw, sgd: decoupled decay, w -= lr * weight_decay * w; null = 0.004 (adamw), none (sgd)
     # learning-rate schedule and budget: exact formulas in normbench/optim.py and docs/training.md
     schedule: str = "constant"  # constant | cosine | step, per optimizer step
     warmup_epochs: float = 0.0  # linear warm-up over this many epochs' steps (0 = none)
