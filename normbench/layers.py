@@ -302,3 +302,32 @@ class DyT(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "alpha_init": self.alpha_init}
+
+
+# ----------------------------------------------------------------------------- PositionEmbedding
+
+
+@keras.saving.register_keras_serializable(package="normbench")
+class PositionEmbedding(keras.layers.Layer):
+    """Adds a learned position vector to each time step: y[:, t] = x[:, t] + P[t], with
+    P (maxlen, dim) initialised as keras.layers.Embedding's (uniform in [-0.05, 0.05]);
+    the keras.io text Transformer's position embedding, as a layer so the model stays a
+    plain functional graph. The sequence length must not exceed maxlen."""
+
+    def __init__(self, maxlen, **kwargs):
+        super().__init__(**kwargs)
+        self.maxlen = int(maxlen)
+
+    def build(self, input_shape):
+        self.positions = self.add_weight(shape=(self.maxlen, input_shape[-1]), name="positions",
+                                         initializer=keras.initializers.RandomUniform(-0.05, 0.05))
+
+    def call(self, x):
+        steps = ops.shape(x)[1]
+        return x + ops.cast(self.positions[:steps], x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "maxlen": self.maxlen}

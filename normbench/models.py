@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 from normbench import NormbenchError
 from normbench.norms import RECURRENT_NORMS, make_norm
@@ -156,6 +156,93 @@ def cifar10_cnn(model, data, num_classes, input_dtype=None):
     )
 
 
+# ----------------------------------------------------------------------------- imdb_transformer
+
+TRANSFORMER_PLACEMENTS = ("pre", "post")  # model.params.norm_placement
+
+
+@dataclass(frozen=True)
+class TransformerParams:
+    """imdb_transformer's own options (model.params); sizes near the keras.io text Transformer's."""
+
+    norm_placement: str = "pre"  # pre = norm before each sublayer, inside the residual branch (Xiong et al. 2020); post = after each residual sum (Vaswani et al. 2017)
+    embed_dim: int = 32  # token/position embedding and model width (keras.io's text Transformer: 32)
+    heads: int = 2  # attention heads; each attends in embed_dim / heads dimensions
+    blocks: int = 1  # attention + feed-forward blocks
+    ff_dim: int = 64  # the feed-forward layer's hidden width (relu)
+    dropout: float = 0.1  # on each sublayer's output before the residual sum (keras.io's rate); 0 = none
+    final_norm: Optional[bool] = None  # a norm slot after the last block; null = on for pre (Xiong et al.'s final norm), off for post (its last sum is already normalized)
+
+
+def _check_transformer(m, where) -> None:
+    from normbench.checks import at_least, choice
+
+    p = m.params
+    choice(where, "model.params.norm_placement", p.norm_placement, TRANSFORMER_PLACEMENTS, "norm placement")
+    for key in ("embed_dim", "heads", "blocks", "ff_dim"):
+        at_least(where, f"model.params.{key}", getattr(p, key), 1)
+    if p.embed_dim % p.heads:
+        raise where.error("model.params.heads", f"{p.heads} heads do not divide embed_dim {p.embed_dim}; "
+                                                "choose heads that divide it, e.g. 2")
+    if not 0 <= p.dropout < 1:
+        raise where.error("model.params.dropout", f"must be >= 0 and < 1, got {p.dropout}; e.g. 0.1")
+    if m.norm == "group" and p.embed_dim % m.norm_groups:
+        ok = [g for g in range(1, p.embed_dim + 1) if p.embed_dim % g == 0]
+        raise where.error("model.norm_groups", f"{m.norm_groups} groups do not divide the {p.embed_dim} channels "
+                                               f"that imdb_transformer normalizes; use one of: {', '.join(map(str, ok))}")
+
+
+def transformer_slots(params) -> list[str]:
+    """The names of the norm slots imdb_transformer builds, in graph order."""
+    final = params.norm_placement == "pre" if params.final_norm is None else params.final_norm
+    names = [f"block{b}_norm_{k}" for b in range(1, params.blocks + 1) for k in (1, 2)]
+    return names + ["final_norm"] * final
+
+
+@register(
+    "imdb_transformer",
+    data_kind="sequence",
+    loss="binary_crossentropy",
+    norm_channels=(),  # its width is a param: _check_transformer checks norm_groups against embed_dim
+    description="Embedding + position embedding > N x [multi-head self-attention, feed-forward; residual sums; "
+                "norm slots pre or post] > (final norm) > mean over time > Dense(1, sigmoid)",
+    params=TransformerParams,
+    check=_check_transformer,
+)
+def imdb_transformer(model, data, num_classes, input_dtype=None):  # token ids: always int32
+    """post (Vaswani et al. 2017): x = norm_1(x + attn(x)); x = norm_2(x + ff(x)).
+    pre (Xiong et al. 2020):       x = x + attn(norm_1(x)); x = x + ff(norm_2(x)); final norm.
+    attn: keras.layers.MultiHeadAttention(heads, key_dim=embed_dim/heads), self-attention,
+    no mask (the padded reviews are read whole, as the RNN reads them); ff: Dense(ff_dim,
+    relu) > Dense(embed_dim). Every norm slot is a "sequence" slot (N, T, embed_dim)."""
+    import keras
+    from keras import layers
+
+    from normbench.layers import PositionEmbedding
+
+    p = model.params if model.params is not None else TransformerParams()
+    norm = lambda name: make_norm(model.norm, "sequence", model.norm_groups, name)  # noqa: E731
+    drop = (lambda name: layers.Dropout(p.dropout, name=name)) if p.dropout else (lambda name: (lambda t: t))
+    tokens = keras.Input(shape=(data.maxlen,), dtype="int32", name="tokens")
+    x = layers.Embedding(data.num_words, p.embed_dim, name="embedding")(tokens)
+    x = PositionEmbedding(data.maxlen, name="position")(x)
+    pre = p.norm_placement == "pre"
+    for b in range(1, p.blocks + 1):
+        attention = layers.MultiHeadAttention(p.heads, p.embed_dim // p.heads, name=f"block{b}_attention")
+        ff = keras.Sequential([layers.Dense(p.ff_dim, activation="relu", name="hidden"),
+                               layers.Dense(p.embed_dim, name="out")], name=f"block{b}_ff")
+        for k, sublayer in ((1, lambda h: attention(h, h)), (2, ff)):
+            slot = norm(f"block{b}_norm_{k}")
+            branch = drop(f"block{b}_dropout_{k}")(sublayer(slot(x) if pre else x))
+            x = layers.Add(name=f"block{b}_add_{k}")([x, branch])
+            x = x if pre else slot(x)
+    if transformer_slots(p)[-1] == "final_norm":
+        x = norm("final_norm")(x)
+    x = layers.GlobalAveragePooling1D(name="pool")(x)
+    out = layers.Dense(1, activation="sigmoid", dtype="float32", name="head")(x)
+    return keras.Model(tokens, out, name=f"imdb_transformer_{model.norm}_{p.norm_placement}")
+
+
 def readers() -> dict[str, list[str]]:
     """model.* key -> the registered models that read it, for the keys only some read
     (each model's `options`; model.params has its own checks)."""
@@ -223,6 +310,10 @@ def check(cfg, where) -> None:
                 f"use one of: {', '.join(map(str, ok))}",
             )
     choice(where, "model.rnn", m.rnn, RNNS, "rnn implementation")
+    if m.norm_placement != "between" and spec.params is not None and "norm_placement" in {
+            f.name for f in dataclasses.fields(spec.params)}:  # its own placements are a param (issue 30)
+        raise where.error("model.norm_placement", f"{m.arch} reads its placement from model.params.norm_placement; "
+                                                  f"move it there (model: {{params: {{norm_placement: ...}}}})")
     choice(where, "model.norm_placement", m.norm_placement, PLACEMENTS, "norm placement")
     if m.norm_placement == "recurrent" and m.norm_placement not in spec.placements:
         fits = ", ".join(n for n, s in MODELS.items() if "recurrent" in s.placements)

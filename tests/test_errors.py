@@ -44,7 +44,7 @@ CASES = [
     ("section-not-mapping", {"data": 3}, [], "data: expected a mapping with keys name, path, subset"),
     ("missing-required", {"model__norm": None}, [], "model.norm: missing; add it (a string)"),
     ("unknown-norm", {"model__norm": "batchnorm"}, [], "model.norm: unknown norm 'batchnorm'; choose one of: batch, layer, group, rms, instance, dyt, none"),
-    ("unknown-model", {"model__arch": "resnet"}, [], "model.arch: unknown model 'resnet'; choose one of: imdb_rnn, cifar10_cnn"),
+    ("unknown-model", {"model__arch": "resnet"}, [], "model.arch: unknown model 'resnet'; choose one of: imdb_rnn, cifar10_cnn, imdb_transformer"),
     ("unknown-dataset", {"data__name": "mnist"}, [], "data.name: unknown dataset 'mnist'; choose one of: imdb, cifar10, synthetic_imdb, synthetic_cifar10"),
     ("unknown-optimizer", {"train__optimizer": "adagrad"}, [], "train.optimizer: unknown optimizer 'adagrad'; choose one of: adam, adamw, sgd, rmsprop"),
     ("negative-epochs", {"train__epochs": -1}, [], "train.epochs: must be >= 1, got -1"),
