@@ -51,7 +51,8 @@ class DataConfig:
 # keys left out of to_dict() when None: config.yaml of a run that does not use them reads
 # as it did before they existed
 OPTIONAL_KEYS = {"model": ("params", "layers", "from", "insert_after", "keep_weights", "safe_mode"),
-                 "data": ("classes", "image_size")}
+                 "data": ("classes", "image_size"),
+                 "train": ("augment",)}
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class TrainConfig:
     deterministic: bool = False  # TensorFlow op determinism: identical reruns, slower
     precision: str = "float32"  # float32 | mixed_bfloat16: Keras dtype policy of the layers (models.PRECISIONS); output layer and loss stay float32
     backend: str = "tensorflow"  # Keras backend; tensorflow is the faster of the two on CPU for both models (benchmarks/RESULTS.md)
+    augment: Optional[str] = None  # training-only augmentation (normbench.augment.AUGMENTS): flip_crop = pad 4, random crop, random flip (the CNN's standard recipe); null = none, as the tutorial
     eval: str = "last"  # test_accuracy from the last epoch's weights (the tutorial) or the best validation epoch's; both are recorded
 
 
@@ -296,7 +298,7 @@ def _check_path(where, key: str, value) -> None:
 
 def _check(cfg: Config, where: _Where) -> None:
     """The config's own rules here; each registry's rules in its check()."""
-    from normbench import data, models, optim
+    from normbench import augment, data, models, optim
 
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=-]*", cfg.name):
         raise where.error("name", f"{cfg.name!r} is not a folder-safe name; use letters, digits, _ . - =")
@@ -310,6 +312,7 @@ def _check(cfg: Config, where: _Where) -> None:
     _at_least(where, "train.epochs", t.epochs, 1)
     _at_least(where, "train.batch_size", t.batch_size, 1)
     optim.check(t, where)
+    augment.check(cfg, where)
     if not 0 < t.validation_split < 1:
         raise where.error("train.validation_split", f"must be between 0 and 1 (exclusive), got {t.validation_split}")
     _auto_bool(where, "train.jit_compile", t.jit_compile)

@@ -353,6 +353,7 @@ def build_model(config, num_classes: int, input_dtype: str | None = None, input_
             input_dtype = input_dtype or dtype
         with dtype_policy(config.train.precision):
             model, built = usermodels.build(config, num_classes, input_shape, input_dtype)
+            model = _augmented(model, config)
         if info is not None:
             info.update(built)
         return model
@@ -363,7 +364,17 @@ def build_model(config, num_classes: int, input_dtype: str | None = None, input_
 
     model = dataclasses.replace(config.model, unroll=resolved_unroll(config))
     with dtype_policy(config.train.precision):
-        return spec.build(model, config.data, num_classes, input_dtype)
+        built = spec.build(model, config.data, num_classes, input_dtype)
+        return _augmented(built, config)
+
+
+def _augmented(model, config):
+    """The model with train.augment's layer first (training steps only), if set."""
+    if config.train.augment is None:
+        return model
+    from normbench import augment
+
+    return augment.apply(model, config.train.augment, config.seed)
 
 
 def loss_for(config, model):
