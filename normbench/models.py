@@ -31,13 +31,14 @@ class ModelSpec:
     # parses `model.params: {...}` into (model.params in the builder); None = none
     params: type | None = None
     check: Callable | None = None  # (model_config, where) -> None: rules on its params
+    slots: tuple[str, ...] = ()  # the norm slot kinds it builds (norms.SLOTS), for norms refused in some
 
 
 MODELS: dict[str, ModelSpec] = {}
 
 
 def register(name, *, data_kind, loss, norm_channels, description, placements=("between",), options=(), params=None,
-             check=None):
+             check=None, slots=()):
     """Register a builder `fn(model_config, data_config, num_classes, input_dtype)`.
     A model with options of its own passes `params=` a frozen dataclass (each field typed,
     with a default: users write `model.params: {field: value}`, `--set model.params.field=v`)
@@ -46,7 +47,7 @@ def register(name, *, data_kind, loss, norm_channels, description, placements=("
     keys (ModelConfig fields, e.g. unroll) the builder reads beyond norm and norm_groups."""
     def wrap(fn):
         MODELS[name] = ModelSpec(name, fn, data_kind, loss, tuple(norm_channels), description, tuple(placements),
-                                 tuple(options), params, check)
+                                 tuple(options), params, check, tuple(slots))
         return fn
 
     return wrap
@@ -75,6 +76,7 @@ PRECISIONS = {
     description="Embedding(10000,128) > SimpleRNN(32, seq) > norm > SimpleRNN(32) > norm > Dense(1, sigmoid)",
     placements=("between", "recurrent"),
     options=("unroll", "rnn", "norm_placement"),
+    slots=("sequence", "vector"),
 )
 def imdb_rnn(model, data, num_classes, input_dtype=None):  # token ids: always int32
     import keras
@@ -124,6 +126,7 @@ def simple_rnn(model, units, return_sequences, name):
     loss="sparse_categorical_crossentropy",
     norm_channels=(32, 64, 128, 128),
     description="Pixels (uint8 to float32 / 255) > 3 x [Conv2D(32/64/128, 3x3, relu) > norm > MaxPool] > Flatten > Dense(128, relu) > norm > Dense(10, softmax)",
+    slots=("conv", "vector"),
 )
 def cifar10_cnn(model, data, num_classes, input_dtype=None):
     """input_dtype: the images' dtype, uint8 (0-255, the default: what every CIFAR-10
@@ -208,6 +211,7 @@ def transformer_slots(params) -> list[str]:
                 "norm slots pre or post] > (final norm) > mean over time > Dense(1, sigmoid)",
     params=TransformerParams,
     check=_check_transformer,
+    slots=("sequence",),
 )
 def imdb_transformer(model, data, num_classes, input_dtype=None):  # token ids: always int32
     """post (Vaswani et al. 2017): x = norm_1(x + attn(x)); x = norm_2(x + ff(x)).
@@ -300,6 +304,10 @@ def check(cfg, where) -> None:
         fits = ", ".join(n for n, s in DATASETS.items() if s.kind == spec.data_kind)
         raise where.error("data.name", f"model {m.arch} needs {spec.data_kind} data, {d.name!r} is {kind} data; use one of: {fits}")
     at_least(where, "model.norm_groups", m.norm_groups, 1)
+    if m.norm == "instance" and "vector" in spec.slots:  # norms.py: one value per group there
+        fits = ", ".join(n for n, s in MODELS.items() if s.slots and "vector" not in s.slots)
+        raise where.error("model.norm", f"instance has nothing to normalize in {m.arch}'s vector norm slot (one value "
+                                        f"per channel); use another norm, or a model without vector slots: {fits}")
     if m.norm == "group":
         bad = sorted({c for c in spec.norm_channels if c % m.norm_groups})
         if bad:

@@ -77,3 +77,13 @@ def test_dyt_and_instance_survive_a_saved_model(tmp_path):
         model.save(path)
         loaded = keras.models.load_model(path)
         np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=1e-6, atol=1e-6)
+
+
+def test_instance_on_a_model_with_a_vector_slot_is_a_one_line_error(tmp_path):
+    from conftest import REPO, cli
+
+    r = cli("validate", REPO / "configs/smoke/cifar10_none.yaml", "--set", "model.norm=instance")
+    assert r.exit_code != 0
+    assert r.output.strip().splitlines()[-1] == (
+        "Error: --set model.norm=instance: model.norm: instance has nothing to normalize in cifar10_cnn's vector "
+        "norm slot (one value per channel); use another norm, or a model without vector slots: imdb_transformer")
