@@ -16,6 +16,8 @@ def tutorial_model(model, norm, unroll=False):
             return layers.LayerNormalization(axis=[1, 2, 3] if where == "conv" else -1)
         return layers.Identity()
 
+    if model == "imdb_transformer":
+        return text_transformer(nrm)
     if model == "imdb_rnn":
         return keras.Sequential(
             [
@@ -41,3 +43,30 @@ def tutorial_model(model, norm, unroll=False):
             layers.Dense(10, activation="softmax"),
         ]
     )
+
+
+def text_transformer(nrm, maxlen=200, vocab=10000, embed=32, heads=2, ff=64, rate=0.1):
+    """imdb_transformer at its defaults (one pre-norm block, final norm), as a user writes
+    it after keras.io's "Text classification with Transformer": a token-and-position
+    embedding layer, a functional block with Keras' MultiHeadAttention, mean pooling."""
+    import keras
+    from keras import layers, ops
+
+    class TokenAndPosition(layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.tokens = layers.Embedding(vocab, embed)
+            self.positions = layers.Embedding(maxlen, embed)
+
+        def call(self, x):
+            return self.tokens(x) + self.positions(ops.arange(ops.shape(x)[-1]))
+
+    inputs = keras.Input(shape=(maxlen,), dtype="int32")
+    x = TokenAndPosition()(inputs)
+    h = nrm("sequence")(x)
+    x = x + layers.Dropout(rate)(layers.MultiHeadAttention(heads, embed // heads)(h, h))
+    h = nrm("sequence")(x)
+    x = x + layers.Dropout(rate)(layers.Dense(embed)(layers.Dense(ff, activation="relu")(h)))
+    x = nrm("sequence")(x)
+    x = layers.GlobalAveragePooling1D()(x)
+    return keras.Model(inputs, layers.Dense(1, activation="sigmoid")(x))

@@ -53,7 +53,8 @@ import harness  # benchmarks/harness.py: python benchmarks/x.py puts benchmarks/
 from plain_models import tutorial_model  # benchmarks/plain_models.py
 
 HERE = Path(__file__).resolve()
-MODELS = ("imdb_rnn", "cifar10_cnn")
+MODELS = ("imdb_rnn", "cifar10_cnn", "imdb_transformer")
+TEXT = ("imdb_rnn", "imdb_transformer")  # the models that read IMDB token ids
 NORMS = ("batch", "layer")
 BASES = ("plain", "normbench")
 OPTIONS = ("unroll", "jit", "tfdata", "jax")
@@ -62,6 +63,7 @@ VALIDATION_SPLIT = 0.2
 REALISTIC = {
     "imdb_rnn": (5, math.ceil(20000 / 64), math.ceil(5000 / 64)),  # tutorial: 25,000 train, 5 epochs
     "cifar10_cnn": (10, math.ceil(40000 / 64), math.ceil(10000 / 64)),  # tutorial: 50,000 train, 10 epochs
+    "imdb_transformer": (3, math.ceil(20000 / 64), math.ceil(5000 / 64)),  # configs/imdb_transformer_*.yaml: 3 epochs
 }
 
 
@@ -74,7 +76,7 @@ def _data(spec):
     from normbench.config import DataConfig, Subset
     from normbench.data import load_data
 
-    name = "synthetic_imdb" if spec["model"] == "imdb_rnn" else "synthetic_cifar10"
+    name = "synthetic_imdb" if spec["model"] in TEXT else "synthetic_cifar10"
     cfg = DataConfig(name=name, subset=Subset(spec["n_train"], spec["n_test"]))
     data = load_data(cfg, spec["seed"])
     if data.x_train.dtype == "uint8":  # the tutorial's scaling: x_train / 255.0 (normbench's stay uint8)
@@ -148,7 +150,7 @@ def _child_plain(spec, spawn_t):
 
     keras.utils.set_random_seed(spec["seed"])
     model = tutorial_model(spec["model"], spec["norm"], unroll="unroll" in opts)
-    loss = "binary_crossentropy" if spec["model"] == "imdb_rnn" else "sparse_categorical_crossentropy"
+    loss = "binary_crossentropy" if spec["model"] in TEXT else "sparse_categorical_crossentropy"
     model.compile(optimizer="adam", loss=loss, metrics=["accuracy"], jit_compile=True if "jit" in opts else "auto")
     timer = _step_timer(spawn_t)
     bs = spec["batch_size"]
@@ -196,7 +198,7 @@ def _child_normbench(spec, spawn_t):
     logs = []
     remove_spy = train.add_callbacks(lambda ctx: logs.append(ctx.log))  # adds no callback
     opts = spec["options"]
-    name = "synthetic_imdb" if spec["model"] == "imdb_rnn" else "synthetic_cifar10"
+    name = "synthetic_imdb" if spec["model"] in TEXT else "synthetic_cifar10"
     with tempfile.TemporaryDirectory(prefix="normbench-bench-") as tmp:
         cfg = from_dict(
             {
@@ -274,7 +276,7 @@ def _child_overhead(spec, spawn_t):
     out = {}
     n = spec["calls"]
     for model in spec["models"]:
-        name = "synthetic_imdb" if model == "imdb_rnn" else "synthetic_cifar10"
+        name = "synthetic_imdb" if model in TEXT else "synthetic_cifar10"
         with tempfile.TemporaryDirectory(prefix="normbench-bench-") as tmp:
             cfg = from_dict(
                 {"name": "overhead", "seed": spec["seed"], "data": {"name": name, "subset": {"train": 160, "test": 64}},
@@ -444,7 +446,7 @@ def _ms(rows, model, norm, variant, rep):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=3, help="repetitions of every variant (default 3)")
-    ap.add_argument("--models", default=",".join(MODELS), help="comma-separated: imdb_rnn,cifar10_cnn")
+    ap.add_argument("--models", default=",".join(MODELS), help="comma-separated: imdb_rnn,cifar10_cnn,imdb_transformer")
     ap.add_argument("--norms", default=",".join(NORMS), help="comma-separated: batch,layer (none works too)")
     ap.add_argument("--variants", default="plain,normbench",
                     help="comma-separated; plain|normbench, optionally +unroll +jit +tfdata +jax (default plain,normbench); "

@@ -56,7 +56,8 @@ class DataConfig:
 # as it did before they existed
 OPTIONAL_KEYS = {"model": ("params", "layers", "from", "insert_after", "keep_weights", "safe_mode",
                            "custom_objects", "norms"),
-                 "data": ("classes", "image_size")}
+                 "data": ("classes", "image_size"),
+                 "train": ("augment",)}
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ class TrainConfig:
     # null = Keras' default for the chosen optimizer
     momentum: Optional[float] = None  # sgd: momentum in [0, 1); null = 0
     nesterov: Optional[bool] = None  # sgd: Nesterov momentum; null = false
-    weight_decay: Optional[float] = None  # adamw: decoupled decay, w -= lr * weight_decay * w; null = 0.004
+    weight_decay: Optional[float] = None  # adamw, sgd: decoupled decay, w -= lr * weight_decay * w; null = 0.004 (adamw), none (sgd)
     # learning-rate schedule and budget: exact formulas in normbench/optim.py and docs/training.md
     schedule: str = "constant"  # constant | cosine | step, per optimizer step
     warmup_epochs: float = 0.0  # linear warm-up over this many epochs' steps (0 = none)
@@ -124,6 +125,7 @@ class TrainConfig:
     # training steps per call into the compiled graph (Keras' compile(steps_per_execution)): tiny models are bound by
     # Keras' per-step Python overhead, which this divides; same batches and updates (benchmarks/RESULTS.md, "Tabular")
     steps_per_execution: int = 1
+    augment: Optional[str] = None  # training-only augmentation (normbench.augment.AUGMENTS): flip_crop = pad 4, random crop, random flip (the CNN's standard recipe); null = none, as the tutorial
     eval: str = "last"  # test_accuracy from the last epoch's weights (the tutorial) or the best validation epoch's; both are recorded
 
 
@@ -325,7 +327,7 @@ def _check_path(where, key: str, value) -> None:
 
 def _check(cfg: Config, where: _Where) -> None:
     """The config's own rules here; each registry's rules in its check()."""
-    from normbench import data, models, optim
+    from normbench import augment, data, models, optim
 
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=-]*", cfg.name):
         raise where.error("name", f"{cfg.name!r} is not a folder-safe name; use letters, digits, _ . - =")
@@ -340,6 +342,7 @@ def _check(cfg: Config, where: _Where) -> None:
     _at_least(where, "train.batch_size", t.batch_size, 1)
     _at_least(where, "train.steps_per_execution", t.steps_per_execution, 1)
     optim.check(t, where)
+    augment.check(cfg, where)
     if not 0 < t.validation_split < 1:
         raise where.error("train.validation_split", f"must be between 0 and 1 (exclusive), got {t.validation_split}")
     _auto_bool(where, "train.jit_compile", t.jit_compile)

@@ -267,3 +267,116 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         self.moving_mean.assign(ops.cast(self.moving_mean, "float32") * m + mean * (1.0 - m))
         self.moving_variance.assign(ops.cast(self.moving_variance, "float32") * m + variance * (1.0 - m))
         return ops.cast(tf.reshape(y, shape), self.compute_dtype)
+
+
+# ----------------------------------------------------------------------------- DyT
+
+
+@keras.saving.register_keras_serializable(package="normbench")
+class DyT(keras.layers.Layer):
+    """Dynamic Tanh (Zhu, Chen, He, LeCun and Liu, CVPR 2025, "Transformers without
+    Normalization"), a drop-in for a norm layer that computes no statistics:
+
+        y = gamma * tanh(alpha * x) + beta
+
+    elementwise; `alpha` is one learnable scalar (initialised at `alpha_init`, 0.5 as in
+    the paper's default), `gamma` (init 1) and `beta` (init 0) have one value per channel
+    (the last axis), as the paper's per-channel affine. Computes in the layer's dtype
+    policy; weights `alpha`, `gamma`, `beta` (names fixed so backups load)."""
+
+    def __init__(self, alpha_init=0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha_init = float(alpha_init)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.alpha = self.add_weight(shape=(), name="alpha", initializer=keras.initializers.Constant(self.alpha_init))
+        self.gamma = self.add_weight(shape=(channels,), name="gamma", initializer="ones")
+        self.beta = self.add_weight(shape=(channels,), name="beta", initializer="zeros")
+
+    def call(self, x):
+        alpha = ops.cast(self.alpha, x.dtype)
+        return ops.tanh(alpha * x) * ops.cast(self.gamma, x.dtype) + ops.cast(self.beta, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "alpha_init": self.alpha_init}
+
+
+# ----------------------------------------------------------------------------- PositionEmbedding
+
+
+@keras.saving.register_keras_serializable(package="normbench")
+class PositionEmbedding(keras.layers.Layer):
+    """Adds a learned position vector to each time step: y[:, t] = x[:, t] + P[t], with
+    P (maxlen, dim) initialised as keras.layers.Embedding's (uniform in [-0.05, 0.05]);
+    the keras.io text Transformer's position embedding, as a layer so the model stays a
+    plain functional graph. The sequence length must not exceed maxlen."""
+
+    def __init__(self, maxlen, **kwargs):
+        super().__init__(**kwargs)
+        self.maxlen = int(maxlen)
+
+    def build(self, input_shape):
+        self.positions = self.add_weight(shape=(self.maxlen, input_shape[-1]), name="positions",
+                                         initializer=keras.initializers.RandomUniform(-0.05, 0.05))
+
+    def call(self, x):
+        steps = ops.shape(x)[1]
+        return x + ops.cast(self.positions[:steps], x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "maxlen": self.maxlen}
+
+
+# ----------------------------------------------------------------------------- RandomFlipCrop
+
+
+@keras.saving.register_keras_serializable(package="normbench")
+class RandomFlipCrop(keras.layers.Layer):
+    """normbench.augment's flip_crop (its docstring has the formula): zero-pad `pad`
+    pixels, a random crop back to H x W and a random left-right flip, per image, when
+    called with training=True; the input unchanged otherwise. The random stream is a
+    keras.random.SeedGenerator(seed): its state is a variable of the layer (saved with a
+    backup). Keeps the input's dtype."""
+
+    def __init__(self, pad=4, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.pad, self.seed = int(pad), seed
+        self._generator = keras.random.SeedGenerator(seed)
+        self._convert_input_args = False  # integer pixels stay integers
+        self._allow_non_tensor_positional_args = True
+
+    def call(self, x, training=None):
+        if not training:
+            return x
+        n, h, w, p = ops.shape(x)[0], x.shape[1], x.shape[2], self.pad
+        offsets = keras.random.randint((2, n), 0, 2 * p + 1, seed=self._generator)
+        flip = keras.random.uniform((n,), seed=self._generator) < 0.5
+        padded = ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]])
+        rows = ops.expand_dims(offsets[0], 1) + ops.expand_dims(ops.arange(h), 0)  # (N, H)
+        cols = ops.expand_dims(offsets[1], 1) + ops.expand_dims(ops.arange(w), 0)  # (N, W)
+        rows = ops.broadcast_to(ops.reshape(rows, (-1, h, 1, 1)), (n, h, w + 2 * p, x.shape[3]))
+        y = ops.take_along_axis(padded, rows, axis=1)  # (N, H, W + 2p, C)
+        cols = ops.broadcast_to(ops.reshape(cols, (-1, 1, w, 1)), (n, h, w, x.shape[3]))
+        y = ops.take_along_axis(y, cols, axis=2)  # (N, H, W, C)
+        return ops.where(ops.reshape(flip, (-1, 1, 1, 1)), ops.flip(y, axis=2), y)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    # Keras saves a layer's own weights, not its seed generators' states: save the stream's
+    # position too, so a resumed run augments its next batches as the uninterrupted run would
+    def save_own_variables(self, store):
+        store["0"] = ops.convert_to_numpy(self._generator.state)
+
+    def load_own_variables(self, store):
+        self._generator.state.assign(store["0"])
+
+    def get_config(self):
+        return {**super().get_config(), "pad": self.pad, "seed": self.seed}

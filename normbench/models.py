@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Optional
 
 from normbench.errors import NormbenchError
 from normbench.norms import RECURRENT_NORMS, make_norm, slot_norm
@@ -31,13 +31,14 @@ class ModelSpec:
     # parses `model.params: {...}` into (model.params in the builder); None = none
     params: type | None = None
     check: Callable | None = None  # (model_config, where) -> None: rules on its params
+    slots: tuple[str, ...] = ()  # the norm slot kinds it builds (norms.SLOTS), for norms refused in some
 
 
 MODELS: dict[str, ModelSpec] = {}
 
 
 def register(name, *, data_kind, loss, norm_channels, description, placements=("between",), options=(), params=None,
-             check=None):
+             check=None, slots=()):
     """Register a builder `fn(model_config, data_config, num_classes, input_dtype)`.
     A model with options of its own passes `params=` a frozen dataclass (each field typed,
     with a default: users write `model.params: {field: value}`, `--set model.params.field=v`)
@@ -46,7 +47,7 @@ def register(name, *, data_kind, loss, norm_channels, description, placements=("
     keys (ModelConfig fields, e.g. unroll) the builder reads beyond norm and norm_groups."""
     def wrap(fn):
         MODELS[name] = ModelSpec(name, fn, data_kind, loss, tuple(norm_channels), description, tuple(placements),
-                                 tuple(options), params, check)
+                                 tuple(options), params, check, tuple(slots))
         return fn
 
     return wrap
@@ -100,6 +101,7 @@ PRECISIONS = {
     description="Embedding(10000,128) > SimpleRNN(32, seq) > norm > SimpleRNN(32) > norm > Dense(1, sigmoid)",
     placements=("between", "recurrent"),
     options=("unroll", "rnn", "norm_placement"),
+    slots=("sequence", "vector"),
 )
 def imdb_rnn(model, data, num_classes, input_dtype=None):  # token ids: always int32
     import keras
@@ -149,6 +151,7 @@ def simple_rnn(model, units, return_sequences, name):
     loss="sparse_categorical_crossentropy",
     norm_channels=(32, 64, 128, 128),
     description="Pixels (uint8 to float32 / 255) > 3 x [Conv2D(32/64/128, 3x3, relu) > norm > MaxPool] > Flatten > Dense(128, relu) > norm > Dense(10, softmax)",
+    slots=("conv", "vector"),
 )
 def cifar10_cnn(model, data, num_classes, input_dtype=None):
     """input_dtype: the images' dtype, uint8 (0-255, the default: what every CIFAR-10
@@ -210,6 +213,7 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "elu", "selu", "swish", "linea
     description="input norm (params.input_norm) > [Dense(h, relu) > norm] for h in params.hidden > Dense(classes, softmax)",
     params=MLPParams,
     check=_check_mlp,
+    slots=("vector",),
 )
 def mlp(model, data, num_classes, input_dtype=None):
     """A multilayer perceptron for feature vectors (tabular data, or arrays of shape (N, F)):
@@ -229,6 +233,94 @@ def mlp(model, data, num_classes, input_dtype=None):
         stack += [layers.Dense(units, activation=p.activation, name=f"dense_{i}"), make_slot(model, "vector", f"norm_{i}")]
     stack.append(layers.Dense(num_classes, activation="softmax", dtype="float32", name="head"))
     return keras.Sequential(stack, name=f"mlp_{model.norm}")
+
+
+# ----------------------------------------------------------------------------- imdb_transformer
+
+TRANSFORMER_PLACEMENTS = ("pre", "post")  # model.params.norm_placement
+
+
+@dataclass(frozen=True)
+class TransformerParams:
+    """imdb_transformer's own options (model.params); sizes near the keras.io text Transformer's."""
+
+    norm_placement: str = "pre"  # pre = norm before each sublayer, inside the residual branch (Xiong et al. 2020); post = after each residual sum (Vaswani et al. 2017)
+    embed_dim: int = 32  # token/position embedding and model width (keras.io's text Transformer: 32)
+    heads: int = 2  # attention heads; each attends in embed_dim / heads dimensions
+    blocks: int = 1  # attention + feed-forward blocks
+    ff_dim: int = 64  # the feed-forward layer's hidden width (relu)
+    dropout: float = 0.1  # on each sublayer's output before the residual sum (keras.io's rate); 0 = none
+    final_norm: Optional[bool] = None  # a norm slot after the last block; null = on for pre (Xiong et al.'s final norm), off for post (its last sum is already normalized)
+
+
+def _check_transformer(m, where) -> None:
+    from normbench.checks import at_least, choice
+
+    p = m.params
+    choice(where, "model.params.norm_placement", p.norm_placement, TRANSFORMER_PLACEMENTS, "norm placement")
+    for key in ("embed_dim", "heads", "blocks", "ff_dim"):
+        at_least(where, f"model.params.{key}", getattr(p, key), 1)
+    if p.embed_dim % p.heads:
+        raise where.error("model.params.heads", f"{p.heads} heads do not divide embed_dim {p.embed_dim}; "
+                                                "choose heads that divide it, e.g. 2")
+    if not 0 <= p.dropout < 1:
+        raise where.error("model.params.dropout", f"must be >= 0 and < 1, got {p.dropout}; e.g. 0.1")
+    if m.norm == "group" and p.embed_dim % m.norm_groups:
+        ok = [g for g in range(1, p.embed_dim + 1) if p.embed_dim % g == 0]
+        raise where.error("model.norm_groups", f"{m.norm_groups} groups do not divide the {p.embed_dim} channels "
+                                               f"that imdb_transformer normalizes; use one of: {', '.join(map(str, ok))}")
+
+
+def transformer_slots(params) -> list[str]:
+    """The names of the norm slots imdb_transformer builds, in graph order."""
+    final = params.norm_placement == "pre" if params.final_norm is None else params.final_norm
+    names = [f"block{b}_norm_{k}" for b in range(1, params.blocks + 1) for k in (1, 2)]
+    return names + ["final_norm"] * final
+
+
+@register(
+    "imdb_transformer",
+    data_kind="sequence",
+    loss="binary_crossentropy",
+    norm_channels=(),  # its width is a param: _check_transformer checks norm_groups against embed_dim
+    description="Embedding + position embedding > N x [multi-head self-attention, feed-forward; residual sums; "
+                "norm slots pre or post] > (final norm) > mean over time > Dense(1, sigmoid)",
+    params=TransformerParams,
+    check=_check_transformer,
+    slots=("sequence",),
+)
+def imdb_transformer(model, data, num_classes, input_dtype=None):  # token ids: always int32
+    """post (Vaswani et al. 2017): x = norm_1(x + attn(x)); x = norm_2(x + ff(x)).
+    pre (Xiong et al. 2020):       x = x + attn(norm_1(x)); x = x + ff(norm_2(x)); final norm.
+    attn: keras.layers.MultiHeadAttention(heads, key_dim=embed_dim/heads), self-attention,
+    no mask (the padded reviews are read whole, as the RNN reads them); ff: Dense(ff_dim,
+    relu) > Dense(embed_dim). Every norm slot is a "sequence" slot (N, T, embed_dim)."""
+    import keras
+    from keras import layers
+
+    from normbench.layers import PositionEmbedding
+
+    p = model.params if model.params is not None else TransformerParams()
+    norm = lambda name: make_norm(model.norm, "sequence", model.norm_groups, name)  # noqa: E731
+    drop = (lambda name: layers.Dropout(p.dropout, name=name)) if p.dropout else (lambda name: (lambda t: t))
+    tokens = keras.Input(shape=(data.maxlen,), dtype="int32", name="tokens")
+    x = layers.Embedding(data.num_words, p.embed_dim, name="embedding")(tokens)
+    x = PositionEmbedding(data.maxlen, name="position")(x)
+    pre = p.norm_placement == "pre"
+    for b in range(1, p.blocks + 1):
+        attention = layers.MultiHeadAttention(p.heads, p.embed_dim // p.heads, name=f"block{b}_attention")
+        ff = keras.Sequential([layers.Dense(p.ff_dim, activation="relu", name="hidden"),
+                               layers.Dense(p.embed_dim, name="out")], name=f"block{b}_ff")
+        for k, sublayer in ((1, lambda h: attention(h, h)), (2, ff)):
+            slot = norm(f"block{b}_norm_{k}")
+            branch = drop(f"block{b}_dropout_{k}")(sublayer(slot(x) if pre else x))
+            x = layers.Add(name=f"block{b}_add_{k}")([x, branch])
+            x = x if pre else slot(x)
+    if transformer_slots(p)[-1] == "final_norm":
+        x = norm("final_norm")(x)
+    x = layers.GlobalAveragePooling1D(name="pool")(x)
+    out = layers.Dense(1, activation="sigmoid", dtype="float32", name="head")(x)
+    return keras.Model(tokens, out, name=f"imdb_transformer_{model.norm}_{p.norm_placement}")
 
 
 def readers() -> dict[str, list[str]]:
@@ -322,6 +414,10 @@ def check(cfg, where) -> None:
         fits = ", ".join(n for n, s in DATASETS.items() if s.kind == spec.data_kind)
         raise where.error("data.name", f"model {m.arch} needs {spec.data_kind} data, {d.name!r} is {kind} data; use one of: {fits}")
     at_least(where, "model.norm_groups", m.norm_groups, 1)
+    if m.norm == "instance" and "vector" in spec.slots:  # norms.py: one value per group there
+        fits = ", ".join(n for n, s in MODELS.items() if s.slots and "vector" not in s.slots)
+        raise where.error("model.norm", f"instance has nothing to normalize in {m.arch}'s vector norm slot (one value "
+                                        f"per channel); use another norm, or a model without vector slots: {fits}")
     if m.norm == "group":
         bad = sorted({c for c in spec.norm_channels if c % m.norm_groups})
         if bad:
@@ -332,6 +428,10 @@ def check(cfg, where) -> None:
                 f"use one of: {', '.join(map(str, ok))}",
             )
     choice(where, "model.rnn", m.rnn, RNNS, "rnn implementation")
+    if m.norm_placement != "between" and spec.params is not None and "norm_placement" in {
+            f.name for f in dataclasses.fields(spec.params)}:  # its own placements are a param (issue 30)
+        raise where.error("model.norm_placement", f"{m.arch} reads its placement from model.params.norm_placement; "
+                                                  f"move it there (model: {{params: {{norm_placement: ...}}}})")
     choice(where, "model.norm_placement", m.norm_placement, PLACEMENTS, "norm placement")
     if m.norm_placement == "recurrent" and m.norm_placement not in spec.placements:
         fits = ", ".join(n for n, s in MODELS.items() if "recurrent" in s.placements)
@@ -372,6 +472,9 @@ def build_model(config, num_classes: int, input_dtype: str | None = None, input_
         with dtype_policy(config.train.precision):
             model, built = usermodels.build(config, num_classes, input_shape, input_dtype)
         check_slot_keys(config.model, model, "your model")
+
+
+            model = _augmented(model, config)
         if info is not None:
             info.update(built)
         return model
@@ -385,6 +488,18 @@ def build_model(config, num_classes: int, input_dtype: str | None = None, input_
         built = spec.build(model, config.data, num_classes, input_dtype)
     check_slot_keys(model, built, f"model {config.model.arch}")
     return built
+
+
+        return _augmented(built, config)
+
+
+def _augmented(model, config):
+    """The model with train.augment's layer first (training steps only), if set."""
+    if config.train.augment is None:
+        return model
+    from normbench import augment
+
+    return augment.apply(model, config.train.augment, config.seed)
 
 
 def loss_for(config, model):

@@ -15,6 +15,8 @@ Axes, exactly:
 | layer | LayerNormalization(axis=..) | per sample over H, W, C: [1,2,3] | per sample and time step over units: -1 | per sample over units: -1 |
 | group | GroupNormalization(groups)  | per sample and group over H, W, C/g | per sample and group over time, units/g | per sample and group |
 | rms   | RMSNormalization(axis=..)   | like layer, no centering: [1,2,3] | like layer: -1             | like layer: -1 |
+| instance | GroupNormalization(groups=C) | per sample and channel over H, W | per sample and unit over time | refused (one value per group) |
+| dyt   | DyT (normbench.layers)      | gamma * tanh(alpha * x) + beta elementwise, gamma/beta per channel (last axis), alpha one scalar |  |  |
 | none  | Identity()                  | -                             | -                              | -            |
 
 *`normbench.layers.FusedBatchNormalization`: Keras' BatchNormalization (same weights,
@@ -59,6 +61,22 @@ def _rms(where, groups, **kw):
     return layers.RMSNormalization(axis=[1, 2, 3] if where == "conv" else -1, **kw)
 
 
+def _instance(where, groups, **kw):
+    from keras import layers
+
+    if where == "vector":  # as PyTorch's InstanceNorm1d refuses (N, C): each group would hold one value
+        raise NormbenchError("norm 'instance' has nothing to normalize in a vector slot (one value per channel and "
+                             "sample, so it would output beta whatever the input); use a model whose slots are "
+                             "conv or sequence maps, or another norm")
+    return layers.GroupNormalization(groups=-1, axis=-1, **kw)  # groups=-1: one group per channel
+
+
+def _dyt(where, groups, **kw):
+    from normbench.layers import DyT  # Dynamic Tanh (Zhu et al. 2025)
+
+    return DyT(**kw)
+
+
 def _none(where, groups, **kw):
     from keras import layers
 
@@ -71,6 +89,8 @@ NORMS = {
     "layer": _layer,
     "group": _group,
     "rms": _rms,
+    "instance": _instance,
+    "dyt": _dyt,
     "none": _none,
 }
 

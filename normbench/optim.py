@@ -50,12 +50,16 @@ from dataclasses import dataclass
 class OptimizerSpec:
     keras_class: str  # the keras.optimizers class
     options: tuple = ()  # the train.* options it takes (any other optimizer option is an error)
+    # its own defaults where they differ from OPTION_DEFAULTS; None = not passed (Keras' default)
+    defaults: tuple = ()
 
 
 OPTIMIZERS = {
     "adam": OptimizerSpec("Adam"),
     "adamw": OptimizerSpec("AdamW", ("weight_decay",)),
-    "sgd": OptimizerSpec("SGD", ("momentum", "nesterov")),
+    # weight_decay on SGD: Keras' decoupled decay, w -= lr * weight_decay * w before each
+    # update (the CNN's standard recipe); off unless set, as Keras' SGD
+    "sgd": OptimizerSpec("SGD", ("momentum", "nesterov", "weight_decay"), (("weight_decay", None),)),
     "rmsprop": OptimizerSpec("RMSprop"),
 }
 OPTIMIZER_OPTIONS = ("momentum", "nesterov", "weight_decay")
@@ -208,9 +212,13 @@ def optimizer_options(cfg: "Config") -> dict:
     """The keyword arguments the chosen optimizer gets besides the learning rate."""
     t = cfg.train
     out = {}
-    for option in OPTIMIZERS[t.optimizer].options:
+    spec = OPTIMIZERS[t.optimizer]
+    defaults = {**OPTION_DEFAULTS, **dict(spec.defaults)}
+    for option in spec.options:
         value = getattr(t, option)
-        out[option] = OPTION_DEFAULTS[option] if value is None else value
+        value = defaults[option] if value is None else value
+        if value is not None:
+            out[option] = value
     return out
 
 

@@ -154,6 +154,8 @@ def test_optimizer_options_reach_keras():
     assert built(optimizer="adamw", weight_decay=0.01).weight_decay == pytest.approx(0.01)
     assert built(optimizer="adamw").weight_decay == pytest.approx(0.004)
     assert built(optimizer="adam").weight_decay is None
+    assert built(optimizer="sgd").weight_decay is None  # SGD decays only when asked (Keras' default)
+    assert built(optimizer="sgd", momentum=0.9, weight_decay=5e-4).weight_decay == pytest.approx(5e-4)
 
 
 # (case id, --set values on the IMDB smoke config (Adam), expected text after the `--set ...: `)
@@ -162,8 +164,8 @@ ERRORS = [
      "train.momentum: applies only to optimizer sgd, not adam; remove it or set train.optimizer: sgd"),
     ("nesterov-on-rmsprop", ["train.optimizer=rmsprop", "train.nesterov=true"],
      "train.nesterov: applies only to optimizer sgd, not rmsprop; remove it or set train.optimizer: sgd"),
-    ("weight-decay-on-sgd", ["train.optimizer=sgd", "train.weight_decay=0.01"],
-     "train.weight_decay: applies only to optimizer adamw, not sgd; remove it or set train.optimizer: adamw"),
+    ("weight-decay-on-rmsprop", ["train.optimizer=rmsprop", "train.weight_decay=0.01"],
+     "train.weight_decay: applies only to optimizer adamw, sgd, not rmsprop; remove it or set train.optimizer: adamw"),
     ("momentum-too-big", ["train.optimizer=sgd", "train.momentum=1.0"],
      "train.momentum: must be >= 0 and < 1, got 1.0; e.g. 0.9"),
     ("nesterov-without-momentum", ["train.optimizer=sgd", "train.nesterov=true"],

@@ -227,7 +227,7 @@ def test_sigkill_of_the_driver_then_a_rerun_trains_nothing_twice(tmp_path, kill_
     (["--per", "model.norm=batch", "--grid", GRID],
      "--per model.norm=batch: one value; a tune compares at least two, e.g. --per model.norm=batch,layer"),
     (["--per", "model.norm=batch,bogus", "--grid", GRID],
-     "--per model.norm=bogus: model.norm: unknown norm 'bogus'; choose one of: batch, layer, group, rms, none"),
+     "--per model.norm=bogus: model.norm: unknown norm 'bogus'; choose one of: batch, layer, group, rms, instance, dyt, none"),
     (["--per", PER, "--grid", "seed=0,1"],
      "--grid seed: seeds are set by --tune-seeds (tuning) and --confirm-seeds (confirmation), not the grid; "
      "drop it from --grid"),
