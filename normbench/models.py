@@ -472,8 +472,7 @@ def build_model(config, num_classes: int, input_dtype: str | None = None, input_
         with dtype_policy(config.train.precision):
             model, built = usermodels.build(config, num_classes, input_shape, input_dtype)
         check_slot_keys(config.model, model, "your model")
-
-
+        with dtype_policy(config.train.precision):
             model = _augmented(model, config)
         if info is not None:
             info.update(built)
@@ -487,9 +486,7 @@ def build_model(config, num_classes: int, input_dtype: str | None = None, input_
     with dtype_policy(config.train.precision):
         built = spec.build(model, config.data, num_classes, input_dtype)
     check_slot_keys(model, built, f"model {config.model.arch}")
-    return built
-
-
+    with dtype_policy(config.train.precision):
         return _augmented(built, config)
 
 
