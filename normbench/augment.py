@@ -18,7 +18,7 @@ which is imported only when a model is built.
 
 from __future__ import annotations
 
-from normbench import NormbenchError
+from normbench.errors import NormbenchError
 
 # train.augment -> (description, the data kind it applies to)
 AUGMENTS = {
