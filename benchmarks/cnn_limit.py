@@ -6,7 +6,7 @@ Three measurements, each in fresh child processes:
    n = 2048), float32 and bfloat16, FLOPs = 2 n^3 per product; --reps timed products of
    each dtype, interleaved, after 2 warm-up products each, in one child per round.
 2. **The CNN's FLOPs per training step**: normbench's own model
-   (normbench.models.build_model with --config, default configs/cifar10_bn.yaml), counted
+   (normbench.build.models.build_model with --config, default configs/cifar10_bn.yaml), counted
    analytically from every Conv2D and Dense layer's shapes: MACs per example =
    output positions x kernel taps x input channels x output channels (Dense: inputs x
    units), forward = 2 x MACs x batch; a training step = forward + gradient with respect
@@ -26,7 +26,7 @@ Three measurements, each in fresh child processes:
    batch; the plain script's variant gets them as float32 / 255), 10 classes, the config's batch size), for each
    variant (VARIANTS below) in its own fresh process, alternated over rounds
    (limit, A, B, C, ... then again) so drift of the shared host hits all alike. Each child
-   builds and compiles the model (normbench.train.compiled_model, as `normbench run`),
+   builds and compiles the model (normbench.training.train.compiled_model, as `normbench run`),
    fits --warmup steps once (tracing, not timed), then --fits timed fits of --steps steps;
    a fit's ms/step = (last batch end - first batch end) / (steps - 1), so fit's set-up
    and the first batch are left out. A round's figure is the median of its fits (best
@@ -84,7 +84,7 @@ QUICK = {"rounds": 1, "steps": 8, "fits": 2, "warmup": 3, "n": 512, "reps": 3, "
 
 
 def _load_config(spec):
-    from normbench.config import load_config
+    from normbench.schema.config import load_config
 
     return load_config(spec["config"], spec["overrides"])
 
@@ -151,7 +151,7 @@ def child_train(spec):
         keras.utils.set_random_seed(cfg.seed)
         model = _plain_model(cfg.model.norm)
     else:
-        from normbench.train import compiled_model
+        from normbench.training.train import compiled_model
 
         model = compiled_model(cfg, CLASSES, 50_000)  # the count only sizes the schedule (constant here)
     rng = np.random.default_rng(spec["round"])
@@ -260,7 +260,7 @@ def _profiler(model, batch, layer_names):
 
 
 def child_flops(spec):
-    from normbench.models import build_model
+    from normbench.build.models import build_model
 
     cfg = _load_config(spec)
     model = build_model(cfg, CLASSES)
@@ -268,7 +268,7 @@ def child_flops(spec):
     rows = _analytic(model, batch)
     prof, err = None, None
     if not spec["no_profiler"]:
-        from normbench.train import compiled_model
+        from normbench.training.train import compiled_model
 
         try:
             prof = _profiler(compiled_model(cfg, CLASSES, 50_000), batch, [r["layer"] for r in rows])
@@ -394,7 +394,7 @@ def main(argv=None):
         args.config = str(REPO / args.config)
     sys.path.insert(0, str(REPO))
     from normbench import NormbenchError
-    from normbench.config import load_config
+    from normbench.schema.config import load_config
 
     try:
         cfg = load_config(args.config, args.set)

@@ -1,6 +1,6 @@
 """Per-op profile of the CIFAR-10 CNN's training step (issue 23): where a step's time goes.
 
-normbench's own model (`normbench.train.compiled_model`, as `normbench run` builds it, from
+normbench's own model (`normbench.training.train.compiled_model`, as `normbench run` builds it, from
 --config, default configs/cifar10_bn.yaml) fits --warmup steps (tracing, not profiled),
 then --steps steps under TensorFlow's profiler (`tf.profiler.experimental`); the trace is
 read back with TensorFlow's own converter (the "framework_op_stats" tool that
@@ -75,14 +75,14 @@ def group_of(op_type: str, name: str) -> str | None:
 def profile(config: str, steps: int, warmup: int) -> tuple[list[dict], dict]:
     import numpy as np
 
-    from normbench.quiet import import_keras
+    from normbench.core.quiet import import_keras
 
     import_keras()
     import tensorflow as tf
     from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as plugin
 
-    from normbench.config import load_config
-    from normbench.train import compiled_model
+    from normbench.schema.config import load_config
+    from normbench.training.train import compiled_model
 
     cfg = load_config(config)
     batch = cfg.train.batch_size

@@ -40,7 +40,7 @@ import harness  # benchmarks/harness.py: python benchmarks/x.py puts benchmarks/
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from normbench import runfolder  # noqa: E402
+from normbench.store import runfolder  # noqa: E402
 
 TEMPLATE = REPO / "results/study/study_cifar10/cifar10_cnn-norm=batch-bs=64-seed=4"
 NORMS = ("batch", "layer", "none")

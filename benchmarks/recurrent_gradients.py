@@ -11,14 +11,14 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from normbench.quiet import import_keras  # noqa: E402
+from normbench.core.quiet import import_keras  # noqa: E402
 
 keras = import_keras()
 import tensorflow as tf  # noqa: E402
 
-from normbench.config import load_config  # noqa: E402
-from normbench.data import load_data  # noqa: E402
-from normbench.models import build_model  # noqa: E402
+from normbench.schema.config import load_config  # noqa: E402
+from normbench.build.data import load_data  # noqa: E402
+from normbench.build.models import build_model  # noqa: E402
 
 print("placement  variable  shape  gradient-norm")
 for placement in ("between", "recurrent"):

@@ -1,6 +1,6 @@
 """ms/step of the IMDB model's recurrent layer implementations, paired in one process.
 
-Variants (all the imdb_rnn model of normbench.models: Embedding(10000, 128) > 2 x
+Variants (all the imdb_rnn model of normbench.build.models: Embedding(10000, 128) > 2 x
 SimpleRNN(32) with LayerNormalization, batch 64, 200 tokens, compiled as normbench's
 train.compiled_model does):
 
@@ -66,8 +66,8 @@ def child(args) -> None:
     import numpy as np
     import keras
 
-    from normbench.config import from_dict
-    from normbench.train import compiled_model
+    from normbench.schema.config import from_dict
+    from normbench.training.train import compiled_model
 
     backend = keras.backend.backend()
     rng = np.random.default_rng(0)

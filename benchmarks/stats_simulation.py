@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from normbench import stats  # noqa: E402
+from normbench.analysis import stats  # noqa: E402
 
 
 def accuracies(rng, mu, n, n_test=10_000):

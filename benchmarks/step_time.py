@@ -3,7 +3,7 @@
 For each model x norm it times, alternately and each in a fresh subprocess,
   plain      the tutorial's script: a keras.Sequential built inline, compile("adam"),
              model.fit(x, y, validation_split=0.2, verbose=0) on NumPy arrays;
-  normbench  normbench.train.run(cfg, verbose=0): the real fit path with its callbacks
+  normbench  normbench.training.train.run(cfg, verbose=0): the real fit path with its callbacks
              (EpochLog, TerminateOnNaN, BackupAndRestore), output to a temp dir;
 on the same synthetic arrays (normbench's synthetic_imdb / synthetic_cifar10: IMDB-shaped
 int token ids, 200 tokens, vocabulary 10,000, 2 classes; CIFAR-shaped 32x32x3 uint8
@@ -73,8 +73,8 @@ REALISTIC = {
 def _data(spec):
     """The synthetic arrays the plain script trains on: normbench's generator with the
     config the normbench variant uses, so both see identical data."""
-    from normbench.config import DataConfig, Subset
-    from normbench.data import load_data
+    from normbench.schema.config import DataConfig, Subset
+    from normbench.build.data import load_data
 
     name = "synthetic_imdb" if spec["model"] in TEXT else "synthetic_cifar10"
     cfg = DataConfig(name=name, subset=Subset(spec["n_train"], spec["n_test"]))
@@ -188,10 +188,10 @@ def _child_plain(spec, spawn_t):
 def _child_normbench(spec, spawn_t):
     import threading
 
-    from normbench import train
-    from normbench.config import from_dict
-    from normbench.runfolder import HISTORY_COLUMNS
-    from normbench.train import run
+    from normbench.training import train
+    from normbench.schema.config import from_dict
+    from normbench.store.runfolder import HISTORY_COLUMNS
+    from normbench.training.train import run
 
     # keep a handle on the run's EpochLog for its per-epoch training times (the numbers
     # behind summary.json's median ms_per_step); the callbacks themselves are unchanged
@@ -270,8 +270,8 @@ def _child_overhead(spec, spawn_t):
     import keras
     import tensorflow as tf
 
-    from normbench import train
-    from normbench.config import from_dict
+    from normbench.training import train
+    from normbench.schema.config import from_dict
 
     out = {}
     n = spec["calls"]

@@ -7,7 +7,7 @@ turn R times so that a busy spell of the shared machine hits them alike:
 
   plain          the model written out in Keras (no normbench code), model.fit(x, y,
                  validation_split=0.2, verbose=0) with a callback that times epochs only
-  normbench      normbench.train.run: the real fit path (EpochLog with the gradient norms,
+  normbench      normbench.training.train.run: the real fit path (EpochLog with the gradient norms,
                  TerminateOnNaN, BestWeights, BackupAndRestore), output to a temp dir
   normbench-gn   the same without the gradient-norm measure (the cost of that measure)
   normbench+spe  train.steps_per_execution: 12 (one call into the graph per epoch)
@@ -66,7 +66,7 @@ class _Window:
 def child(variant: str, epochs: int) -> dict:
     """One process: train the variant; its median ms/step (wall and CPU) over epochs 2.."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from normbench.config import from_dict
+    from normbench.schema.config import from_dict
 
     raw = {"name": "bench", "data": {"name": "breast_cancer", "preprocess": "zscore"},
            "model": {"arch": "mlp", "norm": "none", "params": {"hidden": [32, 16]}},
@@ -74,15 +74,15 @@ def child(variant: str, epochs: int) -> dict:
                      "steps_per_execution": 12 if variant == "normbench+spe" else 1},
            "output": {"dir": tempfile.mkdtemp()}}
     cfg = from_dict(raw)
-    from normbench.quiet import import_keras
+    from normbench.core.quiet import import_keras
 
     import_keras()
     window = _Window()
     if variant.startswith("normbench"):
-        from normbench import train
+        from normbench.training import train
 
         if variant == "normbench-gn":
-            from normbench import callbacks
+            from normbench.training import callbacks
 
             callbacks.GradientNorms.on_train_begin = lambda self, logs=None: None  # not installed: empty columns
         with train.extra_callbacks(lambda ctx: window):
@@ -92,7 +92,7 @@ def child(variant: str, epochs: int) -> dict:
         import keras
         import numpy as np
 
-        from normbench.data import load_data
+        from normbench.build.data import load_data
 
         data = load_data(cfg.data, 0, 0.2)  # the same arrays
         keras.utils.set_random_seed(0)

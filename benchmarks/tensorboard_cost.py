@@ -2,7 +2,7 @@
 
 Two measurements, both on the CIFAR-10 smoke model (synthetic data, no download):
 
-1. direct: the TensorBoard callback's own per-epoch work (normbench.callbacks.TensorBoardLog
+1. direct: the TensorBoard callback's own per-epoch work (normbench.training.callbacks.TensorBoardLog
    .on_epoch_end: the epoch's scalars written and both writers flushed), timed over
    --calls epochs with realistic logs, after one warm-up epoch; plus its one-time start
    (the HParams summary and the writers' creation);
@@ -33,7 +33,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
 def _cfg(tmp, tensorboard, epochs, seed=0):
-    from normbench.config import from_dict
+    from normbench.schema.config import from_dict
 
     return from_dict({
         "name": "tbcost", "seed": seed,
@@ -45,8 +45,8 @@ def _cfg(tmp, tensorboard, epochs, seed=0):
 
 
 def direct(calls: int) -> dict:
-    from normbench import train
-    from normbench.callbacks import TensorBoardLog
+    from normbench.training import train
+    from normbench.training.callbacks import TensorBoardLog
 
     with tempfile.TemporaryDirectory(prefix="normbench-tbcost-") as tmp:
         cfg = _cfg(tmp, True, 1)
@@ -72,7 +72,8 @@ def direct(calls: int) -> dict:
 
 
 def end_to_end(reps: int, epochs: int) -> list[dict]:
-    from normbench import runfolder, train
+    from normbench.store import runfolder
+    from normbench.training import train
 
     rows = []
     for rep in range(reps):

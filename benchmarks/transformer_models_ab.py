@@ -9,8 +9,8 @@ import sys, time, numpy as np
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 import keras
 from plain_models import tutorial_model
-from normbench.config import from_dict
-from normbench.models import build_model
+from normbench.schema.config import from_dict
+from normbench.build.models import build_model
 keras.utils.set_random_seed(0)
 cfg = from_dict({"name":"x","data":{"name":"synthetic_imdb"},"model":{"arch":"imdb_transformer","norm":"layer"}})
 a = tutorial_model("imdb_transformer","layer"); b = build_model(cfg, 2)

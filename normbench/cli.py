@@ -10,15 +10,15 @@ from pathlib import Path
 
 import click
 
-from normbench.errors import NormbenchError, one_line
-from normbench.version import __version__
-from normbench.listing import FORMATS as LS_FORMATS, STATUSES
-from normbench.metrics import LEVEL_TEXT
-from normbench.plots import BANDS
-from normbench.results import FAMILIES, METRICS
-from normbench.runfolder import ROLES
-from normbench.executors.base import EXECUTORS, make_executor, options_of
-from normbench.tables import FORMATS
+from normbench.core.errors import NormbenchError, one_line
+from normbench.core.version import __version__
+from normbench.present.listing import FORMATS as LS_FORMATS, STATUSES
+from normbench.core.metrics import LEVEL_TEXT
+from normbench.present.plots import BANDS
+from normbench.analysis.results import FAMILIES, METRICS
+from normbench.store.runfolder import ROLES
+from normbench.orchestrate.executors.base import EXECUTORS, make_executor, options_of
+from normbench.analysis.tables import FORMATS
 
 # TensorFlow's C++ start-up chatter hides the progress bar; users can still raise it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -29,7 +29,7 @@ class _Group(click.Group):
 
     def main(self, args=None, *a, **kw):
         # the command line as typed, for the command.txt of each folder a sweep or tune creates
-        from normbench import runfolder
+        from normbench.store import runfolder
 
         runfolder.set_command_line(sys.argv[1:] if args is None else args)
         return super().main(args, *a, **kw)
@@ -40,7 +40,7 @@ class _Group(click.Group):
         except NormbenchError as e:
             raise click.ClickException(str(e)) from None
         except Exception as e:  # MemoryError, TensorFlow's ResourceExhaustedError: one line
-            from normbench.reasons import describe, is_resource_error
+            from normbench.core.reasons import describe, is_resource_error
 
             if not is_resource_error(e) or os.environ.get("NORMBENCH_DEBUG"):
                 raise
@@ -70,13 +70,13 @@ _smoke = click.option("--smoke", is_flag=True, help="Shrink the config to a tiny
 
 def _use_backend(cfg, config) -> None:
     """Select the config's Keras backend before Keras loads; errors name the config file."""
-    from normbench.train import use_backend
+    from normbench.training.train import use_backend
 
     try:
         use_backend(cfg.train.backend)
     except NormbenchError as e:
         raise NormbenchError(f"{config}: {e}") from None
-    from normbench.quiet import import_keras
+    from normbench.core.quiet import import_keras
 
     import_keras()  # TensorFlow's start-up notices filtered
 
@@ -105,8 +105,8 @@ def run(config, overrides, smoke, resume_dir, quiet, threads):
     Example:  normbench run configs/imdb_ln.yaml --set data.path=~/data/imdb.npz
     Output:   <output.dir>/<name>/<run-id>/{config.yaml, history.csv, summary.json}
     """
-    from normbench import train
-    from normbench.config import load_config
+    from normbench.training import train
+    from normbench.schema.config import load_config
 
     if bool(config) == bool(resume_dir):
         raise click.UsageError("give either CONFIG or --resume RUN_DIR")
@@ -133,7 +133,7 @@ def run(config, overrides, smoke, resume_dir, quiet, threads):
         click.echo(f"\ninterrupted; finished epochs are kept.{' Resume with:' + where if where else ''}", err=True)
         sys.exit(130)
     except NormbenchError as e:
-        from normbench.runlock import BUSY_EXIT, Busy
+        from normbench.core.runlock import BUSY_EXIT, Busy
 
         if isinstance(e, Busy):  # its own exit status: a sweep reads it as "running elsewhere"
             err = click.ClickException(str(e))
@@ -143,7 +143,7 @@ def run(config, overrides, smoke, resume_dir, quiet, threads):
     except Exception as e:
         if os.environ.get("NORMBENCH_DEBUG"):
             raise
-        from normbench.reasons import describe
+        from normbench.core.reasons import describe
 
         raise click.ClickException(f"training failed: {describe(e)} (set NORMBENCH_DEBUG=1 for the traceback)") from None
     click.echo(_summary_line(run_dir, summary))
@@ -158,17 +158,17 @@ def run(config, overrides, smoke, resume_dir, quiet, threads):
 @click.option("--no-model", is_flag=True, help="Skip building the model (no TensorFlow import).")
 def validate(config, overrides, smoke, no_model):
     """Check CONFIG without training: print the resolved config and the model summary."""
-    from normbench.config import load_config
-    from normbench.data import DATASETS, describe_source
-    from normbench.models import shown_yaml
+    from normbench.schema.config import load_config
+    from normbench.build.data import DATASETS, describe_source
+    from normbench.build.models import shown_yaml
 
     cfg = load_config(config, overrides, smoke)
     click.echo(shown_yaml(cfg), nl=False)  # without the keys this model and data never read
     click.echo(f"# data: {describe_source(cfg.data)}")
     if not no_model:
-        from normbench.data import input_spec
-        from normbench.models import build_model
-        from normbench.usermodels import input_text, slots
+        from normbench.build.data import input_spec
+        from normbench.build.models import build_model
+        from normbench.build.usermodels import input_text, slots
 
         _use_backend(cfg, config)
         shape, dtype, classes = input_spec(cfg.data)
@@ -182,7 +182,7 @@ def validate(config, overrides, smoke, no_model):
 
 
 # ----------------------------------------------------------------------------- results
-# compare / plot / explain: thin wrappers over normbench.results, .tables, .plots and
+# compare / plot / explain: thin wrappers over normbench.analysis.results, .tables, .plots and
 # .explain (pandas, matplotlib and Keras are imported there, inside functions).
 
 _paths = click.argument("paths", nargs=-1, required=True, metavar="PATH...")
@@ -260,7 +260,7 @@ def compare(paths, metric, fmt, output, plot_file, within, role, margin, family,
     Example:  normbench compare results/ --metric test_loss --format markdown
               normbench compare results/study/study_cifar10_lr_tolerance --within train.learning_rate
     """
-    from normbench import results, tables
+    from normbench.analysis import results, tables
 
     results.check_metric(metric)
     runs = results.with_role(results.load_runs(paths), role)
@@ -281,7 +281,7 @@ def compare(paths, metric, fmt, output, plot_file, within, role, margin, family,
         for line in comp.notes:
             click.echo(f"note: {line}", err=True)
     if plot_file:
-        from normbench import plots
+        from normbench.present import plots
 
         res = plots.plot_curves(runs, plot_file)
         click.echo(f"wrote {res.path}", err=True)
@@ -315,7 +315,8 @@ def plot(paths, output, param, metric, band, log_loss):
     Examples: normbench plot results/ -o curves.png
               normbench plot results/ --vs train.batch_size -o bs.png --band std
     """
-    from normbench import plots, results
+    from normbench.present import plots
+    from normbench.analysis import results
 
     if metric is not None and not param:
         raise click.UsageError("--metric applies to --vs plots; add --vs KEY.PATH or drop --metric")
@@ -363,7 +364,7 @@ def report(paths, output, metric, within, title, log_loss):
     \b
     Example:  normbench report results/study/study_imdb -o study_imdb.html
     """
-    from normbench.report import build_report
+    from normbench.present.report import build_report
 
     res = build_report(paths, output, metric, tuple(within), title, log_loss)
     _note_excluded(res.excluded)
@@ -380,7 +381,7 @@ def explain(matrix):
     across the rows; layer normalization each row across the columns. The numbers come
     from the real Keras layers and are checked against (x - mean) / sqrt(var + epsilon).
     """
-    from normbench import explain as ex
+    from normbench.analysis import explain as ex
 
     rows = ex.parse_matrix(matrix) if matrix is not None else None
     click.echo(ex.format_explanation(ex.explain(rows)), nl=False)
@@ -459,7 +460,7 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, execu
     waited for. SIGTERM is handled like Ctrl-C: members save their state; run the same
     command again to resume.
     """
-    from normbench import sweep as sw
+    from normbench.orchestrate import sweep as sw
 
     if seeds_until is None and (max_seeds is not None or metric is not None):
         raise click.UsageError("--max-seeds and --metric apply to --seeds-until; add --seeds-until HALF_WIDTH")
@@ -468,7 +469,7 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, execu
     if seeds_until != "resolved" and (margin is not None or family is not None):
         raise click.UsageError("--margin and --family apply to --seeds-until resolved")
     if seeds_until is not None:
-        from normbench import results
+        from normbench.analysis import results
 
         plan = sw.plan_seeds(config, max_seeds, overrides, grid, smoke, output)
         declared = plan.cfg.compare
@@ -492,7 +493,7 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, execu
                 status = m.status() or ("running" if m.holder() is not None else "todo")
                 click.echo(f"{status:>11}  {m.run_dir}")
             return
-    from normbench.progress import Progress
+    from normbench.orchestrate.progress import Progress
 
     ex = make_executor(executor, address, executor_options)
     live = Progress(sys.stdout)  # a status line on a terminal only (click.get_text_stream is deprecated in Click 8.5)
@@ -568,7 +569,7 @@ def tune(config, per, grid, trials, ranges, tune_seeds, confirm_seeds, select, m
     made again from the same folders, confirmation rounds continue. With --optuna N,
     tuning is N trials per value instead of the whole grid, resumed from optuna.db.
     """
-    from normbench import tune as tn
+    from normbench.orchestrate import tune as tn
 
     if seeds_until is None and max_seeds is not None:
         raise click.UsageError("--max-seeds applies to --seeds-until; add --seeds-until HALF_WIDTH")
@@ -581,7 +582,7 @@ def tune(config, per, grid, trials, ranges, tune_seeds, confirm_seeds, select, m
         for line in tn.dry_run(spec):
             click.echo(line)
         return
-    from normbench import sweep as sw
+    from normbench.orchestrate import sweep as sw
 
     ex = make_executor(executor, address, executor_options)
     try:
@@ -613,7 +614,7 @@ def ls_cmd(paths, statuses, fmt):
     \b
     Example:  normbench ls results/ --status unfinished --status interrupted
     """
-    from normbench import listing
+    from normbench.present import listing
 
     rows = listing.entries(paths, statuses)
     base = Path(paths[0]).expanduser() if len(paths) == 1 and Path(paths[0]).is_dir() else None
@@ -644,7 +645,7 @@ def export_mlflow(paths, tracking_uri, experiment, force):
     Example:  normbench export mlflow results/study
               mlflow ui --backend-store-uri sqlite:///results/study/mlflow.db
     """
-    from normbench.export import export_mlflow as export_runs
+    from normbench.present.export import export_mlflow as export_runs
 
     res = export_runs(paths, tracking_uri, experiment, force=force)
     click.echo(f"exported {len(res.added)} run(s) to {res.tracking_uri} (experiment {res.experiment}); "
@@ -657,7 +658,7 @@ def export_mlflow(paths, tracking_uri, experiment, force):
 
 def _sweep_report(members) -> None:
     """End a sweep with the compare table of the members it ran."""
-    from normbench import results, tables
+    from normbench.analysis import results, tables
 
     try:
         comp = results.compare(results.load_runs([str(m.run_dir) for m in members]))

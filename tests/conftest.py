@@ -144,13 +144,13 @@ FP = "sha256:" + "ab" * 32  # the data fingerprint of write_run's runs
 def write_run(root: Path, *, seed, norm="batch", test_accuracy=0.5, test_loss=1.0, status="completed", epochs=3,
               batch_size=64, name=None, out="results", summary=True, curve_shift=0.0, sweep=None, run_id=None,
               fingerprint=FP, finished_at="2026-01-01T00:00:00", extra=None, **kw) -> Path:
-    """A run folder as normbench.train writes it, with chosen numbers, through
+    """A run folder as normbench.training.train writes it, with chosen numbers, through
     runfolder's writers. fingerprint=None: a run from before data fingerprints; `extra`:
     more summary keys (None deletes one). history.csv: val_accuracy epoch e is
     min(0.99, 0.3 + 0.15 e + curve_shift + 0.01 seed) - 0.05, loss 2 / e - curve_shift."""
     import yaml
 
-    from normbench import runfolder
+    from normbench.store import runfolder
 
     name = name or f"exp_{norm}"
     d = runfolder.run_path(root, name, run_id or f"20260101-000000-seed{seed}-bs{batch_size}")
@@ -318,8 +318,8 @@ def group_stats(root: Path, key: str) -> dict:
 @pytest.fixture(scope="session")
 def real_runs(tmp_path_factory) -> Path:
     """Two configs (BN, LN CNN on synthetic CIFAR-10) x two seeds, one epoch on tiny subsets."""
-    from normbench import train
-    from normbench.config import load_config
+    from normbench.training import train
+    from normbench.schema.config import load_config
 
     out = tmp_path_factory.mktemp("real")
     root = Path(__file__).resolve().parents[1] / "configs" / "smoke"

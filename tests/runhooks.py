@@ -11,7 +11,7 @@ Hooks (each patches normbench or Keras in this process only):
                          and before the optimizer's variables are written
   term-in-evaluate       SIGTERM after the first batch of the final test evaluation
   disk-full-after-epoch=N  from the end of epoch N on the disk is "full": files opened for
-                         writing by normbench.runfolder or .atomic fail with ENOSPC on write (appends
+                         writing by normbench.store.runfolder or .atomic fail with ENOSPC on write (appends
                          still fit), numpy.savez writes half a file then fails, and
                          shutil.disk_usage reports 0 bytes free
   probe=FILE             at the start of training write JSON to FILE: op determinism and
@@ -36,7 +36,8 @@ import sys
 def _install(hooks: dict) -> None:
     import keras
 
-    from normbench import runfolder, train
+    from normbench.store import runfolder
+    from normbench.training import train
 
     extra = []  # callbacks appended after normbench's own (so after the backup's save)
     counts = {"train_batches": 0, "epochs": 0, "evaluations": 0}
@@ -125,7 +126,7 @@ def _install(hooks: dict) -> None:
             f = builtins.open(file, mode, *args, **kwargs)
             return FullFile(f) if full["on"] and any(c in mode for c in "wx+") else f
 
-        from normbench import atomic
+        from normbench.core import atomic
 
         runfolder.open = atomic.open = full_open  # shadows the builtin inside these two modules only
         savez, disk_usage = np.savez, shutil.disk_usage
@@ -136,7 +137,7 @@ def _install(hooks: dict) -> None:
             if isinstance(file, (str, os.PathLike)):
                 with builtins.open(file, "wb") as f:
                     f.write(b"PK\x03\x04 half a zip")
-            else:  # an open file (normbench.atomic's temp file)
+            else:  # an open file (normbench.core.atomic's temp file)
                 getattr(file, "_f", file).write(b"PK\x03\x04 half a zip")
             raise enospc()
 

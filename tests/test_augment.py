@@ -13,8 +13,8 @@ import yaml
 
 from conftest import REPO, cli
 from normbench import NormbenchError
-from normbench.config import from_dict
-from normbench.models import build_model
+from normbench.schema.config import from_dict
+from normbench.build.models import build_model
 
 
 def _images(n=6, seed=0):
@@ -36,7 +36,7 @@ def _windows(x, y, pad=4):
 
 
 def test_flip_crop_is_a_padded_crop_maybe_flipped():
-    from normbench.augment import layer
+    from normbench.build.augment import layer
 
     x = _images(16)
     aug = layer("flip_crop", seed=3)
@@ -51,7 +51,7 @@ def test_flip_crop_is_a_padded_crop_maybe_flipped():
 
 
 def test_flip_crop_is_reproducible_per_seed():
-    from normbench.augment import layer
+    from normbench.build.augment import layer
 
     x = _images(16)
     a, b, c = layer("flip_crop", 3), layer("flip_crop", 3), layer("flip_crop", 4)
@@ -102,7 +102,7 @@ def test_augment_is_recorded_and_a_run_repeats_with_its_seed(out):
                 "--set", "train.epochs=2", "--set", "train.deterministic=true")
         assert r.exit_code == 0, r.output
         runs.append(Path(r.output.strip().rsplit(" -> ", 1)[1]))
-    from normbench import runfolder
+    from normbench.store import runfolder
 
     keys = ("loss", "accuracy", "val_loss", "val_accuracy")
     histories = [[[row[k] for k in keys] for row in runfolder.read_history(d)] for d in runs]

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from conftest import REPO, TINY, cli, write_config
-from normbench import train
+from normbench.training import train
 
 needs_jax = pytest.mark.skipif(not train._installed("jax"), reason="jax not installed (pip install '.[jax]')")
 
@@ -62,7 +62,7 @@ def test_jax_run_learns(tmp_path):
 
 def test_unroll_on_jax_warns(monkeypatch):
     """Unrolling is the fast choice on TensorFlow and a slow one on JAX: say so."""
-    from normbench.config import load_config
+    from normbench.schema.config import load_config
 
     monkeypatch.setattr(train, "use_backend", lambda name: None)  # keep this process on TF
     cfg = load_config(REPO / "configs/smoke/imdb_ln.yaml", [*TINY, "train.backend=jax", "model.unroll=true"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, TINY, cli
-from normbench import runfolder
+from normbench.store import runfolder
 
 CIFAR = REPO / "configs/smoke/cifar10_none.yaml"
 EPOCHS = 2
@@ -27,7 +27,7 @@ def runs(tmp_path_factory):
     resumed; seed 1 straight through."""
     import keras
 
-    from normbench import train
+    from normbench.training import train
 
     out = tmp_path_factory.mktemp("bridges") / "results"
     base = ["run", CIFAR, "-q", *_sets(*TINY, f"train.epochs={EPOCHS}", f"output.dir={out}")]
@@ -116,7 +116,7 @@ def test_the_hparams_table_opens_on_the_headline(runs, tmp_path):
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     from conftest import write_run
-    from normbench.callbacks import write_hparams_config
+    from normbench.training.callbacks import write_hparams_config
 
     metrics, hparams = _hparams_config(runs["tb"].parent)  # written when the TensorBoard run ended
     assert metrics[:2] == [("", "test_accuracy", "test accuracy"), ("validation", "epoch_accuracy", "validation accuracy")]
@@ -139,7 +139,7 @@ def test_the_hparams_table_opens_on_the_headline(runs, tmp_path):
 
 @pytest.mark.parametrize("command", ["run", "validate"])
 def test_tensorboard_missing_fails_before_the_run_folder(tmp_path, monkeypatch, command):
-    from normbench import checks
+    from normbench.core import checks
 
     real = checks.installed
     monkeypatch.setattr(checks, "installed", lambda module: module != "tensorboard" and real(module))
@@ -207,7 +207,7 @@ def mlflow_store(runs, tmp_path_factory):
 def test_mlflow_export_reads_back_with_mlflowclient(runs, mlflow_store):
     from mlflow.tracking import MlflowClient
 
-    from normbench.frames import run_name
+    from normbench.present.frames import run_name
 
     uri, output = mlflow_store
     assert f"exported 2 run(s) to {uri} (experiment bridges); 0 already there, 0 not finished" in output
@@ -241,7 +241,7 @@ def test_mlflow_runs_read_as_the_comparison(runs, mlflow_store):
     table printed by the export."""
     from mlflow.tracking import MlflowClient
 
-    from normbench.frames import run_name
+    from normbench.present.frames import run_name
 
     uri, output = mlflow_store
     client = MlflowClient(tracking_uri=uri)
@@ -339,7 +339,7 @@ def test_ls_lists_and_filters_by_status(runs, tmp_path):
 
 
 def test_age_reads_like_a_person_would_say_it():
-    from normbench.listing import age
+    from normbench.present.listing import age
 
     assert [age(s) for s in (None, 5, 59, 60, 3 * 3600 + 5, 2 * 86400)] == ["-", "5s", "59s", "1m", "3h", "2d"]
 
@@ -381,7 +381,7 @@ def test_seeds_until_progress_shows_counts_eta_and_half_widths(tmp_path):
     from scipy import stats
 
     from conftest import write_config
-    from normbench import sweep as sw
+    from normbench.orchestrate import sweep as sw
 
     plan = sw.plan_seeds(str(write_config(tmp_path / "c.yaml")), 2, output=str(tmp_path / "r"))
     lines, status = [], []
@@ -399,7 +399,7 @@ def test_seeds_until_progress_shows_counts_eta_and_half_widths(tmp_path):
 def test_progress_line_is_live_on_a_terminal_only():
     import io
 
-    from normbench.progress import Progress
+    from normbench.orchestrate.progress import Progress
 
     class Tty(io.StringIO):
         def isatty(self):
@@ -422,7 +422,7 @@ def test_status_line_shows_steps_within_the_epoch_and_an_eta_that_moves(tmp_path
     member's time to go (60 / 0.4 - 60 = 90 s) plus the mean total time (150 s) for each
     of the other 4, over 2 jobs; 30 s later, at step 50, it has shrunk."""
     from conftest import write_config
-    from normbench import sweep as sw
+    from normbench.orchestrate import sweep as sw
 
     members = sw.load_sweep(str(write_config(tmp_path / "c.yaml", train__epochs=5)), grid_items=["seed=0,1"],
                             output=str(tmp_path / "r"))
@@ -445,7 +445,7 @@ def test_a_training_run_writes_its_step_and_removes_it_at_the_end(tmp_path):
     a second after that), with Keras' steps per epoch; gone when training ends."""
     import keras
 
-    from normbench import train
+    from normbench.training import train
 
     seen = []
 
@@ -471,7 +471,7 @@ def test_a_training_run_writes_its_step_and_removes_it_at_the_end(tmp_path):
 def test_a_long_status_wraps_instead_of_being_cut():
     import io
 
-    from normbench.progress import Progress, wrap
+    from normbench.orchestrate.progress import Progress, wrap
 
     names = [f"study_cifar10_small_batch-norm={n}-bs=2-learning_rate=0.001-seed={s}" for n in ("batch", "group")
              for s in range(2)]
@@ -502,7 +502,7 @@ def test_optuna_db_names_the_metric_and_each_trials_runs(tmp_path):
     seeds. The stand-in trainer (tests/tunefake.py) completes members at once."""
     optuna = pytest.importorskip("optuna")
     from conftest import write_config
-    from normbench import tune
+    from normbench.orchestrate import tune
     from tunefake import FakeTrainer
 
     cfg = write_config(tmp_path / "c.yaml")
@@ -611,7 +611,7 @@ def test_mlflow_tells_apart_runs_of_one_config_on_different_data(tmp_path):
     client = MlflowClient(tracking_uri=uri)
     found = client.search_runs([client.get_experiment_by_name("normbench").experiment_id])
     assert sorted(m.data.tags["normbench.path"] for m in found) == sorted([str(a), str(b)])
-    assert len({m.data.tags["normbench.identity"] for m in found}) == 2
+    assert len({m.data.tags["normbench.store.identity"] for m in found}) == 2
 # ----------------------------------------------------------------------------- MLflow stores (issue 28)
 
 
@@ -716,7 +716,7 @@ def test_force_exports_into_another_applications_sqlite_file(three_runs, tmp_pat
 
 def test_a_summary_json_that_is_a_folder_is_named_as_such(three_runs):
     """Before: "cannot read summary.json (Is a directory); a permissions or disk problem"."""
-    from normbench import results
+    from normbench.analysis import results
 
     run = sorted(three_runs.rglob("summary.json"))[1]
     run.unlink()

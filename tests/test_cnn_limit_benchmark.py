@@ -20,8 +20,8 @@ def test_analytic_flops_are_the_hand_count(monkeypatch):
     conv_3 4*4*128*3*3*64, dense 512*128, head 128*10. A training step at batch 64 is
     3x forward (forward, input gradient, weight gradient), less conv_1's input gradient,
     which nothing needs (it sits on the images)."""
-    from normbench.config import load_config
-    from normbench.models import build_model
+    from normbench.schema.config import load_config
+    from normbench.build.models import build_model
 
     rows = bench_module("cnn_limit", monkeypatch)._analytic(build_model(load_config(REPO / "configs/cifar10_bn.yaml"), 10), 64)
     macs = {r["layer"]: r["macs_per_example"] for r in rows if r["macs_per_example"]}

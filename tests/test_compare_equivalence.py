@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ACC3, cli, compare_csv, parse_table, write_config, write_run
-from normbench import stats as S
+from normbench.analysis import stats as S
 
 EQUAL = {"batch": [0.781, 0.779, 0.784, 0.776, 0.780], "layer": [0.778, 0.783, 0.779, 0.781, 0.777]}
 
@@ -255,7 +255,7 @@ def test_groups_that_learned_carry_no_flag(three):
 
 
 def test_chance_accuracy_is_the_majority_class_rate():
-    from normbench.train import chance_accuracy
+    from normbench.training.train import chance_accuracy
 
     assert chance_accuracy(np.array([0, 1, 1, 1])) == 0.75
     assert chance_accuracy(np.array([[1, 0], [0, 1], [0, 1]])) == pytest.approx(2 / 3, abs=1e-6)  # one-hot
@@ -297,7 +297,8 @@ def test_probability_of_improvement_across_sections(tmp_path):
 def _members_with_values(tmp_path, values: dict, max_seeds: int, **changes):
     """A sweep's members (norm x seed) with summary.json written by hand: the metric each
     seed's run gave, so --seeds-until's --dry-run reads the rounds without training."""
-    from normbench import runfolder, sweep as sw
+    from normbench.store import runfolder
+    from normbench.orchestrate import sweep as sw
 
     tmp_path.mkdir(parents=True, exist_ok=True)
     cfg = write_config(tmp_path / "c.yaml", **changes)
@@ -341,7 +342,7 @@ def test_a_study_configs_compare_block_reaches_its_members_and_compare(tmp_path)
     # ... are not "made with a different config" once the study declares its analysis
     block = {"primary": "test_accuracy", "margin": 0.02, "family": "all-pairs"}
     _members_with_values(tmp_path / "decl", values, 3, compare=block)
-    from normbench import sweep as sw
+    from normbench.orchestrate import sweep as sw
 
     cfg = write_config(tmp_path / "again.yaml", compare=block)
     plan = sw.plan_seeds(str(cfg), 3, (), ("model.norm=batch,layer",), False, str(tmp_path / "r"))

@@ -92,7 +92,7 @@ def test_within_errors_are_one_line(tmp_path):
 
 
 def test_library_errors_are_normbench_errors(tmp_path):
-    from normbench import results
+    from normbench.analysis import results
 
     with pytest.raises(NormbenchError, match="no such file"):
         results.load_runs([tmp_path / "missing"])

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import ACC3, FP, cli, compare_csv, parse_table, write_run, cells
-from normbench import runfolder
+from normbench.store import runfolder
 
 
 # ----------------------------------------------------------------------------- a group: seeds, data, sections
@@ -224,7 +224,7 @@ def test_runs_not_averaged_are_listed_with_the_keys_that_vary(tmp_path):
 def test_runs_from_before_a_config_key_existed_group_with_its_default(tmp_path):
     """A run folder written before `train.backend` existed compares as the default
     (tensorflow), in one group with new runs; a jax run is a group of its own."""
-    from normbench import results
+    from normbench.analysis import results
 
     root = tmp_path / "results"
     write_run(root, seed=1, test_accuracy=0.80)  # config.yaml without train.backend
@@ -242,7 +242,7 @@ def test_runs_from_before_a_config_key_existed_group_with_its_default(tmp_path):
 def test_an_old_config_that_no_longer_validates_still_gets_its_defaults(tmp_path):
     """results fills keys added since a run was made by parsing alone: a config that a
     later rule refuses (3 groups do not divide the CNN's 32 channels) still gets them."""
-    from normbench import results
+    from normbench.analysis import results
 
     d = write_run(tmp_path, seed=0, norm="group")
     raw = yaml.safe_load((d / runfolder.CONFIG).read_text())
@@ -276,7 +276,8 @@ def test_one_config_with_two_model_files_is_told_apart(tmp_path):
     df = pd.read_csv(io.StringIO(cli("compare", root, "--format", "csv").stdout))
     assert sorted(df["label"]) == ["norm=batch, model=aaaaaaaa", "norm=batch, model=bbbbbbbb",
                                    "norm=layer, model=aaaaaaaa", "norm=layer, model=bbbbbbbb"]
-    from normbench import plots, results
+    from normbench.present import plots
+    from normbench.analysis import results
 
     res = plots.plot_vs(results.load_runs([root]), "model.norm", tmp_path / "v.png")
     assert res.lines == 4  # one line per norm and model file
@@ -375,8 +376,8 @@ def test_identity_leaves_out_what_does_not_train_and_old_runs_get_one(tmp_path):
     """identity: name, output, sweep, role and data.path do not change it; the seed, the
     data, the normbench version and any trained key do. Run folders from before the
     summary.json key get theirs computed from config.yaml and summary.json."""
-    from normbench import identity
-    from normbench.runs import load_run
+    from normbench.store import identity
+    from normbench.analysis.runs import load_run
 
     base = load_run(write_run(tmp_path / "a", seed=0, run_id="x"))
     assert base.summary["identity"] is None and base.identity == identity.identity(base.config, base.summary)

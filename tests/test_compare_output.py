@@ -32,7 +32,8 @@ def test_compare_formats_and_output_file(two_groups, tmp_path):
 
 
 def test_compare_plot_option(two_groups, tmp_path):
-    from normbench import plots, results
+    from normbench.present import plots
+    from normbench.analysis import results
 
     out = tmp_path / "c.png"
     r = cli("compare", two_groups, "--plot", out, "--format", "csv")

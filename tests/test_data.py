@@ -12,8 +12,8 @@ import pytest
 
 from conftest import shared_file
 from normbench import NormbenchError
-from normbench.config import from_dict
-from normbench.data import _cifar_from_batches, balanced_subset, load_data
+from normbench.schema.config import from_dict
+from normbench.build.data import _cifar_from_batches, balanced_subset, load_data
 
 
 def _data_cfg(**data):
@@ -297,7 +297,7 @@ def test_validate_reads_your_arrays_labels_only(tmp_path, monkeypatch):
     validate (docs/reliability.md, "a 1.2 GB arrays .npz")."""
     from numpy.lib import npyio
 
-    from normbench.data import input_spec
+    from normbench.build.data import input_spec
 
     f = tmp_path / "d.npz"
     np.savez(f, x_train=np.zeros((30, 5, 4), "float32"), y_train=np.arange(30) % 3, x_test=np.zeros((9, 5, 4), "float32"),

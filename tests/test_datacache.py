@@ -1,4 +1,4 @@
-"""The data cache (normbench/datacache.py): same arrays and fingerprint on a hit as on a
+"""The data cache (normbench/build/datacache.py): same arrays and fingerprint on a hit as on a
 miss, invalidated by every setting and source change that changes the arrays, damaged
 entries rebuilt, racing processes safe, off when asked, never fatal."""
 
@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from conftest import REPO, cli
-from normbench import data as nbdata
-from normbench import datacache
-from normbench.config import DataConfig, Subset
-from normbench.data import fingerprint, load_data
+from normbench.build import data as nbdata
+from normbench.build import datacache
+from normbench.schema.config import DataConfig, Subset
+from normbench.build.data import fingerprint, load_data
 
 
 @pytest.fixture
@@ -186,7 +186,7 @@ def test_concurrent_processes_build_once(tmp_path, cache):
     code = f"""
 import sys, time
 from normbench import data as d
-from normbench.config import DataConfig
+from normbench.schema.config import DataConfig
 spec = d.DATASETS["imdb"]
 def slow(cfg, seed, _l=spec.load):
     open(sys.argv[1], "a").write("built\\n"); time.sleep(1.0); return _l(cfg, seed)

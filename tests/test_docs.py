@@ -1,5 +1,5 @@
 """The documentation: every relative link resolves, and docs/runfolder.md is what
-normbench/runfolder.py renders (so the run-folder page cannot drift from the contract)."""
+normbench/store/runfolder.py renders (so the run-folder page cannot drift from the contract)."""
 
 from __future__ import annotations
 
@@ -89,16 +89,16 @@ def test_dead_links_are_found(tmp_path):
 
 
 def test_runfolder_doc_is_rendered_from_runfolder():
-    from normbench import runfolder
+    from normbench.store import runfolder
 
     committed = (REPO / "docs" / "runfolder.md").read_text(encoding="utf-8")
     assert committed == runfolder.describe_markdown(), (
-        f"docs/runfolder.md differs from normbench/runfolder.py's tables; regenerate it: {runfolder.DOC_COMMAND}"
+        f"docs/runfolder.md differs from normbench/store/runfolder.py's tables; regenerate it: {runfolder.DOC_COMMAND}"
     )
 
 
 def test_runfolder_doc_describes_every_name():
-    from normbench import runfolder
+    from normbench.store import runfolder
 
     doc = runfolder.describe_markdown()
     for table in (runfolder.SUMMARY_KEYS, runfolder.HISTORY_DESCRIPTIONS, runfolder.INDEX_DESCRIPTIONS,

@@ -237,7 +237,7 @@ def _failing_training(request):
     failure would), after the run folder exists (until the test ends)."""
     import keras
 
-    from normbench import train
+    from normbench.training import train
 
     class Fail(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
@@ -247,7 +247,7 @@ def _failing_training(request):
 
 
 def test_training_failure_is_one_line_and_recorded(tmp_path, out, monkeypatch, request):
-    from normbench import runfolder
+    from normbench.store import runfolder
 
     monkeypatch.delenv("NORMBENCH_DEBUG", raising=False)
     _failing_training(request)

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import cli
 from normbench import NormbenchError
-from normbench.explain import TUTORIAL_MATRIX, explain, parse_matrix
+from normbench.analysis.explain import TUTORIAL_MATRIX, explain, parse_matrix
 
 
 @pytest.fixture(scope="module")

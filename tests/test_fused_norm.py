@@ -1,4 +1,4 @@
-"""normbench.layers.FusedBatchNormalization: Keras' BatchNormalization with one fused kernel
+"""normbench.build.layers.FusedBatchNormalization: Keras' BatchNormalization with one fused kernel
 for the training call on TensorFlow. Same outputs, gradients and moving statistics as
 Keras' layer (up to rounding), the moving variance with NumPy's ddof = 0 (TensorFlow's
 kernel returns ddof = 1), and the kernel really runs in the models' training step."""
@@ -14,7 +14,7 @@ MOMENTUM = 0.99  # Keras' default
 def _pair(shape, seed=0):
     import keras
 
-    from normbench.layers import FusedBatchNormalization
+    from normbench.build.layers import FusedBatchNormalization
 
     rng = np.random.default_rng(seed)
     keras_bn, fused = keras.layers.BatchNormalization(), FusedBatchNormalization()
@@ -61,7 +61,7 @@ def test_fused_matches_keras_batch_normalization(shape):
 def test_moving_variance_is_the_population_variance():
     """One step from moving (0, 1): mean and variance move by 1 - momentum towards the
     batch's mean and its variance with ddof = 0 (NumPy), not TensorFlow's ddof = 1."""
-    from normbench.layers import FusedBatchNormalization
+    from normbench.build.layers import FusedBatchNormalization
 
     x = np.random.default_rng(2).normal(2.0, 3.0, size=(5, 3, 2, 4)).astype("float32")  # 30 values per channel
     layer = FusedBatchNormalization()
@@ -78,9 +78,9 @@ def test_the_models_training_step_runs_the_fused_kernel():
     training step holds TensorFlow's FusedBatchNormV3 (and its gradient) once per slot."""
     import tensorflow as tf
 
-    from normbench.config import from_dict
-    from normbench.layers import FusedBatchNormalization
-    from normbench.models import build_model
+    from normbench.schema.config import from_dict
+    from normbench.build.layers import FusedBatchNormalization
+    from normbench.build.models import build_model
 
     cfg = from_dict({"name": "t", "data": {"name": "synthetic_cifar10"}, "model": {"arch": "cifar10_cnn", "norm": "batch"}})
     model = build_model(cfg, 10)
@@ -100,7 +100,7 @@ def test_other_cases_are_keras_own_call():
     """A mask, an axis other than the last, or inference: Keras' layer, to the bit."""
     import keras
 
-    from normbench.layers import FusedBatchNormalization
+    from normbench.build.layers import FusedBatchNormalization
 
     x = np.random.default_rng(3).normal(size=(6, 4, 5)).astype("float32")
     for kw in ({"axis": 1}, {"center": False}):
@@ -119,7 +119,7 @@ def test_under_mixed_bfloat16_it_computes_in_float32_and_returns_bfloat16():
     precision, the moving statistics to float32's."""
     import keras
 
-    from normbench.layers import FusedBatchNormalization
+    from normbench.build.layers import FusedBatchNormalization
 
     x = np.random.default_rng(4).normal(1.0, 2.0, size=(8, 5, 5, 6)).astype("float32")
     a, b = keras.layers.BatchNormalization(dtype="mixed_bfloat16"), FusedBatchNormalization(dtype="mixed_bfloat16")

@@ -1,6 +1,6 @@
-"""No import cycle in normbench/: every module imports alone in a fresh process, and the
-modules of the old cycle (config -> models -> optim -> config) import in every order.
-config.py parses only: it imports no registry at module level."""
+"""Every module imports alone in a fresh process, the modules of an old cycle (config ->
+models -> optim -> config) import in every order, and config.py imports no registry at
+module level. (The layer rule and the absence of cycles: test_layers_contract.py.)"""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import pytest
 
 from conftest import REPO
 
-MODULES = sorted(p.stem for p in (REPO / "normbench").glob("*.py") if not p.stem.startswith("__"))
+MODULES = sorted(".".join(p.relative_to(REPO / "normbench").with_suffix("").parts)
+                 for p in (REPO / "normbench").rglob("*.py") if not p.stem.startswith("__"))
 REGISTRIES = {"models", "norms", "optim", "data", "datacache", "layers", "sweep", "train", "usermodels", "tables"}
-HEAVY = {"layers"}  # defines Keras layers, so it imports Keras (10 s): imported in the order test's process
+HEAVY = {"build.layers"}  # defines Keras layers, so it imports Keras (10 s): imported in the order test's process
 
 
 def _fresh(code: str) -> subprocess.CompletedProcess:
@@ -34,14 +35,14 @@ def test_every_module_imports_alone_in_a_fresh_process():
     assert len(light) >= 20  # the glob found the package
 
 
-@pytest.mark.parametrize("order", list(itertools.permutations(["config", "models", "optim"])))
+@pytest.mark.parametrize("order", list(itertools.permutations(["schema.config", "build.models", "build.optim"])))
 def test_the_old_cycle_imports_in_every_order(order):
     r = _fresh("; ".join(f"import normbench.{m}" for m in order) + "; import normbench.cli")
     assert r.returncode == 0, r.stderr
 
 
 def test_config_imports_no_registry_at_module_level():
-    tree = ast.parse((REPO / "normbench/config.py").read_text(encoding="utf-8"))
+    tree = ast.parse((REPO / "normbench/schema/config.py").read_text(encoding="utf-8"))
     top = []
     for node in tree.body:  # module level only: imports inside functions are lazy, and allowed
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("normbench"):

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO, assert_one_line_error, cli, write_config
-from normbench import data as nbdata
-from normbench.config import from_dict, read_yaml
+from normbench.build import data as nbdata
+from normbench.schema.config import from_dict, read_yaml
 
 
 def _no_run_folder(out):
@@ -152,7 +152,7 @@ def test_checks_run_on_the_keras_download_too(monkeypatch):
 
 def test_reason_skips_tensorflow_decoration():
     from normbench import one_line
-    from normbench.reasons import describe
+    from normbench.core.reasons import describe
 
     class InvalidArgumentError(Exception):
         pass
@@ -187,18 +187,18 @@ def test_library_error_keeps_its_reason(tmp_path, out, monkeypatch):
 
 
 def test_memory_error_is_one_line(tmp_path, out, monkeypatch):
-    import normbench.models
-    import normbench.train
+    import normbench.build.models
+    import normbench.training.train
 
     def oom(*a, **k):
         raise MemoryError()
 
     cfg = write_config(tmp_path / "c.yaml")
-    monkeypatch.setattr(normbench.models, "build_model", oom)
+    monkeypatch.setattr(normbench.build.models, "build_model", oom)
     r = cli("validate", cfg)
     fix = "use a smaller train.batch_size, data.subset, data.maxlen or data.num_words, or free memory"
     assert r.exit_code == 1 and r.output.splitlines()[-1] == f"Error: out of memory (MemoryError); {fix}", r.output
-    monkeypatch.setattr(normbench.train, "prepare", oom)
+    monkeypatch.setattr(normbench.training.train, "prepare", oom)
     r = cli("run", cfg, "--set", f"output.dir={out}")
     assert_one_line_error(r, f"training failed: out of memory (MemoryError); {fix}", out)
 

@@ -1,4 +1,4 @@
-"""normbench.layers.HoistedSimpleRNN: SimpleRNN's maths and weights with the input projection
+"""normbench.build.layers.HoistedSimpleRNN: SimpleRNN's maths and weights with the input projection
 out of the loop, and the layer-normalized recurrence of Ba et al. (2016) checked against NumPy;
 model.rnn / model.norm_placement in the config and the IMDB model."""
 
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO, cli, write_config
-from normbench import train
-from normbench.config import from_dict
+from normbench.training import train
+from normbench.schema.config import from_dict
 
 N, T, D, U = 3, 6, 5, 4
 
@@ -34,7 +34,7 @@ def _randomize(layer, seed=1):
 def test_hoisted_equals_keras_simple_rnn_both_ways(return_sequences, unroll):
     import keras
 
-    from normbench.layers import HoistedSimpleRNN
+    from normbench.build.layers import HoistedSimpleRNN
 
     keras_rnn = keras.layers.SimpleRNN(U, return_sequences=return_sequences)
     fast = HoistedSimpleRNN(U, return_sequences=return_sequences, unroll=unroll)
@@ -58,7 +58,7 @@ def test_hoisted_equals_keras_simple_rnn_both_ways(return_sequences, unroll):
 def test_hoisted_has_simple_rnns_initial_weights_after_the_same_seed():
     import keras
 
-    from normbench.layers import HoistedSimpleRNN
+    from normbench.build.layers import HoistedSimpleRNN
 
     keras.utils.set_random_seed(7)
     keras_rnn = keras.layers.SimpleRNN(U)
@@ -72,7 +72,7 @@ def test_hoisted_has_simple_rnns_initial_weights_after_the_same_seed():
 
 
 def test_hoisted_refuses_masks():
-    from normbench.layers import HoistedSimpleRNN
+    from normbench.build.layers import HoistedSimpleRNN
 
     layer = HoistedSimpleRNN(U)
     with pytest.raises(ValueError, match="HoistedSimpleRNN does not support masks; use keras.layers.SimpleRNN"):
@@ -99,7 +99,7 @@ def _numpy_ln_rnn(x, kernel, recurrent, gamma, beta, norm, eps):
 @pytest.mark.parametrize("unroll", [False, True, 4])
 @pytest.mark.parametrize("norm, eps", [("layer", 1e-3), ("rms", 1e-6)])
 def test_recurrent_norm_matches_numpy(norm, eps, unroll):
-    from normbench.layers import HoistedSimpleRNN
+    from normbench.build.layers import HoistedSimpleRNN
 
     layer = HoistedSimpleRNN(U, return_sequences=True, unroll=unroll, norm=norm)
     layer.build((None, T, D))
@@ -121,7 +121,7 @@ def test_recurrent_norm_matches_numpy(norm, eps, unroll):
 def test_recurrent_layer_norm_normalizes_every_sample_and_time_step():
     """With the initial gain 1 and bias 0, atanh(h_t) is the normalized summed input: mean 0
     and variance s/(s + eps) over the units, for each sample and time step separately."""
-    from normbench.layers import HoistedSimpleRNN
+    from normbench.build.layers import HoistedSimpleRNN
 
     layer = HoistedSimpleRNN(16, return_sequences=True, norm="layer")
     x = 3 + 5 * _x()  # far from normalized inputs
@@ -144,7 +144,7 @@ def _kinds(model):
 
 
 def test_model_rnn_and_placement_build_the_right_layers():
-    from normbench.models import build_model
+    from normbench.build.models import build_model
 
     assert _kinds(build_model(_cfg(), 2)) == ["Embedding", "SimpleRNN", "LayerNormalization", "SimpleRNN", "LayerNormalization", "Dense"]
     fast = build_model(_cfg(rnn="fast", unroll=True), 2)
@@ -227,7 +227,7 @@ def test_layers_on_jax():
      ({"norm_placement": "recurrent", "unroll": True}, "tensorflow", True)],
 )
 def test_unroll_auto_with_rnn_and_placement(model, backend, expected):
-    from normbench.optim import resolved_unroll
+    from normbench.build.optim import resolved_unroll
 
     # real IMDB, 5 epochs: 1565 steps, long enough for auto to unroll (optim.UNROLL_AUTO_MIN_STEPS)
     cfg = from_dict({"name": "t", "data": {"name": "imdb"}, "train": {"backend": backend},

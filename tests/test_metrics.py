@@ -1,10 +1,10 @@
-"""normbench.metrics: the one table of metric facts that results, tables, stats and plots read."""
+"""normbench.core.metrics: the one table of metric facts that results, tables, stats and plots read."""
 
 import math
 import subprocess
 import sys
 
-from normbench import metrics
+from normbench.core import metrics
 
 
 def test_orders_that_outputs_depend_on():
@@ -43,7 +43,8 @@ def test_every_ranked_metric_has_a_direction_and_bounds():
 
 
 def test_readers_use_the_table():
-    from normbench import plots, results, stats
+    from normbench.present import plots
+    from normbench.analysis import results, stats
 
     assert results.METRICS == {n: metrics.TABLE[n].higher_is_better for n in metrics.RANKED}
     assert results.LAST_FALLBACK == {"test_accuracy_last": "test_accuracy", "test_loss_last": "test_loss"}
@@ -53,7 +54,7 @@ def test_readers_use_the_table():
 
 
 def test_import_is_light():
-    code = ("import sys, normbench.metrics; heavy = [m for m in ('numpy', 'pandas', 'tensorflow', 'keras') "
+    code = ("import sys, normbench.core.metrics; heavy = [m for m in ('numpy', 'pandas', 'tensorflow', 'keras') "
             "if m in sys.modules]; print(heavy); sys.exit(bool(heavy))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from normbench.config import from_dict
-from normbench.models import MODELS, build_model
-from normbench.norms import NORMS, make_norm
+from normbench.schema.config import from_dict
+from normbench.build.models import MODELS, build_model
+from normbench.build.norms import NORMS, make_norm
 from normbench import NormbenchError
 
 NORM_CLASSES = {"BatchNormalization", "LayerNormalization", "GroupNormalization", "RMSNormalization"}
@@ -142,7 +142,7 @@ SMOKE = {"name": "synthetic_imdb", "subset": {"train": 2000, "test": 500}}
      (True, "tensorflow", SMOKE, 1, True), (True, "jax", SMOKE, 1, True)],
 )
 def test_unroll_auto_unrolls_on_tensorflow_for_long_runs_only(unroll, backend, data, epochs, expected):
-    from normbench.optim import UNROLL_AUTO_MIN_STEPS, planned_steps, resolved_unroll
+    from normbench.build.optim import UNROLL_AUTO_MIN_STEPS, planned_steps, resolved_unroll
 
     cfg = from_dict({"name": "t", "data": data, "model": {"arch": "imdb_rnn", "norm": "layer", "unroll": unroll},
                      "train": {"backend": backend, "epochs": epochs}})
@@ -167,7 +167,7 @@ def test_group_and_rms_norms_learn(out, norm):
             "--set", "data.subset={train: 320, test: 64}", "--set", "train.epochs=3")
     assert r.exit_code == 0, r.output
     run_dir = Path(r.output.strip().rsplit(" -> ", 1)[1])
-    from normbench import runfolder
+    from normbench.store import runfolder
 
     rows = runfolder.read_history(run_dir)
     s = json.loads((run_dir / "summary.json").read_text())
@@ -220,7 +220,7 @@ def test_precision_mixed_bfloat16_learns(out):
             "--set", "train.precision=mixed_bfloat16", "--set", "data.subset={train: 320, test: 64}", "--set", "train.epochs=3")
     assert r.exit_code == 0, r.output
     run_dir = Path(r.output.strip().rsplit(" -> ", 1)[1])
-    from normbench import runfolder
+    from normbench.store import runfolder
 
     rows = runfolder.read_history(run_dir)
     s = json.loads((run_dir / "summary.json").read_text())
@@ -238,7 +238,7 @@ def test_a_model_declares_its_own_options_with_register():
     model.params into its dataclass, checks types and keys, and round-trips it."""
     import dataclasses
 
-    from normbench import models
+    from normbench.build import models
 
     @dataclasses.dataclass(frozen=True)
     class WideParams:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from normbench import NormbenchError
-from normbench.norms import make_norm
+from normbench.build.norms import make_norm
 
 SHAPES = {"conv": (3, 5, 4, 6), "sequence": (3, 7, 6), "vector": (3, 6)}
 

@@ -1,5 +1,5 @@
 """Optimizers, learning-rate schedules, lr_scaling and the steps budget: history.csv's
-learning rate per epoch matches the formulas in normbench/optim.py (written out again
+learning rate per epoch matches the formulas in normbench/build/optim.py (written out again
 here, independently), the budget trains the right epochs and steps, bad values give
 one line, and SGD with momentum learns."""
 
@@ -84,8 +84,8 @@ def test_schedule_on_jax(tmp_path):
 
 def test_sqrt_and_linear_peaks():
     """The peak itself, without training: linear b/B, sqrt of it, none 1."""
-    from normbench import optim
-    from normbench.config import from_dict
+    from normbench.build import optim
+    from normbench.schema.config import from_dict
 
     raw = {"name": "x", "data": {"name": "synthetic_imdb", "subset": {"train": 160, "test": 64}},
            "model": {"arch": "imdb_rnn", "norm": "none"},
@@ -138,8 +138,8 @@ def test_sgd_with_momentum_learns(out):
 
 def test_optimizer_options_reach_keras():
     """momentum/nesterov/weight_decay end up on the Keras optimizer; null = Keras' default."""
-    from normbench import optim
-    from normbench.config import from_dict
+    from normbench.build import optim
+    from normbench.schema.config import from_dict
 
     def built(**train):
         raw = {"name": "x", "data": {"name": "synthetic_imdb"}, "model": {"arch": "imdb_rnn", "norm": "none"},
@@ -250,7 +250,7 @@ def test_lr_tolerance_study_lists_its_45_members(tmp_path):
     expected = {f"cifar10_cnn-norm={n}-bs=64-learning_rate={lr}-seed={s}"
                 for s, lr, n in itertools.product([0, 1, 2], [0.003, 0.01, 0.03, 0.1, 0.3], ["batch", "layer", "none"])}
     assert len(ids) == 45 and set(ids) == expected
-    from normbench.config import load_config
+    from normbench.schema.config import load_config
 
     t = load_config(REPO / "configs/study/cifar10_lr_tolerance.yaml", ["data.path=null"]).train
     assert (t.optimizer, t.momentum, t.nesterov, t.schedule, t.budget) == ("sgd", 0.9, False, "constant", "samples")

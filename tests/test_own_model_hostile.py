@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from conftest import cli, error_line
-from normbench.config import from_dict
-from normbench.models import build_model
+from normbench.schema.config import from_dict
+from normbench.build.models import build_model
 
 
 def _npz(path, x_train, y_train, x_test, y_test):
@@ -82,7 +82,8 @@ model.get_layer("head").set_weights([np.array({w.tolist()}, "float32"), np.zeros
     r = cli("run", _cfg(tmp_path, model, {"name": "arrays", "path": str(f)}, learning_rate=1e-9, optimizer="sgd"),
             "--quiet")
     assert r.exit_code == 0, r.output
-    from normbench import results, runfolder
+    from normbench.analysis import results
+    from normbench.store import runfolder
 
     (run,) = results.load_runs([str(tmp_path / "results")])
     assert run.summary["test_accuracy"] == pytest.approx(1.0)
@@ -414,7 +415,7 @@ def test_a_saved_model_with_a_custom_layer_runs_validate_sweep_compare(tmp_path)
     assert [line.split(":")[0] for line in r.output.splitlines() if line.startswith("# slot")] == ["# slot ln_1", "# slot ln_2"]
     r = cli("sweep", p, "--grid", "model.norm=layer,none")
     assert r.exit_code == 0, r.output
-    from normbench import results
+    from normbench.analysis import results
 
     runs = results.load_runs([str(tmp_path / "results")])
     assert sorted(r.summary["norm"] for r in runs) == ["layer", "none"] and all(r.completed for r in runs)

@@ -1,4 +1,4 @@
-"""CIFAR images stay uint8 until the batch: the CNN's first layer (normbench.layers.Pixels)
+"""CIFAR images stay uint8 until the batch: the CNN's first layer (normbench.build.layers.Pixels)
 scales them to float32 x / 255 with NumPy's values bit for bit, so a run fed uint8 images
 trains exactly as one fed the float32 arrays load_data used to make."""
 
@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 from conftest import REPO, cli
-from normbench import runfolder, train
-from normbench.config import DataConfig, Subset, from_dict
-from normbench.data import fingerprint, load_data
-from normbench.models import build_model
+from normbench.store import runfolder
+from normbench.training import train
+from normbench.schema.config import DataConfig, Subset, from_dict
+from normbench.build.data import fingerprint, load_data
+from normbench.build.models import build_model
 
 ALL_PIXELS = (np.arange(32 * 32 * 3 * 2) % 256).astype(np.uint8).reshape(2, 32, 32, 3)  # every value 0-255
 
@@ -122,8 +123,8 @@ def test_on_jax_the_first_layer_is_exact_and_uint8_trains_as_float(tmp_path):
     and on float32 x / 255 gives the same weights."""
     script = f"""
 import numpy as np, keras
-from normbench.config import from_dict
-from normbench.models import build_model
+from normbench.schema.config import from_dict
+from normbench.build.models import build_model
 assert keras.backend.backend() == "jax"
 cfg = from_dict({{"name": "t", "data": {{"name": "synthetic_cifar10"}}, "model": {{"arch": "cifar10_cnn", "norm": "batch"}}}})
 x = (np.arange(32 * 32 * 3 * 64) % 256).astype(np.uint8).reshape(64, 32, 32, 3)

@@ -16,7 +16,7 @@ import yaml
 from scipy import stats as sps
 
 from conftest import cli, error_line, write_run
-from normbench import runfolder
+from normbench.store import runfolder
 
 
 def epoch_values(root: Path) -> dict:
@@ -108,7 +108,8 @@ def batch_sweep(tmp_path) -> Path:
 
 
 def test_plot_curves_draws_the_groups_mean_curves(two_groups, tmp_path):
-    from normbench import plots, results
+    from normbench.present import plots
+    from normbench.analysis import results
 
     out = tmp_path / "plots" / "curves.png"
     write_run(two_groups, seed=9, norm="batch", status="diverged")  # one epoch: in a mean it would move epoch 1
@@ -123,7 +124,7 @@ def test_plot_curves_draws_the_groups_mean_curves(two_groups, tmp_path):
 
 
 def test_band_is_the_t_interval_or_the_std_and_accuracy_is_clipped():
-    from normbench.plots import _band, _bounds
+    from normbench.present.plots import _band, _bounds
 
     x = [0.91, 0.97, 0.99]
     ref = sps.ttest_1samp(x, 0).confidence_interval(0.95)
@@ -140,7 +141,8 @@ def test_band_is_the_t_interval_or_the_std_and_accuracy_is_clipped():
 
 
 def test_e2e_plot_real_runs(real_runs, tmp_path):
-    from normbench import plots, results
+    from normbench.present import plots
+    from normbench.analysis import results
 
     out = tmp_path / "curves.png"
     r = cli("plot", real_runs, "-o", out)
@@ -156,7 +158,8 @@ def test_e2e_plot_real_runs(real_runs, tmp_path):
 def test_plot_vs_draws_each_points_mean_and_interval(batch_sweep, tmp_path):
     import numpy as np
 
-    from normbench import plots, results
+    from normbench.present import plots
+    from normbench.analysis import results
 
     out = tmp_path / "bs.png"
     r = cli("plot", batch_sweep, "--vs", "train.batch_size", "-o", out)
@@ -225,7 +228,8 @@ def test_plot_vs_shows_diverged_runs_as_a_share_of_seeds(tmp_path):
     assert r.exit_code == 0, r.output
     assert "3 lines, 1 point with n = 1 (hollow, no error bar), 8 diverged runs (lower panel), 10 runs" in r.stdout
 
-    from normbench import plots, results
+    from normbench.present import plots
+    from normbench.analysis import results
 
     res = plots.plot_vs(results.load_runs([root]), "train.batch_size", tmp_path / "lib.png")
     assert (tmp_path / "d.png").read_bytes() == (tmp_path / "lib.png").read_bytes()  # the CLI drew this figure
@@ -259,7 +263,8 @@ def test_plot_vs_mixes_runs_with_and_without_a_data_fingerprint(tmp_path):
             write_run(root, seed=seed, norm=norm, batch_size=64, test_accuracy=0.7, data="cifar10")
     r = cli("plot", root, "--vs", "train.batch_size", "-o", tmp_path / "m.png")
     assert r.exit_code == 0, r.output
-    from normbench import plots, results
+    from normbench.present import plots
+    from normbench.analysis import results
 
     res = plots.plot_vs(results.load_runs([root]), "train.batch_size", tmp_path / "lib.png")
     (top,) = res.figure.axes
@@ -315,7 +320,7 @@ def test_history_rows_gives_history_frames_numbers_or_its_error(tmp_path, text):
     """plot reads history.csv with the csv module, and anything unusual through pandas'
     history_frame: the same numbers, or the same one-line error."""
     from normbench import NormbenchError
-    from normbench.runs import HISTORY_NEEDED
+    from normbench.analysis.runs import HISTORY_NEEDED
 
     (tmp_path / runfolder.HISTORY).write_text(text, encoding="utf-8")
     try:
@@ -331,7 +336,7 @@ def test_history_rows_gives_history_frames_numbers_or_its_error(tmp_path, text):
         assert all((math.isnan(a) and math.isnan(b)) or a == b for a, b in zip(g, w)), (g, w)
 
 def test_history_rows_of_every_committed_run_are_history_frames():
-    from normbench.runs import HISTORY_NEEDED
+    from normbench.analysis.runs import HISTORY_NEEDED
 
     files = sorted((Path(__file__).resolve().parents[1] / "results").rglob(runfolder.HISTORY))
     assert len(files) > 100
@@ -348,7 +353,8 @@ def test_plot_vs_seed_says_seed_is_the_replicate_key(two_groups, tmp_path):
 
 
 def test_log_loss_puts_the_loss_panel_on_a_log_scale(two_groups, tmp_path):
-    from normbench import plots, results
+    from normbench.present import plots
+    from normbench.analysis import results
 
     res = plots.plot_curves(results.load_runs([two_groups]), tmp_path / "c.png", log_loss=True)
     ax_acc, ax_loss = res.figure.axes
@@ -364,7 +370,9 @@ def test_tune_plot_stars_the_tied_point_the_tune_confirmed(tmp_path):
     confirmation diamond, not the tied point first in numeric order."""
     import tunefake
     from conftest import write_config
-    from normbench import plots, results, tune
+    from normbench.present import plots
+    from normbench.analysis import results
+    from normbench.orchestrate import tune
 
     old = dict(tunefake.VAL)
     tunefake.VAL[("batch", 0.01)] = tunefake.VAL[("batch", 0.001)] = 0.8

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from conftest import cli, error_line
-from normbench import preprocess
-from normbench.config import from_dict
-from normbench.data import load_data
+from normbench.build import preprocess
+from normbench.schema.config import from_dict
+from normbench.build.data import load_data
 
 
 def test_the_tutorials_worked_example():
@@ -108,7 +108,7 @@ def test_runs_record_the_fitted_statistics(tmp_path):
     (run_dir,) = (out / "g").iterdir()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["preprocess_fingerprint"].startswith("sha256:") and summary["data_fingerprint"].startswith("sha256:")
-    from normbench import results
+    from normbench.analysis import results
 
     (run,) = results.load_runs([str(out)])
     assert run.fingerprint == f"{summary['data_fingerprint']}+{summary['preprocess_fingerprint'][7:23]}"
@@ -118,7 +118,7 @@ def test_compare_groups_runs_by_the_fitted_statistics(tmp_path):
     """One config, one data file, two sets of fitted statistics (the file's training rows
     changed between runs, say): two groups, never pooled."""
     from conftest import write_run
-    from normbench import results
+    from normbench.analysis import results
 
     for seed in (0, 1):
         for pre in ("sha256:" + "a" * 64, "sha256:" + "b" * 64):

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from conftest import REPO
-from normbench.quiet import NOISE
+from normbench.core.quiet import NOISE
 
 
 def test_validate_prints_no_tensorflow_startup_notices():
@@ -23,7 +23,7 @@ def test_validate_prints_no_tensorflow_startup_notices():
 def test_other_stderr_lines_still_reach_the_user(capfd, monkeypatch):
     """The filter drops only the known notices: anything else written while Keras loads
     is written back."""
-    import normbench.quiet as quiet
+    import normbench.core.quiet as quiet
 
     monkeypatch.delitem(sys.modules, "keras", raising=False)
     monkeypatch.delenv("NORMBENCH_DEBUG", raising=False)

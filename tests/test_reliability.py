@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO, assert_one_line_error, cli, write_config, write_run
-from normbench import data, optim, runfolder, train
+from normbench.build import data, optim
+from normbench.store import runfolder
+from normbench.training import train
 
 # ----------------------------------------------------------------------------- the split
 
@@ -75,7 +77,7 @@ def test_summary_counts_are_what_keras_fit_saw(out, seen, n, split, batch):
 
 
 def test_budget_steps_uses_the_same_split():
-    from normbench.config import from_dict, read_yaml
+    from normbench.schema.config import from_dict, read_yaml
 
     raw = read_yaml(REPO / "configs/smoke/imdb_none.yaml")
     raw["data"]["subset"] = {"train": 13, "test": 4}
@@ -230,7 +232,7 @@ def test_a_symlinked_run_folder_is_compared_once(tmp_path):
     (search / "exp_batch" / "linked").symlink_to(a, target_is_directory=True)
     (search / "again").symlink_to(real, target_is_directory=True)  # the same run through a second link
     (search / "loop").symlink_to(search, target_is_directory=True)  # a link loop ends
-    from normbench import results
+    from normbench.analysis import results
 
     runs = results.load_runs([search])
     assert sorted(r.summary["seed"] for r in runs) == [0, 1]  # before: the linked run was not followed

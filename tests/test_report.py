@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, cli, error_line, write_config, write_run
-from normbench import runfolder
+from normbench.store import runfolder
 
 CHROMIUM = os.environ.get("NORMBENCH_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -106,7 +106,7 @@ def _leaves_the_file(link: str) -> bool:
 
 
 def test_report_is_verdict_first_and_its_table_is_compares(tmp_path):
-    from normbench import results, tables
+    from normbench.analysis import results, tables
 
     root = _study(tmp_path / "r")
     out = tmp_path / "study.html"
@@ -156,7 +156,7 @@ def test_no_src_or_href_leaves_the_file(tmp_path):
 def test_flags_in_compares_json_flow_into_the_table(tmp_path, monkeypatch):
     """A field compare's JSON gains (a "did not learn" flag, another helper's) is shown
     beside its group without a change here."""
-    from normbench import tables
+    from normbench.analysis import tables
 
     real = tables._json
 
@@ -178,7 +178,7 @@ def test_a_sweep_records_its_command_and_the_report_lists_it(tmp_path):
     out = tmp_path / "r"
     r = cli("sweep", cfg, "--grid", "model.norm=batch,layer", "--grid", "seed=0", "--output", out, "--dry-run")
     assert r.exit_code == 0 and not out.exists()  # a dry run creates nothing, command.txt included
-    from normbench import sweep
+    from normbench.orchestrate import sweep
 
     runfolder.set_command_line(["sweep", str(cfg), "--grid", "model.norm=batch,layer", "--output", str(out)])
     try:
@@ -201,7 +201,7 @@ def test_the_cli_records_a_sweeps_and_a_tunes_command_line(tmp_path, monkeypatch
     """Through the CLI (click's main, as `normbench sweep` and `tune` run): each folder
     they create holds the command line as typed. The stand-in trainer (tests/tunefake.py)
     completes members at once."""
-    from normbench.executors.base import EXECUTORS
+    from normbench.orchestrate.executors.base import EXECUTORS
     from tunefake import FakeTrainer
 
     monkeypatch.setattr(runfolder, "_command_line", None)
@@ -321,8 +321,8 @@ def test_every_committed_study_has_a_current_report():
     """Each study folder under results/study/ has its page in results/reports/, and each
     page's embedded comparison is what compare says of those runs today (a page left
     behind by a change to the runs or to compare fails here)."""
-    from normbench import results, tables
-    from normbench.runs import ROLE_KEY, with_role
+    from normbench.analysis import results, tables
+    from normbench.analysis.runs import ROLE_KEY, with_role
 
     lines = _make_reports_lines()
     studies = sorted(p.name for p in (REPO / "results/study").iterdir() if p.is_dir())

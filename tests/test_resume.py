@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, cli
-from normbench import optim, runfolder
+from normbench.build import optim
+from normbench.store import runfolder
 
 RUNHOOKS = Path(__file__).with_name("runhooks.py")
 TINY3 = ["--set", "data.subset={train: 160, test: 64}", "--set", "train.epochs=3"]
@@ -286,7 +287,7 @@ def test_eval_best_restores_the_best_epochs_weights(tmp_path, out, monkeypatch):
     import keras
     import numpy as np
 
-    from normbench import train
+    from normbench.training import train
 
     class FlipHead(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -301,7 +302,7 @@ def test_eval_best_restores_the_best_epochs_weights(tmp_path, out, monkeypatch):
 
     def evaluate(model, data, cfg, best):
         result = real_evaluate(model, data, cfg, best)
-        from normbench.data import split
+        from normbench.build.data import split
 
         n_fit, _ = split(len(data.x_train), cfg.train.validation_split)  # Keras' split
         seen["val"] = model.evaluate(data.x_train[n_fit:], data.y_train[n_fit:], batch_size=cfg.train.batch_size,
@@ -328,7 +329,7 @@ def test_eval_best_restores_the_best_epochs_weights(tmp_path, out, monkeypatch):
 
 
 def test_an_atomic_write_cut_short_keeps_the_old_file_and_no_temp_file(tmp_path):
-    from normbench.atomic import atomic_file, write_atomic
+    from normbench.core.atomic import atomic_file, write_atomic
 
     target = tmp_path / "best.npz"
     write_atomic(target, b"old")

@@ -101,7 +101,7 @@ def test_run_folder_layout(smoke_runs, name):
 def test_summary_keys_are_the_documented_ones(smoke_runs, name):
     """train writes every key runfolder.SUMMARY_KEYS documents (and write_summary refuses
     any other), so the test fixtures that build summaries from that list stay true."""
-    from normbench import runfolder
+    from normbench.store import runfolder
 
     s = runfolder.read_summary(_run_dir(smoke_runs[name][0]))
     assert set(s) == set(runfolder.SUMMARY_KEYS) - set(runfolder.OPTIONAL_SUMMARY_KEYS)
@@ -185,9 +185,9 @@ def test_help_states_the_confidence_level_that_metrics_level_sets():
         "import normbench\n"
         "src = pathlib.Path(normbench.__file__).with_name('metrics.py').read_text()\n"
         "assert src.count('\\nLEVEL = 0.95 ') == 1\n"
-        "m = sys.modules['normbench.metrics'] = types.ModuleType('normbench.metrics')\n"
+        "m = sys.modules['normbench.core.metrics'] = types.ModuleType('normbench.core.metrics')\n"
         "exec(compile(src.replace('\\nLEVEL = 0.95 ', '\\nLEVEL = ' + sys.argv[1] + ' '), 'metrics.py', 'exec'), m.__dict__)\n"
-        "normbench.metrics = m\n"
+        "normbench.core.metrics = m\n"
         "from click.testing import CliRunner\n"
         "from normbench.cli import main\n"
         "texts = [CliRunner().invoke(main, [c, '--help'], terminal_width=400).output for c in main.commands]\n"
@@ -231,12 +231,13 @@ def test_one_epoch_has_no_ms_per_step(out):
 
 
 def test_the_recorded_identity_is_the_one_computed_from_the_folder(smoke_runs, tmp_path):
-    """summary.json's identity is what normbench.identity computes from the run folder's
+    """summary.json's identity is what normbench.store.identity computes from the run folder's
     config.yaml and summary.json (as for runs from before the key), so a trained run and
     an old run folder of the same training match; a copy elsewhere keeps it."""
     import shutil
 
-    from normbench import identity, runs
+    from normbench.store import identity
+    from normbench.analysis import runs
 
     d = _run_dir(smoke_runs["imdb_ln"][0])
     run = runs.load_run(d)

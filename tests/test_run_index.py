@@ -14,7 +14,9 @@ import pytest
 import yaml
 
 from conftest import REPO, write_run
-from normbench import config, results, runfolder, runs, tables
+from normbench.schema import config
+from normbench.analysis import results, runs, tables
+from normbench.store import runfolder
 
 STUDY = REPO / "results" / "study" / "study_cifar10"
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import yaml
 
 from conftest import REPO, cli, error_line
-from normbench.config import from_dict
-from normbench.models import build_model
+from normbench.schema.config import from_dict
+from normbench.build.models import build_model
 
 TAB = {"name": "s", "data": {"name": "synthetic_salary", "subset": {"train": 100, "test": 40}}}
 
@@ -93,7 +93,7 @@ def test_run_ids_labels_and_legends_show_the_slots_compactly(tmp_path):
     assert r.exit_code == 0, r.output
     assert {f"mlp-norm=none-bs=40-input=batch-seed=0", "mlp-norm=none-bs=40-input=none-seed=0"} <= {
         d.name for d in (out / "s").iterdir()}
-    from normbench import results
+    from normbench.analysis import results
 
     comp = results.compare(results.load_runs([str(out)]))
     labels = sorted(r.label for r in comp.ranked)

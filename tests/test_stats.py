@@ -1,4 +1,4 @@
-"""normbench.stats against independently computed values: scipy calls written out here,
+"""normbench.analysis.stats against independently computed values: scipy calls written out here,
 published tables (Student t, Cohen's power tables), and worked examples derived by hand.
 No TensorFlow; the whole file runs in a few seconds."""
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from normbench import stats as S
+from normbench.analysis import stats as S
 
 nan = math.nan
 
@@ -402,7 +402,7 @@ def test_paired_diffs_of_many_pairs_are_each_pairs_paired_diff_and_ttest_rel_p()
 
 
 def test_importing_stats_loads_neither_scipy_nor_tensorflow():
-    code = ("import sys, normbench.stats; "
+    code = ("import sys, normbench.analysis.stats; "
             "print(sorted(m for m in ('scipy', 'tensorflow', 'keras', 'pandas') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -1,4 +1,4 @@
-"""normbench.stats' bounded intervals, equivalence (TOST), verdict calls, families and the
+"""normbench.analysis.stats' bounded intervals, equivalence (TOST), verdict calls, families and the
 probability of improvement, against independent references: scipy's logit, expit and t
 quantile, statsmodels' ttost_ind, scipy's Mann-Whitney U, and hand-built cases. How often
 they are right on simulated studies: tests/test_stats_simulation.py."""
@@ -13,7 +13,7 @@ import pytest
 from scipy import special as spf
 from scipy import stats as sps
 
-from normbench import stats as S
+from normbench.analysis import stats as S
 
 statsmodels = pytest.importorskip("statsmodels.stats.weightstats")
 
@@ -229,7 +229,7 @@ def test_improvement_interval_when_one_side_always_wins():
 
 
 def test_the_metric_table_says_which_intervals_are_bounded():
-    from normbench import metrics
+    from normbench.core import metrics
 
     assert metrics.interval_bounds("test_accuracy") == metrics.interval_bounds("best_val_accuracy") == (0.0, 1.0)
     for name in ("test_loss", "final_train_loss", "ms_per_step", "best_epoch", "no_such_metric"):

@@ -18,7 +18,7 @@ import math
 import numpy as np
 import pytest
 
-from normbench import stats
+from normbench.analysis import stats
 
 N = 2000
 

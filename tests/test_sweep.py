@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, TINY, as_from_a_shell, cli, history_rows, start_run, write_config
-from normbench import NormbenchError, runfolder
-from normbench import sweep as sw
-from normbench.executors.ray_tasks import RayExecutor
-from normbench.config import load_config
+from normbench import NormbenchError
+from normbench.store import runfolder
+from normbench.orchestrate import sweep as sw
+from normbench.orchestrate.executors.ray_tasks import RayExecutor
+from normbench.schema.config import load_config
 
 
 def test_grid_expands_to_the_product_with_readable_ids(tmp_path):
@@ -149,7 +150,7 @@ def test_real_failure_is_reported_and_exit_is_nonzero(tmp_path):
 
 
 def test_signals_wait_for_the_end_of_a_deferred_block():
-    from normbench import signals
+    from normbench.core import signals
 
     old = signal.signal(signal.SIGTERM, signals.on_sigterm)
     steps = []
@@ -217,7 +218,7 @@ def _scratch_folders():
 
     # the Ray worker's scratch folders only: the other test worker makes folders of its own
     # (benchmarks' normbench-bench-*, the test caches) and removes them meanwhile
-    from normbench.executors.base import SCRATCH_PREFIX
+    from normbench.orchestrate.executors.base import SCRATCH_PREFIX
 
     return set(Path(tempfile.gettempdir()).glob(SCRATCH_PREFIX + "*"))
 
@@ -336,7 +337,7 @@ def _tiny_args(out, *grid, extra=()):
 
 
 def test_a_locked_run_folder_is_refused_in_one_line(tmp_path):
-    from normbench import runlock
+    from normbench.core import runlock
 
     (member,) = _members(tmp_path, n_seeds=1)
     lock = runlock.RunLock(member.run_dir)
@@ -361,7 +362,7 @@ def test_sweep_waits_for_a_member_running_elsewhere(tmp_path, finish):
     completed (finish=True) or resumed here, because that owner stopped early."""
     import threading
 
-    from normbench import runlock
+    from normbench.core import runlock
 
     members = _members(tmp_path, n_seeds=2)
     busy = members[0]
@@ -421,7 +422,7 @@ def test_sigkill_of_the_driver_ends_its_members_and_a_rerun_trains_none_twice(tm
 
 
 def runlock_holder(run_dir):
-    from normbench import runlock
+    from normbench.core import runlock
 
     return _wait_for(lambda: runlock.holder(run_dir), timeout=60, what="the member's lock")
 
@@ -436,14 +437,14 @@ def test_sigterm_or_ctrl_c_of_a_local_sweep_ends_every_member(tmp_path, sig):
     assert driver.returncode == 130, err
     assert "interrupted; run the same command again to resume" in err
     assert not [p for p in pids if _alive(p)]  # none orphaned
-    from normbench import runlock
+    from normbench.core import runlock
 
     dirs = list(out.glob("*/*seed=*"))
     assert len(dirs) == 2 and all(runlock.holder(d) is None for d in dirs)  # and their folders are free
 
 
 def test_resuming_a_finished_run_replaces_its_index_row(tmp_path):
-    from normbench.runfolder import INDEX_COLUMNS, append_index
+    from normbench.store.runfolder import INDEX_COLUMNS, append_index
 
     out = tmp_path / "r"
     run_dir = out / "smoke" / "run-1"
@@ -586,7 +587,7 @@ def test_output_that_is_a_file_is_one_line(tmp_path):
 
 
 def test_executors_follow_the_contract_and_the_fakes_do_too():
-    from normbench.executors import base as executors
+    from normbench.orchestrate.executors import base as executors
 
     assert list(executors.EXECUTORS) == ["local", "ray"]
     assert isinstance(executors.make_executor("local"), executors.Executor)
@@ -596,7 +597,7 @@ def test_executors_follow_the_contract_and_the_fakes_do_too():
 
 
 def test_executor_options_are_checked_and_converted(monkeypatch):
-    from normbench.executors import base as executors
+    from normbench.orchestrate.executors import base as executors
 
     made = {}
 
@@ -629,8 +630,8 @@ def test_an_unknown_executor_option_is_one_line(tmp_path):
 
 
 def test_a_busy_exit_reads_as_running_elsewhere(tmp_path):
-    from normbench.executors.base import Elsewhere, exit_result
-    from normbench.runlock import BUSY_EXIT
+    from normbench.orchestrate.executors.base import Elsewhere, exit_result
+    from normbench.core.runlock import BUSY_EXIT
 
     log = tmp_path / "log.txt"
     log.write_text("noise\nError: /r/x: already running (pid 4242); wait for it or stop it\n")
@@ -644,7 +645,7 @@ def test_a_busy_exit_reads_as_running_elsewhere(tmp_path):
 def test_a_half_width_just_above_the_target_never_prints_as_the_target():
     """0.01003 against --seeds-until 0.01 printed "0.0100  > 0.01" (a session's study log):
     as many decimals as it takes to tell it apart; at or below the target, four."""
-    from normbench.stats import mean_ci
+    from normbench.analysis.stats import mean_ci
 
     base = [0.0, 2.0, 1.0, 3.0, 0.0]
     values = [v * 0.01003 / mean_ci(base, sw.CONFIDENCE).half_width for v in base]  # half-width 0.01003

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from conftest import cli, error_line
-from normbench.config import from_dict
-from normbench.data import SALARY_COLUMNS, load_data
+from normbench.schema.config import from_dict
+from normbench.build.data import SALARY_COLUMNS, load_data
 
 
 def _data(name, **extra):
@@ -50,7 +50,7 @@ def test_the_synthetic_salary_table_has_the_stated_ranges():
 
 
 def test_a_missing_scikit_learn_is_one_line_naming_the_extra(tmp_path, monkeypatch):
-    from normbench import checks
+    from normbench.core import checks
 
     monkeypatch.setattr(checks, "installed", lambda module: module != "sklearn")
     p = tmp_path / "c.yaml"
@@ -116,7 +116,7 @@ def test_mlp_params_are_checked(tmp_path):
 
 
 def test_inline_layer_lists_get_compact_labels():
-    from normbench.results import show_value
+    from normbench.analysis.results import show_value
 
     layers = [{"Dense": {"units": 64, "activation": "relu"}}, {"norm": "vector"}, {"Dense": {"units": 2}}]
     shown = show_value(layers)
@@ -158,8 +158,8 @@ def test_compare_labels_inline_layer_lists_by_a_short_hash(tmp_path):
     """Two inline model.layers configs: compare's labels and verdicts name each by '#' and
     8 hex digits, not by its 100-character list."""
     from conftest import write_run
-    from normbench import results
-    from normbench.results import show_value
+    from normbench.analysis import results
+    from normbench.analysis.results import show_value
 
     lists = [[{"Dense": {"units": u, "activation": "relu"}}, {"norm": "vector"}, {"Dense": {"units": 10, "activation": "softmax"}}]
              for u in (64, 128)]

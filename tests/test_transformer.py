@@ -11,8 +11,8 @@ import pytest
 
 from conftest import REPO, cli
 from normbench import NormbenchError
-from normbench.config import from_dict
-from normbench.models import build_model
+from normbench.schema.config import from_dict
+from normbench.build.models import build_model
 
 
 def _model(norm="layer", **params):

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, TINY, cli, write_config
-from normbench import NormbenchError, runfolder
-from normbench import sweep as sw
-from normbench import tune
+from normbench import NormbenchError
+from normbench.store import runfolder
+from normbench.orchestrate import sweep as sw
+from normbench.orchestrate import tune
 from tunefake import FakeTrainer, scores
 
 HERE = Path(__file__).resolve().parent
@@ -44,7 +45,7 @@ def _tuned(tmp_path, **kw):
 
 def _folders(out: Path):
     """(role, config, summary) of every run folder under out, read back from disk."""
-    from normbench.config import flatten, read_yaml
+    from normbench.schema.config import flatten, read_yaml
 
     for d in sorted(p.parent for p in out.rglob(runfolder.CONFIG)):
         yield (runfolder.read_role(d) or {}).get("role"), flatten(read_yaml(d / runfolder.CONFIG)), runfolder.read_summary(d)
@@ -287,7 +288,7 @@ def test_dry_run_of_a_finished_tune_shows_its_confirmation_rounds(tmp_path):
 
 
 def test_compare_tells_the_roles_apart(tmp_path):
-    from normbench import results
+    from normbench.analysis import results
 
     _tuned(tmp_path)
     runs = results.load_runs(tmp_path / "r")
@@ -310,7 +311,8 @@ def test_compare_tells_the_roles_apart(tmp_path):
 
 
 def test_plot_vs_stars_each_norms_selected_point(tmp_path):
-    from normbench import plots, results
+    from normbench.present import plots
+    from normbench.analysis import results
 
     _tuned(tmp_path)
     res = plots.plot_vs(results.load_runs(tmp_path / "r"), "train.learning_rate", tmp_path / "lr.png")
@@ -329,7 +331,7 @@ class InProcess(FakeTrainer):
     the path `normbench run --resume` takes, through real run folders."""
 
     def submit(self, member, threads):
-        from normbench import train
+        from normbench.training import train
 
         self.submitted.append(member.run_id)
         train.resume_run(member.run_dir, verbose=0, threads=threads)
@@ -492,7 +494,7 @@ def test_confirmation_seeds_are_fresh_against_every_run_of_the_point_it_is_shown
     """A fixed-rate study already ran layer at 0.003 (a point the tune selects) on seeds
     0-3, in another folder: the confirmation skips seeds 2 and 3 for every norm (so
     they still pair by seed), and says so; given in --confirm-seeds, they are refused."""
-    from normbench.config import dump_yaml
+    from normbench.schema.config import dump_yaml
 
     fixed = tmp_path / "fixed"
     (tmp_path / "probe").mkdir()

@@ -9,8 +9,8 @@ import yaml
 
 from conftest import REPO, cli, error_line
 from normbench import NormbenchError
-from normbench.config import from_dict
-from normbench.models import build_model
+from normbench.schema.config import from_dict
+from normbench.build.models import build_model
 
 TINY_CIFAR = {"name": "t", "data": {"name": "synthetic_cifar10", "subset": {"train": 64, "test": 32}},
               "train": {"epochs": 1, "batch_size": 32}}
@@ -99,7 +99,8 @@ def test_three_model_paths_train_and_compare_groups_them_by_norm(tmp_path, saved
         for norm in ("batch", "none"):
             r = cli("run", p, "--quiet", "--set", f"model.norm={norm}")
             assert r.exit_code == 0, r.output
-    from normbench import results, runfolder
+    from normbench.analysis import results
+    from normbench.store import runfolder
 
     runs = results.load_runs([str(out)])
     assert len(runs) == 6 and all(r.completed for r in runs)
@@ -126,7 +127,7 @@ def test_arrays_data_trains_a_layers_model_and_infers_classes(tmp_path):
                         {"Dense": {"units": 3, "activation": "softmax"}}], "norm": "batch"}
     r = cli("run", _cfg(tmp_path, model, {"name": "arrays", "path": str(f)}), "--quiet")
     assert r.exit_code == 0, r.output
-    from normbench import results
+    from normbench.analysis import results
 
     (run,) = results.load_runs([str(tmp_path / "results")])
     assert run.summary["n_test"] == 20 and run.summary["model_source"] == "model.layers"
@@ -146,7 +147,7 @@ def test_image_folder_data(tmp_path):
     data = {"name": "image_folder", "path": str(tmp_path / "img"), "image_size": [8, 8]}
     r = cli("run", _cfg(tmp_path, model, data), "--quiet")
     assert r.exit_code == 0, r.output
-    from normbench import results
+    from normbench.analysis import results
 
     (run,) = results.load_runs([str(tmp_path / "results")])
     assert run.summary["n_test"] == 8 and run.completed

@@ -45,7 +45,7 @@ class FakeTrainer:
         self.done_file, self.kill_at, self.submitted = done_file, kill_at, []
 
     def submit(self, member, threads):
-        from normbench import runfolder
+        from normbench.store import runfolder
 
         self.submitted.append(member.run_id)
         if self.kill_at is not None and len(self.submitted) == self.kill_at:
@@ -77,7 +77,7 @@ def main(argv) -> None:
     split = argv.index("--")
     done_file, hooks = argv[0], dict(h.split("=", 1) for h in argv[1:split])
     kill_at = int(hooks["kill-at"]) if "kill-at" in hooks else None
-    from normbench.executors.base import EXECUTORS
+    from normbench.orchestrate.executors.base import EXECUTORS
 
     EXECUTORS["local"] = lambda: FakeTrainer(done_file, kill_at)  # what --executor local makes
     from normbench.cli import main as cli

@@ -1,5 +1,5 @@
 """Benchmark shim for benchmarks/startup_memory.py, active only when $NB_FIRST_STEP_DIR is
-set: once normbench.train is imported, every run gets one more Keras callback that writes
+set: once normbench.training.train is imported, every run gets one more Keras callback that writes
 the time from this process's start to its first training batch into that folder, and
 stops training after $NB_STOP_AFTER batches (validation and the test evaluation still run),
 or, with $NB_EXIT_AT_FIRST set, exits at once with status 3.
@@ -57,7 +57,7 @@ if os.environ.get("NB_FIRST_STEP_DIR"):
 
     class _Finder(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path, target=None):
-            if name != "normbench.train":
+            if name != "normbench.training.train":
                 return None
             sys.meta_path.remove(self)
             import importlib.util
