@@ -185,7 +185,7 @@ def test_concurrent_processes_build_once(tmp_path, cache):
     src = _imdb_file(tmp_path / "imdb.npz")
     code = f"""
 import sys, time
-from normbench import data as d
+from normbench.build import data as d
 from normbench.schema.config import DataConfig
 spec = d.DATASETS["imdb"]
 def slow(cfg, seed, _l=spec.load):

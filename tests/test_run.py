@@ -183,10 +183,11 @@ def test_help_states_the_confidence_level_that_metrics_level_sets():
     code = (
         "import sys, types, pathlib\n"
         "import normbench\n"
-        "src = pathlib.Path(normbench.__file__).with_name('metrics.py').read_text()\n"
+        "src = (pathlib.Path(normbench.__file__).parent / 'core' / 'metrics.py').read_text()\n"
         "assert src.count('\\nLEVEL = 0.95 ') == 1\n"
         "m = sys.modules['normbench.core.metrics'] = types.ModuleType('normbench.core.metrics')\n"
         "exec(compile(src.replace('\\nLEVEL = 0.95 ', '\\nLEVEL = ' + sys.argv[1] + ' '), 'metrics.py', 'exec'), m.__dict__)\n"
+        "import normbench.core\n"
         "normbench.core.metrics = m\n"
         "from click.testing import CliRunner\n"
         "from normbench.cli import main\n"

@@ -115,7 +115,7 @@ def test_the_schema_key_is_the_same_in_every_process():
     import subprocess
     import sys
 
-    code = "from normbench import config; print(config.schema_key())"
+    code = "from normbench.schema import config; print(config.schema_key())"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     keys = {subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
             for _ in range(2)}

@@ -72,8 +72,10 @@ def test_an_unknown_slot_or_norm_is_one_line(tmp_path):
     assert error_line(cli("validate", p)) == ("Error: model.norms: model mlp has no slot or slot kind 'imput'; its slots: "
                                               "input (vector), norm_1 (vector)")
     p.write_text(yaml.safe_dump({**TAB, "model": {"arch": "mlp", "norm": "none", "norms": {"input": "bn"}}}))
+    from normbench.build.norms import NORMS
+
     assert error_line(cli("validate", p)) == (f"Error: {p}: model.norms.input: unknown norm 'bn'; choose one of: "
-                                              "batch, layer, group, rms, none")
+                                              f"{', '.join(NORMS)}")
 
 
 def test_run_ids_labels_and_legends_show_the_slots_compactly(tmp_path):

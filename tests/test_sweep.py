@@ -135,15 +135,36 @@ def test_real_sweep_runs_then_does_no_work_the_second_time(tmp_path):
     assert [p.stat().st_mtime_ns for p in summaries] == stamps
 
 
+def _labels_outside(tmp_path) -> Path:
+    """A config whose data passes the checks made before any member starts (the file's
+    array headers) and fails inside the member: labels outside data.classes."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x_train=rng.random((40, 4), dtype="float32"), y_train=np.full(40, 7),
+             x_test=rng.random((10, 4), dtype="float32"), y_test=np.zeros(10, int))
+    return write_config(tmp_path / "c.yaml", data=None, model=None, name="t",
+                        data__name="arrays", data__path=str(tmp_path / "d.npz"), data__classes=2,
+                        model__arch="mlp", model__norm="none")
+
+
 def test_real_failure_is_reported_and_exit_is_nonzero(tmp_path):
+    r = cli("sweep", _labels_outside(tmp_path), "--grid", "seed=0", "--output", tmp_path / "r")
+    assert r.exit_code == 1
+    assert "FAILED mlp-norm=none-bs=64-seed=0: Error: data.path:" in r.output
+    assert "is not a class (0-1, data.classes: 2); fix the labels or data.classes" in r.output
+    assert "1 member(s) failed:" in r.output
+
+
+def test_a_file_that_is_no_npz_is_refused_before_any_member_starts(tmp_path):
     out = tmp_path / "r"
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
     cfg = write_config(tmp_path / "c.yaml", data__name="imdb", data__subset=None, data__path=str(bad))
     r = cli("sweep", cfg, "--grid", "seed=0", "--output", out)
     assert r.exit_code == 1
-    assert "FAILED imdb_rnn-norm=layer-bs=64-seed=0: Error: data.path:" in r.output
-    assert "1 member(s) failed:" in r.output
+    assert r.output.strip().splitlines()[-1].startswith(f"Error: data.path: {bad} is not a .npz file")
+    assert not list(out.rglob("log.txt"))  # no member started
 
 
 # ----------------------------------------------------------------------------- resume
@@ -496,14 +517,11 @@ def test_grid_errors_name_the_grid_flag(tmp_path):
 
 
 def test_fail_fast_from_the_command_line(tmp_path):
-    bad = tmp_path / "bad.npz"
-    bad.write_bytes(b"not a zip")
-    cfg = write_config(tmp_path / "c.yaml", data__name="imdb", data__subset=None, data__path=str(bad))
-    r = cli("sweep", cfg, "--grid", "seed=0,1", "--output", tmp_path / "r", "--fail-fast")
+    r = cli("sweep", _labels_outside(tmp_path), "--grid", "seed=0,1", "--output", tmp_path / "r", "--fail-fast")
     assert r.exit_code == 1
-    assert "FAILED imdb_rnn-norm=layer-bs=64-seed=0: Error: data.path:" in r.output
+    assert "FAILED mlp-norm=none-bs=64-seed=0: Error: data.path:" in r.output
     assert "1 member(s) failed:" in r.output
-    assert not (tmp_path / "r/smoke_imdb_ln/imdb_rnn-norm=layer-bs=64-seed=1/log.txt").exists()  # never started
+    assert not (tmp_path / "r/t/mlp-norm=none-bs=64-seed=1/log.txt").exists()  # never started
 
 
 # ----------------------------------------------------------------------------- --seeds-until

@@ -132,7 +132,7 @@ def test_non_finite_steps_are_counted(tmp_path):
     np.savez(tmp_path / "big.npz", x_train=x[:80], y_train=np.arange(80) % 2, x_test=x[80:], y_test=np.arange(20) % 2)
     p = tmp_path / "c.yaml"
     p.write_text(yaml.safe_dump({"name": "d", "data": {"name": "arrays", "path": str(tmp_path / "big.npz")},
-                                 "model": {"layers": [{"Dense": {"units": 2}}], "norm": "none"},
+                                 "model": {"layers": [{"norm": "vector"}, {"Dense": {"units": 2}}], "norm": "none"},
                                  "train": {"epochs": 2, "batch_size": 16, "optimizer": "sgd", "learning_rate": 1.0},
                                  "output": {"dir": str(tmp_path / "results")}}))
     r = cli("run", p, "--quiet")

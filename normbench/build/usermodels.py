@@ -217,25 +217,31 @@ MARK_SLOT = {
 
 
 def verify(model, cfg, what: str) -> int:
-    """Walk the built model, nested models included: every slot holds model.norm's layer
+    """Walk the built model, nested models included: every slot holds its norm's layer (model.norms, else model.norm)
     and no norm layer is left outside a slot (under `none`, no norm at all). Returns the
     number of slots; one NormbenchError line naming the layer otherwise, and for a model
     with no slot at all (a norm comparison would compare identical models)."""
     import keras
 
-    from normbench.build.norms import make_norm
+    from normbench.build.norms import make_norm, slot_norm
 
-    want = type(make_norm(cfg.model.norm, "vector", 1))
     norms = norm_classes()
     count = 0
+
+    def wanted(layer):
+        """The slot's norm (model.norms, else model.norm) and its layer class."""
+        name, kind = getattr(layer, "_normbench_slot_key", (layer.name, layer._normbench_slot[0]))
+        norm = slot_norm(cfg.model, name, kind)
+        return norm, type(make_norm(norm, kind, cfg.model.norm_groups))
 
     def walk(layers):
         nonlocal count
         for layer in layers:
             cls = type(layer).__name__
             if getattr(layer, "_normbench_slot", None):
+                norm, want = wanted(layer)
                 if type(layer) is not want:
-                    raise NormbenchError(f"{what}: slot {layer.name} holds {cls}, not model.norm {cfg.model.norm} "
+                    raise NormbenchError(f"{what}: slot {layer.name} holds {cls}, not its norm {norm} "
                                          f"({want.__name__}); report this: normbench built it wrong")
                 count += 1
             elif isinstance(layer, (keras.Sequential, _functional())):
