@@ -271,12 +271,53 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
     """Train one config. Returns (run folder, summary). With resume=True, `run_dir` is an
     existing run folder that continues from its last finished epoch. `announce(run_dir)`
     is called once the folder exists, before training. The folder's lock (runlock) is
-    held until this returns; `lock` passes one the caller already holds."""
-    started = time.time()
-    t_start = time.perf_counter()
+    held until this returns; `lock` passes one the caller already holds.
+
+    The steps: prepare (data, model), open the folder, plan, fit (with a resume whose
+    backup no longer loads trained again from epoch 1), evaluate, finish (summary.json,
+    the index, the backup removed). Ctrl-C and SIGTERM stop it resumable; a full disk
+    keeps the backup and writes no summary."""
+    started, t_start = time.time(), time.perf_counter()
     if run_dir is not None and lock is None:
         lock = RunLock(run_dir)  # a folder busy elsewhere fails before any data loads
     data, model = prepare(cfg, threads)
+    run_dir, lock = _open_folder(cfg, run_dir, run_id, lock, resume)
+    if announce:
+        announce(run_dir)
+    plan = optim.plan(cfg, len(data.x_train))  # epochs and steps under train.budget
+    fitting = _Fitting(cfg, data, model, plan, run_dir, resume, verbose)
+    summary = _first_summary(cfg, run_dir, data, model, plan, started)
+    status, test = "failed", None
+    restore_sigterm = signals.sigterm_raises()  # SIGTERM is handled like Ctrl-C: the run stops resumable
+    try:
+        fitting.fit()
+        status = "diverged" if fitting.log.diverged else "completed"
+        test = _evaluate(fitting.model, data, cfg, fitting.best)
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise RunInterrupted(run_dir) from None
+    except Exception as e:
+        status = "failed"
+        from normbench.core.reasons import describe
+
+        summary["error"] = describe(e)
+        if _disk_full(e):  # resumable: the backup holds the last epoch that was saved whole
+            raise _disk_full_error(run_dir) from None
+        raise
+    finally:
+        restore_sigterm()
+        try:
+            written = _finish_folder(run_dir, cfg, summary, fitting, status, test, t_start, plan)
+        finally:
+            lock.release()
+    if not written:
+        raise _disk_full_error(run_dir)
+    return run_dir, summary
+
+
+def _open_folder(cfg: Config, run_dir, run_id, lock, resume: bool) -> tuple[Path, object]:
+    """The run folder (a new one, or `run_dir`) and its lock; no stale summary.json; a new
+    run's config.yaml written (a full disk is the one-line disk error)."""
     if run_dir is None:
         run_dir = runfolder.new_run_dir(cfg.output.dir, cfg.name, cfg.seed, run_id)
         lock = RunLock(run_dir)
@@ -289,12 +330,12 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
             if _disk_full(e):
                 raise _disk_full_error(run_dir) from None
             raise
-    if announce:
-        announce(run_dir)
+    return run_dir, lock
 
-    plan = optim.plan(cfg, len(data.x_train))  # epochs and steps under train.budget
-    n_fit, steps = plan.n_fit, plan.steps_per_epoch
-    log, best, callbacks = _fit_callbacks(run_dir, plan.epochs, cfg)
+
+def _first_summary(cfg: Config, run_dir: Path, data, model, plan, started: float) -> dict:
+    """What summary.json says before training: the run, its data, its model, its plan,
+    versions and host, and the run's identity (what determined its training)."""
     summary = {
         "status": "running",
         "run_id": run_dir.name,
@@ -307,12 +348,12 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
         "data_fingerprint": data.fingerprint,
         "preprocess_fingerprint": data.preprocess_fingerprint or None,
         "eval": cfg.train.eval,
-        "n_train": n_fit,
+        "n_train": plan.n_fit,
         "n_val": plan.n_val,
         "n_test": len(data.x_test),
         "chance_accuracy": chance_accuracy(data.y_test),
         "params": int(model.count_params()),
-        "steps_per_epoch": steps,
+        "steps_per_epoch": plan.steps_per_epoch,
         "optimizer_steps": plan.total_steps,
         "peak_learning_rate": plan.peak_learning_rate,
         "jit_compile": bool(model.jit_compile),
@@ -332,74 +373,63 @@ def run(cfg: Config, *, run_dir: Path | None = None, run_id: str | None = None, 
                        norm_slots_verified=info.get("norm_slots_verified"))
     # the same run in two folders is one run: the identity of config.yaml as compare reads it back
     summary["identity"] = identity(resolve_flat(load_run_yaml(dump_yaml(cfg))), summary)
-    restore_sigterm = signals.sigterm_raises()  # SIGTERM is handled like Ctrl-C: the run stops resumable
-    test = None
+    return summary
 
-    def fit(model, callbacks):
-        model.fit(
-            data.x_train,
-            data.y_train,
-            epochs=plan.epochs,
-            batch_size=cfg.train.batch_size,
-            validation_split=cfg.train.validation_split,
-            callbacks=callbacks,
-            verbose=verbose,
-        )
 
-    try:
+class _Fitting:
+    """model.fit for one run, with its callbacks (log, best weights, backup). A resume
+    whose backup no longer loads (written by another normbench version, say) says so and
+    trains the run again from epoch 1 rather than fail forever."""
+
+    def __init__(self, cfg: Config, data, model, plan, run_dir: Path, resume: bool, verbose):
+        self.cfg, self.data, self.model, self.plan = cfg, data, model, plan
+        self.run_dir, self.resume, self.verbose = run_dir, resume, verbose
+        self.log, self.best, self.callbacks = _fit_callbacks(run_dir, plan.epochs, cfg)
+
+    def fit(self) -> None:
         try:
-            fit(model, callbacks)
+            self._fit()
         except ValueError as e:
-            # a backup that no longer loads (e.g. written by another normbench version):
-            # say so, and train this run again from epoch 1 rather than fail forever
-            backup = run_dir / runfolder.BACKUP
-            if not (resume and not log.reconciled and backup.exists()):
+            backup = self.run_dir / runfolder.BACKUP
+            if not (self.resume and not self.log.reconciled and backup.exists()):
                 raise
             import shutil
 
             print(f"normbench: the backup in {backup} does not load ({one_line(e, 120)}); "
                   "training this run again from epoch 1", file=sys.stderr)
             shutil.rmtree(backup)
-            runfolder.remove_history(run_dir)
-            model = compiled_model(cfg, data.num_classes, len(data.x_train), data.x_train.dtype.name)  # data already loaded
-            log, best, callbacks = _fit_callbacks(run_dir, plan.epochs, cfg)
-            fit(model, callbacks)
-        status = "diverged" if log.diverged else "completed"
-        test = _evaluate(model, data, cfg, best)
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise RunInterrupted(run_dir) from None
-    except Exception as e:
-        status = "failed"
-        from normbench.core.reasons import describe
+            runfolder.remove_history(self.run_dir)
+            d = self.data  # already loaded
+            self.model = compiled_model(self.cfg, d.num_classes, len(d.x_train), d.x_train.dtype.name)
+            self.log, self.best, self.callbacks = _fit_callbacks(self.run_dir, self.plan.epochs, self.cfg)
+            self._fit()
 
-        summary["error"] = describe(e)
-        if _disk_full(e):  # resumable: the backup holds the last epoch that was saved whole
-            raise _disk_full_error(run_dir) from None
-        raise
-    finally:
-        restore_sigterm()
-        written = False
-        try:
-            try:
-                summary.update(_finish(run_dir, cfg, log, status, test, t_start, steps, plan.epochs))
-                runfolder.write_summary(run_dir, summary)
-                written = True
-                _run_end(callbacks, summary)
-                if status != "interrupted":  # beside the run (output.dir may be relative to another cwd)
-                    runfolder.append_index(run_dir.parent.parent, summary, run_dir)
-            except OSError as e:  # a full disk: no summary (not finished), the backup is kept
-                if not _disk_full(e):
-                    raise
-            if written and status in ("completed", "diverged"):  # finished: the backup is no longer needed
-                import shutil
+    def _fit(self) -> None:
+        self.model.fit(self.data.x_train, self.data.y_train, epochs=self.plan.epochs, batch_size=self.cfg.train.batch_size,
+                       validation_split=self.cfg.train.validation_split, callbacks=self.callbacks, verbose=self.verbose)
 
-                shutil.rmtree(run_dir / runfolder.BACKUP, ignore_errors=True)
-        finally:
-            lock.release()
-    if not written:
-        raise _disk_full_error(run_dir)
-    return run_dir, summary
+
+def _finish_folder(run_dir: Path, cfg: Config, summary: dict, fitting: _Fitting, status: str, test, t_start: float,
+                   plan) -> bool:
+    """summary.json with the run's outcome, the callbacks' on_run_end, the line in
+    runs.csv, and, for a finished run, its backup removed. False when a full disk kept
+    summary.json from being written (the run stays resumable: its backup is kept)."""
+    written = False
+    try:
+        summary.update(_finish(run_dir, cfg, fitting.log, status, test, t_start, plan.steps_per_epoch, plan.epochs))
+        runfolder.write_summary(run_dir, summary)
+        written = True
+        _run_end(fitting.callbacks, summary)
+        if status != "interrupted":  # beside the run (output.dir may be relative to another cwd)
+            runfolder.append_index(run_dir.parent.parent, summary, run_dir)
+    except OSError as e:  # a full disk: no summary (not finished), the backup is kept
+        if not _disk_full(e):
+            raise
+    if written and status in ("completed", "diverged"):  # finished: the backup is no longer needed
+        import shutil
+
+        shutil.rmtree(run_dir / runfolder.BACKUP, ignore_errors=True)
+    return written
 
 
 def _run_end(callbacks, summary) -> None:
