@@ -19,3 +19,7 @@ r study_cifar10_tuned
 r study_cifar10_bf16
 r study_cifar10_fused_bn
 r study_own_saved_functional
+r study_tabular_breast_cancer --within train.optimizer --within model.norm
+r study_tabular_salary --within train.optimizer --within model.norm
+r study_tabular_wine --within train.optimizer --within model.norm
+r study_imdb_transformer

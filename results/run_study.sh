@@ -50,7 +50,7 @@ done
 # rate; then the warm-up sweep) and the CNN under the standard recipe. One member at a time
 # (--jobs 1 wins over a --jobs in "$@"): the cores are shared; run this script under nice -n 19
 tune configs/study/imdb_transformer.yaml --per model.norm=layer,rms,batch,dyt,none \
-  --grid train.learning_rate=0.0001,0.0003,0.001,0.003,0.01 --tune-seeds 0 "$@" --jobs 1
+  --grid train.learning_rate=0.00003,0.0001,0.0003,0.001,0.003,0.01,0.03 --tune-seeds 0 "$@" --jobs 1
 tune configs/study/imdb_transformer_post.yaml --per model.norm=layer,rms,batch,dyt,none \
   --grid train.learning_rate=0.0001,0.0003,0.001,0.003,0.01 --tune-seeds 0 "$@" --jobs 1
 sweep configs/study/imdb_transformer_warmup.yaml "$@" --jobs 1
