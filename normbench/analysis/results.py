@@ -841,9 +841,8 @@ def _same_run_verdict(a: str, b: str, same: list, n: int, pr, higher: bool, scal
 
     p = pr.p if p_holm is None or math.isnan(p_holm) else p_holm
     label = "p" if p_holm is None or math.isnan(p_holm) else "Holm p"
-    p_text = "n/a" if math.isnan(p) else ("< 0.001" if p < 0.001 else f"= {p:.3f}" if p < 0.01 else f"= {p:.2f}")
     line = (f"{head}; paired over the {pr.n} shared seeds: {num(pr.diff)}{u} [{num(pr.low)}, {num(pr.high)}], "
-            f"{label} {p_text} (n = {pr.n} pairs): ")
+            f"{st._p_text(p, label)} (n = {pr.n} pairs): ")
     if pr.resolved and not math.isnan(p) and p < 1 - LEVEL:
         hi, lo = (a, b) if pr.diff > 0 else (b, a)
         better = "" if higher else f" Lower is better, so {lo} is better."
