@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from normbench.core.errors import NormbenchError, one_line
+from normbench.core.errors import NormbenchError, ParamError, one_line
 from normbench.core.version import __version__
 from normbench.present.listing import FORMATS as LS_FORMATS, STATUSES
 from normbench.core.metrics import LEVEL_TEXT
@@ -37,6 +37,8 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except ParamError as e:
+            raise click.ClickException(e.render(_flag)) from None
         except NormbenchError as e:
             raise click.ClickException(str(e)) from None
         except Exception as e:  # MemoryError, TensorFlow's ResourceExhaustedError: one line
@@ -45,6 +47,15 @@ class _Group(click.Group):
             if not is_resource_error(e) or os.environ.get("NORMBENCH_DEBUG"):
                 raise
             raise click.ClickException(describe(e)) from None
+
+
+# the library's parameter names whose option is spelled otherwise (default: --name-with-dashes)
+_FLAGS = {"overrides": "--set"}
+
+
+def _flag(param: str) -> str:
+    """The command-line option of a library parameter named in a ParamError."""
+    return _FLAGS.get(param, "--" + param.replace("_", "-"))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

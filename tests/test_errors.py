@@ -281,3 +281,18 @@ def test_normbench_debug_shows_the_traceback(tmp_path, out, request):
     assert isinstance(r.exception, RuntimeError) and str(r.exception).startswith("the injected failure")
     assert r.exit_code == 1 and "training failed" not in r.output
     assert r.exc_info[2] is not None  # the traceback Python prints
+
+
+def test_a_parameter_error_speaks_the_library_s_words_and_the_cli_s_flags():
+    """The library names its own parameters; the CLI renders each as the option typed."""
+    from normbench.cli import _flag
+    from normbench.core.errors import ParamError
+    from normbench.present.plots import check_band
+
+    with pytest.raises(ParamError) as info:
+        check_band("iqr")
+    assert str(info.value) == "band iqr: unknown band; choose one of: ci, std"
+    assert info.value.render(_flag) == "--band iqr: unknown band; choose one of: ci, std"
+    e = ParamError("max_seeds", 0, "must be at least 1; or pass {seeds_until} {{none}} and {overrides}")
+    assert str(e) == "max_seeds 0: must be at least 1; or pass seeds_until {none} and overrides"
+    assert e.render(_flag) == "--max-seeds 0: must be at least 1; or pass --seeds-until {none} and --set"

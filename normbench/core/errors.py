@@ -8,6 +8,33 @@ class NormbenchError(Exception):
     """A failure the user can fix: the message is one line naming the file and the fix."""
 
 
+class ParamError(NormbenchError):
+    """A bad value of one of a library function's own parameters, in the library's words:
+    `str()` names the parameter as the function does ("band 'x': unknown band; ..."), and
+    a front end renders it in its own (the CLI's `--band x: ...`) through `render`. The
+    reason may name other parameters as `{name}` (literal braces doubled), rendered the
+    same way, so advice such as "pass {force}" reads "pass force" from Python and "pass
+    --force" on the command line."""
+
+    def __init__(self, param: str, value, reason: str):
+        self.param, self.value, self.reason = param, value, reason
+        super().__init__(self.render(lambda name: name))
+
+    def render(self, name_of) -> str:
+        """The message with every parameter named by `name_of(param)`."""
+        names = _Names(name_of)
+        return f"{name_of(self.param)} {self.value}: {self.reason.format_map(names)}"
+
+
+class _Names(dict):
+    def __init__(self, name_of):
+        super().__init__()
+        self.name_of = name_of
+
+    def __missing__(self, key):
+        return self.name_of(key)
+
+
 # lines of an error text that are decoration, not the reason (TensorFlow's "Graph
 # execution error:", its node and op text, stack frames)
 _NOISE = re.compile(r"^(Graph execution error:?|Detected at node .*|File \".*|\[\[.*|\[Op:.*|Traceback .*)$")

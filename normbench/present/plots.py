@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from normbench.core.errors import NormbenchError
+from normbench.core.errors import NormbenchError, ParamError
 from normbench.core import metrics
 from normbench.store import runfolder
 from normbench.core.metrics import LEVEL_TEXT
@@ -34,7 +34,7 @@ BANDS = {
 
 def check_band(band: str) -> None:
     if band not in BANDS:
-        raise NormbenchError(f"--band {band}: unknown band; choose one of: {', '.join(BANDS)}")
+        raise ParamError("band", band, f"unknown band; choose one of: {', '.join(BANDS)}")
 
 
 def _bounds(name: str):
