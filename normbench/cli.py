@@ -272,9 +272,10 @@ def compare(paths, metric, fmt, output, plot_file, within, role, margin, family,
               normbench compare results/study/study_cifar10_lr_tolerance --within train.learning_rate
     """
     from normbench.analysis import results, tables
+    from normbench.analysis.runs import load_runs, with_role
 
     results.check_metric(metric)
-    runs = results.with_role(results.load_runs(paths), role)
+    runs = with_role(load_runs(paths), role)
     comp = results.compare(runs, metric, within, margin=margin, family=family,
                            study=results.study_block(study) if study else None)
     text = tables.format_comparison(comp, fmt)
@@ -328,12 +329,13 @@ def plot(paths, output, param, metric, band, log_loss):
     """
     from normbench.present import plots
     from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
 
     if metric is not None and not param:
         raise click.UsageError("--metric applies to --vs plots; add --vs KEY.PATH or drop --metric")
     if param:
         results.check_metric(metric or "test_accuracy")
-    runs = results.load_runs(paths)
+    runs = load_runs(paths)
     if param:
         res = plots.plot_vs(runs, param, output, metric, band)
         what = f"{res.lines} line{'s' * (res.lines != 1)}"
@@ -670,9 +672,10 @@ def export_mlflow(paths, tracking_uri, experiment, force):
 def _sweep_report(members) -> None:
     """End a sweep with the compare table of the members it ran."""
     from normbench.analysis import results, tables
+    from normbench.analysis.runs import load_runs
 
     try:
-        comp = results.compare(results.load_runs([str(m.run_dir) for m in members]))
+        comp = results.compare(load_runs([str(m.run_dir) for m in members]))
     except NormbenchError as e:
         click.echo(f"(no comparison: {e})")
         return

@@ -3,7 +3,7 @@
 - `compare(runs, metric)` groups of runs that differ only in seed -> Comparison
 
 Reading run folders (`Run`, `load_runs`, `load_run`, `find_run_dirs`, `with_role`,
-`completed`) is `normbench.analysis.runs`'; those names stay importable from here. Text tables of
+`completed`) is `normbench.analysis.runs`'; import them from there. Text tables of
 a Comparison are in `normbench.analysis.tables`, plots in `normbench.present.plots`, `normbench explain`
 in `normbench.analysis.explain`; every statistic comes from `normbench.analysis.stats`, every fact about a
 metric (direction, unit, bounds) from `normbench.core.metrics`.
@@ -43,10 +43,8 @@ from dataclasses import dataclass, field
 
 from normbench.core.errors import NormbenchError
 from normbench.core import metrics
-# reading run folders is normbench.analysis.runs'; its names stay importable from here
-from normbench.analysis.runs import (  # noqa: F401
-    HISTORY_NEEDED, ROLE_KEY, Run, completed, find_run_dirs, load_run, load_runs, with_role,
-)
+from normbench.core.metrics import LEVEL, STATS  # the level of every interval; per-group statistics
+from normbench.analysis.runs import Run, completed
 
 # ranking metrics: name -> higher is better (the facts about each are in normbench.core.metrics)
 METRICS = {name: metrics.TABLE[name].higher_is_better for name in metrics.RANKED}
@@ -54,7 +52,6 @@ METRICS = {name: metrics.TABLE[name].higher_is_better for name in metrics.RANKED
 # last epoch's when their `eval` is absent (older than train.eval) or "last", and only then.
 LAST_FALLBACK = {m.name: m.fallback for m in metrics.TABLE.values() if m.fallback}
 EVAL_KEY = "train.eval"  # which weights test_* reports; test_*_last/_best are the same whatever it says
-STATS = metrics.STATS  # per-group statistics (mean and sample std of each)
 ALWAYS_SHOWN = ("model.arch", "model.norm")  # group columns shown even when all groups share them
 SECTION_KEYS = ("model.arch", "data.name")  # groups are ranked only against groups of the same section
 NOT_GROUPED = "seed, name, output.*, sweep.*, compare.*"
@@ -64,7 +61,6 @@ FAMILIES = {  # stats.FAMILIES, in words
     "all-pairs": "every pair of groups in the section",
 }
 DEFAULT_FAMILY = "vs-best"
-LEVEL = metrics.LEVEL  # confidence level of every interval
 
 
 def not_grouped(key: str) -> bool:
@@ -171,11 +167,6 @@ def check_metric(metric: str) -> bool:
     if metric not in METRICS:
         raise NormbenchError(f"--metric {metric}: unknown metric; choose one of: {', '.join(METRICS)}")
     return METRICS[metric]
-
-
-def unit_of(metric: str) -> tuple[float, str]:
-    """(scale, unit) a metric's differences are shown in (normbench.core.metrics.unit_of)."""
-    return metrics.unit_of(metric)
 
 
 def short_fingerprint(fp: str | None) -> str:
@@ -741,7 +732,7 @@ def rank_section(section: str, groups: list[Group], metric: str, higher: bool, l
         tests = _with_shared(tests, paireds, sames, margin)
     p_holm = [t.p_holm for t in tests]
     p_tost = [t.p_tost for t in tests]
-    scale, unit = unit_of(metric)
+    scale, unit = metrics.unit_of(metric)
     several = len(members) > 1
     pairs = []
     for (a, b), d, pr, ph, pt, call, same in zip(members, diffs, paireds, p_holm, p_tost, (t.call for t in tests), sames):

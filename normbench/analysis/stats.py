@@ -186,7 +186,6 @@ def rows_mean_sd(rows) -> tuple[list[float], list[float]]:
     return [float(x) for x in mean], [float(x) for x in sd]
 
 
-
 def mean_ci(values: Sequence[float], level: float = LEVEL) -> Interval:
     """Mean and t-based confidence interval of the mean.
 
@@ -456,13 +455,6 @@ def _seeds_for(d: float, alpha: float, power: float) -> int:
 # ----------------------------------------------------------------------------- words
 
 
-def unit_for(metric: str) -> tuple[float, str]:
-    """(scale, unit) for showing a metric's differences (normbench.core.metrics.unit_of):
-    accuracies in percentage points (x 100, "pp"), times in s or ms, anything else in its
-    own units (x 1, no unit)."""
-    return unit_of(metric)
-
-
 def _decimals(half_width: float, least: int, default: int) -> int:
     """Decimals that show the interval's half-width to two significant digits (at least
     ``least``); ``default`` when there is no half-width."""
@@ -499,7 +491,7 @@ def verdict(name_a: str, name_b: str, diff: Diff, paired: PairedDiff | None = No
     Resolved means the interval excludes 0 and, when ``p_adjusted`` (Holm) is given, the
     adjusted p is below 1 - level too: an interval that excludes 0 only before the
     adjustment is reported as not resolved after it. ``scale``/``unit`` default from the
-    metric (unit_for). The seeds-needed figure is seeds_needed on the observed difference
+    metric (metrics.unit_of). The seeds-needed figure is seeds_needed on the observed difference
     and spreads at alpha = 1 - level (unadjusted for multiple comparisons). A paired result, when given, is appended with its
     interval and how its width compares with the unpaired one.
 
@@ -510,7 +502,7 @@ def verdict(name_a: str, name_b: str, diff: Diff, paired: PairedDiff | None = No
     a verdict never says there is no difference: an interval that includes 0 is "not resolved".
     """
     if scale is None or unit is None:
-        s0, u0 = unit_for(metric)
+        s0, u0 = unit_of(metric)
         scale = s0 if scale is None else scale
         unit = u0 if unit is None else unit
     u = f" {unit}" if unit else ""
@@ -715,8 +707,6 @@ def call(diff: Diff, p_adjusted: float | None = None, p_tost_adjusted: float | N
     if p_tost_adjusted is not None and not math.isnan(p_tost_adjusted) and p_tost_adjusted < alpha:
         return "equivalent"
     return "not resolved"
-
-
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,9 @@ import textwrap
 
 from normbench.core.errors import NormbenchError
 from normbench.core import metrics
+from normbench.core.metrics import LEVEL
 from normbench.analysis.stats import fixed
-from normbench.analysis.results import FAMILIES, LEVEL, NOT_GROUPED, Comparison, distinct_runs, show_value
+from normbench.analysis.results import FAMILIES, NOT_GROUPED, Comparison, distinct_runs, show_value
 
 
 def _nan(x) -> bool:

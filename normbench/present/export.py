@@ -39,13 +39,14 @@ from pathlib import Path
 from normbench.core.errors import NormbenchError, one_line
 from normbench.core import metrics
 from normbench.analysis import results
+from normbench.analysis.runs import find_run_dirs, load_runs
 from normbench.store import runfolder
 from normbench.present.frames import run_name
 
 FINISHED = ("completed", "diverged", "failed")  # a summary.json that no later process will change
 DEFAULT_EXPERIMENT = "normbench"
 DB = "mlflow.db"
-ARTIFACTS = runfolder.MLFLOW_ARTIFACTS  # results.find_run_dirs does not enter it
+ARTIFACTS = runfolder.MLFLOW_ARTIFACTS  # runs.find_run_dirs does not enter it
 TAG_ID, TAG_SHA, TAG_DONE = "normbench.run_id", "normbench.config_sha256", "normbench.exported"
 TAG_IDENTITY, TAG_PATH = "normbench.store.identity", "normbench.path"
 INSTALL = "mlflow: not installed; install it with: pip install 'normbench[mlflow]'"
@@ -139,7 +140,7 @@ def export_mlflow(paths, tracking_uri: str | None = None, experiment: str = DEFA
 
     store = None
     if tracking_uri is None:  # the default store, beside the first run (as _export would choose it)
-        first = results.find_run_dirs(paths if isinstance(paths, (str, Path)) else paths[0], []) if paths else []
+        first = find_run_dirs(paths if isinstance(paths, (str, Path)) else paths[0], []) if paths else []
         store = default_tracking_uri(first[0]) if first else None
     uri = tracking_uri or store or "the default tracking URI"
     try:
@@ -246,7 +247,7 @@ class _StoreLock:
 
 
 def _export(paths, tracking_uri, experiment, MlflowClient, Metric, Param, RunTag) -> Exported:
-    runs = results.load_runs(paths)
+    runs = load_runs(paths)
     finished = [r for r in runs if r.status in FINISHED]
     out = Exported(tracking_uri or (default_tracking_uri(runs[0].path) if runs else ""), experiment)
     out.unfinished = [(r.path, r.status) for r in runs if r.status not in FINISHED]

@@ -18,10 +18,10 @@ from pathlib import Path
 from normbench.core.errors import NormbenchError, ParamError
 from normbench.core import metrics
 from normbench.store import runfolder
-from normbench.core.metrics import LEVEL_TEXT
+from normbench.core.metrics import LEVEL, LEVEL_TEXT
 from normbench.analysis.runs import HISTORY_NEEDED, ROLE_KEY, Run, completed
 from normbench.analysis.results import (
-    LEVEL, canonical, label_of, not_grouped, show_value, check_metric, compare, short_fingerprint, SPLITS,
+    canonical, label_of, not_grouped, show_value, check_metric, compare, short_fingerprint, SPLITS,
     split_shown, value_order, varying_keys,
 )
 
@@ -35,12 +35,6 @@ BANDS = {
 def check_band(band: str) -> None:
     if band not in BANDS:
         raise ParamError("band", band, f"unknown band; choose one of: {', '.join(BANDS)}")
-
-
-def _bounds(name: str):
-    """The range a quantity cannot leave: accuracies [0, 1], losses and times [0, inf)
-    (normbench.core.metrics)."""
-    return metrics.bounds_of(name)
 
 
 def _band(values, band: str, clip=None):
@@ -136,7 +130,7 @@ def draw_seeds_and_mean(ax, histories: list[list[tuple]], col: str, color, band:
     ep = np.array(sorted(per_epoch))
     if not len(ep):
         return
-    m, lo, hi, _ = np.array([_band([row[i] for row in per_epoch[e]], band, _bounds(col)) for e in ep]).T
+    m, lo, hi, _ = np.array([_band([row[i] for row in per_epoch[e]], band, metrics.bounds_of(col)) for e in ep]).T
     ax.plot(ep, m, style, color=color, marker="o", markersize=3.5, linewidth=2.0, label=label)
     if len(histories) > 1:
         ax.fill_between(ep, lo, hi, color=color, alpha=alpha, linewidth=0)
@@ -313,7 +307,7 @@ def plot_vs(runs: list[Run], param: str, out, metric: str | None = None, band: s
         log = False
     df = pd.DataFrame([{"line": r["line"], "x": pos[canonical(r["x"])], "y": r["y"]} for r in rows])
     plotted = set(df["line"])  # lines with a completed run; a line whose runs all diverged has none
-    clip = _bounds(metric)
+    clip = metrics.bounds_of(metric)
     lines = sorted(plotted | {k[0] for k in diverged})
     fig = _figure(8, 6.5 if diverged else 5)
     if diverged:  # a second panel: how many seeds of each point diverged (NaN/inf loss)
