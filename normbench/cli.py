@@ -50,7 +50,7 @@ class _Group(click.Group):
 
 
 # the library's parameter names whose option is spelled otherwise (default: --name-with-dashes)
-_FLAGS = {"overrides": "--set"}
+_FLAGS = {"overrides": "--set", "param": "--vs", "fmt": "--format", "out": "-o"}
 
 
 def _flag(param: str) -> str:
@@ -492,7 +492,7 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, execu
             if margin is None and declared and declared.primary == metric:
                 margin = declared.margin
             if margin is not None:
-                results.check_margin(margin, "--margin")
+                results.check_margin(margin)
             family = family or (declared.family if declared else None) or results.DEFAULT_FAMILY
             seeds_until = sw.Resolve(margin, family, max(1, max_seeds - sw.FIRST_ROUND + 1))
         if dry_run:
@@ -677,7 +677,7 @@ def _sweep_report(members) -> None:
     try:
         comp = results.compare(load_runs([str(m.run_dir) for m in members]))
     except NormbenchError as e:
-        click.echo(f"(no comparison: {e})")
+        click.echo(f"(no comparison: {e.render(_flag) if isinstance(e, ParamError) else e})")
         return
     click.echo(tables.format_comparison(comp, "table"), nl=False)
 

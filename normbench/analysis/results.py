@@ -41,7 +41,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from normbench.core.errors import NormbenchError
+from normbench.core.errors import NormbenchError, ParamError, literal
 from normbench.core import metrics
 from normbench.core.metrics import LEVEL, STATS  # the level of every interval; per-group statistics
 from normbench.analysis.runs import Run, completed
@@ -165,7 +165,7 @@ def label_of(run: Run, keys: list[str]) -> str:
 def check_metric(metric: str) -> bool:
     """Validate a ranking metric; returns whether higher is better."""
     if metric not in METRICS:
-        raise NormbenchError(f"--metric {metric}: unknown metric; choose one of: {', '.join(METRICS)}")
+        raise ParamError("metric", metric, f"unknown metric; choose one of: {', '.join(METRICS)}")
     return METRICS[metric]
 
 
@@ -200,18 +200,18 @@ def _section_order(run: Run, within: tuple[str, ...]) -> tuple:
 
 
 def check_within(runs: list[Run], within: tuple[str, ...]) -> None:
-    """--within keys must be config keys of these runs, and not ones compare never groups on."""
+    """`within` keys must be config keys of these runs, and not ones compare never groups on."""
     keys: dict[str, None] = {}
     for r in runs:
         keys.update(dict.fromkeys(r.config))
     for k in within:
         if not_grouped(k) or k in SECTION_KEYS:
-            raise NormbenchError(f"--within {k}: {k} never separates groups (seeds, names and outputs are pooled; "
-                                 f"{' and '.join(SECTION_KEYS)} already make sections); name a config key that varies")
+            raise ParamError("within", k, f"{literal(k)} never separates groups (seeds, names and outputs are pooled; "
+                                          f"{' and '.join(SECTION_KEYS)} already make sections); name a config key that varies")
         if k not in keys:
             vary = varying_keys([r for r in runs if r.completed])
-            hint = f"keys that vary here: {', '.join(vary)}" if vary else "use a dotted config key such as train.batch_size"
-            raise NormbenchError(f"--within {k}: no such config key in these runs; {hint}")
+            hint = f"keys that vary here: {literal(', '.join(vary))}" if vary else "use a dotted config key such as train.batch_size"
+            raise ParamError("within", k, f"no such config key in these runs; {hint}")
 
 
 @dataclass
@@ -340,9 +340,9 @@ def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, .
     NormbenchError when no run completed, or none has a value for the metric."""
     higher = check_metric(metric)
     if margin is not None:
-        check_margin(margin, "--margin")
+        check_margin(margin)
     if family is not None:
-        check_family(family, "--family")
+        check_family(family)
     within = tuple(dict.fromkeys(within))
     check_within(runs, within)
     notes: list[str] = []
@@ -394,17 +394,16 @@ def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, .
     return comp
 
 
-def check_margin(margin, where: str) -> float:
+def check_margin(margin) -> float:
     """An equivalence margin: a positive finite number in the metric's units."""
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not (margin > 0 and math.isfinite(margin)):
-        raise NormbenchError(f"{where} {margin}: must be a positive number in the metric's units, "
-                             f"e.g. 0.01 (1 pp of accuracy)")
+        raise ParamError("margin", margin, "must be a positive number in the metric's units, e.g. 0.01 (1 pp of accuracy)")
     return float(margin)
 
 
-def check_family(family, where: str) -> str:
+def check_family(family) -> str:
     if family not in FAMILIES:
-        raise NormbenchError(f"{where} {family}: unknown family; choose one of: {', '.join(FAMILIES)}")
+        raise ParamError("family", family, f"unknown family; choose one of: {', '.join(FAMILIES)}")
     return family
 
 
@@ -426,14 +425,14 @@ def declared(runs: list[Run], notes: list[str]) -> dict:
     return {k: v for k, v in json.loads(blocks.pop()).items() if v is not None}
 
 
-def study_block(path: str) -> dict:
-    """The compare: block of a study config file, as declared() gives it (compare --study)."""
+def study_block(study: str) -> dict:
+    """The compare: block of the study config file `study`, as declared() gives it (compare --study)."""
     from normbench.schema.config import from_dict, read_yaml
 
-    block = from_dict(read_yaml(path), str(path)).compare
+    block = from_dict(read_yaml(study), str(study)).compare
     if block is None:
-        raise NormbenchError(f"--study {path}: no compare: block; declare the primary analysis there "
-                             f"(compare: {{primary: test_accuracy, margin: 0.01, family: vs-best}}, docs/compare.md)")
+        raise ParamError("study", study, "no compare: block; declare the primary analysis there "
+                                         "(compare: {{primary: test_accuracy, margin: 0.01, family: vs-best}}, docs/compare.md)")
     return dataclasses.asdict(block)
 
 
@@ -596,9 +595,8 @@ def measured(runs: list[Run], metric: str, notes: list[str]) -> tuple[list[Run],
     left_out = [r for r in done if math.isnan(value[id(r)][0])]
     use = [r for r in done if not math.isnan(value[id(r)][0])]
     if not use:
-        raise NormbenchError(
-            f"--metric {metric}: no completed run has a value for it (runs from before it was recorded lack it); "
-            f"pick another metric, e.g. test_accuracy")
+        raise ParamError("metric", metric, "no completed run has a value for it (runs from before it was recorded "
+                                           "lack it); pick another metric, e.g. test_accuracy")
     if left_out:
         why = " (they predate it: summary.json did not record it yet)" if metric.endswith(("_best", "_last")) else ""
         notes.append(f"{_plural(len(left_out), 'completed run')} without a {metric} value left out of this comparison{why}")
@@ -718,7 +716,7 @@ def rank_section(section: str, groups: list[Group], metric: str, higher: bool, l
         r.diff = st.bounded(st.welch_diff(r.group.values, best.group.values, LEVEL), dbounds)
     for r, paired in zip(others, st.paired_diffs([(r.group.by_seed, best.group.by_seed) for r in others], LEVEL)):
         r.paired = st.bounded(paired, dbounds)
-    check_family(family, "family")
+    check_family(family)
     tests = st.family_tests([r.group.values for r in ranked], family, margin, LEVEL)
     members = [(ranked[t.i], ranked[t.j]) for t in tests]
     diffs = [st.bounded(t.diff, dbounds) for t in tests]

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from normbench.core.errors import NormbenchError, ParamError
+from normbench.core.errors import ParamError, literal
 from normbench.core import metrics
 from normbench.store import runfolder
 from normbench.core.metrics import LEVEL, LEVEL_TEXT
@@ -97,12 +97,13 @@ def _save(fig, out) -> Path:
     kinds = fig.canvas.get_supported_filetypes()
     ext = out.suffix.lower().lstrip(".")
     if ext not in kinds:
-        raise NormbenchError(f"-o {out}: cannot tell the image format from {'.' + ext if ext else 'no extension'}; end the name in .png, .pdf or .svg")
+        raise ParamError("out", out, f"cannot tell the image format from {literal('.' + ext) if ext else 'no extension'}; "
+                                     "end the name in .png, .pdf or .svg")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=100)
     except OSError as e:
-        raise NormbenchError(f"-o {out}: cannot write ({e.strerror or e.__class__.__name__}); choose a writable path") from None
+        raise ParamError("out", out, f"cannot write ({literal(e.strerror or e.__class__.__name__)}); choose a writable path") from None
     return out
 
 
@@ -272,16 +273,18 @@ def plot_vs(runs: list[Run], param: str, out, metric: str | None = None, band: s
     vary = varying_keys(done)
     if not any(param in r.config for r in done):
         keys = vary or [k for k in _param_keys(done) if not not_grouped(k)]
-        raise NormbenchError(f"--vs {param}: no such config key in these runs; use a dotted key such as: {', '.join(keys)}")
+        raise ParamError("param", param, f"no such config key in these runs; use a dotted key such as: "
+                                         f"{literal(', '.join(keys))}")
     if not_grouped(param):
         what = ("the replicate key: runs that differ only in seed are one group, and their spread is the error bar"
                 if param == "seed" else "not what was trained (compare pools runs over it)")
         others = f"plot against a key that varies: {', '.join(vary)}" if vary else "no config key varies between these runs"
-        raise NormbenchError(f"--vs {param}: {param} is {what}; {others}")
+        raise ParamError("param", param, f"{literal(param)} is {what}; {literal(others)}")
     if param not in vary:
         others = f"pick one that varies: {', '.join(vary)}" if vary else "no config key varies between these runs"
-        raise NormbenchError(f"--vs {param}: every run has {param}={show_value(done[0].config.get(param))}, "
-                             f"so there is nothing to plot against; {others}")
+        same = show_value(done[0].config.get(param))
+        raise ParamError("param", param, f"every run has {literal(param)}={literal(same)}, so there is nothing to "
+                                         f"plot against; {literal(others)}")
     comp = compare(runs, metric)  # the groups compare uses: one run per seed, data never mixed
     # from the groups themselves: the frame's cell for a run without a fingerprint is NaN
     data_of = {str(r.path): short_fingerprint(k.group.fingerprint) for k in comp.ranked for r in k.group.runs}
