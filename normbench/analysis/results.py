@@ -337,7 +337,9 @@ def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, .
     Groups that did not learn (did_not_learn) are ranked after those that did, never best.
     With several sections, `across` holds P(A better than B) for each pair of group
     names found in at least two sections.
-    NormbenchError when no run completed, or none has a value for the metric."""
+    NormbenchError when no run completed, or none has a value for the metric.
+    The steps: group (measured, group_runs, collapse_seeds), settle the analysis
+    (_analysis), rank each section (_rank_sections), note what the reader must know."""
     higher = check_metric(metric)
     if margin is not None:
         check_margin(margin)
@@ -350,39 +352,23 @@ def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, .
     groups, collapsed = collapse_seeds(group_runs(use, notes), value, notes)
     kept_runs = [r for g in groups for r in g.runs]
     declared_block = declared(kept_runs, notes) if study is None else {k: v for k, v in study.items() if v is not None}
-    primary_metric = declared_block.get("primary")
-    if margin is None and primary_metric in (None, metric):
-        margin = declared_block.get("margin")
-    family = family or declared_block.get("family") or DEFAULT_FAMILY
-    primary = None
-    if primary_metric is not None:
-        primary = (primary_metric == metric and margin == declared_block.get("margin")
-                   and family == (declared_block.get("family") or DEFAULT_FAMILY))
+    margin, family, primary = _analysis(declared_block, metric, margin, family)
     varying = _varying_between(groups)
     columns = [k for k in ALWAYS_SHOWN if any(k in r.config for r in kept_runs) and k not in varying] + varying
     label_keys = varying or [k for k in ("model.norm",) if any(k in r.config for r in kept_runs)]
     splits = _splits(groups, notes)
-    ranked, pairs = [], []
-    for name, gs in sections(groups, within).items():
-        notes += _data_notes(name, gs)
-        rs, ps = rank_section(name, gs, metric, higher, label_keys, splits, margin=margin, family=family)
-        ranked += rs
-        pairs += ps
+    ranked, pairs = _rank_sections(groups, within, metric, higher, label_keys, splits, margin, family, notes)
     role = None if primary is None else ("primary" if primary else "exploratory")
     for pair in pairs:
         pair.role = role
-    flops = [r for r in ranked if r.did_not_learn]
-    for r in flops:
-        notes.append(f"did not learn: {r.section}, {r.label}: {r.did_not_learn}; ranked after the groups that "
-                     f"learned, never best, and its verdicts are marked")
+    for r in ranked:
+        if r.did_not_learn:
+            notes.append(f"did not learn: {r.section}, {r.label}: {r.did_not_learn}; ranked after the groups that "
+                         f"learned, never best, and its verdicts are marked")
     frame = _frame(ranked, metric, columns, any(g.split for g in groups), splits)
     same = _same_across(groups)
     if same:
-        notes.append(f"{_plural(len(same), 'run')} found in two groups as the same run (one identity: the same config "
-                     f"but for name, output, sweep, role and data.path, the same seed, data, normbench version and "
-                     f"backend): each is one observation, so comparisons between groups that share runs are paired "
-                     f"over their shared seeds (their Holm p is the paired test's); Welch's columns of those rows "
-                     f"count the shared runs twice")
+        notes.append(_same_note(same))
     section_names = list(dict.fromkeys(r.section for r in ranked))
     comp = Comparison(metric, higher, columns, varying, frame,
                       kept_runs, [r for r in runs if not r.completed], collapsed, left_out, notes,
@@ -392,6 +378,43 @@ def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, .
     comp.across = across_sections(ranked, higher) if len(section_names) > 1 else []
     comp.same = same
     return comp
+
+
+def _analysis(declared_block: dict, metric: str, margin: float | None,
+              family: str | None) -> tuple[float | None, str, bool | None]:
+    """(margin, family, primary) of this comparison: the arguments, else the declared
+    analysis (its margin only for its primary metric), else no margin and vs-best; primary
+    is whether this is the declared primary analysis (None when none is declared)."""
+    primary_metric = declared_block.get("primary")
+    if margin is None and primary_metric in (None, metric):
+        margin = declared_block.get("margin")
+    family = family or declared_block.get("family") or DEFAULT_FAMILY
+    primary = None
+    if primary_metric is not None:
+        primary = (primary_metric == metric and margin == declared_block.get("margin")
+                   and family == (declared_block.get("family") or DEFAULT_FAMILY))
+    return margin, family, primary
+
+
+def _rank_sections(groups: list[Group], within: tuple[str, ...], metric: str, higher: bool, label_keys: list[str],
+                   splits: tuple, margin: float | None, family: str, notes: list[str]) -> tuple[list, list]:
+    """rank_section over every section: (ranked groups, pairs), section after section; a
+    section whose groups ran on different data of the same settings gets a note."""
+    ranked, pairs = [], []
+    for name, gs in sections(groups, within).items():
+        notes += _data_notes(name, gs)
+        rs, ps = rank_section(name, gs, metric, higher, label_keys, splits, margin=margin, family=family)
+        ranked += rs
+        pairs += ps
+    return ranked, pairs
+
+
+def _same_note(same: list) -> str:
+    return (f"{_plural(len(same), 'run')} found in two groups as the same run (one identity: the same config "
+            f"but for name, output, sweep, role and data.path, the same seed, data, normbench version and "
+            f"backend): each is one observation, so comparisons between groups that share runs are paired "
+            f"over their shared seeds (their Holm p is the paired test's); Welch's columns of those rows "
+            f"count the shared runs twice")
 
 
 def check_margin(margin) -> float:
@@ -687,13 +710,37 @@ def rank_section(section: str, groups: list[Group], metric: str, higher: bool, l
     """One section's groups, best first (by the metric's mean; groups that did not learn
     after those that did), and the section's family of comparisons (FAMILIES): Welch and
     paired differences, Holm's p over the family, TOST with a margin, a verdict each.
-    Each group below the best carries its comparison with the best (the table's row)."""
+    Each group below the best carries its comparison with the best (the table's row).
+    The steps: name the groups (_named), order them (_order), test the family (_family),
+    and put each comparison in words (_pair)."""
     from normbench.analysis import stats as st
 
-    bounds = metrics.interval_bounds(metric)
-    dbounds = st.diff_bounds(bounds)
+    check_family(family)
+    dbounds = st.diff_bounds(metrics.interval_bounds(metric))
+    ranked = _order(_named(section, groups, label_keys, splits), metric, higher)
+    best, others = ranked[0], ranked[1:]
+    for r in others:
+        r.diff = st.bounded(st.welch_diff(r.group.values, best.group.values, LEVEL), dbounds)
+    for r, paired in zip(others, st.paired_diffs([(r.group.by_seed, best.group.by_seed) for r in others], LEVEL)):
+        r.paired = st.bounded(paired, dbounds)
+    members, tests, paireds, sames = _family(ranked, family, margin, dbounds)
+    several = len(members) > 1
+    pairs = []
+    for (a, b), t, pr, same in zip(members, tests, paireds, sames):
+        pair = _pair(section, a, b, t, pr, same, metric, higher, margin, several)
+        pairs.append(pair)
+        if a is best:
+            b.p_holm, b.p_tost, b.verdict, b.same = pair.p_holm, pair.p_tost, pair.verdict, same
+            b.paired = pr.swapped() if (same and pr is not None) else b.paired
+            b.call = {"higher": "lower", "lower": "higher"}.get(pair.call, pair.call)
+    return ranked, pairs
+
+
+def _named(section: str, groups: list[Group], label_keys: list[str], splits: tuple) -> list[Ranked]:
+    """The section's groups as Ranked, each with its label (tables, legends) and name
+    (verdicts): the keys that vary, then its data and split columns where compare split them."""
     name_keys = _varying_between(groups) or label_keys
-    ranked = []
+    out = []
     for g in groups:
         r = Ranked(g, section, label_of(g.first, label_keys), _name(g.first, name_keys))
         if g.split:
@@ -704,22 +751,34 @@ def rank_section(section: str, groups: list[Group], metric: str, higher: bool, l
             r.label += f", {word}={g.shown(col)}"
             r.name += f" ({word} {g.shown(col)})"
         r.did_not_learn = did_not_learn(g)
-        ranked.append(r)
+        out.append(r)
+    return out
+
+
+def _order(ranked: list[Ranked], metric: str, higher: bool) -> list[Ranked]:
+    """Each group's mean and interval, best first (groups that did not learn last), ranked."""
+    from normbench.analysis import stats as st
+
+    bounds = metrics.interval_bounds(metric)
     for r in ranked:
         r.ci = st.bounded_mean_ci(r.group.values, bounds, LEVEL)
-    ranked.sort(key=lambda r: (r.did_not_learn is not None,
-                               math.inf if math.isnan(r.ci.mean) else r.ci.mean * (-1 if higher else 1), r.label))
-    best, others = ranked[0], ranked[1:]
+    ranked = sorted(ranked, key=lambda r: (r.did_not_learn is not None,
+                                           math.inf if math.isnan(r.ci.mean) else r.ci.mean * (-1 if higher else 1),
+                                           r.label))
     for rank, r in enumerate(ranked, 1):
         r.rank = rank
-    for r in others:
-        r.diff = st.bounded(st.welch_diff(r.group.values, best.group.values, LEVEL), dbounds)
-    for r, paired in zip(others, st.paired_diffs([(r.group.by_seed, best.group.by_seed) for r in others], LEVEL)):
-        r.paired = st.bounded(paired, dbounds)
-    check_family(family)
+    return ranked
+
+
+def _family(ranked: list[Ranked], family: str, margin: float | None, dbounds):
+    """The section's family of comparisons: (members [(a, b)], their tests (Holm over the
+    family), paired differences, shared runs [(run, run)] of each pair). A pair with the
+    best reuses the row's paired difference; pairs that share runs are paired over them."""
+    from normbench.analysis import stats as st
+
+    best = ranked[0]
     tests = st.family_tests([r.group.values for r in ranked], family, margin, LEVEL)
     members = [(ranked[t.i], ranked[t.j]) for t in tests]
-    diffs = [st.bounded(t.diff, dbounds) for t in tests]
     to_pair = [None if a is best else (a.group.by_seed, b.group.by_seed) for a, b in members]
     paired_rest = iter(st.paired_diffs([x for x in to_pair if x is not None], LEVEL))
     paireds = [(b.paired and b.paired.swapped()) if x is None else st.bounded(next(paired_rest), dbounds)
@@ -728,30 +787,31 @@ def rank_section(section: str, groups: list[Group], metric: str, higher: bool, l
     if any(sames):  # the same run in both groups: one observation, so those pairs are paired over the shared seeds
         paireds = [_shared_paired(a, b, dbounds) if same else pr for (a, b), pr, same in zip(members, paireds, sames)]
         tests = _with_shared(tests, paireds, sames, margin)
-    p_holm = [t.p_holm for t in tests]
-    p_tost = [t.p_tost for t in tests]
+    return members, tests, paireds, sames
+
+
+def _pair(section: str, a: Ranked, b: Ranked, t, pr, same: list, metric: str, higher: bool,
+          margin: float | None, several: bool) -> Pair:
+    """One comparison of the family (a family test `t`, its paired difference `pr`) in words:
+    stats.verdict, or the shared-run verdict; Holm's p only when the family has several."""
+    from normbench.analysis import stats as st
+
+    d = st.bounded(t.diff, st.diff_bounds(metrics.interval_bounds(metric)))
+    ph, pt, call = t.p_holm, t.p_tost, t.call
     scale, unit = metrics.unit_of(metric)
-    several = len(members) > 1
-    pairs = []
-    for (a, b), d, pr, ph, pt, call, same in zip(members, diffs, paireds, p_holm, p_tost, (t.call for t in tests), sames):
-        if same:
-            text = _same_run_verdict(a.name, b.name, same, min(d.n_a, d.n_b), pr, higher, scale, unit,
-                                     ph if several else None)
-        else:
-            text = st.verdict(a.name, b.name, d, pr, metric=metric, scale=scale, unit=unit,
-                              p_adjusted=ph if several else None, margin=margin,
-                              p_tost=(pt if several else None) if margin is not None else None)
-            if call in ("higher", "lower") and not higher:
-                text += f" Lower is better for {metric}, so {a.name if call == 'lower' else b.name} is better."
-        flops = [x.name for x in (a, b) if x.did_not_learn]
-        if flops:
-            text = f"[did not learn: {', '.join(flops)}] " + text
-        pairs.append(Pair(section, a, b, d, pr, ph, pt, call, text, same=same))
-        if a is best:
-            b.p_holm, b.p_tost, b.verdict, b.same = ph, pt, text, same
-            b.paired = pr.swapped() if (same and pr is not None) else b.paired
-            b.call = {"higher": "lower", "lower": "higher"}.get(call, call)
-    return ranked, pairs
+    if same:
+        text = _same_run_verdict(a.name, b.name, same, min(d.n_a, d.n_b), pr, higher, scale, unit,
+                                 ph if several else None)
+    else:
+        text = st.verdict(a.name, b.name, d, pr, metric=metric, scale=scale, unit=unit,
+                          p_adjusted=ph if several else None, margin=margin,
+                          p_tost=(pt if several else None) if margin is not None else None)
+        if call in ("higher", "lower") and not higher:
+            text += f" Lower is better for {metric}, so {a.name if call == 'lower' else b.name} is better."
+    flops = [x.name for x in (a, b) if x.did_not_learn]
+    if flops:
+        text = f"[did not learn: {', '.join(flops)}] " + text
+    return Pair(section, a, b, d, pr, ph, pt, call, text, same=same)
 
 
 def _shared_paired(a: Ranked, b: Ranked, dbounds):
