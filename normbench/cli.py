@@ -50,7 +50,7 @@ class _Group(click.Group):
 
 
 # the library's parameter names whose option is spelled otherwise (default: --name-with-dashes)
-_FLAGS = {"overrides": "--set"}
+_FLAGS = {"overrides": "--set", "param": "--vs", "fmt": "--format", "out": "-o"}
 
 
 def _flag(param: str) -> str:
@@ -272,9 +272,10 @@ def compare(paths, metric, fmt, output, plot_file, within, role, margin, family,
               normbench compare results/study/study_cifar10_lr_tolerance --within train.learning_rate
     """
     from normbench.analysis import results, tables
+    from normbench.analysis.runs import load_runs, with_role
 
     results.check_metric(metric)
-    runs = results.with_role(results.load_runs(paths), role)
+    runs = with_role(load_runs(paths), role)
     comp = results.compare(runs, metric, within, margin=margin, family=family,
                            study=results.study_block(study) if study else None)
     text = tables.format_comparison(comp, fmt)
@@ -328,12 +329,13 @@ def plot(paths, output, param, metric, band, log_loss):
     """
     from normbench.present import plots
     from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
 
     if metric is not None and not param:
         raise click.UsageError("--metric applies to --vs plots; add --vs KEY.PATH or drop --metric")
     if param:
         results.check_metric(metric or "test_accuracy")
-    runs = results.load_runs(paths)
+    runs = load_runs(paths)
     if param:
         res = plots.plot_vs(runs, param, output, metric, band)
         what = f"{res.lines} line{'s' * (res.lines != 1)}"
@@ -490,7 +492,7 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, execu
             if margin is None and declared and declared.primary == metric:
                 margin = declared.margin
             if margin is not None:
-                results.check_margin(margin, "--margin")
+                results.check_margin(margin)
             family = family or (declared.family if declared else None) or results.DEFAULT_FAMILY
             seeds_until = sw.Resolve(margin, family, max(1, max_seeds - sw.FIRST_ROUND + 1))
         if dry_run:
@@ -670,11 +672,12 @@ def export_mlflow(paths, tracking_uri, experiment, force):
 def _sweep_report(members) -> None:
     """End a sweep with the compare table of the members it ran."""
     from normbench.analysis import results, tables
+    from normbench.analysis.runs import load_runs
 
     try:
-        comp = results.compare(results.load_runs([str(m.run_dir) for m in members]))
+        comp = results.compare(load_runs([str(m.run_dir) for m in members]))
     except NormbenchError as e:
-        click.echo(f"(no comparison: {e})")
+        click.echo(f"(no comparison: {e.render(_flag) if isinstance(e, ParamError) else e})")
         return
     click.echo(tables.format_comparison(comp, "table"), nl=False)
 

@@ -716,12 +716,12 @@ def test_force_exports_into_another_applications_sqlite_file(three_runs, tmp_pat
 
 def test_a_summary_json_that_is_a_folder_is_named_as_such(three_runs):
     """Before: "cannot read summary.json (Is a directory); a permissions or disk problem"."""
-    from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
 
     run = sorted(three_runs.rglob("summary.json"))[1]
     run.unlink()
     run.mkdir()
-    (bad,) = [r for r in results.load_runs([str(three_runs)]) if not r.completed]
+    (bad,) = [r for r in load_runs([str(three_runs)]) if not r.completed]
     assert bad.problem == ("summary.json: is a folder, not the file normbench writes; move that folder out of "
                            "the run folder (it holds no result of this run) and try again")
     assert "permissions" not in cli("compare", three_runs).output

@@ -93,9 +93,10 @@ def test_within_errors_are_one_line(tmp_path):
 
 def test_library_errors_are_normbench_errors(tmp_path):
     from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
 
     with pytest.raises(NormbenchError, match="no such file"):
-        results.load_runs([tmp_path / "missing"])
+        load_runs([tmp_path / "missing"])
     with pytest.raises(NormbenchError, match="unknown metric"):
         results.compare([], "nope")
     with pytest.raises(NormbenchError, match="no completed runs to compare"):

@@ -225,6 +225,7 @@ def test_runs_from_before_a_config_key_existed_group_with_its_default(tmp_path):
     """A run folder written before `train.backend` existed compares as the default
     (tensorflow), in one group with new runs; a jax run is a group of its own."""
     from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
 
     root = tmp_path / "results"
     write_run(root, seed=1, test_accuracy=0.80)  # config.yaml without train.backend
@@ -233,7 +234,7 @@ def test_runs_from_before_a_config_key_existed_group_with_its_default(tmp_path):
         cfg = yaml.safe_load((d / "config.yaml").read_text())
         cfg["train"]["backend"] = backend
         (d / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    cmp = results.compare(results.load_runs([root]))
+    cmp = results.compare(load_runs([root]))
     assert cmp.varying == ["train.backend"]
     sizes = {row["train.backend"]: row["n"] for _, row in cmp.groups.iterrows()}
     assert sizes == {"tensorflow": 2, "jax": 1}
@@ -242,14 +243,14 @@ def test_runs_from_before_a_config_key_existed_group_with_its_default(tmp_path):
 def test_an_old_config_that_no_longer_validates_still_gets_its_defaults(tmp_path):
     """results fills keys added since a run was made by parsing alone: a config that a
     later rule refuses (3 groups do not divide the CNN's 32 channels) still gets them."""
-    from normbench.analysis import results
+    from normbench.analysis.runs import load_run
 
     d = write_run(tmp_path, seed=0, norm="group")
     raw = yaml.safe_load((d / runfolder.CONFIG).read_text())
     raw["model"]["norm_groups"] = 3
     assert "eval" not in raw["train"]
     runfolder.write_config(d, yaml.safe_dump(raw, sort_keys=False))
-    run = results.load_run(d)
+    run = load_run(d)
     assert run.config["train.eval"] == "last" and run.config["train.schedule"] == "constant"
     assert run.config["model.norm_groups"] == 3  # as written
 
@@ -277,9 +278,9 @@ def test_one_config_with_two_model_files_is_told_apart(tmp_path):
     assert sorted(df["label"]) == ["norm=batch, model=aaaaaaaa", "norm=batch, model=bbbbbbbb",
                                    "norm=layer, model=aaaaaaaa", "norm=layer, model=bbbbbbbb"]
     from normbench.present import plots
-    from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
 
-    res = plots.plot_vs(results.load_runs([root]), "model.norm", tmp_path / "v.png")
+    res = plots.plot_vs(load_runs([root]), "model.norm", tmp_path / "v.png")
     assert res.lines == 4  # one line per norm and model file
     one = cli("compare", *sorted((root / "exp_batch").glob("*-aa-*")), *sorted((root / "exp_layer").glob("*-aa-*")),
               "--format", "csv")

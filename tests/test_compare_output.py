@@ -33,13 +33,13 @@ def test_compare_formats_and_output_file(two_groups, tmp_path):
 
 def test_compare_plot_option(two_groups, tmp_path):
     from normbench.present import plots
-    from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
 
     out = tmp_path / "c.png"
     r = cli("compare", two_groups, "--plot", out, "--format", "csv")
     assert r.exit_code == 0, r.output
     assert "wrote" not in r.stdout  # stdout stays pure CSV
-    plots.plot_curves(results.load_runs([two_groups]), tmp_path / "lib.png")
+    plots.plot_curves(load_runs([two_groups]), tmp_path / "lib.png")
     assert out.read_bytes() == (tmp_path / "lib.png").read_bytes()  # the curves, as the test above checks them
 
 

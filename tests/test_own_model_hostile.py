@@ -82,10 +82,10 @@ model.get_layer("head").set_weights([np.array({w.tolist()}, "float32"), np.zeros
     r = cli("run", _cfg(tmp_path, model, {"name": "arrays", "path": str(f)}, learning_rate=1e-9, optimizer="sgd"),
             "--quiet")
     assert r.exit_code == 0, r.output
-    from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
     from normbench.store import runfolder
 
-    (run,) = results.load_runs([str(tmp_path / "results")])
+    (run,) = load_runs([str(tmp_path / "results")])
     assert run.summary["test_accuracy"] == pytest.approx(1.0)
     assert run.summary["best_val_accuracy"] == pytest.approx(1.0)  # tune selects on this
     (row,) = runfolder.read_history(run.path)
@@ -415,9 +415,9 @@ def test_a_saved_model_with_a_custom_layer_runs_validate_sweep_compare(tmp_path)
     assert [line.split(":")[0] for line in r.output.splitlines() if line.startswith("# slot")] == ["# slot ln_1", "# slot ln_2"]
     r = cli("sweep", p, "--grid", "model.norm=layer,none")
     assert r.exit_code == 0, r.output
-    from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
 
-    runs = results.load_runs([str(tmp_path / "results")])
+    runs = load_runs([str(tmp_path / "results")])
     assert sorted(r.summary["norm"] for r in runs) == ["layer", "none"] and all(r.completed for r in runs)
     assert all(r.summary["norm_slots_verified"] == 2 for r in runs)
     r = cli("compare", str(tmp_path / "results"))

@@ -109,7 +109,7 @@ def batch_sweep(tmp_path) -> Path:
 
 def test_plot_curves_draws_the_groups_mean_curves(two_groups, tmp_path):
     from normbench.present import plots
-    from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
 
     out = tmp_path / "plots" / "curves.png"
     write_run(two_groups, seed=9, norm="batch", status="diverged")  # one epoch: in a mean it would move epoch 1
@@ -117,37 +117,38 @@ def test_plot_curves_draws_the_groups_mean_curves(two_groups, tmp_path):
     assert r.exit_code == 0, r.output
     assert f"wrote {out} (2 groups, 6 runs)" in r.stdout
     assert "not averaged: diverged" in r.stderr
-    res = plots.plot_curves(results.load_runs([two_groups]), tmp_path / "lib.png")
+    res = plots.plot_curves(load_runs([two_groups]), tmp_path / "lib.png")
     assert (res.lines, res.runs, [x.status for x in res.excluded]) == (2, 6, ["diverged"])
     assert_curves_drawn(res.figure, two_groups, ["batch", "layer"])
     assert out.read_bytes() == (tmp_path / "lib.png").read_bytes()  # the CLI drew this same figure
 
 
 def test_band_is_the_t_interval_or_the_std_and_accuracy_is_clipped():
-    from normbench.present.plots import _band, _bounds
+    from normbench.core.metrics import bounds_of
+    from normbench.present.plots import _band
 
     x = [0.91, 0.97, 0.99]
     ref = sps.ttest_1samp(x, 0).confidence_interval(0.95)
     m, lo, hi, n = _band(x, "ci")
     assert (m, lo, hi, n) == pytest.approx((np.mean(x), ref.low, ref.high, 3))
     assert hi > 1  # so clipping matters here
-    assert _band(x, "ci", _bounds("val_accuracy"))[1:3] == pytest.approx((ref.low, 1.0))
+    assert _band(x, "ci", bounds_of("val_accuracy"))[1:3] == pytest.approx((ref.low, 1.0))
     s = np.std(x, ddof=1)
     assert _band(x, "std")[1:3] == pytest.approx((np.mean(x) - s, np.mean(x) + s))
     assert all(math.isnan(v) for v in _band([0.5], "ci", (0, 1))[1:3])
     losses = [0.1, 0.2, 1.5]  # a t-interval far below 0: a loss cannot be negative
     assert sps.ttest_1samp(losses, 0).confidence_interval(0.95).low < 0
-    assert _band(losses, "ci", _bounds("val_loss"))[1] == 0.0
+    assert _band(losses, "ci", bounds_of("val_loss"))[1] == 0.0
 
 
 def test_e2e_plot_real_runs(real_runs, tmp_path):
     from normbench.present import plots
-    from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
 
     out = tmp_path / "curves.png"
     r = cli("plot", real_runs, "-o", out)
     assert r.exit_code == 0, r.output
-    res = plots.plot_curves(results.load_runs([real_runs]), tmp_path / "lib.png")
+    res = plots.plot_curves(load_runs([real_runs]), tmp_path / "lib.png")
     assert_curves_drawn(res.figure, real_runs, ["batch", "layer"])
     assert out.read_bytes() == (tmp_path / "lib.png").read_bytes()
 
@@ -159,13 +160,13 @@ def test_plot_vs_draws_each_points_mean_and_interval(batch_sweep, tmp_path):
     import numpy as np
 
     from normbench.present import plots
-    from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
 
     out = tmp_path / "bs.png"
     r = cli("plot", batch_sweep, "--vs", "train.batch_size", "-o", out)
     assert r.exit_code == 0, r.output
     assert "(2 lines, 12 runs)" in r.stdout
-    res = plots.plot_vs(results.load_runs([batch_sweep]), "train.batch_size", tmp_path / "lib.png")
+    res = plots.plot_vs(load_runs([batch_sweep]), "train.batch_size", tmp_path / "lib.png")
     assert out.read_bytes() == (tmp_path / "lib.png").read_bytes()  # the CLI drew this same figure
     (ax,) = res.figure.axes
     assert ax.get_xscale() == "log" and [t.get_text() for t in ax.get_xticklabels()] == ["16", "64", "256"]
@@ -181,7 +182,7 @@ def test_plot_vs_draws_each_points_mean_and_interval(batch_sweep, tmp_path):
         assert list(line.get_xdata()) == pytest.approx([16, 64, 256], rel=0.05)  # dodged sideways a little
         for (lo, hi), v in zip(np.asarray(segments.get_segments())[:, :, 1], vals):  # the 95 % t-interval
             assert (lo, hi) == pytest.approx(t_interval(v, (0, 1)), abs=1e-9)
-    res = plots.plot_vs(results.load_runs([batch_sweep]), "train.batch_size", tmp_path / "bs2.png", "test_loss")
+    res = plots.plot_vs(load_runs([batch_sweep]), "train.batch_size", tmp_path / "bs2.png", "test_loss")
     assert res.log_x and res.lines == 2 and res.single == 0
     # a numeric key spanning less than 8x gets a linear axis; a text key a categorical one
     for bs, lr, opt in ((16, 0.001, "adam"), (16, 0.002, "sgd")):
@@ -190,9 +191,9 @@ def test_plot_vs_draws_each_points_mean_and_interval(batch_sweep, tmp_path):
             cfg = yaml.safe_load((d / "config.yaml").read_text())
             cfg["train"]["learning_rate"], cfg["train"]["optimizer"] = lr, opt
             (d / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    res = plots.plot_vs(results.load_runs([batch_sweep]), "train.learning_rate", tmp_path / "lr.png")
+    res = plots.plot_vs(load_runs([batch_sweep]), "train.learning_rate", tmp_path / "lr.png")
     assert not res.log_x
-    res = plots.plot_vs(results.load_runs([batch_sweep]), "train.optimizer", tmp_path / "opt.svg")
+    res = plots.plot_vs(load_runs([batch_sweep]), "train.optimizer", tmp_path / "opt.svg")
     assert not res.log_x and (tmp_path / "opt.svg").stat().st_size > 0
 
 
@@ -229,9 +230,9 @@ def test_plot_vs_shows_diverged_runs_as_a_share_of_seeds(tmp_path):
     assert "3 lines, 1 point with n = 1 (hollow, no error bar), 8 diverged runs (lower panel), 10 runs" in r.stdout
 
     from normbench.present import plots
-    from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
 
-    res = plots.plot_vs(results.load_runs([root]), "train.batch_size", tmp_path / "lib.png")
+    res = plots.plot_vs(load_runs([root]), "train.batch_size", tmp_path / "lib.png")
     assert (tmp_path / "d.png").read_bytes() == (tmp_path / "lib.png").read_bytes()  # the CLI drew this figure
     top, lower = res.figure.axes
     assert lower.get_ylabel() == "diverged\n(share of seeds)"
@@ -241,12 +242,12 @@ def test_plot_vs_shows_diverged_runs_as_a_share_of_seeds(tmp_path):
     # the upper panel: batch at 64 is its one completed seed (0.70), drawn hollow; none has no point
     assert [b.get_label().split(" (")[0] for b in top.containers] == ["norm=batch", "norm=layer"]
     assert list(top.containers[0].lines[0].get_ydata()) == pytest.approx([statistics.mean([0.7] * 3), 0.7])
-    runs = [x for x in results.load_runs([root]) if x.status == "completed"]
+    runs = [x for x in load_runs([root]) if x.status == "completed"]
     res = plots.plot_vs(runs, "train.batch_size", tmp_path / "plain.png")
     assert (res.diverged, res.lines) == (0, 2)
     assert len(res.figure.axes) == 1  # no diverged runs: no lower panel
     shares = {}
-    for (line, x), (_, seeds) in plots._diverged_seeds(results.load_runs([root]), "train.batch_size",
+    for (line, x), (_, seeds) in plots._diverged_seeds(load_runs([root]), "train.batch_size",
                                                        lambda r: r.config["model.norm"]).items():
         shares[(line, x)] = len(seeds)
     assert shares == {("batch", "64"): 2, ("none", "16"): 3, ("none", "64"): 3}
@@ -264,9 +265,9 @@ def test_plot_vs_mixes_runs_with_and_without_a_data_fingerprint(tmp_path):
     r = cli("plot", root, "--vs", "train.batch_size", "-o", tmp_path / "m.png")
     assert r.exit_code == 0, r.output
     from normbench.present import plots
-    from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
 
-    res = plots.plot_vs(results.load_runs([root]), "train.batch_size", tmp_path / "lib.png")
+    res = plots.plot_vs(load_runs([root]), "train.batch_size", tmp_path / "lib.png")
     (top,) = res.figure.axes
     assert [list(c.lines[0].get_ydata()) for c in top.containers] == [pytest.approx([0.6, 0.7])] * 2
 
@@ -354,9 +355,9 @@ def test_plot_vs_seed_says_seed_is_the_replicate_key(two_groups, tmp_path):
 
 def test_log_loss_puts_the_loss_panel_on_a_log_scale(two_groups, tmp_path):
     from normbench.present import plots
-    from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
 
-    res = plots.plot_curves(results.load_runs([two_groups]), tmp_path / "c.png", log_loss=True)
+    res = plots.plot_curves(load_runs([two_groups]), tmp_path / "c.png", log_loss=True)
     ax_acc, ax_loss = res.figure.axes
     assert (ax_acc.get_yscale(), ax_loss.get_yscale()) == ("linear", "log")
     assert ax_loss.get_ylabel() == "loss (log scale)"
@@ -371,7 +372,7 @@ def test_tune_plot_stars_the_tied_point_the_tune_confirmed(tmp_path):
     import tunefake
     from conftest import write_config
     from normbench.present import plots
-    from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
     from normbench.orchestrate import tune
 
     old = dict(tunefake.VAL)
@@ -386,7 +387,7 @@ def test_tune_plot_stars_the_tied_point_the_tune_confirmed(tmp_path):
         tunefake.VAL.update(old)
     batch, layer = tune.selection_of(spec).choices
     assert batch.cell.point["train.learning_rate"] == 0.01 and len(batch.ties) == 1
-    out = plots.plot_vs(results.load_runs([tmp_path / "r"]), "train.learning_rate", tmp_path / "lr.png")
+    out = plots.plot_vs(load_runs([tmp_path / "r"]), "train.learning_rate", tmp_path / "lr.png")
     assert (out.selected, out.confirmed) == (2, 2)  # a star and a confirmation diamond per norm
     ax = out.figure.axes[0]
     stars = [ln for ln in ax.get_lines() if ln.get_marker() == "*"]

@@ -108,9 +108,9 @@ def test_runs_record_the_fitted_statistics(tmp_path):
     (run_dir,) = (out / "g").iterdir()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["preprocess_fingerprint"].startswith("sha256:") and summary["data_fingerprint"].startswith("sha256:")
-    from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
 
-    (run,) = results.load_runs([str(out)])
+    (run,) = load_runs([str(out)])
     assert run.fingerprint == f"{summary['data_fingerprint']}+{summary['preprocess_fingerprint'][7:23]}"
 
 
@@ -119,10 +119,11 @@ def test_compare_groups_runs_by_the_fitted_statistics(tmp_path):
     changed between runs, say): two groups, never pooled."""
     from conftest import write_run
     from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
 
     for seed in (0, 1):
         for pre in ("sha256:" + "a" * 64, "sha256:" + "b" * 64):
             write_run(tmp_path, seed=seed, run_id=f"r-{seed}-{pre[7]}", data="cifar10", extra={"preprocess_fingerprint": pre})
-    comp = results.compare(results.load_runs([str(tmp_path)]))
+    comp = results.compare(load_runs([str(tmp_path)]))
     assert sorted(len(r.group.runs) for r in comp.ranked) == [2, 2]
     assert len({r.group.fingerprint for r in comp.ranked}) == 2 and comp.split_data

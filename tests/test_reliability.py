@@ -232,9 +232,9 @@ def test_a_symlinked_run_folder_is_compared_once(tmp_path):
     (search / "exp_batch" / "linked").symlink_to(a, target_is_directory=True)
     (search / "again").symlink_to(real, target_is_directory=True)  # the same run through a second link
     (search / "loop").symlink_to(search, target_is_directory=True)  # a link loop ends
-    from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
 
-    runs = results.load_runs([search])
+    runs = load_runs([search])
     assert sorted(r.summary["seed"] for r in runs) == [0, 1]  # before: the linked run was not followed
     r = _compare(search)
     assert r.exit_code == 0, r.output

@@ -107,6 +107,7 @@ def _leaves_the_file(link: str) -> bool:
 
 def test_report_is_verdict_first_and_its_table_is_compares(tmp_path):
     from normbench.analysis import results, tables
+    from normbench.analysis.runs import load_runs
 
     root = _study(tmp_path / "r")
     out = tmp_path / "study.html"
@@ -119,7 +120,7 @@ def test_report_is_verdict_first_and_its_table_is_compares(tmp_path):
     assert page.tables[0] == "ranked-1"  # the first table of the page is the ranked one
     assert page.svgs == 2  # curves and the per-seed strip plot
     # the embedded JSON is compare's, whole
-    want = json.loads(tables.format_json(results.compare(results.load_runs([root]))))
+    want = json.loads(tables.format_json(results.compare(load_runs([root]))))
     assert json.loads(page.json_text) == want
     head, *rows = page.rows["ranked-1"]
     assert head[:4] == ["#", "group", "n", "test_accuracymean ± std"]  # <br> between
@@ -324,7 +325,7 @@ def test_every_committed_study_has_a_current_report():
     page's embedded comparison is what compare says of those runs today (a page left
     behind by a change to the runs or to compare fails here)."""
     from normbench.analysis import results, tables
-    from normbench.analysis.runs import ROLE_KEY, with_role
+    from normbench.analysis.runs import ROLE_KEY, load_runs, with_role
 
     lines = _make_reports_lines()
     studies = sorted(p.name for p in (REPO / "results/study").iterdir() if p.is_dir())
@@ -333,7 +334,7 @@ def test_every_committed_study_has_a_current_report():
         page = REPO / "results/reports" / f"{study}.html"
         assert page.exists(), f"{page}: run bash results/make_reports.sh"
         within = tuple(extra[i + 1] for i, x in enumerate(extra) if x == "--within")
-        runs = results.load_runs([REPO / "results/study" / study])
+        runs = load_runs([REPO / "results/study" / study])
         role = "confirmation" if any(r.config.get(ROLE_KEY) == "confirmation" for r in runs) else None
         comp = results.compare(with_role(runs, role), "test_accuracy", within)
         want = tables.format_json(comp).replace(str(REPO) + "/", "")  # the pages name folders from the repository

@@ -74,13 +74,13 @@ def test_a_run_folder_without_an_index_reads_as_before(tmp_path, yaml_reads):
     assert not list(STUDY.rglob(runfolder.CONFIG_INDEX))
     study = tmp_path / "study_cifar10"
     shutil.copytree(STUDY, study)
-    before = results.load_runs([study])
+    before = runs.load_runs([study])
     assert len(yaml_reads) == len(before) == 30
     csv_before = tables.format_comparison(results.compare(before), "csv")
     for r in before:
         runfolder.write_config(r.path, (r.path / runfolder.CONFIG).read_text(encoding="utf-8"))
     yaml_reads.clear()
-    after = results.load_runs([study])
+    after = runs.load_runs([study])
     assert yaml_reads == []
     assert [list(r.config.items()) for r in after] == [list(r.config.items()) for r in before]
     assert tables.format_comparison(results.compare(after), "csv") == csv_before

@@ -96,7 +96,8 @@ def test_run_ids_labels_and_legends_show_the_slots_compactly(tmp_path):
     assert {f"mlp-norm=none-bs=40-input=batch-seed=0", "mlp-norm=none-bs=40-input=none-seed=0"} <= {
         d.name for d in (out / "s").iterdir()}
     from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
 
-    comp = results.compare(results.load_runs([str(out)]))
+    comp = results.compare(load_runs([str(out)]))
     labels = sorted(r.label for r in comp.ranked)
     assert labels == ["norm=layer, input=batch", "norm=none, input=batch", "norm=none, input=none"]

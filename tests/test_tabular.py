@@ -159,6 +159,7 @@ def test_compare_labels_inline_layer_lists_by_a_short_hash(tmp_path):
     8 hex digits, not by its 100-character list."""
     from conftest import write_run
     from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
     from normbench.analysis.results import show_value
 
     lists = [[{"Dense": {"units": u, "activation": "relu"}}, {"norm": "vector"}, {"Dense": {"units": 10, "activation": "softmax"}}]
@@ -170,7 +171,7 @@ def test_compare_labels_inline_layer_lists_by_a_short_hash(tmp_path):
             raw["model"] = {"layers": layers, "norm": "batch"}
             (d / "config.yaml").write_text(yaml.safe_dump(raw))
             (d / "config.json").unlink(missing_ok=True)
-    comp = results.compare(results.load_runs([str(tmp_path)]))
+    comp = results.compare(load_runs([str(tmp_path)]))
     labels = sorted(r.label for r in comp.ranked)
     assert labels == sorted(f"layers={show_value(layers)}" for layers in lists)
     assert all(len(label) < 20 for label in labels)

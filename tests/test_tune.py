@@ -289,9 +289,10 @@ def test_dry_run_of_a_finished_tune_shows_its_confirmation_rounds(tmp_path):
 
 def test_compare_tells_the_roles_apart(tmp_path):
     from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
 
     _tuned(tmp_path)
-    runs = results.load_runs(tmp_path / "r")
+    runs = load_runs(tmp_path / "r")
     comp = results.compare(runs)
     assert "role" in comp.varying  # tuning and confirmation runs at one point never share a group
     for _, g in comp.groups.iterrows():
@@ -312,10 +313,10 @@ def test_compare_tells_the_roles_apart(tmp_path):
 
 def test_plot_vs_stars_each_norms_selected_point(tmp_path):
     from normbench.present import plots
-    from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
 
     _tuned(tmp_path)
-    res = plots.plot_vs(results.load_runs(tmp_path / "r"), "train.learning_rate", tmp_path / "lr.png")
+    res = plots.plot_vs(load_runs(tmp_path / "r"), "train.learning_rate", tmp_path / "lr.png")
     assert (res.lines, res.runs, res.selected, res.confirmed) == (3, 18, 3, 3)  # tuning curves; marks
     assert (tmp_path / "lr.png").stat().st_size > 0
     r = cli("plot", tmp_path / "r", "--vs", "train.learning_rate", "-o", tmp_path / "b.png")

@@ -100,9 +100,10 @@ def test_three_model_paths_train_and_compare_groups_them_by_norm(tmp_path, saved
             r = cli("run", p, "--quiet", "--set", f"model.norm={norm}")
             assert r.exit_code == 0, r.output
     from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
     from normbench.store import runfolder
 
-    runs = results.load_runs([str(out)])
+    runs = load_runs([str(out)])
     assert len(runs) == 6 and all(r.completed for r in runs)
     for r in runs:
         s = runfolder.read_summary(r.path)
@@ -127,9 +128,9 @@ def test_arrays_data_trains_a_layers_model_and_infers_classes(tmp_path):
                         {"Dense": {"units": 3, "activation": "softmax"}}], "norm": "batch"}
     r = cli("run", _cfg(tmp_path, model, {"name": "arrays", "path": str(f)}), "--quiet")
     assert r.exit_code == 0, r.output
-    from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
 
-    (run,) = results.load_runs([str(tmp_path / "results")])
+    (run,) = load_runs([str(tmp_path / "results")])
     assert run.summary["n_test"] == 20 and run.summary["model_source"] == "model.layers"
 
 
@@ -147,9 +148,9 @@ def test_image_folder_data(tmp_path):
     data = {"name": "image_folder", "path": str(tmp_path / "img"), "image_size": [8, 8]}
     r = cli("run", _cfg(tmp_path, model, data), "--quiet")
     assert r.exit_code == 0, r.output
-    from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
 
-    (run,) = results.load_runs([str(tmp_path / "results")])
+    (run,) = load_runs([str(tmp_path / "results")])
     assert run.summary["n_test"] == 8 and run.completed
 
 

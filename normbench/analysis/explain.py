@@ -16,23 +16,29 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from normbench.core.errors import NormbenchError
+from normbench.core.errors import ParamError, literal
 
 TUTORIAL_MATRIX = [[2, 4, 6, 8, 10], [5, 3, 1, 9, 7], [7, 8, 2, 4, 6]]
 MAX_ROWS, MAX_COLS = 12, 8
 MAX_ABS = 1e150  # squares (the variance) stay finite in float64
-_MATRIX_HELP = 'write numbers separated by "," and rows by ";", e.g. --matrix "1,2,3;4,5,6"'
+_MATRIX_HELP = 'write numbers separated by "," and rows by ";", e.g. {matrix} "1,2,3;4,5,6"'  # a ParamError reason
 
 
-def parse_matrix(text: str) -> list[list[float]]:
+def parse_matrix(matrix: str) -> list[list[float]]:
     """'1,2,3;4,5,6' (or CSV lines, or a CSV file's path) -> rows of floats."""
-    src = "--matrix"
+    src, text = None, matrix  # src: the CSV file the text came from
+
+    def error(reason: str) -> ParamError:  # about the matrix parameter, or the file it named
+        if src is None:
+            return ParamError("matrix", matrix, reason, shown=False)
+        return ParamError(None, matrix, f"{literal(src)}: {reason}")
+
     if "\n" not in text and ";" not in text and os.path.isfile(text):
         src = text
         try:
             text = Path(text).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
-            raise NormbenchError(f"{src}: cannot read ({e.__class__.__name__}); pass readable CSV text") from None
+            raise error(f"cannot read ({e.__class__.__name__}); pass readable CSV text") from None
     rows = []
     for i, line in enumerate((r for r in re.split(r"[;\n]", text) if r.strip()), 1):
         row = []
@@ -40,24 +46,24 @@ def parse_matrix(text: str) -> list[list[float]]:
             try:
                 v = float(cell)
             except ValueError:
-                raise NormbenchError(f"{src}: {cell!r} (row {i}, column {j}) is not a number; {_MATRIX_HELP}") from None
+                raise error(f"{literal(repr(cell))} (row {i}, column {j}) is not a number; {_MATRIX_HELP}") from None
             if not math.isfinite(v):
-                raise NormbenchError(f"{src}: {cell!r} (row {i}, column {j}) is not a finite number; {_MATRIX_HELP}")
+                raise error(f"{literal(repr(cell))} (row {i}, column {j}) is not a finite number; {_MATRIX_HELP}")
             if abs(v) > MAX_ABS:
-                raise NormbenchError(f"{src}: {cell!r} (row {i}, column {j}) is too large: its square overflows float64; "
-                                     f"use values within ±{MAX_ABS:g}, or rescale the matrix")
+                raise error(f"{literal(repr(cell))} (row {i}, column {j}) is too large: its square overflows float64; "
+                            f"use values within ±{MAX_ABS:g}, or rescale the matrix")
             row.append(v)
         rows.append(row)
     if not rows:
-        raise NormbenchError(f"{src}: no numbers; {_MATRIX_HELP}")
+        raise error(f"no numbers; {_MATRIX_HELP}")
     for i, row in enumerate(rows[1:], 2):
         if len(row) != len(rows[0]):
-            raise NormbenchError(
-                f"{src}: row {i} has {len(row)} value{'s' * (len(row) != 1)} but row 1 has {len(rows[0])}; "
+            raise error(
+                f"row {i} has {len(row)} value{'s' * (len(row) != 1)} but row 1 has {len(rows[0])}; "
                 "give every row the same number of columns"
             )
     if len(rows) > MAX_ROWS or len(rows[0]) > MAX_COLS:
-        raise NormbenchError(f"{src}: {len(rows)} x {len(rows[0])} is too big to print; use at most {MAX_ROWS} rows x {MAX_COLS} columns")
+        raise error(f"{len(rows)} x {len(rows[0])} is too big to print; use at most {MAX_ROWS} rows x {MAX_COLS} columns")
     return rows
 
 
@@ -97,9 +103,10 @@ def explain(matrix=None) -> Explanation:
 
     x = np.asarray(TUTORIAL_MATRIX if matrix is None else matrix, dtype="float64")
     if x.ndim != 2 or x.size == 0:
-        raise NormbenchError(f"--matrix: expected a 2-D matrix of numbers; {_MATRIX_HELP}")
+        raise ParamError("matrix", x, f"expected a 2-D matrix of numbers; {_MATRIX_HELP}", shown=False)
     if not np.all(np.isfinite(x)) or np.abs(x).max() > MAX_ABS:
-        raise NormbenchError(f"--matrix: values must be finite and within ±{MAX_ABS:g} (their squares overflow float64 beyond)")
+        raise ParamError("matrix", x, f"values must be finite and within ±{MAX_ABS:g} (their squares overflow float64 "
+                                      "beyond)", shown=False)
     # float64 layers: in float32 the variance of values near 1e20 overflows and the output is all zeros
     bn = keras.layers.BatchNormalization(dtype="float64")  # axis=-1: one mean/var per column, over the rows
     ln = keras.layers.LayerNormalization(dtype="float64")  # axis=-1: one mean/var per row, over the columns

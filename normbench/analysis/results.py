@@ -3,7 +3,7 @@
 - `compare(runs, metric)` groups of runs that differ only in seed -> Comparison
 
 Reading run folders (`Run`, `load_runs`, `load_run`, `find_run_dirs`, `with_role`,
-`completed`) is `normbench.analysis.runs`'; those names stay importable from here. Text tables of
+`completed`) is `normbench.analysis.runs`'; import them from there. Text tables of
 a Comparison are in `normbench.analysis.tables`, plots in `normbench.present.plots`, `normbench explain`
 in `normbench.analysis.explain`; every statistic comes from `normbench.analysis.stats`, every fact about a
 metric (direction, unit, bounds) from `normbench.core.metrics`.
@@ -41,12 +41,10 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from normbench.core.errors import NormbenchError
+from normbench.core.errors import NormbenchError, ParamError, literal
 from normbench.core import metrics
-# reading run folders is normbench.analysis.runs'; its names stay importable from here
-from normbench.analysis.runs import (  # noqa: F401
-    HISTORY_NEEDED, ROLE_KEY, Run, completed, find_run_dirs, load_run, load_runs, with_role,
-)
+from normbench.core.metrics import LEVEL, STATS  # the level of every interval; per-group statistics
+from normbench.analysis.runs import Run, completed
 
 # ranking metrics: name -> higher is better (the facts about each are in normbench.core.metrics)
 METRICS = {name: metrics.TABLE[name].higher_is_better for name in metrics.RANKED}
@@ -54,7 +52,6 @@ METRICS = {name: metrics.TABLE[name].higher_is_better for name in metrics.RANKED
 # last epoch's when their `eval` is absent (older than train.eval) or "last", and only then.
 LAST_FALLBACK = {m.name: m.fallback for m in metrics.TABLE.values() if m.fallback}
 EVAL_KEY = "train.eval"  # which weights test_* reports; test_*_last/_best are the same whatever it says
-STATS = metrics.STATS  # per-group statistics (mean and sample std of each)
 ALWAYS_SHOWN = ("model.arch", "model.norm")  # group columns shown even when all groups share them
 SECTION_KEYS = ("model.arch", "data.name")  # groups are ranked only against groups of the same section
 NOT_GROUPED = "seed, name, output.*, sweep.*, compare.*"
@@ -64,7 +61,6 @@ FAMILIES = {  # stats.FAMILIES, in words
     "all-pairs": "every pair of groups in the section",
 }
 DEFAULT_FAMILY = "vs-best"
-LEVEL = metrics.LEVEL  # confidence level of every interval
 
 
 def not_grouped(key: str) -> bool:
@@ -169,13 +165,8 @@ def label_of(run: Run, keys: list[str]) -> str:
 def check_metric(metric: str) -> bool:
     """Validate a ranking metric; returns whether higher is better."""
     if metric not in METRICS:
-        raise NormbenchError(f"--metric {metric}: unknown metric; choose one of: {', '.join(METRICS)}")
+        raise ParamError("metric", metric, f"unknown metric; choose one of: {', '.join(METRICS)}")
     return METRICS[metric]
-
-
-def unit_of(metric: str) -> tuple[float, str]:
-    """(scale, unit) a metric's differences are shown in (normbench.core.metrics.unit_of)."""
-    return metrics.unit_of(metric)
 
 
 def short_fingerprint(fp: str | None) -> str:
@@ -209,18 +200,18 @@ def _section_order(run: Run, within: tuple[str, ...]) -> tuple:
 
 
 def check_within(runs: list[Run], within: tuple[str, ...]) -> None:
-    """--within keys must be config keys of these runs, and not ones compare never groups on."""
+    """`within` keys must be config keys of these runs, and not ones compare never groups on."""
     keys: dict[str, None] = {}
     for r in runs:
         keys.update(dict.fromkeys(r.config))
     for k in within:
         if not_grouped(k) or k in SECTION_KEYS:
-            raise NormbenchError(f"--within {k}: {k} never separates groups (seeds, names and outputs are pooled; "
-                                 f"{' and '.join(SECTION_KEYS)} already make sections); name a config key that varies")
+            raise ParamError("within", k, f"{literal(k)} never separates groups (seeds, names and outputs are pooled; "
+                                          f"{' and '.join(SECTION_KEYS)} already make sections); name a config key that varies")
         if k not in keys:
             vary = varying_keys([r for r in runs if r.completed])
-            hint = f"keys that vary here: {', '.join(vary)}" if vary else "use a dotted config key such as train.batch_size"
-            raise NormbenchError(f"--within {k}: no such config key in these runs; {hint}")
+            hint = f"keys that vary here: {literal(', '.join(vary))}" if vary else "use a dotted config key such as train.batch_size"
+            raise ParamError("within", k, f"no such config key in these runs; {hint}")
 
 
 @dataclass
@@ -346,12 +337,14 @@ def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, .
     Groups that did not learn (did_not_learn) are ranked after those that did, never best.
     With several sections, `across` holds P(A better than B) for each pair of group
     names found in at least two sections.
-    NormbenchError when no run completed, or none has a value for the metric."""
+    NormbenchError when no run completed, or none has a value for the metric.
+    The steps: group (measured, group_runs, collapse_seeds), settle the analysis
+    (_analysis), rank each section (_rank_sections), note what the reader must know."""
     higher = check_metric(metric)
     if margin is not None:
-        check_margin(margin, "--margin")
+        check_margin(margin)
     if family is not None:
-        check_family(family, "--family")
+        check_family(family)
     within = tuple(dict.fromkeys(within))
     check_within(runs, within)
     notes: list[str] = []
@@ -359,39 +352,23 @@ def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, .
     groups, collapsed = collapse_seeds(group_runs(use, notes), value, notes)
     kept_runs = [r for g in groups for r in g.runs]
     declared_block = declared(kept_runs, notes) if study is None else {k: v for k, v in study.items() if v is not None}
-    primary_metric = declared_block.get("primary")
-    if margin is None and primary_metric in (None, metric):
-        margin = declared_block.get("margin")
-    family = family or declared_block.get("family") or DEFAULT_FAMILY
-    primary = None
-    if primary_metric is not None:
-        primary = (primary_metric == metric and margin == declared_block.get("margin")
-                   and family == (declared_block.get("family") or DEFAULT_FAMILY))
+    margin, family, primary = _analysis(declared_block, metric, margin, family)
     varying = _varying_between(groups)
     columns = [k for k in ALWAYS_SHOWN if any(k in r.config for r in kept_runs) and k not in varying] + varying
     label_keys = varying or [k for k in ("model.norm",) if any(k in r.config for r in kept_runs)]
     splits = _splits(groups, notes)
-    ranked, pairs = [], []
-    for name, gs in sections(groups, within).items():
-        notes += _data_notes(name, gs)
-        rs, ps = rank_section(name, gs, metric, higher, label_keys, splits, margin=margin, family=family)
-        ranked += rs
-        pairs += ps
+    ranked, pairs = _rank_sections(groups, within, metric, higher, label_keys, splits, margin, family, notes)
     role = None if primary is None else ("primary" if primary else "exploratory")
     for pair in pairs:
         pair.role = role
-    flops = [r for r in ranked if r.did_not_learn]
-    for r in flops:
-        notes.append(f"did not learn: {r.section}, {r.label}: {r.did_not_learn}; ranked after the groups that "
-                     f"learned, never best, and its verdicts are marked")
+    for r in ranked:
+        if r.did_not_learn:
+            notes.append(f"did not learn: {r.section}, {r.label}: {r.did_not_learn}; ranked after the groups that "
+                         f"learned, never best, and its verdicts are marked")
     frame = _frame(ranked, metric, columns, any(g.split for g in groups), splits)
     same = _same_across(groups)
     if same:
-        notes.append(f"{_plural(len(same), 'run')} found in two groups as the same run (one identity: the same config "
-                     f"but for name, output, sweep, role and data.path, the same seed, data, normbench version and "
-                     f"backend): each is one observation, so comparisons between groups that share runs are paired "
-                     f"over their shared seeds (their Holm p is the paired test's); Welch's columns of those rows "
-                     f"count the shared runs twice")
+        notes.append(_same_note(same))
     section_names = list(dict.fromkeys(r.section for r in ranked))
     comp = Comparison(metric, higher, columns, varying, frame,
                       kept_runs, [r for r in runs if not r.completed], collapsed, left_out, notes,
@@ -403,17 +380,53 @@ def compare(runs: list[Run], metric: str = "test_accuracy", within: tuple[str, .
     return comp
 
 
-def check_margin(margin, where: str) -> float:
+def _analysis(declared_block: dict, metric: str, margin: float | None,
+              family: str | None) -> tuple[float | None, str, bool | None]:
+    """(margin, family, primary) of this comparison: the arguments, else the declared
+    analysis (its margin only for its primary metric), else no margin and vs-best; primary
+    is whether this is the declared primary analysis (None when none is declared)."""
+    primary_metric = declared_block.get("primary")
+    if margin is None and primary_metric in (None, metric):
+        margin = declared_block.get("margin")
+    family = family or declared_block.get("family") or DEFAULT_FAMILY
+    primary = None
+    if primary_metric is not None:
+        primary = (primary_metric == metric and margin == declared_block.get("margin")
+                   and family == (declared_block.get("family") or DEFAULT_FAMILY))
+    return margin, family, primary
+
+
+def _rank_sections(groups: list[Group], within: tuple[str, ...], metric: str, higher: bool, label_keys: list[str],
+                   splits: tuple, margin: float | None, family: str, notes: list[str]) -> tuple[list, list]:
+    """rank_section over every section: (ranked groups, pairs), section after section; a
+    section whose groups ran on different data of the same settings gets a note."""
+    ranked, pairs = [], []
+    for name, gs in sections(groups, within).items():
+        notes += _data_notes(name, gs)
+        rs, ps = rank_section(name, gs, metric, higher, label_keys, splits, margin=margin, family=family)
+        ranked += rs
+        pairs += ps
+    return ranked, pairs
+
+
+def _same_note(same: list) -> str:
+    return (f"{_plural(len(same), 'run')} found in two groups as the same run (one identity: the same config "
+            f"but for name, output, sweep, role and data.path, the same seed, data, normbench version and "
+            f"backend): each is one observation, so comparisons between groups that share runs are paired "
+            f"over their shared seeds (their Holm p is the paired test's); Welch's columns of those rows "
+            f"count the shared runs twice")
+
+
+def check_margin(margin) -> float:
     """An equivalence margin: a positive finite number in the metric's units."""
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not (margin > 0 and math.isfinite(margin)):
-        raise NormbenchError(f"{where} {margin}: must be a positive number in the metric's units, "
-                             f"e.g. 0.01 (1 pp of accuracy)")
+        raise ParamError("margin", margin, "must be a positive number in the metric's units, e.g. 0.01 (1 pp of accuracy)")
     return float(margin)
 
 
-def check_family(family, where: str) -> str:
+def check_family(family) -> str:
     if family not in FAMILIES:
-        raise NormbenchError(f"{where} {family}: unknown family; choose one of: {', '.join(FAMILIES)}")
+        raise ParamError("family", family, f"unknown family; choose one of: {', '.join(FAMILIES)}")
     return family
 
 
@@ -435,14 +448,14 @@ def declared(runs: list[Run], notes: list[str]) -> dict:
     return {k: v for k, v in json.loads(blocks.pop()).items() if v is not None}
 
 
-def study_block(path: str) -> dict:
-    """The compare: block of a study config file, as declared() gives it (compare --study)."""
+def study_block(study: str) -> dict:
+    """The compare: block of the study config file `study`, as declared() gives it (compare --study)."""
     from normbench.schema.config import from_dict, read_yaml
 
-    block = from_dict(read_yaml(path), str(path)).compare
+    block = from_dict(read_yaml(study), str(study)).compare
     if block is None:
-        raise NormbenchError(f"--study {path}: no compare: block; declare the primary analysis there "
-                             f"(compare: {{primary: test_accuracy, margin: 0.01, family: vs-best}}, docs/compare.md)")
+        raise ParamError("study", study, "no compare: block; declare the primary analysis there "
+                                         "(compare: {{primary: test_accuracy, margin: 0.01, family: vs-best}}, docs/compare.md)")
     return dataclasses.asdict(block)
 
 
@@ -605,9 +618,8 @@ def measured(runs: list[Run], metric: str, notes: list[str]) -> tuple[list[Run],
     left_out = [r for r in done if math.isnan(value[id(r)][0])]
     use = [r for r in done if not math.isnan(value[id(r)][0])]
     if not use:
-        raise NormbenchError(
-            f"--metric {metric}: no completed run has a value for it (runs from before it was recorded lack it); "
-            f"pick another metric, e.g. test_accuracy")
+        raise ParamError("metric", metric, "no completed run has a value for it (runs from before it was recorded "
+                                           "lack it); pick another metric, e.g. test_accuracy")
     if left_out:
         why = " (they predate it: summary.json did not record it yet)" if metric.endswith(("_best", "_last")) else ""
         notes.append(f"{_plural(len(left_out), 'completed run')} without a {metric} value left out of this comparison{why}")
@@ -698,13 +710,37 @@ def rank_section(section: str, groups: list[Group], metric: str, higher: bool, l
     """One section's groups, best first (by the metric's mean; groups that did not learn
     after those that did), and the section's family of comparisons (FAMILIES): Welch and
     paired differences, Holm's p over the family, TOST with a margin, a verdict each.
-    Each group below the best carries its comparison with the best (the table's row)."""
+    Each group below the best carries its comparison with the best (the table's row).
+    The steps: name the groups (_named), order them (_order), test the family (_family),
+    and put each comparison in words (_pair)."""
     from normbench.analysis import stats as st
 
-    bounds = metrics.interval_bounds(metric)
-    dbounds = st.diff_bounds(bounds)
+    check_family(family)
+    dbounds = st.diff_bounds(metrics.interval_bounds(metric))
+    ranked = _order(_named(section, groups, label_keys, splits), metric, higher)
+    best, others = ranked[0], ranked[1:]
+    for r in others:
+        r.diff = st.bounded(st.welch_diff(r.group.values, best.group.values, LEVEL), dbounds)
+    for r, paired in zip(others, st.paired_diffs([(r.group.by_seed, best.group.by_seed) for r in others], LEVEL)):
+        r.paired = st.bounded(paired, dbounds)
+    members, tests, paireds, sames = _family(ranked, family, margin, dbounds)
+    several = len(members) > 1
+    pairs = []
+    for (a, b), t, pr, same in zip(members, tests, paireds, sames):
+        pair = _pair(section, a, b, t, pr, same, metric, higher, margin, several)
+        pairs.append(pair)
+        if a is best:
+            b.p_holm, b.p_tost, b.verdict, b.same = pair.p_holm, pair.p_tost, pair.verdict, same
+            b.paired = pr.swapped() if (same and pr is not None) else b.paired
+            b.call = {"higher": "lower", "lower": "higher"}.get(pair.call, pair.call)
+    return ranked, pairs
+
+
+def _named(section: str, groups: list[Group], label_keys: list[str], splits: tuple) -> list[Ranked]:
+    """The section's groups as Ranked, each with its label (tables, legends) and name
+    (verdicts): the keys that vary, then its data and split columns where compare split them."""
     name_keys = _varying_between(groups) or label_keys
-    ranked = []
+    out = []
     for g in groups:
         r = Ranked(g, section, label_of(g.first, label_keys), _name(g.first, name_keys))
         if g.split:
@@ -715,22 +751,34 @@ def rank_section(section: str, groups: list[Group], metric: str, higher: bool, l
             r.label += f", {word}={g.shown(col)}"
             r.name += f" ({word} {g.shown(col)})"
         r.did_not_learn = did_not_learn(g)
-        ranked.append(r)
+        out.append(r)
+    return out
+
+
+def _order(ranked: list[Ranked], metric: str, higher: bool) -> list[Ranked]:
+    """Each group's mean and interval, best first (groups that did not learn last), ranked."""
+    from normbench.analysis import stats as st
+
+    bounds = metrics.interval_bounds(metric)
     for r in ranked:
         r.ci = st.bounded_mean_ci(r.group.values, bounds, LEVEL)
-    ranked.sort(key=lambda r: (r.did_not_learn is not None,
-                               math.inf if math.isnan(r.ci.mean) else r.ci.mean * (-1 if higher else 1), r.label))
-    best, others = ranked[0], ranked[1:]
+    ranked = sorted(ranked, key=lambda r: (r.did_not_learn is not None,
+                                           math.inf if math.isnan(r.ci.mean) else r.ci.mean * (-1 if higher else 1),
+                                           r.label))
     for rank, r in enumerate(ranked, 1):
         r.rank = rank
-    for r in others:
-        r.diff = st.bounded(st.welch_diff(r.group.values, best.group.values, LEVEL), dbounds)
-    for r, paired in zip(others, st.paired_diffs([(r.group.by_seed, best.group.by_seed) for r in others], LEVEL)):
-        r.paired = st.bounded(paired, dbounds)
-    check_family(family, "family")
+    return ranked
+
+
+def _family(ranked: list[Ranked], family: str, margin: float | None, dbounds):
+    """The section's family of comparisons: (members [(a, b)], their tests (Holm over the
+    family), paired differences, shared runs [(run, run)] of each pair). A pair with the
+    best reuses the row's paired difference; pairs that share runs are paired over them."""
+    from normbench.analysis import stats as st
+
+    best = ranked[0]
     tests = st.family_tests([r.group.values for r in ranked], family, margin, LEVEL)
     members = [(ranked[t.i], ranked[t.j]) for t in tests]
-    diffs = [st.bounded(t.diff, dbounds) for t in tests]
     to_pair = [None if a is best else (a.group.by_seed, b.group.by_seed) for a, b in members]
     paired_rest = iter(st.paired_diffs([x for x in to_pair if x is not None], LEVEL))
     paireds = [(b.paired and b.paired.swapped()) if x is None else st.bounded(next(paired_rest), dbounds)
@@ -739,30 +787,31 @@ def rank_section(section: str, groups: list[Group], metric: str, higher: bool, l
     if any(sames):  # the same run in both groups: one observation, so those pairs are paired over the shared seeds
         paireds = [_shared_paired(a, b, dbounds) if same else pr for (a, b), pr, same in zip(members, paireds, sames)]
         tests = _with_shared(tests, paireds, sames, margin)
-    p_holm = [t.p_holm for t in tests]
-    p_tost = [t.p_tost for t in tests]
-    scale, unit = unit_of(metric)
-    several = len(members) > 1
-    pairs = []
-    for (a, b), d, pr, ph, pt, call, same in zip(members, diffs, paireds, p_holm, p_tost, (t.call for t in tests), sames):
-        if same:
-            text = _same_run_verdict(a.name, b.name, same, min(d.n_a, d.n_b), pr, higher, scale, unit,
-                                     ph if several else None)
-        else:
-            text = st.verdict(a.name, b.name, d, pr, metric=metric, scale=scale, unit=unit,
-                              p_adjusted=ph if several else None, margin=margin,
-                              p_tost=(pt if several else None) if margin is not None else None)
-            if call in ("higher", "lower") and not higher:
-                text += f" Lower is better for {metric}, so {a.name if call == 'lower' else b.name} is better."
-        flops = [x.name for x in (a, b) if x.did_not_learn]
-        if flops:
-            text = f"[did not learn: {', '.join(flops)}] " + text
-        pairs.append(Pair(section, a, b, d, pr, ph, pt, call, text, same=same))
-        if a is best:
-            b.p_holm, b.p_tost, b.verdict, b.same = ph, pt, text, same
-            b.paired = pr.swapped() if (same and pr is not None) else b.paired
-            b.call = {"higher": "lower", "lower": "higher"}.get(call, call)
-    return ranked, pairs
+    return members, tests, paireds, sames
+
+
+def _pair(section: str, a: Ranked, b: Ranked, t, pr, same: list, metric: str, higher: bool,
+          margin: float | None, several: bool) -> Pair:
+    """One comparison of the family (a family test `t`, its paired difference `pr`) in words:
+    stats.verdict, or the shared-run verdict; Holm's p only when the family has several."""
+    from normbench.analysis import stats as st
+
+    d = st.bounded(t.diff, st.diff_bounds(metrics.interval_bounds(metric)))
+    ph, pt, call = t.p_holm, t.p_tost, t.call
+    scale, unit = metrics.unit_of(metric)
+    if same:
+        text = _same_run_verdict(a.name, b.name, same, min(d.n_a, d.n_b), pr, higher, scale, unit,
+                                 ph if several else None)
+    else:
+        text = st.verdict(a.name, b.name, d, pr, metric=metric, scale=scale, unit=unit,
+                          p_adjusted=ph if several else None, margin=margin,
+                          p_tost=(pt if several else None) if margin is not None else None)
+        if call in ("higher", "lower") and not higher:
+            text += f" Lower is better for {metric}, so {a.name if call == 'lower' else b.name} is better."
+    flops = [x.name for x in (a, b) if x.did_not_learn]
+    if flops:
+        text = f"[did not learn: {', '.join(flops)}] " + text
+    return Pair(section, a, b, d, pr, ph, pt, call, text, same=same)
 
 
 def _shared_paired(a: Ranked, b: Ranked, dbounds):

@@ -26,7 +26,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from normbench.core.errors import NormbenchError
+from normbench.core.errors import NormbenchError, ParamError
 from normbench.store import identity, runfolder
 from normbench.core import metrics
 
@@ -261,12 +261,12 @@ def with_role(runs: list[Run], role: str | None) -> list[Run]:
     if role is None:
         return runs
     if role not in runfolder.ROLES:
-        raise NormbenchError(f"--role {role}: unknown role; choose one of: {', '.join(runfolder.ROLES)}")
+        raise ParamError("role", role, f"unknown role; choose one of: {', '.join(runfolder.ROLES)}")
     kept = [r for r in runs if r.config.get(ROLE_KEY) == role]
     if not kept:
         found = sorted({str(r.config.get(ROLE_KEY)) for r in runs if r.config.get(ROLE_KEY)})
         have = f"roles here: {', '.join(found)}" if found else "these runs have no role (normbench tune records one)"
-        raise NormbenchError(f"--role {role}: no {role} runs in these folders; {have}")
+        raise ParamError("role", role, f"no {role} runs in these folders; {have}")
     return kept
 
 

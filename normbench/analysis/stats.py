@@ -186,7 +186,6 @@ def rows_mean_sd(rows) -> tuple[list[float], list[float]]:
     return [float(x) for x in mean], [float(x) for x in sd]
 
 
-
 def mean_ci(values: Sequence[float], level: float = LEVEL) -> Interval:
     """Mean and t-based confidence interval of the mean.
 
@@ -456,13 +455,6 @@ def _seeds_for(d: float, alpha: float, power: float) -> int:
 # ----------------------------------------------------------------------------- words
 
 
-def unit_for(metric: str) -> tuple[float, str]:
-    """(scale, unit) for showing a metric's differences (normbench.core.metrics.unit_of):
-    accuracies in percentage points (x 100, "pp"), times in s or ms, anything else in its
-    own units (x 1, no unit)."""
-    return unit_of(metric)
-
-
 def _decimals(half_width: float, least: int, default: int) -> int:
     """Decimals that show the interval's half-width to two significant digits (at least
     ``least``); ``default`` when there is no half-width."""
@@ -499,7 +491,7 @@ def verdict(name_a: str, name_b: str, diff: Diff, paired: PairedDiff | None = No
     Resolved means the interval excludes 0 and, when ``p_adjusted`` (Holm) is given, the
     adjusted p is below 1 - level too: an interval that excludes 0 only before the
     adjustment is reported as not resolved after it. ``scale``/``unit`` default from the
-    metric (unit_for). The seeds-needed figure is seeds_needed on the observed difference
+    metric (metrics.unit_of). The seeds-needed figure is seeds_needed on the observed difference
     and spreads at alpha = 1 - level (unadjusted for multiple comparisons). A paired result, when given, is appended with its
     interval and how its width compares with the unpaired one.
 
@@ -508,67 +500,97 @@ def verdict(name_a: str, name_b: str, diff: Diff, paired: PairedDiff | None = No
     tost_p, or ``p_tost`` when given, e.g. Holm-adjusted, below alpha), or not resolved,
     which then says that neither a difference nor equivalence is shown. Without a margin
     a verdict never says there is no difference: an interval that includes 0 is "not resolved".
+    The parts: the numbers (_Words), the call in words (_no_spread_text, _equivalent_text,
+    the resolved line, _unresolved_text), the paired result (_paired_text).
     """
-    if scale is None or unit is None:
-        s0, u0 = unit_for(metric)
-        scale = s0 if scale is None else scale
-        unit = u0 if unit is None else unit
-    u = f" {unit}" if unit else ""
-    alpha = 1 - diff.level
-    pct = f"{diff.level * 100:g} %"
-    dec = _decimals(diff.half_width * scale, 1 if unit == "pp" else 0, 1 if unit == "pp" else 3)
-
-    def num(x):
-        return fixed(x * scale, dec, "+")
-
+    w = _Words.of(diff, metric, scale, unit)
     head = f"{name_a} vs {name_b}: "
     n_text = f"n = {diff.n_a} each" if diff.n_a == diff.n_b else f"n = {diff.n_a} and {diff.n_b}"
     if diff.n_a < 2 or diff.n_b < 2:
-        shown = "no runs" if math.isnan(diff.diff) else f"{num(diff.diff)}{u}"
+        shown = "no runs" if math.isnan(diff.diff) else f"{w.num(diff.diff)}{w.u}"
         return f"{head}{shown}: not enough seeds ({n_text}); an interval needs at least 2 per group."
-    p = diff.p if p_adjusted is None or math.isnan(p_adjusted) else p_adjusted
-    p_label = "p" if p_adjusted is None or math.isnan(p_adjusted) else "Holm p"
-    line = f"{head}{num(diff.diff)}{u} [{num(diff.low)}, {num(diff.high)}], {_p_text(p, p_label)} ({n_text}): "
+    holm = p_adjusted is not None and not math.isnan(p_adjusted)
+    p_text = _p_text(p_adjusted if holm else diff.p, "Holm p" if holm else "p")
+    line = f"{head}{w.num(diff.diff)}{w.u} [{w.num(diff.low)}, {w.num(diff.high)}], {p_text} ({n_text}): "
     if margin is not None and p_tost is None:
         p_tost = tost_p(diff, margin)
     verdict_call = call(diff, p_adjusted, p_tost if margin is not None else None)
-    tl = "Holm TOST p" if p_adjusted is not None and not math.isnan(p_adjusted) else "TOST p"
-    m_text = f"±{fixed(margin * scale, max(dec, 1 if unit == 'pp' else dec), '')}{u}" if margin is not None else ""
+    tost_text = _p_text(p_tost, "Holm TOST p" if holm else "TOST p") if margin is not None else ""
+    m_text = ""  # the margin as the verdict writes it
+    if margin is not None:
+        m_text = f"±{fixed(margin * w.scale, max(w.dec, 1 if w.unit == 'pp' else w.dec), '')}{w.u}"
     if diff.sd_a == 0 and diff.sd_b == 0:
-        if diff.diff == 0:
-            line += "every seed gave the same value in both groups, so there is no spread to test against"
-        else:
-            line += "every seed gave the same value within each group, so there is no spread to test against"
-        if verdict_call == "equivalent":
-            line += f"; equivalent within {m_text} (a difference without spread, inside the margin)."
-        else:
-            line += "; not resolved." if diff.diff == 0 else "."
-        return line + _paired_text(paired, num, u, pct)
-    adjusted_fails = p_adjusted is not None and not math.isnan(p_adjusted) and not p_adjusted < alpha
-    if verdict_call == "equivalent":
-        se = math.sqrt(diff.sd_a**2 / diff.n_a + diff.sd_b**2 / diff.n_b)
-        half = t_ppf(1 - alpha, diff.df) * se
-        line += (f"equivalent within {m_text}: the {(1 - 2 * alpha) * 100:g} % interval "
-                 f"[{num(diff.diff - half)}, {num(diff.diff + half)}] lies inside it ({_p_text(p_tost, tl)}), "
-                 f"so a difference larger than the margin is ruled out.")
-    elif diff.resolved and not adjusted_fails:
+        line += _no_spread_text(diff, verdict_call == "equivalent", m_text)
+    elif verdict_call == "equivalent":
+        line += _equivalent_text(diff, w, m_text, tost_text)
+    elif diff.resolved and not (holm and not p_adjusted < 1 - diff.level):
         higher, lower = (name_a, name_b) if diff.diff > 0 else (name_b, name_a)
-        amount = f"{abs(diff.diff) * scale:.{dec}f}{u}"
+        amount = f"{abs(diff.diff) * w.scale:.{w.dec}f}{w.u}"
         line += f"resolved: {higher} higher than {lower} by {amount} (Hedges' g = {diff.hedges_g:+.2f})."
     else:
-        line += "not resolved after the Holm adjustment" if diff.resolved else "not resolved"
-        if margin is not None:
-            line += f" (nor equivalent within {m_text}: {_p_text(p_tost, tl)})"
-        need = seeds_needed(diff.diff, diff.sd_a, diff.sd_b, alpha=alpha, power=power)
-        pw = f"{power * 100:g} %"
-        if need is None:
-            line += "; the two means are equal, so no number of seeds is predicted to detect a difference."
-        elif need <= min(diff.n_a, diff.n_b):
-            line += (f"; {need} seeds per group would detect a difference this size with {pw} power "
-                     f"before any adjustment for multiple comparisons.")
-        else:
-            line += f"; about {need} seeds per group would detect a difference this size with {pw} power."
-    return line + _paired_text(paired, num, u, pct)
+        line += _unresolved_text(diff, m_text, tost_text, power)
+    return line + _paired_text(paired, w.num, w.u, f"{diff.level * 100:g} %")
+
+
+@dataclass(frozen=True)
+class _Words:
+    """How a verdict writes a difference: x `scale` in `unit`, to `dec` decimals."""
+    scale: float
+    unit: str
+    dec: int
+
+    @classmethod
+    def of(cls, diff: Diff, metric: str, scale: float | None, unit: str | None) -> "_Words":
+        s0, u0 = unit_of(metric)
+        scale = s0 if scale is None else scale
+        unit = u0 if unit is None else unit
+        pp = unit == "pp"
+        return cls(scale, unit, _decimals(diff.half_width * scale, 1 if pp else 0, 1 if pp else 3))
+
+    @property
+    def u(self) -> str:
+        return f" {self.unit}" if self.unit else ""
+
+    def num(self, x: float) -> str:
+        return fixed(x * self.scale, self.dec, "+")
+
+
+def _no_spread_text(diff: Diff, equivalent: bool, m_text: str) -> str:
+    """The verdict of two groups whose seeds all gave one value each: no test, but a
+    difference inside the margin is equivalent."""
+    if diff.diff == 0:
+        text = "every seed gave the same value in both groups, so there is no spread to test against"
+    else:
+        text = "every seed gave the same value within each group, so there is no spread to test against"
+    if equivalent:
+        return text + f"; equivalent within {m_text} (a difference without spread, inside the margin)."
+    return text + ("; not resolved." if diff.diff == 0 else ".")
+
+
+def _equivalent_text(diff: Diff, w: _Words, m_text: str, tost_text: str) -> str:
+    """Equivalence: the (1 - 2 alpha) interval lies inside the margin."""
+    alpha = 1 - diff.level
+    se = math.sqrt(diff.sd_a**2 / diff.n_a + diff.sd_b**2 / diff.n_b)
+    half = t_ppf(1 - alpha, diff.df) * se
+    return (f"equivalent within {m_text}: the {(1 - 2 * alpha) * 100:g} % interval "
+            f"[{w.num(diff.diff - half)}, {w.num(diff.diff + half)}] lies inside it ({tost_text}), "
+            f"so a difference larger than the margin is ruled out.")
+
+
+def _unresolved_text(diff: Diff, m_text: str, tost_text: str, power: float) -> str:
+    """Not resolved (or not after Holm; nor equivalent, with a margin), and the seeds per
+    group a difference this size would need."""
+    text = "not resolved after the Holm adjustment" if diff.resolved else "not resolved"
+    if m_text:
+        text += f" (nor equivalent within {m_text}: {tost_text})"
+    need = seeds_needed(diff.diff, diff.sd_a, diff.sd_b, alpha=1 - diff.level, power=power)
+    pw = f"{power * 100:g} %"
+    if need is None:
+        return text + "; the two means are equal, so no number of seeds is predicted to detect a difference."
+    if need <= min(diff.n_a, diff.n_b):
+        return text + (f"; {need} seeds per group would detect a difference this size with {pw} power "
+                       f"before any adjustment for multiple comparisons.")
+    return text + f"; about {need} seeds per group would detect a difference this size with {pw} power."
 
 
 def _paired_text(paired: PairedDiff | None, num, u: str, pct: str) -> str:
@@ -715,8 +737,6 @@ def call(diff: Diff, p_adjusted: float | None = None, p_tost_adjusted: float | N
     if p_tost_adjusted is not None and not math.isnan(p_tost_adjusted) and p_tost_adjusted < alpha:
         return "equivalent"
     return "not resolved"
-
-
 
 
 @dataclass(frozen=True)

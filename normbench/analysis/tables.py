@@ -17,10 +17,11 @@ import math
 import re
 import textwrap
 
-from normbench.core.errors import NormbenchError
+from normbench.core.errors import ParamError
 from normbench.core import metrics
+from normbench.core.metrics import LEVEL
 from normbench.analysis.stats import fixed
-from normbench.analysis.results import FAMILIES, LEVEL, NOT_GROUPED, Comparison, distinct_runs, show_value
+from normbench.analysis.results import FAMILIES, NOT_GROUPED, Comparison, distinct_runs, show_value
 
 
 def _nan(x) -> bool:
@@ -334,7 +335,7 @@ def format_json(comp: Comparison) -> str:
 def format_comparison(comp: Comparison, fmt: str = "table") -> str:
     """The comparison as text in format `fmt` (a FORMATS name)."""
     if fmt not in FORMATS:
-        raise NormbenchError(f"--format {fmt}: unknown format; choose one of: {', '.join(FORMATS)}")
+        raise ParamError("fmt", fmt, f"unknown format; choose one of: {', '.join(FORMATS)}")
     return FORMATS[fmt](comp)
 
 

@@ -14,16 +14,29 @@ class ParamError(NormbenchError):
     a front end renders it in its own (the CLI's `--band x: ...`) through `render`. The
     reason may name other parameters as `{name}` (literal braces doubled), rendered the
     same way, so advice such as "pass {force}" reads "pass force" from Python and "pass
-    --force" on the command line."""
+    --force" on the command line. Text that is not the library's own (a path, a value, an
+    exception's message) goes into a reason through `literal`.
 
-    def __init__(self, param: str, value, reason: str):
-        self.param, self.value, self.reason = param, value, reason
+    `shown=False` leaves the value out ("matrix: expected a 2-D matrix"); `param=None` is a
+    failure of no one parameter (a store, a file) whose reason, the whole message, still
+    names parameters ("mlflow URI: ...; check {tracking_uri}")."""
+
+    def __init__(self, param: str | None, value, reason: str, *, shown: bool = True):
+        self.param, self.value, self.reason, self.shown = param, value, reason, shown
         super().__init__(self.render(lambda name: name))
 
     def render(self, name_of) -> str:
         """The message with every parameter named by `name_of(param)`."""
-        names = _Names(name_of)
-        return f"{name_of(self.param)} {self.value}: {self.reason.format_map(names)}"
+        reason = self.reason.format_map(_Names(name_of))
+        if self.param is None:
+            return reason
+        return f"{name_of(self.param)}{f' {self.value}' if self.shown else ''}: {reason}"
+
+
+def literal(text) -> str:
+    """`text` as it should read inside a ParamError's reason (its braces doubled, so a path
+    or value holding "{x}" is never taken for a parameter)."""
+    return str(text).replace("{", "{{").replace("}", "}}")
 
 
 class _Names(dict):

@@ -309,11 +309,11 @@ def view_of(summary: dict | None) -> dict:
 
 def read_records(run_dirs) -> list[Record]:
     """The tuning run folders as Records (corrupt files raise NormbenchError naming them)."""
-    from normbench.analysis import results
+    from normbench.analysis.runs import load_run
 
     out = []
     for d in run_dirs:
-        run = results.load_run(d)
+        run = load_run(d)
         out.append(Record(run.path, run.config, view_of(run.summary)))
     return out
 
@@ -885,6 +885,7 @@ def run_tune(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool = 
     """Tuning, selection, confirmation, comparison (see the module docstring); every
     phase skips what is finished, so running it again continues where it stopped."""
     from normbench.analysis import results, tables
+    from normbench.analysis.runs import load_runs
 
     echo(describe(spec))
     echo("== tuning")
@@ -917,7 +918,7 @@ def run_tune(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool = 
              f"selection chose (a narrower grid?) are not in this comparison; `compare --role confirmation` would "
              f"include them: move them away, e.g. {stale[0]}")
     try:
-        result.comparison = results.compare(results.load_runs([str(m.run_dir) for m in confirmation]), spec.metric)
+        result.comparison = results.compare(load_runs([str(m.run_dir) for m in confirmation]), spec.metric)
     except NormbenchError as e:
         echo(f"(no comparison: {e})")
         return result

@@ -36,16 +36,17 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from normbench.core.errors import NormbenchError, one_line
+from normbench.core.errors import NormbenchError, ParamError, literal, one_line
 from normbench.core import metrics
 from normbench.analysis import results
+from normbench.analysis.runs import find_run_dirs, load_runs
 from normbench.store import runfolder
 from normbench.present.frames import run_name
 
 FINISHED = ("completed", "diverged", "failed")  # a summary.json that no later process will change
 DEFAULT_EXPERIMENT = "normbench"
 DB = "mlflow.db"
-ARTIFACTS = runfolder.MLFLOW_ARTIFACTS  # results.find_run_dirs does not enter it
+ARTIFACTS = runfolder.MLFLOW_ARTIFACTS  # runs.find_run_dirs does not enter it
 TAG_ID, TAG_SHA, TAG_DONE = "normbench.run_id", "normbench.config_sha256", "normbench.exported"
 TAG_IDENTITY, TAG_PATH = "normbench.store.identity", "normbench.path"
 INSTALL = "mlflow: not installed; install it with: pip install 'normbench[mlflow]'"
@@ -139,7 +140,7 @@ def export_mlflow(paths, tracking_uri: str | None = None, experiment: str = DEFA
 
     store = None
     if tracking_uri is None:  # the default store, beside the first run (as _export would choose it)
-        first = results.find_run_dirs(paths if isinstance(paths, (str, Path)) else paths[0], []) if paths else []
+        first = find_run_dirs(paths if isinstance(paths, (str, Path)) else paths[0], []) if paths else []
         store = default_tracking_uri(first[0]) if first else None
     uri = tracking_uri or store or "the default tracking URI"
     try:
@@ -147,14 +148,16 @@ def export_mlflow(paths, tracking_uri: str | None = None, experiment: str = DEFA
             return _export(paths, tracking_uri or store, experiment, MlflowClient, Metric, Param, RunTag)
     except MlflowException as e:
         if "must be in the 'active' state" in str(e):  # deleted in the UI: MLflow keeps its name, in its trash
-            raise NormbenchError(f"mlflow {uri}: experiment {experiment} is deleted (in MLflow's trash, which keeps "
-                                 "its name); restore it (mlflow experiments restore) or choose another --experiment") from None
-        raise NormbenchError(f"mlflow {uri}: {one_line(e, 160).rstrip('.')}; check --tracking-uri and --experiment") from None
+            raise ParamError(None, uri, f"mlflow {literal(uri)}: experiment {literal(experiment)} is deleted (in MLflow's "
+                                        "trash, which keeps its name); restore it (mlflow experiments restore) or choose "
+                                        "another {experiment}") from None
+        raise ParamError(None, uri, f"mlflow {literal(uri)}: {literal(one_line(e, 160).rstrip('.'))}; check {{tracking_uri}} "
+                                    "and {experiment}") from None
     except Exception as e:  # the store's own layers (SQLAlchemy, sqlite3, the file system): one line, not a traceback
         if not (isinstance(e, OSError) or type(e).__module__.split(".")[0] in ("sqlalchemy", "sqlite3", "alembic")):
             raise
-        raise NormbenchError(f"mlflow {uri}: cannot open the store ({one_line(e, 160, kind=True)}); "
-                             "check --tracking-uri") from None
+        raise ParamError(None, uri, f"mlflow {literal(uri)}: cannot open the store ({literal(one_line(e, 160, kind=True))}); "
+                                    "check {tracking_uri}") from None
 
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -169,32 +172,40 @@ def _sqlite_file(uri: str) -> Path | None:
     return Path(rest).expanduser() if rest and rest != ":memory:" else None
 
 
+def _store_error(uri: str, named: bool, reason: str) -> ParamError:
+    """A failure of the store `uri`: of the tracking_uri parameter when the caller named the
+    store, else of the default store beside the runs."""
+    if named:
+        return ParamError("tracking_uri", uri, reason)
+    return ParamError(None, uri, f"the default store {literal(uri)}: {reason}")
+
+
 def _check_sqlite(uri: str, db: Path, named: bool, force: bool) -> None:
     """Refuse, in one line, a SQLite store MLflow would fail on or should not touch: a
     path under a file, a folder, a file that is no SQLite database, and (without
-    --force) another application's database, into which MLflow would create its tables."""
+    `force`) another application's database, into which MLflow would create its tables."""
     import sqlite3
 
-    where = f"--tracking-uri {uri}" if named else f"the default store {uri}"
     q = db.parent
     while not q.exists() and q != q.parent:
         q = q.parent
     if q.exists() and not q.is_dir():
-        raise NormbenchError(f"{where}: {q} is a file, not a folder; choose a store path under a folder, or move the file")
+        raise _store_error(uri, named, f"{literal(q)} is a file, not a folder; choose a store path under a folder, or move "
+                                       "the file")
     if db.is_dir():
-        raise NormbenchError(f"{where}: {db} is a folder, not a database file; name a file, e.g. {db / DB}")
+        raise _store_error(uri, named, f"{literal(db)} is a folder, not a database file; name a file, e.g. {literal(db / DB)}")
     # SQLite writes a journal beside the database: its folder must be writable, or MLflow
     # retries "unable to open database file" for minutes before it gives up
     if q.is_dir() and not os.access(q, os.W_OK | os.X_OK) or db.exists() and not os.access(db, os.W_OK):
         what = db if db.exists() and not os.access(db, os.W_OK) else q
-        raise NormbenchError(f"{where}: {what} is not writable; give yourself write access, or export to a store in "
-                             f"a folder you can write to (--tracking-uri sqlite:///FOLDER/{DB})")
+        raise _store_error(uri, named, f"{literal(what)} is not writable; give yourself write access, or export to a "
+                                       f"store in a folder you can write to ({{tracking_uri}} sqlite:///FOLDER/{literal(DB)})")
     if not db.exists() or db.stat().st_size == 0:
         return
     with open(db, "rb") as f:
         head = f.read(len(SQLITE_MAGIC))
     if head != SQLITE_MAGIC:
-        raise NormbenchError(f"{where}: {db} is not a SQLite database; name a new file or an MLflow store")
+        raise _store_error(uri, named, f"{literal(db)} is not a SQLite database; name a new file or an MLflow store")
     try:
         con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
         try:
@@ -202,12 +213,12 @@ def _check_sqlite(uri: str, db: Path, named: bool, force: bool) -> None:
         finally:
             con.close()
     except sqlite3.Error as e:
-        raise NormbenchError(f"{where}: cannot read {db} ({e}); check the file") from None
+        raise _store_error(uri, named, f"cannot read {literal(db)} ({literal(e)}); check the file") from None
     if tables and not MLFLOW_TABLES <= tables and not force:
         shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
-        raise NormbenchError(f"{where}: {db} is a SQLite database of another application (tables {shown}), not an "
-                             "MLflow store, and MLflow would create its own tables inside it; name another file, "
-                             "or pass --force to add them anyway")
+        raise _store_error(uri, named, f"{literal(db)} is a SQLite database of another application (tables "
+                                       f"{literal(shown)}), not an MLflow store, and MLflow would create its own tables "
+                                       "inside it; name another file, or pass {force} to add them anyway")
 
 
 class _StoreLock:
@@ -232,9 +243,8 @@ class _StoreLock:
         except ImportError:  # not POSIX: no lock
             return
         except OSError as e:
-            where = f"--tracking-uri {uri}" if named else f"the default store {uri}"
-            raise NormbenchError(f"{where}: cannot use the folder {db.parent} ({e.strerror}); "
-                                 "choose a store in a folder you can write to") from None
+            raise _store_error(uri, named, f"cannot use the folder {literal(db.parent)} ({literal(e.strerror)}); "
+                                           "choose a store in a folder you can write to") from None
 
     def __enter__(self):
         return self
@@ -246,7 +256,7 @@ class _StoreLock:
 
 
 def _export(paths, tracking_uri, experiment, MlflowClient, Metric, Param, RunTag) -> Exported:
-    runs = results.load_runs(paths)
+    runs = load_runs(paths)
     finished = [r for r in runs if r.status in FINISHED]
     out = Exported(tracking_uri or (default_tracking_uri(runs[0].path) if runs else ""), experiment)
     out.unfinished = [(r.path, r.status) for r in runs if r.status not in FINISHED]

@@ -6,7 +6,7 @@
 - `load_history(paths)` long form: one row per run and epoch (run, path, epoch, loss,
                         accuracy, val_loss, val_accuracy, learning_rate, epoch_seconds)
 
-Both read run folders through `results.load_runs`, the reading `normbench compare` uses,
+Both read run folders through `normbench.analysis.runs.load_runs`, the reading `normbench compare` uses,
 so a DataFrame holds the same runs, statuses and filled-in config defaults as compare.
 `run` is `<name>/<run-id>` (the folder's last two parts); `path` joins the two frames
 exactly. pandas is imported inside the functions.
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 
-from normbench.analysis import results
+from normbench.analysis import runs as run_folders
 from normbench.store import runfolder
 from normbench.schema.config import flatten
 
@@ -27,7 +27,7 @@ def run_name(path) -> str:
     return f"{path.parent.name}/{path.name}"
 
 
-def _row(run: results.Run) -> dict:
+def _row(run: run_folders.Run) -> dict:
     row = {"run": run_name(run.path), "status": run.status, "path": str(run.path)}
     row.update(run.config)
     for key, value in flatten(run.summary).items():
@@ -44,7 +44,7 @@ def load_runs(paths):
     status, corrupt folders too (status "corrupt", the reason in `problem`)."""
     import pandas as pd
 
-    rows = [_row(run) for run in results.load_runs(paths)]
+    rows = [_row(run) for run in run_folders.load_runs(paths)]
     return pd.DataFrame(rows)
 
 
@@ -54,7 +54,7 @@ def load_history(paths):
     import pandas as pd
 
     frames = []
-    for run in results.load_runs(paths):
+    for run in run_folders.load_runs(paths):
         try:
             rows = [r for r in runfolder.read_history(run.path) if runfolder.well_formed(r)]
         except (OSError, UnicodeDecodeError, csv.Error):  # compare lists such a run apart; no curve to give

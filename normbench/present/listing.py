@@ -1,5 +1,5 @@
 """`normbench ls PATH`: one line per run folder, so an unfinished or diverged run is easy
-to find. Reads run folders through `results.load_runs`, as compare does."""
+to find. Reads run folders through `normbench.analysis.runs.load_runs`, as compare does."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from normbench.analysis import results
+from normbench.analysis.runs import load_runs
 from normbench.store import runfolder
 
-# every status a run folder can show: summary.json's, then results.Run's own
+# every status a run folder can show: summary.json's, then runs.Run's own
 STATUSES = (*runfolder.STATUSES, "unfinished", "not started", "corrupt")
 HEADER = ("run", "status", "norm", "seed", "test_acc", "epochs", "age")
 
@@ -55,7 +55,7 @@ def entries(paths, statuses=(), now: float | None = None) -> list[Entry]:
     """The run folders under `paths`, those whose status is in `statuses` (all when empty)."""
     now = time.time() if now is None else now
     out = []
-    for run in results.load_runs(paths):
+    for run in load_runs(paths):
         if statuses and run.status not in statuses:
             continue
         total = run.summary.get("epochs", run.config.get("train.epochs"))

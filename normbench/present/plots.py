@@ -12,16 +12,16 @@ accuracies to [0, 1], losses and times to >= 0.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from normbench.core.errors import NormbenchError, ParamError
+from normbench.core.errors import ParamError, literal
 from normbench.core import metrics
 from normbench.store import runfolder
-from normbench.core.metrics import LEVEL_TEXT
+from normbench.core.metrics import LEVEL, LEVEL_TEXT
 from normbench.analysis.runs import HISTORY_NEEDED, ROLE_KEY, Run, completed
 from normbench.analysis.results import (
-    LEVEL, canonical, label_of, not_grouped, show_value, check_metric, compare, short_fingerprint, SPLITS,
+    canonical, label_of, not_grouped, show_value, check_metric, compare, short_fingerprint, SPLITS,
     split_shown, value_order, varying_keys,
 )
 
@@ -35,12 +35,6 @@ BANDS = {
 def check_band(band: str) -> None:
     if band not in BANDS:
         raise ParamError("band", band, f"unknown band; choose one of: {', '.join(BANDS)}")
-
-
-def _bounds(name: str):
-    """The range a quantity cannot leave: accuracies [0, 1], losses and times [0, inf)
-    (normbench.core.metrics)."""
-    return metrics.bounds_of(name)
 
 
 def _band(values, band: str, clip=None):
@@ -103,12 +97,13 @@ def _save(fig, out) -> Path:
     kinds = fig.canvas.get_supported_filetypes()
     ext = out.suffix.lower().lstrip(".")
     if ext not in kinds:
-        raise NormbenchError(f"-o {out}: cannot tell the image format from {'.' + ext if ext else 'no extension'}; end the name in .png, .pdf or .svg")
+        raise ParamError("out", out, f"cannot tell the image format from {literal('.' + ext) if ext else 'no extension'}; "
+                                     "end the name in .png, .pdf or .svg")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=100)
     except OSError as e:
-        raise NormbenchError(f"-o {out}: cannot write ({e.strerror or e.__class__.__name__}); choose a writable path") from None
+        raise ParamError("out", out, f"cannot write ({literal(e.strerror or e.__class__.__name__)}); choose a writable path") from None
     return out
 
 
@@ -136,7 +131,7 @@ def draw_seeds_and_mean(ax, histories: list[list[tuple]], col: str, color, band:
     ep = np.array(sorted(per_epoch))
     if not len(ep):
         return
-    m, lo, hi, _ = np.array([_band([row[i] for row in per_epoch[e]], band, _bounds(col)) for e in ep]).T
+    m, lo, hi, _ = np.array([_band([row[i] for row in per_epoch[e]], band, metrics.bounds_of(col)) for e in ep]).T
     ax.plot(ep, m, style, color=color, marker="o", markersize=3.5, linewidth=2.0, label=label)
     if len(histories) > 1:
         ax.fill_between(ep, lo, hi, color=color, alpha=alpha, linewidth=0)
@@ -262,133 +257,209 @@ def plot_vs(runs: list[Run], param: str, out, metric: str | None = None, band: s
     (diverged + completed), so a learning rate where a norm breaks is seen, not dropped.
     Runs of a `normbench tune`: the lines are the tuning curves (the tuning runs only;
     metric default: the tune's --select), each norm's selected point is starred, and its
-    confirmation runs (fresh seeds) are a diamond with its own error bar beside it."""
+    confirmation runs (fresh seeds) are a diamond with its own error bar beside it.
+
+    The steps: check the key (_check_vs_param), lay out the points and lines (_vs_layout),
+    draw the lines (_draw_vs_lines), mark the tune's choice (_mark_selected), then the axes
+    and the legend (_label_vs_axes, _vs_legend)."""
     tuning, confirmation, info = _tune_parts(runs)
     if info is not None:
         runs = tuning
     metric = metric or (info or {}).get("select") or "test_accuracy"
     higher = check_metric(metric)
     check_band(band)
-    import numpy as np
-    import pandas as pd
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import NullLocator
+    _check_vs_param(completed(runs, "plot"), param)
+    comp = compare(runs, metric)  # the groups compare uses: one run per seed, data never mixed
+    vs = _vs_layout(runs, comp, param, metric, band)
+    fig = _figure(8, 6.5 if vs.diverged else 5)
+    if vs.diverged:  # a second panel: how many seeds of each point diverged (NaN/inf loss)
+        ax, dax = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    else:
+        ax, dax = fig.subplots(), None
+    vs.colors = _colors(len(vs.lines))
+    single = _draw_vs_lines(ax, dax, vs)
+    marked = confirmed = 0
+    if info is not None and param in info.get("grid", []):
+        marked, confirmed = _mark_selected(ax, vs, _selected_points(tuning, info, confirmation), confirmation)
+    _label_vs_axes(ax, dax, vs, higher, f"{len(comp.runs)} {'tuning runs' if info is not None else 'runs'}")
+    _vs_legend(ax, vs, single, marked, confirmed, info)
+    return PlotResult(_save(fig, out) if out is not None else None, len(vs.lines), len(comp.runs), comp.excluded,
+                      vs.log, comp.collapsed, single,
+                      sum(len(d) for _, d in vs.diverged.values()), marked, confirmed, figure=fig)
 
-    done = completed(runs, "plot")
+
+def _check_vs_param(done: list[Run], param: str) -> None:
+    """`param` must be a config key of these runs that varies and that compare groups on."""
     vary = varying_keys(done)
     if not any(param in r.config for r in done):
         keys = vary or [k for k in _param_keys(done) if not not_grouped(k)]
-        raise NormbenchError(f"--vs {param}: no such config key in these runs; use a dotted key such as: {', '.join(keys)}")
+        raise ParamError("param", param, f"no such config key in these runs; use a dotted key such as: "
+                                         f"{literal(', '.join(keys))}")
     if not_grouped(param):
         what = ("the replicate key: runs that differ only in seed are one group, and their spread is the error bar"
                 if param == "seed" else "not what was trained (compare pools runs over it)")
         others = f"plot against a key that varies: {', '.join(vary)}" if vary else "no config key varies between these runs"
-        raise NormbenchError(f"--vs {param}: {param} is {what}; {others}")
+        raise ParamError("param", param, f"{literal(param)} is {what}; {literal(others)}")
     if param not in vary:
         others = f"pick one that varies: {', '.join(vary)}" if vary else "no config key varies between these runs"
-        raise NormbenchError(f"--vs {param}: every run has {param}={show_value(done[0].config.get(param))}, "
-                             f"so there is nothing to plot against; {others}")
-    comp = compare(runs, metric)  # the groups compare uses: one run per seed, data never mixed
+        same = show_value(done[0].config.get(param))
+        raise ParamError("param", param, f"every run has {literal(param)}={literal(same)}, so there is nothing to "
+                                         f"plot against; {literal(others)}")
+
+
+@dataclass
+class _Vs:
+    """What a --vs plot draws, shared by plot_vs's steps: one row per run compare kept
+    (`df`: line, x position, y), the diverged seeds, the lines and the x axis."""
+    param: str
+    metric: str
+    band: str
+    comp: object  # the Comparison the points come from
+    keys: list  # the config keys that tell lines apart: model.norm, then the other varying ones
+    df: object = None  # pandas DataFrame: line, x (a position), y
+    diverged: dict = field(default_factory=dict)  # (line, canonical x) -> (x value, {diverged seeds})
+    lines: list = field(default_factory=list)  # every line, sorted; `plotted`: those with a completed run
+    plotted: set = field(default_factory=set)
+    order: list = field(default_factory=list)  # the x values in axis order
+    pos: dict = field(default_factory=dict)  # canonical x -> position on the axis
+    numeric: bool = False
+    log: bool = False
+    colors: list = field(default_factory=list)  # one per line
+
+    def line_of(self, r, fp: str | None = None) -> str:
+        """A run's line: its keys' values (and data, splits when compare split them); `fp`: its
+        data's short fingerprint, the run's own when None."""
+        fp = short_fingerprint(r.fingerprint) if fp is None else fp
+        return (label_of(r, self.keys) + (f", data={fp}" if self.comp.split_data else "")
+                + "".join(f", {SPLITS[col][0]}={split_shown(col, r)}" for col in self.comp.splits))
+
+    @property
+    def span(self) -> float:
+        return (max(self.pos.values()) - min(self.pos.values())) or 1.0
+
+    def dodged(self, xv, i):
+        """x positions of line i shifted sideways, so error bars do not hide each other."""
+        shift = (i - (len(self.lines) - 1) / 2) * 0.025
+        return xv * (2 ** shift if self.log else 1) + (0 if self.log else shift * (self.span if self.numeric else 4))
+
+
+def _vs_layout(runs: list[Run], comp, param: str, metric: str, band: str) -> _Vs:
+    """The points of a --vs plot (compare's runs), its diverged seeds, lines and x axis:
+    numbers on a numeric (log for batch sizes or a range >= 8x) axis, anything else as
+    categories in the order show_value sorts them."""
+    import pandas as pd
+
+    keys = ["model.norm"] + [k for k in varying_keys(comp.runs) if k not in ("model.norm", param)]
+    vs = _Vs(param, metric, band, comp, keys)
     # from the groups themselves: the frame's cell for a run without a fingerprint is NaN
     data_of = {str(r.path): short_fingerprint(k.group.fingerprint) for k in comp.ranked for r in k.group.runs}
-    line_keys = ["model.norm"] + [k for k in varying_keys(comp.runs) if k not in ("model.norm", param)]
-
-    def line_of(r, fp):
-        return (label_of(r, line_keys) + (f", data={fp}" if comp.split_data else "")
-                + "".join(f", {SPLITS[col][0]}={split_shown(col, r)}" for col in comp.splits))
-
-    rows = [{"line": line_of(r, data_of[str(r.path)]), "x": r.config.get(param), "y": r.metric(metric)[0]}
+    rows = [{"line": vs.line_of(r, data_of[str(r.path)]), "x": r.config.get(param), "y": r.metric(metric)[0]}
             for r in comp.runs]
-    diverged = _diverged_seeds(runs, param, lambda r: line_of(r, short_fingerprint(r.fingerprint)))
+    vs.diverged = _diverged_seeds(runs, param, vs.line_of)
     xs = {canonical(row["x"]): row["x"] for row in rows}
-    xs.update({k[1]: v for k, (v, _) in diverged.items()})
-    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in xs.values())
-    if numeric:
-        order = sorted(xs.values())
-        pos = {canonical(v): float(v) for v in order}
-        log = order[0] > 0 and (param.endswith("batch_size") or order[-1] / order[0] >= 8)
+    xs.update({k[1]: v for k, (v, _) in vs.diverged.items()})
+    vs.numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in xs.values())
+    if vs.numeric:
+        vs.order = sorted(xs.values())
+        vs.pos = {canonical(v): float(v) for v in vs.order}
+        vs.log = vs.order[0] > 0 and (param.endswith("batch_size") or vs.order[-1] / vs.order[0] >= 8)
     else:
-        order = sorted(xs.values(), key=show_value)
-        pos = {canonical(v): float(i) for i, v in enumerate(order)}
-        log = False
-    df = pd.DataFrame([{"line": r["line"], "x": pos[canonical(r["x"])], "y": r["y"]} for r in rows])
-    plotted = set(df["line"])  # lines with a completed run; a line whose runs all diverged has none
-    clip = _bounds(metric)
-    lines = sorted(plotted | {k[0] for k in diverged})
-    fig = _figure(8, 6.5 if diverged else 5)
-    if diverged:  # a second panel: how many seeds of each point diverged (NaN/inf loss)
-        ax, dax = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
-    else:
-        ax, dax = fig.subplots(), None
-    colors = _colors(len(lines))
-    span = (max(pos.values()) - min(pos.values())) or 1.0
+        vs.order = sorted(xs.values(), key=show_value)
+        vs.pos = {canonical(v): float(i) for i, v in enumerate(vs.order)}
+    vs.df = pd.DataFrame([{"line": r["line"], "x": vs.pos[canonical(r["x"])], "y": r["y"]} for r in rows])
+    vs.plotted = set(vs.df["line"])  # lines with a completed run; a line whose runs all diverged has none
+    vs.lines = sorted(vs.plotted | {k[0] for k in vs.diverged})
+    return vs
 
-    def dodged(xv, i):  # shift line i sideways, so error bars do not hide each other
-        shift = (i - (len(lines) - 1) / 2) * 0.025
-        return xv * (2 ** shift if log else 1) + (0 if log else shift * (span if numeric else 4))
 
+def _draw_vs_lines(ax, dax, vs: _Vs) -> int:
+    """Each line's means and error bars (hollow points where n = 1) and, on the lower panel
+    `dax`, its share of diverged seeds; returns the number of points with n = 1."""
+    import numpy as np
+
+    clip = metrics.bounds_of(vs.metric)
     single = 0
-    for i, name in enumerate(lines):
+    for i, name in enumerate(vs.lines):
+        color = vs.colors[i]
         if dax is not None:
-            _diverged_panel(dax, name, colors[i], lambda xv, i=i: dodged(xv, i), pos, df, diverged)
-        if name not in plotted:
+            _diverged_panel(dax, name, color, lambda xv, i=i: vs.dodged(xv, i), vs.pos, vs.df, vs.diverged)
+        if name not in vs.plotted:
             continue  # every run of this line diverged: only the lower panel shows it
-        pts = df[df.line == name].groupby("x")["y"]
+        pts = vs.df[vs.df.line == name].groupby("x")["y"]
         xv = np.array(sorted(pts.groups))
-        m, lo, hi, n = np.array([_band(pts.get_group(x), band, clip) for x in xv]).T
-        x = dodged(xv, i)
+        m, lo, hi, n = np.array([_band(pts.get_group(x), vs.band, clip) for x in xv]).T
+        x = vs.dodged(xv, i)
         ns = sorted({int(k) for k in n})
         n_text = f"n={ns[0]}" if len(ns) == 1 else f"n={ns[0]}-{ns[-1]}"
         has_bar = ~np.isnan(lo)
         yerr = np.vstack([np.where(has_bar, m - lo, 0), np.where(has_bar, hi - m, 0)])
-        ax.errorbar(x, m, yerr=yerr, color=colors[i], marker="none", capsize=4, linewidth=1.8,
+        ax.errorbar(x, m, yerr=yerr, color=color, marker="none", capsize=4, linewidth=1.8,
                     label=f"{name} ({n_text} per point)")
-        ax.plot(x[has_bar], m[has_bar], "o", color=colors[i], markersize=5)
+        ax.plot(x[has_bar], m[has_bar], "o", color=color, markersize=5)
         one = n == 1
         single += int(one.sum())
-        ax.plot(x[one], m[one], "o", markerfacecolor="white", markeredgecolor=colors[i], markersize=7, markeredgewidth=1.8)
+        ax.plot(x[one], m[one], "o", markerfacecolor="white", markeredgecolor=color, markersize=7, markeredgewidth=1.8)
+    return single
+
+
+def _mark_selected(ax, vs: _Vs, selected, confirmation: list[Run]) -> tuple[int, int]:
+    """A tune's selected point of each line starred, and its confirmation runs (fresh
+    seeds) as a diamond with its own error bar beside it: (stars, diamonds) drawn."""
+    import numpy as np
+
     marked = confirmed = 0
-    if info is not None and param in info.get("grid", []):
-        for run, point in _selected_points(tuning, info, confirmation):
-            name, xk = line_of(run, short_fingerprint(run.fingerprint)), canonical(point[param])
-            if name not in plotted or xk not in pos:
-                continue
-            i, xp = lines.index(name), pos[xk]
-            ys = df[(df.line == name) & (df.x == xp)]["y"]
-            ax.plot(dodged(np.array([xp]), i), [ys.mean()], "*", color=colors[i], markersize=17,
-                    markeredgecolor="black", markeredgewidth=0.8, zorder=5)
-            marked += 1
-            same = [r for r in confirmation if line_of(r, short_fingerprint(r.fingerprint)) == name
-                    and canonical(r.config.get(param)) == xk]
-            vals = [r.metric(metric)[0] for r in same]
-            if vals:
-                m, lo, hi, n = _band(vals, band, clip)
-                xc = dodged(np.array([xp]), i) * (2 ** 0.06 if log else 1) + (0 if log else 0.015 * span)
-                err = [[m - lo], [hi - m]] if not math.isnan(lo) else None
-                ax.errorbar(xc, [m], yerr=err, color=colors[i], marker="D", markersize=7, capsize=4,
-                            markeredgecolor="black", linewidth=1.2, zorder=5)
-                confirmed += 1
-    ticks = [pos[canonical(v)] for v in order]
+    for run, point in selected:
+        name, xk = vs.line_of(run), canonical(point[vs.param])
+        if name not in vs.plotted or xk not in vs.pos:
+            continue
+        i, xp = vs.lines.index(name), vs.pos[xk]
+        ys = vs.df[(vs.df.line == name) & (vs.df.x == xp)]["y"]
+        ax.plot(vs.dodged(np.array([xp]), i), [ys.mean()], "*", color=vs.colors[i], markersize=17,
+                markeredgecolor="black", markeredgewidth=0.8, zorder=5)
+        marked += 1
+        vals = [r.metric(vs.metric)[0] for r in confirmation
+                if vs.line_of(r) == name and canonical(r.config.get(vs.param)) == xk]
+        if vals:
+            m, lo, hi, n = _band(vals, vs.band, metrics.bounds_of(vs.metric))
+            xc = vs.dodged(np.array([xp]), i) * (2 ** 0.06 if vs.log else 1) + (0 if vs.log else 0.015 * vs.span)
+            err = [[m - lo], [hi - m]] if not math.isnan(lo) else None
+            ax.errorbar(xc, [m], yerr=err, color=vs.colors[i], marker="D", markersize=7, capsize=4,
+                        markeredgecolor="black", linewidth=1.2, zorder=5)
+            confirmed += 1
+    return marked, confirmed
+
+
+def _label_vs_axes(ax, dax, vs: _Vs, higher: bool, counted: str) -> None:
+    """Ticks at the x values (a log scale of base 2 for powers of two), labels, the title."""
+    from matplotlib.ticker import NullLocator
+
+    ticks = [vs.pos[canonical(v)] for v in vs.order]
     bottom = dax if dax is not None else ax
-    if log:
-        ax.set_xscale("log", base=2 if all(float(v).is_integer() and int(v) & (int(v) - 1) == 0 for v in order) else 10)
-    bottom.set_xticks(ticks, [show_value(v) for v in order])
+    if vs.log:
+        powers_of_two = all(float(v).is_integer() and int(v) & (int(v) - 1) == 0 for v in vs.order)
+        ax.set_xscale("log", base=2 if powers_of_two else 10)
+    bottom.set_xticks(ticks, [show_value(v) for v in vs.order])
     for a in (ax, dax):
         if a is not None:
             a.xaxis.set_minor_locator(NullLocator())
-    bottom.set_xlabel(param + (" (log scale)" if log else ""))
+    bottom.set_xlabel(vs.param + (" (log scale)" if vs.log else ""))
     if dax is not None:
         dax.set_ylabel("diverged\n(share of seeds)")
         dax.set_ylim(-0.05, 1.05)
         dax.grid(alpha=0.3)
-    ax.set_ylabel(f"{metric} ({'higher' if higher else 'lower'} is better)")
-    what = "tuning runs" if info is not None else "runs"
-    ax.set_title(f"{metric} vs {param}\nmean over seeds, error bars: {BANDS[band]} ({len(comp.runs)} {what})")
+    ax.set_ylabel(f"{vs.metric} ({'higher' if higher else 'lower'} is better)")
+    ax.set_title(f"{vs.metric} vs {vs.param}\nmean over seeds, error bars: {BANDS[vs.band]} ({counted})")
     ax.grid(alpha=0.3)
+
+
+def _vs_legend(ax, vs: _Vs, single: int, marked: int, confirmed: int, info: dict | None) -> None:
+    """The lines' legend, plus an entry for each kind of mark the plot holds."""
+    from matplotlib.lines import Line2D
+
     handles, _ = ax.get_legend_handles_labels()
-    for i, name in enumerate(lines):
-        if name not in plotted:
-            handles.append(Line2D([], [], color=colors[i], marker="s", label=f"{name} (every run diverged)"))
+    for i, name in enumerate(vs.lines):
+        if name not in vs.plotted:
+            handles.append(Line2D([], [], color=vs.colors[i], marker="s", label=f"{name} (every run diverged)"))
     if single:
         handles.append(Line2D([], [], linestyle="none", marker="o", markerfacecolor="white", markeredgecolor="0.3",
                               markersize=7, label="hollow: n = 1, no interval"))
@@ -399,9 +470,6 @@ def plot_vs(runs: list[Run], param: str, out, metric: str | None = None, band: s
         handles.append(Line2D([], [], linestyle="none", marker="D", color="0.5", markeredgecolor="black", markersize=7,
                               label="confirmation runs at the selected point (fresh seeds)"))
     ax.legend(handles=handles, fontsize=9, loc="best")
-    return PlotResult(_save(fig, out) if out is not None else None, len(lines), len(comp.runs), comp.excluded, log,
-                      comp.collapsed, single,
-                      sum(len(d) for _, d in diverged.values()), marked, confirmed, figure=fig)
 
 
 def _diverged_seeds(runs: list[Run], param: str, line_of) -> dict:

@@ -35,7 +35,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from normbench.core.errors import NormbenchError
+from normbench.core.errors import ParamError, literal
 from normbench.core.version import __version__
 from normbench.core import metrics
 from normbench.store import runfolder
@@ -383,12 +383,12 @@ def build_report(paths, out, metric: str = "test_accuracy", within: tuple[str, .
                  log_loss: bool = False) -> ReportResult:
     """Read the runs under `paths`, compare them (for a tune folder: its confirmation runs)
     and write one self-contained HTML page to `out`. NormbenchError for a bad output
-    path, or when compare refuses the runs (no completed run, unknown metric)."""
+    path (a ParamError), or when compare refuses the runs (no completed run, unknown metric)."""
     from normbench.analysis import results, tables
 
     out = Path(out).expanduser()
     if out.suffix.lower() not in (".html", ".htm"):
-        raise NormbenchError(f"-o {out}: a report is an HTML page; end the name in .html")
+        raise ParamError("out", out, "a report is an HTML page; end the name in .html")
     if isinstance(paths, (str, Path)):
         paths = [paths]
     runs = load_runs(paths)
@@ -434,7 +434,7 @@ def build_report(paths, out, metric: str = "test_accuracy", within: tuple[str, .
 
         write_atomic(out, page)
     except OSError as e:
-        raise NormbenchError(f"-o {out}: cannot write ({e.strerror or e.__class__.__name__}); choose a writable path") from None
+        raise ParamError("out", out, f"cannot write ({literal(e.strerror or e.__class__.__name__)}); choose a writable path") from None
     return ReportResult(out, len(page.encode("utf-8")), comp.sections, len(runs), len(comp.runs), figures,
                         tune is not None, comp.excluded)
 

@@ -51,7 +51,7 @@ COMMAND = "command.txt"
 PROGRESS = ".progress"
 INDEX = "runs.csv"
 # folders under an output.dir that hold copies of run files, never runs: the walk that
-# finds run folders (results.find_run_dirs) does not enter them
+# finds run folders (runs.find_run_dirs) does not enter them
 MLFLOW_ARTIFACTS = "mlartifacts"  # `normbench export mlflow`'s artifact store beside mlflow.db
 NOT_RUNS = (MLFLOW_ARTIFACTS,)
 # files that make a folder a run folder (config.yaml alone: created, not started yet)
