@@ -13,11 +13,13 @@ import pytest
 from conftest import shared_file
 from normbench import NormbenchError
 from normbench.schema.config import from_dict
-from normbench.build.data import _cifar_from_batches, balanced_subset, load_data
+from normbench.build.data import DATASETS, _cifar_from_batches, balanced_subset, input_spec, load_data
 
 
 def _data_cfg(**data):
-    arch = "cifar10_cnn" if "cifar" in data["name"] else "imdb_rnn"
+    from normbench.build.data import DATASETS
+
+    arch = {"image": "cifar10_cnn", "tabular": "mlp"}.get(DATASETS[data["name"]].kind, "imdb_rnn")
     return from_dict({"name": "t", "data": data, "model": {"arch": arch, "norm": "none"}}).data
 
 
@@ -156,9 +158,10 @@ def test_subset_applies_to_train_and_test(tmp_path):
     assert np.bincount(d.y_train).tolist() == [5, 5]
 
 
-@pytest.mark.parametrize("name,shape,classes", [("synthetic_imdb", (200,), 2), ("synthetic_cifar10", (32, 32, 3), 10)])
-def test_synthetic_sets_have_real_shapes_and_follow_the_seed(name, shape, classes):
+@pytest.mark.parametrize("name", [n for n, e in DATASETS.items() if e.generated])
+def test_synthetic_sets_have_real_shapes_and_follow_the_seed(name):
     cfg = _data_cfg(name=name, subset={"train": 300, "test": 50})
+    shape, _, classes = input_spec(cfg)  # the shape and classes its DATASETS entry states
     a, b, c = load_data(cfg, seed=1), load_data(cfg, seed=1), load_data(cfg, seed=2)
     assert a.x_train.shape == (300, *shape) and a.x_test.shape == (50, *shape)
     assert np.array_equal(a.x_train, b.x_train) and not np.array_equal(a.x_train, c.x_train)
