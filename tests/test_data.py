@@ -375,3 +375,15 @@ def test_cifar10_cnn_refuses_arrays_of_another_shape(tmp_path):
     assert error_line(cli("validate", p)) == (
         f"Error: {p}: data.path: model cifar10_cnn takes examples of shape 32x32x3, arrays's are 28x28x1; "
         "give x arrays of shape (N, 32, 32, 3)")
+
+
+def test_build_model_refuses_a_shape_its_model_is_not_made_for():
+    """The library path (build_model with the arrays' shape, as training calls it) checks too."""
+    from normbench.build.models import build_model
+
+    cfg = from_dict({"name": "t", "data": {"name": "synthetic_cifar10"}, "model": {"arch": "cifar10_cnn", "norm": "none"}})
+    with pytest.raises(NormbenchError) as info:
+        build_model(cfg, 10, "uint8", (28, 28, 1))
+    assert str(info.value) == ("model cifar10_cnn takes examples of shape 32x32x3, the data's are 28x28x1; "
+                               "use data of that shape, or another model")
+    assert build_model(cfg, 10, "uint8", (32, 32, 3)).input_shape == (None, 32, 32, 3)
