@@ -13,6 +13,7 @@ import yaml
 
 from conftest import REPO, cli
 from normbench import NormbenchError
+from normbench.build.augment import AUGMENTS
 from normbench.schema.config import from_dict
 from normbench.build.models import build_model
 
@@ -113,7 +114,7 @@ def test_augment_is_recorded_and_a_run_repeats_with_its_seed(out):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"augment": "mixup"}, "train.augment: unknown augmentation 'mixup'; choose one of: flip_crop"),
+    ({"augment": "mixup"}, f"train.augment: unknown augmentation 'mixup'; choose one of: {', '.join(AUGMENTS)}"),
     ({"augment": "flip_crop", "imdb": True}, "train.augment: flip_crop augments image data, 'synthetic_imdb' is sequence data; remove it"),
 ])
 def test_augment_errors(changes, message):

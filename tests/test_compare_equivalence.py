@@ -13,6 +13,7 @@ import pytest
 
 from conftest import ACC3, cli, compare_csv, parse_table, write_config, write_run
 from normbench.analysis import stats as S
+from normbench.core.metrics import FAMILIES
 
 EQUAL = {"batch": [0.781, 0.779, 0.784, 0.776, 0.780], "layer": [0.778, 0.783, 0.779, 0.781, 0.777]}
 
@@ -200,7 +201,7 @@ def test_the_compare_block_is_parsed_and_checked(tmp_path):
         "test_accuracy, ")
     bad = write_config(tmp_path / "f.yaml", compare={"primary": "test_accuracy", "family": "pairs"})
     assert cli("validate", bad).output.strip().splitlines()[-1] == (
-        f"Error: {bad}: compare.family: unknown family 'pairs'; choose one of: vs-best, all-pairs")
+        f"Error: {bad}: compare.family: unknown family 'pairs'; choose one of: {', '.join(FAMILIES)}")
 
 
 # ----------------------------------------------------------------------------- did not learn

@@ -13,11 +13,13 @@ import pytest
 from conftest import shared_file
 from normbench import NormbenchError
 from normbench.schema.config import from_dict
-from normbench.build.data import _cifar_from_batches, balanced_subset, load_data
+from normbench.build.data import DATASETS, _cifar_from_batches, balanced_subset, input_spec, load_data
 
 
 def _data_cfg(**data):
-    arch = "cifar10_cnn" if "cifar" in data["name"] else "imdb_rnn"
+    from normbench.build.data import DATASETS
+
+    arch = {"image": "cifar10_cnn", "tabular": "mlp"}.get(DATASETS[data["name"]].kind, "imdb_rnn")
     return from_dict({"name": "t", "data": data, "model": {"arch": arch, "norm": "none"}}).data
 
 
@@ -156,9 +158,10 @@ def test_subset_applies_to_train_and_test(tmp_path):
     assert np.bincount(d.y_train).tolist() == [5, 5]
 
 
-@pytest.mark.parametrize("name,shape,classes", [("synthetic_imdb", (200,), 2), ("synthetic_cifar10", (32, 32, 3), 10)])
-def test_synthetic_sets_have_real_shapes_and_follow_the_seed(name, shape, classes):
+@pytest.mark.parametrize("name", [n for n, e in DATASETS.items() if e.generated])
+def test_synthetic_sets_have_real_shapes_and_follow_the_seed(name):
     cfg = _data_cfg(name=name, subset={"train": 300, "test": 50})
+    shape, _, classes = input_spec(cfg)  # the shape and classes its DATASETS entry states
     a, b, c = load_data(cfg, seed=1), load_data(cfg, seed=1), load_data(cfg, seed=2)
     assert a.x_train.shape == (300, *shape) and a.x_test.shape == (50, *shape)
     assert np.array_equal(a.x_train, b.x_train) and not np.array_equal(a.x_train, c.x_train)
@@ -309,3 +312,78 @@ def test_validate_reads_your_arrays_labels_only(tmp_path, monkeypatch):
                      "model": {"layers": [{"Flatten": {}}], "norm": "none"}}).data
     assert input_spec(cfg) == ((5, 4), "float32", 3)
     assert sorted(read) == ["y_test", "y_train"]
+
+
+# ----------------------------------------------------------------------------- example shapes (DATASETS entries)
+
+
+def test_every_built_in_set_owns_its_example_shape_and_dtype():
+    """input_spec reads each DATASETS entry: a fixed shape, or a function of the config
+    (the token sets follow data.maxlen); your data reads its own file or folder."""
+    from normbench.build.data import DATASETS, OWN_DATA, input_spec
+
+    for name, entry in DATASETS.items():
+        if name in OWN_DATA:
+            assert entry.example is not None, name
+            continue
+        assert entry.shape and entry.dtype, f"{name}: no example shape or dtype in its DATASETS entry"
+        arch = {"sequence": "imdb_rnn", "image": "cifar10_cnn", "tabular": "mlp"}[entry.kind]
+        cfg = from_dict({"name": "t", "data": {"name": name, "maxlen": 37}, "model": {"arch": arch, "norm": "none"}}).data
+        shape, dtype, classes = input_spec(cfg)
+        assert shape == ((37,) if entry.kind == "sequence" else entry.shape) and dtype == entry.dtype
+        assert classes == entry.num_classes
+        if entry.generated:  # a generated set's arrays have exactly the shape and dtype the entry states
+            d = load_data(from_dict({"name": "t", "data": {"name": name, "maxlen": 37, "subset": {"train": 20, "test": 4}},
+                                     "model": {"arch": arch, "norm": "none"}}).data)
+            assert d.x_train.shape[1:] == shape and d.x_train.dtype == dtype, name
+
+
+def test_cifar10_cnn_refuses_images_of_another_shape(tmp_path):
+    """cifar10_cnn is built for 32x32x3 (its registered input_shape): validate refuses an
+    image folder read at 64x64, naming the file, the shapes and the key that fixes it
+    (before, kind "image" passed and the model was built for 32x32x3 whatever the data)."""
+    import yaml
+
+    from conftest import cli, error_line
+
+    _image_folder(tmp_path / "img")
+    raw = {"name": "img", "data": {"name": "image_folder", "path": str(tmp_path / "img"), "image_size": [64, 64]},
+           "model": {"arch": "cifar10_cnn", "norm": "batch"}}
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    assert error_line(cli("validate", p, "--no-model")) == (
+        f"Error: {p}: data.image_size: model cifar10_cnn takes examples of shape 32x32x3, image_folder's are 64x64x3; "
+        "set data.image_size: [32, 32]")
+    raw["data"]["image_size"] = [32, 32]
+    p.write_text(yaml.safe_dump(raw))
+    r = cli("validate", p)
+    assert r.exit_code == 0, r.output
+
+
+def test_cifar10_cnn_refuses_arrays_of_another_shape(tmp_path):
+    import yaml
+
+    from conftest import cli, error_line
+
+    rng = np.random.default_rng(0)
+    f = tmp_path / "gray.npz"
+    np.savez(f, x_train=rng.integers(0, 255, (20, 28, 28, 1), dtype="uint8"), y_train=np.arange(20) % 10,
+             x_test=rng.integers(0, 255, (10, 28, 28, 1), dtype="uint8"), y_test=np.arange(10))
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump({"name": "g", "data": {"name": "arrays", "path": str(f)},
+                                 "model": {"arch": "cifar10_cnn", "norm": "batch"}}))
+    assert error_line(cli("validate", p)) == (
+        f"Error: {p}: data.path: model cifar10_cnn takes examples of shape 32x32x3, arrays's are 28x28x1; "
+        "give x arrays of shape (N, 32, 32, 3)")
+
+
+def test_build_model_refuses_a_shape_its_model_is_not_made_for():
+    """The library path (build_model with the arrays' shape, as training calls it) checks too."""
+    from normbench.build.models import build_model
+
+    cfg = from_dict({"name": "t", "data": {"name": "synthetic_cifar10"}, "model": {"arch": "cifar10_cnn", "norm": "none"}})
+    with pytest.raises(NormbenchError) as info:
+        build_model(cfg, 10, "uint8", (28, 28, 1))
+    assert str(info.value) == ("model cifar10_cnn takes examples of shape 32x32x3, the data's are 28x28x1; "
+                               "use data of that shape, or another model")
+    assert build_model(cfg, 10, "uint8", (32, 32, 3)).input_shape == (None, 32, 32, 3)

@@ -110,6 +110,25 @@ def test_runfolder_doc_describes_every_name():
     assert runfolder.INDEX_COLUMNS == list(runfolder.INDEX_DESCRIPTIONS)
     assert runfolder.STATUSES == tuple(runfolder.STATUS_DESCRIPTIONS)
     assert runfolder.DOC_COMMAND in doc.splitlines()[2]  # the command that regenerates it, at the top
+def test_norms_doc_is_rendered_from_norms():
+    from normbench.build import norms
+
+    committed = (REPO / "docs" / "norms.md").read_text(encoding="utf-8")
+    assert committed == norms.describe_markdown(), (
+        f"docs/norms.md differs from normbench/build/norms.py's NORMS; regenerate it: {norms.DOC_COMMAND}"
+    )
+
+
+def test_norms_doc_has_every_norms_row_and_paragraph():
+    from normbench.build import norms
+
+    doc = norms.describe_markdown()
+    for name, norm in norms.NORMS.items():
+        assert f"| `{name}` | {norm.layer} |" in doc, name
+        assert norm.notes in doc
+    assert norms.DOC_COMMAND in doc.splitlines()[2]  # the command that regenerates it, at the top
+
+
 def test_readme_is_a_front_door():
     """The README stays short and links every page of the manual under docs/."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")

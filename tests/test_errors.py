@@ -8,7 +8,7 @@ import pytest
 
 from conftest import assert_one_line_error, cli, error_line, write_config
 from normbench.build.data import DATASETS
-from normbench.build.models import MODELS
+from normbench.build.models import MODELS, PRECISIONS
 from normbench.build.norms import NORMS
 from normbench.build.optim import OPTIMIZERS
 
@@ -61,7 +61,7 @@ CASES = [
     ("bad-jit", {"train__jit_compile": "yes"}, [], "train.jit_compile: unknown setting 'yes'; choose one of: auto, true, false"),
     ("bad-unroll", {"model__unroll": "yes"}, [], "model.unroll: unknown setting 'yes'; choose one of: auto, true, false"),
     ("unknown-backend", {"train__backend": "torch"}, [], "train.backend: unknown backend 'torch'; choose one of: tensorflow, jax"),
-    ("unknown-precision", {"train__precision": "mixed_float16"}, [], "train.precision: unknown precision 'mixed_float16'; choose one of: float32, mixed_bfloat16"),
+    ("unknown-precision", {"train__precision": "mixed_float16"}, [], f"train.precision: unknown precision 'mixed_float16'; choose one of: {', '.join(PRECISIONS)}"),
     ("groups-dont-divide", {"model__norm": "group", "model__norm_groups": 5}, [], "model.norm_groups: 5 groups do not divide the 32 channels that imdb_rnn normalizes; use one of: 1, 2, 4, 8, 16, 32"),
     ("model-data-mismatch", {"model__arch": "cifar10_cnn"}, [], "data.name: model cifar10_cnn needs image data, 'synthetic_imdb' is sequence data; use one of: cifar10, synthetic_cifar10"),
     ("bad-name", {"name": "a/b"}, [], "name: 'a/b' is not a folder-safe name"),

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, cli, write_config
+from normbench.build.models import PLACEMENTS, RNNS
 from normbench.training import train
 from normbench.schema.config import from_dict
 
@@ -173,8 +174,8 @@ def test_model_rnn_and_placement_build_the_right_layers():
          "model.norm_placement: recurrent cannot use norm 'group': not implemented inside the recurrence; "
          "use norm layer, rms, none, or norm_placement: between"),
         ({"model__norm_placement": "inside"},
-         "model.norm_placement: unknown norm placement 'inside'; choose one of: between, recurrent"),
-        ({"model__rnn": "cudnn"}, "model.rnn: unknown rnn implementation 'cudnn'; choose one of: keras, fast"),
+         f"model.norm_placement: unknown norm placement 'inside'; choose one of: {', '.join(PLACEMENTS)}"),
+        ({"model__rnn": "cudnn"}, f"model.rnn: unknown rnn implementation 'cudnn'; choose one of: {', '.join(RNNS)}"),
         ({"model__rnn": "keras", "model__unroll": 20},
          "model.unroll: a chunk size (20) needs model.rnn: fast (keras.layers.SimpleRNN unrolls all steps or none); "
          "set model.rnn: fast or unroll true/false"),

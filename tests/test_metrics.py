@@ -56,3 +56,66 @@ def test_import_is_light():
             "if m in sys.modules]; print(heavy); sys.exit(bool(heavy))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+# ----------------------------------------------------------------------------- computed from history.csv
+
+
+def _rows(*epochs):
+    """history.csv rows as runfolder.read_history gives them (strings; "" = no value)."""
+    keys = ("epoch", "loss", "val_accuracy", "epoch_seconds", "grad_norm_mean", "grad_norm_max")
+    return [{k: ("" if v is None else str(v)) for k, v in zip(keys, e)} for e in epochs]
+
+
+def test_history_metrics_are_computed_from_the_rows():
+    rows = _rows((1, 2.0, 0.50, 3.0, 1.0, 4.0), (2, 1.0, 0.80, 1.0, 3.0, 9.5),
+                 (3, 0.5, 0.80, 2.0, None, None), (4, 0.25, 0.76, 2.0, 2.0, 5.0))
+    assert metrics.from_history(rows) == {
+        "best_val_accuracy": 0.80, "last_val_accuracy": 0.76,
+        "best_epoch": 2,  # the earliest of the tied epochs
+        "final_train_loss": 0.25, "mean_epoch_seconds": 2.0,
+        "epochs_to_95": 2,  # 0.76 >= 0.95 * 0.80 too, but epoch 2 came first
+        "mean_grad_norm": 2.0, "max_grad_norm": 9.5,  # over the epochs that measured them
+    }
+    assert metrics.from_history([]) == dict.fromkeys(metrics.from_history(rows))
+    nan = _rows((1, "nan", "", 1.0, None, None))
+    assert metrics.from_history(nan)["final_train_loss"] is None and metrics.from_history(nan)["epochs_to_95"] is None
+
+
+def test_every_summary_metric_is_a_summary_key_with_its_own_description():
+    from normbench.store import runfolder
+
+    for m in metrics.TABLE.values():
+        if m.source == "summary":
+            assert m.description, m.name
+            assert runfolder.SUMMARY_KEYS[m.name] == m.description
+    # a new summary metric (one entry in metrics.py) becomes a key, before finished_at
+    keys = runfolder._with_new_metrics({"status": "s", "finished_at": "t"})
+    assert list(keys)[0] == "status" and list(keys)[-1] == "finished_at"
+    assert [k for k in keys if k in metrics.TABLE] == list(metrics.SUMMARY)
+
+
+def test_a_run_from_before_a_history_metric_gets_it_from_its_history_csv(tmp_path):
+    """An old run's summary.json lacks epochs_to_95 (and the grad norms): compare ranks by
+    the value its history.csv gives, as training computes it, instead of leaving it out."""
+    from conftest import cli, write_run
+    from normbench.analysis.runs import load_runs
+
+    for seed in (0, 1):
+        write_run(tmp_path, seed=seed, norm="batch", extra={"epochs_to_95": None, "max_grad_norm": None})
+        write_run(tmp_path, seed=seed, norm="layer", curve_shift=0.6, extra={"epochs_to_95": None})
+    runs = [r for r in load_runs([tmp_path]) if r.completed]
+    for r in runs:
+        rows = runfolder_rows(r.path)
+        assert "epochs_to_95" not in r.summary
+        assert r.metric("epochs_to_95") == (metrics.TABLE["epochs_to_95"].compute(rows), False)
+    assert {r.config["model.norm"]: r.metric("epochs_to_95")[0] for r in runs} == {"batch": 3.0, "layer": 1.0}
+    r = cli("compare", tmp_path, "--metric", "epochs_to_95", "--format", "csv")
+    assert r.exit_code == 0, r.output
+    assert "left out" not in r.output
+
+
+def runfolder_rows(path):
+    from normbench.store import runfolder
+
+    return runfolder.read_history(path)

@@ -118,9 +118,8 @@ def test_layer_norm_statistics_are_per_sample_over_all_features():
 
 
 def test_unknown_norm_lists_choices():
-    with pytest.raises(NormbenchError, match="unknown norm 'batchnorm'; choose one of: batch, layer, group, rms, instance, dyt, none"):
+    with pytest.raises(NormbenchError, match=f"unknown norm 'batchnorm'; choose one of: {', '.join(NORMS)}$"):
         make_norm("batchnorm", "conv")
-    assert list(NORMS) == ["batch", "layer", "group", "rms", "instance", "dyt", "none"]
 
 
 def test_group_norm_groups_must_divide_every_channel_count():

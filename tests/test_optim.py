@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, assert_one_line_error, cli, history_rows, start_run, wait_rows, write_config
+from normbench.build.optim import BUDGETS, LR_SCALINGS, SCHEDULES
 
 # 160 examples, validation_split 0.2 -> n = 128 training examples; batch 32 -> S = 4 steps per epoch
 N_FIT, BATCH, S = 128, 32, 4
@@ -173,7 +174,7 @@ ERRORS = [
     ("negative-weight-decay", ["train.optimizer=adamw", "train.weight_decay=-0.1"],
      "train.weight_decay: must be >= 0, got -0.1"),
     ("unknown-schedule", ["train.schedule=linear"],
-     "train.schedule: unknown schedule 'linear'; choose one of: constant, cosine, step"),
+     f"train.schedule: unknown schedule 'linear'; choose one of: {', '.join(SCHEDULES)}"),
     ("step-epochs-on-cosine", ["train.schedule=cosine", "train.step_epochs=2"],
      "train.step_epochs: applies only to schedule step, not cosine; remove it or set train.schedule: step"),
     ("step-factor-on-constant", ["train.step_factor=0.5"],
@@ -188,9 +189,9 @@ ERRORS = [
     ("warmup-negative", ["train.warmup_epochs=-1"],
      "train.warmup_epochs: must be >= 0 and < train.epochs (3), got -1.0"),
     ("unknown-scaling", ["train.lr_scaling=square"],
-     "train.lr_scaling: unknown learning-rate scaling 'square'; choose one of: none, linear, sqrt"),
+     f"train.lr_scaling: unknown learning-rate scaling 'square'; choose one of: {', '.join(LR_SCALINGS)}"),
     ("unknown-budget", ["train.budget=epochs"],
-     "train.budget: unknown budget 'epochs'; choose one of: samples, steps"),
+     f"train.budget: unknown budget 'epochs'; choose one of: {', '.join(BUDGETS)}"),
     ("scaling-without-base", ["train.lr_scaling=linear"],
      "train.base_batch_size: missing; train.lr_scaling linear needs the batch size that train.learning_rate "
      "and train.epochs refer to, e.g. 64"),

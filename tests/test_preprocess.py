@@ -94,7 +94,7 @@ def test_token_ids_are_refused_in_one_line(tmp_path):
                              "zscore would turn into numbers that are no ids; use none (scale inside the model instead)")
     r = cli("validate", write_config(tmp_path / "c.yaml", data__preprocess="robust"))
     assert error_line(r) == (f"Error: {tmp_path / 'c.yaml'}: data.preprocess: unknown preprocessing 'robust'; "
-                             "choose one of: none, minmax, zscore")
+                             f"choose one of: {', '.join(preprocess.PREPROCESS)}")
 
 
 def test_runs_record_the_fitted_statistics(tmp_path):

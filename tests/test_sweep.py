@@ -607,7 +607,7 @@ def test_output_that_is_a_file_is_one_line(tmp_path):
 def test_executors_follow_the_contract_and_the_fakes_do_too():
     from normbench.orchestrate.executors import base as executors
 
-    assert list(executors.EXECUTORS) == ["local", "ray"]
+    assert {"local", "ray"} <= set(executors.EXECUTORS)  # a new executor is one file: it joins them
     assert isinstance(executors.make_executor("local"), executors.Executor)
     assert isinstance(FakeExecutor(), executors.Executor)
     assert not isinstance(object(), executors.Executor)

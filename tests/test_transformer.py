@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO, cli
 from normbench import NormbenchError
 from normbench.schema.config import from_dict
-from normbench.build.models import build_model
+from normbench.build.models import TRANSFORMER_PLACEMENTS, build_model
 
 
 def _model(norm="layer", **params):
@@ -80,7 +80,7 @@ def test_norm_slots_are_the_chosen_norm_per_token():
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"norm_placement": "between"}, "model.params.norm_placement: unknown norm placement 'between'; choose one of: pre, post"),
+    ({"norm_placement": "between"}, f"model.params.norm_placement: unknown norm placement 'between'; choose one of: {', '.join(TRANSFORMER_PLACEMENTS)}"),
     ({"embed_dim": 30, "heads": 4}, "model.params.heads: 4 heads do not divide embed_dim 30; choose heads that divide it, e.g. 2"),
     ({"dropout": 1.0}, "model.params.dropout: must be >= 0 and < 1, got 1.0; e.g. 0.1"),
 ])

@@ -18,6 +18,7 @@ import pytest
 
 from conftest import REPO, TINY, cli, write_config
 from normbench import NormbenchError
+from normbench.build.norms import NORMS
 from normbench.store import runfolder
 from normbench.orchestrate import sweep as sw
 from normbench.orchestrate import tune
@@ -228,7 +229,7 @@ def test_sigkill_of_the_driver_then_a_rerun_trains_nothing_twice(tmp_path, kill_
     (["--per", "model.norm=batch", "--grid", GRID],
      "--per model.norm=batch: one value; a tune compares at least two, e.g. --per model.norm=batch,layer"),
     (["--per", "model.norm=batch,bogus", "--grid", GRID],
-     "--per model.norm=bogus: model.norm: unknown norm 'bogus'; choose one of: batch, layer, group, rms, instance, dyt, none"),
+     f"--per model.norm=bogus: model.norm: unknown norm 'bogus'; choose one of: {', '.join(NORMS)}"),
     (["--per", PER, "--grid", "seed=0,1"],
      "--grid seed: seeds are set by --tune-seeds (tuning) and --confirm-seeds (confirmation), not the grid; "
      "drop it from --grid"),

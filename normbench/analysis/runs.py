@@ -59,10 +59,17 @@ class Run:
     def metric(self, key: str) -> tuple[float, bool]:
         """(value of a ranking metric, whether it came from the metric's fallback key, see normbench.core.metrics).
         test_*_last of a run that predates it is its test_* figure, but only when the run
-        evaluated the last epoch's weights (summary `eval` absent or "last")."""
-        fallback = metrics.TABLE[key].fallback if key in metrics.TABLE else None
-        if fallback and key not in self.summary and self.summary.get("eval") in (None, "last"):
-            return self.value(fallback), True
+        evaluated the last epoch's weights (summary `eval` absent or "last"); a metric computed
+        from history.csv (metrics' `compute`) that its summary.json lacks is computed from its
+        history.csv."""
+        m = metrics.TABLE.get(key)
+        if m and m.fallback and key not in self.summary and self.summary.get("eval") in (None, "last"):
+            return self.value(m.fallback), True
+        if m and m.compute and self.summary and key not in self.summary:  # a run from before it was recorded:
+            # computed from its history.csv exactly as training computes it (metrics.from_history)
+            rows = [r for r in runfolder.read_history(self.path) if runfolder.well_formed(r)]
+            by_epoch = {int(r["epoch"]): r for r in rows}
+            return _number(m.compute([by_epoch[e] for e in sorted(by_epoch)]), key, self.path), False
         return self.value(key), False
 
     @property

@@ -66,8 +66,17 @@ class DatasetSpec:
     # made from the run's seed, not read from a file (the synthetic_* sets): never cached,
     # SYNTHETIC_SIZE examples without data.subset, and its fingerprint differs per seed
     generated: bool = False
-    shape: tuple = ()  # one example's shape when fixed (the tabular sets), for input_spec; () = by name or file
-    dtype: str = ""  # its dtype when fixed
+    # one example's shape (input_spec, and the shape every model is built for): fixed, or a
+    # function of the DataConfig (the token sets: (data.maxlen,)); your data reads its own (example)
+    shape: tuple | Callable = ()
+    dtype: str = ""  # one example's dtype
+    # your data (arrays, image_folder): (DataConfig) -> (shape, dtype, classes), read cheaply
+    # from its file or folder; None = shape, dtype and num_classes above
+    example: Callable | None = None
+    # the config key that sets the example shape, and (needed shape) -> the fix a model that
+    # needs another shape suggests (models.check_input_shape); None = choose another data set
+    shape_key: str = "data.name"
+    shape_fix: Callable | None = None
     extra: str = ""  # the optional extra (pip install 'normbench[extra]') its loader needs; "" = none
 
 
@@ -692,18 +701,27 @@ def _image_folder_classes(cfg) -> int:
 
 
 def input_spec(cfg) -> tuple[tuple, str, int]:
-    """(one example's shape, dtype, classes) of a DataConfig, read cheaply: the built-in
-    sets' known shapes, an arrays .npz's headers (and labels), an image folder's layout."""
-    np = _np()
+    """(one example's shape, dtype, classes) of a DataConfig, read cheaply from its
+    DATASETS entry: a built-in set's shape and dtype (or its function of the config), your
+    data's from its file's headers (and labels) or its folder's layout."""
     spec = DATASETS[cfg.name]
-    if spec.shape:
-        return spec.shape, spec.dtype, spec.num_classes
-    if cfg.name in ("imdb", "synthetic_imdb"):
-        return (cfg.maxlen,), "int32", 2
-    if cfg.name in ("cifar10", "synthetic_cifar10"):
-        return (32, 32, 3), "uint8", 10
-    if cfg.name == "image_folder":
-        return (*cfg.image_size, 3), "uint8", cfg.classes or _image_folder_classes(cfg)
+    if spec.example is not None:
+        return spec.example(cfg)
+    shape = spec.shape(cfg) if callable(spec.shape) else spec.shape
+    return tuple(shape), spec.dtype, spec.num_classes
+
+
+def _tokens(cfg) -> tuple:
+    """A token set's example: data.maxlen token ids (padded or cut to it)."""
+    return (cfg.maxlen,)
+
+
+def _image_folder_example(cfg) -> tuple[tuple, str, int]:
+    return (*cfg.image_size, 3), "uint8", cfg.classes or _image_folder_classes(cfg)
+
+
+def _arrays_example(cfg) -> tuple[tuple, str, int]:
+    np = _np()
     local = _find_local(cfg, ())
     check_npz(cfg, local)
     x_shape, x_dtype = _npz_headers(local)["x_train"]  # a .npz is never memory-mapped: f["x_train"] reads it all
@@ -712,15 +730,31 @@ def input_spec(cfg) -> tuple[tuple, str, int]:
     return tuple(x_shape[1:]), x_dtype.name, classes
 
 
+def _set_maxlen(need: tuple) -> str | None:
+    return f"set data.maxlen: {need[0]}" if len(need) == 1 else None
+
+
+def _set_image_size(need: tuple) -> str | None:
+    return f"set data.image_size: [{need[0]}, {need[1]}]" if len(need) == 3 and need[2] == 3 else None
+
+
+def _give_arrays(need: tuple) -> str:
+    return f"give x arrays of shape (N, {', '.join(map(str, need))})"
+
+
+CIFAR_SHAPE = (32, 32, 3)  # CIFAR-10: 32x32 RGB images, uint8 0-255
+_TOKENS = dict(shape=_tokens, dtype="int32", shape_key="data.maxlen", shape_fix=_set_maxlen)
+_CIFAR = dict(shape=CIFAR_SHAPE, dtype="uint8")
+
 ANY_SIZE = (10**9, 10**9)  # your data: its own size, checked against the file (config.check_can_start)
 
 DATASETS = {
-    "imdb": DatasetSpec("sequence", 2, _load_imdb, IMDB_FILES, (25000, 25000)),
-    "cifar10": DatasetSpec("image", 10, _load_cifar10, CIFAR_FILES, (50000, 10000)),
+    "imdb": DatasetSpec("sequence", 2, _load_imdb, IMDB_FILES, (25000, 25000), **_TOKENS),
+    "cifar10": DatasetSpec("image", 10, _load_cifar10, CIFAR_FILES, (50000, 10000), **_CIFAR),
     # synthetic sets are generated at the subset's size: at most the real set's, so a
     # typo cannot ask for a billion examples
-    "synthetic_imdb": DatasetSpec("sequence", 2, _synthetic_imdb, (), (25000, 25000), generated=True),
-    "synthetic_cifar10": DatasetSpec("image", 10, _synthetic_cifar10, (), (50000, 10000), generated=True),
+    "synthetic_imdb": DatasetSpec("sequence", 2, _synthetic_imdb, (), (25000, 25000), generated=True, **_TOKENS),
+    "synthetic_cifar10": DatasetSpec("image", 10, _synthetic_cifar10, (), (50000, 10000), generated=True, **_CIFAR),
     # your data (docs/own-model.md): classes from data.classes or the labels / folders
     # tables of feature vectors (the MLP's): scikit-learn's bundled sets (read from files inside
     # the package, no download; held-out test rows: TABULAR_TEST) and a synthetic salary table
@@ -729,8 +763,10 @@ DATASETS = {
     "wine": DatasetSpec("tabular", 3, _load_wine, (), (142, 36), shape=(13,), dtype="float32", extra="tabular"),
     "synthetic_salary": DatasetSpec("tabular", 2, _synthetic_salary, (), (50000, 10000), generated=True,
                                     shape=(len(SALARY_COLUMNS),), dtype="float32"),
-    "arrays": DatasetSpec("any", 0, _load_arrays, (), ANY_SIZE),
-    "image_folder": DatasetSpec("image", 0, _load_image_folder, (), ANY_SIZE),
+    "arrays": DatasetSpec("any", 0, _load_arrays, (), ANY_SIZE, example=_arrays_example, shape_key="data.path",
+                          shape_fix=_give_arrays),
+    "image_folder": DatasetSpec("image", 0, _load_image_folder, (), ANY_SIZE, example=_image_folder_example,
+                                shape_key="data.image_size", shape_fix=_set_image_size),
 }
 OWN_DATA = ("arrays", "image_folder")
 

@@ -18,7 +18,7 @@ from normbench.build.norms import RECURRENT_NORMS, make_norm, slot_norm
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    build: Callable  # (model_config, data_config, num_classes, input_dtype) -> keras.Model
+    build: Callable  # (model_config, data_config, num_classes, input_dtype, input_shape) -> keras.Model
     data_kind: str  # "sequence" (token ids) or "image"
     loss: str
     norm_channels: tuple[int, ...]  # channel count at each norm slot, for group checks
@@ -32,14 +32,19 @@ class ModelSpec:
     params: type | None = None
     check: Callable | None = None  # (model_config, where) -> None: rules on its params
     slots: tuple[str, ...] = ()  # the norm slot kinds it builds (norms.SLOTS), for norms refused in some
+    # the one example shape it is built for (cifar10_cnn: 32x32x3); None = any, read from the
+    # data (data.DATASETS' entry); check refuses data of another shape, naming the key to fix
+    input_shape: tuple | None = None
 
 
 MODELS: dict[str, ModelSpec] = {}
 
 
 def register(name, *, data_kind, loss, norm_channels, description, placements=("between",), options=(), params=None,
-             check=None, slots=()):
-    """Register a builder `fn(model_config, data_config, num_classes, input_dtype)`.
+             check=None, slots=(), input_shape=None):
+    """Register a builder `fn(model_config, data_config, num_classes, input_dtype, input_shape)`
+    (input_shape: one example's, from the data's DATASETS entry or its file; a builder that
+    needs one shape passes `input_shape=` here, and check refuses other data).
     A model with options of its own passes `params=` a frozen dataclass (each field typed,
     with a default: users write `model.params: {field: value}`, `--set model.params.field=v`)
     and, for rules beyond the types, `check=` a function (model_config, where) raising
@@ -47,7 +52,8 @@ def register(name, *, data_kind, loss, norm_channels, description, placements=("
     keys (ModelConfig fields, e.g. unroll) the builder reads beyond norm and norm_groups."""
     def wrap(fn):
         MODELS[name] = ModelSpec(name, fn, data_kind, loss, tuple(norm_channels), description, tuple(placements),
-                                 tuple(options), params, check, tuple(slots))
+                                 tuple(options), params, check, tuple(slots),
+                                 None if input_shape is None else tuple(input_shape))
         return fn
 
     return wrap
@@ -103,7 +109,7 @@ PRECISIONS = {
     options=("unroll", "rnn", "norm_placement"),
     slots=("sequence", "vector"),
 )
-def imdb_rnn(model, data, num_classes, input_dtype=None):  # token ids: always int32
+def imdb_rnn(model, data, num_classes, input_dtype=None, input_shape=None):  # token ids: always int32
     import keras
     from keras import layers
 
@@ -116,7 +122,7 @@ def imdb_rnn(model, data, num_classes, input_dtype=None):  # token ids: always i
                                 else make_slot(model, where, name))
     return keras.Sequential(
         [
-            keras.Input(shape=(data.maxlen,), dtype="int32"),
+            keras.Input(shape=input_shape or (data.maxlen,), dtype="int32"),
             layers.Embedding(data.num_words, 128, name="embedding"),
             simple_rnn(model, 32, return_sequences=True, name="rnn_1"),
             norm("sequence", "norm_1"),
@@ -152,8 +158,9 @@ def simple_rnn(model, units, return_sequences, name):
     norm_channels=(32, 64, 128, 128),
     description="Pixels (uint8 to float32 / 255) > 3 x [Conv2D(32/64/128, 3x3, relu) > norm > MaxPool] > Flatten > Dense(128, relu) > norm > Dense(10, softmax)",
     slots=("conv", "vector"),
+    input_shape=(32, 32, 3),  # its three conv/pool blocks are sized for CIFAR-10's images
 )
-def cifar10_cnn(model, data, num_classes, input_dtype=None):
+def cifar10_cnn(model, data, num_classes, input_dtype=None, input_shape=None):
     """input_dtype: the images' dtype, uint8 (0-255, the default: what every CIFAR-10
     source gives) or float32 (already in [0, 1]); the first layer, Pixels, scales uint8
     to float32 x / 255 per batch, exactly as NumPy would, so images stay uint8 in memory."""
@@ -172,7 +179,7 @@ def cifar10_cnn(model, data, num_classes, input_dtype=None):
         ]
     return keras.Sequential(
         [
-            keras.Input(shape=(32, 32, 3), dtype=input_dtype or "uint8"),
+            keras.Input(shape=MODELS["cifar10_cnn"].input_shape, dtype=input_dtype or "uint8"),
             Pixels(name="pixels"),
             *blocks,
             layers.Flatten(name="flatten"),
@@ -215,15 +222,13 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "elu", "selu", "swish", "linea
     check=_check_mlp,
     slots=("vector",),
 )
-def mlp(model, data, num_classes, input_dtype=None):
+def mlp(model, data, num_classes, input_dtype=None, input_shape=None):
     """A multilayer perceptron for feature vectors (tabular data, or arrays of shape (N, F)):
     a norm slot "input" on the inputs, then one Dense layer and a norm slot per hidden size."""
     import keras
     from keras import layers
 
-    from normbench.build.data import input_spec
-
-    shape, _, _ = input_spec(data)
+    shape = tuple(input_shape)
     if len(shape) != 1:
         raise NormbenchError(f"model mlp: the data's examples have shape {list(shape)}; the MLP takes feature vectors "
                              "(N, features): flatten them, or use another model")
@@ -289,7 +294,7 @@ def transformer_slots(params) -> list[str]:
     check=_check_transformer,
     slots=("sequence",),
 )
-def imdb_transformer(model, data, num_classes, input_dtype=None):  # token ids: always int32
+def imdb_transformer(model, data, num_classes, input_dtype=None, input_shape=None):  # token ids: always int32
     """post (Vaswani et al. 2017): x = norm_1(x + attn(x)); x = norm_2(x + ff(x)).
     pre (Xiong et al. 2020):       x = x + attn(norm_1(x)); x = x + ff(norm_2(x)); final norm.
     attn: keras.layers.MultiHeadAttention(heads, key_dim=embed_dim/heads), self-attention,
@@ -303,9 +308,10 @@ def imdb_transformer(model, data, num_classes, input_dtype=None):  # token ids: 
     p = model.params if model.params is not None else TransformerParams()
     norm = lambda name: make_norm(model.norm, "sequence", model.norm_groups, name)  # noqa: E731
     drop = (lambda name: layers.Dropout(p.dropout, name=name)) if p.dropout else (lambda name: (lambda t: t))
-    tokens = keras.Input(shape=(data.maxlen,), dtype="int32", name="tokens")
+    steps = (input_shape or (data.maxlen,))[0]
+    tokens = keras.Input(shape=(steps,), dtype="int32", name="tokens")
     x = layers.Embedding(data.num_words, p.embed_dim, name="embedding")(tokens)
-    x = PositionEmbedding(data.maxlen, name="position")(x)
+    x = PositionEmbedding(steps, name="position")(x)
     pre = p.norm_placement == "pre"
     for b in range(1, p.blocks + 1):
         attention = layers.MultiHeadAttention(p.heads, p.embed_dim // p.heads, name=f"block{b}_attention")
@@ -382,18 +388,43 @@ PLACEMENTS = ("between", "recurrent")  # model.norm_placement
 
 def check(cfg, where) -> None:
     """model.* rules of a Config (the data kind and group divisibility need cfg.data);
-    `where.error(key, problem)` names the file (config._Where)."""
-    from normbench.core.checks import at_least, auto_bool, choice
-    from normbench.build.data import DATASETS
-    from normbench.build.norms import NORMS
+    `where.error(key, problem)` names the file (config._Where). The steps run in this
+    order, so a config with several faults gets the same first error as always."""
+    m = cfg.model
+    _check_source(m, where)
+    _check_norms(m, where)
+    from normbench.build import usermodels
 
-    m, d = cfg.model, cfg.data
+    if usermodels.is_user_model(m):  # it reads none of the built-in models' own options
+        refuse_unread(m, where, (), "your own model")
+        usermodels.check(cfg, where)
+        return
+    from normbench.core.checks import choice
+
+    choice(where, "model.arch", m.arch, MODELS, "model")
+    spec = MODELS[m.arch]
+    _check_data(spec, cfg.data, where)
+    _check_slots(spec, m, where)
+    _check_recurrence(spec, m, where)
+    if spec.check is not None:
+        spec.check(m, where)
+
+
+def _check_source(m, where) -> None:
+    """Exactly one of model.arch, model.layers, model.from."""
     given = [k for k, v in (("model.arch", m.arch), ("model.layers", m.layers), ("model.from", m.from_)) if v is not None]
     if not given:
         raise where.error("model.arch", f"missing; name a model ({', '.join(MODELS)}), or give your own with "
                                         "model.layers, model.from or model.arch: file.py:function (docs/own-model.md)")
     if len(given) > 1:
         raise where.error(given[1], f"give one of model.arch, model.layers, model.from, not {' and '.join(given)}")
+
+
+def _check_norms(m, where) -> None:
+    """model.norm, model.norm_groups and model.norms name known norms (any model)."""
+    from normbench.core.checks import at_least, choice
+    from normbench.build.norms import NORMS
+
     choice(where, "model.norm", m.norm, NORMS, "norm")
     at_least(where, "model.norm_groups", m.norm_groups, 1)
     for slot, norm in (m.norms or {}).items():
@@ -402,17 +433,24 @@ def check(cfg, where) -> None:
         choice(where, f"model.norms.{slot}", norm, NORMS, "norm")
     if m.norms and m.norm_placement == "recurrent":
         raise where.error("model.norms", "norm_placement recurrent has no norm slots between layers to set; remove one of them")
-    from normbench.build import usermodels
 
-    if usermodels.is_user_model(m):  # it reads none of the built-in models' own options
-        refuse_unread(m, where, (), "your own model")
-        usermodels.check(cfg, where)
-        return
-    choice(where, "model.arch", m.arch, MODELS, "model")
-    spec, kind = MODELS[m.arch], DATASETS[d.name].kind
+
+def _check_data(spec: ModelSpec, d, where) -> None:
+    """The data is of the kind the model reads, and of its example shape if it needs one."""
+    from normbench.build.data import DATASETS
+
+    kind = DATASETS[d.name].kind
     if spec.data_kind != kind and kind != "any":  # "any": arrays of any shape (checked on building)
         fits = ", ".join(n for n, s in DATASETS.items() if s.kind == spec.data_kind)
-        raise where.error("data.name", f"model {m.arch} needs {spec.data_kind} data, {d.name!r} is {kind} data; use one of: {fits}")
+        raise where.error("data.name", f"model {spec.name} needs {spec.data_kind} data, {d.name!r} is {kind} data; "
+                                       f"use one of: {fits}")
+    check_input_shape(spec, d, where)
+
+
+def _check_slots(spec: ModelSpec, m, where) -> None:
+    """model.norm fits the model's norm slots: instance has no vector slot, groups divide the channels."""
+    from normbench.core.checks import at_least
+
     at_least(where, "model.norm_groups", m.norm_groups, 1)
     if m.norm == "instance" and "vector" in spec.slots:  # norms.py: one value per group there
         fits = ", ".join(n for n, s in MODELS.items() if s.slots and "vector" not in s.slots)
@@ -427,6 +465,13 @@ def check(cfg, where) -> None:
                 f"{m.norm_groups} groups do not divide the {'/'.join(map(str, bad))} channels that {m.arch} normalizes; "
                 f"use one of: {', '.join(map(str, ok))}",
             )
+
+
+def _check_recurrence(spec: ModelSpec, m, where) -> None:
+    """model.rnn, model.norm_placement and model.unroll (imdb_rnn's options; other models
+    refuse them set, refuse_unread)."""
+    from normbench.core.checks import auto_bool, choice
+
     choice(where, "model.rnn", m.rnn, RNNS, "rnn implementation")
     if m.norm_placement != "between" and spec.params is not None and "norm_placement" in {
             f.name for f in dataclasses.fields(spec.params)}:  # its own placements are a param (issue 30)
@@ -452,15 +497,34 @@ def check(cfg, where) -> None:
     if m.norm_placement == "recurrent" and m.norm not in RECURRENT_NORMS:
         raise where.error("model.norm_placement", f"recurrent cannot use norm {m.norm!r}: not implemented inside the recurrence; "
                           f"use norm {', '.join(RECURRENT_NORMS)}, or norm_placement: between")
-    if spec.check is not None:
-        spec.check(m, where)
+
+
+def _shape_text(shape) -> str:
+    return "x".join(map(str, shape))
+
+
+def check_input_shape(spec: ModelSpec, d, where) -> None:
+    """A model built for one example shape (spec.input_shape) refuses data of another, naming
+    the key that sets the data's shape (its DATASETS entry's shape_key) and the fix."""
+    from normbench.build.data import DATASETS, input_spec
+
+    if spec.input_shape is None:
+        return
+    have, need = tuple(input_spec(d)[0]), spec.input_shape
+    if have == need:
+        return
+    entry = DATASETS[d.name]
+    fix = entry.shape_fix(need) if entry.shape_fix else None
+    fits = ", ".join(n for n, e in DATASETS.items() if not callable(e.shape) and tuple(e.shape) == need)
+    raise where.error(entry.shape_key, f"model {spec.name} takes examples of shape {_shape_text(need)}, "
+                                       f"{d.name}'s are {_shape_text(have)}; {fix or 'use one of: ' + fits}")
 
 
 def build_model(config, num_classes: int, input_dtype: str | None = None, input_shape=None, info: dict | None = None):
     """The Keras model for a validated Config (not compiled). input_dtype: the dtype of
-    the data's x arrays (image models: uint8 or float32; None = uint8). A user's model
-    (normbench.build.usermodels) is built for `input_shape` (one example's; None = the data
-    config's, read cheaply) and fills `info` with what was built (source, sha256)."""
+    the data's x arrays (image models: uint8 or float32; None = uint8). Every model is built
+    for `input_shape` (one example's; None = the data config's, read cheaply: data.input_spec);
+    a user's model (normbench.build.usermodels) fills `info` with what was built (source, sha256)."""
     from normbench.build import usermodels
 
     if usermodels.is_user_model(config.model):
@@ -482,9 +546,16 @@ def build_model(config, num_classes: int, input_dtype: str | None = None, input_
         raise NormbenchError(f"unknown model {config.model.arch!r}; choose one of: {', '.join(MODELS)}")
     from normbench.build.optim import resolved_unroll  # a training-plan question (steps, backend)
 
+    if input_shape is None:
+        from normbench.build.data import input_spec
+
+        input_shape = input_spec(config.data)[0]
+    if spec.input_shape is not None and tuple(input_shape) != spec.input_shape:  # check_input_shape, for data
+        raise NormbenchError(f"model {spec.name} takes examples of shape {_shape_text(spec.input_shape)}, "
+                             f"the data's are {_shape_text(input_shape)}; use data of that shape, or another model")
     model = dataclasses.replace(config.model, unroll=resolved_unroll(config))
     with dtype_policy(config.train.precision):
-        built = spec.build(model, config.data, num_classes, input_dtype)
+        built = spec.build(model, config.data, num_classes, input_dtype, tuple(input_shape))
     check_slot_keys(model, built, f"model {config.model.arch}")
     with dtype_policy(config.train.precision):
         return _augmented(built, config)

@@ -421,13 +421,32 @@ def _read_layers(m):
 
 
 def _from_layers(cfg, num_classes, input_shape, input_dtype):
-    import difflib
-
     import keras
 
     entries, prefix, source, digest = _read_layers(cfg.model)
     classes = layer_classes()
-    x = None
+    x, entries, offset = _first_input(entries, prefix, input_shape, input_dtype)
+    inputs, built, n_slots = x, [], 0
+    for j, entry in enumerate(entries):
+        i = j + offset
+        if isinstance(entry, dict) and "norm" in entry:
+            n_slots += 1
+            layer, what = _norm_entry(cfg, entry, f"{prefix}[{i}]", n_slots, x, built)
+        else:
+            layer, what = _class_entry(entry, f"{prefix}[{i}]", classes)
+        x = _apply(layer, x, what)
+        built.append(layer)
+    stem = Path(source).stem if source != "model.layers" else "layers"
+    model = keras.Sequential([keras.Input(shape=inputs.shape[1:], dtype=inputs.dtype), *built],
+                             name=f"{stem}_{cfg.model.norm}")
+    return model, {"source": source, "sha256": digest}
+
+
+def _first_input(entries, prefix, input_shape, input_dtype):
+    """(the model's input, the entries after it, the index of the first of them): the list's
+    own Input (or InputLayer) entry, checked against the data's shape, else the data's."""
+    import keras
+
     if isinstance(entries[0], dict) and len(entries[0]) == 1 and next(iter(entries[0])) in ("Input", "InputLayer"):
         (cls_name, spec), = entries[0].items()
         spec = spec or {}
@@ -436,65 +455,71 @@ def _from_layers(cfg, num_classes, input_shape, input_dtype):
         if input_shape is not None and not _fits(shape, tuple(input_shape)):
             raise NormbenchError(f"{prefix}[0] ({cls_name}): shape {list(shape)} but the data's examples have shape "
                                  f"{list(input_shape)}; change the {cls_name} shape or the data")
-        x = keras.Input(shape=shape, dtype=spec.get("dtype", input_dtype), name=spec.get("name"))
-        entries = entries[1:]
-        offset = 1
-    else:
-        x = keras.Input(shape=tuple(input_shape), dtype=input_dtype)
-        offset = 0
-    inputs, built, n_slots = x, [], 0
-    for j, entry in enumerate(entries):
-        i = j + offset
-        if isinstance(entry, dict) and "norm" in entry:
-            n_slots += 1
-            extra = set(entry) - {"norm", "name"}
-            kind, name = entry["norm"], entry.get("name", f"norm_{n_slots}")
-            what = f"{prefix}[{i}] (norm {kind})"
-            if extra or kind not in SLOT_RANKS:
-                raise NormbenchError(f"{what}: a norm slot is {{norm: conv|sequence|vector}} (optionally name:); got {entry}")
-            # a conv slot after a channels-first layer normalizes its channels, axis 1
-            first = next((b.data_format for b in reversed(built) if getattr(b, "data_format", None)), None)
-            axis = 1 if kind == "conv" and first == "channels_first" else -1
-            layer = make_slot(cfg, kind, tuple(x.shape), name, what, axis=axis)
-        else:
-            if not isinstance(entry, dict) or len(entry) != 1:
-                raise NormbenchError(f"{prefix}[{i}]: expected {{LayerClass: {{arguments}}}} or {{norm: conv}}, got {entry!r}")
-            (cls_name, args), = entry.items()
-            args = args or {}
-            if not isinstance(args, dict):
-                raise NormbenchError(f"{prefix}[{i}] ({cls_name}): arguments must be a mapping, got {args!r}")
-            name = args.get("name", "")
-            what = f"{prefix}[{i}] ({cls_name}{' ' + name if name else ''})"
-            cls = classes.get(cls_name)
-            if cls is None:
-                near = difflib.get_close_matches(str(cls_name), classes, 3)
-                raise NormbenchError(f"{what}: unknown layer class {cls_name!r}; use a keras.layers class name"
-                                     + (f", e.g. {', '.join(near)}" if near else " (e.g. Conv2D, Dense)"))
-            try:
-                layer = cls(**args)
-            except Exception as e:
-                raise NormbenchError(f"{what}: bad arguments ({one_line(e, 140, kind=True)}); see keras.layers.{cls_name}") from None
-        try:
-            x = layer(x)
-        except NormbenchError:
-            raise
-        except Exception as e:
-            raise NormbenchError(f"{what}: does not fit its input {_shape_text(x.shape)} ({one_line(e, 140, kind=True)}); "
-                                 "check its arguments and the layers before it") from None
-        built.append(layer)
-    stem = Path(source).stem if source != "model.layers" else "layers"
-    model = keras.Sequential([keras.Input(shape=inputs.shape[1:], dtype=inputs.dtype), *built],
-                             name=f"{stem}_{cfg.model.norm}")
-    return model, {"source": source, "sha256": digest}
+        return keras.Input(shape=shape, dtype=spec.get("dtype", input_dtype), name=spec.get("name")), entries[1:], 1
+    return keras.Input(shape=tuple(input_shape), dtype=input_dtype), entries, 0
+
+
+def _norm_entry(cfg, entry, at: str, n_slots: int, x, built):
+    """(the norm layer, how errors name it) of a {norm: kind} entry at `at` (prefix[i])."""
+    extra = set(entry) - {"norm", "name"}
+    kind, name = entry["norm"], entry.get("name", f"norm_{n_slots}")
+    what = f"{at} (norm {kind})"
+    if extra or kind not in SLOT_RANKS:
+        raise NormbenchError(f"{what}: a norm slot is {{norm: conv|sequence|vector}} (optionally name:); got {entry}")
+    # a conv slot after a channels-first layer normalizes its channels, axis 1
+    first = next((b.data_format for b in reversed(built) if getattr(b, "data_format", None)), None)
+    axis = 1 if kind == "conv" and first == "channels_first" else -1
+    return make_slot(cfg, kind, tuple(x.shape), name, what, axis=axis), what
+
+
+def _class_entry(entry, at: str, classes: dict):
+    """(the layer, how errors name it) of a {LayerClass: {arguments}} entry at `at`."""
+    import difflib
+
+    if not isinstance(entry, dict) or len(entry) != 1:
+        raise NormbenchError(f"{at}: expected {{LayerClass: {{arguments}}}} or {{norm: conv}}, got {entry!r}")
+    (cls_name, args), = entry.items()
+    args = args or {}
+    if not isinstance(args, dict):
+        raise NormbenchError(f"{at} ({cls_name}): arguments must be a mapping, got {args!r}")
+    name = args.get("name", "")
+    what = f"{at} ({cls_name}{' ' + name if name else ''})"
+    cls = classes.get(cls_name)
+    if cls is None:
+        near = difflib.get_close_matches(str(cls_name), classes, 3)
+        raise NormbenchError(f"{what}: unknown layer class {cls_name!r}; use a keras.layers class name"
+                             + (f", e.g. {', '.join(near)}" if near else " (e.g. Conv2D, Dense)"))
+    try:
+        return cls(**args), what
+    except Exception as e:
+        raise NormbenchError(f"{what}: bad arguments ({one_line(e, 140, kind=True)}); see keras.layers.{cls_name}") from None
+
+
+def _apply(layer, x, what: str):
+    """layer(x), a shape mismatch as one line naming the entry."""
+    try:
+        return layer(x)
+    except NormbenchError:
+        raise
+    except Exception as e:
+        raise NormbenchError(f"{what}: does not fit its input {_shape_text(x.shape)} ({one_line(e, 140, kind=True)}); "
+                             "check its arguments and the layers before it") from None
 
 
 def _from_python(cfg, num_classes, input_shape, input_dtype):
+    arch = cfg.model.arch
+    fn, path = _import_builder(arch)
+    model = _call_builder(fn, _norm_factory(cfg, arch), cfg, input_shape, num_classes)
+    _check_built(model, arch, input_shape)
+    digest = _sha256(path.read_bytes()) if path.is_file() else None
+    return model, {"source": arch, "sha256": digest}
+
+
+def _import_builder(arch: str):
+    """(the builder function, its module's file) of model.arch file.py:function or module:function."""
     import importlib
     import importlib.util
 
-    import keras
-
-    arch = cfg.model.arch
     target, fn_name = _split_arch(arch)
     try:
         if target.endswith(".py"):
@@ -513,6 +538,11 @@ def _from_python(cfg, num_classes, input_shape, input_dtype):
     fn = getattr(module, fn_name, None)
     if not callable(fn):
         raise NormbenchError(f"model.arch: {target} has no function {fn_name!r}; define it or fix the name after ':'")
+    return fn, path
+
+
+def _norm_factory(cfg, arch: str):
+    """The `norm` function a Python builder is handed: each call is one tagged norm slot."""
     made = 0
 
     def norm(kind: str, name: str | None = None, channels_first: bool = False):
@@ -531,8 +561,14 @@ def _from_python(cfg, num_classes, input_shape, input_dtype):
         layer._normbench_slot_key = (name, kind)
         return layer
 
+    return norm
+
+
+def _call_builder(fn, norm, cfg, input_shape, num_classes):
+    """fn(norm, input_shape, num_classes); what it raises as one line with the fix."""
+    arch = cfg.model.arch
     try:
-        model = fn(norm, tuple(input_shape), num_classes)
+        return fn(norm, tuple(input_shape), num_classes)
     except NormbenchError:
         raise
     except Exception as e:
@@ -541,6 +577,13 @@ def _from_python(cfg, num_classes, input_shape, input_dtype):
         groups = cfg.model.norm == "group" and "groups" in str(e).lower()
         fix = "set model.norm_groups to a number that divides the channels of every norm slot" if groups else "fix the builder"
         raise NormbenchError(f"model.arch: {arch} raised {one_line(e, 160, kind=True)}; {fix}") from None
+
+
+def _check_built(model, arch: str, input_shape) -> None:
+    """A builder's result is a keras.Model for the data's shape, each norm slot of the rank
+    its kind takes (the slots' input shapes are recorded in their tags)."""
+    import keras
+
     if not isinstance(model, keras.Model):
         raise NormbenchError(f"model.arch: {arch} returned {type(model).__name__}, not a keras.Model; return the model")
     if not isinstance(model.input_shape, tuple) or not _fits(tuple(model.input_shape[1:]), tuple(input_shape)):
@@ -558,8 +601,6 @@ def _from_python(cfg, num_classes, input_shape, input_dtype):
                                      f"{SLOT_RANKS[tag[0]]} input, but its input is {_shape_text(shape)}; use "
                                      f"norm({slot_kind(shape, f'model.arch: {arch}: slot {layer.name}')!r})")
             layer._normbench_slot = (tag[0], "?" if shape is None else _shape_text(shape), "")
-    digest = _sha256(path.read_bytes()) if path.is_file() else None
-    return model, {"source": arch, "sha256": digest}
 
 
 _IMPORTED: dict = {}  # custom objects file or module -> its classes (imported once per process)
@@ -662,10 +703,33 @@ def _head(model) -> set:
 def _from_saved(cfg, input_shape):
     import keras
 
-    Functional = _functional()
     m = cfg.model
     path = Path(m.from_).expanduser()
     src = _load_saved(m, path)
+    _check_saved(src, path, input_shape)
+    inserts = set(m.insert_after or ())
+    every = list(src._flatten_layers(include_self=False))
+    head = _check_inserts(inserts, every, src, path)
+
+    def call(layer, *args, **kwargs):  # a swapped-in norm takes no mask (BatchNormalization's call did)
+        if getattr(layer, "_normbench_slot", None) or isinstance(layer, keras.Sequential):
+            kwargs.pop("mask", None)
+        return layer(*args, **kwargs)
+
+    # recursive: the layers of nested (functional or Sequential) models are swapped too;
+    # Keras clones a Sequential model without a call function
+    model = keras.models.clone_model(src, clone_function=_cloner(cfg, inserts, head), recursive=True,
+                                     call_function=None if isinstance(src, keras.Sequential) else call)
+    if m.keep_weights:
+        _copy_weights(every, model)
+    return model, {"source": str(path), "sha256": _sha256(path.read_bytes())}
+
+
+def _check_saved(src, path: Path, input_shape) -> None:
+    """A loaded model normbench can rewrite (Sequential or functional) for the data's shape."""
+    import keras
+
+    Functional = _functional()
     if not isinstance(src, (keras.Sequential, Functional)) or (
             isinstance(src, Functional) and type(src) not in (Functional, keras.Model)):
         raise NormbenchError(f"model.from: {path} is a subclassed model ({type(src).__name__}): its layers are code, not a "
@@ -674,8 +738,11 @@ def _from_saved(cfg, input_shape):
     if not isinstance(src.input_shape, tuple) or not _fits(tuple(src.input_shape[1:]), tuple(input_shape)):
         raise NormbenchError(f"model.from: {path} takes input {_shape_text(src.input_shape)}, the data's examples have "
                              f"shape {list(input_shape)}; use data that fits the model")
-    inserts = set(m.insert_after or ())
-    every = list(src._flatten_layers(include_self=False))
+
+
+def _check_inserts(inserts: set, every: list, src, path: Path) -> set:
+    """model.insert_after names layers (or layer classes) of the model, none of its output
+    layers; returns the output layers' names (_head)."""
     known = {layer.name for layer in every} | {type(layer).__name__ for layer in every}
     missing = sorted(inserts - known)
     if missing:
@@ -686,6 +753,14 @@ def _from_saved(cfg, input_shape):
     if named:  # a norm after the output layer would normalize the predictions the loss takes
         raise NormbenchError(f"model.insert_after: {named[0]} is the model's output layer (its output is what the loss "
                              "takes); a norm belongs after hidden layers only: remove it")
+    return head
+
+
+def _cloner(cfg, inserts: set, head: set):
+    """clone_model's clone function: each norm layer becomes model.norm's slot, a layer named
+    in model.insert_after gets a slot after it, every other layer is copied from its config."""
+    import keras
+
     norms = norm_classes()
 
     def clone(layer):
@@ -705,21 +780,19 @@ def _from_saved(cfg, input_shape):
             return keras.Sequential([new, norm], name=f"{layer.name}_then_norm")
         return new
 
-    def call(layer, *args, **kwargs):  # a swapped-in norm takes no mask (BatchNormalization's call did)
-        if getattr(layer, "_normbench_slot", None) or isinstance(layer, keras.Sequential):
-            kwargs.pop("mask", None)
-        return layer(*args, **kwargs)
+    return clone
 
-    # recursive: the layers of nested (functional or Sequential) models are swapped too;
-    # Keras clones a Sequential model without a call function
-    model = keras.models.clone_model(src, clone_function=clone, recursive=True,
-                                     call_function=None if isinstance(src, keras.Sequential) else call)
-    if m.keep_weights:
-        by_name = {}
-        for layer in model._flatten_layers(include_self=False):
-            by_name.setdefault(layer.name, layer)
-        for layer in every:
-            if not isinstance(layer, norms) and not isinstance(layer, (keras.Sequential, Functional)) \
-                    and layer.weights and layer.name in by_name:
-                by_name[layer.name].set_weights(layer.get_weights())
-    return model, {"source": str(path), "sha256": _sha256(path.read_bytes())}
+
+def _copy_weights(every: list, model) -> None:
+    """model.keep_weights: the saved model's trained weights into the clone's layers of the
+    same name (norm layers and nested models excluded: the norms are new)."""
+    import keras
+
+    norms, Functional = norm_classes(), _functional()
+    by_name = {}
+    for layer in model._flatten_layers(include_self=False):
+        by_name.setdefault(layer.name, layer)
+    for layer in every:
+        if not isinstance(layer, norms) and not isinstance(layer, (keras.Sequential, Functional)) \
+                and layer.weights and layer.name in by_name:
+            by_name[layer.name].set_weights(layer.get_weights())

@@ -3,8 +3,12 @@
 One `Metric` per quantity, in `TABLE` (name -> Metric). `results` (ranking, per-group
 statistics, the fallback of old runs), `tables` (the headers and digits of compare's
 second block), `stats` (the unit a difference is shown in) and `plots` (the range a band
-is clipped to) all read it, so a new summary.json figure shown by `compare` (peak memory,
-say) is one entry here plus the code that writes it.
+is clipped to) all read it, and `runfolder.SUMMARY_KEYS` takes a summary metric's
+`description` from it. A figure computed from history.csv's rows (`compute`: a pure
+function of the rows) is written by training and, for old runs whose summary.json lacks
+it, computed from their history.csv when compare ranks by it: such a metric is one entry
+here. A figure from elsewhere (peak memory, say) is one entry here plus the code that
+writes it.
 
 The order of `TABLE` is the order of compare's --metric choices and of the per-group
 statistic columns in its CSV and JSON; `shown` orders compare's second block.
@@ -17,7 +21,9 @@ Nothing here imports TensorFlow, Keras, pandas or NumPy.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
+from typing import Callable
 
 LEVEL = 0.95  # confidence level of every interval (compare, plot bands, seeds-until, stats defaults)
 LEVEL_TEXT = f"{LEVEL * 100:g} %"  # LEVEL as help texts and messages write it: "95 %"
@@ -41,11 +47,68 @@ class Metric:
     spread: bool = True  # that block shows mean ± std (True) or the mean alone (False)
     digits: int = 4  # decimals in that block
     fallback: str | None = None  # runs from before it was recorded use this key instead (see Run.metric)
+    description: str = ""  # what it holds (docs/runfolder.md's summary.json table, through runfolder.SUMMARY_KEYS)
+    # how it is computed from history.csv's rows (dicts of strings, one per epoch, in epoch
+    # order: runfolder.read_history): training writes it, and runs whose summary.json lacks
+    # it get it from their history.csv (Run.metric); None = not from history (test figures, times)
+    compute: Callable[[list], float | int | None] | None = None
 
     @property
     def short(self) -> str:
         """Its name in table headers: `header`, else the name with spaces."""
         return self.header or self.name.replace("_", " ")
+
+
+# ----------------------------------------------------------------------------- from history.csv rows
+
+
+def _finite(x):
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _numbers(rows: list, column: str) -> list[float]:
+    return [float(r[column]) for r in rows if r.get(column) not in (None, "")]
+
+
+def _best(rows: list) -> tuple:
+    """(highest val_accuracy, its epoch: the earliest on ties), or (None, None)."""
+    val = [(float(r["val_accuracy"]), int(r["epoch"])) for r in rows if r.get("val_accuracy") not in (None, "")]
+    return max(val, key=lambda v: (v[0], -v[1])) if val else (None, None)
+
+
+def _last(column: str) -> Callable:
+    def last(rows: list):
+        value = rows[-1].get(column) if rows else None
+        return _finite(value) if value else None
+
+    return last
+
+
+def _mean_epoch_seconds(rows: list):
+    return round(statistics.mean(float(r["epoch_seconds"]) for r in rows), 3) if rows else None
+
+
+def _epochs_to_95(rows: list):
+    best = _best(rows)[0]
+    reached = [int(r["epoch"]) for r in rows if r.get("val_accuracy") not in (None, "")
+               and best is not None and float(r["val_accuracy"]) >= 0.95 * best]
+    return min(reached) if reached else None
+
+
+def _mean_grad_norm(rows: list):
+    means = _numbers(rows, "grad_norm_mean")
+    return _finite(statistics.mean(means)) if means else None
+
+
+def _max_grad_norm(rows: list):
+    tops = _numbers(rows, "grad_norm_max")
+    return _finite(max(tops)) if tops else None
+
+
+# ----------------------------------------------------------------------------- the table
 
 
 def _accuracy(name, **kw) -> Metric:
@@ -61,25 +124,41 @@ def _time(name, unit, **kw) -> Metric:
 
 
 _ENTRIES = (
-    _accuracy("test_accuracy", ranked=True, stat=True, header="test acc", shown=1),
-    _loss("test_loss", ranked=True, stat=True),
+    _accuracy("test_accuracy", ranked=True, stat=True, header="test acc", shown=1,
+              description="test accuracy of the weights train.eval picks"),
+    _loss("test_loss", ranked=True, stat=True, description="test loss of the weights train.eval picks"),
     # runs from before summary.json recorded the *_last figures: their headline figure is the
     # last epoch's when their `eval` is absent (older than train.eval) or "last", and only then
-    _accuracy("test_accuracy_last", ranked=True, fallback="test_accuracy"),
-    _accuracy("test_accuracy_best", ranked=True),
-    _loss("test_loss_last", ranked=True, fallback="test_loss"),
-    _loss("test_loss_best", ranked=True),
-    _accuracy("best_val_accuracy", ranked=True, stat=True, header="best val acc", shown=3),
-    _accuracy("last_val_accuracy", ranked=True, stat=True, header="last val acc", shown=2),
-    Metric("best_epoch", stat=True, bounds=NON_NEGATIVE, header="best ep", shown=4, spread=False, digits=1),
-    _loss("final_train_loss", ranked=True, stat=True, header="final train loss", shown=5),
-    _time("mean_epoch_seconds", "s", ranked=True, stat=True, header="s/epoch", shown=6, spread=False, digits=2),
-    _time("ms_per_step", "ms", ranked=True, stat=True, header="ms/step", shown=7, spread=False, digits=1),
-    _time("wall_seconds", "s", ranked=True, stat=True),
+    _accuracy("test_accuracy_last", ranked=True, fallback="test_accuracy",
+              description="test accuracy of the last epoch's weights"),
+    _accuracy("test_accuracy_best", ranked=True, description="test accuracy of the best validation epoch's weights"),
+    _loss("test_loss_last", ranked=True, fallback="test_loss", description="test loss of the last epoch's weights"),
+    _loss("test_loss_best", ranked=True, description="test loss of the best validation epoch's weights"),
+    _accuracy("best_val_accuracy", ranked=True, stat=True, header="best val acc", shown=3,
+              description="highest val_accuracy in history.csv", compute=lambda rows: _finite(_best(rows)[0])),
+    _accuracy("last_val_accuracy", ranked=True, stat=True, header="last val acc", shown=2,
+              description="val_accuracy of the last epoch", compute=_last("val_accuracy")),
+    Metric("best_epoch", stat=True, bounds=NON_NEGATIVE, header="best ep", shown=4, spread=False, digits=1,
+           description="its epoch (the earliest on ties)", compute=lambda rows: _best(rows)[1]),
+    _loss("final_train_loss", ranked=True, stat=True, header="final train loss", shown=5,
+          description="loss of the last epoch", compute=_last("loss")),
+    _time("mean_epoch_seconds", "s", ranked=True, stat=True, header="s/epoch", shown=6, spread=False, digits=2,
+          description="mean epoch time (validation included)", compute=_mean_epoch_seconds),
+    _time("ms_per_step", "ms", ranked=True, stat=True, header="ms/step", shown=7, spread=False, digits=1,
+          description="median over epochs after the first of the epoch's training time (validation excluded), "
+                      "divided by steps per epoch; the first epoch a process trains includes tracing and compiling "
+                      "and is never timed, so a 1-epoch run such as --smoke, or a resume that trains one epoch, "
+                      "reports null, shown as n/a ms/step"),
+    _time("wall_seconds", "s", ranked=True, stat=True, description="wall time of the whole run in this process"),
     # speed of convergence and stability (the tutorial's claims about input scaling)
-    Metric("epochs_to_95", False, ranked=True, unit="epochs", bounds=NON_NEGATIVE),
-    Metric("mean_grad_norm", False, ranked=True, bounds=NON_NEGATIVE),
-    Metric("max_grad_norm", False, ranked=True, bounds=NON_NEGATIVE),
+    Metric("epochs_to_95", False, ranked=True, unit="epochs", bounds=NON_NEGATIVE,
+           description="the first epoch whose val_accuracy reached 95 % of the run's best_val_accuracy (speed of "
+                       "convergence); null without validation accuracy", compute=_epochs_to_95),
+    Metric("mean_grad_norm", False, ranked=True, bounds=NON_NEGATIVE,
+           description="mean over the run's epochs of history.csv's grad_norm_mean; null when not measured (jax)",
+           compute=_mean_grad_norm),
+    Metric("max_grad_norm", False, ranked=True, bounds=NON_NEGATIVE,
+           description="the largest grad_norm_max of the run", compute=_max_grad_norm),
     # history.csv columns (plot curves)
     _accuracy("accuracy", source="history"),
     _accuracy("val_accuracy", source="history"),
@@ -95,6 +174,12 @@ RANKED = tuple(m.name for m in _ENTRIES if m.ranked)  # compare --metric choices
 STATS = tuple(m.name for m in _ENTRIES if m.stat)  # per-group statistics (mean and sample std of each)
 SUMMARY = tuple(m.name for m in _ENTRIES if m.source == "summary")  # numbers read from summary.json
 SHOWN = tuple(sorted((m for m in _ENTRIES if m.shown is not None), key=lambda m: m.shown))  # compare's second block
+
+
+def from_history(rows: list) -> dict:
+    """Every summary metric computed from history.csv's rows (`compute`), by name, in table
+    order: what training writes into summary.json, and what an old run lacks."""
+    return {m.name: m.compute(rows) for m in _ENTRIES if m.compute is not None}
 
 
 def get(name: str) -> Metric | None:

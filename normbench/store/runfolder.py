@@ -38,6 +38,7 @@ from pathlib import Path
 
 from normbench.core.errors import NormbenchError, one_line
 from normbench.core.atomic import write_atomic  # every file of a run folder is written whole
+from normbench.core import metrics  # the summary metrics' descriptions (and the new ones' keys)
 from normbench.core.runlock import LOCK_NAME as LOCK
 
 CONFIG = "config.yaml"
@@ -137,7 +138,19 @@ ROLES = {
 
 # every key train.py writes into summary.json -> what it holds. `write_summary` refuses
 # any other key, so a renamed key fails loudly in train and in the test fixtures alike.
-SUMMARY_KEYS = {
+def _metric(name: str) -> str:
+    """A metric's summary.json description: its entry in normbench/core/metrics.py owns it."""
+    return metrics.TABLE[name].description
+
+
+def _with_new_metrics(keys: dict) -> dict:
+    """`keys` with every summary metric of the metric table that it does not name (a new
+    one: one entry in metrics.py) added before finished_at."""
+    new = {m.name: m.description for m in metrics.TABLE.values() if m.source == "summary" and m.name not in keys}
+    return {**{k: v for k, v in keys.items() if k != "finished_at"}, **new, "finished_at": keys["finished_at"]}
+
+
+SUMMARY_KEYS = _with_new_metrics({
     "status": "one of STATUSES (the statuses below)",
     "run_id": "the run folder's name",
     "name": "config name",
@@ -181,32 +194,28 @@ SUMMARY_KEYS = {
     "error": "failed runs only: the exception, one line",
     "epochs_completed": "rows in history.csv",
     "epochs": "epochs trained: train.epochs, or what train.budget steps resolved it to",
-    "test_loss": "test loss of the weights train.eval picks",
-    "test_accuracy": "test accuracy of the weights train.eval picks",
-    "test_loss_last": "test loss of the last epoch's weights",
-    "test_accuracy_last": "test accuracy of the last epoch's weights",
-    "test_loss_best": "test loss of the best validation epoch's weights",
-    "test_accuracy_best": "test accuracy of the best validation epoch's weights",
-    "best_val_accuracy": "highest val_accuracy in history.csv",
-    "best_epoch": "its epoch (the earliest on ties)",
-    "last_val_accuracy": "val_accuracy of the last epoch",
-    "final_train_loss": "loss of the last epoch",
+    "test_loss": _metric("test_loss"),
+    "test_accuracy": _metric("test_accuracy"),
+    "test_loss_last": _metric("test_loss_last"),
+    "test_accuracy_last": _metric("test_accuracy_last"),
+    "test_loss_best": _metric("test_loss_best"),
+    "test_accuracy_best": _metric("test_accuracy_best"),
+    "best_val_accuracy": _metric("best_val_accuracy"),
+    "best_epoch": _metric("best_epoch"),
+    "last_val_accuracy": _metric("last_val_accuracy"),
+    "final_train_loss": _metric("final_train_loss"),
     "first_train_loss": "loss of the first epoch (compare flags a group whose final train loss is not below it as "
                         "\"did not learn\")",
-    "wall_seconds": "wall time of the whole run in this process",
+    "wall_seconds": _metric("wall_seconds"),
     "first_epoch_seconds": "the first epoch's time (includes graph tracing)",
-    "mean_epoch_seconds": "mean epoch time (validation included)",
-    "epochs_to_95": "the first epoch whose val_accuracy reached 95 % of the run's best_val_accuracy (speed of "
-                    "convergence); null without validation accuracy",
-    "mean_grad_norm": "mean over the run's epochs of history.csv's grad_norm_mean; null when not measured (jax)",
-    "max_grad_norm": "the largest grad_norm_max of the run",
+    "mean_epoch_seconds": _metric("mean_epoch_seconds"),
+    "epochs_to_95": _metric("epochs_to_95"),
+    "mean_grad_norm": _metric("mean_grad_norm"),
+    "max_grad_norm": _metric("max_grad_norm"),
     "nonfinite_steps": "training steps of the run whose gradient norm was NaN or inf (history.csv's column summed)",
-    "ms_per_step": "median over epochs after the first of the epoch's training time (validation excluded), divided "
-                   "by steps per epoch; the first epoch a process trains includes tracing and compiling and is never "
-                   "timed, so a 1-epoch run such as --smoke, or a resume that trains one epoch, reports null, "
-                   "shown as n/a ms/step",
+    "ms_per_step": _metric("ms_per_step"),
     "finished_at": "ISO time the summary was written",
-}
+})
 OPTIONAL_SUMMARY_KEYS = ("error", "model_source", "model_sha256", "norm_slots", "norm_slots_verified")
 
 

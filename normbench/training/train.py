@@ -26,7 +26,7 @@ from normbench.core.errors import NormbenchError, one_line
 from normbench.core.version import __version__
 from normbench.build import optim
 from normbench.store import runfolder
-from normbench.core import signals
+from normbench.core import metrics, signals
 from normbench.schema.config import Config, dump_yaml, from_dict, load_run_yaml, read_yaml, resolve_flat
 from normbench.store.identity import identity
 from normbench.build.optim import resolved_unroll
@@ -486,13 +486,11 @@ def _finish(run_dir, cfg, log, status, test, t_start, steps, epochs) -> dict:
     if len(by_epoch) != len(rows):
         rows = [by_epoch[e] for e in sorted(by_epoch)]
         runfolder.write_history(run_dir, rows)
-    val = [(float(r["val_accuracy"]), int(r["epoch"])) for r in rows if r.get("val_accuracy") not in (None, "")]
-    best = max(val, key=lambda v: (v[0], -v[1])) if val else (None, None)
     # the first epoch of a process includes tracing and compiling: never timed, so a
     # process that trains one epoch (--smoke, a resume of the last epoch) has no ms/step
     timed = log.train_seconds[1:]
-    last = rows[-1] if rows else {}
-    out = {
+    bad = [float(r["nonfinite_steps"]) for r in rows if r.get("nonfinite_steps") not in (None, "")]
+    return {
         "status": status,
         "epochs_completed": len(rows),
         "epochs": epochs,  # trained (train.budget steps resolves it from train.epochs)
@@ -502,36 +500,14 @@ def _finish(run_dir, cfg, log, status, test, t_start, steps, epochs) -> dict:
         "test_accuracy_last": _finite(test["last"]["accuracy"]) if test else None,
         "test_loss_best": _finite(test["best"]["loss"]) if test else None,
         "test_accuracy_best": _finite(test["best"]["accuracy"]) if test else None,
-        "best_val_accuracy": _finite(best[0]),
-        "best_epoch": best[1],
-        "last_val_accuracy": _finite(last.get("val_accuracy")) if last.get("val_accuracy") else None,
-        "final_train_loss": _finite(last.get("loss")) if last.get("loss") else None,
+        **metrics.from_history(rows),  # best/last val accuracy, final train loss, epochs_to_95, grad norms...
         "first_train_loss": _finite(rows[0].get("loss")) if rows and rows[0].get("loss") else None,
         "wall_seconds": round(time.perf_counter() - t_start, 2),
         "first_epoch_seconds": float(rows[0]["epoch_seconds"]) if rows else None,
-        "mean_epoch_seconds": round(statistics.mean(float(r["epoch_seconds"]) for r in rows), 3) if rows else None,
-        "finished_at": _dt.datetime.now().isoformat(timespec="seconds"),
-    }
-    # median train-only time per epoch (validation excluded) over the steps per epoch
-    out["ms_per_step"] = round(statistics.median(timed) * 1000 / steps, 3) if timed else None
-    out.update(_convergence(rows, best[0]))
-    return out
-
-
-def _convergence(rows: list[dict], best_val) -> dict:
-    """Speed and stability measures of history.csv's rows: epochs to 95 % of the best
-    validation accuracy, the gradient norms' mean and max, the non-finite steps."""
-    def numbers(column):
-        return [float(r[column]) for r in rows if r.get(column) not in (None, "")]
-
-    reached = [int(r["epoch"]) for r in rows if r.get("val_accuracy") not in (None, "")
-               and best_val is not None and float(r["val_accuracy"]) >= 0.95 * best_val]
-    means, tops, bad = numbers("grad_norm_mean"), numbers("grad_norm_max"), numbers("nonfinite_steps")
-    return {
-        "epochs_to_95": min(reached) if reached else None,
-        "mean_grad_norm": _finite(statistics.mean(means)) if means else None,
-        "max_grad_norm": _finite(max(tops)) if tops else None,
+        # median train-only time per epoch (validation excluded) over the steps per epoch
+        "ms_per_step": round(statistics.median(timed) * 1000 / steps, 3) if timed else None,
         "nonfinite_steps": int(sum(bad)) if bad else None,
+        "finished_at": _dt.datetime.now().isoformat(timespec="seconds"),
     }
 
 
