@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from normbench.core.errors import NormbenchError, ParamError, one_line
+from normbench.core.errors import NormbenchError, WordedError, one_line
 from normbench.core.version import __version__
 from normbench.present.listing import FORMATS as LS_FORMATS, STATUSES
 from normbench.core.metrics import LEVEL_TEXT
@@ -37,10 +37,8 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except ParamError as e:
-            raise click.ClickException(e.render(_flag)) from None
         except NormbenchError as e:
-            raise click.ClickException(str(e)) from None
+            raise click.ClickException(_text(e)) from None
         except Exception as e:  # MemoryError, TensorFlow's ResourceExhaustedError: one line
             from normbench.core.reasons import describe, is_resource_error
 
@@ -50,12 +48,18 @@ class _Group(click.Group):
 
 
 # the library's parameter names whose option is spelled otherwise (default: --name-with-dashes)
-_FLAGS = {"overrides": "--set"}
+_FLAGS = {"overrides": "--set", "grid_items": "--grid", "ranges": "--range", "trials": "--optuna",
+          "executor_options": "--executor-option"}
 
 
 def _flag(param: str) -> str:
-    """The command-line option of a library parameter named in a ParamError."""
+    """The command-line option of a library parameter named in a ParamError (a WordedError)."""
     return _FLAGS.get(param, "--" + param.replace("_", "-"))
+
+
+def _text(e: NormbenchError) -> str:
+    """A library error as the command line says it: its parameters as the options typed."""
+    return e.render(_flag) if isinstance(e, WordedError) else str(e)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -86,7 +90,7 @@ def _use_backend(cfg, config) -> None:
     try:
         use_backend(cfg.train.backend)
     except NormbenchError as e:
-        raise NormbenchError(f"{config}: {e}") from None
+        raise NormbenchError(f"{config}: {_text(e)}") from None
     from normbench.core.quiet import import_keras
 
     import_keras()  # TensorFlow's start-up notices filtered

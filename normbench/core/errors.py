@@ -8,27 +8,45 @@ class NormbenchError(Exception):
     """A failure the user can fix: the message is one line naming the file and the fix."""
 
 
-class ParamError(NormbenchError):
-    """A bad value of one of a library function's own parameters, in the library's words:
-    `str()` names the parameter as the function does ("band 'x': unknown band; ..."), and
-    a front end renders it in its own (the CLI's `--band x: ...`) through `render`. The
-    reason may name other parameters as `{name}` (literal braces doubled), rendered the
-    same way, so advice such as "pass {force}" reads "pass force" from Python and "pass
-    --force" on the command line."""
+class WordedError(NormbenchError):
+    """A library error whose text names parameters as `{name}` (literal braces doubled),
+    each worded by the front end that shows it: `str()` names each as the function does
+    ("... sweep into another {output}" reads "... another output"), the CLI as the option
+    typed ("... another --output") through `render`. Values go in as keywords, inserted as
+    they are (braces and all): WordedError("{path}: nothing to sweep; add {grid_items}",
+    path=config_path); a keyword shadows the parameter of its name."""
 
-    def __init__(self, param: str, value, reason: str):
-        self.param, self.value, self.reason = param, value, reason
+    def __init__(self, text: str, /, **values):
+        self.text, self.values = text, values
         super().__init__(self.render(lambda name: name))
 
     def render(self, name_of) -> str:
         """The message with every parameter named by `name_of(param)`."""
-        names = _Names(name_of)
-        return f"{name_of(self.param)} {self.value}: {self.reason.format_map(names)}"
+        return self.text.format_map(_Names(name_of, self.values))
+
+
+class ParamError(WordedError):
+    """A bad value of one of a library function's own parameters, in the library's words:
+    `str()` names the parameter as the function does ("band 'x': unknown band; ..."), and
+    a front end renders it in its own (the CLI's `--band x: ...`) through `render`. The
+    reason may name other parameters as `{name}` and take values as keywords, as
+    WordedError's text does, so advice such as "pass {force}" reads "pass force" from
+    Python and "pass --force" on the command line."""
+
+    def __init__(self, param: str, value, reason: str, /, **values):
+        self.param, self.value, self.reason = param, value, reason
+        super().__init__(reason, **values)
+
+    def render(self, name_of) -> str:
+        """The message with every parameter named by `name_of(param)`."""
+        return f"{name_of(self.param)} {self.value}: {super().render(name_of)}"
 
 
 class _Names(dict):
-    def __init__(self, name_of):
-        super().__init__()
+    """Parameter names for str.format_map: a given value, else the name as `name_of` words it."""
+
+    def __init__(self, name_of, values=()):
+        super().__init__(values)
         self.name_of = name_of
 
     def __missing__(self, key):

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from normbench.core.errors import NormbenchError
+from normbench.core.errors import NormbenchError, ParamError, WordedError
 from normbench.store import runfolder
 from normbench.schema.config import NAME_MAX, Config, dump_yaml, flatten, from_dict, parse_override, path_problem, read_yaml, with_values
 from normbench.orchestrate.executors.base import Elsewhere, Executor, make_executor
@@ -57,20 +57,21 @@ class Member:
         return holder(self.run_dir)
 
 
-def parse_grid(items: list[str] | tuple[str, ...], flag: str = "--grid") -> dict[str, list]:
-    """`--grid key=a,b,c` strings -> {key: [a, b, c]} with YAML-typed values; errors name `flag`."""
+def parse_grid(items: list[str] | tuple[str, ...], param: str = "grid_items") -> dict[str, list]:
+    """`key=a,b,c` strings -> {key: [a, b, c]} with YAML-typed values; errors are ParamErrors
+    of `param`, the caller's parameter the strings came in (load_sweep's grid_items)."""
     grid = {}
     for text in items:
         try:
             key, value = parse_override(text)
         except NormbenchError:
-            raise NormbenchError(f"{flag} {text}: expected key.path=a,b,c, e.g. {flag} model.norm=batch,layer") from None
+            raise ParamError(param, text, f"expected key.path=a,b,c, e.g. {{{param}}} model.norm=batch,layer") from None
         raw = text.partition("=")[2]
         values = [yaml.safe_load(v) for v in raw.split(",") if v.strip()] if isinstance(value, (str, int, float)) else value
         if not isinstance(values, list):
             values = [values]
         if not values:
-            raise NormbenchError(f"{flag} {text}: no values; write {flag} {key}=a,b,c")
+            raise ParamError(param, text, f"no values; write {{{param}}} {{key}}=a,b,c", key=key)
         grid[key] = values
     return grid
 
@@ -110,10 +111,10 @@ def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = Non
     if output:
         problem = path_problem(output)
         if problem:
-            raise NormbenchError(f"--output {output!r}: {problem}")
+            raise ParamError("output", repr(output), "{problem}", problem=problem)
         where = Path(output).expanduser()
         if where.exists() and not where.is_dir():
-            raise NormbenchError(f"--output {output}: is a file, not a folder; choose another --output or move the file")
+            raise ParamError("output", output, "is a file, not a folder; choose another {output} or move the file")
         cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, dir=output))
     keys = list({**cfg.sweep, **grid})
     members, seen = [], set()
@@ -121,9 +122,9 @@ def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = Non
         rid = run_id_for(c, keys)
         if len(rid.encode("utf-8", "surrogateescape")) > NAME_MAX:
             long = max((k for k in keys if k in grid), key=lambda k: len(_fmt(c.get(k))), default=None)
-            flag = f"--grid {long}" if long else "sweep:"
-            raise NormbenchError(f"{flag}: the member folder name {rid[:40]!r}... would be {len(rid.encode())} bytes, "
-                                 f"more than the {NAME_MAX} a folder name may have; use shorter values")
+            reason = (f"the member folder name {rid[:40]!r}... would be {len(rid.encode())} bytes, "
+                      f"more than the {NAME_MAX} a folder name may have; use shorter values")
+            raise ParamError("grid", long, "{reason}", reason=reason) if long else NormbenchError(f"sweep:: {reason}")
         if rid in seen:
             continue
         seen.add(rid)
@@ -134,10 +135,8 @@ def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = Non
             was = flatten(from_dict(read_yaml(cfg_path), str(cfg_path)).to_dict())
             diff = [k for k in {**was, **new} if was.get(k) != new.get(k) and not k.startswith(("output.", "sweep", "compare."))]
             if diff:
-                raise NormbenchError(
-                    f"{run_dir}: made with a different config ({', '.join(diff[:3])} differ); "
-                    "delete that folder or sweep into another --output"
-                )
+                raise WordedError("{run_dir}: made with a different config ({keys} differ); delete that folder or "
+                                  "sweep into another {output}", run_dir=run_dir, keys=", ".join(diff[:3]))
         elif create:
             try:
                 run_dir.mkdir(parents=True, exist_ok=True)
@@ -317,7 +316,7 @@ def load_sweep(config_path: str, overrides=(), grid_items=(), smoke: bool = Fals
                create: bool = True) -> list[Member]:
     cfg, grid, source = _load(config_path, overrides, grid_items, smoke)
     if not cfg.sweep and not grid:
-        raise NormbenchError(f"{config_path}: nothing to sweep; add --grid key=a,b or a sweep: section")
+        raise WordedError("{path}: nothing to sweep; add {grid_items} key=a,b or a sweep: section", path=config_path)
     return prepare_members(cfg, grid, output, source=source, create=create)
 
 

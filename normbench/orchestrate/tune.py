@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from normbench.core.errors import NormbenchError
+from normbench.core.errors import NormbenchError, ParamError, WordedError
 from normbench.store import runfolder
 from normbench.orchestrate import sweep as sw
 from normbench.analysis.results import show_value
@@ -47,6 +47,7 @@ VIEW_KEYS = ("status", "epochs", "steps_per_epoch", *VALIDATION_METRICS)
 DEFAULT_TUNE_SEEDS = (0, 1)
 DEFAULT_CONFIRM_SEEDS = 3  # without --seeds-until: this many fresh seeds per --per value
 TIE = 1e-12  # means closer than this are a tie
+_GRID_WORDS = "--grid"  # how normbench.schema.config (_Where) names a grid value in its errors
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -123,12 +124,15 @@ class TuneSpec:
     def _prepare(self, grid: dict, create: bool) -> list[sw.Member]:
         try:
             return sw.prepare_members(self.cfg, grid, self.output, self.source, create)
-        except NormbenchError as e:  # a bad --per value (or range end) is named as the flag's
-            text = str(e)
-            for key, flag in ((self.per_key, "--per"), *((k, "--range") for k in self.ranges)):
-                if text.startswith(f"--grid {key}="):
-                    text = flag + text[len("--grid"):]
-            raise NormbenchError(text) from None
+        except NormbenchError as e:  # a bad per value (or range end) is an error of that parameter
+            for key, param in ((self.per_key, "per"), *((k, "ranges") for k in self.ranges)):
+                if isinstance(e, ParamError) and e.param == "grid" and str(e.value).startswith(f"{key}="):
+                    raise ParamError(param, e.value, e.reason, **e.values) from None
+                for text in (f"{key}={v}" for v in grid.get(key, ())):
+                    head = f"{_GRID_WORDS} {text}: "  # config's _Where words a grid value so, not as a ParamError
+                    if str(e).startswith(head):
+                        raise ParamError(param, text, "{reason}", reason=str(e)[len(head):]) from None
+            raise
 
 
 def _mark(members: list[sw.Member], role: str, info: dict) -> None:
@@ -143,14 +147,16 @@ def check_role(m: sw.Member, role: str) -> dict | None:
     refused (its seed moved between --tune-seeds and --confirm-seeds)."""
     have = runfolder.read_role(m.run_dir)
     if have is not None and have["role"] != role:
-        raise NormbenchError(
-            f"{m.run_dir}: an earlier tune made it as a {have['role']} run, this one wants it as a {role} run "
-            f"(seed {m.config.seed} changed phase); keep that tune's seeds or tune into another --output")
+        raise WordedError(
+            "{run_dir}: an earlier tune made it as a {had} run, this one wants it as a {role} run (seed {seed} "
+            "changed phase); keep that tune's seeds or tune into another {output}",
+            run_dir=m.run_dir, had=have["role"], role=role, seed=m.config.seed)
     return have
 
 
-def parse_seeds(text: str | None, flag: str) -> list[int] | None:
-    """'0,1' -> [0, 1] (repeats dropped); None stays None."""
+def parse_seeds(text: str | None, param: str) -> list[int] | None:
+    """'0,1' -> [0, 1] (repeats dropped); None stays None. Errors are ParamErrors of
+    `param`, the caller's parameter the text came in."""
     if text is None:
         return None
     try:
@@ -158,7 +164,7 @@ def parse_seeds(text: str | None, flag: str) -> list[int] | None:
     except ValueError:
         seeds = []
     if not seeds or any(s < 0 for s in seeds):
-        raise NormbenchError(f"{flag} {text}: expected seeds as integers >= 0, e.g. {flag} 0,1")
+        raise ParamError(param, text, f"expected seeds as integers >= 0, e.g. {{{param}}} 0,1")
     return list(dict.fromkeys(seeds))
 
 
@@ -183,20 +189,20 @@ def default_select(metric: str, eval_: str = "last") -> str:
 
 
 def check_select(select: str) -> None:
-    """--select must be a validation metric: selecting on test leaks the test set."""
+    """`select` must be a validation metric: selecting on test leaks the test set."""
     from normbench.analysis.results import check_metric
 
     try:
         check_metric(select)
     except NormbenchError:
-        raise NormbenchError(f"--select {select}: unknown metric; choose a validation metric: "
-                             f"{', '.join(VALIDATION_METRICS)}") from None
+        raise ParamError("select", select, f"unknown metric; choose a validation metric: "
+                                           f"{', '.join(VALIDATION_METRICS)}") from None
     if select.startswith("test_"):
-        raise NormbenchError(
-            f"--select {select}: a test metric; choosing each norm's point on the test set leaks it into the choice "
+        raise ParamError(
+            "select", select, f"a test metric; choosing each norm's point on the test set leaks it into the choice "
             f"and makes the tuned comparison optimistic; select on a validation metric: {', '.join(VALIDATION_METRICS)}")
     if select not in VALIDATION_METRICS:
-        raise NormbenchError(f"--select {select}: not a validation metric; select on one of: {', '.join(VALIDATION_METRICS)}")
+        raise ParamError("select", select, f"not a validation metric; select on one of: {', '.join(VALIDATION_METRICS)}")
 
 
 def load_spec(config_path: str, per: str, grid_items=(), overrides=(), smoke: bool = False, *,
@@ -214,53 +220,53 @@ def load_spec(config_path: str, per: str, grid_items=(), overrides=(), smoke: bo
     select = select or default_select(metric, cfg.train.eval)
     check_select(select)
     if cfg.sweep:
-        raise NormbenchError(f"{config_path}: has a sweep: section ({', '.join(cfg.sweep)}); tune makes its own grid "
-                             f"from --per, --grid and the seeds; remove the section")
-    per_grid = sw.parse_grid([per], "--per")
+        raise WordedError("{path}: has a sweep: section ({keys}); tune makes its own grid from {per}, {grid_items} "
+                          "and the seeds; remove the section", path=config_path, keys=", ".join(cfg.sweep))
+    per_grid = sw.parse_grid([per], "per")
     (per_key, per_values), = per_grid.items()
     per_values = list(dict.fromkeys(per_values))
     if per_key == "seed":
-        raise NormbenchError(f"--per {per}: seeds are not compared; they are set by --tune-seeds and --confirm-seeds")
+        raise ParamError("per", per, "seeds are not compared; they are set by {tune_seeds} and {confirm_seeds}")
     if len(per_values) < 2:
-        raise NormbenchError(f"--per {per}: one value; a tune compares at least two, e.g. --per {per_key}=batch,layer")
+        raise ParamError("per", per, "one value; a tune compares at least two, e.g. {per} {key}=batch,layer", key=per_key)
     grid = sw.parse_grid(grid_items)
     space = parse_ranges(ranges)
     if space and trials is None:
-        raise NormbenchError(f"--range {ranges[0]}: a range is searched by --optuna N; add it, or list values with --grid")
+        raise ParamError("ranges", ranges[0], "a range is searched by {trials} N; add it, or list values with {grid_items}")
     if trials is not None:
         _optuna()
         if trials < 2:
-            raise NormbenchError(f"--optuna {trials}: one trial chooses nothing; give at least 2 trials per value")
+            raise ParamError("trials", trials, "one trial chooses nothing; give at least 2 trials per value")
         for k in space:
             if k == "seed":
-                raise NormbenchError("--range seed: seeds are set by --tune-seeds and --confirm-seeds; drop the range")
+                raise ParamError("ranges", "seed", "seeds are set by {tune_seeds} and {confirm_seeds}; drop the range")
             if k == per_key or k in grid:
-                raise NormbenchError(f"--range {k}: {k} is also in --per or --grid; a key is compared, listed or "
-                                     f"searched, once")
+                raise ParamError("ranges", k, "{key} is also in {per} or {grid_items}; a key is compared, listed or "
+                                              "searched, once", key=k)
     if not grid and not space:
-        raise NormbenchError("--grid: nothing to tune; add e.g. --grid train.learning_rate=0.0003,0.001,0.003,0.01")
+        raise WordedError("{grid_items}: nothing to tune; add e.g. {grid_items} train.learning_rate=0.0003,0.001,0.003,0.01")
     grid = {k: list(dict.fromkeys(v)) for k, v in grid.items()}
     if "seed" in grid:
-        raise NormbenchError("--grid seed: seeds are set by --tune-seeds (tuning) and --confirm-seeds (confirmation), "
-                             "not the grid; drop it from --grid")
+        raise ParamError("grid_items", "seed", "seeds are set by {tune_seeds} (tuning) and {confirm_seeds} "
+                                               "(confirmation), not the grid; drop it from {grid_items}")
     if per_key in grid:
-        raise NormbenchError(f"--per {per_key}: --grid also varies {per_key}; a key is compared (--per) or tuned "
-                             f"(--grid), not both; drop it from one")
+        raise ParamError("per", per_key, "{grid_items} also varies {key}; a key is compared ({per}) or tuned "
+                                         "({grid_items}), not both; drop it from one", key=per_key)
     n_points = math.prod(len(v) for v in grid.values())
     if n_points < 2 and not space:
         point = ", ".join(f"{k}={v[0]}" for k, v in grid.items())
-        raise NormbenchError(f"--grid {point}: one grid point; tuning needs at least two to choose between; "
-                             f"add values, e.g. --grid train.learning_rate=0.0003,0.001,0.003")
-    tseeds = parse_seeds(tune_seeds, "--tune-seeds") or list(DEFAULT_TUNE_SEEDS)
-    cseeds = parse_seeds(confirm_seeds, "--confirm-seeds")
+        raise ParamError("grid_items", point, "one grid point; tuning needs at least two to choose between; "
+                                              "add values, e.g. {grid_items} train.learning_rate=0.0003,0.001,0.003")
+    tseeds = parse_seeds(tune_seeds, "tune_seeds") or list(DEFAULT_TUNE_SEEDS)
+    cseeds = parse_seeds(confirm_seeds, "confirm_seeds")
     if cseeds is not None:
         both = [s for s in cseeds if s in tseeds]
         if both:
-            raise NormbenchError(
-                f"--confirm-seeds {confirm_seeds}: seed{'s' * (len(both) > 1)} {', '.join(map(str, both))} "
-                f"{'are also tuning seeds' if len(both) > 1 else 'is also a tuning seed'} "
-                f"(--tune-seeds {','.join(map(str, tseeds))}); their scores chose the point and are biased upward, "
-                f"so confirmation needs fresh seeds; pick seeds not in --tune-seeds")
+            raise ParamError(
+                "confirm_seeds", confirm_seeds, "seed{s} {both} {are} ({tune_seeds} {tuning}); their scores chose the "
+                "point and are biased upward, so confirmation needs fresh seeds; pick seeds not in {tune_seeds}",
+                s="s" * (len(both) > 1), both=", ".join(map(str, both)), tuning=",".join(map(str, tseeds)),
+                are="are also tuning seeds" if len(both) > 1 else "is also a tuning seed")
     # with --seeds-until, up to --max-seeds seeds; without it, the listed seeds (default 3);
     # missing seeds continue after every seed listed so far
     n = (max_seeds or len(cseeds or ()) or DEFAULT_CONFIRM_SEEDS) if target is not None else \
@@ -271,8 +277,8 @@ def load_spec(config_path: str, per: str, grid_items=(), overrides=(), smoke: bo
     seeds = seeds[:n]
     for d in against:
         if not Path(d).expanduser().is_dir():
-            raise NormbenchError(f"--against {d}: no such folder; pass a folder of runs the confirmation seeds must "
-                                 f"be fresh against, e.g. --against results/")
+            raise ParamError("against", d, "no such folder; pass a folder of runs the confirmation seeds must be "
+                                           "fresh against, e.g. {against} results/")
     spec = TuneSpec(cfg, per_key, per_values, grid, tseeds, seeds, select, metric, target, output,
                     f"{config_path} (tune)", space, trials, [str(d) for d in against], cseeds is not None)
     if trials is not None:  # the space's corners are valid configs (each grid value, each range end)
@@ -582,10 +588,10 @@ def confirm_plan(sel: Selection) -> ConfirmPlan:
         clash = [s for s in spec.confirm_seeds if s in used]
         if clash:
             s = clash[0]
-            raise NormbenchError(
-                f"--confirm-seeds: seed {s} already ran at a selected point "
-                f"({used[s]}); that run is not a fresh draw (compare would count it twice), so pick seeds no run at "
-                f"these points used, or leave --confirm-seeds out to skip them")
+            raise WordedError(
+                "{confirm_seeds}: seed {seed} already ran at a selected point ({run}); that run is not a fresh draw "
+                "(compare would count it twice), so pick seeds no run at these points used, or leave {confirm_seeds} "
+                "out to skip them", seed=s, run=used[s])
         seeds = list(spec.confirm_seeds)
     else:
         seeds, s = [], min(spec.confirm_seeds)
@@ -655,13 +661,13 @@ def _optuna():
     try:
         import optuna
     except ImportError:
-        raise NormbenchError("--optuna needs Optuna; install it with: pip install 'normbench[optuna]'") from None
+        raise WordedError("{trials} needs Optuna; install it with: pip install 'normbench[optuna]'") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 
 
 def parse_ranges(items) -> dict:
-    """`--range key=LOW:HIGH[:log]` -> {key: (low, high, log)}."""
+    """`key=LOW:HIGH[:log]` strings (load_spec's `ranges`) -> {key: (low, high, log)}."""
     out = {}
     for text in items:
         key, sep, raw = text.partition("=")
@@ -672,10 +678,10 @@ def parse_ranges(items) -> dict:
                 raise ValueError
             low, high = float(parts[0]), float(parts[1])
         except ValueError:
-            raise NormbenchError(f"--range {text}: expected key.path=LOW:HIGH or LOW:HIGH:log, "
-                                 f"e.g. --range train.learning_rate=0.0001:0.03:log") from None
+            raise ParamError("ranges", text, "expected key.path=LOW:HIGH or LOW:HIGH:log, "
+                                             "e.g. {ranges} train.learning_rate=0.0001:0.03:log") from None
         if not low < high or (log and low <= 0):
-            raise NormbenchError(f"--range {text}: needs LOW < HIGH{' and LOW > 0 on a log scale' if log else ''}")
+            raise ParamError("ranges", text, f"needs LOW < HIGH{' and LOW > 0 on a log scale' if log else ''}")
         out[key.strip()] = (low, high, log)
     return out
 
