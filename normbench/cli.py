@@ -477,26 +477,10 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, execu
     """
     from normbench.orchestrate import sweep as sw
 
-    if seeds_until is None and (max_seeds is not None or metric is not None):
-        raise click.UsageError("--max-seeds and --metric apply to --seeds-until; add --seeds-until HALF_WIDTH")
-    if seeds_until is not None and max_seeds is None:
-        raise click.UsageError("--seeds-until needs --max-seeds N (the most seeds per group)")
-    if seeds_until != "resolved" and (margin is not None or family is not None):
-        raise click.UsageError("--margin and --family apply to --seeds-until resolved")
+    _check_until_options(seeds_until, max_seeds, metric, margin, family)
     if seeds_until is not None:
-        from normbench.analysis import results
-
         plan = sw.plan_seeds(config, max_seeds, overrides, grid, smoke, output)
-        declared = plan.cfg.compare
-        metric = metric or (declared.primary if declared else None) or "test_accuracy"
-        results.check_metric(metric)
-        if seeds_until == "resolved":
-            if margin is None and declared and declared.primary == metric:
-                margin = declared.margin
-            if margin is not None:
-                results.check_margin(margin, "--margin")
-            family = family or (declared.family if declared else None) or results.DEFAULT_FAMILY
-            seeds_until = sw.Resolve(margin, family, max(1, max_seeds - sw.FIRST_ROUND + 1))
+        metric, seeds_until = _until_rule(plan.cfg.compare, seeds_until, max_seeds, metric, margin, family)
         if dry_run:
             for line in sw.describe_until(plan, seeds_until, metric):
                 click.echo(line)
@@ -508,23 +492,68 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, execu
                 status = m.status() or ("running" if m.holder() is not None else "todo")
                 click.echo(f"{status:>11}  {m.run_dir}")
             return
+    ex = make_executor(executor, address, executor_options)
+
+    def train(echo, status_line):
+        """The members' training: (failures, the members trained)."""
+        if seeds_until is None:
+            return sw.run_sweep(members, jobs=jobs, executor=ex, fail_fast=fail_fast, echo=echo,
+                                status_line=status_line), members
+        failures, last = sw.sweep_until(plan, seeds_until, metric, jobs=jobs, executor=ex, fail_fast=fail_fast,
+                                        echo=echo, status_line=status_line)
+        return failures, plan.members(last.seeds)
+
+    failures, members = _live(train)
+    _sweep_report(members)
+    _exit_on_failures(failures)
+
+
+def _check_until_options(seeds_until, max_seeds, metric, margin, family) -> None:
+    """The options that only --seeds-until (or --seeds-until resolved) reads come with it."""
+    if seeds_until is None and (max_seeds is not None or metric is not None):
+        raise click.UsageError("--max-seeds and --metric apply to --seeds-until; add --seeds-until HALF_WIDTH")
+    if seeds_until is not None and max_seeds is None:
+        raise click.UsageError("--seeds-until needs --max-seeds N (the most seeds per group)")
+    if seeds_until != "resolved" and (margin is not None or family is not None):
+        raise click.UsageError("--margin and --family apply to --seeds-until resolved")
+
+
+def _until_rule(declared, seeds_until, max_seeds, metric, margin, family):
+    """(metric, stopping rule) of --seeds-until: a half-width, or for "resolved" a
+    sweep.Resolve; what is not given comes from the config's compare: block (`declared`)."""
+    from normbench.analysis import results
+    from normbench.orchestrate import sweep as sw
+
+    metric = metric or (declared.primary if declared else None) or "test_accuracy"
+    results.check_metric(metric)
+    if seeds_until != "resolved":
+        return metric, seeds_until
+    if margin is None and declared and declared.primary == metric:
+        margin = declared.margin
+    if margin is not None:
+        results.check_margin(margin, "--margin")
+    family = family or (declared.family if declared else None) or results.DEFAULT_FAMILY
+    return metric, sw.Resolve(margin, family, max(1, max_seeds - sw.FIRST_ROUND + 1))
+
+
+def _live(train):
+    """`train(echo, status_line)` with a live status line (on a terminal only:
+    click.get_text_stream is deprecated in Click 8.5); Ctrl-C ends it with one line."""
     from normbench.orchestrate.progress import Progress
 
-    ex = make_executor(executor, address, executor_options)
-    live = Progress(sys.stdout)  # a status line on a terminal only (click.get_text_stream is deprecated in Click 8.5)
+    live = Progress(sys.stdout)
     try:
-        if seeds_until is not None:
-            failures, last = sw.sweep_until(plan, seeds_until, metric, jobs=jobs, executor=ex, fail_fast=fail_fast,
-                                            echo=live.line, status_line=live.update)
-            members = plan.members(last.seeds)
-        else:
-            failures = sw.run_sweep(members, jobs=jobs, executor=ex, fail_fast=fail_fast, echo=live.line, status_line=live.update)
+        out = train(live.line, live.update)
     except KeyboardInterrupt:
         live.close()
         click.echo("\ninterrupted; run the same command again to resume", err=True)
         sys.exit(130)
     live.close()
-    _sweep_report(members)
+    return out
+
+
+def _exit_on_failures(failures) -> None:
+    """A sweep's or tune's failed members, one line each on stderr, then exit status 1."""
     if failures:
         click.echo(f"{len(failures)} member(s) failed:", err=True)
         for m, err in failures:
@@ -597,19 +626,13 @@ def tune(config, per, grid, trials, ranges, tune_seeds, confirm_seeds, select, m
         for line in tn.dry_run(spec):
             click.echo(line)
         return
-    from normbench.orchestrate import sweep as sw
-
     ex = make_executor(executor, address, executor_options)
     try:
         res = tn.run_tune(spec, jobs=jobs, executor=ex, fail_fast=fail_fast, echo=click.echo)
     except KeyboardInterrupt:
         click.echo("\ninterrupted; run the same command again to resume", err=True)
         sys.exit(130)
-    if res.failures:
-        click.echo(f"{len(res.failures)} member(s) failed:", err=True)
-        for m, err in res.failures:
-            click.echo(f"  {m.run_dir}: {err}", err=True)
-        sys.exit(1)
+    _exit_on_failures(res.failures)
 
 
 @main.command(name="ls")

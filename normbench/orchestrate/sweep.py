@@ -172,102 +172,135 @@ def run_sweep(members: list[Member], *, jobs: int = 1, executor: Executor | None
     Progress: each finished member's line says done / running / left and the ETA, then
     `note()` when given; `status_line(text)`, when given, gets the same counts with each running
     member's epoch about once a second (normbench.orchestrate.progress shows it on a terminal)."""
-    executor = executor or make_executor("local")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = max(1, cores // jobs)
-    statuses = [m.status() for m in members]
-    todo = [m for m, st in zip(members, statuses) if st not in finished]
-    kept_diverged = sum(st == "diverged" and st in finished for st in statuses)
-    skipped = len(members) - len(todo) - kept_diverged
-    diverged_note = (f"{kept_diverged} diverged earlier (kept: a rerun diverges the same way; delete a member's "
-                     f"folder to train it again), " if kept_diverged else "")
-    echo(f"sweep: {len(members)} members, {skipped} already completed, {diverged_note}{len(todo)} to run, "
-         f"{jobs} at a time ({threads} threads each, {executor.name})")
-    running: dict = {}
-    waiting: dict[str, Member] = {}  # locked by another process
-    failures: list[tuple[Member, str]] = []
-    done, durations, t0, shown = 0, [], time.time(), 0.0
-    noted = note() if note else ""  # read again only when a member finishes
-
-    def elsewhere(m: Member, why: str) -> None:
-        waiting[m.run_id] = m
-        echo(f"running elsewhere {m.run_id}: {why}; waiting for it")
-
+    run = _Run(members, executor or make_executor("local"), jobs, fail_fast, echo, finished, status_line, note)
+    run.announce()
     restore_sigterm = sigterm_raises()
     try:
-        while todo or running or waiting:
-            while todo and len(running) < jobs and not (fail_fast and failures):
-                m = todo.pop(0)
-                if m.status() in finished:
-                    echo(f"completed elsewhere {m.run_id}")
-                    continue
-                pid = m.holder()
-                if pid is not None:
-                    elsewhere(m, f"pid {pid or 'unknown'}")
-                    continue
-                # a Ctrl-C or SIGTERM that lands while a member starts takes effect once it is
-                # registered, so that _stop ends it too
-                with signals_deferred():
-                    try:
-                        running[m.run_id] = (m, executor.submit(m, threads), time.time())
-                    except Busy as e:
-                        elsewhere(m, f"pid {e.pid or 'unknown'}")
-            if fail_fast and failures:
-                break
-            if not running and not waiting and not todo:
+        while run.todo or run.running or run.waiting:
+            run.start_members()
+            if run.stopping() or not (run.running or run.waiting or run.todo):
                 break
             time.sleep(0.2)
-            if status_line and time.time() - shown >= 1:
-                shown = time.time()
-                status_line(_status_text(done, len(members) - skipped, running, len(todo), durations, jobs, noted))
-            for rid, m in list(waiting.items()):
-                if m.holder() is not None:
-                    continue
-                del waiting[rid]
-                status = m.status()
-                if status in finished:
-                    echo(f"completed elsewhere {m.run_id}")
-                elif status in FINAL:
-                    failures.append((m, f"finished elsewhere with status {status}"))
-                    echo(f"FAILED {m.run_id}: finished elsewhere with status {status} ({m.run_dir})")
-                else:  # its owner stopped before the end: resume it here
-                    todo.append(m)
-            for rid, (m, handle, started) in list(running.items()):
-                if not executor.poll(handle):
-                    continue
-                del running[rid]
-                error = executor.result(m, handle)
-                noted = note() if note else ""
-                if isinstance(error, Elsewhere):
-                    elsewhere(m, error)
-                    continue
-                done += 1
-                durations.append(time.time() - started)
-                status = m.status()
-                if error is None and status not in finished:
-                    error = f"finished with status {status}"
-                left = len(todo)
-                eta = sum(durations) / len(durations) * (left + len(running)) / jobs
-                progress = f"[{done}/{len(members) - skipped} done, {len(running)} running, {left} left, ETA {_duration(eta)}" \
-                           f"{'; ' + noted if noted else ''}]"
-                if error:
-                    failures.append((m, error))
-                    echo(f"{progress} FAILED {m.run_id}: {error} ({m.run_dir})")
-                    if fail_fast:
-                        _stop(executor, running)
-                        todo.clear()
-                        break
-                else:
-                    acc = (runfolder.read_summary(m.run_dir) or {}).get("test_accuracy")
-                    echo(f"{progress} {status} {m.run_id}: test_accuracy {acc:.4f} in {_duration(durations[-1])}"
-                         if acc is not None else f"{progress} {status} {m.run_id}")
+            run.show_status()
+            run.check_waiting()
+            run.collect_finished()
     except KeyboardInterrupt:
-        _stop(executor, running)
+        _stop(run.executor, run.running)
         raise
     finally:
         restore_sigterm()
-    echo(f"sweep: finished in {_duration(time.time() - t0)}; {len(failures)} failed")
-    return failures
+    echo(f"sweep: finished in {_duration(time.time() - run.t0)}; {len(run.failures)} failed")
+    return run.failures
+
+
+class _Run:
+    """One run_sweep's state and its steps: the members to start, running (run id ->
+    (member, handle, start time)), waiting for another process (run id -> member), failed."""
+
+    def __init__(self, members, executor, jobs, fail_fast, echo, finished, status_line, note):
+        self.members, self.executor, self.jobs, self.fail_fast, self.echo = members, executor, jobs, fail_fast, echo
+        self.finished, self.status_line, self.note = finished, status_line, note
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        self.threads = max(1, cores // jobs)
+        statuses = [m.status() for m in members]
+        self.todo = [m for m, st in zip(members, statuses) if st not in finished]
+        self.kept_diverged = sum(st == "diverged" and st in finished for st in statuses)
+        self.skipped = len(members) - len(self.todo) - self.kept_diverged
+        self.running: dict = {}
+        self.waiting: dict[str, Member] = {}  # locked by another process
+        self.failures: list[tuple[Member, str]] = []
+        self.done, self.durations, self.t0, self.shown = 0, [], time.time(), 0.0
+        self.noted = note() if note else ""  # read again only when a member finishes
+
+    def announce(self) -> None:
+        diverged = (f"{self.kept_diverged} diverged earlier (kept: a rerun diverges the same way; delete a member's "
+                    f"folder to train it again), " if self.kept_diverged else "")
+        self.echo(f"sweep: {len(self.members)} members, {self.skipped} already completed, {diverged}{len(self.todo)} to "
+                  f"run, {self.jobs} at a time ({self.threads} threads each, {self.executor.name})")
+
+    def stopping(self) -> bool:
+        """--fail-fast after a failure: start nothing more."""
+        return self.fail_fast and bool(self.failures)
+
+    def elsewhere(self, m: Member, why: str) -> None:
+        self.waiting[m.run_id] = m
+        self.echo(f"running elsewhere {m.run_id}: {why}; waiting for it")
+
+    def start_members(self) -> None:
+        """Start members until `jobs` run; a finished or locked one is not started."""
+        while self.todo and len(self.running) < self.jobs and not self.stopping():
+            m = self.todo.pop(0)
+            if m.status() in self.finished:
+                self.echo(f"completed elsewhere {m.run_id}")
+                continue
+            pid = m.holder()
+            if pid is not None:
+                self.elsewhere(m, f"pid {pid or 'unknown'}")
+                continue
+            # a Ctrl-C or SIGTERM that lands while a member starts takes effect once it is
+            # registered, so that _stop ends it too
+            with signals_deferred():
+                try:
+                    self.running[m.run_id] = (m, self.executor.submit(m, self.threads), time.time())
+                except Busy as e:
+                    self.elsewhere(m, f"pid {e.pid or 'unknown'}")
+
+    def show_status(self) -> None:
+        if self.status_line and time.time() - self.shown >= 1:
+            self.shown = time.time()
+            self.status_line(_status_text(self.done, len(self.members) - self.skipped, self.running, len(self.todo),
+                                          self.durations, self.jobs, self.noted))
+
+    def check_waiting(self) -> None:
+        """A member another process released: finished there, or resumed here."""
+        for rid, m in list(self.waiting.items()):
+            if m.holder() is not None:
+                continue
+            del self.waiting[rid]
+            status = m.status()
+            if status in self.finished:
+                self.echo(f"completed elsewhere {m.run_id}")
+            elif status in FINAL:
+                self.failures.append((m, f"finished elsewhere with status {status}"))
+                self.echo(f"FAILED {m.run_id}: finished elsewhere with status {status} ({m.run_dir})")
+            else:  # its owner stopped before the end: resume it here
+                self.todo.append(m)
+
+    def collect_finished(self) -> None:
+        """Each member that ended: its result line; with fail_fast a failure stops the rest."""
+        for rid, (m, handle, started) in list(self.running.items()):
+            if not self.executor.poll(handle):
+                continue
+            del self.running[rid]
+            error = self.executor.result(m, handle)
+            self.noted = self.note() if self.note else ""
+            if isinstance(error, Elsewhere):
+                self.elsewhere(m, error)
+                continue
+            self.done += 1
+            self.durations.append(time.time() - started)
+            if self.report(m, error) and self.fail_fast:
+                _stop(self.executor, self.running)
+                self.todo.clear()
+                break
+
+    def report(self, m: Member, error: str | None) -> bool:
+        """The line of a member that ended (its status, or why it failed); whether it failed."""
+        status = m.status()
+        if error is None and status not in self.finished:
+            error = f"finished with status {status}"
+        left = len(self.todo)
+        eta = sum(self.durations) / len(self.durations) * (left + len(self.running)) / self.jobs
+        progress = (f"[{self.done}/{len(self.members) - self.skipped} done, {len(self.running)} running, {left} left, "
+                    f"ETA {_duration(eta)}{'; ' + self.noted if self.noted else ''}]")
+        if error:
+            self.failures.append((m, error))
+            self.echo(f"{progress} FAILED {m.run_id}: {error} ({m.run_dir})")
+            return True
+        acc = (runfolder.read_summary(m.run_dir) or {}).get("test_accuracy")
+        self.echo(f"{progress} {status} {m.run_id}: test_accuracy {acc:.4f} in {_duration(self.durations[-1])}"
+                  if acc is not None else f"{progress} {status} {m.run_id}")
+        return False
 
 
 def _where(m: Member) -> tuple[str, float]:

@@ -222,27 +222,35 @@ def load_spec(config_path: str, per: str, grid_items=(), overrides=(), smoke: bo
     if cfg.sweep:
         raise WordedError("{path}: has a sweep: section ({keys}); tune makes its own grid from {per}, {grid_items} "
                           "and the seeds; remove the section", path=config_path, keys=", ".join(cfg.sweep))
-    per_grid = sw.parse_grid([per], "per")
-    (per_key, per_values), = per_grid.items()
+    per_key, per_values = _compared(per)
+    grid, space = _tuning_space(per_key, grid_items, ranges, trials)
+    tseeds, seeds = _seeds(tune_seeds, confirm_seeds, target, max_seeds)
+    _check_against(against)
+    spec = TuneSpec(cfg, per_key, per_values, grid, tseeds, seeds, select, metric, target, output,
+                    f"{config_path} (tune)", space, trials, [str(d) for d in against], confirm_seeds is not None)
+    _check_members(spec)
+    return spec
+
+
+def _compared(per: str) -> tuple[str, list]:
+    """load_spec's `per` ("key=a,b") -> (key, its distinct values), at least two."""
+    (per_key, per_values), = sw.parse_grid([per], "per").items()
     per_values = list(dict.fromkeys(per_values))
     if per_key == "seed":
         raise ParamError("per", per, "seeds are not compared; they are set by {tune_seeds} and {confirm_seeds}")
     if len(per_values) < 2:
         raise ParamError("per", per, "one value; a tune compares at least two, e.g. {per} {key}=batch,layer", key=per_key)
+    return per_key, per_values
+
+
+def _tuning_space(per_key: str, grid_items, ranges, trials: int | None) -> tuple[dict, dict]:
+    """What is tuned: the grid ({key: distinct values}) and the ranges Optuna searches."""
     grid = sw.parse_grid(grid_items)
     space = parse_ranges(ranges)
     if space and trials is None:
         raise ParamError("ranges", ranges[0], "a range is searched by {trials} N; add it, or list values with {grid_items}")
     if trials is not None:
-        _optuna()
-        if trials < 2:
-            raise ParamError("trials", trials, "one trial chooses nothing; give at least 2 trials per value")
-        for k in space:
-            if k == "seed":
-                raise ParamError("ranges", "seed", "seeds are set by {tune_seeds} and {confirm_seeds}; drop the range")
-            if k == per_key or k in grid:
-                raise ParamError("ranges", k, "{key} is also in {per} or {grid_items}; a key is compared, listed or "
-                                              "searched, once", key=k)
+        _check_search(per_key, grid, space, trials)
     if not grid and not space:
         raise WordedError("{grid_items}: nothing to tune; add e.g. {grid_items} train.learning_rate=0.0003,0.001,0.003,0.01")
     grid = {k: list(dict.fromkeys(v)) for k, v in grid.items()}
@@ -252,48 +260,68 @@ def load_spec(config_path: str, per: str, grid_items=(), overrides=(), smoke: bo
     if per_key in grid:
         raise ParamError("per", per_key, "{grid_items} also varies {key}; a key is compared ({per}) or tuned "
                                          "({grid_items}), not both; drop it from one", key=per_key)
-    n_points = math.prod(len(v) for v in grid.values())
-    if n_points < 2 and not space:
+    if math.prod(len(v) for v in grid.values()) < 2 and not space:
         point = ", ".join(f"{k}={v[0]}" for k, v in grid.items())
         raise ParamError("grid_items", point, "one grid point; tuning needs at least two to choose between; "
                                               "add values, e.g. {grid_items} train.learning_rate=0.0003,0.001,0.003")
+    return grid, space
+
+
+def _check_search(per_key: str, grid: dict, space: dict, trials: int) -> None:
+    """An Optuna search: Optuna installed, at least 2 trials, each range a key of its own."""
+    _optuna()
+    if trials < 2:
+        raise ParamError("trials", trials, "one trial chooses nothing; give at least 2 trials per value")
+    for k in space:
+        if k == "seed":
+            raise ParamError("ranges", "seed", "seeds are set by {tune_seeds} and {confirm_seeds}; drop the range")
+        if k == per_key or k in grid:
+            raise ParamError("ranges", k, "{key} is also in {per} or {grid_items}; a key is compared, listed or "
+                                          "searched, once", key=k)
+
+
+def _seeds(tune_seeds: str | None, confirm_seeds: str | None, target, max_seeds) -> tuple[list[int], list[int]]:
+    """(tuning seeds, confirmation seeds): the confirmation seeds fresh against the tuning
+    ones; with a target (--seeds-until) up to max_seeds of them, else the listed seeds
+    (default 3); missing seeds continue after every seed listed so far."""
     tseeds = parse_seeds(tune_seeds, "tune_seeds") or list(DEFAULT_TUNE_SEEDS)
     cseeds = parse_seeds(confirm_seeds, "confirm_seeds")
-    if cseeds is not None:
-        both = [s for s in cseeds if s in tseeds]
-        if both:
-            raise ParamError(
-                "confirm_seeds", confirm_seeds, "seed{s} {both} {are} ({tune_seeds} {tuning}); their scores chose the "
-                "point and are biased upward, so confirmation needs fresh seeds; pick seeds not in {tune_seeds}",
-                s="s" * (len(both) > 1), both=", ".join(map(str, both)), tuning=",".join(map(str, tseeds)),
-                are="are also tuning seeds" if len(both) > 1 else "is also a tuning seed")
-    # with --seeds-until, up to --max-seeds seeds; without it, the listed seeds (default 3);
-    # missing seeds continue after every seed listed so far
+    both = [s for s in cseeds or () if s in tseeds]
+    if both:
+        raise ParamError(
+            "confirm_seeds", confirm_seeds, "seed{s} {both} {are} ({tune_seeds} {tuning}); their scores chose the "
+            "point and are biased upward, so confirmation needs fresh seeds; pick seeds not in {tune_seeds}",
+            s="s" * (len(both) > 1), both=", ".join(map(str, both)), tuning=",".join(map(str, tseeds)),
+            are="are also tuning seeds" if len(both) > 1 else "is also a tuning seed")
     n = (max_seeds or len(cseeds or ()) or DEFAULT_CONFIRM_SEEDS) if target is not None else \
         (len(cseeds) if cseeds else DEFAULT_CONFIRM_SEEDS)
     seeds = list(cseeds or [])
     while len(seeds) < n:
         seeds.append(max(seeds + tseeds) + 1)
-    seeds = seeds[:n]
+    return tseeds, seeds[:n]
+
+
+def _check_against(against) -> None:
     for d in against:
         if not Path(d).expanduser().is_dir():
             raise ParamError("against", d, "no such folder; pass a folder of runs the confirmation seeds must be "
                                            "fresh against, e.g. {against} results/")
-    spec = TuneSpec(cfg, per_key, per_values, grid, tseeds, seeds, select, metric, target, output,
-                    f"{config_path} (tune)", space, trials, [str(d) for d in against], cseeds is not None)
-    if trials is not None:  # the space's corners are valid configs (each grid value, each range end)
-        n_corners = max([2, *map(len, grid.values())])
-        corners = [{**{k: vals[i % len(vals)] for k, vals in grid.items()},
-                    **{k: (lo, hi)[i % 2] for k, (lo, hi, _) in space.items()}} for i in range(n_corners)]
-        spec.members_at([(v, c) for v in per_values for c in corners], create=False)
-        return spec
-    # every member's config is checked, and no folder of an earlier tune changes phase,
-    # before any folder is created
+
+
+def _check_members(spec: TuneSpec) -> None:
+    """Every member's config is checked, and no folder of an earlier tune changes phase,
+    before any folder is created; with Optuna, the space's corners (each grid value, each
+    range end) are valid configs."""
+    if spec.trials is not None:
+        n_corners = max([2, *map(len, spec.grid.values())])
+        corners = [{**{k: vals[i % len(vals)] for k, vals in spec.grid.items()},
+                    **{k: (lo, hi)[i % 2] for k, (lo, hi, _) in spec.ranges.items()}} for i in range(n_corners)]
+        spec.members_at([(v, c) for v in spec.per_values for c in corners], create=False)
+        return
     for m in spec.tuning_members(create=False):
         check_role(m, "tuning")
-    for m in spec._prepare({"seed": spec.confirm_seeds, **spec.grid, per_key: per_values}, create=False):
+    for m in spec._prepare({"seed": spec.confirm_seeds, **spec.grid, spec.per_key: spec.per_values}, create=False):
         check_role(m, "confirmation")
-    return spec
 
 
 # ----------------------------------------------------------------------------- selection
