@@ -12,7 +12,7 @@ import click
 
 from normbench.core.errors import NormbenchError, WordedError, one_line
 from normbench.core.version import __version__
-from normbench.present.listing import FORMATS as LS_FORMATS, STATUSES
+from normbench.present import listing
 from normbench.core.metrics import LEVEL_TEXT
 from normbench.present.plots import BANDS
 from normbench.analysis.results import FAMILIES, METRICS
@@ -276,9 +276,10 @@ def compare(paths, metric, fmt, output, plot_file, within, role, margin, family,
               normbench compare results/study/study_cifar10_lr_tolerance --within train.learning_rate
     """
     from normbench.analysis import results, tables
+    from normbench.analysis.runs import load_runs, with_role
 
     results.check_metric(metric)
-    runs = results.with_role(results.load_runs(paths), role)
+    runs = with_role(load_runs(paths), role)
     comp = results.compare(runs, metric, within, margin=margin, family=family,
                            study=results.study_block(study) if study else None)
     text = tables.format_comparison(comp, fmt)
@@ -332,12 +333,13 @@ def plot(paths, output, param, metric, band, log_loss):
     """
     from normbench.present import plots
     from normbench.analysis import results
+    from normbench.analysis.runs import load_runs
 
     if metric is not None and not param:
         raise click.UsageError("--metric applies to --vs plots; add --vs KEY.PATH or drop --metric")
     if param:
         results.check_metric(metric or "test_accuracy")
-    runs = results.load_runs(paths)
+    runs = load_runs(paths)
     if param:
         res = plots.plot_vs(runs, param, output, metric, band)
         what = f"{res.lines} line{'s' * (res.lines != 1)}"
@@ -489,8 +491,7 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, execu
         members = sw.load_sweep(config, overrides, grid, smoke, output, create=not dry_run)
         if dry_run:
             for m in members:
-                status = m.status() or ("running" if m.holder() is not None else "todo")
-                click.echo(f"{status:>11}  {m.run_dir}")
+                click.echo(f"{m.state():>11}  {m.run_dir}")
             return
     ex = make_executor(executor, address, executor_options)
 
@@ -637,9 +638,9 @@ def tune(config, per, grid, trials, ranges, tune_seeds, confirm_seeds, select, m
 
 @main.command(name="ls")
 @_paths
-@click.option("--status", "statuses", multiple=True, type=click.Choice(list(STATUSES)),
+@click.option("--status", "statuses", multiple=True, type=click.Choice(list(listing.STATUSES)),
               help="Only runs with this status (repeatable).")
-@click.option("--format", "fmt", type=click.Choice(list(LS_FORMATS)), default="table", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(list(listing.FORMATS)), default="table", show_default=True,
               help="table for reading; json (an array of records) or csv for scripts (docs/bridges.md).")
 def ls_cmd(paths, statuses, fmt):
     """List run folders: id, status, norm, seed, test accuracy, epochs done/total, age.
@@ -652,8 +653,6 @@ def ls_cmd(paths, statuses, fmt):
     \b
     Example:  normbench ls results/ --status unfinished --status interrupted
     """
-    from normbench.present import listing
-
     rows = listing.entries(paths, statuses)
     base = Path(paths[0]).expanduser() if len(paths) == 1 and Path(paths[0]).is_dir() else None
     click.echo(listing.format_entries(rows, base, fmt), nl=False)
@@ -697,9 +696,10 @@ def export_mlflow(paths, tracking_uri, experiment, force):
 def _sweep_report(members) -> None:
     """End a sweep with the compare table of the members it ran."""
     from normbench.analysis import results, tables
+    from normbench.analysis.runs import load_runs
 
     try:
-        comp = results.compare(results.load_runs([str(m.run_dir) for m in members]))
+        comp = results.compare(load_runs([str(m.run_dir) for m in members]))
     except NormbenchError as e:
         click.echo(f"(no comparison: {e})")
         return

@@ -668,10 +668,11 @@ def test_a_half_width_just_above_the_target_never_prints_as_the_target():
     """0.01003 against --seeds-until 0.01 printed "0.0100  > 0.01" (a session's study log):
     as many decimals as it takes to tell it apart; at or below the target, four."""
     from normbench.analysis.stats import mean_ci
+    from normbench.core.metrics import LEVEL
 
     base = [0.0, 2.0, 1.0, 3.0, 0.0]
-    values = [v * 0.01003 / mean_ci(base, sw.CONFIDENCE).half_width for v in base]  # half-width 0.01003
-    w = mean_ci(values, sw.CONFIDENCE).half_width
+    values = [v * 0.01003 / mean_ci(base, LEVEL).half_width for v in base]  # half-width 0.01003
+    w = mean_ci(values, LEVEL).half_width
     assert format(w, ".4f") == "0.0100" and w > 0.01  # the case: four decimals would read as the target
     line = sw.format_round(sw.Round(seeds=5, values={"g": values}, unfinished=0), 0.01)[1]
     assert line.split()[2] == "0.01003" and line.endswith("> 0.01")

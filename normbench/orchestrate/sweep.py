@@ -33,8 +33,10 @@ from typing import Any
 import yaml
 
 from normbench.core.errors import NormbenchError, ParamError, WordedError
+from normbench.core.metrics import LEVEL, LEVEL_TEXT  # LEVEL: the level of every interval
 from normbench.store import runfolder
-from normbench.schema.config import NAME_MAX, Config, dump_yaml, flatten, from_dict, parse_override, path_problem, read_yaml, with_values
+from normbench.schema.config import (NAME_MAX, Config, dump_yaml, flatten, from_dict, load_config, parse_override,
+                                     path_problem, read_yaml, with_values)
 from normbench.orchestrate.executors.base import Elsewhere, Executor, make_executor
 from normbench.core.runlock import Busy, holder
 from normbench.core.signals import sigterm_raises, signals_deferred
@@ -51,6 +53,10 @@ class Member:
     def status(self) -> str | None:
         """Status in summary.json, or None when the member has not finished."""
         return runfolder.status(self.run_dir)
+
+    def state(self) -> str:
+        """What a dry run shows: its status, else "running" (another process holds it) or "todo"."""
+        return self.status() or ("running" if self.holder() is not None else "todo")
 
     def holder(self) -> int | None:
         """The pid of another process training this member, else None."""
@@ -354,15 +360,12 @@ def load_sweep(config_path: str, overrides=(), grid_items=(), smoke: bool = Fals
 
 
 def _load(config_path, overrides, grid_items, smoke):
-    from normbench.schema.config import load_config
-
     cfg = load_config(config_path, overrides, smoke)
     return cfg, parse_grid(grid_items), f"{config_path} (sweep)"
 
 
 # ----------------------------------------------------------------------------- --seeds-until
 
-from normbench.core.metrics import LEVEL as CONFIDENCE, LEVEL_TEXT  # noqa: E402  (the level of every interval)
 FIRST_ROUND = 2  # seeds per group in the first round: the fewest that give an interval
 
 
@@ -396,7 +399,7 @@ class Round:
         """group -> half-width of its 95 % t-interval (stats.mean_ci); inf below 2 values."""
         from normbench.analysis.stats import mean_ci
 
-        widths = {g: mean_ci(v, CONFIDENCE).half_width for g, v in self.values.items()}
+        widths = {g: mean_ci(v, LEVEL).half_width for g, v in self.values.items()}
         return {g: math.inf if math.isnan(w) else w for g, w in widths.items()}
 
     @property
@@ -407,7 +410,7 @@ class Round:
         """Every member finished and every group precise enough (stats.precise_enough)."""
         from normbench.analysis.stats import precise_enough
 
-        return not self.unfinished and all(precise_enough(v, target, CONFIDENCE) for v in self.values.values())
+        return not self.unfinished and all(precise_enough(v, target, LEVEL) for v in self.values.values())
 
 
 def plan_seeds(config_path: str, max_seeds: int, overrides=(), grid_items=(), smoke: bool = False,
@@ -469,7 +472,7 @@ class Resolve:
 
     @property
     def level(self) -> float:
-        return 1 - (1 - CONFIDENCE) / max(1, self.looks)
+        return 1 - (1 - LEVEL) / max(1, self.looks)
 
     def calls(self, r: "Round") -> list[tuple[str, str, str]]:
         """[(group a, group b, call of a - b)] of the family, at this rule's level."""
@@ -485,7 +488,7 @@ class Resolve:
 
     def text(self) -> str:
         eq = f" or equivalent within ±{self.margin:g}" if self.margin else ""
-        return f"every comparison ({self.family}) resolved{eq}, each look at alpha {(1 - CONFIDENCE):g}/{self.looks}"
+        return f"every comparison ({self.family}) resolved{eq}, each look at alpha {(1 - LEVEL):g}/{self.looks}"
 
 
 def _mean(v: list[float]) -> float:

@@ -38,7 +38,7 @@ from typing import Any
 from normbench.core.errors import NormbenchError, ParamError, WordedError
 from normbench.store import runfolder
 from normbench.orchestrate import sweep as sw
-from normbench.analysis.results import show_value
+from normbench.analysis.results import canonical, show_value
 
 # the metrics a tune may select on: measured on the validation split, never on test
 VALIDATION_METRICS = ("best_val_accuracy", "last_val_accuracy")
@@ -343,11 +343,11 @@ def view_of(summary: dict | None) -> dict:
 
 def read_records(run_dirs) -> list[Record]:
     """The tuning run folders as Records (corrupt files raise NormbenchError naming them)."""
-    from normbench.analysis import results
+    from normbench.analysis.runs import load_run
 
     out = []
     for d in run_dirs:
-        run = results.load_run(d)
+        run = load_run(d)
         out.append(Record(run.path, run.config, view_of(run.summary)))
     return out
 
@@ -395,18 +395,12 @@ class Selection:
         """per value -> (finished tuning runs, optimizer steps allotted to them)."""
         out = {}
         for c in self.cells:
-            runs, steps = out.get(_key(c.per), (0, 0))
-            out[_key(c.per)] = (runs + len(c.scores) + len(c.diverged), steps + c.steps)
+            runs, steps = out.get(canonical(c.per), (0, 0))
+            out[canonical(c.per)] = (runs + len(c.scores) + len(c.diverged), steps + c.steps)
         return out
 
     def chosen(self) -> list[tuple[Any, dict]]:
         return [(ch.per, ch.cell.point) for ch in self.choices if ch.cell is not None]
-
-
-def _key(v) -> str:
-    from normbench.analysis.results import canonical
-
-    return canonical(v)
 
 
 def select(records: list[Record], spec: TuneSpec, pairs=None) -> Selection:
@@ -419,14 +413,14 @@ def select(records: list[Record], spec: TuneSpec, pairs=None) -> Selection:
     from normbench.analysis.results import METRICS, value_order
 
     higher = METRICS[spec.select]
-    seeds = {_key(s) for s in spec.tune_seeds}
+    seeds = {canonical(s) for s in spec.tune_seeds}
     cells = [Cell(v, p) for v, p in (spec.pairs() if pairs is None else pairs)]
-    index = {(_key(c.per), _key(c.point)): c for c in cells}
+    index = {(canonical(c.per), canonical(c.point)): c for c in cells}
     for r in records:
-        if _key(r.config.get("seed")) not in seeds:
+        if canonical(r.config.get("seed")) not in seeds:
             continue
         point = {k: r.config.get(k) for k in spec.keys}
-        cell = index.get((_key(r.config.get(spec.per_key)), _key(point)))
+        cell = index.get((canonical(r.config.get(spec.per_key)), canonical(point)))
         if cell is None:
             continue
         status, score = r.view.get("status"), r.view.get(spec.select)
@@ -441,11 +435,11 @@ def select(records: list[Record], spec: TuneSpec, pairs=None) -> Selection:
         else:
             cell.missing.append(seed)
     for c in cells:  # seeds with no folder at all are missing too
-        seen = {_key(s) for s in [*c.scores, *c.diverged, *c.missing]}
-        c.missing += [s for s in spec.tune_seeds if _key(s) not in seen]
+        seen = {canonical(s) for s in [*c.scores, *c.diverged, *c.missing]}
+        c.missing += [s for s in spec.tune_seeds if canonical(s) not in seen]
     choices = []
     for v in spec.per_values:
-        ok = [c for c in cells if _key(c.per) == _key(v) and c.eligible]
+        ok = [c for c in cells if canonical(c.per) == canonical(v) and c.eligible]
         if not ok:
             choices.append(Choice(v, None))
             continue
@@ -502,7 +496,7 @@ def format_selection(sel: Selection) -> list[str]:
     seeds = ", ".join(map(str, spec.tune_seeds))
     lines = [f"tuning table: mean {spec.select} over tuning seeds {seeds} (validation split; * = selected, "
              f"(n) = seeds when not all completed)"]
-    chosen = {(_key(ch.per), _key(ch.cell.point)) for ch in sel.choices if ch.cell is not None}
+    chosen = {(canonical(ch.per), canonical(ch.cell.point)) for ch in sel.choices if ch.cell is not None}
     if spec.trials is not None:
         return lines + _trial_table(sel, chosen) + _choices(sel)
     header = ["grid point", *(show_value(v) for v in spec.per_values)]
@@ -510,8 +504,8 @@ def format_selection(sel: Selection) -> list[str]:
     for p in spec.points():
         row = [_point_label(p)]
         for v in spec.per_values:
-            c = next(c for c in sel.cells if _key(c.per) == _key(v) and _key(c.point) == _key(p))
-            row.append(_cell_text(c, len(spec.tune_seeds)) + (" *" if (_key(v), _key(p)) in chosen else "  "))
+            c = next(c for c in sel.cells if canonical(c.per) == canonical(v) and canonical(c.point) == canonical(p))
+            row.append(_cell_text(c, len(spec.tune_seeds)) + (" *" if (canonical(v), canonical(p)) in chosen else "  "))
         rows.append(row)
     return lines + _aligned(header, rows, left=1) + _choices(sel)
 
@@ -538,11 +532,11 @@ def _trial_table(sel: Selection, chosen) -> list[str]:
     header = [spec.per_key.split(".")[-1], "trial point", spec.select]
     rows = []
     for v in spec.per_values:
-        cells = sorted((c for c in sel.cells if _key(c.per) == _key(v)),
+        cells = sorted((c for c in sel.cells if canonical(c.per) == canonical(v)),
                        key=lambda c: [value_order(c.point[k]) for k in spec.keys])
         for c in cells:
             rows.append([show_value(v), _point_label(c.point), _cell_text(c, len(spec.tune_seeds))
-                         + (" *" if (_key(v), _key(c.point)) in chosen else "  ")])
+                         + (" *" if (canonical(v), canonical(c.point)) in chosen else "  ")])
     return _aligned(header, rows, left=2)
 
 
@@ -567,7 +561,7 @@ def _choices(sel: Selection) -> list[str]:
             text += f"; at the grid's edge: {' and '.join(ch.edges)}, so the best may lie beyond it: widen the grid"
         lines.append(text)
     budget = sel.budget()
-    per_value = {v: budget.get(_key(v), (0, 0)) for v in spec.per_values}
+    per_value = {v: budget.get(canonical(v), (0, 0)) for v in spec.per_values}
     if len(set(per_value.values())) == 1:
         runs, steps = next(iter(per_value.values()))
         n_seeds = f"{len(spec.tune_seeds)} seed{'s' * (len(spec.tune_seeds) != 1)}"
@@ -638,7 +632,6 @@ def _point_key(flat: dict, per_key: str | None = None) -> str:
     """A run's point: its flat config without the seed and the keys that do not train
     (normbench.store.identity.not_training: name, output, sweep, role, data.path)."""
     from normbench.store import identity
-    from normbench.analysis.results import canonical
 
     return canonical({k: v for k, v in sorted(flat.items()) if k != "seed" and not identity.not_training(k)})
 
@@ -745,17 +738,17 @@ def _studies(spec: TuneSpec, create: bool) -> dict:
     for v in spec.per_values:
         name = study_name(spec, v)
         if create:
-            out[_key(v)] = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
+            out[canonical(v)] = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
                                                direction="maximize" if METRICS[spec.select] else "minimize")
-            if out[_key(v)].metric_names is None:  # optuna-dashboard names the objective, not "Objective 0"
+            if out[canonical(v)].metric_names is None:  # optuna-dashboard names the objective, not "Objective 0"
                 import warnings
 
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    out[_key(v)].set_metric_names([spec.select])
+                    out[canonical(v)].set_metric_names([spec.select])
         else:
             try:
-                out[_key(v)] = optuna.load_study(study_name=name, storage=storage)
+                out[canonical(v)] = optuna.load_study(study_name=name, storage=storage)
             except KeyError:
                 continue
     return out
@@ -785,11 +778,11 @@ def search_pairs(spec: TuneSpec) -> list[tuple[Any, dict]]:
     studies = _studies(spec, create=False)
     out, seen = [], set()
     for v in spec.per_values:
-        study = studies.get(_key(v))
+        study = studies.get(canonical(v))
         for t in sorted(_finished(study), key=lambda t: t.number) if study else []:
             point = point_of(spec, t.params)
-            if (_key(v), _key(point)) not in seen:
-                seen.add((_key(v), _key(point)))
+            if (canonical(v), canonical(point)) not in seen:
+                seen.add((canonical(v), canonical(point)))
                 out.append((v, point))
     return out
 
@@ -821,9 +814,9 @@ def _label_trials(spec: TuneSpec, studies: dict, batch: list, members: list, tri
 
     base = tune_dir(spec)
     for v, number, point in batch:
-        mine = [m for m in members if _key(m.config.get(spec.per_key)) == _key(v)
-                and all(_key(m.config.get(k)) == _key(x) for k, x in point.items())]
-        trial = optuna.trial.Trial(studies[_key(v)], trial_ids[number, _key(v)])
+        mine = [m for m in members if canonical(m.config.get(spec.per_key)) == canonical(v)
+                and all(canonical(m.config.get(k)) == canonical(x) for k, x in point.items())]
+        trial = optuna.trial.Trial(studies[canonical(v)], trial_ids[number, canonical(v)])
         trial.set_user_attr("normbench.run_folders", sorted(str(Path(m.run_dir).relative_to(base)) for m in mine))
         trial.set_user_attr("normbench.seeds", sorted(m.config.seed for m in mine))
         trial.set_user_attr("normbench.point", {k: point[k] for k in point})
@@ -846,7 +839,7 @@ def run_search(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool 
     while True:
         batch = []  # (per value, trial number, point)
         for v in spec.per_values:
-            study = studies[_key(v)]
+            study = studies[canonical(v)]
             trials = study.get_trials(deepcopy=False)
             if len(_finished(study)) >= spec.trials:
                 continue
@@ -858,10 +851,10 @@ def run_search(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool 
                                           sampler=_sampler(spec, v, len(trials))).ask(dists)
                 number, params, trial_id = asked.number, asked.params, asked._trial_id
             batch.append((v, number, point_of(spec, params)))
-            trial_ids[number, _key(v)] = trial_id
+            trial_ids[number, canonical(v)] = trial_id
         if not batch:
             return []
-        done = len(_finished(studies[_key(batch[0][0])]))
+        done = len(_finished(studies[canonical(batch[0][0])]))
         echo(f"optuna: trial {done + 1} of {spec.trials} for " + "; ".join(
             f"{show_value(v)} at {_point_label(p)}" for v, _, p in batch))
         members = spec.members_at([(v, p) for v, _, p in batch])
@@ -872,7 +865,7 @@ def run_search(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool 
         pairs = [(v, p) for v, _, p in batch]
         sel = select(read_records([m.run_dir for m in members]), spec, pairs)
         for (v, number, _), cell in zip(batch, sel.cells):
-            study = studies[_key(v)]
+            study = studies[canonical(v)]
             if cell.eligible:
                 study.tell(number, cell.mean)
             else:
@@ -882,7 +875,7 @@ def run_search(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool 
 def describe_search(spec: TuneSpec) -> list[str]:
     """--dry-run with --optuna: each value's trials so far."""
     studies = _studies(spec, create=False)
-    return [f"optuna: {study_name(spec, v)}: {len(_finished(studies[_key(v)])) if _key(v) in studies else 0} of "
+    return [f"optuna: {study_name(spec, v)}: {len(_finished(studies[canonical(v)])) if canonical(v) in studies else 0} of "
             f"{spec.trials} trials finished ({tune_dir(spec) / STORAGE})" for v in spec.per_values]
 
 
@@ -918,7 +911,7 @@ def describe(spec: TuneSpec) -> str:
 def run_tune(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool = False, echo=print) -> TuneResult:
     """Tuning, selection, confirmation, comparison (see the module docstring); every
     phase skips what is finished, so running it again continues where it stopped."""
-    from normbench.analysis import results, tables
+    from normbench.analysis import results, runs, tables
 
     echo(describe(spec))
     echo("== tuning")
@@ -951,7 +944,7 @@ def run_tune(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool = 
              f"selection chose (a narrower grid?) are not in this comparison; `compare --role confirmation` would "
              f"include them: move them away, e.g. {stale[0]}")
     try:
-        result.comparison = results.compare(results.load_runs([str(m.run_dir) for m in confirmation]), spec.metric)
+        result.comparison = results.compare(runs.load_runs([str(m.run_dir) for m in confirmation]), spec.metric)
     except NormbenchError as e:
         echo(f"(no comparison: {e})")
         return result
@@ -993,13 +986,12 @@ def dry_run(spec: TuneSpec) -> list[str]:
     if spec.trials is not None:
         lines += describe_search(spec)
         studies = _studies(spec, create=False)
-        if any(len(_finished(studies[_key(v)])) < spec.trials if _key(v) in studies else True
+        if any(len(_finished(studies[canonical(v)])) < spec.trials if canonical(v) in studies else True
                for v in spec.per_values):
             return lines + ["selection and confirmation: after the Optuna trials"]
     members = spec.tuning_members(create=False)
     for m in members:
-        status = m.status() or ("running" if m.holder() is not None else "todo")
-        lines.append(f"{status:>11}  tuning        {m.run_dir}")
+        lines.append(f"{m.state():>11}  tuning        {m.run_dir}")
     sel = selection_of(spec)
     if not sel.finished:
         done = sum(m.status() in sw.FINAL for m in members)
@@ -1011,6 +1003,5 @@ def dry_run(spec: TuneSpec) -> list[str]:
     if spec.target is not None:
         return lines + sw.describe_until(plan, spec.target, spec.metric)
     for m in plan.members(len(plan.seeds), create=False):
-        status = m.status() or ("running" if m.holder() is not None else "todo")
-        lines.append(f"{status:>11}  confirmation  {m.run_dir}")
+        lines.append(f"{m.state():>11}  confirmation  {m.run_dir}")
     return lines
