@@ -72,3 +72,46 @@ def test_a_worded_error_names_parameters_and_takes_values_as_they_are():
     assert p.render(_flag) == "--executor-option x=1: not an option of --executor local"
     # a value named "reason" (or "text") is a value, not the constructor's argument
     assert str(ParamError("grid", "k=v", "{reason}", reason="bad {x}")) == "grid k=v: bad {x}"
+
+
+def _cli_options() -> set[str]:
+    from normbench.cli import main
+
+    options, stack = set(), [main]
+    while stack:
+        command = stack.pop()
+        stack += getattr(command, "commands", {}).values()
+        options |= {opt for p in command.params for opt in getattr(p, "opts", ()) if opt.startswith("--")}
+    return options
+
+
+def _named_parameters(tree: ast.AST) -> set[str]:
+    """The parameters every ParamError / WordedError call names: a ParamError's first
+    argument and the `{name}` fields of a plain-string text that no keyword fills."""
+    import string
+
+    out = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+        if name not in ("ParamError", "WordedError"):
+            continue
+        args = [a.value if isinstance(a, ast.Constant) and isinstance(a.value, str) else None for a in node.args]
+        text = args[2] if name == "ParamError" and len(args) > 2 else args[0] if name == "WordedError" else None
+        if name == "ParamError" and args and args[0]:
+            out.add(args[0])
+        if text:
+            fields = {f for _, f, _, _ in string.Formatter().parse(text) if f}
+            out |= fields - {k.arg for k in node.keywords}
+    return out
+
+
+def test_every_parameter_the_library_names_is_an_option_of_the_cli():
+    """A parameter named in an error renders (cli._flag) as an option the CLI has: a
+    parameter spelled unlike its option is in cli._FLAGS."""
+    named = {p for folder in CHECKED for path in (PACKAGE / folder).rglob("*.py")
+             for p in _named_parameters(ast.parse(path.read_text(encoding="utf-8")))}
+    assert {"grid_items", "ranges", "trials", "executor_options", "overrides", "output"} <= named  # the walk sees them
+    options = _cli_options()
+    assert {p: _flag(p) for p in named if _flag(p) not in options} == {}
