@@ -115,3 +115,15 @@ def test_every_parameter_the_library_names_is_an_option_of_the_cli():
     assert {"grid_items", "ranges", "trials", "executor_options", "overrides", "output"} <= named  # the walk sees them
     options = _cli_options()
     assert {p: _flag(p) for p in named if _flag(p) not in options} == {}
+
+
+def test_a_worded_error_survives_pickling_whole():
+    """An error raised in a worker process (or a Ray task) reaches the driver pickled: it
+    arrives with its parameter names, so the CLI still renders the options."""
+    import pickle
+
+    for e in (ParamError("grid_items", "a=1", "e.g. {grid_items} a=1,2 ({why})", why="x"),
+              WordedError("{path}: add {grid_items}", path="c.yaml")):
+        back = pickle.loads(pickle.dumps(e))
+        assert type(back) is type(e) and str(back) == str(e) and back.render(_flag) == e.render(_flag)
+        assert "--grid" in back.render(_flag)

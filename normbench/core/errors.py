@@ -1,6 +1,7 @@
 """The user-fixable error and the one-line reason of any error: the bottom of the package
 (imports nothing of normbench)."""
 
+import functools
 import re
 
 
@@ -24,6 +25,9 @@ class WordedError(NormbenchError):
         """The message with every parameter named by `name_of(param)`."""
         return self.text.format_map(_Names(name_of, self.values))
 
+    def __reduce__(self):  # pickled whole (a worker process, Ray), so the CLI can still render it
+        return functools.partial(type(self), **self.values), (self.text,)
+
 
 class ParamError(WordedError):
     """A bad value of one of a library function's own parameters, in the library's words:
@@ -40,6 +44,9 @@ class ParamError(WordedError):
     def render(self, name_of) -> str:
         """The message with every parameter named by `name_of(param)`."""
         return f"{name_of(self.param)} {self.value}: {super().render(name_of)}"
+
+    def __reduce__(self):
+        return functools.partial(type(self), **self.values), (self.param, self.value, self.reason)
 
 
 class _Names(dict):
