@@ -10,9 +10,9 @@ from pathlib import Path
 
 import click
 
-from normbench.core.errors import NormbenchError, ParamError, one_line
+from normbench.core.errors import NormbenchError, WordedError, one_line
 from normbench.core.version import __version__
-from normbench.present.listing import FORMATS as LS_FORMATS, STATUSES
+from normbench.present import listing
 from normbench.core.metrics import LEVEL_TEXT
 from normbench.present.plots import BANDS
 from normbench.analysis.results import FAMILIES, METRICS
@@ -37,10 +37,8 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except ParamError as e:
-            raise click.ClickException(e.render(_flag)) from None
         except NormbenchError as e:
-            raise click.ClickException(str(e)) from None
+            raise click.ClickException(_text(e)) from None
         except Exception as e:  # MemoryError, TensorFlow's ResourceExhaustedError: one line
             from normbench.core.reasons import describe, is_resource_error
 
@@ -50,12 +48,18 @@ class _Group(click.Group):
 
 
 # the library's parameter names whose option is spelled otherwise (default: --name-with-dashes)
-_FLAGS = {"overrides": "--set", "param": "--vs", "fmt": "--format", "out": "-o"}
+_FLAGS = {"overrides": "--set", "param": "--vs", "fmt": "--format", "out": "-o", "grid_items": "--grid",
+          "ranges": "--range", "trials": "--optuna", "executor_options": "--executor-option"}
 
 
 def _flag(param: str) -> str:
-    """The command-line option of a library parameter named in a ParamError."""
+    """The command-line option of a library parameter named in a ParamError (a WordedError)."""
     return _FLAGS.get(param, "--" + param.replace("_", "-"))
+
+
+def _text(e: NormbenchError) -> str:
+    """A library error as the command line says it: its parameters as the options typed."""
+    return e.render(_flag) if isinstance(e, WordedError) else str(e)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -86,7 +90,7 @@ def _use_backend(cfg, config) -> None:
     try:
         use_backend(cfg.train.backend)
     except NormbenchError as e:
-        raise NormbenchError(f"{config}: {e}") from None
+        raise NormbenchError(f"{config}: {_text(e)}") from None
     from normbench.core.quiet import import_keras
 
     import_keras()  # TensorFlow's start-up notices filtered
@@ -475,26 +479,10 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, execu
     """
     from normbench.orchestrate import sweep as sw
 
-    if seeds_until is None and (max_seeds is not None or metric is not None):
-        raise click.UsageError("--max-seeds and --metric apply to --seeds-until; add --seeds-until HALF_WIDTH")
-    if seeds_until is not None and max_seeds is None:
-        raise click.UsageError("--seeds-until needs --max-seeds N (the most seeds per group)")
-    if seeds_until != "resolved" and (margin is not None or family is not None):
-        raise click.UsageError("--margin and --family apply to --seeds-until resolved")
+    _check_until_options(seeds_until, max_seeds, metric, margin, family)
     if seeds_until is not None:
-        from normbench.analysis import results
-
         plan = sw.plan_seeds(config, max_seeds, overrides, grid, smoke, output)
-        declared = plan.cfg.compare
-        metric = metric or (declared.primary if declared else None) or "test_accuracy"
-        results.check_metric(metric)
-        if seeds_until == "resolved":
-            if margin is None and declared and declared.primary == metric:
-                margin = declared.margin
-            if margin is not None:
-                results.check_margin(margin)
-            family = family or (declared.family if declared else None) or results.DEFAULT_FAMILY
-            seeds_until = sw.Resolve(margin, family, max(1, max_seeds - sw.FIRST_ROUND + 1))
+        metric, seeds_until = _until_rule(plan.cfg.compare, seeds_until, max_seeds, metric, margin, family)
         if dry_run:
             for line in sw.describe_until(plan, seeds_until, metric):
                 click.echo(line)
@@ -503,26 +491,70 @@ def sweep(config, grid, overrides, smoke, output, jobs, executor, address, execu
         members = sw.load_sweep(config, overrides, grid, smoke, output, create=not dry_run)
         if dry_run:
             for m in members:
-                status = m.status() or ("running" if m.holder() is not None else "todo")
-                click.echo(f"{status:>11}  {m.run_dir}")
+                click.echo(f"{m.state():>11}  {m.run_dir}")
             return
+    ex = make_executor(executor, address, executor_options)
+
+    def train(echo, status_line):
+        """The members' training: (failures, the members trained)."""
+        if seeds_until is None:
+            return sw.run_sweep(members, jobs=jobs, executor=ex, fail_fast=fail_fast, echo=echo,
+                                status_line=status_line), members
+        failures, last = sw.sweep_until(plan, seeds_until, metric, jobs=jobs, executor=ex, fail_fast=fail_fast,
+                                        echo=echo, status_line=status_line)
+        return failures, plan.members(last.seeds)
+
+    failures, members = _live(train)
+    _sweep_report(members)
+    _exit_on_failures(failures)
+
+
+def _check_until_options(seeds_until, max_seeds, metric, margin, family) -> None:
+    """The options that only --seeds-until (or --seeds-until resolved) reads come with it."""
+    if seeds_until is None and (max_seeds is not None or metric is not None):
+        raise click.UsageError("--max-seeds and --metric apply to --seeds-until; add --seeds-until HALF_WIDTH")
+    if seeds_until is not None and max_seeds is None:
+        raise click.UsageError("--seeds-until needs --max-seeds N (the most seeds per group)")
+    if seeds_until != "resolved" and (margin is not None or family is not None):
+        raise click.UsageError("--margin and --family apply to --seeds-until resolved")
+
+
+def _until_rule(declared, seeds_until, max_seeds, metric, margin, family):
+    """(metric, stopping rule) of --seeds-until: a half-width, or for "resolved" a
+    sweep.Resolve; what is not given comes from the config's compare: block (`declared`)."""
+    from normbench.analysis import results
+    from normbench.orchestrate import sweep as sw
+
+    metric = metric or (declared.primary if declared else None) or "test_accuracy"
+    results.check_metric(metric)
+    if seeds_until != "resolved":
+        return metric, seeds_until
+    if margin is None and declared and declared.primary == metric:
+        margin = declared.margin
+    if margin is not None:
+        results.check_margin(margin)
+    family = family or (declared.family if declared else None) or results.DEFAULT_FAMILY
+    return metric, sw.Resolve(margin, family, max(1, max_seeds - sw.FIRST_ROUND + 1))
+
+
+def _live(train):
+    """`train(echo, status_line)` with a live status line (on a terminal only:
+    click.get_text_stream is deprecated in Click 8.5); Ctrl-C ends it with one line."""
     from normbench.orchestrate.progress import Progress
 
-    ex = make_executor(executor, address, executor_options)
-    live = Progress(sys.stdout)  # a status line on a terminal only (click.get_text_stream is deprecated in Click 8.5)
+    live = Progress(sys.stdout)
     try:
-        if seeds_until is not None:
-            failures, last = sw.sweep_until(plan, seeds_until, metric, jobs=jobs, executor=ex, fail_fast=fail_fast,
-                                            echo=live.line, status_line=live.update)
-            members = plan.members(last.seeds)
-        else:
-            failures = sw.run_sweep(members, jobs=jobs, executor=ex, fail_fast=fail_fast, echo=live.line, status_line=live.update)
+        out = train(live.line, live.update)
     except KeyboardInterrupt:
         live.close()
         click.echo("\ninterrupted; run the same command again to resume", err=True)
         sys.exit(130)
     live.close()
-    _sweep_report(members)
+    return out
+
+
+def _exit_on_failures(failures) -> None:
+    """A sweep's or tune's failed members, one line each on stderr, then exit status 1."""
     if failures:
         click.echo(f"{len(failures)} member(s) failed:", err=True)
         for m, err in failures:
@@ -595,26 +627,20 @@ def tune(config, per, grid, trials, ranges, tune_seeds, confirm_seeds, select, m
         for line in tn.dry_run(spec):
             click.echo(line)
         return
-    from normbench.orchestrate import sweep as sw
-
     ex = make_executor(executor, address, executor_options)
     try:
         res = tn.run_tune(spec, jobs=jobs, executor=ex, fail_fast=fail_fast, echo=click.echo)
     except KeyboardInterrupt:
         click.echo("\ninterrupted; run the same command again to resume", err=True)
         sys.exit(130)
-    if res.failures:
-        click.echo(f"{len(res.failures)} member(s) failed:", err=True)
-        for m, err in res.failures:
-            click.echo(f"  {m.run_dir}: {err}", err=True)
-        sys.exit(1)
+    _exit_on_failures(res.failures)
 
 
 @main.command(name="ls")
 @_paths
-@click.option("--status", "statuses", multiple=True, type=click.Choice(list(STATUSES)),
+@click.option("--status", "statuses", multiple=True, type=click.Choice(list(listing.STATUSES)),
               help="Only runs with this status (repeatable).")
-@click.option("--format", "fmt", type=click.Choice(list(LS_FORMATS)), default="table", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(list(listing.FORMATS)), default="table", show_default=True,
               help="table for reading; json (an array of records) or csv for scripts (docs/bridges.md).")
 def ls_cmd(paths, statuses, fmt):
     """List run folders: id, status, norm, seed, test accuracy, epochs done/total, age.
@@ -627,8 +653,6 @@ def ls_cmd(paths, statuses, fmt):
     \b
     Example:  normbench ls results/ --status unfinished --status interrupted
     """
-    from normbench.present import listing
-
     rows = listing.entries(paths, statuses)
     base = Path(paths[0]).expanduser() if len(paths) == 1 and Path(paths[0]).is_dir() else None
     click.echo(listing.format_entries(rows, base, fmt), nl=False)

@@ -24,7 +24,7 @@ def test_jax_missing_is_one_line(tmp_path, monkeypatch):
         assert r.exit_code == 1
         assert r.output.strip().splitlines()[-1] == (
             f"Error: {cfg}: train.backend: jax is not installed; install it with "
-            "`pip install 'normbench[jax]'` or use --set train.backend=tensorflow"
+            "`pip install 'normbench[jax]'` or set train.backend: tensorflow"
         )
         assert "Traceback" not in r.output
     assert not (tmp_path / "out").exists()

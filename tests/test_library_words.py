@@ -1,92 +1,135 @@
-"""Library errors of analysis/ and present/ in the library's own words (issue 30): a
-ParamError names the function's parameter (`metric`, `fmt`, `out`, `tracking_uri`); the
-CLI renders it as the option typed (`--metric`, `--format`, `-o`, `--tracking-uri`).
-The CLI's exact texts are asserted by the commands' own tests (test_compare_*.py,
-test_plot.py, test_explain.py, test_report.py, test_bridges.py)."""
+"""Library errors speak the library's words: no error the package raises outside cli.py
+names a command-line option; a parameter is a ParamError (or a WordedError's `{name}`),
+which the CLI renders as the option typed (issue 30, "one name per thing")."""
 
 from __future__ import annotations
 
-import sqlite3
+import ast
+import re
+from pathlib import Path
 
 import pytest
 
 from normbench.cli import _flag
-from normbench.core.errors import ParamError, literal
+from normbench.core import errors
+from normbench.core.errors import ParamError, WordedError
+
+PACKAGE = Path(__file__).resolve().parent.parent / "normbench"
+# every layer's folder: only cli.py (the package root) speaks in options
+CHECKED = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists())
+FLAG = re.compile(r"--[A-Za-z]")
+# the error classes of normbench.core.errors (NormbenchError and its subclasses)
+ERRORS = {name for name, obj in vars(errors).items()
+          if isinstance(obj, type) and issubclass(obj, errors.NormbenchError)}
 
 
-def _raised(fn, *args) -> ParamError:
-    with pytest.raises(ParamError) as info:
-        fn(*args)
-    return info.value
+def _no_command(text: str) -> str:
+    """The text without a whole command it advises ("finish them with normbench run --resume
+    RUN_DIR"): a command to type is not a parameter of the function that raised."""
+    return re.sub(r"normbench [a-z]+[^;,]*", "", text)
 
 
-def test_param_error_without_a_value_or_a_parameter():
-    e = ParamError("matrix", [[1]], "expected {matrix} rows", shown=False)
-    assert (str(e), e.render(_flag)) == ("matrix: expected matrix rows", "--matrix: expected --matrix rows")
-    e = ParamError(None, "x", f"mlflow {literal('a{b}')}: check {{tracking_uri}}")
-    assert (str(e), e.render(_flag)) == ("mlflow a{b}: check tracking_uri", "mlflow a{b}: check --tracking-uri")
+def _flag_words(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, text) of every string constant (f-string parts included) inside a
+    `raise SomeNormbenchError(...)` that names a command-line option."""
+    out = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)):
+            continue
+        func = node.exc.func
+        name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+        if name not in ERRORS:
+            continue
+        for part in ast.walk(node.exc):
+            if isinstance(part, ast.Constant) and isinstance(part.value, str) and FLAG.search(_no_command(part.value)):
+                out.append((node.lineno, part.value))
+    return out
 
 
-def test_compare_s_checks_name_their_parameters():
-    from normbench.analysis import results, runs, tables
-
-    e = _raised(results.check_metric, "accuracy")
-    assert str(e).startswith("metric accuracy: unknown metric; choose one of: test_accuracy, ")
-    assert e.render(_flag) == "--" + str(e)
-    e = _raised(tables.format_comparison, None, "xml")
-    assert str(e) == "fmt xml: unknown format; choose one of: " + ", ".join(tables.FORMATS)
-    assert e.render(_flag) == "--format xml: unknown format; choose one of: " + ", ".join(tables.FORMATS)
-    e = _raised(runs.with_role, [], "bogus")
-    assert str(e) == "role bogus: unknown role; choose one of: tuning, confirmation"
-    assert _raised(runs.with_role, [], "tuning").render(_flag) == (
-        "--role tuning: no tuning runs in these folders; these runs have no role (normbench tune records one)")
-    e = _raised(results.check_within, [], ("seed",))
-    assert str(e) == ("within seed: seed never separates groups (seeds, names and outputs are pooled; "
-                      "model.arch and data.name already make sections); name a config key that varies")
-    e = _raised(results.check_within, [], ("a{b}",))  # a key with braces is shown as typed
-    assert e.render(_flag) == ("--within a{b}: no such config key in these runs; use a dotted config key such as "
-                               "train.batch_size")
-    assert str(_raised(results.check_margin, 0)) == (
-        "margin 0: must be a positive number in the metric's units, e.g. 0.01 (1 pp of accuracy)")
-    assert _raised(results.check_family, "pairs").render(_flag) == (
-        "--family pairs: unknown family; choose one of: vs-best, all-pairs")
+def test_the_check_finds_a_flag_in_a_raise():
+    """The check itself: it sees a flag in a plain string, in an f-string's text and in a
+    keyword value, and passes the library's wording."""
+    bad = ast.parse('raise NormbenchError(f"--grid {x}: no")\n'
+                    'raise errors.ParamError("p", v, "r", hint="use --per")\n'
+                    'raise WordedError("{x}: see --set-like", x=1)\n')
+    assert [line for line, _ in _flag_words(bad)] == [1, 2, 3]
+    good = ast.parse('raise ParamError("grid_items", v, "e.g. {grid_items} a=1,2")\n'
+                     'raise ValueError("--not ours")\n'
+                     'raise NormbenchError("x; finish it with normbench run --resume DIR, or not")\n'
+                     'print(f"--set {x}")\n')
+    assert _flag_words(good) == []
 
 
-def test_explain_names_the_matrix_or_the_file_it_came_from(tmp_path):
-    from normbench.analysis.explain import parse_matrix
-
-    e = _raised(parse_matrix, "1,x")
-    help_ = 'write numbers separated by "," and rows by ";", e.g. {} "1,2,3;4,5,6"'
-    assert str(e) == "matrix: 'x' (row 1, column 2) is not a number; " + help_.format("matrix")
-    assert e.render(_flag) == "--matrix: 'x' (row 1, column 2) is not a number; " + help_.format("--matrix")
-    f = tmp_path / "m{1}.csv"
-    f.write_text("1,2\n3\n")
-    e = _raised(parse_matrix, str(f))
-    assert str(e) == e.render(_flag) == (f"{f}: row 2 has 1 value but row 1 has 2; "
-                                         "give every row the same number of columns")
+@pytest.mark.parametrize("folder", CHECKED)
+def test_no_library_error_names_a_command_line_option(folder):
+    found = [f"{path.relative_to(PACKAGE.parent)}:{line}: {text!r}"
+             for path in sorted((PACKAGE / folder).rglob("*.py"))
+             for line, text in _flag_words(ast.parse(path.read_text(encoding="utf-8")))]
+    assert not found, "library errors in CLI words (make each a ParamError or WordedError):\n" + "\n".join(found)
 
 
-def test_outputs_are_named_out(tmp_path):
-    from normbench.present.report import build_report
+def test_a_worded_error_names_parameters_and_takes_values_as_they_are():
+    e = WordedError("{path}: nothing to sweep; add {grid_items} key=a,b or a {{sweep}} section", path="a{b}.yaml")
+    assert str(e) == "a{b}.yaml: nothing to sweep; add grid_items key=a,b or a {sweep} section"
+    assert e.render(_flag) == "a{b}.yaml: nothing to sweep; add --grid key=a,b or a {sweep} section"
+    p = ParamError("executor_options", "x=1", "not an option of {executor} {name}", name="local")
+    assert isinstance(p, WordedError)
+    assert str(p) == "executor_options x=1: not an option of executor local"
+    assert p.render(_flag) == "--executor-option x=1: not an option of --executor local"
+    # a value named "reason" (or "text") is a value, not the constructor's argument
+    assert str(ParamError("grid", "k=v", "{reason}", reason="bad {x}")) == "grid k=v: bad {x}"
 
-    e = _raised(build_report, [tmp_path], tmp_path / "r.txt")
-    assert str(e) == f"out {tmp_path / 'r.txt'}: a report is an HTML page; end the name in .html"
-    assert e.render(_flag) == f"-o {tmp_path / 'r.txt'}: a report is an HTML page; end the name in .html"
+
+def _cli_options() -> set[str]:
+    from normbench.cli import main
+
+    options, stack = set(), [main]
+    while stack:
+        command = stack.pop()
+        stack += getattr(command, "commands", {}).values()
+        options |= {opt for p in command.params for opt in getattr(p, "opts", ()) if opt.startswith("-")}
+    return options
 
 
-def test_a_store_error_names_tracking_uri_when_it_was_given(tmp_path):
-    from normbench.present.export import _check_sqlite
+def _named_parameters(tree: ast.AST) -> set[str]:
+    """The parameters every ParamError / WordedError call names: a ParamError's first
+    argument and the `{name}` fields of a plain-string text that no keyword fills."""
+    import string
 
-    db = tmp_path / "other.db"
-    con = sqlite3.connect(db)
-    con.execute("CREATE TABLE notes (x)")
-    con.commit()
-    con.close()
-    uri = f"sqlite:///{db}"
-    tail = (f"{db} is a SQLite database of another application (tables notes), not an MLflow store, and MLflow "
-            "would create its own tables inside it; name another file, or pass {} to add them anyway")
-    e = _raised(_check_sqlite, uri, db, True, False)
-    assert str(e) == f"tracking_uri {uri}: " + tail.format("force")
-    assert e.render(_flag) == f"--tracking-uri {uri}: " + tail.format("--force")
-    e = _raised(_check_sqlite, uri, db, False, False)
-    assert e.render(_flag) == f"the default store {uri}: " + tail.format("--force")
+    out = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+        if name not in ("ParamError", "WordedError"):
+            continue
+        args = [a.value if isinstance(a, ast.Constant) and isinstance(a.value, str) else None for a in node.args]
+        text = args[2] if name == "ParamError" and len(args) > 2 else args[0] if name == "WordedError" else None
+        if name == "ParamError" and args and args[0]:
+            out.add(args[0])
+        if text:
+            fields = {f for _, f, _, _ in string.Formatter().parse(text) if f}
+            out |= fields - {k.arg for k in node.keywords}
+    return out
+
+
+def test_every_parameter_the_library_names_is_an_option_of_the_cli():
+    """A parameter named in an error renders (cli._flag) as an option the CLI has: a
+    parameter spelled unlike its option is in cli._FLAGS."""
+    named = {p for folder in CHECKED for path in (PACKAGE / folder).rglob("*.py")
+             for p in _named_parameters(ast.parse(path.read_text(encoding="utf-8")))}
+    assert {"grid_items", "ranges", "trials", "executor_options", "overrides", "output"} <= named  # the walk sees them
+    options = _cli_options()
+    assert {p: _flag(p) for p in named if _flag(p) not in options} == {}
+
+
+def test_a_worded_error_survives_pickling_whole():
+    """An error raised in a worker process (or a Ray task) reaches the driver pickled: it
+    arrives with its parameter names, so the CLI still renders the options."""
+    import pickle
+
+    for e in (ParamError("grid_items", "a=1", "e.g. {grid_items} a=1,2 ({why})", why="x"),
+              WordedError("{path}: add {grid_items}", path="c.yaml")):
+        back = pickle.loads(pickle.dumps(e))
+        assert type(back) is type(e) and str(back) == str(e) and back.render(_flag) == e.render(_flag)
+        assert "--grid" in back.render(_flag)

@@ -16,6 +16,7 @@ import pytest
 
 from conftest import REPO, TINY, as_from_a_shell, cli, history_rows, start_run, write_config
 from normbench import NormbenchError
+from normbench.cli import _flag
 from normbench.store import runfolder
 from normbench.orchestrate import sweep as sw
 from normbench.orchestrate.executors.ray_tasks import RayExecutor
@@ -48,7 +49,7 @@ def test_grid_values_are_validated_before_any_run(tmp_path):
 def test_changed_config_is_not_silently_resumed(tmp_path):
     cfg = write_config(tmp_path / "c.yaml")
     sw.load_sweep(str(cfg), grid_items=["seed=0"], output=str(tmp_path / "r"))
-    with pytest.raises(NormbenchError, match="made with a different config .*train.epochs.*delete that folder or sweep into another --output"):
+    with pytest.raises(NormbenchError, match="made with a different config .*train.epochs.*delete that folder or sweep into another output$"):
         sw.load_sweep(str(cfg), overrides=["train.epochs=7"], grid_items=["seed=0"], output=str(tmp_path / "r"))
 
 
@@ -626,16 +627,19 @@ def test_executor_options_are_checked_and_converted(monkeypatch):
         return FakeExecutor()
 
     try:
-        executors.make_executor("probe", address="ignored", options=["jobs_per_node=4", "shared=false", "queue=a=b"])
+        executors.make_executor("probe", address="ignored", executor_options=["jobs_per_node=4", "shared=false", "queue=a=b"])
         assert made == {"jobs_per_node": 4, "shared": False, "queue": "a=b"}  # --address: only where taken
-        for opts, error in ((["nodes=2"], "--executor-option nodes: not an option of --executor probe; "
+        # the library's words (its parameters); the CLI renders them as --executor-option / --executor
+        for opts, error in ((["nodes=2"], "executor_options nodes: not an option of executor probe; "
                                           "choose one of: jobs_per_node, shared, queue"),
-                            (["jobs_per_node=x"], "--executor-option jobs_per_node=x: expected an integer (option of --executor probe)"),
-                            (["shared=maybe"], "--executor-option shared=maybe: expected true or false (option of --executor probe)"),
-                            (["queue"], "--executor-option queue: expected KEY=VALUE, e.g. --executor-option address=auto")):
+                            (["jobs_per_node=x"], "executor_options jobs_per_node=x: expected an integer (option of executor probe)"),
+                            (["shared=maybe"], "executor_options shared=maybe: expected true or false (option of executor probe)"),
+                            (["queue"], "executor_options queue: expected KEY=VALUE, e.g. executor_options address=auto")):
             with pytest.raises(NormbenchError) as e:
-                executors.make_executor("probe", options=opts)
+                executors.make_executor("probe", executor_options=opts)
             assert str(e.value) == error
+            assert e.value.render(_flag) == error.replace("executor_options", "--executor-option").replace(
+                "executor probe", "--executor probe")
     finally:
         del executors.EXECUTORS["probe"]
 
@@ -664,10 +668,11 @@ def test_a_half_width_just_above_the_target_never_prints_as_the_target():
     """0.01003 against --seeds-until 0.01 printed "0.0100  > 0.01" (a session's study log):
     as many decimals as it takes to tell it apart; at or below the target, four."""
     from normbench.analysis.stats import mean_ci
+    from normbench.core.metrics import LEVEL
 
     base = [0.0, 2.0, 1.0, 3.0, 0.0]
-    values = [v * 0.01003 / mean_ci(base, sw.CONFIDENCE).half_width for v in base]  # half-width 0.01003
-    w = mean_ci(values, sw.CONFIDENCE).half_width
+    values = [v * 0.01003 / mean_ci(base, LEVEL).half_width for v in base]  # half-width 0.01003
+    w = mean_ci(values, LEVEL).half_width
     assert format(w, ".4f") == "0.0100" and w > 0.01  # the case: four decimals would read as the target
     line = sw.format_round(sw.Round(seeds=5, values={"g": values}, unfinished=0), 0.01)[1]
     assert line.split()[2] == "0.01003" and line.endswith("> 0.01")

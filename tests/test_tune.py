@@ -255,6 +255,49 @@ def test_a_config_with_a_sweep_section_is_refused(tmp_path):
                                 "--grid and the seeds; remove the section")
 
 
+@pytest.mark.parametrize("kw, message", [
+    (dict(per="model.norm=batch", grid_items=[GRID]),
+     "per model.norm=batch: one value; a tune compares at least two, e.g. per model.norm=batch,layer"),
+    (dict(grid_items=[]), "grid_items: nothing to tune; add e.g. grid_items train.learning_rate=0.0003,0.001,0.003,0.01"),
+    (dict(grid_items=["seed=0,1"]), "grid_items seed: seeds are set by tune_seeds (tuning) and confirm_seeds "
+                                    "(confirmation), not the grid; drop it from grid_items"),
+    (dict(select="final_train_loss"),
+     "select final_train_loss: not a validation metric; select on one of: best_val_accuracy, last_val_accuracy"),
+    (dict(tune_seeds="0,1", confirm_seeds="1,2,3"),
+     "confirm_seeds 1,2,3: seed 1 is also a tuning seed (tune_seeds 0,1); their scores chose the point and are "
+     "biased upward, so confirmation needs fresh seeds; pick seeds not in tune_seeds"),
+    (dict(ranges=["train.learning_rate=0.0001:0.1:log"]),
+     "ranges train.learning_rate=0.0001:0.1:log: a range is searched by trials N; add it, or list values with grid_items"),
+])
+def test_load_spec_errors_name_its_own_parameters(tmp_path, kw, message):
+    """The library names load_spec's parameters; the CLI's text for the same input is in
+    test_bad_input_is_one_line_and_creates_nothing."""
+    cfg = write_config(tmp_path / "c.yaml")
+    args = {"per": PER, "grid_items": [GRID], **kw}
+    with pytest.raises(NormbenchError) as e:
+        tune.load_spec(str(cfg), args.pop("per"), args.pop("grid_items"), output=str(tmp_path / "r"), **args)
+    assert str(e.value) == message
+
+
+def test_a_bad_per_value_found_by_the_sweep_s_check_names_per(tmp_path):
+    """A bad data.path among the --per values: config raises it as a ParamError of the
+    sweep's `grid`; tune re-raises it as one of its own `per`, which the CLI renders as
+    --per (not --grid, the option the user never typed)."""
+    import numpy as np
+
+    good, missing = tmp_path / "imdb.npz", tmp_path / "missing.npz"
+    x = np.arange(160).reshape(16, 10) % 40 + 1
+    np.savez(good, x_train=x, y_train=np.arange(16) % 2, x_test=x, y_test=np.arange(16) % 2)
+    cfg = write_config(tmp_path / "c.yaml", data__name="imdb", data__path=str(good), data__subset=None)
+    reason = f"data.path: no such file {missing}; point it at a local imdb.npz, or set it to null to download"
+    with pytest.raises(NormbenchError) as e:
+        tune.load_spec(str(cfg), f"data.path={good},{missing}", [GRID], output=str(tmp_path / "r"))
+    assert str(e.value) == f"per data.path={missing}: {reason}"
+    r = cli("tune", cfg, "--per", f"data.path={good},{missing}", "--grid", GRID, "--output", tmp_path / "r", "--dry-run")
+    assert r.exit_code == 1 and r.output.strip() == f"Error: --per data.path={missing}: {reason}"
+    assert not (tmp_path / "r").exists()
+
+
 # ----------------------------------------------------------------------------- dry run, compare, plot
 
 
@@ -520,7 +563,7 @@ def test_confirmation_seeds_are_fresh_against_every_run_of_the_point_it_is_shown
     spec3 = _spec(tmp_path / "given", select="last_val_accuracy", confirm_seeds="3,4", against=[str(fixed)])
     for m in spec3.tuning_members():
         FakeTrainer().submit(m, 1)
-    with pytest.raises(NormbenchError, match=r"^--confirm-seeds: seed 3 already ran at a selected point \("
+    with pytest.raises(NormbenchError, match=r"^confirm_seeds: seed 3 already ran at a selected point \("
                                              + str(fixed / "fixed_study" / "seed3").replace(".", r"\.") + r"\); that "
                                              r"run is not a fresh draw"):
         tune.confirm_plan(tune.selection_of(spec3))

@@ -1,6 +1,7 @@
 """The user-fixable error and the one-line reason of any error: the bottom of the package
 (imports nothing of normbench)."""
 
+import functools
 import re
 
 
@@ -8,40 +9,65 @@ class NormbenchError(Exception):
     """A failure the user can fix: the message is one line naming the file and the fix."""
 
 
-class ParamError(NormbenchError):
+class WordedError(NormbenchError):
+    """A library error whose text names parameters as `{name}` (literal braces doubled),
+    each worded by the front end that shows it: `str()` names each as the function does
+    ("... sweep into another {output}" reads "... another output"), the CLI as the option
+    typed ("... another --output") through `render`. Values go in as keywords, inserted as
+    they are (braces and all): WordedError("{path}: nothing to sweep; add {grid_items}",
+    path=config_path); a keyword shadows the parameter of its name."""
+
+    def __init__(self, text: str, /, **values):
+        self.text, self.values = text, values
+        super().__init__(self.render(lambda name: name))
+
+    def render(self, name_of) -> str:
+        """The message with every parameter named by `name_of(param)`."""
+        return self.text.format_map(_Names(name_of, self.values))
+
+    def __reduce__(self):  # pickled whole (a worker process, Ray), so the CLI can still render it
+        return functools.partial(type(self), **self.values), (self.text,)
+
+
+class ParamError(WordedError):
     """A bad value of one of a library function's own parameters, in the library's words:
     `str()` names the parameter as the function does ("band 'x': unknown band; ..."), and
     a front end renders it in its own (the CLI's `--band x: ...`) through `render`. The
-    reason may name other parameters as `{name}` (literal braces doubled), rendered the
-    same way, so advice such as "pass {force}" reads "pass force" from Python and "pass
-    --force" on the command line. Text that is not the library's own (a path, a value, an
-    exception's message) goes into a reason through `literal`.
+    reason may name other parameters as `{name}` and take values as keywords, as
+    WordedError's text does, so advice such as "pass {force}" reads "pass force" from
+    Python and "pass --force" on the command line. Text that is not the library's own (a
+    path, a value, an exception's message) goes into a reason through `literal` or a keyword.
 
     `shown=False` leaves the value out ("matrix: expected a 2-D matrix"); `param=None` is a
     failure of no one parameter (a store, a file) whose reason, the whole message, still
     names parameters ("mlflow URI: ...; check {tracking_uri}")."""
 
-    def __init__(self, param: str | None, value, reason: str, *, shown: bool = True):
+    def __init__(self, param: str | None, value, reason: str, /, *, shown: bool = True, **values):
         self.param, self.value, self.reason, self.shown = param, value, reason, shown
-        super().__init__(self.render(lambda name: name))
+        super().__init__(reason, **values)
 
     def render(self, name_of) -> str:
         """The message with every parameter named by `name_of(param)`."""
-        reason = self.reason.format_map(_Names(name_of))
+        reason = super().render(name_of)
         if self.param is None:
             return reason
         return f"{name_of(self.param)}{f' {self.value}' if self.shown else ''}: {reason}"
 
+    def __reduce__(self):
+        return functools.partial(type(self), shown=self.shown, **self.values), (self.param, self.value, self.reason)
+
 
 def literal(text) -> str:
-    """`text` as it should read inside a ParamError's reason (its braces doubled, so a path
-    or value holding "{x}" is never taken for a parameter)."""
+    """`text` as it should read inside a reason (its braces doubled, so a path or value
+    holding "{x}" is never taken for a parameter)."""
     return str(text).replace("{", "{{").replace("}", "}}")
 
 
 class _Names(dict):
-    def __init__(self, name_of):
-        super().__init__()
+    """Parameter names for str.format_map: a given value, else the name as `name_of` words it."""
+
+    def __init__(self, name_of, values=()):
+        super().__init__(values)
         self.name_of = name_of
 
     def __missing__(self, key):

@@ -32,9 +32,11 @@ from typing import Any
 
 import yaml
 
-from normbench.core.errors import NormbenchError
+from normbench.core.errors import NormbenchError, ParamError, WordedError
+from normbench.core.metrics import LEVEL, LEVEL_TEXT  # LEVEL: the level of every interval
 from normbench.store import runfolder
-from normbench.schema.config import NAME_MAX, Config, dump_yaml, flatten, from_dict, parse_override, path_problem, read_yaml, with_values
+from normbench.schema.config import (NAME_MAX, Config, dump_yaml, flatten, from_dict, load_config, parse_override,
+                                     path_problem, read_yaml, with_values)
 from normbench.orchestrate.executors.base import Elsewhere, Executor, make_executor
 from normbench.core.runlock import Busy, holder
 from normbench.core.signals import sigterm_raises, signals_deferred
@@ -52,25 +54,30 @@ class Member:
         """Status in summary.json, or None when the member has not finished."""
         return runfolder.status(self.run_dir)
 
+    def state(self) -> str:
+        """What a dry run shows: its status, else "running" (another process holds it) or "todo"."""
+        return self.status() or ("running" if self.holder() is not None else "todo")
+
     def holder(self) -> int | None:
         """The pid of another process training this member, else None."""
         return holder(self.run_dir)
 
 
-def parse_grid(items: list[str] | tuple[str, ...], flag: str = "--grid") -> dict[str, list]:
-    """`--grid key=a,b,c` strings -> {key: [a, b, c]} with YAML-typed values; errors name `flag`."""
+def parse_grid(items: list[str] | tuple[str, ...], param: str = "grid_items") -> dict[str, list]:
+    """`key=a,b,c` strings -> {key: [a, b, c]} with YAML-typed values; errors are ParamErrors
+    of `param`, the caller's parameter the strings came in (load_sweep's grid_items)."""
     grid = {}
     for text in items:
         try:
             key, value = parse_override(text)
         except NormbenchError:
-            raise NormbenchError(f"{flag} {text}: expected key.path=a,b,c, e.g. {flag} model.norm=batch,layer") from None
+            raise ParamError(param, text, f"expected key.path=a,b,c, e.g. {{{param}}} model.norm=batch,layer") from None
         raw = text.partition("=")[2]
         values = [yaml.safe_load(v) for v in raw.split(",") if v.strip()] if isinstance(value, (str, int, float)) else value
         if not isinstance(values, list):
             values = [values]
         if not values:
-            raise NormbenchError(f"{flag} {text}: no values; write {flag} {key}=a,b,c")
+            raise ParamError(param, text, f"no values; write {{{param}}} {{key}}=a,b,c", key=key)
         grid[key] = values
     return grid
 
@@ -110,10 +117,10 @@ def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = Non
     if output:
         problem = path_problem(output)
         if problem:
-            raise NormbenchError(f"--output {output!r}: {problem}")
+            raise ParamError("output", repr(output), "{problem}", problem=problem)
         where = Path(output).expanduser()
         if where.exists() and not where.is_dir():
-            raise NormbenchError(f"--output {output}: is a file, not a folder; choose another --output or move the file")
+            raise ParamError("output", output, "is a file, not a folder; choose another {output} or move the file")
         cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, dir=output))
     keys = list({**cfg.sweep, **grid})
     members, seen = [], set()
@@ -121,9 +128,9 @@ def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = Non
         rid = run_id_for(c, keys)
         if len(rid.encode("utf-8", "surrogateescape")) > NAME_MAX:
             long = max((k for k in keys if k in grid), key=lambda k: len(_fmt(c.get(k))), default=None)
-            flag = f"--grid {long}" if long else "sweep:"
-            raise NormbenchError(f"{flag}: the member folder name {rid[:40]!r}... would be {len(rid.encode())} bytes, "
-                                 f"more than the {NAME_MAX} a folder name may have; use shorter values")
+            reason = (f"the member folder name {rid[:40]!r}... would be {len(rid.encode())} bytes, "
+                      f"more than the {NAME_MAX} a folder name may have; use shorter values")
+            raise ParamError("grid", long, "{reason}", reason=reason) if long else NormbenchError(f"sweep:: {reason}")
         if rid in seen:
             continue
         seen.add(rid)
@@ -134,10 +141,8 @@ def prepare_members(cfg: Config, grid: dict[str, list], output: str | None = Non
             was = flatten(from_dict(read_yaml(cfg_path), str(cfg_path)).to_dict())
             diff = [k for k in {**was, **new} if was.get(k) != new.get(k) and not k.startswith(("output.", "sweep", "compare."))]
             if diff:
-                raise NormbenchError(
-                    f"{run_dir}: made with a different config ({', '.join(diff[:3])} differ); "
-                    "delete that folder or sweep into another --output"
-                )
+                raise WordedError("{run_dir}: made with a different config ({keys} differ); delete that folder or "
+                                  "sweep into another {output}", run_dir=run_dir, keys=", ".join(diff[:3]))
         elif create:
             try:
                 run_dir.mkdir(parents=True, exist_ok=True)
@@ -173,102 +178,135 @@ def run_sweep(members: list[Member], *, jobs: int = 1, executor: Executor | None
     Progress: each finished member's line says done / running / left and the ETA, then
     `note()` when given; `status_line(text)`, when given, gets the same counts with each running
     member's epoch about once a second (normbench.orchestrate.progress shows it on a terminal)."""
-    executor = executor or make_executor("local")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = max(1, cores // jobs)
-    statuses = [m.status() for m in members]
-    todo = [m for m, st in zip(members, statuses) if st not in finished]
-    kept_diverged = sum(st == "diverged" and st in finished for st in statuses)
-    skipped = len(members) - len(todo) - kept_diverged
-    diverged_note = (f"{kept_diverged} diverged earlier (kept: a rerun diverges the same way; delete a member's "
-                     f"folder to train it again), " if kept_diverged else "")
-    echo(f"sweep: {len(members)} members, {skipped} already completed, {diverged_note}{len(todo)} to run, "
-         f"{jobs} at a time ({threads} threads each, {executor.name})")
-    running: dict = {}
-    waiting: dict[str, Member] = {}  # locked by another process
-    failures: list[tuple[Member, str]] = []
-    done, durations, t0, shown = 0, [], time.time(), 0.0
-    noted = note() if note else ""  # read again only when a member finishes
-
-    def elsewhere(m: Member, why: str) -> None:
-        waiting[m.run_id] = m
-        echo(f"running elsewhere {m.run_id}: {why}; waiting for it")
-
+    run = _Run(members, executor or make_executor("local"), jobs, fail_fast, echo, finished, status_line, note)
+    run.announce()
     restore_sigterm = sigterm_raises()
     try:
-        while todo or running or waiting:
-            while todo and len(running) < jobs and not (fail_fast and failures):
-                m = todo.pop(0)
-                if m.status() in finished:
-                    echo(f"completed elsewhere {m.run_id}")
-                    continue
-                pid = m.holder()
-                if pid is not None:
-                    elsewhere(m, f"pid {pid or 'unknown'}")
-                    continue
-                # a Ctrl-C or SIGTERM that lands while a member starts takes effect once it is
-                # registered, so that _stop ends it too
-                with signals_deferred():
-                    try:
-                        running[m.run_id] = (m, executor.submit(m, threads), time.time())
-                    except Busy as e:
-                        elsewhere(m, f"pid {e.pid or 'unknown'}")
-            if fail_fast and failures:
-                break
-            if not running and not waiting and not todo:
+        while run.todo or run.running or run.waiting:
+            run.start_members()
+            if run.stopping() or not (run.running or run.waiting or run.todo):
                 break
             time.sleep(0.2)
-            if status_line and time.time() - shown >= 1:
-                shown = time.time()
-                status_line(_status_text(done, len(members) - skipped, running, len(todo), durations, jobs, noted))
-            for rid, m in list(waiting.items()):
-                if m.holder() is not None:
-                    continue
-                del waiting[rid]
-                status = m.status()
-                if status in finished:
-                    echo(f"completed elsewhere {m.run_id}")
-                elif status in FINAL:
-                    failures.append((m, f"finished elsewhere with status {status}"))
-                    echo(f"FAILED {m.run_id}: finished elsewhere with status {status} ({m.run_dir})")
-                else:  # its owner stopped before the end: resume it here
-                    todo.append(m)
-            for rid, (m, handle, started) in list(running.items()):
-                if not executor.poll(handle):
-                    continue
-                del running[rid]
-                error = executor.result(m, handle)
-                noted = note() if note else ""
-                if isinstance(error, Elsewhere):
-                    elsewhere(m, error)
-                    continue
-                done += 1
-                durations.append(time.time() - started)
-                status = m.status()
-                if error is None and status not in finished:
-                    error = f"finished with status {status}"
-                left = len(todo)
-                eta = sum(durations) / len(durations) * (left + len(running)) / jobs
-                progress = f"[{done}/{len(members) - skipped} done, {len(running)} running, {left} left, ETA {_duration(eta)}" \
-                           f"{'; ' + noted if noted else ''}]"
-                if error:
-                    failures.append((m, error))
-                    echo(f"{progress} FAILED {m.run_id}: {error} ({m.run_dir})")
-                    if fail_fast:
-                        _stop(executor, running)
-                        todo.clear()
-                        break
-                else:
-                    acc = (runfolder.read_summary(m.run_dir) or {}).get("test_accuracy")
-                    echo(f"{progress} {status} {m.run_id}: test_accuracy {acc:.4f} in {_duration(durations[-1])}"
-                         if acc is not None else f"{progress} {status} {m.run_id}")
+            run.show_status()
+            run.check_waiting()
+            run.collect_finished()
     except KeyboardInterrupt:
-        _stop(executor, running)
+        _stop(run.executor, run.running)
         raise
     finally:
         restore_sigterm()
-    echo(f"sweep: finished in {_duration(time.time() - t0)}; {len(failures)} failed")
-    return failures
+    echo(f"sweep: finished in {_duration(time.time() - run.t0)}; {len(run.failures)} failed")
+    return run.failures
+
+
+class _Run:
+    """One run_sweep's state and its steps: the members to start, running (run id ->
+    (member, handle, start time)), waiting for another process (run id -> member), failed."""
+
+    def __init__(self, members, executor, jobs, fail_fast, echo, finished, status_line, note):
+        self.members, self.executor, self.jobs, self.fail_fast, self.echo = members, executor, jobs, fail_fast, echo
+        self.finished, self.status_line, self.note = finished, status_line, note
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        self.threads = max(1, cores // jobs)
+        statuses = [m.status() for m in members]
+        self.todo = [m for m, st in zip(members, statuses) if st not in finished]
+        self.kept_diverged = sum(st == "diverged" and st in finished for st in statuses)
+        self.skipped = len(members) - len(self.todo) - self.kept_diverged
+        self.running: dict = {}
+        self.waiting: dict[str, Member] = {}  # locked by another process
+        self.failures: list[tuple[Member, str]] = []
+        self.done, self.durations, self.t0, self.shown = 0, [], time.time(), 0.0
+        self.noted = note() if note else ""  # read again only when a member finishes
+
+    def announce(self) -> None:
+        diverged = (f"{self.kept_diverged} diverged earlier (kept: a rerun diverges the same way; delete a member's "
+                    f"folder to train it again), " if self.kept_diverged else "")
+        self.echo(f"sweep: {len(self.members)} members, {self.skipped} already completed, {diverged}{len(self.todo)} to "
+                  f"run, {self.jobs} at a time ({self.threads} threads each, {self.executor.name})")
+
+    def stopping(self) -> bool:
+        """--fail-fast after a failure: start nothing more."""
+        return self.fail_fast and bool(self.failures)
+
+    def elsewhere(self, m: Member, why: str) -> None:
+        self.waiting[m.run_id] = m
+        self.echo(f"running elsewhere {m.run_id}: {why}; waiting for it")
+
+    def start_members(self) -> None:
+        """Start members until `jobs` run; a finished or locked one is not started."""
+        while self.todo and len(self.running) < self.jobs and not self.stopping():
+            m = self.todo.pop(0)
+            if m.status() in self.finished:
+                self.echo(f"completed elsewhere {m.run_id}")
+                continue
+            pid = m.holder()
+            if pid is not None:
+                self.elsewhere(m, f"pid {pid or 'unknown'}")
+                continue
+            # a Ctrl-C or SIGTERM that lands while a member starts takes effect once it is
+            # registered, so that _stop ends it too
+            with signals_deferred():
+                try:
+                    self.running[m.run_id] = (m, self.executor.submit(m, self.threads), time.time())
+                except Busy as e:
+                    self.elsewhere(m, f"pid {e.pid or 'unknown'}")
+
+    def show_status(self) -> None:
+        if self.status_line and time.time() - self.shown >= 1:
+            self.shown = time.time()
+            self.status_line(_status_text(self.done, len(self.members) - self.skipped, self.running, len(self.todo),
+                                          self.durations, self.jobs, self.noted))
+
+    def check_waiting(self) -> None:
+        """A member another process released: finished there, or resumed here."""
+        for rid, m in list(self.waiting.items()):
+            if m.holder() is not None:
+                continue
+            del self.waiting[rid]
+            status = m.status()
+            if status in self.finished:
+                self.echo(f"completed elsewhere {m.run_id}")
+            elif status in FINAL:
+                self.failures.append((m, f"finished elsewhere with status {status}"))
+                self.echo(f"FAILED {m.run_id}: finished elsewhere with status {status} ({m.run_dir})")
+            else:  # its owner stopped before the end: resume it here
+                self.todo.append(m)
+
+    def collect_finished(self) -> None:
+        """Each member that ended: its result line; with fail_fast a failure stops the rest."""
+        for rid, (m, handle, started) in list(self.running.items()):
+            if not self.executor.poll(handle):
+                continue
+            del self.running[rid]
+            error = self.executor.result(m, handle)
+            self.noted = self.note() if self.note else ""
+            if isinstance(error, Elsewhere):
+                self.elsewhere(m, error)
+                continue
+            self.done += 1
+            self.durations.append(time.time() - started)
+            if self.report(m, error) and self.fail_fast:
+                _stop(self.executor, self.running)
+                self.todo.clear()
+                break
+
+    def report(self, m: Member, error: str | None) -> bool:
+        """The line of a member that ended (its status, or why it failed); whether it failed."""
+        status = m.status()
+        if error is None and status not in self.finished:
+            error = f"finished with status {status}"
+        left = len(self.todo)
+        eta = sum(self.durations) / len(self.durations) * (left + len(self.running)) / self.jobs
+        progress = (f"[{self.done}/{len(self.members) - self.skipped} done, {len(self.running)} running, {left} left, "
+                    f"ETA {_duration(eta)}{'; ' + self.noted if self.noted else ''}]")
+        if error:
+            self.failures.append((m, error))
+            self.echo(f"{progress} FAILED {m.run_id}: {error} ({m.run_dir})")
+            return True
+        acc = (runfolder.read_summary(m.run_dir) or {}).get("test_accuracy")
+        self.echo(f"{progress} {status} {m.run_id}: test_accuracy {acc:.4f} in {_duration(self.durations[-1])}"
+                  if acc is not None else f"{progress} {status} {m.run_id}")
+        return False
 
 
 def _where(m: Member) -> tuple[str, float]:
@@ -317,20 +355,17 @@ def load_sweep(config_path: str, overrides=(), grid_items=(), smoke: bool = Fals
                create: bool = True) -> list[Member]:
     cfg, grid, source = _load(config_path, overrides, grid_items, smoke)
     if not cfg.sweep and not grid:
-        raise NormbenchError(f"{config_path}: nothing to sweep; add --grid key=a,b or a sweep: section")
+        raise WordedError("{path}: nothing to sweep; add {grid_items} key=a,b or a sweep: section", path=config_path)
     return prepare_members(cfg, grid, output, source=source, create=create)
 
 
 def _load(config_path, overrides, grid_items, smoke):
-    from normbench.schema.config import load_config
-
     cfg = load_config(config_path, overrides, smoke)
     return cfg, parse_grid(grid_items), f"{config_path} (sweep)"
 
 
 # ----------------------------------------------------------------------------- --seeds-until
 
-from normbench.core.metrics import LEVEL as CONFIDENCE, LEVEL_TEXT  # noqa: E402  (the level of every interval)
 FIRST_ROUND = 2  # seeds per group in the first round: the fewest that give an interval
 
 
@@ -364,7 +399,7 @@ class Round:
         """group -> half-width of its 95 % t-interval (stats.mean_ci); inf below 2 values."""
         from normbench.analysis.stats import mean_ci
 
-        widths = {g: mean_ci(v, CONFIDENCE).half_width for g, v in self.values.items()}
+        widths = {g: mean_ci(v, LEVEL).half_width for g, v in self.values.items()}
         return {g: math.inf if math.isnan(w) else w for g, w in widths.items()}
 
     @property
@@ -375,7 +410,7 @@ class Round:
         """Every member finished and every group precise enough (stats.precise_enough)."""
         from normbench.analysis.stats import precise_enough
 
-        return not self.unfinished and all(precise_enough(v, target, CONFIDENCE) for v in self.values.values())
+        return not self.unfinished and all(precise_enough(v, target, LEVEL) for v in self.values.values())
 
 
 def plan_seeds(config_path: str, max_seeds: int, overrides=(), grid_items=(), smoke: bool = False,
@@ -437,7 +472,7 @@ class Resolve:
 
     @property
     def level(self) -> float:
-        return 1 - (1 - CONFIDENCE) / max(1, self.looks)
+        return 1 - (1 - LEVEL) / max(1, self.looks)
 
     def calls(self, r: "Round") -> list[tuple[str, str, str]]:
         """[(group a, group b, call of a - b)] of the family, at this rule's level."""
@@ -453,7 +488,7 @@ class Resolve:
 
     def text(self) -> str:
         eq = f" or equivalent within ±{self.margin:g}" if self.margin else ""
-        return f"every comparison ({self.family}) resolved{eq}, each look at alpha {(1 - CONFIDENCE):g}/{self.looks}"
+        return f"every comparison ({self.family}) resolved{eq}, each look at alpha {(1 - LEVEL):g}/{self.looks}"
 
 
 def _mean(v: list[float]) -> float:

@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from normbench.core.errors import NormbenchError
+from normbench.core.errors import NormbenchError, ParamError, WordedError
 from normbench.store import runfolder
 from normbench.orchestrate import sweep as sw
-from normbench.analysis.results import show_value
+from normbench.analysis.results import canonical, show_value
 
 # the metrics a tune may select on: measured on the validation split, never on test
 VALIDATION_METRICS = ("best_val_accuracy", "last_val_accuracy")
@@ -47,6 +47,7 @@ VIEW_KEYS = ("status", "epochs", "steps_per_epoch", *VALIDATION_METRICS)
 DEFAULT_TUNE_SEEDS = (0, 1)
 DEFAULT_CONFIRM_SEEDS = 3  # without --seeds-until: this many fresh seeds per --per value
 TIE = 1e-12  # means closer than this are a tie
+_GRID_WORDS = "--grid"  # how normbench.schema.config (_Where) names a grid value in its errors
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -123,12 +124,15 @@ class TuneSpec:
     def _prepare(self, grid: dict, create: bool) -> list[sw.Member]:
         try:
             return sw.prepare_members(self.cfg, grid, self.output, self.source, create)
-        except NormbenchError as e:  # a bad --per value (or range end) is named as the flag's
-            text = str(e)
-            for key, flag in ((self.per_key, "--per"), *((k, "--range") for k in self.ranges)):
-                if text.startswith(f"--grid {key}="):
-                    text = flag + text[len("--grid"):]
-            raise NormbenchError(text) from None
+        except NormbenchError as e:  # a bad per value (or range end) is an error of that parameter
+            for key, param in ((self.per_key, "per"), *((k, "ranges") for k in self.ranges)):
+                if isinstance(e, ParamError) and e.param == "grid" and str(e.value).startswith(f"{key}="):
+                    raise ParamError(param, e.value, e.reason, **e.values) from None
+                for text in (f"{key}={v}" for v in grid.get(key, ())):
+                    head = f"{_GRID_WORDS} {text}: "  # config's _Where words a grid value so, not as a ParamError
+                    if str(e).startswith(head):
+                        raise ParamError(param, text, "{reason}", reason=str(e)[len(head):]) from None
+            raise
 
 
 def _mark(members: list[sw.Member], role: str, info: dict) -> None:
@@ -143,14 +147,16 @@ def check_role(m: sw.Member, role: str) -> dict | None:
     refused (its seed moved between --tune-seeds and --confirm-seeds)."""
     have = runfolder.read_role(m.run_dir)
     if have is not None and have["role"] != role:
-        raise NormbenchError(
-            f"{m.run_dir}: an earlier tune made it as a {have['role']} run, this one wants it as a {role} run "
-            f"(seed {m.config.seed} changed phase); keep that tune's seeds or tune into another --output")
+        raise WordedError(
+            "{run_dir}: an earlier tune made it as a {had} run, this one wants it as a {role} run (seed {seed} "
+            "changed phase); keep that tune's seeds or tune into another {output}",
+            run_dir=m.run_dir, had=have["role"], role=role, seed=m.config.seed)
     return have
 
 
-def parse_seeds(text: str | None, flag: str) -> list[int] | None:
-    """'0,1' -> [0, 1] (repeats dropped); None stays None."""
+def parse_seeds(text: str | None, param: str) -> list[int] | None:
+    """'0,1' -> [0, 1] (repeats dropped); None stays None. Errors are ParamErrors of
+    `param`, the caller's parameter the text came in."""
     if text is None:
         return None
     try:
@@ -158,7 +164,7 @@ def parse_seeds(text: str | None, flag: str) -> list[int] | None:
     except ValueError:
         seeds = []
     if not seeds or any(s < 0 for s in seeds):
-        raise NormbenchError(f"{flag} {text}: expected seeds as integers >= 0, e.g. {flag} 0,1")
+        raise ParamError(param, text, f"expected seeds as integers >= 0, e.g. {{{param}}} 0,1")
     return list(dict.fromkeys(seeds))
 
 
@@ -183,20 +189,20 @@ def default_select(metric: str, eval_: str = "last") -> str:
 
 
 def check_select(select: str) -> None:
-    """--select must be a validation metric: selecting on test leaks the test set."""
+    """`select` must be a validation metric: selecting on test leaks the test set."""
     from normbench.analysis.results import check_metric
 
     try:
         check_metric(select)
     except NormbenchError:
-        raise NormbenchError(f"--select {select}: unknown metric; choose a validation metric: "
-                             f"{', '.join(VALIDATION_METRICS)}") from None
+        raise ParamError("select", select, f"unknown metric; choose a validation metric: "
+                                           f"{', '.join(VALIDATION_METRICS)}") from None
     if select.startswith("test_"):
-        raise NormbenchError(
-            f"--select {select}: a test metric; choosing each norm's point on the test set leaks it into the choice "
+        raise ParamError(
+            "select", select, f"a test metric; choosing each norm's point on the test set leaks it into the choice "
             f"and makes the tuned comparison optimistic; select on a validation metric: {', '.join(VALIDATION_METRICS)}")
     if select not in VALIDATION_METRICS:
-        raise NormbenchError(f"--select {select}: not a validation metric; select on one of: {', '.join(VALIDATION_METRICS)}")
+        raise ParamError("select", select, f"not a validation metric; select on one of: {', '.join(VALIDATION_METRICS)}")
 
 
 def load_spec(config_path: str, per: str, grid_items=(), overrides=(), smoke: bool = False, *,
@@ -214,80 +220,108 @@ def load_spec(config_path: str, per: str, grid_items=(), overrides=(), smoke: bo
     select = select or default_select(metric, cfg.train.eval)
     check_select(select)
     if cfg.sweep:
-        raise NormbenchError(f"{config_path}: has a sweep: section ({', '.join(cfg.sweep)}); tune makes its own grid "
-                             f"from --per, --grid and the seeds; remove the section")
-    per_grid = sw.parse_grid([per], "--per")
-    (per_key, per_values), = per_grid.items()
+        raise WordedError("{path}: has a sweep: section ({keys}); tune makes its own grid from {per}, {grid_items} "
+                          "and the seeds; remove the section", path=config_path, keys=", ".join(cfg.sweep))
+    per_key, per_values = _compared(per)
+    grid, space = _tuning_space(per_key, grid_items, ranges, trials)
+    tseeds, seeds = _seeds(tune_seeds, confirm_seeds, target, max_seeds)
+    _check_against(against)
+    spec = TuneSpec(cfg, per_key, per_values, grid, tseeds, seeds, select, metric, target, output,
+                    f"{config_path} (tune)", space, trials, [str(d) for d in against], confirm_seeds is not None)
+    _check_members(spec)
+    return spec
+
+
+def _compared(per: str) -> tuple[str, list]:
+    """load_spec's `per` ("key=a,b") -> (key, its distinct values), at least two."""
+    (per_key, per_values), = sw.parse_grid([per], "per").items()
     per_values = list(dict.fromkeys(per_values))
     if per_key == "seed":
-        raise NormbenchError(f"--per {per}: seeds are not compared; they are set by --tune-seeds and --confirm-seeds")
+        raise ParamError("per", per, "seeds are not compared; they are set by {tune_seeds} and {confirm_seeds}")
     if len(per_values) < 2:
-        raise NormbenchError(f"--per {per}: one value; a tune compares at least two, e.g. --per {per_key}=batch,layer")
+        raise ParamError("per", per, "one value; a tune compares at least two, e.g. {per} {key}=batch,layer", key=per_key)
+    return per_key, per_values
+
+
+def _tuning_space(per_key: str, grid_items, ranges, trials: int | None) -> tuple[dict, dict]:
+    """What is tuned: the grid ({key: distinct values}) and the ranges Optuna searches."""
     grid = sw.parse_grid(grid_items)
     space = parse_ranges(ranges)
     if space and trials is None:
-        raise NormbenchError(f"--range {ranges[0]}: a range is searched by --optuna N; add it, or list values with --grid")
+        raise ParamError("ranges", ranges[0], "a range is searched by {trials} N; add it, or list values with {grid_items}")
     if trials is not None:
-        _optuna()
-        if trials < 2:
-            raise NormbenchError(f"--optuna {trials}: one trial chooses nothing; give at least 2 trials per value")
-        for k in space:
-            if k == "seed":
-                raise NormbenchError("--range seed: seeds are set by --tune-seeds and --confirm-seeds; drop the range")
-            if k == per_key or k in grid:
-                raise NormbenchError(f"--range {k}: {k} is also in --per or --grid; a key is compared, listed or "
-                                     f"searched, once")
+        _check_search(per_key, grid, space, trials)
     if not grid and not space:
-        raise NormbenchError("--grid: nothing to tune; add e.g. --grid train.learning_rate=0.0003,0.001,0.003,0.01")
+        raise WordedError("{grid_items}: nothing to tune; add e.g. {grid_items} train.learning_rate=0.0003,0.001,0.003,0.01")
     grid = {k: list(dict.fromkeys(v)) for k, v in grid.items()}
     if "seed" in grid:
-        raise NormbenchError("--grid seed: seeds are set by --tune-seeds (tuning) and --confirm-seeds (confirmation), "
-                             "not the grid; drop it from --grid")
+        raise ParamError("grid_items", "seed", "seeds are set by {tune_seeds} (tuning) and {confirm_seeds} "
+                                               "(confirmation), not the grid; drop it from {grid_items}")
     if per_key in grid:
-        raise NormbenchError(f"--per {per_key}: --grid also varies {per_key}; a key is compared (--per) or tuned "
-                             f"(--grid), not both; drop it from one")
-    n_points = math.prod(len(v) for v in grid.values())
-    if n_points < 2 and not space:
+        raise ParamError("per", per_key, "{grid_items} also varies {key}; a key is compared ({per}) or tuned "
+                                         "({grid_items}), not both; drop it from one", key=per_key)
+    if math.prod(len(v) for v in grid.values()) < 2 and not space:
         point = ", ".join(f"{k}={v[0]}" for k, v in grid.items())
-        raise NormbenchError(f"--grid {point}: one grid point; tuning needs at least two to choose between; "
-                             f"add values, e.g. --grid train.learning_rate=0.0003,0.001,0.003")
-    tseeds = parse_seeds(tune_seeds, "--tune-seeds") or list(DEFAULT_TUNE_SEEDS)
-    cseeds = parse_seeds(confirm_seeds, "--confirm-seeds")
-    if cseeds is not None:
-        both = [s for s in cseeds if s in tseeds]
-        if both:
-            raise NormbenchError(
-                f"--confirm-seeds {confirm_seeds}: seed{'s' * (len(both) > 1)} {', '.join(map(str, both))} "
-                f"{'are also tuning seeds' if len(both) > 1 else 'is also a tuning seed'} "
-                f"(--tune-seeds {','.join(map(str, tseeds))}); their scores chose the point and are biased upward, "
-                f"so confirmation needs fresh seeds; pick seeds not in --tune-seeds")
-    # with --seeds-until, up to --max-seeds seeds; without it, the listed seeds (default 3);
-    # missing seeds continue after every seed listed so far
+        raise ParamError("grid_items", point, "one grid point; tuning needs at least two to choose between; "
+                                              "add values, e.g. {grid_items} train.learning_rate=0.0003,0.001,0.003")
+    return grid, space
+
+
+def _check_search(per_key: str, grid: dict, space: dict, trials: int) -> None:
+    """An Optuna search: Optuna installed, at least 2 trials, each range a key of its own."""
+    _optuna()
+    if trials < 2:
+        raise ParamError("trials", trials, "one trial chooses nothing; give at least 2 trials per value")
+    for k in space:
+        if k == "seed":
+            raise ParamError("ranges", "seed", "seeds are set by {tune_seeds} and {confirm_seeds}; drop the range")
+        if k == per_key or k in grid:
+            raise ParamError("ranges", k, "{key} is also in {per} or {grid_items}; a key is compared, listed or "
+                                          "searched, once", key=k)
+
+
+def _seeds(tune_seeds: str | None, confirm_seeds: str | None, target, max_seeds) -> tuple[list[int], list[int]]:
+    """(tuning seeds, confirmation seeds): the confirmation seeds fresh against the tuning
+    ones; with a target (--seeds-until) up to max_seeds of them, else the listed seeds
+    (default 3); missing seeds continue after every seed listed so far."""
+    tseeds = parse_seeds(tune_seeds, "tune_seeds") or list(DEFAULT_TUNE_SEEDS)
+    cseeds = parse_seeds(confirm_seeds, "confirm_seeds")
+    both = [s for s in cseeds or () if s in tseeds]
+    if both:
+        raise ParamError(
+            "confirm_seeds", confirm_seeds, "seed{s} {both} {are} ({tune_seeds} {tuning}); their scores chose the "
+            "point and are biased upward, so confirmation needs fresh seeds; pick seeds not in {tune_seeds}",
+            s="s" * (len(both) > 1), both=", ".join(map(str, both)), tuning=",".join(map(str, tseeds)),
+            are="are also tuning seeds" if len(both) > 1 else "is also a tuning seed")
     n = (max_seeds or len(cseeds or ()) or DEFAULT_CONFIRM_SEEDS) if target is not None else \
         (len(cseeds) if cseeds else DEFAULT_CONFIRM_SEEDS)
     seeds = list(cseeds or [])
     while len(seeds) < n:
         seeds.append(max(seeds + tseeds) + 1)
-    seeds = seeds[:n]
+    return tseeds, seeds[:n]
+
+
+def _check_against(against) -> None:
     for d in against:
         if not Path(d).expanduser().is_dir():
-            raise NormbenchError(f"--against {d}: no such folder; pass a folder of runs the confirmation seeds must "
-                                 f"be fresh against, e.g. --against results/")
-    spec = TuneSpec(cfg, per_key, per_values, grid, tseeds, seeds, select, metric, target, output,
-                    f"{config_path} (tune)", space, trials, [str(d) for d in against], cseeds is not None)
-    if trials is not None:  # the space's corners are valid configs (each grid value, each range end)
-        n_corners = max([2, *map(len, grid.values())])
-        corners = [{**{k: vals[i % len(vals)] for k, vals in grid.items()},
-                    **{k: (lo, hi)[i % 2] for k, (lo, hi, _) in space.items()}} for i in range(n_corners)]
-        spec.members_at([(v, c) for v in per_values for c in corners], create=False)
-        return spec
-    # every member's config is checked, and no folder of an earlier tune changes phase,
-    # before any folder is created
+            raise ParamError("against", d, "no such folder; pass a folder of runs the confirmation seeds must be "
+                                           "fresh against, e.g. {against} results/")
+
+
+def _check_members(spec: TuneSpec) -> None:
+    """Every member's config is checked, and no folder of an earlier tune changes phase,
+    before any folder is created; with Optuna, the space's corners (each grid value, each
+    range end) are valid configs."""
+    if spec.trials is not None:
+        n_corners = max([2, *map(len, spec.grid.values())])
+        corners = [{**{k: vals[i % len(vals)] for k, vals in spec.grid.items()},
+                    **{k: (lo, hi)[i % 2] for k, (lo, hi, _) in spec.ranges.items()}} for i in range(n_corners)]
+        spec.members_at([(v, c) for v in spec.per_values for c in corners], create=False)
+        return
     for m in spec.tuning_members(create=False):
         check_role(m, "tuning")
-    for m in spec._prepare({"seed": spec.confirm_seeds, **spec.grid, per_key: per_values}, create=False):
+    for m in spec._prepare({"seed": spec.confirm_seeds, **spec.grid, spec.per_key: spec.per_values}, create=False):
         check_role(m, "confirmation")
-    return spec
 
 
 # ----------------------------------------------------------------------------- selection
@@ -361,18 +395,12 @@ class Selection:
         """per value -> (finished tuning runs, optimizer steps allotted to them)."""
         out = {}
         for c in self.cells:
-            runs, steps = out.get(_key(c.per), (0, 0))
-            out[_key(c.per)] = (runs + len(c.scores) + len(c.diverged), steps + c.steps)
+            runs, steps = out.get(canonical(c.per), (0, 0))
+            out[canonical(c.per)] = (runs + len(c.scores) + len(c.diverged), steps + c.steps)
         return out
 
     def chosen(self) -> list[tuple[Any, dict]]:
         return [(ch.per, ch.cell.point) for ch in self.choices if ch.cell is not None]
-
-
-def _key(v) -> str:
-    from normbench.analysis.results import canonical
-
-    return canonical(v)
 
 
 def select(records: list[Record], spec: TuneSpec, pairs=None) -> Selection:
@@ -385,14 +413,14 @@ def select(records: list[Record], spec: TuneSpec, pairs=None) -> Selection:
     from normbench.analysis.results import METRICS, value_order
 
     higher = METRICS[spec.select]
-    seeds = {_key(s) for s in spec.tune_seeds}
+    seeds = {canonical(s) for s in spec.tune_seeds}
     cells = [Cell(v, p) for v, p in (spec.pairs() if pairs is None else pairs)]
-    index = {(_key(c.per), _key(c.point)): c for c in cells}
+    index = {(canonical(c.per), canonical(c.point)): c for c in cells}
     for r in records:
-        if _key(r.config.get("seed")) not in seeds:
+        if canonical(r.config.get("seed")) not in seeds:
             continue
         point = {k: r.config.get(k) for k in spec.keys}
-        cell = index.get((_key(r.config.get(spec.per_key)), _key(point)))
+        cell = index.get((canonical(r.config.get(spec.per_key)), canonical(point)))
         if cell is None:
             continue
         status, score = r.view.get("status"), r.view.get(spec.select)
@@ -407,11 +435,11 @@ def select(records: list[Record], spec: TuneSpec, pairs=None) -> Selection:
         else:
             cell.missing.append(seed)
     for c in cells:  # seeds with no folder at all are missing too
-        seen = {_key(s) for s in [*c.scores, *c.diverged, *c.missing]}
-        c.missing += [s for s in spec.tune_seeds if _key(s) not in seen]
+        seen = {canonical(s) for s in [*c.scores, *c.diverged, *c.missing]}
+        c.missing += [s for s in spec.tune_seeds if canonical(s) not in seen]
     choices = []
     for v in spec.per_values:
-        ok = [c for c in cells if _key(c.per) == _key(v) and c.eligible]
+        ok = [c for c in cells if canonical(c.per) == canonical(v) and c.eligible]
         if not ok:
             choices.append(Choice(v, None))
             continue
@@ -468,7 +496,7 @@ def format_selection(sel: Selection) -> list[str]:
     seeds = ", ".join(map(str, spec.tune_seeds))
     lines = [f"tuning table: mean {spec.select} over tuning seeds {seeds} (validation split; * = selected, "
              f"(n) = seeds when not all completed)"]
-    chosen = {(_key(ch.per), _key(ch.cell.point)) for ch in sel.choices if ch.cell is not None}
+    chosen = {(canonical(ch.per), canonical(ch.cell.point)) for ch in sel.choices if ch.cell is not None}
     if spec.trials is not None:
         return lines + _trial_table(sel, chosen) + _choices(sel)
     header = ["grid point", *(show_value(v) for v in spec.per_values)]
@@ -476,8 +504,8 @@ def format_selection(sel: Selection) -> list[str]:
     for p in spec.points():
         row = [_point_label(p)]
         for v in spec.per_values:
-            c = next(c for c in sel.cells if _key(c.per) == _key(v) and _key(c.point) == _key(p))
-            row.append(_cell_text(c, len(spec.tune_seeds)) + (" *" if (_key(v), _key(p)) in chosen else "  "))
+            c = next(c for c in sel.cells if canonical(c.per) == canonical(v) and canonical(c.point) == canonical(p))
+            row.append(_cell_text(c, len(spec.tune_seeds)) + (" *" if (canonical(v), canonical(p)) in chosen else "  "))
         rows.append(row)
     return lines + _aligned(header, rows, left=1) + _choices(sel)
 
@@ -504,11 +532,11 @@ def _trial_table(sel: Selection, chosen) -> list[str]:
     header = [spec.per_key.split(".")[-1], "trial point", spec.select]
     rows = []
     for v in spec.per_values:
-        cells = sorted((c for c in sel.cells if _key(c.per) == _key(v)),
+        cells = sorted((c for c in sel.cells if canonical(c.per) == canonical(v)),
                        key=lambda c: [value_order(c.point[k]) for k in spec.keys])
         for c in cells:
             rows.append([show_value(v), _point_label(c.point), _cell_text(c, len(spec.tune_seeds))
-                         + (" *" if (_key(v), _key(c.point)) in chosen else "  ")])
+                         + (" *" if (canonical(v), canonical(c.point)) in chosen else "  ")])
     return _aligned(header, rows, left=2)
 
 
@@ -533,7 +561,7 @@ def _choices(sel: Selection) -> list[str]:
             text += f"; at the grid's edge: {' and '.join(ch.edges)}, so the best may lie beyond it: widen the grid"
         lines.append(text)
     budget = sel.budget()
-    per_value = {v: budget.get(_key(v), (0, 0)) for v in spec.per_values}
+    per_value = {v: budget.get(canonical(v), (0, 0)) for v in spec.per_values}
     if len(set(per_value.values())) == 1:
         runs, steps = next(iter(per_value.values()))
         n_seeds = f"{len(spec.tune_seeds)} seed{'s' * (len(spec.tune_seeds) != 1)}"
@@ -582,10 +610,10 @@ def confirm_plan(sel: Selection) -> ConfirmPlan:
         clash = [s for s in spec.confirm_seeds if s in used]
         if clash:
             s = clash[0]
-            raise NormbenchError(
-                f"--confirm-seeds: seed {s} already ran at a selected point "
-                f"({used[s]}); that run is not a fresh draw (compare would count it twice), so pick seeds no run at "
-                f"these points used, or leave --confirm-seeds out to skip them")
+            raise WordedError(
+                "{confirm_seeds}: seed {seed} already ran at a selected point ({run}); that run is not a fresh draw "
+                "(compare would count it twice), so pick seeds no run at these points used, or leave {confirm_seeds} "
+                "out to skip them", seed=s, run=used[s])
         seeds = list(spec.confirm_seeds)
     else:
         seeds, s = [], min(spec.confirm_seeds)
@@ -604,7 +632,6 @@ def _point_key(flat: dict, per_key: str | None = None) -> str:
     """A run's point: its flat config without the seed and the keys that do not train
     (normbench.store.identity.not_training: name, output, sweep, role, data.path)."""
     from normbench.store import identity
-    from normbench.analysis.results import canonical
 
     return canonical({k: v for k, v in sorted(flat.items()) if k != "seed" and not identity.not_training(k)})
 
@@ -655,13 +682,13 @@ def _optuna():
     try:
         import optuna
     except ImportError:
-        raise NormbenchError("--optuna needs Optuna; install it with: pip install 'normbench[optuna]'") from None
+        raise WordedError("{trials} needs Optuna; install it with: pip install 'normbench[optuna]'") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 
 
 def parse_ranges(items) -> dict:
-    """`--range key=LOW:HIGH[:log]` -> {key: (low, high, log)}."""
+    """`key=LOW:HIGH[:log]` strings (load_spec's `ranges`) -> {key: (low, high, log)}."""
     out = {}
     for text in items:
         key, sep, raw = text.partition("=")
@@ -672,10 +699,10 @@ def parse_ranges(items) -> dict:
                 raise ValueError
             low, high = float(parts[0]), float(parts[1])
         except ValueError:
-            raise NormbenchError(f"--range {text}: expected key.path=LOW:HIGH or LOW:HIGH:log, "
-                                 f"e.g. --range train.learning_rate=0.0001:0.03:log") from None
+            raise ParamError("ranges", text, "expected key.path=LOW:HIGH or LOW:HIGH:log, "
+                                             "e.g. {ranges} train.learning_rate=0.0001:0.03:log") from None
         if not low < high or (log and low <= 0):
-            raise NormbenchError(f"--range {text}: needs LOW < HIGH{' and LOW > 0 on a log scale' if log else ''}")
+            raise ParamError("ranges", text, f"needs LOW < HIGH{' and LOW > 0 on a log scale' if log else ''}")
         out[key.strip()] = (low, high, log)
     return out
 
@@ -711,17 +738,17 @@ def _studies(spec: TuneSpec, create: bool) -> dict:
     for v in spec.per_values:
         name = study_name(spec, v)
         if create:
-            out[_key(v)] = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
+            out[canonical(v)] = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
                                                direction="maximize" if METRICS[spec.select] else "minimize")
-            if out[_key(v)].metric_names is None:  # optuna-dashboard names the objective, not "Objective 0"
+            if out[canonical(v)].metric_names is None:  # optuna-dashboard names the objective, not "Objective 0"
                 import warnings
 
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    out[_key(v)].set_metric_names([spec.select])
+                    out[canonical(v)].set_metric_names([spec.select])
         else:
             try:
-                out[_key(v)] = optuna.load_study(study_name=name, storage=storage)
+                out[canonical(v)] = optuna.load_study(study_name=name, storage=storage)
             except KeyError:
                 continue
     return out
@@ -751,11 +778,11 @@ def search_pairs(spec: TuneSpec) -> list[tuple[Any, dict]]:
     studies = _studies(spec, create=False)
     out, seen = [], set()
     for v in spec.per_values:
-        study = studies.get(_key(v))
+        study = studies.get(canonical(v))
         for t in sorted(_finished(study), key=lambda t: t.number) if study else []:
             point = point_of(spec, t.params)
-            if (_key(v), _key(point)) not in seen:
-                seen.add((_key(v), _key(point)))
+            if (canonical(v), canonical(point)) not in seen:
+                seen.add((canonical(v), canonical(point)))
                 out.append((v, point))
     return out
 
@@ -787,9 +814,9 @@ def _label_trials(spec: TuneSpec, studies: dict, batch: list, members: list, tri
 
     base = tune_dir(spec)
     for v, number, point in batch:
-        mine = [m for m in members if _key(m.config.get(spec.per_key)) == _key(v)
-                and all(_key(m.config.get(k)) == _key(x) for k, x in point.items())]
-        trial = optuna.trial.Trial(studies[_key(v)], trial_ids[number, _key(v)])
+        mine = [m for m in members if canonical(m.config.get(spec.per_key)) == canonical(v)
+                and all(canonical(m.config.get(k)) == canonical(x) for k, x in point.items())]
+        trial = optuna.trial.Trial(studies[canonical(v)], trial_ids[number, canonical(v)])
         trial.set_user_attr("normbench.run_folders", sorted(str(Path(m.run_dir).relative_to(base)) for m in mine))
         trial.set_user_attr("normbench.seeds", sorted(m.config.seed for m in mine))
         trial.set_user_attr("normbench.point", {k: point[k] for k in point})
@@ -812,7 +839,7 @@ def run_search(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool 
     while True:
         batch = []  # (per value, trial number, point)
         for v in spec.per_values:
-            study = studies[_key(v)]
+            study = studies[canonical(v)]
             trials = study.get_trials(deepcopy=False)
             if len(_finished(study)) >= spec.trials:
                 continue
@@ -824,10 +851,10 @@ def run_search(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool 
                                           sampler=_sampler(spec, v, len(trials))).ask(dists)
                 number, params, trial_id = asked.number, asked.params, asked._trial_id
             batch.append((v, number, point_of(spec, params)))
-            trial_ids[number, _key(v)] = trial_id
+            trial_ids[number, canonical(v)] = trial_id
         if not batch:
             return []
-        done = len(_finished(studies[_key(batch[0][0])]))
+        done = len(_finished(studies[canonical(batch[0][0])]))
         echo(f"optuna: trial {done + 1} of {spec.trials} for " + "; ".join(
             f"{show_value(v)} at {_point_label(p)}" for v, _, p in batch))
         members = spec.members_at([(v, p) for v, _, p in batch])
@@ -838,7 +865,7 @@ def run_search(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool 
         pairs = [(v, p) for v, _, p in batch]
         sel = select(read_records([m.run_dir for m in members]), spec, pairs)
         for (v, number, _), cell in zip(batch, sel.cells):
-            study = studies[_key(v)]
+            study = studies[canonical(v)]
             if cell.eligible:
                 study.tell(number, cell.mean)
             else:
@@ -848,7 +875,7 @@ def run_search(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool 
 def describe_search(spec: TuneSpec) -> list[str]:
     """--dry-run with --optuna: each value's trials so far."""
     studies = _studies(spec, create=False)
-    return [f"optuna: {study_name(spec, v)}: {len(_finished(studies[_key(v)])) if _key(v) in studies else 0} of "
+    return [f"optuna: {study_name(spec, v)}: {len(_finished(studies[canonical(v)])) if canonical(v) in studies else 0} of "
             f"{spec.trials} trials finished ({tune_dir(spec) / STORAGE})" for v in spec.per_values]
 
 
@@ -884,8 +911,7 @@ def describe(spec: TuneSpec) -> str:
 def run_tune(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool = False, echo=print) -> TuneResult:
     """Tuning, selection, confirmation, comparison (see the module docstring); every
     phase skips what is finished, so running it again continues where it stopped."""
-    from normbench.analysis import results, tables
-    from normbench.analysis.runs import load_runs
+    from normbench.analysis import results, runs, tables
 
     echo(describe(spec))
     echo("== tuning")
@@ -918,7 +944,7 @@ def run_tune(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool = 
              f"selection chose (a narrower grid?) are not in this comparison; `compare --role confirmation` would "
              f"include them: move them away, e.g. {stale[0]}")
     try:
-        result.comparison = results.compare(load_runs([str(m.run_dir) for m in confirmation]), spec.metric)
+        result.comparison = results.compare(runs.load_runs([str(m.run_dir) for m in confirmation]), spec.metric)
     except NormbenchError as e:
         echo(f"(no comparison: {e})")
         return result
@@ -960,13 +986,12 @@ def dry_run(spec: TuneSpec) -> list[str]:
     if spec.trials is not None:
         lines += describe_search(spec)
         studies = _studies(spec, create=False)
-        if any(len(_finished(studies[_key(v)])) < spec.trials if _key(v) in studies else True
+        if any(len(_finished(studies[canonical(v)])) < spec.trials if canonical(v) in studies else True
                for v in spec.per_values):
             return lines + ["selection and confirmation: after the Optuna trials"]
     members = spec.tuning_members(create=False)
     for m in members:
-        status = m.status() or ("running" if m.holder() is not None else "todo")
-        lines.append(f"{status:>11}  tuning        {m.run_dir}")
+        lines.append(f"{m.state():>11}  tuning        {m.run_dir}")
     sel = selection_of(spec)
     if not sel.finished:
         done = sum(m.status() in sw.FINAL for m in members)
@@ -978,6 +1003,5 @@ def dry_run(spec: TuneSpec) -> list[str]:
     if spec.target is not None:
         return lines + sw.describe_until(plan, spec.target, spec.metric)
     for m in plan.members(len(plan.seeds), create=False):
-        status = m.status() or ("running" if m.holder() is not None else "todo")
-        lines.append(f"{status:>11}  confirmation  {m.run_dir}")
+        lines.append(f"{m.state():>11}  confirmation  {m.run_dir}")
     return lines

@@ -20,7 +20,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
-from normbench.core.errors import NormbenchError
+from normbench.core.errors import NormbenchError, ParamError
 from normbench.core.strictyaml import Refused, load_yaml_strict
 from normbench.core.checks import AUTO_BOOL, at_least as _at_least, at_most as _at_most, auto_bool as _auto_bool, choice as _choice
 
@@ -391,11 +391,12 @@ def _check_split(where, key: str, n: int, validation_split: float, fix: str) -> 
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """`key.path=value` -> (key.path, YAML-typed value): `3` is an int, `null` is None."""
+    """`key.path=value` -> (key.path, YAML-typed value): `3` is an int, `null` is None. A
+    bad text is an error of `overrides` (load_config's parameter it comes from)."""
     key, sep, value = text.partition("=")
     key = key.strip()
     if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
-        raise NormbenchError(f"--set {text}: expected key.path=value, e.g. --set train.epochs=3")
+        raise ParamError("overrides", text, "expected key.path=value, e.g. {overrides} train.epochs=3")
     try:
         parsed = load_yaml_strict(value) if value.strip() else ""
     except yaml.YAMLError:
@@ -517,7 +518,8 @@ def smoke_dict(raw: dict) -> dict:
 
 def with_values(cfg: Config, values: dict[str, Any], source: str = "<sweep>", flagged=None) -> Config:
     """A copy of cfg with dotted keys replaced, validated again (used by sweeps). Errors
-    name `--grid KEY=VALUE` for the keys in `flagged` (default: all), else `source`."""
+    name `--grid KEY=VALUE` for the keys in `flagged` (default: all), else `source`; a bad
+    data.path among them is a ParamError of `grid` (the sweep's, sweep.prepare_members')."""
     raw = cfg.to_dict()
     texts = {}
     for key, value in values.items():
@@ -530,7 +532,7 @@ def with_values(cfg: Config, values: dict[str, Any], source: str = "<sweep>", fl
         check_can_start(cfg, _Where(source, texts, "--grid"))
     except NormbenchError as e:
         if "data.path" in texts and str(e).startswith("data.path:"):  # data.py's own message: say which value
-            raise NormbenchError(f"--grid {texts['data.path']}: {e}") from None
+            raise ParamError("grid", texts["data.path"], "{reason}", reason=str(e)) from None
         raise
     return cfg
 

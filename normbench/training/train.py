@@ -105,7 +105,7 @@ def use_backend(name: str) -> None:
     if name == "jax" and not _installed("jax"):
         raise NormbenchError(
             "train.backend: jax is not installed; install it with `pip install 'normbench[jax]'` "
-            "or use --set train.backend=tensorflow"
+            "or set train.backend: tensorflow"
         )
     if "keras" in sys.modules:
         import keras

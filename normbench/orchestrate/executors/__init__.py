@@ -11,8 +11,8 @@ Every module in this package is imported when the package is (local first, then 
 others by name), so a new executor is one new file. Its factory's keyword arguments are
 its options: `--executor-option KEY=VALUE` (repeatable) passes them, each value
 converted to the parameter's annotated type (str, int, float or bool); an unknown key or
-a bad value is a one-line error naming the flag. Modules here must import nothing heavy
-at top level (`normbench --help` imports them).
+a bad value is a one-line error naming make_executor's parameter (the CLI: the option).
+Modules here must import nothing heavy at top level (`normbench --help` imports them).
 
 What a new executor reuses: `Elsewhere` (the result meaning "another process owns this
 member's folder"), `member_command` and `exit_result` (run `normbench run --resume` as a

@@ -14,7 +14,7 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
-from normbench.core.errors import NormbenchError, one_line
+from normbench.core.errors import ParamError, one_line
 from normbench.store import runfolder
 from normbench.core.runlock import BUSY_EXIT, Busy
 
@@ -167,12 +167,12 @@ def register(name: str):
 
 
 def parse_options(items) -> dict[str, str]:
-    """`--executor-option KEY=VALUE` strings -> {KEY: VALUE} (the values still text)."""
+    """`KEY=VALUE` strings (make_executor's executor_options) -> {KEY: VALUE} (the values still text)."""
     out = {}
     for text in items or ():
         key, eq, value = str(text).partition("=")
         if not eq or not key.strip():
-            raise NormbenchError(f"--executor-option {text}: expected KEY=VALUE, e.g. --executor-option address=auto")
+            raise ParamError("executor_options", text, "expected KEY=VALUE, e.g. {executor_options} address=auto")
         out[key.strip()] = value.strip()
     return out
 
@@ -188,13 +188,15 @@ def _convert(name: str, key: str, value, hint) -> Any:
     if kind is bool:
         if value.lower() in _TRUE + _FALSE:
             return value.lower() in _TRUE
-        raise NormbenchError(f"--executor-option {key}={value}: expected true or false (option of --executor {name})")
+        raise ParamError("executor_options", f"{key}={value}", "expected true or false (option of {executor} {name})",
+                         name=name)
     if kind in (int, float):
         try:
             return kind(value)
         except ValueError:
             what = "an integer" if kind is int else "a number"
-            raise NormbenchError(f"--executor-option {key}={value}: expected {what} (option of --executor {name})") from None
+            raise ParamError("executor_options", f"{key}={value}", "expected {what} (option of {executor} {name})",
+                             what=what, name=name) from None
     return value
 
 
@@ -203,14 +205,14 @@ def options_of(name: str) -> list[str]:
     return list(inspect.signature(EXECUTORS[name]).parameters)
 
 
-def make_executor(name: str, address: str | None = None, options=None) -> Executor:
-    """The executor `name`, its factory given `options` ({key: value} or KEY=VALUE strings).
-    `address` is the CLI's --address: passed as the `address` option to an executor that
+def make_executor(executor: str, address: str | None = None, executor_options=None) -> Executor:
+    """The executor named `executor`, its factory given `executor_options` ({key: value} or
+    KEY=VALUE strings). `address` is passed as the `address` option to an executor that
     takes one (Ray), ignored by the others."""
-    if name not in EXECUTORS:
-        raise NormbenchError(f"--executor {name}: unknown executor; choose one of: {', '.join(EXECUTORS)}")
-    factory = EXECUTORS[name]
-    opts = dict(options) if isinstance(options, dict) else parse_options(options)
+    if executor not in EXECUTORS:
+        raise ParamError("executor", executor, f"unknown executor; choose one of: {', '.join(EXECUTORS)}")
+    name, factory = executor, EXECUTORS[executor]
+    opts = dict(executor_options) if isinstance(executor_options, dict) else parse_options(executor_options)
     keys = options_of(name)
     if address is not None and "address" in keys:
         opts.setdefault("address", address)
@@ -218,5 +220,5 @@ def make_executor(name: str, address: str | None = None, options=None) -> Execut
     for key in opts:
         if key not in keys:
             which = f"choose one of: {', '.join(keys)}" if keys else "it takes none"
-            raise NormbenchError(f"--executor-option {key}: not an option of --executor {name}; {which}")
+            raise ParamError("executor_options", key, "not an option of {executor} {name}; {which}", name=name, which=which)
     return factory(**{k: _convert(name, k, v, hints.get(k, str)) for k, v in opts.items()})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from normbench.core.errors import NormbenchError, one_line
+from normbench.core.errors import ParamError, WordedError, one_line
 from normbench.orchestrate.executors.base import collect, register, train_member
 from normbench.core.runlock import RunLock
 
@@ -22,7 +22,7 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise NormbenchError("--executor ray needs Ray; install it with: pip install 'normbench[ray]'") from None
+            raise WordedError("{executor} ray needs Ray; install it with: pip install 'normbench[ray]'") from None
         self.ray = ray
         self.shared = shared
         self.nodes: dict[str, str] = {}
@@ -36,9 +36,10 @@ class RayExecutor:
                              log_to_driver=False)
             except Exception as e:
                 if not address:
-                    raise NormbenchError(f"--executor ray: cannot start a local Ray ({one_line(e, 120)}); "
-                                         "pass --address for a running cluster") from None
-                raise NormbenchError(f"--address {address}: cannot connect to Ray ({one_line(e, 120)}); check the address or start the cluster") from None
+                    raise ParamError("executor", "ray", "cannot start a local Ray ({why}); pass {address} for a running "
+                                                        "cluster", why=one_line(e, 120)) from None
+                raise ParamError("address", address, "cannot connect to Ray ({why}); check the address or start the "
+                                                     "cluster", why=one_line(e, 120)) from None
         self._task = ray.remote(ray_member)
 
     def submit(self, member, threads: int):
