@@ -63,7 +63,8 @@ CASES = [
     ("unknown-backend", {"train__backend": "torch"}, [], "train.backend: unknown backend 'torch'; choose one of: tensorflow, jax"),
     ("unknown-precision", {"train__precision": "mixed_float16"}, [], f"train.precision: unknown precision 'mixed_float16'; choose one of: {', '.join(PRECISIONS)}"),
     ("groups-dont-divide", {"model__norm": "group", "model__norm_groups": 5}, [], "model.norm_groups: 5 groups do not divide the 32 channels that imdb_rnn normalizes; use one of: 1, 2, 4, 8, 16, 32"),
-    ("model-data-mismatch", {"model__arch": "cifar10_cnn"}, [], "data.name: model cifar10_cnn needs image data, 'synthetic_imdb' is sequence data; use one of: cifar10, synthetic_cifar10"),
+    ("model-data-mismatch", {"model__arch": "cifar10_cnn"}, [], "data.name: model cifar10_cnn needs image data, 'synthetic_imdb' is sequence data; use one of: "
+     + ", ".join(n for n, e in DATASETS.items() if e.kind == "image" and (not e.shape or e.shape == (32, 32, 3)))),
     ("bad-name", {"name": "a/b"}, [], "name: 'a/b' is not a folder-safe name"),
     # 1 - 1e-17 is 1.0 in floats: Keras would keep all 10 for training and none to validate
     ("subset-leaves-no-val", {"data__subset": {"train": 10, "test": 1}, "train__validation_split": 1e-17}, [],

@@ -435,13 +435,19 @@ def _check_norms(m, where) -> None:
         raise where.error("model.norms", "norm_placement recurrent has no norm slots between layers to set; remove one of them")
 
 
+def _may_fit(spec: ModelSpec, entry) -> bool:
+    """Whether a data set's examples can have the shape the model is built for: any shape
+    when it takes any, else a fixed shape equal to it, or one set in the config or the file."""
+    return spec.input_shape is None or not entry.shape or callable(entry.shape) or tuple(entry.shape) == spec.input_shape
+
+
 def _check_data(spec: ModelSpec, d, where) -> None:
     """The data is of the kind the model reads, and of its example shape if it needs one."""
     from normbench.build.data import DATASETS
 
     kind = DATASETS[d.name].kind
     if spec.data_kind != kind and kind != "any":  # "any": arrays of any shape (checked on building)
-        fits = ", ".join(n for n, s in DATASETS.items() if s.kind == spec.data_kind)
+        fits = ", ".join(n for n, s in DATASETS.items() if s.kind == spec.data_kind and _may_fit(spec, s))
         raise where.error("data.name", f"model {spec.name} needs {spec.data_kind} data, {d.name!r} is {kind} data; "
                                        f"use one of: {fits}")
     check_input_shape(spec, d, where)
