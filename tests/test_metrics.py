@@ -4,6 +4,8 @@ import math
 import subprocess
 import sys
 
+import pytest
+
 from normbench.core import metrics
 
 
@@ -70,13 +72,15 @@ def _rows(*epochs):
 def test_history_metrics_are_computed_from_the_rows():
     rows = _rows((1, 2.0, 0.50, 3.0, 1.0, 4.0), (2, 1.0, 0.80, 1.0, 3.0, 9.5),
                  (3, 0.5, 0.80, 2.0, None, None), (4, 0.25, 0.76, 2.0, 2.0, 5.0))
-    assert metrics.from_history(rows) == {
+    got = metrics.from_history(rows)
+    expected = {
         "best_val_accuracy": 0.80, "last_val_accuracy": 0.76,
         "best_epoch": 2,  # the earliest of the tied epochs
         "final_train_loss": 0.25, "mean_epoch_seconds": 2.0,
         "epochs_to_95": 2,  # 0.76 >= 0.95 * 0.80 too, but epoch 2 came first
         "mean_grad_norm": 2.0, "max_grad_norm": 9.5,  # over the epochs that measured them
     }
+    assert {k: got[k] for k in expected} == expected  # another entry's figure is its own test's
     assert metrics.from_history([]) == dict.fromkeys(metrics.from_history(rows))
     nan = _rows((1, "nan", "", 1.0, None, None))
     assert metrics.from_history(nan)["final_train_loss"] is None and metrics.from_history(nan)["epochs_to_95"] is None
@@ -119,3 +123,17 @@ def runfolder_rows(path):
     from normbench.store import runfolder
 
     return runfolder.read_history(path)
+
+
+def test_a_shown_metric_of_a_run_from_before_it_is_read_from_its_history_csv(tmp_path):
+    """compare's second block (metrics.SHOWN) shows a history metric that an old run's
+    summary.json lacks from that run's history.csv, not n/a (found adding a shown metric)."""
+    import json
+
+    from conftest import cli, write_run
+
+    for seed in (0, 1):
+        write_run(tmp_path, seed=seed, norm="batch", extra={"final_train_loss": None})
+    groups = json.loads(cli("compare", tmp_path, "--format", "json").stdout)["groups"]
+    losses = [float(runfolder_rows(p.parent)[-1]["loss"]) for p in sorted(tmp_path.rglob("history.csv"))]
+    assert groups[0]["final_train_loss_mean"] == pytest.approx(sum(losses) / 2)

@@ -921,7 +921,7 @@ def _frame(ranked: list[Ranked], m: str, columns: list[str], split_data: bool, s
         ci = r.ci
         rec |= {f"{m}_mean": ci.mean, f"{m}_std": ci.sd, f"{m}_ci_low": ci.low, f"{m}_ci_high": ci.high}
         others = [k for k in stat_keys if k != m]
-        means, sds = st.rows_mean_sd([[x.value(k) for x in g.runs] for k in others])  # NaN skipped, ddof=1
+        means, sds = st.rows_mean_sd([[x.metric(k)[0] for x in g.runs] for k in others])  # NaN skipped; a run older than a metric: from history
         for k, mean, sd in zip(others, means, sds):
             rec[f"{k}_mean"], rec[f"{k}_std"] = mean, sd
         rec["runs"] = [str(x.path) for x in g.runs]
