@@ -154,3 +154,28 @@ def test_readme_compare_example_is_compares_output():
     printed = result.output.splitlines()
     missing = [line for line in shown if line not in printed]
     assert missing == [], f"README's compare example differs from `{command}`"
+
+
+def test_readmes_change_table_names_files_and_registries_that_exist():
+    """"Where to change what" is tested against the tree: every normbench/ path it names
+    exists, every registry it names in capitals is that module's attribute, and every
+    `python -m` command names a module that renders its page."""
+    import importlib
+    import re
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    table = text[text.index("## Where to change what"):text.index("### Code layout")]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| to add")]
+    assert len(rows) >= 10
+    for row in rows:
+        edit = row.split(" | ")[1]
+        paths = re.findall(r"`(normbench/[\w/]+(?:\.py)?/?)`", edit)
+        for path in paths:
+            assert (REPO / path).exists(), (path, row)
+        module = next((p for p in paths if p.endswith(".py")), None)
+        if module:
+            mod = importlib.import_module(module.removesuffix(".py").replace("/", "."))
+            for name in re.findall(r"`(_?[A-Z][A-Z_]+)`", edit):
+                assert hasattr(mod, name), (name, module)
+        for target in re.findall(r"python -m ([\w.]+) > (docs/[\w.]+)", row):
+            assert (REPO / (target[0].replace(".", "/") + ".py")).exists() and (REPO / target[1]).exists(), row
