@@ -133,6 +133,22 @@ def test_a_point_where_a_tuning_seed_diverged_is_not_selected(tmp_path):
 # ----------------------------------------------------------------------------- a whole tune
 
 
+def test_a_norm_that_diverges_at_every_point_is_named_and_the_others_are_confirmed(tmp_path):
+    """One norm with no point where every tuning seed completed does not stop the tune:
+    the others are confirmed and compared, and the missing one is named above and under
+    the table (before, the whole confirmation was refused)."""
+    spec, lines = _spec(tmp_path), []
+    res = tune.run_tune(spec, executor=FakeTrainer(diverge={"none"}), jobs=4, echo=lines.append)
+    assert res.failures == []
+    norms = {m.config.model.norm for m in res.confirmation}
+    assert norms == {"batch", "layer"} and len(res.confirmation) >= 4
+    note = ("not confirmed, so not compared: model.norm=none: no grid point where every tuning seed completed (the "
+            "others diverged or failed); widen the grid toward safer values, or delete the failed folders to retrain them")
+    assert lines.count(note) == 2 and lines[-1] == note
+    assert set(res.comparison.groups["model.norm"]) == {"batch", "layer"}
+    assert note in tune.dry_run(spec)
+
+
 def test_a_tune_confirms_on_fresh_seeds_with_an_equal_budget_per_norm(tmp_path):
     spec, res, lines = _tuned(tmp_path)
     found = list(_folders(tmp_path / "r"))

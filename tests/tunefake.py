@@ -41,8 +41,9 @@ def scores(norm: str, lr: float, seed: int) -> dict:
 class FakeTrainer:
     name = "fake"
 
-    def __init__(self, done_file=None, kill_at=None):
+    def __init__(self, done_file=None, kill_at=None, diverge=()):
         self.done_file, self.kill_at, self.submitted = done_file, kill_at, []
+        self.diverge = set(diverge)  # norms whose every run diverges (NaN loss in the first epoch)
 
     def submit(self, member, threads):
         from normbench.store import runfolder
@@ -51,6 +52,11 @@ class FakeTrainer:
         if self.kill_at is not None and len(self.submitted) == self.kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
         c = member.config
+        if c.model.norm in self.diverge:
+            runfolder.write_summary(member.run_dir, {"status": "diverged", "run_id": member.run_id, "norm": c.model.norm,
+                                                     "seed": c.seed, "epochs": c.train.epochs, "steps_per_epoch": 5,
+                                                     "epochs_completed": 1})
+            return member
         runfolder.write_summary(member.run_dir, {
             "status": "completed", "run_id": member.run_id, "norm": c.model.norm, "seed": c.seed,
             "epochs": c.train.epochs, "steps_per_epoch": 5, "optimizer_steps": 5 * c.train.epochs,

@@ -587,6 +587,7 @@ class ConfirmPlan:
     chosen: list  # [(per value, point)]
     seeds: list[int]
     skipped: dict = field(default_factory=dict)  # seed -> a run folder that ran it at a chosen point already
+    unconfirmed: list = field(default_factory=list)  # per values with no point to confirm (every one diverged)
 
     def members(self, k: int, create: bool = True) -> list[sw.Member]:
         # seed by seed: a round stopped early has every value of its first seeds
@@ -600,10 +601,8 @@ def confirm_plan(sel: Selection) -> ConfirmPlan:
     `skipped` says where); seeds given with --confirm-seeds that ran already are refused."""
     spec = sel.spec
     missing = [ch.per for ch in sel.choices if ch.cell is None]
-    if missing:
-        names = ", ".join(f"{spec.per_key}={show_value(v)}" for v in missing)
-        raise NormbenchError(f"{names}: no grid point where every tuning seed completed (the others diverged or "
-                             f"failed); widen the grid toward safer values, or delete the failed folders to retrain them")
+    if missing and len(missing) == len(sel.choices):
+        raise NormbenchError(unconfirmed_line(spec, missing))
     chosen = sel.chosen()
     used = used_seeds(spec, chosen)
     if spec.seeds_given:
@@ -625,7 +624,16 @@ def confirm_plan(sel: Selection) -> ConfirmPlan:
     spec.confirm_seeds = seeds  # role.json records the seeds used
     plan = ConfirmPlan(spec, chosen, seeds)
     plan.skipped = skipped
+    plan.unconfirmed = missing
     return plan
+
+
+def unconfirmed_line(spec, missing: list) -> str:
+    """Why the `missing` per values have no confirmation: no grid point of theirs where
+    every tuning seed completed. The others are confirmed and compared without them."""
+    names = ", ".join(f"{spec.per_key}={show_value(v)}" for v in missing)
+    return (f"{names}: no grid point where every tuning seed completed (the others diverged or failed); widen the "
+            "grid toward safer values, or delete the failed folders to retrain them")
 
 
 def _point_key(flat: dict, per_key: str | None = None) -> str:
@@ -929,6 +937,9 @@ def run_tune(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool = 
     echo(f"== confirmation: fresh seeds at each {spec.per_key}'s selected point (the tuning runs are not averaged in)")
     for line in skipped_lines(plan):
         echo(line)
+    unconfirmed = [f"not confirmed, so not compared: {unconfirmed_line(spec, plan.unconfirmed)}"] if plan.unconfirmed else []
+    for line in unconfirmed:
+        echo(line)
     if spec.target is not None:
         failures, last = sw.sweep_until(plan, spec.target, spec.metric, jobs=jobs, executor=executor,
                                         fail_fast=fail_fast, echo=echo)
@@ -949,6 +960,8 @@ def run_tune(spec: TuneSpec, *, jobs: int = 1, executor=None, fail_fast: bool = 
         echo(f"(no comparison: {e})")
         return result
     echo(tables.format_comparison(result.comparison, "table").rstrip("\n"))
+    for line in unconfirmed:  # again under the table, where the verdict is read
+        echo(line)
     return result
 
 
@@ -1000,6 +1013,8 @@ def dry_run(spec: TuneSpec) -> list[str]:
     lines += format_selection(sel)
     plan = confirm_plan(sel)
     lines += skipped_lines(plan)
+    if plan.unconfirmed:
+        lines.append(f"not confirmed, so not compared: {unconfirmed_line(spec, plan.unconfirmed)}")
     if spec.target is not None:
         return lines + sw.describe_until(plan, spec.target, spec.metric)
     for m in plan.members(len(plan.seeds), create=False):
