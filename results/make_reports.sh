@@ -23,3 +23,5 @@ r study_tabular_breast_cancer --within train.optimizer --within model.norm
 r study_tabular_salary --within train.optimizer --within model.norm
 r study_tabular_wine --within train.optimizer --within model.norm
 r study_imdb_transformer
+r study_imdb_transformer_warmup --within model.params.norm_placement
+r study_imdb_transformer_post
