@@ -142,3 +142,12 @@ def test_docs_layers_lists_every_module_and_only_those():
     actual = {str(p.relative_to(PKG)) for p in PKG.rglob("*.py") if not p.name.startswith("__")}
     assert (REPO / "normbench/orchestrate/executors/base.py").exists()
     assert listed == actual, (sorted(listed - actual), sorted(actual - listed))
+
+
+def test_readmes_code_layout_names_the_layers_in_docs_order():
+    """The README's code map names every layer folder, in docs/layers.md's order, then cli.py."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    para = text[text.index("### Code layout"):]
+    para = para[:para.index("\n\n", para.index("`normbench/`"))]
+    named = re.findall(r"`(\w+)`\s+\(", para) + re.findall(r"→\s*`(cli\.py)`", para)
+    assert named == [*_layers(), "cli.py"], named
