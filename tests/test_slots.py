@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import yaml
 
-from conftest import REPO, cli, error_line
+from conftest import REPO, cli, error_line, sweep_here
 from normbench.schema.config import from_dict
 from normbench.build.models import build_model
 
@@ -78,18 +78,6 @@ def test_an_unknown_slot_or_norm_is_one_line(tmp_path):
                                               f"{', '.join(NORMS)}")
 
 
-def _sweep_here(config, grid):
-    """`normbench sweep CONFIG --grid GRID` with its members trained in this process: the
-    sweep's own member folders (load_sweep names them), each trained by `run --resume`, the
-    command the sweep's local executor starts per member, without a process start per member
-    (the sweep command's own path: tests/test_sweep.py)."""
-    from normbench.orchestrate import sweep as sw
-
-    for member in sw.load_sweep(str(config), grid_items=[grid]):
-        r = cli("run", "--resume", member.run_dir, "-q")
-        assert r.exit_code == 0, r.output
-
-
 def test_run_ids_labels_and_legends_show_the_slots_compactly(tmp_path):
     import matplotlib
 
@@ -99,10 +87,10 @@ def test_run_ids_labels_and_legends_show_the_slots_compactly(tmp_path):
            "train": {"epochs": 1, "batch_size": 40}, "output": {"dir": str(out)}}
     p = tmp_path / "c.yaml"
     p.write_text(yaml.safe_dump(raw))
-    _sweep_here(p, "model.norm=none,layer")
+    sweep_here(p, "model.norm=none,layer")
     assert sorted(d.name for d in (out / "s").iterdir() if d.is_dir()) == [
         f"mlp-norm={n}-norms=input.batch-bs=40-seed=0" for n in ("layer", "none")]
-    _sweep_here(p, "model.norms.input=batch,none")
+    sweep_here(p, "model.norms.input=batch,none")
     assert {f"mlp-norm=none-bs=40-input=batch-seed=0", "mlp-norm=none-bs=40-input=none-seed=0"} <= {
         d.name for d in (out / "s").iterdir()}
     from normbench.analysis import results
