@@ -2,9 +2,9 @@
 
 Every helper more than one test file uses lives here, once (test files import each other
 never): the CLI runner `cli`, the error checks `error_line` / `assert_one_line_error`,
-configs (`write_config`), hand-written run folders (`write_run`), compare's tables
-(`parse_table`), a normbench process started in the background (`start_run`), and the
-run sets the compare and plot tests share (`three`, `two_groups`, `real_runs`: a few
+configs (`write_config`), a sweep trained in this process (`sweep_here`), hand-written
+run folders (`write_run`), compare's tables (`parse_table`), a normbench process started
+in the background (`start_run`), and the run sets the compare and plot tests share (`three`, `two_groups`, `real_runs`: a few
 tiny real trainings, once per session) with their readers (`compare_csv`, `group_stats`).
 """
 
@@ -219,6 +219,20 @@ def parse_table(text: str, section: int = 0) -> list[dict]:
     metrics) merged row by row, keyed by header."""
     first, second = parse_tables(text)[2 * section:2 * section + 2]
     return [a | b for a, b in zip(first, second, strict=True)]
+
+
+def sweep_here(config, grid):
+    """`normbench sweep CONFIG --grid GRID` with its members trained in this process: the
+    sweep's own member folders (load_sweep names them), each trained by `run --resume`, the
+    command the sweep's local executor starts per member, without a process start per member
+    (the sweep command's own path, subprocesses and all: tests/test_sweep.py)."""
+    from normbench.orchestrate import sweep as sw
+
+    members = sw.load_sweep(str(config), grid_items=[grid])
+    for member in members:
+        r = cli("run", "--resume", member.run_dir, "-q")
+        assert r.exit_code == 0, r.output
+    return members
 
 
 # ----------------------------------------------------------------------------- a run in the background

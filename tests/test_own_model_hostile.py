@@ -40,11 +40,23 @@ def _cfg(tmp_path, model, data, **train):
     return p
 
 
-def _save(path, code: str):
-    """Build a model with `code` (keras imported; `model` assigned) in a fresh process and
-    save it: this process never registers its custom classes."""
-    script = f"import keras, numpy as np\nfrom keras import layers\n{code}\nmodel.save({str(path)!r})\n"
-    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)
+def _save(path, code: str, fresh: bool = False):
+    """Build a model with `code` (keras, np, layers available; `model` assigned) and save it.
+    fresh=True (a model with a custom class): in a fresh process, so that this process never
+    registers the class and normbench must find it through model.custom_objects. Built-in
+    layers only: here, after clear_session, so layers get the names a fresh process gives
+    them (dense, dense_1 ...), without a process start and a TensorFlow import per model."""
+    if fresh:
+        script = f"import keras, numpy as np\nfrom keras import layers\n{code}\nmodel.save({str(path)!r})\n"
+        subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)
+        return path
+    import keras
+    from keras import layers
+
+    keras.backend.clear_session()
+    scope = {"keras": keras, "np": np, "layers": layers}
+    exec(code, scope)
+    scope["model"].save(str(path))
     return path
 
 
@@ -397,7 +409,7 @@ h = layers.LayerNormalization(epsilon=1e-6, name="ln_1")(h)
 h = layers.GlobalAveragePooling1D()(h)
 h = layers.Dense(8, activation="relu", name="ffn")(h)
 h = layers.LayerNormalization(epsilon=1e-6, name="ln_2")(h)
-model = keras.Model(inp, layers.Dense(2, activation="softmax", name="head")(h))""")
+model = keras.Model(inp, layers.Dense(2, activation="softmax", name="head")(h))""", fresh=True)
     rng = np.random.default_rng(0)
     f = _npz(tmp_path / "tokens.npz", rng.integers(0, 50, (96, 10)).astype("int32"), np.arange(96) % 2,
              rng.integers(0, 50, (32, 10)).astype("int32"), np.arange(32) % 2)
@@ -462,7 +474,7 @@ from blocks import TransformerBlock
 inp = keras.Input((5, 4))
 h = layers.LayerNormalization(name="ln_graph")(layers.Dense(8)(inp))
 h = TransformerBlock(8, name="transformer_block")(h)
-model = keras.Model(inp, layers.Dense(2, activation="softmax")(layers.GlobalAveragePooling1D()(h)))""")
+model = keras.Model(inp, layers.Dense(2, activation="softmax")(layers.GlobalAveragePooling1D()(h)))""", fresh=True)
     f = _arrays(tmp_path / "d.npz", shape=(5, 4))
     p = _cfg(tmp_path, {"from": str(saved), "norm": "batch", "custom_objects": str(objects)},
              {"name": "arrays", "path": str(f)})

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import yaml
 
-from conftest import REPO, cli, error_line
+from conftest import REPO, cli, error_line, sweep_here
 from normbench.schema.config import from_dict
 from normbench.build.models import build_model
 
@@ -87,12 +87,10 @@ def test_run_ids_labels_and_legends_show_the_slots_compactly(tmp_path):
            "train": {"epochs": 1, "batch_size": 40}, "output": {"dir": str(out)}}
     p = tmp_path / "c.yaml"
     p.write_text(yaml.safe_dump(raw))
-    r = cli("sweep", p, "--grid", "model.norm=none,layer")
-    assert r.exit_code == 0, r.output
+    sweep_here(p, "model.norm=none,layer")
     assert sorted(d.name for d in (out / "s").iterdir() if d.is_dir()) == [
         f"mlp-norm={n}-norms=input.batch-bs=40-seed=0" for n in ("layer", "none")]
-    r = cli("sweep", p, "--grid", "model.norms.input=batch,none")
-    assert r.exit_code == 0, r.output
+    sweep_here(p, "model.norms.input=batch,none")
     assert {f"mlp-norm=none-bs=40-input=batch-seed=0", "mlp-norm=none-bs=40-input=none-seed=0"} <= {
         d.name for d in (out / "s").iterdir()}
     from normbench.analysis import results

@@ -245,7 +245,7 @@ def _scratch_folders():
     return set(Path(tempfile.gettempdir()).glob(SCRATCH_PREFIX + "*"))
 
 
-@pytest.mark.xdist_group("ray")  # one worker runs both Ray tests, one Ray instance at a time
+@pytest.mark.xdist_group("ray")  # both Ray tests are in this file: --dist loadfile runs them on one worker
 def test_ray_modes_index_the_real_folders_and_leave_no_scratch(tmp_path, monkeypatch):
     """The CLI's Ray mode (shared storage), then the returned-files mode on the same
     local Ray instance: runs.csv points at the real folders, no scratch folder is left.

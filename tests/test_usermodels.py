@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, cli, error_line
+from conftest import REPO, cli, error_line, sweep_here
 from normbench import NormbenchError
 from normbench.schema.config import from_dict
 from normbench.build.models import build_model
@@ -91,8 +91,7 @@ def test_three_model_paths_train_and_compare_groups_them_by_norm(tmp_path, saved
         p = tmp_path / f"{kind}.yaml"
         p.write_text(yaml.safe_dump(raw))
         if kind == "from":  # a sweep names its members after the model file
-            r = cli("sweep", p, "--grid", "model.norm=batch,none")
-            assert r.exit_code == 0, r.output
+            sweep_here(p, "model.norm=batch,none")
             assert sorted(d.name for d in (out / kind).iterdir() if d.is_dir()) == [
                 f"{saved.stem}-norm={n}-bs=32-seed=0" for n in ("batch", "none")]
             continue
