@@ -701,7 +701,7 @@ def _sweep_report(members) -> None:
     try:
         comp = results.compare(load_runs([str(m.run_dir) for m in members]))
     except NormbenchError as e:
-        click.echo(f"(no comparison: {e.render(_flag) if isinstance(e, ParamError) else e})")
+        click.echo(f"(no comparison: {_text(e)})")
         return
     click.echo(tables.format_comparison(comp, "table"), nl=False)
 
