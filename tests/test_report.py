@@ -221,6 +221,24 @@ def test_the_cli_records_a_sweeps_and_a_tunes_command_line(tmp_path, monkeypatch
     assert {runfolder.read_command(d) for d in made} == {"normbench " + " ".join(args)}
 
 
+def test_a_tune_still_at_its_first_grid_value_reports_without_its_grid_curve(tmp_path):
+    """A tune folder in progress (every finished tuning run at one learning rate, no
+    confirmation yet) gets its page, without the curve over the grid, instead of plot's
+    "nothing to plot against"."""
+    import shutil
+
+    if not TUNE.exists():
+        pytest.skip("the committed tune study is not in this checkout")
+    t = tmp_path / TUNE.name
+    shutil.copytree(TUNE, t)
+    full = _report([t], tmp_path / "full.html")
+    for d in [c.parent for c in t.rglob(runfolder.CONFIG)]:
+        if runfolder.read_role(d)["role"] == "confirmation" or "learning_rate=0.0003-" not in d.name:
+            shutil.rmtree(d)  # as if only the first rate's tuning runs had finished
+    page = _report([t], tmp_path / "t.html")
+    assert "tune" in page.sections and page.svgs == full.svgs - 1  # all but the curve over the grid
+
+
 def test_a_bad_output_is_one_line_and_writes_nothing(tmp_path):
     root = _study(tmp_path / "r")
     line = error_line(cli("report", root, "-o", tmp_path / "study.png"))

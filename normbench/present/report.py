@@ -356,6 +356,8 @@ def _tune(runs: list[Run], salt: str, band: str = "std") -> dict | None:
     per = info.get("per", "model.norm")
     figures = []
     for key in [k for k in info.get("grid", []) if k != "seed"]:
+        if len({show_value(r.config.get(key)) for r in tuning if r.completed}) < 2:
+            continue  # a tune still at its first grid value: no curve over the grid yet
         res = plots.plot_vs(runs, key, None, band=band)
         figures.append((key, _svg(res.figure, f"{salt}-{len(figures)}"), res.selected, res.confirmed))
     budget: dict[str, dict] = {}
