@@ -25,3 +25,4 @@ r study_tabular_wine --within train.optimizer --within model.norm
 r study_imdb_transformer
 r study_imdb_transformer_warmup --within model.params.norm_placement
 r study_imdb_transformer_post
+r study_cifar10_recipe
