@@ -137,3 +137,20 @@ def test_a_shown_metric_of_a_run_from_before_it_is_read_from_its_history_csv(tmp
     groups = json.loads(cli("compare", tmp_path, "--format", "json").stdout)["groups"]
     losses = [float(runfolder_rows(p.parent)[-1]["loss"]) for p in sorted(tmp_path.rglob("history.csv"))]
     assert groups[0]["final_train_loss_mean"] == pytest.approx(sum(losses) / 2)
+
+
+def test_the_reports_run_table_shows_a_history_metric_of_an_old_run(tmp_path):
+    """report's table of runs reads the ranked metric as compare does: from history.csv
+    for a run whose summary.json predates it, not n/a."""
+    from conftest import cli, write_run
+
+    for seed in (0, 1):
+        write_run(tmp_path / "r", seed=seed, norm="batch", extra={"epochs_to_95": None})
+        write_run(tmp_path / "r", seed=seed, norm="layer", curve_shift=0.6, extra={"epochs_to_95": None})
+    out = tmp_path / "p.html"
+    r = cli("report", tmp_path / "r", "--metric", "epochs_to_95", "-o", out)
+    assert r.exit_code == 0, r.output
+    text = out.read_text(encoding="utf-8")
+    table = text[text.index('id="all-runs"'):]
+    table = table[:table.index("</table>")]
+    assert "n/a" not in table

@@ -289,7 +289,7 @@ def _run_rows(runs: list[Run], comp, metric: str, base: str) -> list[dict]:
     label = {id(run): r.label or "all runs" for r in comp.ranked for run in r.group.runs}
     rows = []
     for run in runs:
-        v = run.value(metric) if run.summary else math.nan
+        v = run.metric(metric)[0] if run.summary else math.nan  # as compare ranks it (history fallback)
         epochs = run.config.get("train.epochs", run.summary.get("epochs"))
         rows.append({
             "path": os.path.relpath(run.path, base) if base else _rel(run.path), "status": run.status,
